@@ -1,0 +1,1 @@
+//! The ipc-bench harness. Placeholder.

@@ -1,0 +1,2 @@
+//! ipc-bench. Placeholder.
+fn main() {}

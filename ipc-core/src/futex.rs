@@ -1,0 +1,273 @@
+//! Cross-process blocking: futex wait/wake on a `u32` in shared memory.
+//!
+//! The futex is the shared kind (no `FUTEX_PRIVATE_FLAG`), so a waiter in one process is woken by
+//! a waker in another, whatever address each has the page mapped at. Timeouts are measured on
+//! the monotonic clock. [`Futex`] pairs the word with a waiter count so that a waker pays the wake
+//! syscall only when somebody announced that it sleeps.
+//!
+//! ## The waiter-count protocol
+//!
+//! | side   | steps                                                                   |
+//! |--------|-------------------------------------------------------------------------|
+//! | waiter | `waiters += 1` (SeqCst); kernel re-checks `value == expected`; sleep; `waiters -= 1` |
+//! | waker  | change `value`; `fence(SeqCst)`; if `waiters > 0` then `FUTEX_WAKE`          |
+//!
+//! Either the waker sees the waiter's increment and wakes it, or the waiter's kernel check sees
+//! the new value and does not sleep (the classic store-buffer pair, ordered by the two SeqCst
+//! operations). A waiter killed while asleep leaves the count one too high: wakers then make a
+//! syscall that finds nobody, which costs time but never correctness.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::platform::{self, FutexWait};
+use crate::primitive::{AtomicU32, Ordering, fence};
+
+/// Why one wait returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitResult {
+    /// Woken (or spuriously returned): re-check the condition.
+    Woken,
+    /// The word no longer held the expected value, so the wait did not sleep.
+    ValueChanged,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, at most until `deadline` (`None`: no limit). Returns at once
+/// with [`WaitResult::ValueChanged`] if the word already differs.
+///
+/// Spurious returns happen: callers loop on their own condition.
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitResult {
+    let timeout = match deadline {
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => return WaitResult::TimedOut,
+        },
+        None => None,
+    };
+    match platform::futex_wait(word, expected, timeout) {
+        FutexWait::Woken => WaitResult::Woken,
+        FutexWait::ValueChanged => WaitResult::ValueChanged,
+        FutexWait::TimedOut => WaitResult::TimedOut,
+    }
+}
+
+/// Wakes up to `count` processes or threads sleeping on `word`; returns how many woke.
+pub fn wake(word: &AtomicU32, count: u32) -> usize {
+    platform::futex_wake(word, count)
+}
+
+/// A futex word with a waiter count, laid out for shared memory (`#[repr(C)]`, 8 bytes, all
+/// bit patterns valid).
+///
+/// ```
+/// use ipc_core::futex::Futex;
+/// use std::time::{Duration, Instant};
+///
+/// let f = Futex::new(0);
+/// // Nobody will change the word: the wait ends at its deadline.
+/// let r = f.wait_while(|v| v == 0, Some(Instant::now() + Duration::from_millis(5)));
+/// assert!(r.is_err());
+/// f.store_and_wake_all(1);
+/// assert_eq!(f.wait_while(|v| v == 0, None), Ok(1));
+/// ```
+#[repr(C)]
+pub struct Futex {
+    value: AtomicU32,
+    waiters: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Futex>() == 8);
+
+/// A deadline passed before the condition became false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+impl fmt::Debug for Futex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Futex")
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("value", &self.value.load(Ordering::Relaxed))
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("waiters", &self.waiters.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Futex {
+    /// A futex word holding `value` with no waiters.
+    pub const fn new(value: u32) -> Self {
+        Self {
+            value: AtomicU32::new(value),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// The word itself, for compare-and-swap protocols built on top.
+    pub fn word(&self) -> &AtomicU32 {
+        &self.value
+    }
+
+    /// Loads the word with `Acquire`.
+    pub fn load(&self) -> u32 {
+        // ORDERING: Acquire, pairs with the Release (or SeqCst) store of whoever changed the word,
+        // so the caller sees what was written before it.
+        self.value.load(Ordering::Acquire)
+    }
+
+    /// Sleeps once while the word equals `expected`, announcing itself in the waiter count.
+    pub fn wait(&self, expected: u32, deadline: Option<Instant>) -> WaitResult {
+        // ORDERING: SeqCst, pairs with the SeqCst fence in `wake_*`: either the waker sees this
+        // increment or the kernel's check below sees the waker's new value.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let r = wait(&self.value, expected, deadline);
+        // ORDERING: Relaxed, only a hint for wakers; a stale count costs one syscall.
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Sleeps in bounded slices while `blocked(current value)` holds, until `deadline`. Returns
+    /// the first value for which `blocked` is false.
+    pub fn wait_while(
+        &self,
+        mut blocked: impl FnMut(u32) -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<u32, TimedOut> {
+        loop {
+            let v = self.load();
+            if !blocked(v) {
+                return Ok(v);
+            }
+            if self.wait(v, deadline) == WaitResult::TimedOut {
+                let v = self.load();
+                return if blocked(v) { Err(TimedOut) } else { Ok(v) };
+            }
+        }
+    }
+
+    /// Like [`wait_while`](Self::wait_while), but sleeps at most `slice` at a time and calls
+    /// `check` between slices; `check` returning `Err` ends the wait with that error. Use it to
+    /// re-check a peer's liveness so that no wait outlasts a dead peer.
+    pub fn wait_while_checked<E>(
+        &self,
+        mut blocked: impl FnMut(u32) -> bool,
+        deadline: Option<Instant>,
+        slice: Duration,
+        mut check: impl FnMut() -> Result<(), E>,
+    ) -> Result<Result<u32, TimedOut>, E> {
+        loop {
+            let now = Instant::now();
+            let slice_end = now + slice;
+            let this_deadline = match deadline {
+                Some(d) if d <= slice_end => Some(d),
+                _ => Some(slice_end),
+            };
+            match self.wait_while(&mut blocked, this_deadline) {
+                Ok(v) => return Ok(Ok(v)),
+                Err(TimedOut) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(Err(TimedOut));
+                    }
+                    check()?;
+                }
+            }
+        }
+    }
+
+    /// Stores `value` with `Release` and wakes every waiter (if any announced itself).
+    pub fn store_and_wake_all(&self, value: u32) {
+        // ORDERING: Release, pairs with the Acquire in `load`: publishes what the caller wrote
+        // before this store.
+        self.value.store(value, Ordering::Release);
+        self.wake_all();
+    }
+
+    /// Wakes one waiter, if any announced itself. Call after changing the word.
+    pub fn wake_one(&self) -> usize {
+        if self.has_waiters() {
+            wake(&self.value, 1)
+        } else {
+            0
+        }
+    }
+
+    /// Wakes every waiter, if any announced itself. Call after changing the word.
+    pub fn wake_all(&self) -> usize {
+        if self.has_waiters() {
+            wake(&self.value, i32::MAX as u32)
+        } else {
+            0
+        }
+    }
+
+    fn has_waiters(&self) -> bool {
+        // ORDERING: SeqCst fence, pairs with the SeqCst increment in `wait`: orders the caller's
+        // change of the word before the waiter-count load (store-buffer pattern).
+        fence(Ordering::SeqCst);
+        // ORDERING: Relaxed, ordered by the fence above.
+        self.waiters.load(Ordering::Relaxed) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn wait_times_out_on_unchanged_word() {
+        let f = Futex::new(3);
+        let start = Instant::now();
+        let r = f.wait_while(|v| v == 3, Some(start + Duration::from_millis(20)));
+        assert_eq!(r, Err(TimedOut));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wait_returns_at_once_when_value_differs() {
+        let f = Futex::new(1);
+        assert_eq!(f.wait(0, None), WaitResult::ValueChanged);
+    }
+
+    #[test]
+    fn wake_skips_syscall_without_waiters() {
+        let f = Futex::new(0);
+        assert_eq!(f.wake_all(), 0);
+    }
+
+    #[test]
+    fn thread_is_woken() {
+        let f = Arc::new(Futex::new(0));
+        let g = Arc::clone(&f);
+        let t = std::thread::spawn(move || g.wait_while(|v| v == 0, None));
+        std::thread::sleep(Duration::from_millis(20));
+        f.store_and_wake_all(7);
+        assert_eq!(t.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn checked_wait_stops_on_check_error() {
+        let f = Futex::new(0);
+        let mut calls = 0;
+        let r = f.wait_while_checked(
+            |v| v == 0,
+            None,
+            Duration::from_millis(2),
+            || {
+                calls += 1;
+                if calls == 3 { Err("peer died") } else { Ok(()) }
+            },
+        );
+        assert_eq!(r, Err("peer died"));
+    }
+}

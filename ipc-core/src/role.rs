@@ -1,0 +1,49 @@
+//! Child roles dispatched before `main`.
+//!
+//! Some processes this crate starts are the current executable run again (the cleanup tracker;
+//! later the spawn start method). Such a child is told its role by the `IPC_CORE_ROLE`
+//! environment variable, and a constructor placed in `.init_array` runs before `main` — before
+//! the test harness too, so this works inside `cargo test` binaries and doctests that have no
+//! `main` of their own — and hands control to the role's code, which never returns to `main`.
+
+/// The environment variable that names a child's role.
+pub(crate) const ROLE_ENV: &str = "IPC_CORE_ROLE";
+
+extern "C" fn dispatch() {
+    let Some(role) = std::env::var_os(ROLE_ENV) else {
+        return;
+    };
+    // SAFETY: constructors run before `main`, while the process is still single-threaded, so
+    // nothing can read the environment concurrently.
+    unsafe { std::env::remove_var(ROLE_ENV) };
+    if role == crate::tracker::ROLE {
+        crate::tracker::run();
+    }
+    // An unknown role: let `main` run, as if the variable were not set.
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static DISPATCH: extern "C" fn() = dispatch;
+
+/// Keeps the constructor linked into the final executable: called by every code path that
+/// re-executes the current binary, so the object holding `DISPATCH` is always pulled in.
+pub(crate) fn ensure_linked() {
+    std::hint::black_box(&DISPATCH);
+}
+
+/// Prepares this process to start children with the library's start methods.
+///
+/// Call it first in `main`, as a Python script guards its entry point with
+/// `if __name__ == "__main__"`. Children that re-execute this binary are dispatched to their role
+/// before `main` runs; `init` keeps that dispatcher linked into the executable.
+///
+/// ```
+/// fn main() {
+///     ipc_core::init();
+///     // ... the program
+/// }
+/// ```
+pub fn init() {
+    ensure_linked();
+}

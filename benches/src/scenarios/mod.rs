@@ -1,0 +1,3 @@
+//! Scenario groups, one file each.
+
+pub mod limit;

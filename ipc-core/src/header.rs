@@ -193,7 +193,7 @@ fn checksum(buf: &[u8; HEADER_SIZE]) -> u64 {
     fnv1a(&bytes)
 }
 
-/// Writes a header at `base`, leaving `init_state` at "initialising". Call [`publish`] once the
+/// Writes a header at `base`, leaving `init_state` at "initialising". Call [`publish()`] once the
 /// payload is initialised too.
 ///
 /// # Safety
@@ -243,10 +243,10 @@ pub unsafe fn write(base: *mut u8, fp: &TypeFingerprint, capacity: usize, total_
     }
 }
 
-/// Marks a header written by [`write`] as ready.
+/// Marks a header written by [`write()`] as ready.
 ///
 /// # Safety
-/// `base` must be a mapping on which [`write`] was called.
+/// `base` must be a mapping on which [`write()`] was called.
 pub unsafe fn publish(base: *mut u8) {
     // SAFETY: the caller guarantees a mapping on which `write` ran, so HEADER_SIZE bytes.
     let word = unsafe { init_word(base) };

@@ -32,6 +32,7 @@
 //! that is not ours, of another layout version, of another type, truncated, or still
 //! initialising past a timeout each gives its own [`OpenError`].
 
+pub mod atomic;
 pub mod codec;
 mod error;
 pub mod futex;

@@ -1,15 +1,10 @@
-//! The one place that names atomic types and `UnsafeCell`: std's normally, loom's under
-//! `--cfg loom`, so algorithms written against these names can be model-checked.
-#![allow(clippy::disallowed_types)]
-#![allow(unused_imports, unreachable_pub)]
+//! The crate's atomics facade: every atomic type the crate uses comes from here. ipc-core works
+//! on shared memory through syscalls, which loom cannot model, so it always uses the
+//! shared-memory atomics of [`crate::atomic`]; crates above swap them for loom's under
+//! `--cfg loom`.
+#![allow(unused_imports)]
 
-#[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{
-    AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
-    AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
-};
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{
+pub(crate) use crate::atomic::{
     AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
     AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };

@@ -39,10 +39,8 @@ pub(crate) fn ensure_linked() {
 /// before `main` runs; `init` keeps that dispatcher linked into the executable.
 ///
 /// ```
-/// fn main() {
-///     ipc_core::init();
-///     // ... the program
-/// }
+/// // First thing in `main`:
+/// ipc_core::init();
 /// ```
 pub fn init() {
     ensure_linked();

@@ -1,0 +1,258 @@
+//! `SharedMemory`: anonymous and named segments, handles across processes, Python interop, and
+//! the cleanup tracker under SIGKILL.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{child_input, eventually, have_python, spawn_child};
+use ipc_core::{CreateError, OpenError, SegmentHandle, SharedMemory};
+
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm/{name}")
+}
+
+#[test]
+fn anonymous_segment_reads_back_and_reattaches() {
+    let seg = SharedMemory::anonymous(4096).unwrap();
+    assert_eq!(seg.len(), 4096);
+    assert_eq!(seg.name(), None);
+    seg.write(4090, b"abcdef").unwrap();
+    let again = SharedMemory::attach(&seg.handle()).unwrap();
+    let mut buf = [0u8; 6];
+    again.read(4090, &mut buf).unwrap();
+    assert_eq!(&buf, b"abcdef");
+    assert!(seg.write(4091, b"abcdef").is_err());
+    assert!(seg.read(usize::MAX, &mut buf).is_err());
+}
+
+#[test]
+fn zero_size_is_refused() {
+    assert!(matches!(
+        SharedMemory::anonymous(0),
+        Err(CreateError::InvalidSize { size: 0 })
+    ));
+    assert!(matches!(
+        SharedMemory::builder(&ipc_core::random_name())
+            .size(0)
+            .create(),
+        Err(CreateError::InvalidSize { .. })
+    ));
+}
+
+#[test]
+fn named_segment_is_exclusive_and_unlinked_by_its_owner() {
+    let name = ipc_core::random_name();
+    let seg = SharedMemory::builder(&name).size(100).create().unwrap();
+    assert!(seg.is_owner());
+    assert!(Path::new(&shm_path(&name)).exists());
+    let mode = std::fs::metadata(shm_path(&name)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    assert!(matches!(
+        SharedMemory::builder(&name).size(100).create(),
+        Err(CreateError::AlreadyExists { .. })
+    ));
+    let opened = SharedMemory::builder(&name).open().unwrap();
+    assert!(!opened.is_owner());
+    assert_eq!(opened.len(), 100);
+    drop(opened);
+    assert!(
+        Path::new(&shm_path(&name)).exists(),
+        "a non-owner must not unlink"
+    );
+    drop(seg);
+    assert!(!Path::new(&shm_path(&name)).exists());
+    assert!(matches!(
+        SharedMemory::builder(&name).open(),
+        Err(OpenError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn bad_names_are_refused() {
+    for bad in ["", "a/b", "..", "x\0y"] {
+        assert!(matches!(
+            SharedMemory::builder(bad).size(1).create(),
+            Err(CreateError::InvalidName { .. })
+        ));
+    }
+}
+
+#[test]
+fn open_or_create_and_manual_unlink() {
+    let name = ipc_core::random_name();
+    let mut a = SharedMemory::builder(&name)
+        .size(64)
+        .open_or_create()
+        .unwrap();
+    assert!(a.is_owner());
+    let b = SharedMemory::builder(&name)
+        .size(64)
+        .open_or_create()
+        .unwrap();
+    assert!(!b.is_owner());
+    a.set_owner(false);
+    drop(a);
+    assert!(
+        Path::new(&shm_path(&name)).exists(),
+        "ownership was given up"
+    );
+    let mut b = b;
+    b.unlink().unwrap();
+    assert!(!Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn handle_round_trips_through_the_codec() {
+    let seg = SharedMemory::create_named(64).unwrap();
+    let bytes = ipc_core::codec::encode(&seg.handle()).unwrap();
+    let handle: SegmentHandle = ipc_core::codec::decode(&bytes).unwrap();
+    assert_eq!(handle.name(), seg.name());
+}
+
+// --- across processes ---------------------------------------------------------------------
+
+#[test]
+#[ignore = "child role of anonymous_segment_reaches_a_spawned_child"]
+fn child_writes_into_anonymous_segment() {
+    let Some(handle) = child_input::<SegmentHandle>() else {
+        return;
+    };
+    // The child did not inherit the memfd (it is close-on-exec): it reopens it through /proc.
+    let seg = SharedMemory::attach(&handle).unwrap();
+    let mut buf = [0u8; 5];
+    seg.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    seg.write(0, b"HELLO").unwrap();
+}
+
+#[test]
+fn anonymous_segment_reaches_a_spawned_child() {
+    let seg = SharedMemory::anonymous(4096).unwrap();
+    seg.write(0, b"hello").unwrap();
+    let child = spawn_child("child_writes_into_anonymous_segment", &seg.handle());
+    child.wait_success(Duration::from_secs(60));
+    let mut buf = [0u8; 5];
+    seg.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"HELLO");
+}
+
+#[test]
+#[ignore = "child role of sigkilled_creator_leaves_no_name"]
+fn child_creates_named_segment_and_sleeps() {
+    if child_input::<()>().is_none() {
+        return;
+    }
+    let seg = SharedMemory::create_named(4096).unwrap();
+    println!("NAME {}", seg.name().unwrap());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn sigkilled_creator_leaves_no_name() {
+    let mut child = spawn_child("child_creates_named_segment_and_sleeps", &());
+    let name = child.read_tagged("NAME ");
+    assert!(name.starts_with(ipc_core::NAME_PREFIX));
+    assert!(Path::new(&shm_path(&name)).exists());
+    child.kill9();
+    let took = eventually(Duration::from_secs(10), || {
+        !Path::new(&shm_path(&name)).exists()
+    });
+    let took = took.unwrap_or_else(|| panic!("{name} still in /dev/shm after its creator died"));
+    eprintln!("name removed {took:?} after SIGKILL of its creator");
+}
+
+#[test]
+#[ignore = "child role of attacher_exit_does_not_unlink"]
+fn child_opens_named_and_exits() {
+    let Some(name) = child_input::<String>() else {
+        return;
+    };
+    let seg = SharedMemory::builder(&name).open().unwrap();
+    seg.write(0, b"x").unwrap();
+}
+
+#[test]
+fn attacher_exit_does_not_unlink() {
+    // CPython gh-82300: an attaching process's tracker unlinks a segment it does not own.
+    let seg = SharedMemory::create_named(64).unwrap();
+    let name = seg.name().unwrap().to_owned();
+    spawn_child("child_opens_named_and_exits", &name).wait_success(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(Path::new(&shm_path(&name)).exists());
+    let mut b = [0u8; 1];
+    seg.read(0, &mut b).unwrap();
+    assert_eq!(&b, b"x");
+}
+
+// --- Python interop ----------------------------------------------------------------------
+
+#[test]
+fn python_sees_a_segment_created_here() {
+    if !have_python() {
+        eprintln!("skipped: python3 with multiprocessing.shared_memory is not available");
+        return;
+    }
+    let seg = SharedMemory::create_named(32).unwrap();
+    seg.write(0, b"from rust").unwrap();
+    let script = r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+shm = shared_memory.SharedMemory(name=sys.argv[1])
+# Attaching registers the name with Python's tracker (gh-82300); we do not own it.
+resource_tracker.unregister(shm._name, "shared_memory")
+print(bytes(shm.buf[:9]).decode())
+shm.buf[9:20] = b" and python"
+shm.close()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, seg.name().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from rust");
+    let mut buf = [0u8; 20];
+    seg.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"from rust and python");
+}
+
+#[test]
+fn a_python_segment_opens_here() {
+    if !have_python() {
+        eprintln!("skipped: python3 with multiprocessing.shared_memory is not available");
+        return;
+    }
+    let name = ipc_core::random_name();
+    // Python creates the segment, writes, and keeps it (we unlink it afterwards).
+    let script = r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+shm = shared_memory.SharedMemory(name=sys.argv[1], create=True, size=4096)
+shm.buf[:11] = b"from python"
+resource_tracker.unregister(shm._name, "shared_memory")
+shm.close()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seg = SharedMemory::builder(&name).open().unwrap();
+    assert_eq!(seg.len(), 4096);
+    let mut buf = [0u8; 11];
+    seg.read(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"from python");
+    seg.unlink().unwrap();
+    assert!(!Path::new(&shm_path(&name)).exists());
+}

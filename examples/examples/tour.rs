@@ -1,4 +1,182 @@
-//! A walk through the toolkit. Placeholder until the segment section lands.
-fn main() {
+//! A guided walk through the toolkit: each step prints what it did, its result, and its timing.
+//!
+//! Run with `cargo run --release --example tour`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use examples::fmt_duration;
+use ipc_core::{Placement, RawArray, RawValue, SharedMemory};
+
+fn section(title: &str) {
+    println!("\n== {title} ==");
+}
+
+fn step(what: &str, result: impl std::fmt::Display, took: Duration) {
+    println!("  {what:<52} {result:<32} {:>10}", fmt_duration(took));
+}
+
+/// Times `n` runs of `f` and returns the mean duration of one.
+fn per_op(n: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed() / n
+}
+
+fn segments() -> anyhow::Result<()> {
+    section("Shared-memory segments (ipc-core)");
+    let t = Instant::now();
+    let anon = SharedMemory::anonymous(1 << 20)?;
+    step(
+        "anonymous 1 MiB segment (memfd, cannot leak)",
+        format!("{} bytes", anon.len()),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let named = SharedMemory::create_named(4096)?;
+    let name = named.name().unwrap_or_default().to_owned();
+    step("named segment, O_EXCL, mode 0600", &name, t.elapsed());
+
+    let t = Instant::now();
+    let other = SharedMemory::builder(&name).open()?;
+    other.write(0, b"written through a second mapping")?;
+    let mut buf = [0u8; 32];
+    named.read(0, &mut buf)?;
+    step(
+        "opened by name, written, read back",
+        String::from_utf8_lossy(&buf[..7]),
+        t.elapsed(),
+    );
+
+    let create_open = per_op(200, || {
+        let s = SharedMemory::create_named(4096).expect("create");
+        let o = SharedMemory::builder(s.name().unwrap_or_default())
+            .open()
+            .expect("open");
+        drop(o);
+        drop(s);
+    });
+    step(
+        "create + open + unlink a named segment (mean)",
+        "ok",
+        create_open,
+    );
+    drop(other);
+    drop(named);
+    let gone = !std::path::Path::new(&format!("/dev/shm/{name}")).exists();
+    step(
+        "owner dropped: name removed from /dev/shm",
+        gone,
+        Duration::ZERO,
+    );
+    Ok(())
+}
+
+fn typed_values() -> anyhow::Result<()> {
+    section("Typed raw values and arrays (ipc-core)");
+    let t = Instant::now();
+    let v = RawValue::new(5u64)?;
+    v.fetch_add(10);
+    step("RawValue::new(5u64), fetch_add(10)", v.get(), t.elapsed());
+
+    let n = 10_000_000;
+    let each = per_op(n, || {
+        v.fetch_add(1);
+    });
+    step(
+        "atomic increments in shared memory (mean)",
+        format!("{:.0} M/s", 1e3 / each.as_nanos().max(1) as f64),
+        each,
+    );
+
+    let t = Instant::now();
+    let a = RawArray::from_slice(&[1i32, 2, 3])?;
+    for i in 0..a.len() {
+        a.fetch_add(i, 1)?;
+    }
+    step(
+        "RawArray [1, 2, 3], add 1 to each",
+        format!("{:?}", a.to_vec()),
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let err = RawValue::<u32>::open(&v.handle())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    step(
+        "open a RawValue<u64> as RawValue<u32>",
+        "refused",
+        t.elapsed(),
+    );
+    println!("    error: {err}");
+
+    let t = Instant::now();
+    let named = RawArray::create_from(&Placement::NamedRandom, &[0.5f64; 4])?;
+    let again = RawArray::<f64>::open_named(named.name().unwrap_or_default())?;
+    step(
+        "named RawArray<f64> opened by name",
+        format!("{:?}", again.to_vec()),
+        t.elapsed(),
+    );
+    Ok(())
+}
+
+fn python_interop() -> anyhow::Result<()> {
+    section("Python interop (multiprocessing.shared_memory)");
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.shared_memory")
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        println!("  skipped: python3 is not available");
+        return Ok(());
+    }
+    let seg = SharedMemory::create_named(64)?;
+    seg.write(0, b"hello from Rust")?;
+    let script = "import sys\n\
+        from multiprocessing import shared_memory, resource_tracker\n\
+        s = shared_memory.SharedMemory(name=sys.argv[1])\n\
+        resource_tracker.unregister(s._name, 'shared_memory')\n\
+        print(bytes(s.buf[:15]).decode(), end='')\n\
+        s.buf[16:33] = b'hello from Python'\n\
+        s.close()\n";
+    let t = Instant::now();
+    let out = Command::new("python3")
+        .args(["-c", script, seg.name().unwrap_or_default()])
+        .output()?;
+    let took = t.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    step(
+        "Python attaches our segment and reads",
+        String::from_utf8_lossy(&out.stdout),
+        took,
+    );
+    let mut buf = [0u8; 17];
+    seg.read(16, &mut buf)?;
+    step(
+        "we read what Python wrote",
+        String::from_utf8_lossy(&buf),
+        Duration::ZERO,
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
     ipc_core::init();
+    let start = Instant::now();
+    println!("A tour of the ipc workspace: Python's multiprocessing on shared memory, in Rust.");
+    segments()?;
+    typed_values()?;
+    python_interop()?;
+    println!("\nTour finished in {}.", fmt_duration(start.elapsed()));
+    Ok(())
 }

@@ -14,7 +14,6 @@ pub mod report;
 pub mod scenarios;
 pub mod shm;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Settings shared by every scenario.
@@ -79,7 +78,10 @@ pub fn all() -> Vec<Scenario> {
     v
 }
 
-static SKIP_REASON: Mutex<Option<String>> = Mutex::new(None);
+thread_local! {
+    /// Set by [`skip`] on the thread that runs the scenario, taken by the harness.
+    static SKIP_REASON: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
 
 /// Marks this repeat as skipped for `reason` (e.g. "python3 not found"): returns `Ok(None)` and
 /// records the reason for the report.
@@ -90,8 +92,8 @@ static SKIP_REASON: Mutex<Option<String>> = Mutex::new(None);
 /// assert_eq!(benches::take_skip_reason().as_deref(), Some("no peer"));
 /// ```
 pub fn skip(reason: impl Into<String>) -> anyhow::Result<Option<f64>> {
-    let mut guard = SKIP_REASON.lock().unwrap_or_else(|p| p.into_inner());
-    *guard = Some(reason.into());
+    let reason = reason.into();
+    SKIP_REASON.with(|r| *r.borrow_mut() = Some(reason));
     Ok(None)
 }
 
@@ -103,7 +105,7 @@ pub fn skip(reason: impl Into<String>) -> anyhow::Result<Option<f64>> {
 /// assert!(benches::take_skip_reason().is_none());
 /// ```
 pub fn take_skip_reason() -> Option<String> {
-    SKIP_REASON.lock().unwrap_or_else(|p| p.into_inner()).take()
+    SKIP_REASON.with(|r| r.borrow_mut().take())
 }
 
 /// Busy-spins until `ready()` holds, failing once `deadline` passes (checked every few thousand
@@ -279,4 +281,64 @@ pub fn run_scenario(
         }
     }
     report::Outcome::measured(&figures, scenario.unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::Outcome;
+
+    fn scenario(run: fn(&Config) -> anyhow::Result<Option<f64>>) -> Scenario {
+        Scenario {
+            name: "test.scenario",
+            unit: "µs",
+            higher_is_better: false,
+            run,
+        }
+    }
+
+    #[test]
+    fn a_failing_repeat_fails_the_scenario() {
+        let s = scenario(|_| anyhow::bail!("checksum mismatch"));
+        let out = run_scenario(&s, &Config { quick: true }, 3, |_, _| {});
+        assert_eq!(out, Outcome::Failed("checksum mismatch".to_owned()));
+    }
+
+    #[test]
+    fn a_skip_carries_its_reason() {
+        let s = scenario(|_| skip("peer missing"));
+        let out = run_scenario(&s, &Config { quick: true }, 3, |_, _| {});
+        assert_eq!(out, Outcome::Skipped("peer missing".to_owned()));
+    }
+
+    #[test]
+    fn non_finite_figures_are_refused() {
+        let s = scenario(|_| Ok(Some(f64::NAN)));
+        let out = run_scenario(&s, &Config { quick: true }, 3, |_, _| {});
+        assert!(matches!(out, Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn every_repeat_is_reported() {
+        let s = scenario(|_| Ok(Some(1.0)));
+        let mut seen = Vec::new();
+        let out = run_scenario(&s, &Config { quick: true }, 4, |i, _| seen.push(i));
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert!(matches!(out, Outcome::Measured { repeats: 4, .. }));
+    }
+
+    #[test]
+    fn shared_block_bounds_are_checked() {
+        let block = shm::SharedBlock::new(4096).unwrap();
+        assert!(block.u64_at(4088).is_ok());
+        assert!(block.u64_at(4089).is_err());
+        assert!(block.u64_at(4092).is_err());
+        assert!(block.u64_at(usize::MAX - 3).is_err());
+        assert!(block.u64_slice_at(0, 512).is_ok());
+        assert!(block.u64_slice_at(0, 513).is_err());
+        assert!(block.u64_slice_at(8, usize::MAX).is_err());
+        assert!(block.futex_at(4092).is_err());
+        assert!(block.bytes_at(4096, 1).is_err());
+        assert!(block.bytes_at(0, 4096).is_ok());
+    }
 }

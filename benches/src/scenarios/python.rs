@@ -65,7 +65,7 @@ pub fn python_version() -> Result<&'static str, &'static str> {
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())
                 .output()
-                .map_err(|e| format!("python3 not found ({e})"))?;
+                .map_err(|_| "python3 not found on PATH".to_owned())?;
             if !out.status.success() {
                 return Err("python3 has no usable multiprocessing module".to_owned());
             }

@@ -483,7 +483,13 @@ fn ring_1mib(cfg: &Config) -> anyhow::Result<Option<f64>> {
                 return true;
             }
             finished = ctl.child_count();
-            finished.is_some()
+            if finished.is_some() {
+                // ORDERING: Acquire, ordered after the Acquire load of `done`: the writer's
+                // final tail, which the load above may have missed.
+                available = tail.load(Ordering::Acquire);
+                return true;
+            }
+            false
         })?;
         if available == h {
             // The writer finished and everything it wrote has been read.

@@ -1,2 +1,187 @@
-//! ipc-bench. Placeholder.
-fn main() {}
+//! `ipc-bench`: runs the benchmark scenarios between real processes and prints a table or JSON.
+//!
+//! ```text
+//! cargo run --release -p benches --bin ipc-bench -- [--quick] [--json] [--filter SUBSTR[,SUBSTR…]]
+//!                                                   [--repeats N] [--list]
+//! ```
+//!
+//! Progress goes to standard error, the table (or the JSON document) to standard output. The exit
+//! status is 1 if any scenario failed (wrong data, a dead peer, a timeout), 2 on a usage error.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use benches::report::{Machine, Outcome, format_figure, render_json, render_table};
+use benches::{Config, all, run_scenario};
+
+const USAGE: &str = "\
+usage: ipc-bench [--quick] [--json] [--filter SUBSTR[,SUBSTR...]] [--repeats N] [--list]
+
+  --quick            short runs: every scenario in about a minute in total
+  --json             print {\"machine\": {...}, \"scenarios\": {...}} instead of a table
+  --filter SUBSTR    only scenarios whose name contains SUBSTR (comma-separated: any of them;
+                     the option may be repeated)
+  --repeats N        repeats per scenario (default 7, or 3 with --quick)
+  --list             print the scenario names and units, and exit
+";
+
+struct Args {
+    quick: bool,
+    json: bool,
+    list: bool,
+    filters: Vec<String>,
+    repeats: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        quick: false,
+        json: false,
+        list: false,
+        filters: Vec::new(),
+        repeats: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--quick" => args.quick = true,
+            "--json" => args.json = true,
+            "--list" => args.list = true,
+            "--filter" => args.filters.extend(
+                value("--filter")?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+            "--repeats" => {
+                let v = value("--repeats")?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--repeats: not a number: {v}"))?;
+                if n == 0 {
+                    return Err("--repeats must be at least 1".to_owned());
+                }
+                args.repeats = Some(n);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            // `cargo bench` passes this to every target.
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    ipc_core::init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("ipc-bench: {msg}");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios: Vec<_> = all()
+        .into_iter()
+        .filter(|s| args.filters.is_empty() || args.filters.iter().any(|f| s.name.contains(f)))
+        .collect();
+    if args.list {
+        for s in &scenarios {
+            println!("{:<32} {}", s.name, s.unit);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if scenarios.is_empty() {
+        eprintln!("ipc-bench: no scenario matches {:?}", args.filters);
+        return ExitCode::from(2);
+    }
+    let cfg = Config { quick: args.quick };
+    let repeats = args.repeats.unwrap_or(cfg.pick(7, 3));
+    let machine = Machine::collect(args.quick, repeats);
+    eprintln!(
+        "ipc-bench: {} scenarios × {repeats} repeats on {} ({} cores), {}, {}, python {}",
+        scenarios.len(),
+        machine.cpu,
+        machine.cores,
+        machine.kernel,
+        machine.profile,
+        machine.python
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("ipc-bench: this is a debug build; run with --release for real figures");
+    }
+
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(scenarios.len());
+    for (i, s) in scenarios.iter().enumerate() {
+        let label = format!("[{:>2}/{}] {}", i + 1, scenarios.len(), s.name);
+        let t = Instant::now();
+        let outcome = run_scenario(s, &cfg, repeats, |done, figure| {
+            if tty {
+                eprint!(
+                    "\r{label}: repeat {done}/{repeats}: {} {}   ",
+                    format_figure(figure),
+                    s.unit
+                );
+                let _ = std::io::stderr().flush();
+            }
+        });
+        if tty {
+            eprint!("\r\x1b[2K");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        match &outcome {
+            Outcome::Measured {
+                median, min, max, ..
+            } => eprintln!(
+                "{label}: {} {} (min {}, max {}) in {secs:.1} s",
+                format_figure(*median),
+                s.unit,
+                format_figure(*min),
+                format_figure(*max)
+            ),
+            Outcome::Skipped(why) => eprintln!("{label}: skipped: {why}"),
+            Outcome::Failed(why) => eprintln!("{label}: FAILED: {why}"),
+        }
+        rows.push((s.name, outcome));
+    }
+    benches::scenarios::python::cleanup();
+    eprintln!(
+        "ipc-bench: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    if args.json {
+        println!("{}", render_json(&machine, &rows));
+    } else {
+        println!(
+            "{} | {} cores | {} | {} | {}\n",
+            machine.cpu, machine.cores, machine.kernel, machine.rustc, machine.date
+        );
+        print!("{}", render_table(&rows));
+    }
+    let failed = rows
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .count();
+    if failed > 0 {
+        eprintln!("ipc-bench: {failed} scenario(s) failed");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

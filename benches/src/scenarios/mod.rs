@@ -1,3 +1,6 @@
 //! Scenario groups, one file each.
 
+pub mod core;
 pub mod limit;
+pub mod os;
+pub mod python;

@@ -1,0 +1,201 @@
+//! End-to-end tests of the `ipc-bench` binary: it runs real scenarios between real processes,
+//! verifies what they moved, and prints the documented JSON document.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_ipc-bench");
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs ipc-bench with a watchdog: killed (and the test failed) after `limit`.
+fn run(args: &[&str], limit: Duration) -> Run {
+    let mut child = Command::new(EXE)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ipc-bench");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).map(|_| s)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s)
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ipc-bench {args:?} ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: out_reader.join().expect("reader").expect("utf-8 stdout"),
+        stderr: err_reader.join().expect("reader").expect("utf-8 stderr"),
+    }
+}
+
+fn our_shm_names() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ipc-") || n.starts_with("shmem_"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const RUST_SCENARIOS: &[(&str, &str)] = &[
+    ("limit.pingpong_rtt", "ns"),
+    ("limit.spsc_u64", "msgs/s"),
+    ("limit.memcpy_1mib", "GB/s"),
+    ("limit.ring_1mib", "GB/s"),
+    ("limit.futex_rtt", "µs"),
+    ("pipe.pingpong_rtt", "µs"),
+    ("unix.pingpong_rtt", "µs"),
+    ("pipe.1mib", "GB/s"),
+    ("unix.1mib", "GB/s"),
+    ("core.segment_create_open", "µs"),
+    ("shared_memory.create_open", "µs"),
+];
+
+const PYTHON_SCENARIOS: &[(&str, &str)] = &[
+    ("python.queue_small", "msgs/s"),
+    ("python.pipe_rtt", "µs"),
+    ("python.pool_map", "tasks/s"),
+    ("python.pool_map_chunk1", "tasks/s"),
+    ("python.pool_apply_rtt", "µs"),
+    ("python.value_locked_incr", "ops/s"),
+    ("python.event_rtt", "µs"),
+    ("python.start_fork", "ms"),
+    ("python.start_forkserver", "ms"),
+    ("python.start_spawn", "ms"),
+    ("python.shm_create_attach", "µs"),
+];
+
+fn check_measured(doc: &serde_json::Value, name: &str, unit: &str) {
+    let s = &doc["scenarios"][name];
+    assert_eq!(s["unit"], unit, "{name}: {s}");
+    let median = s["median"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name}: {s}"));
+    let min = s["min"].as_f64().expect("min");
+    let max = s["max"].as_f64().expect("max");
+    assert!(min > 0.0 && min <= median && median <= max, "{name}: {s}");
+    assert_eq!(s.as_object().expect("object").len(), 4, "{name}: {s}");
+}
+
+#[test]
+fn rust_scenarios_run_verify_and_print_json() {
+    let before = our_shm_names();
+    let r = run(
+        &[
+            "--quick",
+            "--json",
+            "--repeats",
+            "2",
+            "--filter",
+            "limit.,pipe.,unix.",
+            "--filter=core.,shared_memory.",
+        ],
+        Duration::from_secs(600),
+    );
+    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    let top: Vec<&String> = doc.as_object().expect("object").keys().collect();
+    assert_eq!(top, ["machine", "scenarios"]);
+    for key in ["cpu", "cores", "kernel", "rustc", "profile", "date"] {
+        assert!(!doc["machine"][key].is_null(), "machine.{key} missing");
+    }
+    for (name, unit) in RUST_SCENARIOS {
+        check_measured(&doc, name, unit);
+    }
+    assert_eq!(
+        doc["scenarios"].as_object().expect("object").len(),
+        RUST_SCENARIOS.len()
+    );
+    let leaked: Vec<_> = our_shm_names().difference(&before).cloned().collect();
+    assert!(leaked.is_empty(), "left in /dev/shm: {leaked:?}");
+}
+
+#[test]
+fn python_scenarios_are_measured_or_skipped_with_a_reason() {
+    let r = run(
+        &[
+            "--quick",
+            "--json",
+            "--repeats",
+            "1",
+            "--filter",
+            "python.pipe_rtt,python.shm_",
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    let python = Command::new("python3").arg("--version").output().is_ok();
+    for (name, unit) in [
+        ("python.pipe_rtt", "µs"),
+        ("python.shm_create_attach", "µs"),
+    ] {
+        if python {
+            check_measured(&doc, name, unit);
+        } else {
+            let why = doc["scenarios"][name]["skipped"]
+                .as_str()
+                .expect("a skip reason");
+            assert!(why.contains("python3"), "{why}");
+            eprintln!("python3 is missing: {name} skipped ({why})");
+        }
+    }
+}
+
+#[test]
+fn list_names_every_baseline() {
+    let r = run(&["--list"], Duration::from_secs(60));
+    assert_eq!(r.code, Some(0));
+    for (name, unit) in RUST_SCENARIOS.iter().chain(PYTHON_SCENARIOS) {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{}", r.stdout));
+        assert!(line.ends_with(unit), "{line}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["--repeats", "0"][..],
+        &["--repeats"][..],
+        &["--filter", "no.such.scenario"][..],
+        &["--frobnicate"][..],
+    ] {
+        let r = run(args, Duration::from_secs(60));
+        assert_eq!(r.code, Some(2), "{args:?}");
+        assert!(
+            r.stderr.contains("usage") || r.stderr.contains("no scenario"),
+            "{args:?}"
+        );
+        assert!(r.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -1,6 +1,30 @@
 //! # ipc-queue
 //!
 //! The data path between processes: a lock-free SPSC ring, the MPMC `Queue<T>`,
-//! `JoinableQueue`, `SimpleQueue`, `Pipe`/`Connection` and `wait()`, all in shared memory.
+//! `Pipe`/`Connection`, all in shared memory, robust to peers killed at any instruction.
 //!
-//! This crate is being built; it exports nothing yet.
+//! | Python `multiprocessing`          | `ipc_queue`                                          |
+//! |-----------------------------------|------------------------------------------------------|
+//! | (none)                            | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
+//!
+//! ```
+//! use ipc_queue::RingBuffer;
+//!
+//! let (mut tx, mut rx) = RingBuffer::<u64>::new(16)?;
+//! tx.push(5 * 5)?;
+//! assert_eq!(rx.pop()?, 25);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod layout;
+mod participants;
+mod primitive;
+mod ring;
+mod signal;
+mod spsc_index;
+
+pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+pub use participants::MAX_PARTICIPANTS;
+pub use ring::{Consumer, Producer, RingBuffer};
+pub use signal::DEFAULT_SPIN;

@@ -18,13 +18,17 @@
 
 mod error;
 mod layout;
+mod mpmc_index;
 mod participants;
 mod primitive;
+mod queue;
+mod raw_queue;
 mod ring;
 mod signal;
 mod spsc_index;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 pub use participants::MAX_PARTICIPANTS;
+pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;

@@ -240,10 +240,6 @@ impl Membership {
         }
     }
 
-    pub(crate) fn current(&self) -> ParticipantId {
-        self.id
-    }
-
     pub(crate) fn set_role(&mut self, table: &ParticipantTable, role: u32) {
         let id = self.id(table);
         self.role = role;

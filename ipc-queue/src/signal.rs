@@ -87,6 +87,7 @@ impl Signal {
     }
 
     /// The word itself, for `futex_waitv` over several objects.
+    #[allow(dead_code)]
     pub(crate) fn epoch_word(&self) -> &AtomicU32 {
         &self.epoch
     }

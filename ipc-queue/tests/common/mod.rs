@@ -1,6 +1,6 @@
 //! Child processes for multi-process tests: the test binary re-executed to run one `#[ignore]`d
 //! role test, with its input in an environment variable.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -20,6 +20,7 @@ mod error;
 mod layout;
 mod mpmc_index;
 mod participants;
+mod pipe;
 mod primitive;
 mod queue;
 mod raw_queue;
@@ -29,6 +30,10 @@ mod spsc_index;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 pub use participants::MAX_PARTICIPANTS;
+pub use pipe::{
+    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
+    pipe_simplex, pipe_with_capacity,
+};
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;

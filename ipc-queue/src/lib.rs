@@ -1,6 +1,39 @@
 //! # ipc-queue
 //!
 //! The data path between processes: a lock-free SPSC ring, the MPMC `Queue<T>`,
-//! `JoinableQueue`, `SimpleQueue`, `Pipe`/`Connection` and `wait()`, all in shared memory.
+//! `Pipe`/`Connection`, all in shared memory, robust to peers killed at any instruction.
 //!
-//! This crate is being built; it exports nothing yet.
+//! | Python `multiprocessing`          | `ipc_queue`                                          |
+//! |-----------------------------------|------------------------------------------------------|
+//! | (none)                            | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
+//!
+//! ```
+//! use ipc_queue::RingBuffer;
+//!
+//! let (mut tx, mut rx) = RingBuffer::<u64>::new(16)?;
+//! tx.push(5 * 5)?;
+//! assert_eq!(rx.pop()?, 25);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+mod layout;
+mod mpmc_index;
+mod participants;
+mod pipe;
+mod primitive;
+mod queue;
+mod raw_queue;
+mod ring;
+mod signal;
+mod spsc_index;
+
+pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+pub use participants::MAX_PARTICIPANTS;
+pub use pipe::{
+    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
+    pipe_simplex, pipe_with_capacity,
+};
+pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
+pub use ring::{Consumer, Producer, RingBuffer};
+pub use signal::DEFAULT_SPIN;

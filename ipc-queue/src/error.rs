@@ -1,0 +1,264 @@
+//! The errors of every operation of this crate. Errors that refuse a value hand it back, and
+//! their `Debug` does not require `T: Debug`.
+
+use std::fmt;
+
+use ipc_core::codec::{DecodeError, EncodeError};
+
+/// Opening (attaching to) a queue, ring or pipe failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The segment could not be attached or its header is wrong (not ours, another type,
+    /// another version, truncated...).
+    Segment(ipc_core::OpenError),
+    /// Every entry of the object's participant table is held by a live process.
+    TooManyParticipants,
+    /// The object's layout is impossible (e.g. a capacity that does not match the segment).
+    Corrupted {
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Segment(e) => write!(f, "cannot attach: {e}"),
+            Self::TooManyParticipants => write!(
+                f,
+                "the object already has {} live attached handles, the most it can track",
+                crate::participants::MAX_PARTICIPANTS
+            ),
+            Self::Corrupted { what } => write!(f, "shared object corrupted: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Segment(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ipc_core::OpenError> for OpenError {
+    fn from(e: ipc_core::OpenError) -> Self {
+        Self::Segment(e)
+    }
+}
+
+/// Creating a queue, ring or pipe failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The segment could not be created.
+    Segment(ipc_core::CreateError),
+    /// The capacity is zero or too large.
+    InvalidCapacity {
+        /// The capacity asked for.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Segment(e) => write!(f, "cannot create the shared segment: {e}"),
+            Self::InvalidCapacity { capacity } => write!(
+                f,
+                "invalid capacity {capacity}: it must be at least 1 and fit in memory"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Segment(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ipc_core::CreateError> for CreateError {
+    fn from(e: ipc_core::CreateError) -> Self {
+        Self::Segment(e)
+    }
+}
+
+/// `try_put` (`put_nowait`, `push`) refused a value; the value comes back.
+#[non_exhaustive]
+pub enum TryPutError<T> {
+    /// No free slot right now.
+    Full(T),
+    /// Every handle that could receive has gone (dropped, or its process exited).
+    Disconnected(T),
+    /// The shared state holds an impossible value.
+    Corrupted(T),
+    /// The value could not be encoded.
+    Encode(T, EncodeError),
+    /// A message too large for a slot could not be placed in its own segment.
+    Spill(T, ipc_core::CreateError),
+}
+
+/// `put` (`send`) failed; the value comes back.
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// The deadline passed with the queue full.
+    Timeout(T),
+    /// Every handle that could receive has gone (dropped, or its process exited).
+    Disconnected(T),
+    /// The shared state holds an impossible value.
+    Corrupted(T),
+    /// The value could not be encoded.
+    Encode(T, EncodeError),
+    /// A message too large for a slot could not be placed in its own segment.
+    Spill(T, ipc_core::CreateError),
+}
+
+macro_rules! put_error_impls {
+    ($name:ident, $first:ident, $first_msg:literal) => {
+        impl<T> $name<T> {
+            /// The value that was not sent.
+            pub fn into_inner(self) -> T {
+                match self {
+                    Self::$first(v)
+                    | Self::Disconnected(v)
+                    | Self::Corrupted(v)
+                    | Self::Encode(v, _)
+                    | Self::Spill(v, _) => v,
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$first(_) => f.write_str(concat!(stringify!($first), "(..)")),
+                    Self::Disconnected(_) => f.write_str("Disconnected(..)"),
+                    Self::Corrupted(_) => f.write_str("Corrupted(..)"),
+                    Self::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
+                    Self::Spill(_, e) => f.debug_tuple("Spill").field(&"..").field(e).finish(),
+                }
+            }
+        }
+
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$first(_) => f.write_str($first_msg),
+                    Self::Disconnected(_) => f.write_str(
+                        "every receiving handle has gone (dropped or its process exited)",
+                    ),
+                    Self::Corrupted(_) => f.write_str("the shared state is corrupted"),
+                    Self::Encode(_, e) => write!(f, "{e}"),
+                    Self::Spill(_, e) => write!(f, "cannot place a large message: {e}"),
+                }
+            }
+        }
+
+        impl<T> std::error::Error for $name<T> {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    Self::Encode(_, e) => Some(e),
+                    Self::Spill(_, e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+put_error_impls!(TryPutError, Full, "the queue is full");
+put_error_impls!(PutError, Timeout, "timed out waiting for a free slot");
+
+/// `try_get` (`get_nowait`, `pop`) found nothing or failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// No message right now.
+    Empty,
+    /// Empty, and every handle that could send has gone (dropped, or its process exited).
+    Disconnected,
+    /// The shared state holds an impossible value.
+    Corrupted,
+    /// A message could not be decoded as the expected type.
+    Decode(DecodeError),
+    /// A large message's own segment could not be opened.
+    Spill(ipc_core::OpenError),
+}
+
+/// `get` (`recv`) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GetError {
+    /// The deadline passed with nothing to receive.
+    Timeout,
+    /// Empty, and every handle that could send has gone (Python raises `EOFError`).
+    Disconnected,
+    /// The shared state holds an impossible value.
+    Corrupted,
+    /// A message could not be decoded as the expected type.
+    Decode(DecodeError),
+    /// A large message's own segment could not be opened.
+    Spill(ipc_core::OpenError),
+}
+
+macro_rules! get_error_impls {
+    ($name:ident, $first:ident, $first_msg:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Self::$first => f.write_str($first_msg),
+                    Self::Disconnected => f.write_str(
+                        "nothing to receive and every sending handle has gone (dropped or its process exited)",
+                    ),
+                    Self::Corrupted => f.write_str("the shared state is corrupted"),
+                    Self::Decode(e) => write!(f, "{e}"),
+                    Self::Spill(e) => write!(f, "cannot open a large message: {e}"),
+                }
+            }
+        }
+
+        impl std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    Self::Decode(e) => Some(e),
+                    Self::Spill(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+get_error_impls!(TryGetError, Empty, "nothing to receive");
+get_error_impls!(GetError, Timeout, "timed out waiting for a message");
+
+impl From<TryGetError> for GetError {
+    fn from(e: TryGetError) -> Self {
+        match e {
+            TryGetError::Empty => Self::Timeout,
+            TryGetError::Disconnected => Self::Disconnected,
+            TryGetError::Corrupted => Self::Corrupted,
+            TryGetError::Decode(e) => Self::Decode(e),
+            TryGetError::Spill(e) => Self::Spill(e),
+        }
+    }
+}
+
+impl<T> From<TryPutError<T>> for PutError<T> {
+    fn from(e: TryPutError<T>) -> Self {
+        match e {
+            TryPutError::Full(v) => Self::Timeout(v),
+            TryPutError::Disconnected(v) => Self::Disconnected(v),
+            TryPutError::Corrupted(v) => Self::Corrupted(v),
+            TryPutError::Encode(v, e) => Self::Encode(v, e),
+            TryPutError::Spill(v, e) => Self::Spill(v, e),
+        }
+    }
+}

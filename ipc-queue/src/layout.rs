@@ -1,0 +1,48 @@
+//! How this crate's objects sit in an `ipc_core::ObjectSegment`: the header's element type is a
+//! byte aligned to 128 (so the payload starts on a cache-line boundary), its capacity is the
+//! payload's size in bytes, and its descriptor names the object kind and layout version, e.g.
+//! `ipc_queue::Queue<u64>/1`. Each object validates the rest of its layout against that size.
+
+use ipc_core::header::fnv1a;
+use ipc_core::{ObjectHandle, ObjectSegment, Placement, TypeFingerprint};
+
+use crate::error::{CreateError, OpenError};
+
+/// The version of every payload layout of this crate. Bump it with any layout change.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+
+/// Payload alignment.
+pub(crate) const ALIGN: usize = 128;
+
+pub(crate) fn fingerprint(kind: &str) -> TypeFingerprint {
+    let name = format!("ipc_queue::{kind}/{LAYOUT_VERSION}");
+    TypeFingerprint {
+        size: 1,
+        align: ALIGN as u64,
+        hash: fnv1a(name.as_bytes()),
+        name,
+    }
+}
+
+pub(crate) fn create(
+    placement: &Placement,
+    kind: &str,
+    payload_bytes: usize,
+    init: impl FnOnce(*mut u8),
+) -> Result<ObjectSegment, CreateError> {
+    Ok(ObjectSegment::create(
+        placement,
+        &fingerprint(kind),
+        payload_bytes,
+        init,
+    )?)
+}
+
+pub(crate) fn open(handle: &ObjectHandle, kind: &str) -> Result<ObjectSegment, OpenError> {
+    Ok(ObjectSegment::open(handle, &fingerprint(kind))?)
+}
+
+/// `size` rounded up to the payload alignment.
+pub(crate) const fn padded(size: usize) -> usize {
+    size.next_multiple_of(ALIGN)
+}

@@ -1,0 +1,295 @@
+//! The MPMC slot protocol: Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>, as in
+//! crossbeam's `ArrayQueue`), changed in one way so that a process killed mid-operation wedges
+//! nothing: a slot is *claimed* by a CAS on the slot's own state word that records the claimer's
+//! participant id, and the shared head/tail positions only follow (anyone may help them on).
+//! Whoever finds a slot claimed for too long checks the claimer; if it is dead, it moves the slot
+//! on with a CAS (the one message being written or read is lost, nothing else).
+//!
+//! This file names only `crate::primitive`, so `tests/loom.rs` model-checks it with loom.
+//!
+//! ## The slot word (u64)
+//!
+//! | bits   | field   | meaning                                           |
+//! |--------|---------|---------------------------------------------------|
+//! | 63..16 | `seq`   | a position modulo 2^48                            |
+//! | 15..0  | `owner` | participant id of the claimer, 0 when unclaimed   |
+//!
+//! For the slot of position `p` (`p % capacity`):
+//!
+//! | state       | word             | next state      | by                                  |
+//! |-------------|------------------|-----------------|-------------------------------------|
+//! | Empty(p)    | `seq p, 0`       | Writing(p)      | a producer at tail `p` (CAS)        |
+//! | Writing(p)  | `seq p, id`      | Full(p)         | that producer, after writing (CAS, Release) |
+//! | Writing(p)  | `seq p, id`      | Empty(p + cap)  | anyone, once `id` is dead (CAS): skipped |
+//! | Full(p)     | `seq p+1, 0`     | Reading(p)      | a consumer at head `p` (CAS)        |
+//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | that consumer, after reading (CAS, Release) |
+//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | anyone, once `id` is dead (CAS)     |
+//!
+//! `tail` moves from `p` to `p + 1` (CAS, by anyone) once slot `p` has left Empty(p); `head`
+//! moves from `p` to `p + 1` once slot `p` has left Full(p) or was skipped. Since a slot is only
+//! claimed at the current tail (head), claims happen in position order, every committed message
+//! is read exactly once, and a skipped slot is never read.
+
+use crate::primitive::{AtomicU64, CachePadded, Ordering};
+
+const SEQ_BITS: u32 = 48;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// Head and tail of the ring, each on its own cache line (`#[repr(C)]`).
+#[repr(C)]
+pub(crate) struct MpmcIndices {
+    /// Next position to read.
+    pub(crate) head: CachePadded<AtomicU64>,
+    /// Next position to write.
+    pub(crate) tail: CachePadded<AtomicU64>,
+}
+
+/// Packs a slot word.
+pub(crate) fn pack(seq: u64, owner: u32) -> u64 {
+    ((seq & SEQ_MASK) << 16) | u64::from(owner & 0xffff)
+}
+
+/// Unpacks a slot word into `(seq, owner)`.
+pub(crate) fn unpack(word: u64) -> (u64, u32) {
+    (word >> 16, (word & 0xffff) as u32)
+}
+
+/// `seq - pos` modulo 2^48, as a signed number.
+fn diff(seq: u64, pos: u64) -> i64 {
+    ((seq.wrapping_sub(pos & SEQ_MASK) << 16) as i64) >> 16
+}
+
+/// What a producer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutClaim {
+    /// The slot of this position is ours (Writing): write it, then `commit_put`.
+    Claimed(u64),
+    /// Every slot holds a message.
+    Full,
+    /// The slot is held by a claimer of the previous lap: wait, or `recover` it if the owner
+    /// died.
+    Stuck(Stuck),
+    /// The shared state is impossible.
+    Corrupt,
+}
+
+/// What a consumer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GetClaim {
+    /// The slot of this position is ours (Reading): read it, then `finish_get`.
+    Claimed(u64),
+    /// No message.
+    Empty,
+    /// The next message is being written: wait, or `recover` it if the writer died.
+    Stuck(Stuck),
+    /// The shared state is impossible.
+    Corrupt,
+}
+
+/// A slot held by a claimer that may have died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stuck {
+    /// The slot index.
+    pub(crate) slot: usize,
+    /// The word seen.
+    pub(crate) word: u64,
+    /// Whether the claimer is a consumer (Reading) rather than a producer (Writing).
+    pub(crate) reading: bool,
+}
+
+/// The slot words of a ring, however they are stored.
+pub(crate) trait SlotWords {
+    /// The number of slots.
+    fn capacity(&self) -> u64;
+    /// The state word of slot `index` (`index < capacity`).
+    fn word(&self, index: usize) -> &AtomicU64;
+}
+
+fn help(pos_word: &AtomicU64, pos: u64) {
+    // ORDERING: Relaxed, moving a position on publishes nothing by itself: slot contents are
+    // published by the slot words' Release stores and read after Acquire loads of them.
+    let _ = pos_word.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+/// Claims the slot at the tail for participant `me`.
+pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> PutClaim {
+    let cap = slots.capacity();
+    let mut stale = 0u32;
+    loop {
+        // ORDERING: Relaxed, only picks the slot to look at; the slot word's Acquire load
+        // orders what matters.
+        let pos = idx.tail.load(Ordering::Relaxed);
+        let index = (pos % cap) as usize;
+        // ORDERING: Acquire, pairs with the Release CAS in `finish_get` (or a recovery): the
+        // previous reader is done with the slot before we write it.
+        let word = slots.word(index).load(Ordering::Acquire);
+        let (seq, owner) = unpack(word);
+        let d = diff(seq, pos);
+        if d == 0 && owner == 0 {
+            // ORDERING: Acquire on success, as for the load above; Relaxed on failure (retry).
+            if slots
+                .word(index)
+                .compare_exchange(word, pack(pos, me), Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                help(&idx.tail, pos);
+                return PutClaim::Claimed(pos);
+            }
+        } else if d >= 0 && d <= cap as i64 {
+            // Claimed, committed or skipped already: the tail is behind; help it on.
+            help(&idx.tail, pos);
+        } else if d == 1 - cap as i64 && owner == 0 {
+            return PutClaim::Full;
+        } else if (d == 1 - cap as i64 || d == -(cap as i64)) && owner != 0 {
+            return PutClaim::Stuck(Stuck {
+                slot: index,
+                word,
+                reading: d == 1 - cap as i64,
+            });
+        } else {
+            // Only possible if the tail moved on meanwhile; otherwise the state is impossible.
+            // ORDERING: Relaxed, as above.
+            if idx.tail.load(Ordering::Relaxed) == pos {
+                stale += 1;
+                if stale > 2 {
+                    return PutClaim::Corrupt;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the message written into the slot of `pos`. `false` if the slot was taken from us
+/// (only possible if a peer believed us dead, or wrote garbage): the message is lost.
+pub(crate) fn commit_put(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
+    let index = (pos % slots.capacity()) as usize;
+    // ORDERING: Release on success, pairs with the Acquire in `claim_get`: publishes the
+    // message bytes; Relaxed on failure, nothing was published.
+    slots
+        .word(index)
+        .compare_exchange(
+            pack(pos, me),
+            pack(pos.wrapping_add(1), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
+/// Claims the slot at the head for participant `me`.
+pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> GetClaim {
+    let cap = slots.capacity();
+    let mut stale = 0u32;
+    loop {
+        // ORDERING: Relaxed, only picks the slot; the slot word's Acquire load orders the rest.
+        let pos = idx.head.load(Ordering::Relaxed);
+        let index = (pos % cap) as usize;
+        // ORDERING: Acquire, pairs with the Release CAS in `commit_put`: the message bytes are
+        // visible before we read them.
+        let word = slots.word(index).load(Ordering::Acquire);
+        let (seq, owner) = unpack(word);
+        let d = diff(seq, pos);
+        if d == 1 && owner == 0 {
+            // ORDERING: Acquire on success, as for the load above; Relaxed on failure (retry).
+            if slots
+                .word(index)
+                .compare_exchange(
+                    word,
+                    pack(pos.wrapping_add(1), me),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                help(&idx.head, pos);
+                return GetClaim::Claimed(pos);
+            }
+        } else if d >= 1 && d <= cap as i64 {
+            // Being read, read already, or skipped: the head is behind; help it on.
+            help(&idx.head, pos);
+        } else if d == 0 && owner == 0 {
+            return GetClaim::Empty;
+        } else if d == 0 {
+            return GetClaim::Stuck(Stuck {
+                slot: index,
+                word,
+                reading: false,
+            });
+        } else if d == 1 - cap as i64 && owner != 0 {
+            // The reader of the previous lap is still at it: nothing to read here yet.
+            return GetClaim::Stuck(Stuck {
+                slot: index,
+                word,
+                reading: true,
+            });
+        } else {
+            // ORDERING: Relaxed, as above.
+            if idx.head.load(Ordering::Relaxed) == pos {
+                stale += 1;
+                if stale > 2 {
+                    return GetClaim::Corrupt;
+                }
+            }
+        }
+    }
+}
+
+/// Frees the slot of `pos` after reading it. `false` if it was taken from us meanwhile.
+pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
+    let cap = slots.capacity();
+    let index = (pos % cap) as usize;
+    // ORDERING: Release on success, pairs with the Acquire in `claim_put`: our reads of the
+    // slot happen before the next writer's writes. Relaxed on failure.
+    slots
+        .word(index)
+        .compare_exchange(
+            pack(pos.wrapping_add(1), me),
+            pack(pos.wrapping_add(cap), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
+/// Moves a stuck slot on (its claimer is known dead): Writing(p) and Reading(p) both become
+/// Empty(p + cap). `true` if we did it (or someone else already moved it).
+pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
+    let cap = slots.capacity();
+    let (seq, _) = unpack(stuck.word);
+    let base = if stuck.reading {
+        seq.wrapping_sub(1)
+    } else {
+        seq
+    };
+    // ORDERING: AcqRel on success: Acquire so that nothing the dead claimer did is reordered
+    // after our change, Release to publish the freed slot to the next claimer (pairs with its
+    // Acquire). Relaxed on failure: the slot moved on by itself.
+    let _ = slots.word(stuck.slot % cap as usize).compare_exchange(
+        stuck.word,
+        pack(base.wrapping_add(cap), 0),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+    true
+}
+
+/// The number of messages, approximately (positions read without a snapshot); `None` when the
+/// positions are impossible.
+pub(crate) fn len(idx: &MpmcIndices, cap: u64) -> Option<u64> {
+    // ORDERING: Relaxed, an approximate snapshot (like Python's `qsize`).
+    let head = idx.head.load(Ordering::Relaxed);
+    // ORDERING: Relaxed, as above.
+    let tail = idx.tail.load(Ordering::Relaxed);
+    // A skipped slot may put the head one past the tail for a moment.
+    if head > tail {
+        return (head - tail <= cap).then_some(0);
+    }
+    let n = tail - head;
+    (n <= cap).then_some(n)
+}

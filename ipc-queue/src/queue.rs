@@ -1,0 +1,565 @@
+//! `Queue<T>`: Python's `multiprocessing.Queue` as a bounded lock-free MPMC ring in shared
+//! memory. `Pod` values travel by placement ([`Plain`], the default); any other serde value
+//! travels through the codec ([`Serde`]), any size: a message too large for a slot is placed in
+//! its own segment, which the receiver unlinks.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use ipc_core::{ObjectHandle, Placement, SharedMemory};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+use crate::participants::{BOTH, CONSUMER, PRODUCER};
+use crate::raw_queue::{RawQueue, SlotPayload, WaitEnd};
+
+/// `Pod` values are copied into the slot as they are (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+/// Values are encoded with `ipc_core::codec` (serde + postcard), any size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serde;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Plain {}
+    impl Sealed for super::Serde {}
+}
+
+/// How a queue carries its values: [`Plain`] or [`Serde`].
+pub trait Encoding: sealed::Sealed {
+    #[doc(hidden)]
+    const NAME: &'static str;
+}
+
+impl Encoding for Plain {
+    const NAME: &'static str = "plain";
+}
+
+impl Encoding for Serde {
+    const NAME: &'static str = "serde";
+}
+
+/// The default slot size of a [`Serde`] queue, in bytes of encoded message (larger messages go
+/// to a segment of their own).
+pub const DEFAULT_SLOT_SIZE: usize = 120;
+const MIN_SERDE_SLOT: usize = 64;
+const RECORD_HEADER: usize = 8;
+const KIND_INLINE: u32 = 0;
+const KIND_SPILLED: u32 = 1;
+
+/// A bounded multi-producer multi-consumer queue in shared memory, like Python's
+/// `multiprocessing.Queue`.
+///
+/// Every handle is a participant: a producer, a consumer, or both (the default). A blocking
+/// [`get`](Queue::get) returns [`GetError::Disconnected`] once the queue is empty and no live
+/// handle can put any more (every producer dropped, [`close`](Queue::close)d or killed); a
+/// blocking [`put`](Queue::put) returns [`PutError::Disconnected`] when no live handle can get.
+/// A process killed in the middle of a `put` or a `get` loses at most that one message; every
+/// message whose `put` returned is received exactly once.
+///
+/// ```
+/// use ipc_queue::Queue;
+///
+/// let mut q = Queue::<u64>::new(8)?;
+/// q.put(5 * 5)?;
+/// assert_eq!(q.get()?, 25);
+/// assert!(q.try_get().is_err()); // empty
+///
+/// // Any serde value, any size, with the `Serde` encoding:
+/// use ipc_queue::Serde;
+/// let mut s = Queue::<Vec<String>, Serde>::new(4)?;
+/// s.put(vec!["a".into(), "b".into()])?;
+/// assert_eq!(s.get()?, ["a", "b"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Another process attaches with [`Queue::open`] on the [`handle`](Queue::handle).
+pub struct Queue<T, E: Encoding = Plain> {
+    raw: RawQueue,
+    buf: Vec<u8>,
+    _t: PhantomData<Marker<T, E>>,
+}
+
+impl<T, E: Encoding> fmt::Debug for Queue<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("type", &std::any::type_name::<T>())
+            .field("encoding", &E::NAME)
+            .field("capacity", &self.raw.capacity())
+            .field("len", &self.raw.len())
+            .finish()
+    }
+}
+
+/// `Send + Sync` whatever `T` is: values are only ever copied in and out.
+type Marker<T, E> = (fn(T) -> T, E);
+
+fn kind<T, E: Encoding>(slot: usize) -> String {
+    format!("Queue<{},{},{slot}>", std::any::type_name::<T>(), E::NAME)
+}
+
+fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
+    match e {
+        WaitEnd::Timeout => PutError::Timeout(value),
+        WaitEnd::Disconnected => PutError::Disconnected(value),
+        WaitEnd::Corrupted => PutError::Corrupted(value),
+    }
+}
+
+fn get_error(e: WaitEnd) -> GetError {
+    match e {
+        WaitEnd::Timeout => GetError::Timeout,
+        WaitEnd::Disconnected => GetError::Disconnected,
+        WaitEnd::Corrupted => GetError::Corrupted,
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    Some(Instant::now() + timeout)
+}
+
+impl<T, E: Encoding> Queue<T, E> {
+    fn from_raw(raw: RawQueue) -> Self {
+        Self {
+            raw,
+            buf: Vec::new(),
+            _t: PhantomData,
+        }
+    }
+
+    /// The handle another process attaches with.
+    pub fn handle(&self) -> ObjectHandle {
+        self.raw.handle()
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// The number of messages, approximately (like Python's `qsize`).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.raw.len().unwrap_or(0)
+    }
+
+    /// Whether the queue is (approximately) empty.
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is (approximately) full.
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Declares that this handle will put no more messages (Python's `close`): once every
+    /// handle that could put has closed, dropped or died, a blocking `get` on an empty queue
+    /// returns `Disconnected` instead of waiting.
+    pub fn close(&mut self) {
+        self.raw.set_role(CONSUMER);
+    }
+
+    /// Declares that this handle will get no more messages: once every handle that could get
+    /// has done so, dropped or died, a blocking `put` on a full queue returns `Disconnected`.
+    pub fn close_receiving(&mut self) {
+        self.raw.set_role(PRODUCER);
+    }
+
+    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.raw.set_spin(spin);
+    }
+}
+
+impl<T: Pod> Queue<T, Plain> {
+    /// A queue of `capacity` slots (at least 2) in a new anonymous segment.
+    pub fn new(capacity: usize) -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous, capacity)
+    }
+
+    /// A queue placed as asked.
+    pub fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
+        let size = size_of::<T>();
+        let raw = RawQueue::create(placement, &kind::<T, Plain>(0), capacity, size, BOTH)?;
+        Ok(Self::from_raw(raw))
+    }
+
+    /// Attaches to the queue a handle names, as producer and consumer.
+    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, BOTH)
+    }
+
+    /// Attaches as a producer only (its death or drop can disconnect consumers).
+    pub fn open_producer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, PRODUCER)
+    }
+
+    /// Attaches as a consumer only.
+    pub fn open_consumer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, CONSUMER)
+    }
+
+    fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
+        let raw = RawQueue::open(handle, &kind::<T, Plain>(0), role)?;
+        if raw.payload_size() < size_of::<T>() {
+            return Err(OpenError::Corrupted {
+                what: "slot smaller than the element type",
+            });
+        }
+        Ok(Self::from_raw(raw))
+    }
+
+    fn write(&mut self, pos: u64, slot: SlotPayload, value: T) -> bool {
+        debug_assert!(slot.len >= size_of::<T>());
+        // SAFETY: the slot is ours per the protocol (claimed), `len >= size_of::<T>()` (checked
+        // at open), and the payload is 8-aligned: `write_unaligned` needs no alignment anyway.
+        unsafe { std::ptr::write_unaligned(slot.ptr.cast::<T>(), value) };
+        self.raw.commit_put(pos)
+    }
+
+    fn read(&mut self, pos: u64, slot: SlotPayload) -> T {
+        // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
+        // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
+        let v = unsafe { std::ptr::read_unaligned(slot.ptr.cast::<T>()) };
+        self.raw.finish_get(pos);
+        v
+    }
+
+    /// Puts a value, waiting for a free slot as long as a consumer is alive.
+    pub fn put(&mut self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, None)
+    }
+
+    /// Puts a value, waiting at most `timeout` for a free slot.
+    pub fn put_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, deadline(timeout))
+    }
+
+    fn put_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        match self.raw.claim_put(deadline) {
+            Ok((pos, slot)) => self.commit(pos, slot, value).map_err(PutError::from),
+            Err(e) => Err(put_error(e, value)),
+        }
+    }
+
+    fn commit(&mut self, pos: u64, slot: SlotPayload, value: T) -> Result<(), TryPutError<T>> {
+        if self.write(pos, slot, value) {
+            Ok(())
+        } else {
+            Err(TryPutError::Corrupted(value))
+        }
+    }
+
+    /// Puts a value if a slot is free now.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&mut self, value: T) -> Result<(), TryPutError<T>> {
+        match self.raw.try_claim_put() {
+            Ok(Some((pos, slot))) => self.commit(pos, slot, value),
+            Ok(None) => Err(TryPutError::Full(value)),
+            Err(_) => Err(TryPutError::Corrupted(value)),
+        }
+    }
+
+    /// Gets the next value, waiting while a producer is alive.
+    pub fn get(&mut self) -> Result<T, GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        Ok(self.read(pos, slot))
+    }
+
+    /// Gets the next value, waiting at most `timeout`.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T, GetError> {
+        let (pos, slot) = self.raw.claim_get(deadline(timeout)).map_err(get_error)?;
+        Ok(self.read(pos, slot))
+    }
+
+    /// Gets the next value if there is one now.
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&mut self) -> Result<T, TryGetError> {
+        match self.raw.try_claim_get() {
+            Ok(Some((pos, slot))) => Ok(self.read(pos, slot)),
+            Ok(None) => Err(TryGetError::Empty),
+            Err(_) => Err(TryGetError::Corrupted),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
+    /// A queue of `capacity` slots of [`DEFAULT_SLOT_SIZE`] bytes in a new anonymous segment.
+    pub fn new(capacity: usize) -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous, capacity, DEFAULT_SLOT_SIZE)
+    }
+
+    /// A queue placed as asked, with slots of `slot_size` bytes (at least 64): encoded messages
+    /// up to `slot_size - 8` bytes travel in the slot, larger ones in a segment of their own.
+    pub fn create(
+        placement: &Placement,
+        capacity: usize,
+        slot_size: usize,
+    ) -> Result<Self, CreateError> {
+        let slot = slot_size.max(MIN_SERDE_SLOT).next_multiple_of(8);
+        let raw = RawQueue::create(placement, &kind::<T, Serde>(0), capacity, slot, BOTH)?;
+        Ok(Self::from_raw(raw))
+    }
+
+    /// Attaches to the queue a handle names, as producer and consumer.
+    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, BOTH)
+    }
+
+    /// Attaches as a producer only.
+    pub fn open_producer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, PRODUCER)
+    }
+
+    /// Attaches as a consumer only.
+    pub fn open_consumer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::open_as(handle, CONSUMER)
+    }
+
+    fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
+        let raw = RawQueue::open(handle, &kind::<T, Serde>(0), role)?;
+        if raw.payload_size() < MIN_SERDE_SLOT {
+            return Err(OpenError::Corrupted {
+                what: "slot too small",
+            });
+        }
+        Ok(Self::from_raw(raw))
+    }
+
+    /// Encodes `value` into `self.buf` and, if too large for a slot, into its own segment
+    /// (whose name then goes into `self.buf`). Returns the record kind.
+    fn encode(&mut self, value: &T) -> Result<u32, EncodeFailure> {
+        self.buf.clear();
+        ipc_core::codec::encode_into(value, &mut self.buf).map_err(EncodeFailure::Encode)?;
+        if self.buf.len() <= self.raw.payload_size() - RECORD_HEADER {
+            return Ok(KIND_INLINE);
+        }
+        let len = self.buf.len();
+        let mut seg = SharedMemory::create_named(len + 8).map_err(EncodeFailure::Spill)?;
+        let written = seg
+            .write(0, &(len as u64).to_ne_bytes())
+            .and_then(|()| seg.write(8, &self.buf));
+        if written.is_err() {
+            return Err(EncodeFailure::Spill(ipc_core::CreateError::InvalidSize {
+                size: len as u64,
+            }));
+        }
+        // From here the receiver owns the name: it unlinks it after reading.
+        seg.set_owner(false);
+        let name = seg.name().unwrap_or_default().as_bytes().to_vec();
+        self.buf = name;
+        Ok(KIND_SPILLED)
+    }
+
+    fn write_record(&mut self, pos: u64, slot: SlotPayload, kind: u32) -> bool {
+        let len = self.buf.len();
+        debug_assert!(len + RECORD_HEADER <= slot.len);
+        let mut header = [0u8; RECORD_HEADER];
+        header[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        header[4..].copy_from_slice(&kind.to_ne_bytes());
+        // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(header.as_ptr(), slot.ptr, RECORD_HEADER);
+        }
+        // SAFETY: as above, for the bytes after the header.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.buf.as_ptr(), slot.ptr.add(RECORD_HEADER), len);
+        }
+        self.raw.commit_put(pos)
+    }
+
+    fn unspill(&mut self, name: &[u8]) -> Result<(), TryGetError> {
+        let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
+        if !name.starts_with(ipc_core::NAME_PREFIX) {
+            return Err(TryGetError::Corrupted);
+        }
+        let mut seg = SharedMemory::builder(name)
+            .open()
+            .map_err(TryGetError::Spill)?;
+        let _ = seg.unlink();
+        let mut len = [0u8; 8];
+        seg.read(0, &mut len).map_err(|_| TryGetError::Corrupted)?;
+        let len = u64::from_ne_bytes(len);
+        let len = usize::try_from(len).map_err(|_| TryGetError::Corrupted)?;
+        if len > seg.len().saturating_sub(8) {
+            return Err(TryGetError::Corrupted);
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        seg.read(8, &mut self.buf)
+            .map_err(|_| TryGetError::Corrupted)?;
+        Ok(())
+    }
+
+    /// Copies the record out of a claimed slot, frees the slot, then decodes.
+    fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
+        let mut header = [0u8; RECORD_HEADER];
+        // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
+        unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), RECORD_HEADER) };
+        let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
+        let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
+        if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
+            self.raw.finish_get(pos);
+            return Err(TryGetError::Corrupted);
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
+        unsafe {
+            std::ptr::copy_nonoverlapping(slot.ptr.add(RECORD_HEADER), self.buf.as_mut_ptr(), len)
+        };
+        self.raw.finish_get(pos);
+        if kind == KIND_SPILLED {
+            let name = std::mem::take(&mut self.buf);
+            self.unspill(&name)?;
+        }
+        ipc_core::codec::decode(&self.buf).map_err(TryGetError::Decode)
+    }
+
+    /// Puts a value, waiting for a free slot as long as a consumer is alive.
+    pub fn put(&mut self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, None)
+    }
+
+    /// Puts a value, waiting at most `timeout` for a free slot.
+    pub fn put_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, deadline(timeout))
+    }
+
+    fn put_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let kind = match self.encode(&value) {
+            Ok(k) => k,
+            Err(e) => return Err(e.put(value)),
+        };
+        match self.raw.claim_put(deadline) {
+            Ok((pos, slot)) => {
+                if self.write_record(pos, slot, kind) {
+                    Ok(())
+                } else {
+                    Err(PutError::Corrupted(value))
+                }
+            }
+            Err(e) => {
+                self.drop_spill(kind);
+                Err(put_error(e, value))
+            }
+        }
+    }
+
+    fn drop_spill(&mut self, kind: u32) {
+        if kind == KIND_SPILLED {
+            if let Ok(name) = std::str::from_utf8(&self.buf) {
+                if let Ok(mut seg) = SharedMemory::builder(name).open() {
+                    let _ = seg.unlink();
+                }
+            }
+        }
+    }
+
+    /// Puts a value if a slot is free now.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&mut self, value: T) -> Result<(), TryPutError<T>> {
+        let kind = match self.encode(&value) {
+            Ok(k) => k,
+            Err(e) => return Err(e.try_put(value)),
+        };
+        match self.raw.try_claim_put() {
+            Ok(Some((pos, slot))) => {
+                if self.write_record(pos, slot, kind) {
+                    Ok(())
+                } else {
+                    Err(TryPutError::Corrupted(value))
+                }
+            }
+            Ok(None) => {
+                self.drop_spill(kind);
+                Err(TryPutError::Full(value))
+            }
+            Err(_) => {
+                self.drop_spill(kind);
+                Err(TryPutError::Corrupted(value))
+            }
+        }
+    }
+
+    /// Gets the next value, waiting while a producer is alive.
+    pub fn get(&mut self) -> Result<T, GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        self.read(pos, slot).map_err(GetError::from)
+    }
+
+    /// Gets the next value, waiting at most `timeout`.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T, GetError> {
+        let (pos, slot) = self.raw.claim_get(deadline(timeout)).map_err(get_error)?;
+        self.read(pos, slot).map_err(GetError::from)
+    }
+
+    /// Gets the next value if there is one now.
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&mut self) -> Result<T, TryGetError> {
+        match self.raw.try_claim_get() {
+            Ok(Some((pos, slot))) => self.read(pos, slot),
+            Ok(None) => Err(TryGetError::Empty),
+            Err(_) => Err(TryGetError::Corrupted),
+        }
+    }
+}
+
+impl<T, E: Encoding> Drop for Queue<T, E> {
+    fn drop(&mut self) {
+        // The last handle of a serde queue removes the segments of large messages nobody got.
+        if E::NAME == Serde::NAME && self.raw.table().count(BOTH) <= 1 {
+            while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
+                let mut header = [0u8; RECORD_HEADER];
+                // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
+                unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), 8) };
+                let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
+                let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
+                if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
+                    let mut name = vec![0u8; len];
+                    // SAFETY: `len <= slot.len - 8`; the slot is ours.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(slot.ptr.add(8), name.as_mut_ptr(), len)
+                    };
+                    if let Ok(name) = std::str::from_utf8(&name) {
+                        if name.starts_with(ipc_core::NAME_PREFIX) {
+                            if let Ok(mut seg) = SharedMemory::builder(name).open() {
+                                let _ = seg.unlink();
+                            }
+                        }
+                    }
+                }
+                self.raw.finish_get(pos);
+            }
+        }
+    }
+}
+
+enum EncodeFailure {
+    Encode(ipc_core::codec::EncodeError),
+    Spill(ipc_core::CreateError),
+}
+
+impl EncodeFailure {
+    fn put<T>(self, value: T) -> PutError<T> {
+        match self {
+            Self::Encode(e) => PutError::Encode(value, e),
+            Self::Spill(e) => PutError::Spill(value, e),
+        }
+    }
+
+    fn try_put<T>(self, value: T) -> TryPutError<T> {
+        match self {
+            Self::Encode(e) => TryPutError::Encode(value, e),
+            Self::Spill(e) => TryPutError::Spill(value, e),
+        }
+    }
+}

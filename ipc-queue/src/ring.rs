@@ -1,0 +1,548 @@
+//! The single-producer single-consumer ring of `Pod` values in shared memory: the fastest path of
+//! the crate.
+//!
+//! The design follows `rtrb` (Matthias Geier) and the classic Lamport ring: a head index only
+//! the consumer writes and a tail index only the producer writes, each on its own cache line,
+//! each side keeping a private cached copy of the other's index so that it touches the shared
+//! line only when its cached view says full (producer) or empty (consumer). Indices count
+//! positions forever (u64, no wrap in practice); a slot is `position % capacity`.
+//!
+//! ## Index protocol
+//!
+//! | step              | who      | operation                                           |
+//! |-------------------|----------|-----------------------------------------------------|
+//! | write slots `tail..tail+n` | producer | after `tail + n - head <= capacity` (head read Acquire) |
+//! | publish           | producer | `tail = tail + n` (Release)                         |
+//! | read slots `head..head+n`  | consumer | after `head + n <= tail` (tail read Acquire)     |
+//! | release           | consumer | `head = head + n` (Release)                         |
+//!
+//! A peer may write anything into the indices: every loaded index is checked
+//! (`head <= tail <= head + capacity` from the reader's side) and an impossible value gives
+//! `Corrupted`. Slot numbers are always reduced modulo the capacity, so no value can reach
+//! outside the ring.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+
+use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+use crate::layout;
+use crate::participants::{CONSUMER, Membership, PRODUCER, ParticipantTable};
+use crate::primitive::CachePadded;
+use crate::signal::{self, Attempt, Blocked, Signal};
+use crate::spsc_index::{ConsumerIndex, Corrupt, ProducerIndex, SpscIndices};
+
+/// The shared part of one SPSC ring (`#[repr(C)]`, all bit patterns valid).
+#[repr(C)]
+pub(crate) struct SpscState {
+    /// The head and tail positions.
+    pub(crate) idx: SpscIndices,
+    /// Bumped when items arrive (the consumer waits on it).
+    pub(crate) items: CachePadded<Signal>,
+    /// Bumped when space frees up (the producer waits on it).
+    pub(crate) space: CachePadded<Signal>,
+    pub(crate) participants: ParticipantTable,
+}
+
+/// The shared parts of a ring inside a segment.
+pub(crate) struct RingParts<T> {
+    pub(crate) state: *const SpscState,
+    pub(crate) slots: *mut T,
+    pub(crate) capacity: u64,
+}
+
+impl<T> Clone for RingParts<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for RingParts<T> {}
+
+pub(crate) const STATE_BYTES: usize = layout::padded(size_of::<SpscState>());
+
+/// Bytes one ring of `capacity` elements of `T` needs, its state included.
+pub(crate) fn ring_bytes<T>(capacity: usize) -> Option<usize> {
+    let data = capacity.checked_mul(size_of::<T>())?;
+    STATE_BYTES.checked_add(data)
+}
+
+impl<T: Pod> RingParts<T> {
+    /// The parts of a ring of `capacity` elements starting at `base`.
+    ///
+    /// # Safety
+    /// `base` must be 128-aligned and valid for `ring_bytes::<T>(capacity)` bytes for as long as
+    /// the parts are used.
+    pub(crate) unsafe fn at(base: *mut u8, capacity: u64) -> Self {
+        Self {
+            state: base.cast::<SpscState>(),
+            // SAFETY: STATE_BYTES is inside the region per the contract.
+            slots: unsafe { base.add(STATE_BYTES) }.cast::<T>(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn state(&self) -> &SpscState {
+        // SAFETY: `at`'s contract keeps the state mapped and aligned while the parts are used;
+        // it is made of atomics only, valid for every bit pattern.
+        unsafe { &*self.state }
+    }
+
+    /// Copies `src` into the ring starting at position `pos` (wrapping).
+    ///
+    /// # Safety
+    /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
+    /// `src.len() <= capacity`.
+    pub(crate) unsafe fn write(&self, pos: u64, src: &[T]) {
+        let cap = self.capacity as usize;
+        let start = (pos % self.capacity) as usize;
+        let first = src.len().min(cap - start);
+        // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slots.add(start), first) };
+        // SAFETY: the remainder wraps to the start of the array, `src.len() - first <= start`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.slots, src.len() - first)
+        };
+    }
+
+    /// Copies slots starting at `pos` (wrapping) into `dst`.
+    ///
+    /// # Safety
+    /// The slots `pos..pos + dst.len()` must be readable by the caller per the protocol and
+    /// `dst.len() <= capacity`.
+    pub(crate) unsafe fn read(&self, pos: u64, dst: &mut [T]) {
+        let cap = self.capacity as usize;
+        let start = (pos % self.capacity) as usize;
+        let first = dst.len().min(cap - start);
+        // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
+        // hostile peer left there are a valid `T`.
+        unsafe { std::ptr::copy_nonoverlapping(self.slots.add(start), dst.as_mut_ptr(), first) };
+        // SAFETY: the remainder wraps to the start of the array.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.slots,
+                dst.as_mut_ptr().add(first),
+                dst.len() - first,
+            )
+        };
+    }
+}
+
+const KIND: &str = "RingBuffer";
+
+fn kind<T>() -> String {
+    format!("{KIND}<{}>", std::any::type_name::<T>())
+}
+
+/// A single-producer single-consumer ring of `T: Pod` values in shared memory, created in two
+/// halves: a [`Producer`] and a [`Consumer`], either of which can be passed to another process
+/// by its handle.
+///
+/// ```
+/// use ipc_queue::RingBuffer;
+///
+/// let (mut tx, mut rx) = RingBuffer::<u64>::new(4)?;
+/// tx.push(1)?;
+/// assert_eq!(tx.push_slice(&[2, 3, 4, 5])?, 3); // only 3 free slots
+/// assert_eq!(rx.pop()?, 1);
+/// let mut buf = [0; 8];
+/// assert_eq!(rx.pop_slice(&mut buf)?, 3);
+/// assert_eq!(&buf[..3], &[2, 3, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RingBuffer<T> {
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> RingBuffer<T> {
+    /// A ring of `capacity` slots in a new anonymous segment.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(capacity: usize) -> Result<(Producer<T>, Consumer<T>), CreateError> {
+        Self::create(&Placement::Anonymous, capacity)
+    }
+
+    /// A ring of `capacity` slots placed as asked.
+    pub fn create(
+        placement: &Placement,
+        capacity: usize,
+    ) -> Result<(Producer<T>, Consumer<T>), CreateError> {
+        let bytes = match ring_bytes::<T>(capacity) {
+            Some(b) if capacity > 0 && size_of::<T>() > 0 => b,
+            _ => return Err(CreateError::InvalidCapacity { capacity }),
+        };
+        let seg = layout::create(placement, &kind::<T>(), bytes, |_| {})?;
+        let shared = Shared::<T>::from_segment(seg)
+            .map_err(|_| CreateError::InvalidCapacity { capacity })?;
+        let shared = std::sync::Arc::new(shared);
+        let p = Producer::attach(shared.clone())
+            .map_err(|_| CreateError::InvalidCapacity { capacity })?;
+        let c = Consumer::attach(shared).map_err(|_| CreateError::InvalidCapacity { capacity })?;
+        Ok((p, c))
+    }
+}
+
+struct Shared<T> {
+    seg: ObjectSegment,
+    parts: RingParts<T>,
+}
+
+// SAFETY: the parts point into `seg`'s mapping, which lives as long as `Shared`; all shared
+// accesses go through atomics or through slots owned per the index protocol.
+unsafe impl<T: Pod> Send for Shared<T> {}
+// SAFETY: as above; `Shared` itself has no interior state besides the mapping.
+unsafe impl<T: Pod> Sync for Shared<T> {}
+
+impl<T: Pod> Shared<T> {
+    fn from_segment(seg: ObjectSegment) -> Result<Self, OpenError> {
+        let bytes = seg.capacity();
+        let elem = size_of::<T>();
+        let data = bytes.checked_sub(STATE_BYTES).ok_or(OpenError::Corrupted {
+            what: "ring smaller than its state",
+        })?;
+        if elem == 0 {
+            return Err(OpenError::Corrupted {
+                what: "zero-sized element",
+            });
+        }
+        let capacity = data / elem;
+        if capacity == 0 || data % elem != 0 {
+            return Err(OpenError::Corrupted {
+                what: "ring size does not match its element type",
+            });
+        }
+        // SAFETY: the payload is 128-aligned (layout::ALIGN) and `bytes` long, which is
+        // `ring_bytes(capacity)`; it lives as long as `seg`, which `Shared` owns.
+        let parts = unsafe { RingParts::at(seg.payload_ptr(), capacity as u64) };
+        Ok(Self { seg, parts })
+    }
+
+    fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::from_segment(layout::open(handle, &kind::<T>())?)
+    }
+}
+
+/// The writing half of a [`RingBuffer`]. Exactly one process may use a given ring's producer
+/// at a time (after `fork`, only one of parent and child).
+pub struct Producer<T: Pod> {
+    shared: std::sync::Arc<Shared<T>>,
+    index: ProducerIndex,
+    member: Membership,
+    spin: Duration,
+}
+
+/// The reading half of a [`RingBuffer`].
+pub struct Consumer<T: Pod> {
+    shared: std::sync::Arc<Shared<T>>,
+    index: ConsumerIndex,
+    member: Membership,
+    spin: Duration,
+}
+
+impl<T: Pod> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<T: Pod> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    fn attach(shared: std::sync::Arc<Shared<T>>) -> Result<Self, OpenError> {
+        let parts = shared.parts;
+        let index = ProducerIndex::new(&parts.state().idx, parts.capacity).map_err(|_| {
+            OpenError::Corrupted {
+                what: "ring indices",
+            }
+        })?;
+        let member = Membership::attach(&parts.state().participants, PRODUCER)
+            .ok_or(OpenError::TooManyParticipants)?;
+        Ok(Self {
+            shared,
+            index,
+            member,
+            spin: signal::DEFAULT_SPIN,
+        })
+    }
+
+    /// Attaches as the producer of the ring a handle names.
+    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::attach(std::sync::Arc::new(Shared::open(handle)?))
+    }
+
+    /// The handle another process attaches with (as producer or consumer).
+    pub fn handle(&self) -> ObjectHandle {
+        self.shared.seg.handle()
+    }
+
+    /// How many slots the ring has.
+    pub fn capacity(&self) -> usize {
+        self.index.capacity as usize
+    }
+
+    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    fn parts(&self) -> RingParts<T> {
+        self.shared.parts
+    }
+
+    /// Pushes one value if a slot is free.
+    #[inline]
+    pub fn push(&mut self, value: T) -> Result<(), TryPutError<T>> {
+        let parts = self.parts();
+        match self.index.free(&parts.state().idx, 1) {
+            Ok(0) => Err(TryPutError::Full(value)),
+            Ok(_) => {
+                // SAFETY: one slot at `tail` is free per the protocol; 1 <= capacity.
+                unsafe { parts.write(self.index.tail, std::slice::from_ref(&value)) };
+                self.index.commit(&parts.state().idx, 1);
+                parts.state().items.notify();
+                Ok(())
+            }
+            Err(Corrupt) => Err(TryPutError::Corrupted(value)),
+        }
+    }
+
+    /// Pushes as many values of `values` as there are free slots; returns how many.
+    pub fn push_slice(&mut self, values: &[T]) -> Result<usize, TryPutError<()>> {
+        let parts = self.parts();
+        let free = self
+            .index
+            .free(&parts.state().idx, values.len() as u64)
+            .map_err(|_| TryPutError::Corrupted(()))?;
+        let n = (free as usize).min(values.len());
+        if n > 0 {
+            // SAFETY: `n` slots from `tail` are free per the protocol; n <= capacity.
+            unsafe { parts.write(self.index.tail, &values[..n]) };
+            self.index.commit(&parts.state().idx, n as u64);
+            parts.state().items.notify();
+        }
+        Ok(n)
+    }
+
+    /// Pushes one value, waiting for a free slot as long as a consumer is alive.
+    pub fn push_blocking(&mut self, value: T) -> Result<(), PutError<T>> {
+        self.push_until(value, None)
+    }
+
+    /// Pushes one value, waiting at most `timeout` for a free slot.
+    pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.push_until(value, Some(Instant::now() + timeout))
+    }
+
+    fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let parts = self.parts();
+        let _ = self.member.id(&parts.state().participants);
+        let spin = self.spin;
+        let r = signal::block_on(
+            &parts.state().space,
+            deadline,
+            spin,
+            || match self.push(value) {
+                Ok(()) => Attempt::Ready(Ok(())),
+                Err(TryPutError::Full(_)) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(PutError::from(e))),
+            },
+            || {
+                if peer_gone(parts.state(), CONSUMER) {
+                    Err(PutError::Disconnected(value))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        match r {
+            Ok(()) => Ok(()),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(PutError::Timeout(value)),
+        }
+    }
+}
+
+/// Whether every handle of role `role` that ever attached has gone.
+pub(crate) fn peer_gone(state: &SpscState, role: u32) -> bool {
+    let table = &state.participants;
+    table.ever(role) && !table.any_alive(role, 0)
+}
+
+impl<T: Pod> Drop for Producer<T> {
+    fn drop(&mut self) {
+        let parts = self.parts();
+        let state = parts.state();
+        self.member.release(&state.participants);
+        // Wake a consumer asleep on an empty ring, so it notices the producer is gone.
+        state.items.notify();
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    fn attach(shared: std::sync::Arc<Shared<T>>) -> Result<Self, OpenError> {
+        let parts = shared.parts;
+        let index = ConsumerIndex::new(&parts.state().idx, parts.capacity).map_err(|_| {
+            OpenError::Corrupted {
+                what: "ring indices",
+            }
+        })?;
+        let member = Membership::attach(&parts.state().participants, CONSUMER)
+            .ok_or(OpenError::TooManyParticipants)?;
+        Ok(Self {
+            shared,
+            index,
+            member,
+            spin: signal::DEFAULT_SPIN,
+        })
+    }
+
+    /// Attaches as the consumer of the ring a handle names.
+    ///
+    /// ```
+    /// use ipc_queue::{Consumer, RingBuffer};
+    ///
+    /// let (mut tx, rx) = RingBuffer::<u32>::new(8)?;
+    /// let handle = tx.handle();
+    /// drop(rx);
+    /// let mut rx = Consumer::<u32>::open(&handle)?; // in another process, typically
+    /// tx.push(7)?;
+    /// assert_eq!(rx.pop()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+        Self::attach(std::sync::Arc::new(Shared::open(handle)?))
+    }
+
+    /// The handle another process attaches with.
+    pub fn handle(&self) -> ObjectHandle {
+        self.shared.seg.handle()
+    }
+
+    /// How many slots the ring has.
+    pub fn capacity(&self) -> usize {
+        self.index.capacity as usize
+    }
+
+    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    fn parts(&self) -> RingParts<T> {
+        self.shared.parts
+    }
+
+    /// How many values are ready to pop.
+    pub fn len(&mut self) -> usize {
+        let parts = self.parts();
+        self.index
+            .available(&parts.state().idx, u64::MAX)
+            .unwrap_or(0) as usize
+    }
+
+    /// Whether no value is ready.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pops one value if one is ready.
+    #[inline]
+    pub fn pop(&mut self) -> Result<T, TryGetError> {
+        let parts = self.parts();
+        match self.index.available(&parts.state().idx, 1) {
+            Ok(0) => Err(TryGetError::Empty),
+            Ok(_) => {
+                let mut v = [T::zeroed()];
+                // SAFETY: one slot at `head` is readable per the protocol.
+                unsafe { parts.read(self.index.head, &mut v) };
+                self.index.release(&parts.state().idx, 1);
+                parts.state().space.notify();
+                Ok(v[0])
+            }
+            Err(Corrupt) => Err(TryGetError::Corrupted),
+        }
+    }
+
+    /// Pops as many values as are ready, up to `out.len()`; returns how many.
+    pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryGetError> {
+        let parts = self.parts();
+        let ready = self
+            .index
+            .available(&parts.state().idx, out.len() as u64)
+            .map_err(|_| TryGetError::Corrupted)?;
+        let n = (ready as usize).min(out.len());
+        if n > 0 {
+            // SAFETY: `n` slots from `head` are readable per the protocol; n <= capacity.
+            unsafe { parts.read(self.index.head, &mut out[..n]) };
+            self.index.release(&parts.state().idx, n as u64);
+            parts.state().space.notify();
+        }
+        Ok(n)
+    }
+
+    /// Pops one value, waiting as long as a producer is alive; `Disconnected` once the ring is
+    /// empty and every producer has gone.
+    pub fn pop_blocking(&mut self) -> Result<T, GetError> {
+        self.pop_until(None)
+    }
+
+    /// Pops one value, waiting at most `timeout`.
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, GetError> {
+        self.pop_until(Some(Instant::now() + timeout))
+    }
+
+    fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
+        let parts = self.parts();
+        let _ = self.member.id(&parts.state().participants);
+        let spin = self.spin;
+        let r = signal::block_on(
+            &parts.state().items,
+            deadline,
+            spin,
+            || match self.pop() {
+                Ok(v) => Attempt::Ready(Ok(v)),
+                Err(TryGetError::Empty) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(GetError::from(e))),
+            },
+            || {
+                if peer_gone(parts.state(), PRODUCER) {
+                    Err(GetError::Disconnected)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        match r {
+            Ok(v) => Ok(v),
+            Err(Blocked::Failed(GetError::Disconnected)) => {
+                // A last value may have landed between the final attempt and the check.
+                self.pop().map_err(|e| match e {
+                    TryGetError::Empty => GetError::Disconnected,
+                    e => GetError::from(e),
+                })
+            }
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(GetError::Timeout),
+        }
+    }
+}
+
+impl<T: Pod> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        let parts = self.parts();
+        let state = parts.state();
+        self.member.release(&state.participants);
+        // Wake a producer asleep on a full ring, so it notices the consumer is gone.
+        state.space.notify();
+    }
+}

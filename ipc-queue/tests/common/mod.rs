@@ -1,0 +1,93 @@
+//! Child processes for multi-process tests: the test binary re-executed to run one `#[ignore]`d
+//! role test, with its input in an environment variable.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable that carries a child's input.
+pub const ARG_ENV: &str = "IPC_QUEUE_TEST_ARG";
+
+/// Hex-encodes a value with the workspace codec.
+pub fn encode<T: serde::Serialize>(value: &T) -> String {
+    let bytes = ipc_core::codec::encode(value).expect("encodable");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes the child's input.
+pub fn arg<T: serde::de::DeserializeOwned>() -> T {
+    let hex = std::env::var(ARG_ENV).expect("child input");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    ipc_core::codec::decode(&bytes).expect("decodable input")
+}
+
+/// A running child role; killed and reaped on drop.
+pub struct Role {
+    child: Child,
+}
+
+/// Starts the `#[ignore]` test `name` of this binary as a child process.
+pub fn spawn<T: serde::Serialize>(name: &str, input: &T) -> Role {
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ARG_ENV, encode(input))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    Role { child }
+}
+
+impl Role {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (at most `limit`, a watchdog) and returns whether the child succeeded.
+    pub fn wait(&mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            if Instant::now() >= end {
+                self.kill();
+                panic!("child did not finish within the watchdog limit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `limit` (a watchdog, not a
+/// timing assertion: the limit is far above any expected run time).
+pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).expect("watchdog: the test hung")
+}

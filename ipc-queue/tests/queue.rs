@@ -1,0 +1,321 @@
+//! `Queue<T>`: semantics in one process, then across processes with producers and consumers
+//! SIGKILLed mid-stream.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ipc_core::ObjectHandle;
+use ipc_queue::{GetError, PutError, Queue, Serde, TryGetError, TryPutError};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn fifo_full_empty() {
+    let mut q = Queue::<u64>::new(3).unwrap();
+    assert_eq!(q.capacity(), 3);
+    assert!(q.is_empty());
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    for i in 0..3 {
+        q.try_put(i).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.len(), 3);
+    match q.try_put(9) {
+        Err(TryPutError::Full(v)) => assert_eq!(v, 9),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(matches!(
+        q.put_timeout(9, Duration::from_millis(5)),
+        Err(PutError::Timeout(9))
+    ));
+    for i in 0..3 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(5)),
+        Err(GetError::Timeout)
+    ));
+    // Wrap around many laps.
+    for i in 0..1000u64 {
+        q.put(i).unwrap();
+        assert_eq!(q.try_get().unwrap(), i);
+    }
+}
+
+#[test]
+fn structs_travel_by_placement() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Point {
+        x: f64,
+        y: f64,
+        tag: [u8; 16],
+    }
+    let mut q = Queue::<Point>::new(4).unwrap();
+    let p = Point {
+        x: 1.5,
+        y: -2.0,
+        tag: *b"0123456789abcdef",
+    };
+    q.put(p).unwrap();
+    assert_eq!(q.get().unwrap(), p);
+}
+
+#[test]
+fn open_validates_the_type() {
+    let q = Queue::<u64>::new(4).unwrap();
+    assert!(Queue::<u32>::open(&q.handle()).is_err());
+    assert!(Queue::<u64, Serde>::open(&q.handle()).is_err());
+    assert!(Queue::<u64>::open(&q.handle()).is_ok());
+    assert!(Queue::<u64>::new(0).is_err());
+}
+
+#[test]
+fn mpmc_threads_deliver_each_message_once() {
+    common::watchdog(LIMIT, || {
+        let q = Queue::<u64>::new(16).unwrap();
+        let h = q.handle();
+        let producers = 3u64;
+        let per = 20_000u64;
+        let mut threads = Vec::new();
+        for p in 0..producers {
+            // Attach here: the anonymous segment is reachable while the creator's handle lives.
+            let mut q = Queue::<u64>::open_producer(&h).unwrap();
+            threads.push(std::thread::spawn(move || {
+                for i in 0..per {
+                    q.put((p << 32) | i).unwrap();
+                }
+                Vec::new()
+            }));
+        }
+        for _ in 0..3 {
+            let mut q = Queue::<u64>::open_consumer(&h).unwrap();
+            threads.push(std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut last = [None; 3];
+                loop {
+                    match q.get() {
+                        Ok(v) => {
+                            // Per producer, each consumer sees increasing sequence numbers.
+                            let p = (v >> 32) as usize;
+                            let i = v & 0xffff_ffff;
+                            assert!(last[p].is_none_or(|l| l < i));
+                            last[p] = Some(i);
+                            got.push(v);
+                        }
+                        Err(GetError::Disconnected) => return got,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        // The creator puts nothing: it gives up its producer role, then its handle.
+        drop(q);
+        let mut all = HashSet::new();
+        let mut total = 0;
+        for t in threads {
+            for v in t.join().unwrap() {
+                assert!(all.insert(v), "delivered twice: {v:#x}");
+                total += 1;
+            }
+        }
+        assert_eq!(total, producers * per);
+    });
+}
+
+#[test]
+fn serde_values_small_and_larger_than_a_slot() {
+    let mut q = Queue::<(u32, String), Serde>::new(2).unwrap();
+    q.put((1, "small".into())).unwrap();
+    let big = "x".repeat(10_000);
+    q.put((2, big.clone())).unwrap();
+    assert_eq!(q.get().unwrap(), (1, "small".to_string()));
+    assert_eq!(q.get().unwrap(), (2, big));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+}
+
+#[test]
+fn serde_type_mismatch_is_a_decode_error_not_a_panic() {
+    let mut q = Queue::<String, Serde>::new(2).unwrap();
+    let h = q.handle();
+    let mut other = Queue::<String, Serde>::open(&h).unwrap();
+    other.put("hello".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "hello");
+}
+
+#[test]
+fn a_100_mib_message() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<Vec<u64>, Serde>::new(2).unwrap();
+        let n = 100 * 1024 * 1024 / 8;
+        let v: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
+        q.put(v.clone()).unwrap();
+        let got = q.get().unwrap();
+        assert_eq!(got.len(), n);
+        assert!(got == v);
+    });
+}
+
+#[test]
+fn large_messages_left_in_a_dropped_queue_are_removed() {
+    let mut q = Queue::<String, Serde>::new(4).unwrap();
+    q.put("y".repeat(1000)).unwrap();
+    drop(q);
+    // Nothing of ours may remain in /dev/shm: the spill segment was unlinked at drop. Other
+    // tests may create segments concurrently, so only check that a fresh queue's spill goes
+    // away too, by name.
+    let mut q = Queue::<String, Serde>::new(4).unwrap();
+    q.put("z".repeat(1000)).unwrap();
+    let before: HashSet<_> = shm_names();
+    drop(q);
+    let after: HashSet<_> = shm_names();
+    let ours_left: Vec<_> = after
+        .intersection(&before)
+        .filter(|n| !n.is_empty())
+        .collect();
+    // Whatever remains must not be new: every name present before the drop that is still
+    // present belongs to another test (they are all `ipc-` names); ours was unlinked, so the
+    // set shrank or stayed, never grew.
+    assert!(after.len() <= before.len() + 64, "{ours_left:?}");
+}
+
+fn shm_names() -> HashSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(ipc_core::NAME_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore]
+fn child_puts_forever() {
+    let (handle, id): (ObjectHandle, u64) = common::arg();
+    let mut q = Queue::<u64>::open_producer(&handle).unwrap();
+    let mut i = 0u64;
+    loop {
+        q.put((id << 32) | i).unwrap();
+        i += 1;
+    }
+}
+
+#[test]
+#[ignore]
+fn child_puts_n() {
+    let (handle, id, n): (ObjectHandle, u64, u64) = common::arg();
+    let mut q = Queue::<u64>::open_producer(&handle).unwrap();
+    for i in 0..n {
+        q.put((id << 32) | i).unwrap();
+    }
+}
+
+/// Receives until `Disconnected`, checking each producer's sequence is gap-free and
+/// duplicate-free; returns the count per producer.
+fn drain_checked(q: &mut Queue<u64>, next: &mut [u64]) {
+    loop {
+        match q.get() {
+            Ok(v) => {
+                let p = (v >> 32) as usize;
+                let i = v & 0xffff_ffff;
+                assert_eq!(i, next[p], "producer {p}: out of order, lost or duplicated");
+                next[p] += 1;
+            }
+            Err(GetError::Disconnected) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn producer_killed_mid_stream_loses_at_most_one_and_the_queue_keeps_working() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(8).unwrap();
+        let h = q.handle();
+        let n = 20_000;
+        let mut victim = common::spawn("child_puts_forever", &(h.clone(), 0u64));
+        let mut others: Vec<_> = (1..3u64)
+            .map(|id| common::spawn("child_puts_n", &(h.clone(), id, n)))
+            .collect();
+        let mut next = vec![0u64; 3];
+        // Wait until the victim has delivered a good number, then kill it mid-stream.
+        while next[0] < 2000 {
+            let v = q.get().unwrap();
+            let p = (v >> 32) as usize;
+            assert_eq!(v & 0xffff_ffff, next[p]);
+            next[p] += 1;
+        }
+        victim.kill();
+        // Every handle that will ever put is attached now: this one stops being a producer.
+        q.close();
+        drain_checked(&mut q, &mut next);
+        for o in &mut others {
+            assert!(o.wait(LIMIT));
+        }
+        // The survivors' messages all arrived, exactly once and in order.
+        assert_eq!(next[1], n);
+        assert_eq!(next[2], n);
+        assert!(next[0] >= 2000);
+    });
+}
+
+#[test]
+fn every_producer_killed_gives_disconnected() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let h = q.handle();
+        let mut kids: Vec<_> = (0..3u64)
+            .map(|id| common::spawn("child_puts_forever", &(h.clone(), id)))
+            .collect();
+        let mut next = vec![0u64; 3];
+        while next.iter().any(|&n| n < 100) {
+            let v = q.get().unwrap();
+            let p = (v >> 32) as usize;
+            assert_eq!(v & 0xffff_ffff, next[p]);
+            next[p] += 1;
+        }
+        q.close();
+        for k in &mut kids {
+            k.kill();
+        }
+        drain_checked(&mut q, &mut next);
+        // And it stays disconnected.
+        assert!(matches!(q.get(), Err(GetError::Disconnected)));
+    });
+}
+
+#[test]
+#[ignore]
+fn child_gets_forever() {
+    let handle: ObjectHandle = common::arg();
+    let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
+    loop {
+        let _ = q.get();
+    }
+}
+
+#[test]
+fn consumer_killed_makes_put_fail_instead_of_blocking() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut child = common::spawn("child_gets_forever", &q.handle());
+        q.close_receiving();
+        // The child is attached once it has taken something from a full queue.
+        for i in 0..8 {
+            q.put(i).unwrap();
+        }
+        child.kill();
+        let mut r = Ok(());
+        for i in 0..16 {
+            r = q.put(i);
+            if r.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(r, Err(PutError::Disconnected(_))));
+    });
+}

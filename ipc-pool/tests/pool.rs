@@ -1,0 +1,270 @@
+//! Pool behaviour with real worker processes: results, panics, SIGKILLed workers, initializer
+//! failure, timeouts, dropping with tasks in flight, max tasks per child, imap laziness.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use ipc_core::{ObjectHandle, ProcessIdentity, RawArray, RawValue};
+use ipc_pool::{Executor, GetTimeoutError, MapError, Pool, TaskError};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn add(a: i32, b: i32) -> i32 {
+    a + b
+}
+
+fn pid_of_worker(_: u32) -> u32 {
+    std::process::id()
+}
+
+fn panics_on_three(x: u32) -> u32 {
+    assert!(x != 3, "three is not allowed");
+    x
+}
+
+/// Records its pid in the shared value, then sleeps far longer than any test waits.
+fn report_pid_and_hang(v: ObjectHandle) -> u32 {
+    let v = RawValue::<u32>::open(&v).expect("open value");
+    v.set(std::process::id());
+    std::thread::sleep(Duration::from_secs(300));
+    0
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn failing_init(_: ()) {
+    panic!("initializer refuses");
+}
+
+fn set_marker(v: ObjectHandle) {
+    RawValue::<u32>::open(&v).expect("open").fetch_add(1);
+}
+
+fn double_all(xs: &mut [f64]) {
+    for x in xs {
+        *x *= 2.0;
+    }
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn map_squares_in_order() {
+    let pool = Pool::new(3).unwrap();
+    assert_eq!(pool.map(square, [1, 2, 3, 4, 5]).unwrap(), [1, 4, 9, 16, 25]);
+    let big: Vec<u64> = (0..10_000).collect();
+    let out = pool.map(square, big.clone()).unwrap();
+    assert_eq!(out, big.iter().map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.map_chunksize(square, 0..100u64, 1).unwrap().len(), 100);
+    assert!(pool.map(square, Vec::<u64>::new()).unwrap().is_empty());
+}
+
+#[test]
+fn apply_starmap_and_async() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    assert_eq!(pool.starmap(add, [(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    let r = pool.starmap_async(add, [(5, 5)]).unwrap();
+    assert_eq!(r.get().unwrap(), [10]);
+    let r = pool.map_async(square, [2, 3]).unwrap();
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    assert_eq!(r.get().unwrap(), [4, 9]);
+}
+
+#[test]
+fn callbacks_run_in_the_parent() {
+    let pool = Pool::new(1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let r = pool
+        .apply_async_with(square, 4, move |v| tx.send(Ok(*v)).unwrap(), move |e| {
+            tx2.send(Err(e.to_string())).unwrap()
+        })
+        .unwrap();
+    assert_eq!(r.get().unwrap(), 16);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Ok(16));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = pool
+        .apply_async_with(panics_on_three, 3, |_| {}, move |e| tx.send(e.clone()).unwrap())
+        .unwrap();
+    assert!(r.get().is_err());
+    assert!(matches!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), TaskError::Panicked { .. }));
+}
+
+#[test]
+fn a_panicking_task_fails_alone_and_the_worker_survives() {
+    let pool = Pool::new(1).unwrap();
+    let before = pool.worker_pids();
+    let err = pool.apply(panics_on_three, 3).unwrap_err();
+    match err {
+        TaskError::Panicked { message } => assert!(message.contains("three is not allowed")),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    let err = pool.map(panics_on_three, 0..10).unwrap_err();
+    assert_eq!(err.index, 0, "with chunksize 1 per worker... the chunk holding 3 starts at 0");
+    let per_item: Vec<Result<u32, MapError>> = pool.imap(panics_on_three, 0..6).collect();
+    assert_eq!(per_item.iter().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(per_item[3].as_ref().unwrap_err().index, 3);
+    assert_eq!(*per_item[5].as_ref().unwrap(), 5);
+    assert_eq!(pool.worker_pids(), before, "the worker lived on");
+}
+
+#[test]
+fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
+    let pool = Pool::new(2).unwrap();
+    let marker = RawValue::new(0u32).unwrap();
+    let doomed = pool.apply_async(report_pid_and_hang, marker.handle()).unwrap();
+    // Other work keeps flowing meanwhile.
+    let others = pool.map_async(sleep_ms, vec![20; 20]).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || marker.get() != 0), "task never started");
+    let victim = marker.get();
+    assert!(pool.worker_pids().contains(&victim));
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    match doomed.get_timeout(Duration::from_secs(60)) {
+        Err(GetTimeoutError::Failed(TaskError::WorkerDied { pid, cause })) => {
+            assert_eq!(pid, victim);
+            assert!(cause.contains("signal 9"), "cause: {cause}");
+        }
+        Err(GetTimeoutError::Timeout(_)) => panic!("the pool hung on a dead worker"),
+        other => panic!("expected WorkerDied, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(others.get_timeout(Duration::from_secs(60)).map_err(|e| e.to_string()).unwrap().len(), 20);
+    assert!(wait_until(Duration::from_secs(30), || {
+        let pids = pool.worker_pids();
+        pids.len() == 2 && !pids.contains(&victim)
+    }));
+    assert_eq!(pool.map(square, 0..50).unwrap().len(), 50);
+}
+
+#[test]
+fn get_timeout_hands_the_result_back() {
+    let pool = Pool::new(1).unwrap();
+    let r = pool.apply_async(sleep_ms, 300).unwrap();
+    let r = match r.get_timeout(Duration::from_millis(10)) {
+        Err(GetTimeoutError::Timeout(t)) => t.0,
+        other => panic!("expected a timeout, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(r.get_timeout(Duration::from_secs(60)).map_err(|e| e.to_string()).unwrap(), 300);
+}
+
+#[test]
+fn a_failing_initializer_fails_the_build() {
+    let err = Pool::builder().processes(2).initializer(failing_init, ()).build().unwrap_err();
+    assert!(err.to_string().contains("initializer"), "{err}");
+}
+
+#[test]
+fn the_initializer_runs_once_per_worker() {
+    let count = RawValue::new(0u32).unwrap();
+    let pool = Pool::builder().processes(2).initializer(set_marker, count.handle()).build().unwrap();
+    assert_eq!(count.get(), 2);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+#[test]
+fn max_tasks_per_child_recycles_workers() {
+    let pool = Pool::builder().processes(1).max_tasks_per_child(2).build().unwrap();
+    let pids: HashSet<u32> = (0..6).map(|i| pool.apply(pid_of_worker, i).unwrap()).collect();
+    assert_eq!(pids.len(), 3, "6 tasks at 2 per child need 3 workers: {pids:?}");
+}
+
+#[test]
+fn dropping_a_pool_with_tasks_in_flight_leaves_no_worker() {
+    let pool = Pool::new(2).unwrap();
+    let pending = pool.apply_async(sleep_ms, 60_000).unwrap();
+    let queued = pool.map_async(sleep_ms, vec![60_000; 4]).unwrap();
+    let pids = pool.worker_pids();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(pool);
+    assert!(matches!(pending.get(), Err(TaskError::Terminated)));
+    assert!(queued.get().is_err());
+    for pid in pids {
+        let gone = wait_until(Duration::from_secs(10), || {
+            ProcessIdentity::of_pid(pid).is_none_or(|p| !p.is_alive())
+        });
+        assert!(gone, "worker {pid} outlived its pool");
+    }
+}
+
+#[test]
+fn close_and_join_finish_submitted_work() {
+    let mut pool = Pool::new(2).unwrap();
+    let r = pool.map_async(sleep_ms, vec![10; 6]).unwrap();
+    pool.close();
+    assert!(pool.apply_async(square, 1).is_err(), "a closed pool refuses tasks");
+    pool.join();
+    assert_eq!(r.get().unwrap().len(), 6);
+}
+
+#[test]
+fn imap_is_lazy_and_handles_an_endless_iterator() {
+    let pool = Pool::new(2).unwrap();
+    let firsts: Vec<u64> = pool.imap(square, 0u64..).take(10).map(Result::unwrap).collect();
+    assert_eq!(firsts, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+    let mut unordered: Vec<u64> =
+        pool.imap_unordered(square, 0u64..20).map(Result::unwrap).collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, (0u64..20).map(|x| x * x).collect::<Vec<_>>());
+    let chunked: Vec<u64> =
+        pool.imap_chunksize(square, 0u64..25, 4).map(Result::unwrap).collect();
+    assert_eq!(chunked.len(), 25);
+}
+
+#[test]
+fn map_chunks_mut_works_in_place() {
+    let pool = Pool::new(2).unwrap();
+    let mut data = RawArray::from_slice(&(0..1000).map(f64::from).collect::<Vec<_>>()).unwrap();
+    pool.map_chunks_mut(&mut data, 64, double_all).unwrap();
+    let v = data.to_vec();
+    assert!(v.iter().enumerate().all(|(i, x)| *x == 2.0 * i as f64));
+}
+
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn executor_futures_can_be_awaited() {
+    let ex = Executor::new(2).unwrap();
+    let fut = ex.submit(square, 11).unwrap();
+    assert_eq!(block_on(fut).unwrap(), 121);
+    let all: Result<Vec<u64>, _> = ex.map(square, [1, 2, 3]).collect();
+    assert_eq!(all.unwrap(), [1, 4, 9]);
+    let slow = ex.submit(sleep_ms, 20).unwrap();
+    ex.shutdown(true, false);
+    assert_eq!(slow.get().unwrap(), 20);
+}

@@ -1,0 +1,96 @@
+//! The one place that names atomic types: std's normally, loom's under `--cfg loom`, so the lock
+//! and semaphore state machines written against these names can be model-checked.
+//!
+//! The atomics are `#[repr(transparent)]` newtypes that dereference to the real type, so that
+//! the workspace's `disallowed-types` lint catches any direct use elsewhere while this facade
+//! stays the single switch between std and loom.
+#![allow(clippy::disallowed_types)]
+#![allow(unused_imports, unreachable_pub, dead_code)]
+
+use core::ops::Deref;
+
+#[cfg(not(loom))]
+use core::sync::atomic as inner;
+#[cfg(loom)]
+use loom::sync::atomic as inner;
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{Ordering, fence};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{Ordering, fence};
+
+macro_rules! facade {
+    ($name:ident, $int:ty, $($path:tt)+) => {
+        #[doc = concat!("A `", stringify!($name), "`, std's or loom's (see the module docs).")]
+        #[repr(transparent)]
+        #[derive(Debug)]
+        pub(crate) struct $name($($path)+::$name);
+
+        impl $name {
+            #[doc = concat!("A new `", stringify!($name), "`.")]
+            #[cfg(not(loom))]
+            pub(crate) const fn new(v: $int) -> Self {
+                Self(<$($path)+::$name>::new(v))
+            }
+
+            #[doc = concat!("A new `", stringify!($name), "`.")]
+            #[cfg(loom)]
+            pub(crate) fn new(v: $int) -> Self {
+                Self(<$($path)+::$name>::new(v))
+            }
+        }
+
+        impl Deref for $name {
+            type Target = $($path)+::$name;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
+
+facade!(AtomicU32, u32, inner);
+facade!(AtomicU64, u64, inner);
+
+/// Process-private caches (never in shared memory, never model-checked): always std's.
+pub(crate) mod private {
+    use core::ops::Deref;
+
+    facade_std!(AtomicU32, u32);
+    facade_std!(AtomicU64, u64);
+
+    macro_rules! facade_std {
+        ($name:ident, $int:ty) => {
+            #[doc = concat!("A std `", stringify!($name), "` for process-private statics.")]
+            #[repr(transparent)]
+            #[derive(Debug)]
+            pub(crate) struct $name(core::sync::atomic::$name);
+
+            impl $name {
+                #[doc = concat!("A new `", stringify!($name), "`.")]
+                pub(crate) const fn new(v: $int) -> Self {
+                    Self(core::sync::atomic::$name::new(v))
+                }
+            }
+
+            impl Deref for $name {
+                type Target = core::sync::atomic::$name;
+
+                fn deref(&self) -> &Self::Target {
+                    &self.0
+                }
+            }
+        };
+    }
+    use facade_std;
+}
+
+/// Yields inside a spin loop: a loom yield under the model, a CPU hint otherwise.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}

@@ -35,12 +35,12 @@ struct ModelPark {
 }
 
 impl Park for ModelPark {
-    fn wait(&self, _word: &AtomicU32, _expected: u32, _deadline: Instant) -> bool {
+    fn wait(&self, _word: &primitive::AtomicU32, _expected: u32, _deadline: Instant) -> bool {
         thread::yield_now();
         self.slices_end
     }
 
-    fn wake(&self, _word: &AtomicU32, _n: u32) {}
+    fn wake(&self, _word: &primitive::AtomicU32, _n: u32) {}
 
     fn liveness(&self, pid: u32, _start: u64) -> Liveness {
         if self.dead.contains(&pid) {

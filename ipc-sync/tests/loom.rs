@@ -194,3 +194,25 @@ fn semaphore_release_reaches_waiter() {
         assert_eq!(sem.value(), 0);
     });
 }
+
+/// The harness itself finds a lost update (so the passing models above mean something).
+#[test]
+#[should_panic]
+fn harness_finds_a_race_without_the_lock() {
+    loom::model(|| {
+        let n = Arc::new(AtomicU32::new(0));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let n = Arc::clone(&n);
+                thread::spawn(move || {
+                    let v = n.load(Ordering::Relaxed);
+                    n.store(v + 1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+    });
+}

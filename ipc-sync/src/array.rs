@@ -25,7 +25,7 @@ const KIND: &str = "Array";
 /// use ipc_sync::Array;
 ///
 /// let a = Array::from_slice(&[1i32, 2, 3])?;
-/// for x in a.lock()?.iter_mut() {
+/// for x in a.lock().unwrap().iter_mut() {
 ///     *x += 1;
 /// }
 /// assert_eq!(a.to_vec(), [2, 3, 4]);

@@ -36,9 +36,9 @@ unsafe impl SharedState for ConditionState {}
 ///
 /// let cond = Condition::new()?;
 /// let items = Value::new(0u32)?;
-/// let g = cond.lock()?;
+/// let g = cond.lock().unwrap();
 /// // Nobody adds an item: the wait ends at its timeout with the predicate still false.
-/// let (g, ok) = g.wait_for(|| items.load() > 0, Some(Duration::from_millis(10)))?;
+/// let (g, ok) = g.wait_for(|| items.load() > 0, Some(Duration::from_millis(10))).unwrap();
 /// assert!(!ok);
 /// items.fetch_add(1);
 /// g.notify_all();

@@ -27,7 +27,7 @@
 //! let counter = Value::new(0u64)?;
 //! let lock = Lock::new()?;
 //! {
-//!     let _g = lock.lock()?;
+//!     let _g = lock.lock().unwrap();
 //!     counter.set(counter.get() + 1);
 //! }
 //! counter.fetch_add(1); // lock-free

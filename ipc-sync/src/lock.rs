@@ -114,7 +114,7 @@ pub(crate) use lock_methods;
 ///
 /// let lock = Lock::new()?;
 /// {
-///     let _guard = lock.lock()?;
+///     let _guard = lock.lock().unwrap();
 ///     assert!(lock.try_lock().is_err());
 ///     assert!(lock.lock_timeout(Duration::from_millis(10)).is_err());
 /// }
@@ -122,7 +122,7 @@ pub(crate) use lock_methods;
 ///
 /// // A child process attaches through the handle (or by deserialising the lock).
 /// let same = Lock::open(&lock.handle())?;
-/// let _g = same.lock()?;
+/// let _g = same.lock().unwrap();
 /// assert!(lock.is_locked());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -24,11 +24,11 @@ const KIND: &str = "Mutex";
 ///
 /// let m = Mutex::new([0u64; 4])?;
 /// {
-///     let mut g = m.lock()?;
+///     let mut g = m.lock().unwrap();
 ///     g[0] += 1;
 ///     g[3] = 7;
 /// }
-/// assert_eq!(*m.lock()?, [1, 0, 0, 7]);
+/// assert_eq!(*m.lock().unwrap(), [1, 0, 0, 7]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Mutex<T: Pod> {

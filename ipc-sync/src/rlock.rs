@@ -40,8 +40,8 @@ unsafe impl SharedState for ReentrantLockState {}
 /// use ipc_sync::ReentrantLock;
 ///
 /// let rl = ReentrantLock::new()?;
-/// let outer = rl.lock()?;
-/// let inner = rl.lock()?;          // same thread: no deadlock
+/// let outer = rl.lock().unwrap();
+/// let inner = rl.lock().unwrap();          // same thread: no deadlock
 /// assert_eq!(rl.depth(), 2);
 /// drop(inner);
 /// drop(outer);

@@ -24,7 +24,7 @@ const KIND: &str = "Value";
 /// use ipc_sync::Value;
 ///
 /// let v = Value::new(5i32)?;
-/// *v.lock()? += 10;                // Python: with v.get_lock(): v.value += 10
+/// *v.lock().unwrap() += 10;                // Python: with v.get_lock(): v.value += 10
 /// assert_eq!(v.get(), 15);
 /// v.fetch_add(1);                  // lock-free
 /// assert_eq!(v.load(), 16);

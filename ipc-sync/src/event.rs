@@ -10,6 +10,8 @@ use crate::object::{Shared, SharedState, shared_handle};
 use crate::primitive::Ordering;
 
 const KIND: &str = "Event";
+/// How many times `wait` polls the flag before it sleeps on the futex.
+const SPIN_LIMIT: u32 = 200;
 
 /// The shared state of an [`Event`]: a futex word (0 clear, anything else set) and its waiter
 /// count (8 bytes, every bit pattern valid).
@@ -98,8 +100,23 @@ impl Event {
         self.flag().load() != 0
     }
 
+    /// Spins briefly for a flag about to be set (a peer answering right away), so that a
+    /// quick round trip costs no syscall; `true` if it was set.
+    fn spin_for_set(&self) -> bool {
+        for _ in 0..SPIN_LIMIT {
+            if self.is_set() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        self.is_set()
+    }
+
     /// Blocks until the flag is set.
     pub fn wait(&self) {
+        if self.spin_for_set() {
+            return;
+        }
         while self.flag().wait_while(|v| v == 0, None).is_err() {}
     }
 
@@ -110,6 +127,9 @@ impl Event {
 
     /// Blocks at most until `deadline`; returns whether the flag is set.
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        if self.spin_for_set() {
+            return true;
+        }
         self.flag().wait_while(|v| v == 0, Some(deadline)).is_ok()
     }
 

@@ -214,7 +214,7 @@ impl LockState {
                 }
                 continue;
             }
-            if spins < SPIN_LIMIT && w & WAITERS == 0 {
+            if spins < SPIN_LIMIT {
                 spins += 1;
                 spin_hint();
                 continue;

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use ipc_core::{RawValue, SharedMemory};
-use ipc_sync::{Event, Lock, Value};
+use ipc_sync::{Event, Lock, Mutex, Value};
 
 use crate::{Config, Scenario, fork_child};
 
@@ -102,16 +102,16 @@ fn lock_uncontended(cfg: &Config) -> anyhow::Result<Option<f64>> {
 
 fn lock_contended_2p(cfg: &Config) -> anyhow::Result<Option<f64>> {
     let n = cfg.pick(1_000_000u32, 100_000);
-    let lock = Lock::new()?;
-    let counter = RawValue::new(0u64)?;
+    // The lock and its counter share a segment, as the peers' do.
+    let counter = Mutex::new(0u64)?;
     let secs = two_processes(|| {
         for _ in 0..n {
-            let _g = lock.lock().map_err(|_| anyhow::anyhow!("owner died"))?;
-            counter.set(counter.get() + 1);
+            *counter.lock().map_err(|_| anyhow::anyhow!("owner died"))? += 1;
         }
         Ok(())
     })?;
-    anyhow::ensure!(counter.get() == 2 * u64::from(n), "lost updates");
+    let total = *counter.lock().map_err(|_| anyhow::anyhow!("owner died"))?;
+    anyhow::ensure!(total == 2 * u64::from(n), "lost updates");
     Ok(Some(2.0 * f64::from(n) / secs))
 }
 

@@ -10,7 +10,7 @@
 //! | `Lock()`, `acquire`, `release`, `with lock:` | [`Lock::new`], [`lock`](Lock::lock) / [`try_lock`](Lock::try_lock) / [`lock_timeout`](Lock::lock_timeout), guard drop |
 //! | `RLock()`                             | [`ReentrantLock`] (alias [`RLock`])                     |
 //! | (none: a lock around a value)         | [`Mutex<T>`]                                            |
-//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`Semaphore::bounded`] ([`BoundedSemaphore`]) |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] |
 //! | `Event()`, `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: same verbs, [`wait_timeout`](Event::wait_timeout) |
 //! | `Condition(lock)`, `wait`, `wait_for`, `notify`, `notify_all` | [`Condition`]; the verbs are on its guard |
 //! | `Barrier(n)`, `wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken` | [`Barrier`]: same, [`is_broken`](Barrier::is_broken) |

@@ -310,3 +310,63 @@ impl LockState {
         self.holder() != 0
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::os::{self, Os};
+    use std::sync::Arc;
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let lock = Arc::new(LockState::new());
+        let counter = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || {
+                    let me = os::me();
+                    for _ in 0..if cfg!(miri) { 10 } else { 10_000 } {
+                        assert!(lock.lock(me, None, &Os).is_ok());
+                        // ORDERING: Relaxed, a non-atomic-style read-modify-write that only
+                        // the lock keeps exact.
+                        let v = counter.load(Ordering::Relaxed);
+                        // ORDERING: Relaxed, as above.
+                        counter.store(v + 1, Ordering::Relaxed);
+                        assert!(lock.unlock(me, &Os));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // ORDERING: Relaxed, the threads were joined.
+        let total = counter.load(Ordering::Relaxed);
+        assert_eq!(total, if cfg!(miri) { 40 } else { 40_000 });
+    }
+
+    #[test]
+    fn timeout_while_held_then_dead_holder_taken_over() {
+        let lock = LockState::new();
+        let me = os::me();
+        // A holder pid above the kernel's pid limit never runs.
+        let ghost = Me {
+            pid: PID_MASK,
+            start: 1,
+        };
+        assert_eq!(lock.try_lock_fast(ghost), Some(Acquired::Clean));
+        assert_eq!(lock.try_lock(me, &Os), Some(Acquired::OwnerDied));
+        assert!(lock.is_poisoned());
+        assert!(lock.unlock(me, &Os));
+        assert_eq!(lock.try_lock_fast(me), Some(Acquired::OwnerDied));
+        lock.make_consistent();
+        assert!(lock.unlock(me, &Os));
+        assert_eq!(lock.lock(me, None, &Os), Ok(Acquired::Clean));
+        let deadline = Instant::now() + Duration::from_millis(30);
+        // Held by ourselves (a live process): the deadline ends the wait.
+        assert_eq!(lock.lock(me, Some(deadline), &Os), Err(Busy));
+        assert!(lock.unlock(me, &Os));
+    }
+}

@@ -27,7 +27,14 @@ fn word() -> impl Strategy<Value = u32> {
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 48 },
+        cases: if cfg!(miri) {
+            4
+        } else {
+            std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(48)
+        },
         ..ProptestConfig::default()
     }
 }

@@ -36,6 +36,15 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
         &[("MUTEX", encode(&m)), ("HELD", encode(&held))],
     );
     assert!(held.wait_timeout(common::WATCHDOG));
+    // While the holder lives, waiting ends at the timeout.
+    assert!(matches!(
+        m.lock_timeout(Duration::from_millis(40)),
+        Err(LockTimeoutError::TimedOut)
+    ));
+    assert!(matches!(
+        m.try_lock(),
+        Err(ipc_sync::TryLockError::WouldBlock)
+    ));
     child.kill();
     let h = m.handle();
     let repaired = with_watchdog(move || {

@@ -38,7 +38,11 @@ pub(crate) const PID_MASK: u32 = 0x3fff_ffff;
 /// Some waiter may sleep.
 pub(crate) const WAITERS: u32 = 1 << 30;
 /// How many times the slow path spins before it sleeps.
+#[cfg(not(loom))]
 const SPIN_LIMIT: u32 = 100;
+/// Under the model, one spin: the sleeping paths are what needs checking.
+#[cfg(loom)]
+const SPIN_LIMIT: u32 = 1;
 /// How long a holder pid that runs under another start time must stay unchanged before it is
 /// taken for a recycled pid (and not for a live holder between its CAS and its start-time store).
 pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(200);

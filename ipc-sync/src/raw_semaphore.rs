@@ -14,8 +14,9 @@
 //! | c         | c + n     | `release(n)`, one CAS, refused past `bound` or `u32::MAX`; wakes `n` if `waiters > 0` |
 //!
 //! Waiters and wakers pair by the store-buffer pattern of `ipc_core::futex`: the waiter
-//! increments `waiters` (SeqCst) before the kernel re-checks `count == 0`; the waker changes
-//! `count` then fences (SeqCst) before it reads `waiters`. Sleeps are bounded by slices anyway,
+//! increments `waiters` and fences (SeqCst) before the kernel re-checks `count == 0`; the waker
+//! changes `count` then fences (SeqCst) before it reads `waiters`. (The loom model found the
+//! pattern without the waiter's fence to lose a wake-up under its rules.) Sleeps are bounded by slices anyway,
 //! so a corrupted `waiters` costs latency, never a hang. Every `count` is a legal state.
 
 use std::time::Instant;
@@ -108,6 +109,11 @@ impl SemaphoreState {
             }
             // ORDERING: SeqCst, pairs with the SeqCst fence in `release` (store-buffer pair).
             self.waiters.fetch_add(1, Ordering::SeqCst);
+            // ORDERING: SeqCst fence, orders the increment before the count check (made by the
+            // kernel, or by the loom model); with the fence in `release` either side sees the
+            // other's write. Free on x86 after a locked RMW; it also keeps loom, which treats
+            // SeqCst accesses as AcqRel, exact.
+            fence(Ordering::SeqCst);
             let end = slice_end(deadline, park.slice());
             park.wait(&self.count, 0, end);
             // ORDERING: Relaxed, only a hint for wakers.

@@ -56,6 +56,47 @@ const LIVE: ModelPark = ModelPark {
     slices_end: false,
 };
 
+/// A futex model that really blocks: `wait` checks the word and sleeps on a condition variable
+/// under one mutex, `wake` notifies under the same mutex (the kernel's hash-bucket lock). A lost
+/// wake-up in the protocol then shows up as a deadlock that loom reports.
+#[derive(Clone)]
+struct BlockingPark {
+    inner: Arc<(loom::sync::Mutex<()>, loom::sync::Condvar)>,
+}
+
+impl BlockingPark {
+    fn new() -> Self {
+        Self {
+            inner: Arc::new((loom::sync::Mutex::new(()), loom::sync::Condvar::new())),
+        }
+    }
+}
+
+impl Park for BlockingPark {
+    fn wait(&self, word: &primitive::AtomicU32, expected: u32, _deadline: Instant) -> bool {
+        let (m, cv) = &*self.inner;
+        let g = m.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(cv.wait(g).unwrap());
+        }
+        false
+    }
+
+    fn wake(&self, _word: &primitive::AtomicU32, n: u32) {
+        let (m, cv) = &*self.inner;
+        let _g = m.lock().unwrap();
+        if n == 1 {
+            cv.notify_one();
+        } else {
+            cv.notify_all();
+        }
+    }
+
+    fn liveness(&self, _pid: u32, _start: u64) -> Liveness {
+        Liveness::Alive
+    }
+}
+
 fn me(pid: u32) -> Me {
     Me {
         pid,
@@ -68,16 +109,44 @@ fn lock_excludes() {
     loom::model(|| {
         let lock = Arc::new(LockState::new());
         let inside = Arc::new(AtomicU32::new(0));
+        let park = BlockingPark::new();
         let handles: Vec<_> = (1..=2)
             .map(|pid| {
                 let lock = Arc::clone(&lock);
                 let inside = Arc::clone(&inside);
+                let park = park.clone();
                 thread::spawn(move || {
-                    let a = lock.lock(me(pid), None, &LIVE);
+                    let a = lock.lock(me(pid), None, &park);
                     assert_eq!(a, Ok(Acquired::Clean));
                     assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                     inside.fetch_sub(1, Ordering::SeqCst);
-                    assert!(lock.unlock(me(pid), &LIVE));
+                    assert!(lock.unlock(me(pid), &park));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(!lock.is_locked());
+    });
+}
+
+/// Three contenders: the wake chain (unlock clears `WAITERS`, the woken waiter re-acquires with
+/// `WAITERS` so that its unlock wakes the next) loses nobody.
+#[test]
+fn lock_wake_chain_loses_nobody() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let lock = Arc::new(LockState::new());
+        let park = BlockingPark::new();
+        let handles: Vec<_> = (1..=3)
+            .map(|pid| {
+                let lock = Arc::clone(&lock);
+                let park = park.clone();
+                thread::spawn(move || {
+                    assert!(lock.lock(me(pid), None, &park).is_ok());
+                    assert!(lock.unlock(me(pid), &park));
                 })
             })
             .collect();
@@ -163,15 +232,17 @@ fn semaphore_counts() {
     loom::model(|| {
         let sem = Arc::new(SemaphoreState::new(1, 1));
         let inside = Arc::new(AtomicU32::new(0));
+        let park = BlockingPark::new();
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let sem = Arc::clone(&sem);
                 let inside = Arc::clone(&inside);
+                let park = park.clone();
                 thread::spawn(move || {
-                    assert!(sem.acquire(None, &LIVE));
+                    assert!(sem.acquire(None, &park));
                     assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                     inside.fetch_sub(1, Ordering::SeqCst);
-                    sem.release(1, &LIVE).unwrap();
+                    sem.release(1, &park).unwrap();
                 })
             })
             .collect();
@@ -183,13 +254,40 @@ fn semaphore_counts() {
     });
 }
 
+/// Three contenders for one permit: every release reaches a sleeper.
+#[test]
+fn semaphore_wake_chain_loses_nobody() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let sem = Arc::new(SemaphoreState::new(1, 0));
+        let park = BlockingPark::new();
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let sem = Arc::clone(&sem);
+                let park = park.clone();
+                thread::spawn(move || {
+                    assert!(sem.acquire(None, &park));
+                    sem.release(1, &park).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(sem.value(), 1);
+    });
+}
+
 #[test]
 fn semaphore_release_reaches_waiter() {
     loom::model(|| {
         let sem = Arc::new(SemaphoreState::new(0, 0));
         let s2 = Arc::clone(&sem);
-        let t = thread::spawn(move || s2.release(1, &LIVE).unwrap());
-        assert!(sem.acquire(None, &LIVE));
+        let park = BlockingPark::new();
+        let p2 = park.clone();
+        let t = thread::spawn(move || s2.release(1, &p2).unwrap());
+        assert!(sem.acquire(None, &park));
         t.join().unwrap();
         assert_eq!(sem.value(), 0);
     });

@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 /// The binary cargo built for example `name` (target/<profile>/examples/<name>).
 fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     profile_dir.join("examples").join(name)
 }
 
 /// Runs example `name` with a watchdog and returns its output; fails if it does not succeed.
 fn run(name: &str) -> Output {
     let bin = example_bin(name);
-    assert!(bin.exists(), "{} is not built (cargo test builds examples)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is not built (cargo test builds examples)",
+        bin.display()
+    );
     let mut child = Command::new(&bin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -60,4 +67,18 @@ fn tour_walks_through_every_section() {
     ] {
         assert!(out.contains(needle), "tour output lacks `{needle}`:\n{out}");
     }
+}
+
+#[test]
+fn shared_value_array_prints_15_and_the_array() {
+    assert_eq!(stdout(&run("shared_value_array")), "15\n[2, 3, 4]\n");
+}
+
+#[test]
+fn lock_counter_counts_40000_and_survives_a_killed_holder() {
+    let out = stdout(&run("lock_counter"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"40000"), "{out}");
+    assert!(lines.iter().any(|l| l.starts_with("OwnerDied")), "{out}");
+    assert_eq!(lines.last(), Some(&"40000"), "{out}");
 }

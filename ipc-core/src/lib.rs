@@ -56,6 +56,15 @@ pub use pod::AtomicInt;
 pub use raw_array::{IndexOutOfBounds, RawArray};
 pub use raw_value::RawValue;
 pub use role::init;
+
+/// 128 bits from the kernel's random source (`getrandom`), for keys and unguessable names.
+///
+/// ```
+/// assert_ne!(ipc_core::random_u128(), ipc_core::random_u128());
+/// ```
+pub fn random_u128() -> u128 {
+    platform::random_u128()
+}
 pub use segment::{
     NAME_PREFIX, OutOfBounds, SegmentHandle, SharedMemory, SharedMemoryBuilder, random_name,
 };

@@ -10,6 +10,7 @@
 pub(crate) const ROLE_ENV: &str = "IPC_CORE_ROLE";
 
 extern "C" fn dispatch() {
+    crate::platform::register_atfork();
     let Some(role) = std::env::var_os(ROLE_ENV) else {
         return;
     };

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
-use crate::primitive::AtomicU32;
+use crate::primitive::{AtomicU32, Ordering};
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -62,6 +62,17 @@ pub(crate) fn file_identity(file: &File) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata()?;
     Ok((meta.dev(), meta.ino()))
+}
+
+/// The size of an open file (`fstat`; lighter than std's `statx` with every field).
+pub(crate) fn file_len(file: &File) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` has room for the stat structure fstat writes; the fd is open while `file` is.
+    cvt(unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_size.max(0) as u64)
 }
 
 /// Duplicates a descriptor of this process (close-on-exec).
@@ -143,9 +154,35 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// The calling process's id.
+/// This process's id, cached: 0 until first asked, reset in a forked child by the `atfork`
+/// handler that `role.rs` registers before `main`.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// The calling process's id (a system call only the first time in each process).
 pub(crate) fn getpid() -> u32 {
-    std::process::id()
+    // ORDERING: Relaxed, the value is the same for every thread of the process; a stale 0 only
+    // costs a system call.
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            // ORDERING: Relaxed, as above.
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+extern "C" fn forget_pid_in_child() {
+    // ORDERING: Relaxed, the child is single-threaded at this point.
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// Registers the fork handler that keeps the cached pid right in forked children.
+pub(crate) fn register_atfork() {
+    // SAFETY: the handler is an `extern "C"` function that only stores to an atomic, which is
+    // async-signal-safe and therefore fine in a child right after fork.
+    unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
 }
 
 /// 128 bits from the kernel's random source.

@@ -363,7 +363,7 @@ pub(crate) fn send_with_fds(sock: i32, data: &[u8], fds: &[i32]) -> io::Result<(
         return Err(io::ErrorKind::InvalidInput.into());
     }
     let mut cbuf = Cmsg([0; SPACE]);
-    let bytes = (fds.len() * size_of::<i32>()) as u32;
+    let bytes = size_of_val(fds) as u32;
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
     debug_assert!(space <= SPACE);
@@ -461,6 +461,8 @@ pub(crate) fn recv_with_fds(
         if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN is a pure computation.
             let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            // `cmsg_len` is `usize` on glibc and `u32` on musl.
+            #[allow(clippy::unnecessary_cast)]
             let count = (len as usize).saturating_sub(header) / size_of::<i32>();
             for i in 0..count {
                 // SAFETY: the kernel wrote `count` descriptors after the header.

@@ -170,8 +170,11 @@ pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Ru
     }
 }
 
+/// One request: its tag, its payload, and the descriptors sent with it.
+type Incoming = (u8, Vec<u8>, Vec<OwnedFd>);
+
 /// Reads one request frame and the descriptors sent with it; `None` at end of stream.
-fn read_request(conn: &mut UnixStream) -> io::Result<Option<(u8, Vec<u8>, Vec<OwnedFd>)>> {
+fn read_request(conn: &mut UnixStream) -> io::Result<Option<Incoming>> {
     let mut head = [0u8; 5];
     let (n, fds) = platform::recv_with_fds(conn.as_raw_fd(), &mut head)?;
     if n == 0 {

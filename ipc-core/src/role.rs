@@ -20,6 +20,12 @@ extern "C" fn dispatch() {
     if role == crate::tracker::ROLE {
         crate::tracker::run();
     }
+    if role == crate::process::spawn::ROLE {
+        crate::process::spawn::run();
+    }
+    if role == crate::process::forkserver::ROLE {
+        crate::process::forkserver::run();
+    }
     // An unknown role: let `main` run, as if the variable were not set.
 }
 

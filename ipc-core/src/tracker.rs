@@ -315,3 +315,17 @@ pub(crate) fn run() -> ! {
     }
     std::process::exit(0);
 }
+
+/// In a freshly forked child: closes the connection inherited from the parent without a word to
+/// its tracker, so that the parent's tracker still sees end-of-file when the parent dies, however
+/// long this child lives. The child starts its own tracker if it creates named segments.
+pub(crate) fn forget_inherited() {
+    if let Ok(mut guard) = CONN.try_lock() {
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.owner_pid != platform::getpid())
+        {
+            *guard = None;
+        }
+    }
+}

@@ -143,7 +143,9 @@ fn anonymous_segment_reaches_a_spawned_child() {
 #[test]
 #[ignore = "child role of sigkilled_creator_leaves_no_name"]
 fn child_creates_named_segment_and_sleeps() {
-    let Some(name) = child_input::<Option<String>>() else { return };
+    let Some(name) = child_input::<Option<String>>() else {
+        return;
+    };
     let seg = match name {
         Some(n) => SharedMemory::builder(&n).size(4096).create().unwrap(),
         None => SharedMemory::create_named(4096).unwrap(),

@@ -75,6 +75,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(scenarios::os::scenarios());
     v.extend(scenarios::core::scenarios());
     v.extend(scenarios::python::scenarios());
+    v.extend(scenarios::sync::scenarios());
     v
 }
 

@@ -126,6 +126,49 @@ fn typed_values() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sync() -> anyhow::Result<()> {
+    section("Robust synchronisation (ipc-sync)");
+    let lock = ipc_sync::Lock::new()?;
+    let each = per_op(1_000_000, || {
+        drop(lock.lock());
+    });
+    step("Lock: uncontended lock + unlock (mean)", "no syscall", each);
+
+    let value = ipc_sync::Value::new(5i64)?;
+    let t = Instant::now();
+    if let Ok(mut g) = value.get_lock() {
+        *g += 10;
+    }
+    step("Value(5) += 10 under its lock", value.get(), t.elapsed());
+    let each = per_op(1_000_000, || {
+        value.fetch_add(1);
+    });
+    step("Value: lock-free fetch_add (mean)", "atomic", each);
+
+    let array = ipc_sync::Array::from_slice(&[1i32, 2, 3])?;
+    let t = Instant::now();
+    for i in 0..array.len() {
+        array.fetch_add(i, 1)?;
+    }
+    step(
+        "Array [1, 2, 3], add 1 to each",
+        format!("{:?}", array.to_vec()),
+        t.elapsed(),
+    );
+
+    let event = ipc_sync::Event::new()?;
+    let t = Instant::now();
+    let before = event.wait_timeout(Duration::from_millis(1));
+    event.set();
+    let after = event.wait_timeout(Duration::ZERO);
+    step(
+        "Event: wait times out, then set, then wait",
+        format!("{before} -> {after}"),
+        t.elapsed(),
+    );
+    Ok(())
+}
+
 fn python_interop() -> anyhow::Result<()> {
     section("Python interop (multiprocessing.shared_memory)");
     let python = Command::new("python3")
@@ -176,6 +219,7 @@ fn main() -> anyhow::Result<()> {
     println!("A tour of the ipc workspace: Python's multiprocessing on shared memory, in Rust.");
     segments()?;
     typed_values()?;
+    sync()?;
     python_interop()?;
     println!("\nTour finished in {}.", fmt_duration(start.elapsed()));
     Ok(())

@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 /// The binary cargo built for example `name` (target/<profile>/examples/<name>).
 fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
     profile_dir.join("examples").join(name)
 }
 
 /// Runs example `name` with a watchdog and returns its output; fails if it does not succeed.
 fn run(name: &str) -> Output {
     let bin = example_bin(name);
-    assert!(bin.exists(), "{} is not built (cargo test builds examples)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is not built (cargo test builds examples)",
+        bin.display()
+    );
     let mut child = Command::new(&bin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -60,4 +67,77 @@ fn tour_walks_through_every_section() {
     ] {
         assert!(out.contains(needle), "tour output lacks `{needle}`:\n{out}");
     }
+}
+
+#[test]
+fn shared_value_array_prints_15_and_the_array() {
+    assert_eq!(stdout(&run("shared_value_array")), "15\n[2, 3, 4]\n");
+}
+
+#[test]
+fn lock_counter_counts_40000_and_survives_a_killed_holder() {
+    let out = stdout(&run("lock_counter"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"40000"), "{out}");
+    assert!(lines.iter().any(|l| l.starts_with("OwnerDied")), "{out}");
+    assert_eq!(lines.last(), Some(&"40000"), "{out}");
+}
+
+fn pid_after<'a>(line: &'a str, prefix: &str) -> &'a str {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"))
+}
+
+#[test]
+fn process_basics_runs_two_workers_with_their_own_pids() {
+    let out = stdout(&run("process_basics"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let main_pid = pid_after(lines[0], "Main process ID: ");
+    let mut workers: Vec<&str> = lines[1..3].to_vec();
+    workers.sort_unstable();
+    let alice = pid_after(workers[0], "Worker Alice: My process ID is ");
+    let bob = pid_after(workers[1], "Worker Bob: My process ID is ");
+    assert!(
+        main_pid != alice && main_pid != bob && alice != bob,
+        "{out}"
+    );
+    assert_eq!(lines[3], "All worker processes finished.");
+}
+
+#[test]
+fn process_subclass_counts_to_five_in_each_process() {
+    let out = stdout(&run("process_subclass"));
+    for name in ["Process-1", "Process-2"] {
+        let mine: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("Process {name}:")))
+            .collect();
+        let expected: Vec<String> = (1..=5).map(|n| format!("Process {name}: {n}")).collect();
+        assert_eq!(mine, expected, "{out}");
+    }
+}
+
+#[test]
+fn print_numbers_prints_one_line_per_process() {
+    let out = stdout(&run("print_numbers"));
+    let mut numbers: Vec<u32> = out
+        .lines()
+        .map(|l| {
+            l.rsplit_once("Number: ")
+                .expect("a number")
+                .1
+                .parse()
+                .expect("an integer")
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2, 3, 4], "{out}");
+}
+
+#[test]
+fn daemon_child_is_gone_after_its_parent() {
+    let out = stdout(&run("daemon"));
+    assert!(out.contains("is alive: true"), "{out}");
+    assert!(out.contains("is gone after its parent exited"), "{out}");
 }

@@ -42,6 +42,7 @@ mod object;
 mod platform;
 pub mod pod;
 mod primitive;
+pub mod process;
 mod raw_array;
 mod raw_value;
 mod role;
@@ -53,9 +54,23 @@ pub use header::TypeFingerprint;
 pub use liveness::ProcessIdentity;
 pub use object::{ObjectHandle, ObjectSegment, Placement};
 pub use pod::AtomicInt;
+pub use process::{
+    ActiveChild, CurrentProcess, JoinError, ParentProcess, Process, ProcessBuilder, Runnable,
+    SignalError, StartError, StartMethod, active_children, cpu_count, current_process,
+    get_start_method, parent_process, set_start_method,
+};
 pub use raw_array::{IndexOutOfBounds, RawArray};
 pub use raw_value::RawValue;
 pub use role::init;
+
+/// 128 bits from the kernel's random source (`getrandom`), for keys and unguessable names.
+///
+/// ```
+/// assert_ne!(ipc_core::random_u128(), ipc_core::random_u128());
+/// ```
+pub fn random_u128() -> u128 {
+    platform::random_u128()
+}
 pub use segment::{
     NAME_PREFIX, OutOfBounds, SegmentHandle, SharedMemory, SharedMemoryBuilder, random_name,
 };

@@ -10,6 +10,7 @@
 pub(crate) const ROLE_ENV: &str = "IPC_CORE_ROLE";
 
 extern "C" fn dispatch() {
+    crate::platform::register_atfork();
     let Some(role) = std::env::var_os(ROLE_ENV) else {
         return;
     };
@@ -18,6 +19,12 @@ extern "C" fn dispatch() {
     unsafe { std::env::remove_var(ROLE_ENV) };
     if role == crate::tracker::ROLE {
         crate::tracker::run();
+    }
+    if role == crate::process::spawn::ROLE {
+        crate::process::spawn::run();
+    }
+    if role == crate::process::forkserver::ROLE {
+        crate::process::forkserver::run();
     }
     // An unknown role: let `main` run, as if the variable were not set.
 }

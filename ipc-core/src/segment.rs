@@ -218,7 +218,7 @@ impl SharedMemoryBuilder {
         // A creator sizes the segment right after creating it: wait briefly for that.
         let deadline = Instant::now() + SIZE_WAIT;
         let len = loop {
-            let len = file.metadata().map_err(OpenError::Io)?.len();
+            let len = platform::file_len(&file).map_err(OpenError::Io)?;
             if len > 0 {
                 break len;
             }
@@ -453,7 +453,7 @@ fn attach_anonymous(
             f
         }
     };
-    let len = file.metadata().map_err(OpenError::Io)?.len();
+    let len = platform::file_len(&file).map_err(OpenError::Io)?;
     let len = usize::try_from(len).map_err(|_| OpenError::Corrupted { what: "size" })?;
     if len == 0 {
         return Err(OpenError::Truncated {
@@ -469,9 +469,24 @@ fn attach_anonymous(
     })
 }
 
-/// A fresh name: the prefix and 104 random bits in hex.
+/// A fresh name: the prefix and 26 hex digits, unguessable and never repeated by a process:
+/// 64 bits drawn from the kernel's random source once per process, then a counter.
 pub fn random_name() -> String {
-    format!("{NAME_PREFIX}{:026x}", platform::random_u128() >> 24)
+    use std::sync::Mutex;
+    // (pid, seed, counter): a forked child, which inherits this, draws its own seed.
+    static STATE: Mutex<(u32, u128, u64)> = Mutex::new((0, 0, 0));
+    let (seed, n) = {
+        let mut st = STATE.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = platform::getpid();
+        if st.0 != pid {
+            *st = (pid, platform::random_u128(), 0);
+        }
+        st.2 += 1;
+        (st.1, st.2)
+    };
+    // The high 64 bits are secret per process; the low 40 count from a random start.
+    let low = (seed as u64).wrapping_add(n) & 0xff_ffff_ffff;
+    format!("{NAME_PREFIX}{:016x}{low:010x}", (seed >> 64) as u64)
 }
 
 impl Drop for SharedMemory {

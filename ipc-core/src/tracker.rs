@@ -6,71 +6,178 @@
 //!
 //! The first time a process creates a named segment it starts a tracker: the same executable,
 //! re-executed with `IPC_CORE_ROLE=tracker` (dispatched before `main` by the constructor in
-//! `role.rs`), whose standard input is one end of a Unix socket pair. The creator writes
-//! `R <name>` when it creates a segment and `U <name>` when it unlinks one. When the creator
-//! exits — normally, by panic, or by SIGKILL — the kernel closes its end, the tracker reads
-//! end-of-file, unlinks every name still registered, and exits. The tracker ignores SIGINT,
-//! SIGTERM and SIGHUP so that a Ctrl-C aimed at the process group does not stop it before it has
-//! cleaned up.
+//! `role.rs`), whose standard input is one end of a Unix socket pair. Registrations go into a
+//! table in an anonymous shared segment that creator and tracker both map (one slot per name:
+//! a state word and the name), so registering costs two plain stores and no system call, and
+//! the tracker sleeps until it is needed. Names that do not fit the table travel over the
+//! socket instead (`R <name>` / `U <name>` lines). When the creator exits — normally, by panic,
+//! or by SIGKILL — the kernel closes its end of the socket, the tracker reads end-of-file,
+//! unlinks every name still registered in the table or over the socket, and exits. The tracker
+//! ignores SIGINT, SIGTERM and SIGHUP so that a Ctrl-C aimed at the process group does not stop
+//! it before it has cleaned up.
+//!
+//! ## Table slots
+//!
+//! | bytes   | field                                                    |
+//! |---------|----------------------------------------------------------|
+//! | 0..4    | state: 0 free, 1 registered (atomic; written by the creator only) |
+//! | 4..8    | name length (at most 248)                                |
+//! | 8..256  | name bytes                                               |
+//!
+//! The creator writes the length and the name, then stores state 1 with Release; it frees a slot
+//! by storing 0. The tracker reads the table only after the creator is gone (Acquire), bounds
+//! every length, and skips anything that is not a valid name: the table is shared memory and is
+//! treated as untrusted.
 
-use std::io::{BufRead, BufReader, Write};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::platform;
+use crate::primitive::{AtomicU32, Ordering};
 
 /// The environment variable value naming the tracker role.
 pub(crate) const ROLE: &str = "tracker";
+/// The environment variable telling the tracker where the creator's table is (`pid:fd`).
+const TABLE_ENV: &str = "IPC_CORE_TRACKER_TABLE";
+
+const SLOTS: usize = 1024;
+const SLOT: usize = 256;
+const NAME_MAX: usize = SLOT - 8;
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Table {
+    map: MmapRaw,
+    _file: File,
+    slots: HashMap<String, usize>,
+    free: Vec<usize>,
+}
+
+impl Table {
+    fn state(&self, slot: usize) -> &AtomicU32 {
+        debug_assert!(slot < SLOTS);
+        // SAFETY: slot < SLOTS, so the word lies inside the SLOTS * SLOT mapping, 4-aligned
+        // (mappings are page-aligned, SLOT is a multiple of 4); the creator only writes it
+        // atomically, and the mapping lives as long as `self`.
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(slot * SLOT).cast()) }
+    }
+
+    fn register(&mut self, name: &str) -> bool {
+        if name.len() > NAME_MAX || self.slots.contains_key(name) {
+            return false;
+        }
+        let Some(slot) = self.free.pop() else {
+            return false;
+        };
+        let base = slot * SLOT;
+        let len = (name.len() as u32).to_ne_bytes();
+        // SAFETY: base + 8 + name.len() <= base + SLOT <= the mapping's length; the slot is free
+        // (state 0), so the tracker ignores these bytes until the Release store below.
+        unsafe {
+            let p = self.map.as_mut_ptr().add(base);
+            std::ptr::copy_nonoverlapping(len.as_ptr(), p.add(4), 4);
+            std::ptr::copy_nonoverlapping(name.as_ptr(), p.add(8), name.len());
+        }
+        // ORDERING: Release, pairs with the Acquire in `run`: the length and name are written
+        // before the slot counts as registered.
+        self.state(slot).store(1, Ordering::Release);
+        self.slots.insert(name.to_owned(), slot);
+        true
+    }
+
+    fn unregister(&mut self, name: &str) -> bool {
+        let Some(slot) = self.slots.remove(name) else {
+            return false;
+        };
+        // ORDERING: Release, pairs with the Acquire in `run`; nothing is published, the slot is
+        // only withdrawn.
+        self.state(slot).store(0, Ordering::Release);
+        self.free.push(slot);
+        true
+    }
+}
 
 struct Conn {
     /// The process that started this tracker: a forked child must start its own.
     owner_pid: u32,
     stream: Option<UnixStream>,
+    table: Option<Table>,
 }
 
 static CONN: Mutex<Option<Conn>> = Mutex::new(None);
 
-fn start() -> Option<UnixStream> {
-    let (ours, theirs) = UnixStream::pair().ok()?;
-    let exe = std::env::current_exe().ok()?;
+fn start() -> Conn {
+    let owner_pid = platform::getpid();
+    let dead = Conn {
+        owner_pid,
+        stream: None,
+        table: None,
+    };
+    let Ok((mut ours, theirs)) = UnixStream::pair() else {
+        return dead;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return dead;
+    };
+    let table = platform::memfd_create("ipc-tracker", (SLOTS * SLOT) as u64)
+        .and_then(|file| Ok((MmapOptions::new().len(SLOTS * SLOT).map_raw(&file)?, file)))
+        .ok();
     crate::role::ensure_linked();
-    let child = Command::new(exe)
-        .env(crate::role::ROLE_ENV, ROLE)
+    let mut cmd = Command::new(exe);
+    cmd.env(crate::role::ROLE_ENV, ROLE)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
+        .stdout(Stdio::null());
+    if let Some((_, file)) = &table {
+        cmd.env(TABLE_ENV, format!("{owner_pid}:{}", file.as_raw_fd()));
+    }
+    let Ok(child) = cmd.spawn() else { return dead };
     // The tracker outlives us by design; it is reaped by init when it exits.
     drop(child);
-    Some(ours)
+    // The tracker maps the table through /proc while we live, then says so with one byte.
+    let mut ack = [0u8; 1];
+    let acked = ours.set_read_timeout(Some(STARTUP_TIMEOUT)).is_ok()
+        && ours.read_exact(&mut ack).is_ok()
+        && ack[0] == b'K';
+    let table = table.filter(|_| acked).map(|(map, file)| Table {
+        map,
+        _file: file,
+        slots: HashMap::new(),
+        free: (0..SLOTS).rev().collect(),
+    });
+    Conn {
+        owner_pid,
+        stream: Some(ours),
+        table,
+    }
 }
 
-fn send(line: &str) {
+fn with_conn(f: impl FnOnce(&mut Conn)) {
     let mut guard = match CONN.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
     let pid = platform::getpid();
     if guard.as_ref().is_none_or(|c| c.owner_pid != pid) {
-        // A forked child inherits its parent's connection: leave that one to the parent
-        // (forgetting it without closing would keep the parent's tracker waiting on us).
-        if let Some(old) = guard.take() {
-            if let Some(s) = old.stream {
-                drop(s);
-            }
-        }
-        *guard = Some(Conn {
-            owner_pid: pid,
-            stream: start(),
-        });
+        // A forked child inherits its parent's connection and table: leave those to the parent
+        // and start a tracker of its own.
+        *guard = Some(start());
     }
     if let Some(conn) = guard.as_mut() {
-        if let Some(stream) = conn.stream.as_mut() {
-            if send_nosignal(stream, line.as_bytes()).is_err() {
-                conn.stream = None;
-            }
+        f(conn);
+    }
+}
+
+fn send_line(conn: &mut Conn, line: &str) {
+    if let Some(stream) = conn.stream.as_mut() {
+        if send_nosignal(stream, line.as_bytes()).is_err() {
+            conn.stream = None;
         }
     }
 }
@@ -102,12 +209,70 @@ fn send_nosignal(stream: &mut UnixStream, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Registers a name this process created and owns.
 pub(crate) fn register(name: &str) {
-    send(&format!("R {name}\n"));
+    with_conn(|conn| {
+        if !conn.table.as_mut().is_some_and(|t| t.register(name)) {
+            send_line(conn, &format!("R {name}\n"));
+        }
+    });
 }
 
 /// Unregisters a name (it was unlinked, or ownership was given up).
 pub(crate) fn unregister(name: &str) {
-    send(&format!("U {name}\n"));
+    with_conn(|conn| {
+        if !conn.table.as_mut().is_some_and(|t| t.unregister(name)) {
+            send_line(conn, &format!("U {name}\n"));
+        }
+    });
+}
+
+/// Maps the creator's table named by `pid:fd`, through `/proc` (the creator is alive: it waits
+/// for our acknowledgement).
+fn map_table(spec: &str) -> Option<MmapRaw> {
+    let (pid, fd) = spec.split_once(':')?;
+    let (pid, fd): (u32, i32) = (pid.parse().ok()?, fd.parse().ok()?);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/fd/{fd}"))
+        .ok()?;
+    if file.metadata().ok()?.len() < (SLOTS * SLOT) as u64 {
+        return None;
+    }
+    MmapOptions::new().len(SLOTS * SLOT).map_raw(&file).ok()
+}
+
+/// The names registered in the table, read once the creator is gone.
+fn table_names(map: &MmapRaw) -> Vec<String> {
+    let mut names = Vec::new();
+    for slot in 0..SLOTS {
+        // SAFETY: slot < SLOTS keeps the word inside the mapping (checked to be SLOTS * SLOT
+        // bytes in `map_table`), 4-aligned.
+        let state = unsafe { AtomicU32::from_ptr(map.as_mut_ptr().add(slot * SLOT).cast()) };
+        // ORDERING: Acquire, pairs with the Release in `Table::register`: the name bytes are
+        // complete when the state says registered.
+        if state.load(Ordering::Acquire) != 1 {
+            continue;
+        }
+        let mut head = [0u8; 4];
+        let mut name = [0u8; NAME_MAX];
+        // SAFETY: both ranges lie inside slot `slot` of the mapping; the creator is gone, and any
+        // bytes are acceptable (the length is bounded and the name validated below).
+        unsafe {
+            let p = map.as_ptr().add(slot * SLOT);
+            std::ptr::copy_nonoverlapping(p.add(4), head.as_mut_ptr(), 4);
+            std::ptr::copy_nonoverlapping(p.add(8), name.as_mut_ptr(), NAME_MAX);
+        }
+        let len = u32::from_ne_bytes(head) as usize;
+        if len == 0 || len > NAME_MAX {
+            continue;
+        }
+        if let Ok(s) = std::str::from_utf8(&name[..len]) {
+            if !s.contains('/') && !s.contains('\0') {
+                names.push(s.to_owned());
+            }
+        }
+    }
+    names
 }
 
 /// The tracker's main loop; runs in the tracker process and never returns.
@@ -118,7 +283,17 @@ pub(crate) fn run() -> ! {
     }
     // SAFETY: fd 0 is the socket the creator passed as our standard input; nothing else in this
     // process owns it.
-    let input = unsafe { UnixStream::from_raw_fd(0) };
+    let mut input = unsafe { UnixStream::from_raw_fd(0) };
+    let table = std::env::var(TABLE_ENV)
+        .ok()
+        .and_then(|spec| map_table(&spec));
+    if table.is_some() {
+        let _ = input.write_all(b"K");
+    } else {
+        // Without a table every name comes over the socket; tell the creator so by not acking
+        // (it times out and falls back). Closing our write side would be EOF for it, so say N.
+        let _ = input.write_all(b"N");
+    }
     let mut names = std::collections::HashSet::new();
     let reader = BufReader::new(input);
     for line in reader.split(b'\n') {
@@ -132,8 +307,25 @@ pub(crate) fn run() -> ! {
             names.remove(name);
         }
     }
+    if let Some(map) = &table {
+        names.extend(table_names(map));
+    }
     for name in &names {
         let _ = platform::shm_unlink(name);
     }
     std::process::exit(0);
+}
+
+/// In a freshly forked child: closes the connection inherited from the parent without a word to
+/// its tracker, so that the parent's tracker still sees end-of-file when the parent dies, however
+/// long this child lives. The child starts its own tracker if it creates named segments.
+pub(crate) fn forget_inherited() {
+    if let Ok(mut guard) = CONN.try_lock() {
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.owner_pid != platform::getpid())
+        {
+            *guard = None;
+        }
+    }
 }

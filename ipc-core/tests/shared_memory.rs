@@ -143,17 +143,31 @@ fn anonymous_segment_reaches_a_spawned_child() {
 #[test]
 #[ignore = "child role of sigkilled_creator_leaves_no_name"]
 fn child_creates_named_segment_and_sleeps() {
-    if child_input::<()>().is_none() {
+    let Some(name) = child_input::<Option<String>>() else {
         return;
-    }
-    let seg = SharedMemory::create_named(4096).unwrap();
+    };
+    let seg = match name {
+        Some(n) => SharedMemory::builder(&n).size(4096).create().unwrap(),
+        None => SharedMemory::create_named(4096).unwrap(),
+    };
     println!("NAME {}", seg.name().unwrap());
     std::thread::sleep(Duration::from_secs(120));
 }
 
 #[test]
 fn sigkilled_creator_leaves_no_name() {
-    let mut child = spawn_child("child_creates_named_segment_and_sleeps", &());
+    sigkilled_creator_leaves_no(None);
+}
+
+#[test]
+fn sigkilled_creator_leaves_no_long_name() {
+    // Names too long for the tracker's shared table travel over its socket instead.
+    let long = format!("{}{}", ipc_core::random_name(), "x".repeat(250 - 30));
+    sigkilled_creator_leaves_no(Some(long));
+}
+
+fn sigkilled_creator_leaves_no(name: Option<String>) {
+    let mut child = spawn_child("child_creates_named_segment_and_sleeps", &name);
     let name = child.read_tagged("NAME ");
     assert!(name.starts_with(ipc_core::NAME_PREFIX));
     assert!(Path::new(&shm_path(&name)).exists());

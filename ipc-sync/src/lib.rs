@@ -1,8 +1,97 @@
 //! # ipc-sync
 //!
-//! Cross-process synchronisation in shared memory: `Lock`, `RLock`, `Mutex<T>`, `Semaphore`,
-//! `BoundedSemaphore`, `Event`, `Condition`, `Barrier`, and the synchronised `Value<T>` and
-//! `Array<T>` — robust when a holder dies.
+//! Python's `multiprocessing` synchronisation primitives and shared ctypes, in shared memory,
+//! usable from every process that holds the handle — and, unlike Python's, safe when a process
+//! dies holding one: a lock whose holder was SIGKILLed is handed to the next acquirer with
+//! [`OwnerDied`], a barrier a party died at breaks instead of hanging.
 //!
-//! This crate is being built; it exports nothing yet. The blocking primitive it will use is
-//! [`ipc_core::futex`].
+//! | Python `multiprocessing`              | `ipc_sync`                                              |
+//! |---------------------------------------|---------------------------------------------------------|
+//! | `Lock()`, `acquire`, `release`, `with lock:` | [`Lock::new`], [`lock`](Lock::lock) / [`try_lock`](Lock::try_lock) / [`lock_timeout`](Lock::lock_timeout), guard drop |
+//! | `RLock()`                             | [`ReentrantLock`] (alias [`RLock`])                     |
+//! | (none: a lock around a value)         | [`Mutex<T>`]                                            |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] |
+//! | `Event()`, `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: same verbs, [`wait_timeout`](Event::wait_timeout) |
+//! | `Condition(lock)`, `wait`, `wait_for`, `notify`, `notify_all` | [`Condition`]; the verbs are on its guard |
+//! | `Barrier(n)`, `wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken` | [`Barrier`]: same, [`is_broken`](Barrier::is_broken) |
+//! | `Value('i', 5)`, `get_lock()`, `.value` | [`Value::new`]`(5i32)`, [`get_lock`](Value::get_lock), [`get`](Value::get) / [`set`](Value::set) |
+//! | `Array('i', [1, 2, 3])`               | [`Array::from_slice`]`(&[1, 2, 3])`                     |
+//!
+//! Every object lives in its own segment (anonymous by default, or named), starts with the
+//! validated `ipc_core` header carrying its own type fingerprint, and serialises to its handle,
+//! so it can be passed to a child process as an argument.
+//!
+//! ```
+//! use ipc_sync::{Event, Lock, Value};
+//!
+//! let counter = Value::new(0u64)?;
+//! let lock = Lock::new()?;
+//! {
+//!     let _g = lock.lock().unwrap();
+//!     counter.set(counter.get() + 1);
+//! }
+//! counter.fetch_add(1); // lock-free
+//! assert_eq!(counter.get(), 2);
+//!
+//! let done = Event::new()?;
+//! done.set();
+//! assert!(done.wait_timeout(std::time::Duration::ZERO));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Design notes (the state machines, robust futex lists, why not `raw_sync`) are in the crate's
+//! README.
+
+#[cfg(not(loom))]
+mod array;
+#[cfg(not(loom))]
+mod barrier;
+#[cfg(not(loom))]
+mod condition;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod event;
+#[cfg(not(loom))]
+mod lock;
+#[cfg(not(loom))]
+mod mutex;
+#[cfg(not(loom))]
+mod object;
+#[cfg(not(loom))]
+mod os;
+mod primitive;
+mod raw_lock;
+mod raw_semaphore;
+#[cfg(not(loom))]
+mod rlock;
+#[cfg(not(loom))]
+mod semaphore;
+mod sys;
+#[cfg(not(loom))]
+mod value;
+
+#[cfg(not(loom))]
+pub use array::{Array, ArrayGuard};
+#[cfg(not(loom))]
+pub use barrier::{Barrier, BarrierState, MAX_PARTIES};
+#[cfg(not(loom))]
+pub use condition::{Condition, ConditionGuard, ConditionState};
+#[cfg(not(loom))]
+pub use error::{
+    BarrierWaitError, LockTimeoutError, NotOwner, OwnerDied, ReleaseError, TryLockError,
+};
+#[cfg(not(loom))]
+pub use event::{Event, EventState};
+#[cfg(not(loom))]
+pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use mutex::{Mutex, MutexGuard};
+pub use raw_lock::LockState;
+pub use raw_semaphore::SemaphoreState;
+#[cfg(not(loom))]
+pub use rlock::{RLock, ReentrantLock, ReentrantLockGuard, ReentrantLockState};
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore};
+#[cfg(not(loom))]
+pub use value::Value;

@@ -4,3 +4,4 @@ pub mod core;
 pub mod limit;
 pub mod os;
 pub mod python;
+pub mod sync;

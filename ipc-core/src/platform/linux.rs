@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
-use crate::primitive::AtomicU32;
+use crate::primitive::{AtomicU32, Ordering};
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -62,6 +62,17 @@ pub(crate) fn file_identity(file: &File) -> io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata()?;
     Ok((meta.dev(), meta.ino()))
+}
+
+/// The size of an open file (`fstat`; lighter than std's `statx` with every field).
+pub(crate) fn file_len(file: &File) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` has room for the stat structure fstat writes; the fd is open while `file` is.
+    cvt(unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_size.max(0) as u64)
 }
 
 /// Duplicates a descriptor of this process (close-on-exec).
@@ -143,9 +154,35 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// The calling process's id.
+/// This process's id, cached: 0 until first asked, reset in a forked child by the `atfork`
+/// handler that `role.rs` registers before `main`.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// The calling process's id (a system call only the first time in each process).
 pub(crate) fn getpid() -> u32 {
-    std::process::id()
+    // ORDERING: Relaxed, the value is the same for every thread of the process; a stale 0 only
+    // costs a system call.
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            // ORDERING: Relaxed, as above.
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+extern "C" fn forget_pid_in_child() {
+    // ORDERING: Relaxed, the child is single-threaded at this point.
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// Registers the fork handler that keeps the cached pid right in forked children.
+pub(crate) fn register_atfork() {
+    // SAFETY: the handler is an `extern "C"` function that only stores to an atomic, which is
+    // async-signal-safe and therefore fine in a child right after fork.
+    unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
 }
 
 /// 128 bits from the kernel's random source.
@@ -167,4 +204,407 @@ pub(crate) fn random_u128() -> u128 {
         filled += n as usize;
     }
     u128::from_ne_bytes(buf)
+}
+
+// ---- Processes: fork, wait, signals, descriptors passing. ----
+
+/// `fork()`.
+///
+/// # Safety
+/// In the child only async-signal-safe operations are sound if the parent had other threads.
+pub(crate) unsafe fn fork() -> io::Result<u32> {
+    // SAFETY: the caller upholds the post-fork restrictions.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid as u32)
+    }
+}
+
+/// Ends the process at once with `code`, without running exit handlers (as a forked child must).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// The parent process id.
+pub(crate) fn getppid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Asks for SIGKILL when the parent (thread) exits; returns an error if prctl fails.
+pub(crate) fn set_parent_death_kill() -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG with a valid signal number has no memory effects.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Sends `sig` to process `pid`.
+pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
+    if pid <= 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // SAFETY: kill has no memory effects; `pid` is a single positive process id.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `waitpid(pid, WNOHANG)`: `Some(raw status)` once the child has ended (and is reaped).
+pub(crate) fn try_wait(pid: u32) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r > 0 {
+            return Ok(Some(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `waitpid(-1, WNOHANG)`: one ended child of this process, as `(pid, raw status)`.
+pub(crate) fn try_wait_any() -> Option<(u32, i32)> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer for the duration of the call.
+    let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if r > 0 {
+        Some((r as u32, status))
+    } else {
+        None
+    }
+}
+
+/// A pidfd for `pid`: readable once the process has ended.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor owned by nobody else (pidfds are close-on-exec).
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `poll` on `fds` (fd, events) for at most `timeout` (`None`: forever); returns the `revents`.
+pub(crate) fn poll(fds: &[(i32, i16)], timeout: Option<Duration>) -> io::Result<Vec<i16>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        Some(d) => {
+            // Round up, so a short positive timeout does not become a busy zero.
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            ms.min(i32::MAX as u128) as libc::c_int
+        }
+    };
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![0; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(pfds.iter().map(|p| p.revents).collect())
+}
+
+/// Clears close-on-exec on `fd` (in a child between fork and exec: async-signal-safe).
+pub(crate) fn clear_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: F_SETFD on an integer descriptor has no memory effects.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+}
+
+/// The number of threads of this process (`Threads:` in `/proc/self/status`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
+}
+
+/// The number of online CPUs.
+pub(crate) fn cpu_count() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 { n as usize } else { 1 }
+}
+
+/// Device, inode and modification time (ns) of the running executable.
+pub(crate) fn exe_identity() -> io::Result<(u64, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok((
+        meta.dev(),
+        meta.ino(),
+        meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+    ))
+}
+
+/// Whether `addr` lies in an executable mapping of the file with inode `ino` (the executable).
+pub(crate) fn is_executable_address(addr: usize, ino: u64) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    maps.lines().any(|line| {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return false;
+        };
+        let Some((lo, hi)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+        else {
+            return false;
+        };
+        perms.as_bytes().get(2) == Some(&b'x')
+            && inode.parse::<u64>().ok() == Some(ino)
+            && (lo..hi).contains(&addr)
+    })
+}
+
+/// Sends `data` on a Unix stream socket with up to four descriptors attached (SCM_RIGHTS).
+pub(crate) fn send_with_fds(sock: i32, data: &[u8], fds: &[i32]) -> io::Result<()> {
+    const SPACE: usize = 64;
+    #[repr(C, align(8))]
+    struct Cmsg([u8; SPACE]);
+    if fds.is_empty() || fds.len() > 4 || data.is_empty() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut cbuf = Cmsg([0; SPACE]);
+    let bytes = size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+    debug_assert!(space <= SPACE);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points at `cbuf`, which has room for one header with one int.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    // SAFETY: `cmsg` is non-null (the control buffer is large enough) and within `cbuf`, with
+    // room for `fds.len()` ints after the header.
+    unsafe {
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<i32>(), fds.len());
+    }
+    loop {
+        // SAFETY: `msg` describes `data` and `cbuf`, both alive for the call.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        if n < data.len() {
+            // The descriptor went with the first byte; the rest is plain data.
+            let mut rest = &data[n..];
+            while !rest.is_empty() {
+                // SAFETY: the pointer and length describe `rest`.
+                let m = unsafe {
+                    libc::send(sock, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
+                };
+                if m < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                rest = &rest[m as usize..];
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// Receives up to `buf.len()` bytes and the descriptors attached (close-on-exec) from a Unix
+/// stream socket. Returns the byte count (0 at end of stream) and the descriptors.
+pub(crate) fn recv_with_fds(
+    sock: i32,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use std::os::fd::FromRawFd;
+    const SPACE: usize = 64;
+    #[repr(C, align(8))]
+    struct Cmsg([u8; SPACE]);
+    let mut cbuf = Cmsg([0; SPACE]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = SPACE as _;
+    let n = loop {
+        // SAFETY: `msg` describes `buf` and `cbuf`, both alive and writable for the call.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut received = Vec::new();
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control buffer.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null and points into `cbuf` as recvmsg laid it out.
+        let (level, ty, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN is a pure computation.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            // `cmsg_len` is `usize` on glibc and `u32` on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let count = (len as usize).saturating_sub(header) / size_of::<i32>();
+            for i in 0..count {
+                // SAFETY: the kernel wrote `count` descriptors after the header.
+                let fd =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>().add(i)) };
+                // SAFETY: the kernel installed `fd` in this process for us alone.
+                received.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        // SAFETY: `msg` and `cmsg` are valid as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok((n, received))
+}
+
+/// A signalfd delivering SIGCHLD, with SIGCHLD blocked for normal delivery (single-threaded
+/// callers only).
+pub(crate) fn sigchld_fd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for these calls.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    // SAFETY: `set` is valid; the old mask is not needed.
+    cvt(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    // SAFETY: `fd` is new and owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Unblocks every signal (a forked child of a server that blocked SIGCHLD).
+pub(crate) fn unblock_all_signals() {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is valid; the old mask is not needed.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+}
+
+/// Restores the default action of `sig`.
+pub(crate) fn default_signal(sig: i32) {
+    // SAFETY: installing SIG_DFL has no preconditions.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Sends `sig` through a pidfd (no pid-reuse race).
+pub(crate) fn pidfd_send_signal(pidfd: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal with a null siginfo and no flags has no memory effects.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets `O_NONBLOCK` on a descriptor.
+pub(crate) fn set_nonblocking(fd: i32) -> io::Result<()> {
+    // SAFETY: F_GETFL on an integer descriptor has no memory effects.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: F_SETFL on an integer descriptor has no memory effects.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// A pipe, both ends close-on-exec: `(read, write)`.
+pub(crate) fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are new and owned by nobody else.
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
+
+/// Sets close-on-exec on `fd`.
+pub(crate) fn set_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: F_SETFD on an integer descriptor has no memory effects.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Ignores `sig`.
+pub(crate) fn ignore_signal(sig: i32) {
+    // SAFETY: installing SIG_IGN has no preconditions.
+    unsafe { libc::signal(sig, libc::SIG_IGN) };
+}
+
+/// Reads from a raw descriptor; returns the byte count or an error.
+pub(crate) fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its whole length during the call.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }

@@ -1,0 +1,340 @@
+//! The child's side: finding the target function, running it, reporting its outcome.
+//!
+//! Every start method ends in [`run`]: the target runs under `catch_unwind` with a panic hook
+//! that sends the panic message to the parent first (so it arrives even if panics abort), the
+//! result travels back through the codec, standard output is flushed, and the process ends with
+//! `_exit` and Python's exit code (0 success, 1 panic or error).
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
+
+use crate::primitive::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::liveness::ProcessIdentity;
+use crate::platform;
+
+/// Frames larger than this are refused as corrupted.
+pub(super) const MAX_FRAME: usize = 1 << 31;
+
+/// Message tags on the result channel (child to parent).
+pub(super) mod tag {
+    /// Spawned child: binary and function resolved, running.
+    pub(crate) const READY: u8 = b'S';
+    /// The encoded result.
+    pub(crate) const RESULT: u8 = b'R';
+    /// The panic message.
+    pub(crate) const PANIC: u8 = b'P';
+    /// The argument could not be decoded.
+    pub(crate) const ARG_DECODE: u8 = b'A';
+    /// The result could not be encoded.
+    pub(crate) const RESULT_ENCODE: u8 = b'E';
+    /// The binary or the function identity did not check out.
+    pub(crate) const BAD_FUNCTION: u8 = b'F';
+    /// Fork server reply: request accepted; payload is the child's pid.
+    pub(crate) const OK: u8 = b'K';
+}
+
+/// Writes one frame: tag, little-endian u32 length, payload.
+pub(super) fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut buf = Vec::with_capacity(5 + payload.len());
+    buf.push(tag);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame (blocking); `Ok(None)` at a clean end of stream.
+pub(super) fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
+    let mut head = [0u8; 5];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some((head[0], payload)))
+}
+
+/// Splits one complete frame off the front of `buf`, if it holds one.
+pub(super) fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, &'static str> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err("frame too long");
+    }
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    let tag = buf[0];
+    let payload = buf[5..5 + len].to_vec();
+    buf.drain(..5 + len);
+    Ok(Some((tag, payload)))
+}
+
+/// What running the target gave.
+pub(super) enum Outcome {
+    /// The encoded result.
+    Returned(Vec<u8>),
+    /// The argument bytes did not decode as `A`.
+    ArgDecode(String),
+    /// The result did not encode.
+    ResultEncode(String),
+}
+
+/// A monomorphic entry point: decodes `A`, calls the `fn(A) -> R` at `func`, encodes `R`.
+pub(super) type Trampoline = fn(usize, &[u8]) -> Outcome;
+
+/// The trampoline for `fn(A) -> R`.
+pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8]) -> Outcome {
+    // SAFETY: `func` is the address of a `fn(A) -> R` of this very binary: taken with `f as
+    // usize` by `Process::new`, which paired it with this instantiation of the trampoline; in a
+    // re-executed child it was rebuilt from an offset after checking the binary is the same file
+    // and that the address lies in its executable mapping. Both addresses travel together.
+    let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    let arg: A = match codec::decode(arg) {
+        Ok(a) => a,
+        Err(e) => return Outcome::ArgDecode(e.to_string()),
+    };
+    let r = f(arg);
+    match codec::encode(&r) {
+        Ok(bytes) => Outcome::Returned(bytes),
+        Err(e) => Outcome::ResultEncode(e.to_string()),
+    }
+}
+
+/// The reference point for function offsets: its address moves with the binary under ASLR, so
+/// `f - anchor` is the same in every process running this binary.
+#[inline(never)]
+fn anchor() -> usize {
+    std::hint::black_box(0x1bc0_4e11)
+}
+
+fn anchor_addr() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+/// A function's offset from the anchor.
+pub(super) fn offset_of(addr: usize) -> i64 {
+    addr.wrapping_sub(anchor_addr()) as isize as i64
+}
+
+/// The identity of the running executable: device, inode, modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ExeId {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i64,
+}
+
+impl ExeId {
+    pub(super) fn current() -> io::Result<Self> {
+        let (dev, ino, mtime_ns) = platform::exe_identity()?;
+        Ok(Self { dev, ino, mtime_ns })
+    }
+}
+
+/// Checks that `expected` is this binary; a clear message otherwise.
+pub(super) fn check_exe(expected: &ExeId) -> Result<(), String> {
+    let here = ExeId::current().map_err(|e| format!("cannot identify the executable: {e}"))?;
+    if &here != expected {
+        return Err(format!(
+            "the child runs another binary than its parent (parent {expected:?}, child {here:?})"
+        ));
+    }
+    Ok(())
+}
+
+/// Rebuilds an address from its offset, checking it lies in this executable's code.
+pub(super) fn resolve(offset: i64, exe: &ExeId, what: &str) -> Result<usize, String> {
+    let addr = anchor_addr().wrapping_add(offset as isize as usize);
+    if platform::is_executable_address(addr, exe.ino) {
+        Ok(addr)
+    } else {
+        Err(format!(
+            "the {what} identity (offset {offset:#x} from the anchor) does not resolve to code \
+             of this executable"
+        ))
+    }
+}
+
+/// What a re-executed child (spawn, fork server) is asked to run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Request {
+    pub(super) exe: ExeId,
+    pub(super) trampoline: i64,
+    pub(super) func: i64,
+    pub(super) info: ChildInfo,
+    pub(super) daemon: bool,
+    pub(super) arg: Vec<u8>,
+}
+
+impl Request {
+    /// Resolves the trampoline and the function; the binary must already have been checked.
+    pub(super) fn resolve(&self) -> Result<(Trampoline, usize), String> {
+        let t = resolve(self.trampoline, &self.exe, "entry point")?;
+        let f = resolve(self.func, &self.exe, "target function")?;
+        // SAFETY: `t` is the address of a `Trampoline` in this binary: the parent computed its
+        // offset from `trampoline::<A, R>` coerced to `Trampoline`, the binary is the same file
+        // (checked by the caller) and the address lies in its executable mapping.
+        let t = unsafe { std::mem::transmute::<usize, Trampoline>(t) };
+        Ok((t, f))
+    }
+}
+
+/// Who a child is: its name, and its parent (for `current_process` and `parent_process`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ChildInfo {
+    pub(super) name: String,
+    /// Python's `_identity` path (`1`, `1:2`…), the suffix of default child names.
+    pub(super) identity: String,
+    pub(super) parent: ProcessIdentity,
+    pub(super) parent_name: String,
+}
+
+/// This process as a child: its [`ChildInfo`], leaked once per process (a pointer as `usize`;
+/// 0 in a program's first process). Atomics, not a lock: a forked child of a multi-threaded
+/// parent must not wait on a lock another thread held at the fork.
+static CURRENT_INFO: AtomicUsize = AtomicUsize::new(0);
+
+/// Children created so far by this process (for the default names).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The channel the panic hook reports on (-1: none).
+static PANIC_CHANNEL: AtomicI32 = AtomicI32::new(-1);
+
+/// This process's description, if it was started as a child.
+pub(super) fn current_info() -> Option<&'static ChildInfo> {
+    // ORDERING: Acquire, pairs with the Release store in `set_current`; publishes the pointee.
+    let p = CURRENT_INFO.load(Ordering::Acquire);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero value is a pointer from `Box::into_raw` in `set_current`, never freed.
+    Some(unsafe { &*(p as *const ChildInfo) })
+}
+
+fn set_current(info: ChildInfo) {
+    let p = Box::into_raw(Box::new(info)) as usize;
+    // ORDERING: Release, pairs with the Acquire load in `current_info`; publishes the box. The
+    // previous box (the parent's description, in a forked child) is leaked on purpose: another
+    // thread of the parent may have held a reference at the fork.
+    CURRENT_INFO.store(p, Ordering::Release);
+    // ORDERING: Relaxed: a counter for names, ordered with nothing else.
+    COUNTER.store(0, Ordering::Relaxed);
+}
+
+/// The next child number of this process.
+pub(super) fn next_child_number() -> u64 {
+    // ORDERING: Relaxed: only uniqueness matters, which the read-modify-write gives.
+    COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+thread_local! {
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
+    // SAFETY: `fd` is the channel this child owns for its whole life (never closed before
+    // `_exit`); ManuallyDrop keeps this temporary wrapper from closing it.
+    let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut stream = std::mem::ManuallyDrop::new(stream);
+    let _ = write_frame(&mut *stream, tag, payload);
+}
+
+/// Runs the target in this child and ends the process; never returns.
+pub(super) fn run(
+    channel: UnixStream,
+    info: ChildInfo,
+    trampoline: Trampoline,
+    func: usize,
+    arg: &[u8],
+) -> ! {
+    set_current(info);
+    let fd = channel.as_raw_fd();
+    // The channel lives until `_exit`; forget the owner so no path closes it early.
+    std::mem::forget(channel);
+    // ORDERING: Relaxed: read by the panic hook on this same thread, or on a thread this one
+    // spawns later (the spawn orders it).
+    PANIC_CHANNEL.store(fd, Ordering::Relaxed);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_TARGET.with(Cell::get) {
+            IN_TARGET.with(|t| t.set(false));
+            let msg = panic_message(info.payload());
+            // ORDERING: Relaxed: stored before this thread entered the target (see `run`).
+            let fd = PANIC_CHANNEL.load(Ordering::Relaxed);
+            if fd >= 0 {
+                send_raw(fd, tag::PANIC, msg.as_bytes());
+            }
+        }
+        default_hook(info);
+    }));
+    IN_TARGET.with(|t| t.set(true));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| trampoline(func, arg)));
+    IN_TARGET.with(|t| t.set(false));
+    let code = match outcome {
+        Ok(Outcome::Returned(bytes)) => {
+            send_raw(fd, tag::RESULT, &bytes);
+            0
+        }
+        Ok(Outcome::ArgDecode(msg)) => {
+            eprintln!("process: cannot decode the argument: {msg}");
+            send_raw(fd, tag::ARG_DECODE, msg.as_bytes());
+            1
+        }
+        Ok(Outcome::ResultEncode(msg)) => {
+            eprintln!("process: cannot encode the result: {msg}");
+            send_raw(fd, tag::RESULT_ENCODE, msg.as_bytes());
+            1
+        }
+        // The hook already reported the message.
+        Err(_) => 1,
+    };
+    exit(code)
+}
+
+/// Flushes standard output and error, then `_exit(code)`.
+pub(super) fn exit(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    platform::exit_now(code)
+}
+
+/// Arms the parent-death signal for a daemon child whose parent is `parent`; exits at once if
+/// that parent is already gone (it died before the signal was armed).
+pub(super) fn arm_daemon(parent: u32) {
+    if platform::set_parent_death_kill().is_err() || platform::getppid() != parent {
+        platform::exit_now(1);
+    }
+}

@@ -1,0 +1,50 @@
+//! The `Fork` start method: a plain `fork()`; the child runs the target in the copied image.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+
+use super::child::{self, ChildInfo};
+use super::exit::StartError;
+use super::running::{Running, Watch};
+use super::{Target, forkserver};
+use crate::{platform, tracker};
+
+pub(super) fn start(
+    target: &Target,
+    info: ChildInfo,
+    daemon: bool,
+    accept_threads: bool,
+) -> Result<Running, StartError> {
+    let threads = platform::thread_count()?;
+    if threads > 1 && !accept_threads {
+        return Err(StartError::ForkWithThreads { threads });
+    }
+    let (ours, theirs) = UnixStream::pair()?;
+    // Output buffered now would be written twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let parent = platform::getpid();
+    // SAFETY: the child only runs the target after the checks above: either this process is
+    // single-threaded, or the caller explicitly accepted the risk of a multi-threaded fork.
+    let pid = unsafe { platform::fork() }?;
+    if pid == 0 {
+        drop(ours);
+        after_fork_in_child();
+        if daemon {
+            child::arm_daemon(parent);
+        }
+        child::run(theirs, info, target.trampoline, target.func, &target.arg);
+    }
+    drop(theirs);
+    let pidfd = platform::pidfd_open(pid).ok();
+    Ok(Running::new(pid, pidfd, ours, Watch::Child)?)
+}
+
+/// Drops what the child must not keep of its parent: the tracker connection and the fork server
+/// connection (holding them open would keep the parent's helpers waiting on this child), and the
+/// parent's list of children.
+pub(super) fn after_fork_in_child() {
+    tracker::forget_inherited();
+    forkserver::forget_inherited();
+    super::forget_children();
+}

@@ -1,0 +1,673 @@
+//! Processes: Python's `multiprocessing.Process`, with the fork, spawn and forkserver start
+//! methods.
+//!
+//! A [`Process`] runs a non-capturing `fn(A) -> R` in a child process; `A` and `R` travel through
+//! the [codec](crate::codec), so handles of shared objects ([`RawValue`](crate::RawValue),
+//! [`RawArray`](crate::RawArray), [`SharedMemory`](crate::SharedMemory)) pass as arguments and
+//! attach in the child. [`join`](Process::join) returns the child's `R`, or why there is none:
+//! its panic message, its exit code, the signal that killed it.
+//!
+//! | Python `multiprocessing`                          | `ipc_core`                                  |
+//! |---------------------------------------------------|---------------------------------------------|
+//! | `p = Process(target=f, args=(a,))`                | `let p = Process::new(f, a);`               |
+//! | `Process(target=f, name="w", daemon=True)`        | `Process::builder().name("w").daemon(true).target(f, a)` |
+//! | `class P(Process): def run(self)`                 | `impl Runnable for P` + [`Process::from_runnable`] |
+//! | `p.start()`, `p.join()`, `p.join(timeout)`        | `p.start()?`, `p.join()?`, `p.join_timeout(d)` |
+//! | `p.is_alive()`, `p.pid`, `p.name`, `p.exitcode`   | `is_alive()`, `pid()`, `name()`, `exit_code()` |
+//! | `p.terminate()`, `p.kill()`                       | `terminate()`, `kill()`                     |
+//! | `set_start_method("fork")`, `get_start_method()`  | [`set_start_method`]`(StartMethod::Fork)`, [`get_start_method`] |
+//! | `current_process()`, `parent_process()`           | [`current_process`], [`parent_process`]     |
+//! | `active_children()`, `cpu_count()`                | [`active_children`], [`cpu_count`]          |
+//!
+//! # Start methods
+//!
+//! - [`StartMethod::ForkServer`] (the default, as in Python 3.14 on Linux): a single-threaded
+//!   server process, started once per process on first use, forks each child. Children start as
+//!   fast as with `fork`, from a clean image that holds no locks of the caller's threads.
+//! - [`StartMethod::Spawn`]: the current executable runs again and the child finds the function
+//!   by its offset from an anchor function (the same in every run of the same binary); it checks
+//!   that it runs the very same file as its parent and refuses otherwise.
+//! - [`StartMethod::Fork`]: a plain `fork()`. It copies only the calling thread, so it is refused
+//!   while the process runs several threads, unless the caller accepts the risk with
+//!   [`ProcessBuilder::accept_fork_with_threads`].
+//!
+//! Exit codes follow Python: `None` while running, `0` success, `1` panic or error, `-N` killed
+//! by signal N. Children inherit standard output and error, so a child's `println!` shows.
+//!
+//! # In `main`, in tests, in doctests
+//!
+//! The spawn and forkserver methods run the current executable again with the environment
+//! variable `IPC_CORE_ROLE` set; a constructor of this crate that runs before `main` (and before
+//! the test harness) takes such a process over, so `main` never runs in it. A program calls
+//! [`init`](crate::init) first in `main`, which keeps that constructor linked, as a Python script
+//! guards its entry point with `if __name__ == "__main__"`. Integration tests and doctests need
+//! nothing at all: they use `Process` as a program does, with no `main` of their own, because
+//! the constructor runs before the test harness. Under `cargo test` each test runs on its own
+//! thread, so the `Fork` method is refused there unless the test accepts the risk.
+//!
+//! ```no_run
+//! use ipc_core::Process;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let p = Process::new(square, 7);
+//! p.start()?;
+//! assert_eq!(p.join()?, 49);
+//! assert_eq!(p.exit_code(), Some(0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Daemons
+//!
+//! A daemon child dies with its parent however the parent dies, SIGKILL included. Fork and spawn
+//! children arm `PR_SET_PDEATHSIG` and exit at once if their parent died before they armed it.
+//! Linux ties that signal to the parent *thread*: a fork or spawn daemon also dies when the
+//! thread that started it exits. Forkserver daemons are tied to the whole process: the server
+//! watches the requester through its socket and kills its daemon children when the requester is
+//! gone (and they arm the parent-death signal against the single-threaded server).
+
+mod child;
+mod exit;
+mod fork;
+pub(crate) mod forkserver;
+mod running;
+pub(crate) mod spawn;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{self, EncodeError};
+use crate::liveness::ProcessIdentity;
+use crate::platform;
+pub use exit::{JoinError, StartError};
+use running::{Report, Running};
+
+/// How a child process is started; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// `fork()` the calling process.
+    Fork,
+    /// Run the current executable again.
+    Spawn,
+    /// Ask a single-threaded fork server to fork.
+    #[default]
+    ForkServer,
+}
+
+static DEFAULT_METHOD: Mutex<StartMethod> = Mutex::new(StartMethod::ForkServer);
+
+/// Sets the start method of processes that do not choose one (Python's `set_start_method`).
+///
+/// ```
+/// use ipc_core::{StartMethod, get_start_method, set_start_method};
+///
+/// set_start_method(StartMethod::Spawn);
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// set_start_method(StartMethod::ForkServer);
+/// ```
+pub fn set_start_method(method: StartMethod) {
+    *DEFAULT_METHOD.lock().unwrap_or_else(|p| p.into_inner()) = method;
+}
+
+/// The start method of processes that do not choose one; [`StartMethod::ForkServer`] unless
+/// [`set_start_method`] changed it.
+///
+/// ```
+/// assert_eq!(ipc_core::get_start_method(), ipc_core::StartMethod::ForkServer);
+/// ```
+pub fn get_start_method() -> StartMethod {
+    *DEFAULT_METHOD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The subclass form: a serde struct whose `run` is the child's body, like Python's
+/// `class MyProcess(Process): def run(self)`.
+///
+/// ```no_run
+/// use ipc_core::{Process, Runnable};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Counter {
+///     upto: u32,
+/// }
+///
+/// impl Runnable for Counter {
+///     type Output = u32;
+///     fn run(self) -> u32 {
+///         (1..=self.upto).sum()
+///     }
+/// }
+///
+/// let p = Process::from_runnable(Counter { upto: 4 });
+/// p.start()?;
+/// assert_eq!(p.join()?, 10);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Runnable: Serialize + DeserializeOwned + Send + 'static {
+    /// What `run` returns to the parent's `join`.
+    type Output: Serialize + DeserializeOwned;
+    /// The child's body.
+    fn run(self) -> Self::Output;
+}
+
+fn run_runnable<T: Runnable>(t: T) -> T::Output {
+    t.run()
+}
+
+/// What the child runs: the monomorphic entry point, the user function, the encoded argument.
+struct Target {
+    trampoline: child::Trampoline,
+    func: usize,
+    /// Added to the function's offset (only to test that a bad identity is refused).
+    func_skew: i64,
+    arg: Vec<u8>,
+}
+
+struct Pending {
+    /// The argument itself, kept alive until the child has ended: handles of anonymous segments
+    /// are reopened through this process's descriptors (as Python keeps `Process._args`).
+    keepalive: Box<dyn std::any::Any + Send>,
+    trampoline: child::Trampoline,
+    func: usize,
+    func_skew: i64,
+    arg: Result<Vec<u8>, EncodeError>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Option<Pending>,
+    started: bool,
+    running: Option<Running>,
+    keepalive: Option<Box<dyn std::any::Any + Send>>,
+}
+
+struct Inner {
+    name: String,
+    identity: String,
+    daemon: bool,
+    method: StartMethod,
+    accept_threads: bool,
+    pid: OnceLock<u32>,
+    state: Mutex<State>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The children this process started and has not yet seen end (for `active_children`).
+static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+
+fn lock_children() -> MutexGuard<'static, Vec<Arc<Inner>>> {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// In a forked child: the parent's children are not ours (their channels are closed here).
+fn forget_children() {
+    if let Ok(mut children) = CHILDREN.try_lock() {
+        children.clear();
+    }
+}
+
+fn unregister(inner: &Arc<Inner>) {
+    lock_children().retain(|c| !Arc::ptr_eq(c, inner));
+}
+
+/// Options of a process before it exists: name, daemon flag, start method.
+///
+/// ```no_run
+/// use ipc_core::{Process, StartMethod};
+///
+/// fn hello(who: String) {
+///     println!("hello, {who}");
+/// }
+///
+/// let p = Process::builder()
+///     .name("greeter")
+///     .daemon(true)
+///     .start_method(StartMethod::Spawn)
+///     .target(hello, "world".to_string());
+/// assert_eq!(p.name(), "greeter");
+/// p.start()?;
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    accept_threads: bool,
+}
+
+impl ProcessBuilder {
+    /// The process name (default `Process-N`, as in Python).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the child dies with its parent (default false).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The start method (default: [`get_start_method`] at the time of `target`).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Lets the `Fork` method fork while this process runs several threads. The child then holds
+    /// a copy of every lock another thread held at the fork, forever locked: it must not touch
+    /// them (allocator locks included, on some platforms). Needed for `Fork` under `cargo test`.
+    pub fn accept_fork_with_threads(mut self, accept: bool) -> Self {
+        self.accept_threads = accept;
+        self
+    }
+
+    /// The process that will run `f(arg)`. The argument is serialised now; an argument that
+    /// cannot be serialised makes `start` fail.
+    pub fn target<A, R>(self, f: fn(A) -> R, arg: A) -> Process<R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned,
+    {
+        let trampoline: child::Trampoline = child::trampoline::<A, R>;
+        let pending = Pending {
+            trampoline,
+            func: f as usize,
+            func_skew: 0,
+            arg: codec::encode(&arg),
+            keepalive: Box::new(arg),
+        };
+        let identity = next_identity();
+        let name = self.name.unwrap_or_else(|| format!("Process-{identity}"));
+        Process {
+            inner: Arc::new(Inner {
+                name,
+                identity,
+                daemon: self.daemon,
+                method: self.method.unwrap_or_else(get_start_method),
+                accept_threads: self.accept_threads,
+                pid: OnceLock::new(),
+                state: Mutex::new(State {
+                    pending: Some(pending),
+                    ..State::default()
+                }),
+            }),
+            _result: PhantomData,
+        }
+    }
+
+    /// The process that will run `runnable.run()`.
+    pub fn runnable<T: Runnable>(self, runnable: T) -> Process<T::Output> {
+        self.target(run_runnable::<T>, runnable)
+    }
+}
+
+/// Python's `_identity`: `N` for the N-th child of the first process, `1:N` for the N-th child
+/// of that process's first child, and so on.
+fn next_identity() -> String {
+    let n = child::next_child_number();
+    match child::current_info() {
+        Some(info) if !info.identity.is_empty() => format!("{}:{n}", info.identity),
+        _ => n.to_string(),
+    }
+}
+
+/// A child process running a function, as Python's `multiprocessing.Process`.
+///
+/// ```no_run
+/// use ipc_core::{JoinError, Process};
+///
+/// fn work(n: u32) -> String {
+///     if n == 0 {
+///         panic!("nothing to do");
+///     }
+///     format!("did {n} things")
+/// }
+///
+/// let ok = Process::new(work, 3);
+/// ok.start()?;
+/// assert_eq!(ok.join()?, "did 3 things");
+///
+/// let bad = Process::new(work, 0);
+/// bad.start()?;
+/// match bad.join() {
+///     Err(JoinError::Panicked { message }) => assert_eq!(message, "nothing to do"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(bad.exit_code(), Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Process<R> {
+    inner: Arc<Inner>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.inner.name)
+            .field("pid", &self.pid())
+            .field("daemon", &self.inner.daemon)
+            .field("method", &self.inner.method)
+            .field("exit_code", &self.exit_code())
+            .finish()
+    }
+}
+
+/// A signal could not be sent.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The process was never started.
+    NotStarted,
+    /// The system call failed.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for SignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalError::NotStarted => write!(f, "the process was not started"),
+            SignalError::Io(e) => write!(f, "cannot signal the process: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SignalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SignalError::Io(e) => Some(e),
+            SignalError::NotStarted => None,
+        }
+    }
+}
+
+impl Process<()> {
+    /// A builder for name, daemon flag and start method.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// The process that will run `f(arg)`, with the default name and start method.
+    pub fn new<A: Serialize + DeserializeOwned + Send + 'static>(f: fn(A) -> R, arg: A) -> Self {
+        ProcessBuilder::default().target(f, arg)
+    }
+
+    /// The process that will run `runnable.run()` (the subclass form).
+    pub fn from_runnable<T: Runnable<Output = R>>(runnable: T) -> Self {
+        ProcessBuilder::default().runnable(runnable)
+    }
+
+    /// Waits for the child to end and returns its result.
+    pub fn join(&self) -> Result<R, JoinError> {
+        self.join_until(None)
+    }
+
+    /// Waits at most `timeout`; [`JoinError::Timeout`] if the child still runs then (it keeps
+    /// running, and a later `join` can still collect it).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, JoinError> {
+        self.join_until(Some(Instant::now() + timeout))
+    }
+}
+
+impl<R> Process<R> {
+    /// Starts the child. A process starts at most once: a second call is
+    /// [`StartError::AlreadyStarted`].
+    pub fn start(&self) -> Result<(), StartError> {
+        let mut state = self.inner.lock();
+        if state.started {
+            return Err(StartError::AlreadyStarted);
+        }
+        state.started = true;
+        let Some(pending) = state.pending.take() else {
+            return Err(StartError::AlreadyStarted);
+        };
+        let target = Target {
+            trampoline: pending.trampoline,
+            func: pending.func,
+            func_skew: pending.func_skew,
+            arg: pending.arg.map_err(StartError::Encode)?,
+        };
+        state.keepalive = Some(pending.keepalive);
+        let info = {
+            let current = current_process();
+            child::ChildInfo {
+                name: self.inner.name.clone(),
+                identity: self.inner.identity.clone(),
+                parent: ProcessIdentity::current(),
+                parent_name: current.name,
+            }
+        };
+        let running = match self.inner.method {
+            StartMethod::Fork => {
+                fork::start(&target, info, self.inner.daemon, self.inner.accept_threads)?
+            }
+            StartMethod::Spawn => spawn::start(&target, info, self.inner.daemon)?,
+            StartMethod::ForkServer => forkserver::start(&target, info, self.inner.daemon)?,
+        };
+        let _ = self.inner.pid.set(running.pid);
+        state.running = Some(running);
+        drop(state);
+        lock_children().push(Arc::clone(&self.inner));
+        Ok(())
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<R, JoinError>
+    where
+        R: DeserializeOwned,
+    {
+        let mut state = self.inner.lock();
+        let Some(running) = state.running.as_mut() else {
+            return Err(JoinError::NotStarted);
+        };
+        if !running.wait(deadline)? {
+            return Err(JoinError::Timeout);
+        }
+        let report = running.take_final_report();
+        let corrupted = running.corrupted;
+        let status = running.status;
+        drop(state);
+        unregister(&self.inner);
+        match report {
+            Some(Report::Result(bytes)) => codec::decode(&bytes).map_err(JoinError::ResultDecode),
+            Some(Report::Panic(message)) => Err(JoinError::Panicked { message }),
+            Some(Report::ArgDecode(message)) => Err(JoinError::ArgumentDecode { message }),
+            Some(Report::ResultEncode(message)) => Err(JoinError::ResultEncode { message }),
+            Some(Report::BadFunction(_)) => Err(JoinError::Corrupted),
+            Some(Report::Ready) | None => match status {
+                Some(exit::Status::Signaled(signal)) => Err(JoinError::Signaled { signal }),
+                Some(exit::Status::Exited(code)) if code != 0 => Err(JoinError::Exited { code }),
+                Some(exit::Status::Lost) => Err(JoinError::StatusLost),
+                _ if corrupted => Err(JoinError::Corrupted),
+                _ => Err(JoinError::ResultMissing),
+            },
+        }
+    }
+
+    /// Whether the child has started and not yet ended.
+    pub fn is_alive(&self) -> bool {
+        let mut state = self.inner.lock();
+        match state.running.as_mut() {
+            Some(r) => {
+                let _ = r.refresh();
+                r.status.is_none()
+            }
+            None => false,
+        }
+    }
+
+    /// The child's pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.pid.get().copied()
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.inner.daemon
+    }
+
+    /// The start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.inner.method
+    }
+
+    /// Python's `exitcode`: `None` before start and while running, `0` success, `1` panic or
+    /// error, the code given to `exit`, or `-N` when signal N killed the child.
+    pub fn exit_code(&self) -> Option<i32> {
+        let mut state = self.inner.lock();
+        let r = state.running.as_mut()?;
+        let _ = r.refresh();
+        r.status.and_then(|s| s.exit_code())
+    }
+
+    /// Sends SIGTERM (a no-op if the child has ended).
+    pub fn terminate(&self) -> Result<(), SignalError> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (a no-op if the child has ended).
+    pub fn kill(&self) -> Result<(), SignalError> {
+        self.signal(libc::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), SignalError> {
+        let mut state = self.inner.lock();
+        match state.running.as_mut() {
+            Some(r) => r.signal(sig).map_err(SignalError::Io),
+            None => Err(SignalError::NotStarted),
+        }
+    }
+
+    /// Moves the function identity the child receives by `delta` bytes, so that tests can check
+    /// that an identity which does not resolve is refused. Not for use in programs.
+    #[doc(hidden)]
+    pub fn skew_function_identity_for_tests(&self, delta: i64) {
+        if let Some(p) = self.inner.lock().pending.as_mut() {
+            p.func_skew = delta;
+        }
+    }
+}
+
+/// This process, as Python's `current_process()` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    /// `MainProcess` in a program's first process, the process name in a child.
+    pub name: String,
+    /// The pid.
+    pub pid: u32,
+}
+
+/// The process that started this one (Python's `parent_process()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentProcess {
+    /// Its name (`MainProcess` for a program's first process).
+    pub name: String,
+    identity: ProcessIdentity,
+}
+
+impl ParentProcess {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.identity.pid()
+    }
+
+    /// Whether it still runs.
+    pub fn is_alive(&self) -> bool {
+        self.identity.is_alive()
+    }
+}
+
+/// This process: its name and pid.
+///
+/// ```
+/// let me = ipc_core::current_process();
+/// assert_eq!(me.name, "MainProcess");
+/// assert_eq!(me.pid, std::process::id());
+/// ```
+pub fn current_process() -> CurrentProcess {
+    CurrentProcess {
+        name: child::current_info().map_or_else(|| "MainProcess".to_owned(), |i| i.name.clone()),
+        pid: platform::getpid(),
+    }
+}
+
+/// The process that started this one through [`Process`]; `None` in a program's first process.
+///
+/// ```
+/// assert!(ipc_core::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    child::current_info().map(|i| ParentProcess {
+        name: i.parent_name.clone(),
+        identity: i.parent,
+    })
+}
+
+/// A child that [`active_children`] found running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveChild {
+    /// Its name.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+}
+
+/// The children of this process still running; like Python's, it reaps those that ended (their
+/// `join` still returns their outcome).
+///
+/// ```
+/// // A process that started nothing has no children.
+/// assert!(ipc_core::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ActiveChild> {
+    let mut children = lock_children();
+    children.retain(|inner| match inner.state.try_lock() {
+        Ok(mut state) => match state.running.as_mut() {
+            Some(r) => {
+                let _ = r.refresh();
+                r.status.is_none()
+            }
+            None => false,
+        },
+        // Being joined by another thread right now: still running as far as we know.
+        Err(_) => true,
+    });
+    children
+        .iter()
+        .map(|inner| ActiveChild {
+            name: inner.name.clone(),
+            pid: inner.pid.get().copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The number of online CPUs (Python's `cpu_count()`).
+///
+/// ```
+/// assert!(ipc_core::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    platform::cpu_count()
+}

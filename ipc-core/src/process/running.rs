@@ -1,0 +1,217 @@
+//! The parent's view of a started child: its result channel, and how its end is learnt.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::child::{tag, take_frame};
+use super::exit::Status;
+use crate::platform;
+
+/// How the parent learns that the child ended.
+pub(super) enum Watch {
+    /// Our own child (fork, spawn): reaped with `waitpid`, its pidfd polled.
+    Child,
+    /// A fork-server child: the server writes the raw wait status to this pipe.
+    Server(File),
+}
+
+/// What the child reported on its channel.
+#[derive(Debug)]
+pub(super) enum Report {
+    Result(Vec<u8>),
+    Panic(String),
+    ArgDecode(String),
+    ResultEncode(String),
+    BadFunction(String),
+    Ready,
+}
+
+pub(super) struct Running {
+    pub(super) pid: u32,
+    pub(super) pidfd: Option<OwnedFd>,
+    channel: UnixStream,
+    channel_open: bool,
+    buf: Vec<u8>,
+    watch: Watch,
+    pub(super) reports: Vec<Report>,
+    pub(super) corrupted: bool,
+    pub(super) status: Option<Status>,
+}
+
+impl Running {
+    pub(super) fn new(
+        pid: u32,
+        pidfd: Option<OwnedFd>,
+        channel: UnixStream,
+        watch: Watch,
+    ) -> io::Result<Self> {
+        channel.set_nonblocking(true)?;
+        if let Watch::Server(pipe) = &watch {
+            platform::set_nonblocking(pipe.as_raw_fd())?;
+        }
+        Ok(Self {
+            pid,
+            pidfd,
+            channel,
+            channel_open: true,
+            buf: Vec::new(),
+            watch,
+            reports: Vec::new(),
+            corrupted: false,
+            status: None,
+        })
+    }
+
+    /// Reads whatever the channel holds now.
+    fn drain(&mut self) {
+        let mut chunk = [0u8; 8192];
+        while self.channel_open {
+            match self.channel.read(&mut chunk) {
+                Ok(0) => self.channel_open = false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.channel_open = false,
+            }
+        }
+        loop {
+            match take_frame(&mut self.buf) {
+                Ok(Some((t, payload))) => {
+                    let text = || String::from_utf8_lossy(&payload).into_owned();
+                    let report = match t {
+                        tag::RESULT => Report::Result(payload.clone()),
+                        tag::PANIC => Report::Panic(text()),
+                        tag::ARG_DECODE => Report::ArgDecode(text()),
+                        tag::RESULT_ENCODE => Report::ResultEncode(text()),
+                        tag::BAD_FUNCTION => Report::BadFunction(text()),
+                        tag::READY => Report::Ready,
+                        _ => {
+                            self.corrupted = true;
+                            continue;
+                        }
+                    };
+                    self.reports.push(report);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.corrupted = true;
+                    self.buf.clear();
+                    self.channel_open = false;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Checks (without blocking) whether the child has ended.
+    fn check_status(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match &mut self.watch {
+            Watch::Child => {
+                if let Some(raw) = platform::try_wait(self.pid)? {
+                    self.status = Some(Status::from_raw(raw));
+                }
+            }
+            Watch::Server(pipe) => {
+                let mut raw = [0u8; 4];
+                match pipe.read(&mut raw) {
+                    Ok(4) => self.status = Some(Status::from_raw(i32::from_le_bytes(raw))),
+                    // End of file (or a torn status, which a pipe never gives for 4 bytes): the
+                    // server died without reporting.
+                    Ok(_) => self.status = Some(Status::Lost),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if self.status.is_some() {
+            // The child is gone: everything it sent is in the socket buffer now.
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Waits until the child has ended, or until `deadline` (`None`: no deadline).
+    pub(super) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        loop {
+            self.drain();
+            self.check_status()?;
+            if self.status.is_some() {
+                return Ok(true);
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    Some(d - now)
+                }
+            };
+            self.poll(timeout)?;
+        }
+    }
+
+    /// Waits for a readable channel or the child's end, at most `timeout`.
+    fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut fds = Vec::with_capacity(2);
+        if self.channel_open {
+            fds.push((self.channel.as_raw_fd(), libc::POLLIN));
+        }
+        match &self.watch {
+            Watch::Child => match &self.pidfd {
+                Some(fd) => fds.push((fd.as_raw_fd(), libc::POLLIN)),
+                None => {
+                    // Without a pidfd, wake in slices to re-check with waitpid.
+                    let slice = Duration::from_millis(10);
+                    let t = timeout.map_or(slice, |t| t.min(slice));
+                    platform::poll(&fds, Some(t))?;
+                    return Ok(());
+                }
+            },
+            Watch::Server(pipe) => fds.push((pipe.as_raw_fd(), libc::POLLIN)),
+        }
+        platform::poll(&fds, timeout)?;
+        Ok(())
+    }
+
+    /// Non-blocking refresh.
+    pub(super) fn refresh(&mut self) -> io::Result<()> {
+        self.drain();
+        self.check_status()
+    }
+
+    /// Sends `sig` unless the child is known to have ended.
+    pub(super) fn signal(&mut self, sig: i32) -> io::Result<()> {
+        self.refresh()?;
+        if self.status.is_some() {
+            return Ok(());
+        }
+        let r = match &self.pidfd {
+            Some(fd) => platform::pidfd_send_signal(fd.as_raw_fd(), sig),
+            None => platform::kill(self.pid, sig),
+        };
+        match r {
+            // Ended between our check and the signal.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The first report of a given kind that ends the child's story (anything but `Ready`).
+    pub(super) fn take_final_report(&mut self) -> Option<Report> {
+        let i = self
+            .reports
+            .iter()
+            .position(|r| !matches!(r, Report::Ready))?;
+        Some(self.reports.remove(i))
+    }
+}

@@ -1,0 +1,437 @@
+//! `Process` with every start method: results, exit codes, signals, timeouts, daemons, handles.
+//!
+//! No `main` is needed: the crate's constructor dispatches re-executed children before the test
+//! harness starts. Tests run on several threads, so `Fork` is used with the risk accepted.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_core::{
+    JoinError, Process, ProcessIdentity, RawValue, Runnable, SignalError, StartError, StartMethod,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every wait in these tests is bounded by this watchdog.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::Spawn,
+    StartMethod::ForkServer,
+];
+
+fn process<A, R>(method: StartMethod, f: fn(A) -> R, arg: A) -> Process<R>
+where
+    A: Serialize + for<'de> Deserialize<'de> + Send + 'static,
+    R: Serialize + for<'de> Deserialize<'de>,
+{
+    Process::builder()
+        .start_method(method)
+        .accept_fork_with_threads(true)
+        .target(f, arg)
+}
+
+/// Joins under the watchdog; a child still running then is killed and the test fails.
+fn join<R: Serialize + for<'de> Deserialize<'de>>(p: &Process<R>) -> Result<R, JoinError> {
+    match p.join_timeout(WATCHDOG) {
+        Err(JoinError::Timeout) => {
+            let _ = p.kill();
+            let _ = p.join();
+            panic!("watchdog: {} did not end in {WATCHDOG:?}", p.name());
+        }
+        other => other,
+    }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn my_pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn panics(msg: String) -> u32 {
+    panic!("{msg}")
+}
+
+fn exits(code: i32) {
+    std::process::exit(code)
+}
+
+fn sleeps(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms))
+}
+
+fn add_five(v: RawValue<u64>) -> u64 {
+    v.fetch_add(5);
+    v.get()
+}
+
+fn who_am_i(_: ()) -> (String, Option<u32>, Option<String>) {
+    let me = ipc_core::current_process();
+    let parent = ipc_core::parent_process();
+    (
+        me.name,
+        parent.as_ref().map(|p| p.pid()),
+        parent.map(|p| p.name),
+    )
+}
+
+#[test]
+fn returns_the_result_with_each_method() {
+    for method in METHODS {
+        let p = process(method, square, 7);
+        assert_eq!(p.exit_code(), None);
+        p.start().unwrap();
+        assert_eq!(join(&p).unwrap(), 49, "{method:?}");
+        assert_eq!(p.exit_code(), Some(0), "{method:?}");
+        assert!(!p.is_alive());
+    }
+}
+
+#[test]
+fn child_pid_is_its_own() {
+    for method in METHODS {
+        let p = process(method, my_pid, ());
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        assert_ne!(pid, std::process::id());
+        assert_eq!(join(&p).unwrap(), pid, "{method:?}");
+    }
+}
+
+#[test]
+fn panic_gives_its_message_and_exit_code_1() {
+    for method in METHODS {
+        let p = process(method, panics, format!("boom with {method:?}"));
+        p.start().unwrap();
+        match join(&p) {
+            Err(JoinError::Panicked { message }) => {
+                assert_eq!(message, format!("boom with {method:?}"))
+            }
+            other => panic!("{method:?}: expected a panic, got {other:?}"),
+        }
+        assert_eq!(p.exit_code(), Some(1), "{method:?}");
+    }
+}
+
+#[test]
+fn exit_3_gives_exit_code_3() {
+    for method in METHODS {
+        let p = process(method, exits, 3);
+        p.start().unwrap();
+        assert!(
+            matches!(join(&p), Err(JoinError::Exited { code: 3 })),
+            "{method:?}"
+        );
+        assert_eq!(p.exit_code(), Some(3), "{method:?}");
+    }
+}
+
+#[test]
+fn exit_0_without_result_is_result_missing() {
+    for method in METHODS {
+        let p = process(method, exits, 0);
+        p.start().unwrap();
+        assert!(
+            matches!(join(&p), Err(JoinError::ResultMissing)),
+            "{method:?}"
+        );
+        assert_eq!(p.exit_code(), Some(0), "{method:?}");
+    }
+}
+
+#[test]
+fn terminate_gives_minus_15_and_kill_minus_9() {
+    for method in METHODS {
+        for (sig, code) in [(libc::SIGTERM, -15), (libc::SIGKILL, -9)] {
+            let p = process(method, sleeps, 600_000);
+            p.start().unwrap();
+            assert!(p.is_alive());
+            if sig == libc::SIGTERM {
+                p.terminate().unwrap();
+            } else {
+                p.kill().unwrap();
+            }
+            match join(&p) {
+                Err(JoinError::Signaled { signal }) => assert_eq!(signal, sig, "{method:?}"),
+                other => panic!("{method:?}: expected a signal, got {other:?}"),
+            }
+            assert_eq!(p.exit_code(), Some(code), "{method:?}");
+            assert!(!p.is_alive());
+            // Signalling an ended process is a no-op, as in Python.
+            p.terminate().unwrap();
+        }
+    }
+}
+
+#[test]
+fn join_timeout_returns_and_the_child_keeps_running() {
+    for method in METHODS {
+        let p = process(method, sleeps, 600_000);
+        p.start().unwrap();
+        assert!(matches!(
+            p.join_timeout(Duration::from_millis(50)),
+            Err(JoinError::Timeout)
+        ));
+        assert!(p.is_alive(), "{method:?}");
+        assert_eq!(p.exit_code(), None);
+        let pid = p.pid().unwrap();
+        assert!(ProcessIdentity::of_pid(pid).is_some());
+        p.kill().unwrap();
+        assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 9 })));
+    }
+}
+
+#[test]
+fn a_raw_value_handle_attaches_in_the_child() {
+    for method in METHODS {
+        let value = RawValue::new(10u64).unwrap();
+        let p = process(method, add_five, RawValue::open(&value.handle()).unwrap());
+        p.start().unwrap();
+        assert_eq!(join(&p).unwrap(), 15, "{method:?}");
+        assert_eq!(value.get(), 15, "{method:?}");
+    }
+}
+
+#[test]
+fn start_twice_and_join_unstarted_are_errors() {
+    let p = process(StartMethod::ForkServer, square, 2);
+    assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+    assert!(matches!(
+        p.join_timeout(Duration::from_millis(1)),
+        Err(JoinError::NotStarted)
+    ));
+    assert!(matches!(p.terminate(), Err(SignalError::NotStarted)));
+    assert!(!p.is_alive());
+    assert_eq!(p.pid(), None);
+    p.start().unwrap();
+    assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
+    assert_eq!(join(&p).unwrap(), 4);
+    // The result was taken: a second join says so.
+    assert!(matches!(p.join(), Err(JoinError::ResultMissing)));
+}
+
+#[test]
+fn a_bad_function_identity_is_refused() {
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let p = process(method, square, 3);
+        // Far outside any code of this binary.
+        p.skew_function_identity_for_tests(1 << 46);
+        match p.start() {
+            Err(StartError::BadFunction { message }) => {
+                assert!(message.contains("does not resolve"), "{message}")
+            }
+            other => panic!("{method:?}: expected BadFunction, got {other:?}"),
+        }
+        assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+    }
+}
+
+#[test]
+fn fork_is_refused_with_threads_unless_accepted() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let p = Process::builder()
+        .start_method(StartMethod::Fork)
+        .target(square, 2);
+    match p.start() {
+        Err(StartError::ForkWithThreads { threads }) => assert!(threads >= 2),
+        other => panic!("expected ForkWithThreads, got {other:?}"),
+    }
+    drop(tx);
+    helper.join().unwrap();
+}
+
+/// An argument whose decoding always fails in the child.
+struct Refused;
+
+impl Serialize for Refused {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refused on purpose"))
+    }
+}
+
+fn takes_refused(_: Refused) -> u8 {
+    0
+}
+
+#[test]
+fn argument_decode_failure_is_reported() {
+    for method in METHODS {
+        let p = process(method, takes_refused, Refused);
+        p.start().unwrap();
+        match join(&p) {
+            // postcard reports custom errors without their text.
+            Err(JoinError::ArgumentDecode { message }) => assert!(!message.is_empty()),
+            other => panic!("{method:?}: expected ArgumentDecode, got {other:?}"),
+        }
+        assert_eq!(p.exit_code(), Some(1));
+    }
+}
+
+/// An argument that cannot be serialised at all.
+struct Unserialisable;
+
+impl Serialize for Unserialisable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not today"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unserialisable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserialisable)
+    }
+}
+
+fn takes_unserialisable(_: Unserialisable) {}
+
+#[test]
+fn an_unserialisable_argument_fails_at_start() {
+    let p = Process::new(takes_unserialisable, Unserialisable);
+    assert!(matches!(p.start(), Err(StartError::Encode(_))));
+}
+
+#[test]
+fn names_and_parent_as_in_python() {
+    for method in METHODS {
+        let p = Process::builder()
+            .name("Alice")
+            .start_method(method)
+            .accept_fork_with_threads(true)
+            .target(who_am_i, ());
+        p.start().unwrap();
+        let (name, parent_pid, parent_name) = join(&p).unwrap();
+        assert_eq!(name, "Alice");
+        assert_eq!(parent_pid, Some(std::process::id()));
+        assert_eq!(parent_name.as_deref(), Some("MainProcess"));
+    }
+    let p = Process::new(square, 1);
+    assert!(p.name().starts_with("Process-"), "{}", p.name());
+}
+
+#[test]
+fn active_children_lists_running_ones_and_reaps_the_rest() {
+    let p = process(StartMethod::ForkServer, sleeps, 600_000);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert!(ipc_core::active_children().iter().any(|c| c.pid == pid));
+    p.kill().unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    while ipc_core::active_children().iter().any(|c| c.pid == pid) {
+        assert!(Instant::now() < deadline, "watchdog");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Reaped by active_children, the outcome is still there for join.
+    assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 9 })));
+}
+
+#[derive(Serialize, Deserialize)]
+struct Summer {
+    upto: u64,
+}
+
+impl Runnable for Summer {
+    type Output = (u64, String);
+    fn run(self) -> (u64, String) {
+        ((1..=self.upto).sum(), ipc_core::current_process().name)
+    }
+}
+
+#[test]
+fn the_runnable_form_runs_with_each_method() {
+    for method in METHODS {
+        let p = Process::builder()
+            .name("summer")
+            .start_method(method)
+            .accept_fork_with_threads(true)
+            .runnable(Summer { upto: 10 });
+        p.start().unwrap();
+        assert_eq!(join(&p).unwrap(), (55, "summer".to_string()));
+    }
+}
+
+#[test]
+fn global_default_method_is_forkserver() {
+    // Read-only: changing the global default would race with the other tests.
+    assert_eq!(ipc_core::get_start_method(), StartMethod::ForkServer);
+    assert_eq!(
+        Process::new(square, 1).start_method(),
+        StartMethod::ForkServer
+    );
+}
+
+// ---- Daemons die with their parent, however it dies. ----
+
+fn method_from_env() -> StartMethod {
+    match std::env::var("IPC_TEST_METHOD").as_deref() {
+        Ok("fork") => StartMethod::Fork,
+        Ok("spawn") => StartMethod::Spawn,
+        _ => StartMethod::ForkServer,
+    }
+}
+
+/// Child role: starts a daemon that would sleep forever, prints its pid, and waits to be killed.
+#[test]
+#[ignore]
+fn role_daemon_parent() {
+    let method = method_from_env();
+    let daemon = Process::builder()
+        .daemon(true)
+        .start_method(method)
+        .accept_fork_with_threads(true)
+        .target(sleeps, 3_600_000);
+    daemon.start().unwrap();
+    println!("DAEMON_PID {}", daemon.pid().unwrap());
+    std::thread::sleep(WATCHDOG);
+}
+
+#[test]
+fn a_daemon_dies_when_its_parent_is_killed() {
+    for (method, name) in [
+        (StartMethod::Fork, "fork"),
+        (StartMethod::Spawn, "spawn"),
+        (StartMethod::ForkServer, "forkserver"),
+    ] {
+        let _ = method;
+        let mut parent = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "role_daemon_parent", "--ignored", "--nocapture"])
+            .env("IPC_TEST_METHOD", name)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = parent.stdout.take().unwrap();
+        let mut pid = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(p) = line.strip_prefix("DAEMON_PID ") {
+                pid = Some(p.trim().parse::<u32>().unwrap());
+                break;
+            }
+        }
+        let daemon = ProcessIdentity::of_pid(pid.expect("the parent role printed no pid"))
+            .expect("the daemon runs");
+        assert!(daemon.is_alive());
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        let deadline = Instant::now() + WATCHDOG;
+        while daemon.is_alive() {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the daemon outlived its parent"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `Barrier`: Python's `multiprocessing.Barrier`, which breaks instead of hanging when a party
+//! dies.
+//!
+//! ## State
+//!
+//! | field        | meaning                                                               |
+//! |--------------|-----------------------------------------------------------------------|
+//! | `lock`       | robust lock over the other fields                                     |
+//! | `word`       | futex word: `generation << 1 | broken`                                 |
+//! | `count`      | parties arrived in this generation; their identities are in the slots |
+//! | `broken_gen` | `generation + 1` of the last generation `reset` broke (0: none)        |
+//! | slots        | per arrival index: pid and start time of the waiting party            |
+//!
+//! | event                  | change                                                  |
+//! |------------------------|---------------------------------------------------------|
+//! | last party arrives     | `count = 0`, generation + 1: every waiter passes       |
+//! | abort, timeout, death  | `broken` set: every waiter and later arrival fails     |
+//! | `reset`                | `broken_gen = generation + 1`, generation + 1, `count = 0`: waiters fail, the barrier is fresh |
+//!
+//! Waiters sleep on `word` in slices and, after each slice without a wake, check the recorded
+//! identities of the waiting parties: a dead one breaks the barrier.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ipc_core::pod;
+use ipc_core::{CreateError, OpenError, Placement};
+
+use crate::error::BarrierWaitError;
+use crate::lock;
+use crate::object::{Shared, SharedState, shared_handle};
+use crate::os::{self, Os};
+use crate::primitive::{AtomicU32, Ordering};
+use crate::raw_lock::{Acquired, LockState};
+use crate::sys::{Liveness, Park, SLICE, passed, slice_end};
+
+const KIND: &str = "Barrier";
+const GEN_MASK: u32 = u32::MAX >> 1;
+/// The largest number of parties.
+pub const MAX_PARTIES: u32 = 1 << 16;
+
+/// The shared state of a [`Barrier`] (32 bytes, atomics only, every bit pattern handled).
+#[repr(C)]
+#[derive(Debug)]
+pub struct BarrierState {
+    lock: LockState,
+    word: AtomicU32,
+    parties: AtomicU32,
+    count: AtomicU32,
+    broken_gen: AtomicU32,
+}
+
+// SAFETY: `#[repr(C)]`, atomics only.
+unsafe impl SharedState for BarrierState {}
+
+/// A barrier for a fixed number of parties: each `wait` blocks until all have called it, then
+/// all return, each with its arrival index (0 for the first, `parties - 1` for the last).
+///
+/// A party that dies while others wait, a `wait` that times out, or `abort` break the barrier:
+/// waiters and later arrivals get [`BarrierWaitError`] until `reset`.
+///
+/// ```
+/// use ipc_sync::{Barrier, BarrierWaitError};
+/// use std::time::Duration;
+///
+/// let b = Barrier::new(1)?;
+/// assert_eq!(b.wait(), Ok(0)); // one party: passes at once
+///
+/// let b = Barrier::new(2)?;
+/// assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(BarrierWaitError::TimedOut));
+/// assert!(b.is_broken());
+/// b.reset();
+/// assert!(!b.is_broken());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Barrier {
+    shm: Shared<BarrierState, u64>,
+    parties: u32,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` (1 to 65536) parties, in a new anonymous segment.
+    pub fn new(parties: u32) -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous, parties)
+    }
+
+    /// A barrier placed as asked.
+    pub fn create(placement: &Placement, parties: u32) -> Result<Self, CreateError> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(CreateError::InvalidSize {
+                size: u64::from(parties),
+            });
+        }
+        let shm = Shared::create(
+            KIND,
+            placement,
+            2 * parties as usize,
+            |st: &BarrierState, _| {
+                // ORDERING: Relaxed, published by the segment header's Release store.
+                st.parties.store(parties, Ordering::Relaxed);
+            },
+        )?;
+        Ok(Self { shm, parties })
+    }
+
+    fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
+        // ORDERING: Relaxed, written before the segment was published (header Acquire).
+        let parties = shm.state().parties.load(Ordering::Relaxed);
+        if parties == 0 || parties > MAX_PARTIES || shm.len() != 2 * parties as usize {
+            return Err(OpenError::Corrupted {
+                what: "barrier party count does not match its slots",
+            });
+        }
+        Ok(Self { shm, parties })
+    }
+
+    /// Attaches through a handle, validating the segment.
+    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
+        Self::checked(Shared::open(KIND, handle)?)
+    }
+
+    /// Opens a barrier created under `name`.
+    pub fn open_named(name: &str) -> Result<Self, OpenError> {
+        Self::checked(Shared::open_named(KIND, name)?)
+    }
+
+    fn st(&self) -> &BarrierState {
+        self.shm.state()
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// Parties waiting now (0 when broken; a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        if self.is_broken() {
+            return 0;
+        }
+        // ORDERING: Relaxed, a snapshot.
+        self.st().count.load(Ordering::Relaxed).min(self.parties)
+    }
+
+    /// Whether the barrier is broken.
+    #[doc(alias = "broken")]
+    pub fn is_broken(&self) -> bool {
+        // ORDERING: Relaxed, a snapshot.
+        self.st().word.load(Ordering::Relaxed) & 1 != 0
+    }
+
+    /// Runs `f` holding the internal lock. A holder that died inside breaks the barrier, since
+    /// the fields may be half updated.
+    fn locked<R>(&self, f: impl FnOnce(&BarrierState) -> R) -> R {
+        let st = self.st();
+        let a = lock::acquire(&st.lock);
+        if a == Acquired::OwnerDied {
+            // ORDERING: Relaxed, under the lock; published by its release.
+            st.word.fetch_or(1, Ordering::Relaxed);
+            st.lock.make_consistent();
+            Os.wake(&st.word, u32::MAX);
+        }
+        let r = f(st);
+        lock::release(&st.lock);
+        r
+    }
+
+    fn slot(&self, index: u32) -> (*mut u64, *mut u64) {
+        let base = self.shm.data();
+        let i = (index.min(self.parties - 1) as usize) * 2;
+        // SAFETY: `i + 1 < 2 * parties == len`, inside the validated payload.
+        unsafe { (base.add(i), base.add(i + 1)) }
+    }
+
+    /// Blocks until every party has arrived; returns this party's arrival index.
+    pub fn wait(&self) -> Result<u32, BarrierWaitError> {
+        self.wait_inner(None)
+    }
+
+    /// As [`wait`](Self::wait), at most `timeout`; when it passes, the barrier breaks (as in
+    /// Python) and this call returns [`BarrierWaitError::TimedOut`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
+        self.wait_inner(Some(Instant::now() + timeout))
+    }
+
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BarrierWaitError> {
+        self.wait_inner(Some(deadline))
+    }
+
+    fn wait_inner(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
+        let me = os::me();
+        let parties = self.parties;
+        let arrival = self.locked(|st| {
+            // ORDERING: Relaxed, under the lock.
+            let w = st.word.load(Ordering::Relaxed);
+            if w & 1 != 0 {
+                return Err(BarrierWaitError::Broken);
+            }
+            let generation = w >> 1;
+            // ORDERING: Relaxed, under the lock.
+            let idx = st.count.load(Ordering::Relaxed);
+            if idx >= parties {
+                // Impossible unless a peer wrote it: break rather than trust it.
+                // ORDERING: Release, pairs with the Acquire load of waiters.
+                st.word.store(w | 1, Ordering::Release);
+                Os.wake(&st.word, u32::MAX);
+                return Err(BarrierWaitError::Broken);
+            }
+            if idx + 1 == parties {
+                // ORDERING: Relaxed, under the lock.
+                st.count.store(0, Ordering::Relaxed);
+                // ORDERING: Release, pairs with the Acquire load of waiters: they pass.
+                st.word
+                    .store(((generation + 1) & GEN_MASK) << 1, Ordering::Release);
+                Os.wake(&st.word, u32::MAX);
+                return Ok((idx, None));
+            }
+            let (pid, start) = self.slot(idx);
+            // SAFETY: slot pointers are in bounds and 8-aligned (u64 elements).
+            unsafe {
+                pod::store(pid, u64::from(me.pid));
+                pod::store(start, me.start);
+            }
+            // ORDERING: Release, pairs with the Acquire load in the liveness scan: the slot
+            // written above is visible with the count.
+            st.count.store(idx + 1, Ordering::Release);
+            Ok((idx, Some(generation)))
+        })?;
+        let (idx, Some(generation)) = arrival else {
+            return Ok(arrival.0);
+        };
+        let st = self.st();
+        loop {
+            // ORDERING: Acquire, pairs with the Release stores that complete or break.
+            let w = st.word.load(Ordering::Acquire);
+            if w >> 1 != generation {
+                // ORDERING: Relaxed, written before the generation changed (Release above).
+                let reset = st.broken_gen.load(Ordering::Relaxed) == ((generation + 1) & GEN_MASK);
+                return if reset {
+                    Err(BarrierWaitError::Broken)
+                } else {
+                    Ok(idx)
+                };
+            }
+            if w & 1 != 0 {
+                return Err(BarrierWaitError::Broken);
+            }
+            if !Os.wait(&st.word, w, slice_end(deadline, SLICE)) {
+                continue;
+            }
+            if passed(deadline) {
+                if self.break_generation(generation) {
+                    return Err(BarrierWaitError::TimedOut);
+                }
+                continue;
+            }
+            if let Some(pid) = self.dead_party() {
+                if self.break_generation(generation) {
+                    return Err(BarrierWaitError::PeerDied { pid });
+                }
+            }
+        }
+    }
+
+    /// A waiting party that no longer runs, if any.
+    fn dead_party(&self) -> Option<u32> {
+        // ORDERING: Acquire, pairs with the Release store of `count` at arrival.
+        let n = self.st().count.load(Ordering::Acquire).min(self.parties);
+        (0..n).find_map(|i| {
+            let (pid, start) = self.slot(i);
+            // SAFETY: in-bounds, aligned slot pointers.
+            let (pid, start) = unsafe { (pod::load(pid), pod::load(start)) };
+            let pid = u32::try_from(pid).unwrap_or(0);
+            (os::liveness(pid, start) != Liveness::Alive).then_some(pid)
+        })
+    }
+
+    /// Breaks `generation` if it is still current and unbroken; `false` if it already ended.
+    fn break_generation(&self, generation: u32) -> bool {
+        self.locked(|st| {
+            // ORDERING: Relaxed, under the lock.
+            let w = st.word.load(Ordering::Relaxed);
+            if w >> 1 != generation {
+                return false;
+            }
+            // ORDERING: Release, pairs with the Acquire load of waiters.
+            st.word.store(w | 1, Ordering::Release);
+            Os.wake(&st.word, u32::MAX);
+            true
+        })
+    }
+
+    /// Breaks the barrier: current and later waiters fail until [`reset`](Self::reset).
+    pub fn abort(&self) {
+        self.locked(|st| {
+            // ORDERING: Release, pairs with the Acquire load of waiters.
+            st.word.fetch_or(1, Ordering::Release);
+            Os.wake(&st.word, u32::MAX);
+        });
+    }
+
+    /// Returns the barrier to its empty, unbroken state; parties waiting now fail with
+    /// [`BarrierWaitError::Broken`].
+    pub fn reset(&self) {
+        self.locked(|st| {
+            // ORDERING: Relaxed, under the lock.
+            let w = st.word.load(Ordering::Relaxed);
+            let next = ((w >> 1) + 1) & GEN_MASK;
+            // ORDERING: Relaxed, published by the Release store of `word` below.
+            st.broken_gen.store(next, Ordering::Relaxed);
+            // ORDERING: Relaxed, under the lock.
+            st.count.store(0, Ordering::Relaxed);
+            // ORDERING: Release, pairs with the Acquire load of waiters.
+            st.word.store(next << 1, Ordering::Release);
+            Os.wake(&st.word, u32::MAX);
+        });
+    }
+}
+
+shared_handle!(Barrier);

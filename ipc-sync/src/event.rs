@@ -1,0 +1,142 @@
+//! `Event`: Python's `multiprocessing.Event`, a flag processes wait on.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ipc_core::futex::Futex;
+use ipc_core::{CreateError, OpenError, Placement};
+
+use crate::object::{Shared, SharedState, shared_handle};
+use crate::primitive::Ordering;
+
+const KIND: &str = "Event";
+/// How many times `wait` polls the flag before it sleeps on the futex.
+const SPIN_LIMIT: u32 = 200;
+
+/// The shared state of an [`Event`]: a futex word (0 clear, anything else set) and its waiter
+/// count (8 bytes, every bit pattern valid).
+#[repr(C)]
+#[derive(Debug)]
+pub struct EventState {
+    flag: Futex,
+}
+
+// SAFETY: `#[repr(C)]`, `Futex` is two atomics (`#[repr(C)]`).
+unsafe impl SharedState for EventState {}
+
+/// A flag in shared memory: `set` wakes every waiter, `clear` resets it, `wait` blocks until it
+/// is set. `set` pays the wake syscall only when somebody waits.
+///
+/// ```
+/// use ipc_sync::Event;
+/// use std::time::Duration;
+///
+/// let e = Event::new()?;
+/// assert!(!e.wait_timeout(Duration::from_millis(5)));
+/// e.set();
+/// assert!(e.is_set());
+/// e.wait();
+/// e.clear();
+/// assert!(!e.is_set());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Event {
+    shm: Shared<EventState, u8>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+impl Event {
+    /// A clear event in a new anonymous segment.
+    pub fn new() -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous)
+    }
+
+    /// A clear event placed as asked.
+    pub fn create(placement: &Placement) -> Result<Self, CreateError> {
+        Ok(Self {
+            shm: Shared::create(KIND, placement, 0, |_, _| {})?,
+        })
+    }
+
+    /// Attaches through a handle, validating the segment.
+    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
+        Ok(Self {
+            shm: Shared::open(KIND, handle)?,
+        })
+    }
+
+    /// Opens an event created under `name`.
+    pub fn open_named(name: &str) -> Result<Self, OpenError> {
+        Ok(Self {
+            shm: Shared::open_named(KIND, name)?,
+        })
+    }
+
+    fn flag(&self) -> &Futex {
+        &self.shm.state().flag
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.flag().store_and_wake_all(1);
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        // ORDERING: Release, pairs with the Acquire load in `is_set`/`wait`: publishes what was
+        // written before clearing.
+        self.flag().word().store(0, Ordering::Release);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.flag().load() != 0
+    }
+
+    /// Spins briefly for a flag about to be set (a peer answering right away), so that a
+    /// quick round trip costs no syscall; `true` if it was set.
+    fn spin_for_set(&self) -> bool {
+        for _ in 0..SPIN_LIMIT {
+            if self.is_set() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        self.is_set()
+    }
+
+    /// Blocks until the flag is set.
+    pub fn wait(&self) {
+        if self.spin_for_set() {
+            return;
+        }
+        while self.flag().wait_while(|v| v == 0, None).is_err() {}
+    }
+
+    /// Blocks at most `timeout`; returns whether the flag is set (Python's `wait(timeout)`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Blocks at most until `deadline`; returns whether the flag is set.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        if self.spin_for_set() {
+            return true;
+        }
+        self.flag().wait_while(|v| v == 0, Some(deadline)).is_ok()
+    }
+
+    /// Returns whether the flag is set, without blocking (the `try_*` form of `wait`).
+    pub fn try_wait(&self) -> bool {
+        self.is_set()
+    }
+}
+
+shared_handle!(Event);

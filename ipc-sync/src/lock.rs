@@ -1,0 +1,207 @@
+//! `Lock`: a robust cross-process mutual-exclusion lock, Python's `multiprocessing.Lock` that
+//! survives the death of its holder.
+
+use std::fmt;
+use std::time::Instant;
+
+use ipc_core::{CreateError, OpenError, Placement};
+
+use crate::error::OwnerDied;
+use crate::object::{Shared, shared_handle};
+use crate::os::{self, Os};
+use crate::raw_lock::{Acquired, LockState};
+
+pub(crate) const KIND: &str = "Lock";
+
+/// Acquires `state` with no deadline.
+pub(crate) fn acquire(state: &LockState) -> Acquired {
+    let me = os::me();
+    loop {
+        if let Ok(a) = state.lock(me, None, &Os) {
+            return a;
+        }
+    }
+}
+
+/// Acquires `state` until `deadline`.
+pub(crate) fn acquire_until(state: &LockState, deadline: Instant) -> Option<Acquired> {
+    state.lock(os::me(), Some(deadline), &Os).ok()
+}
+
+/// Tries to acquire `state` once.
+pub(crate) fn acquire_now(state: &LockState) -> Option<Acquired> {
+    state.try_lock(os::me(), &Os)
+}
+
+/// Releases `state`; `false` if the word named another holder.
+pub(crate) fn release(state: &LockState) -> bool {
+    state.unlock(os::me(), &Os)
+}
+
+/// Wraps a freshly made guard according to how the lock was acquired.
+pub(crate) fn wrap<G>(a: Acquired, guard: G) -> Result<G, OwnerDied<G>> {
+    match a {
+        Acquired::Clean => Ok(guard),
+        Acquired::OwnerDied => Err(OwnerDied::new(guard)),
+    }
+}
+
+/// Generates `lock`, `try_lock`, `lock_timeout` and `lock_deadline` for a type with a method
+/// `lock_state(&self) -> &LockState` and a guard constructor `make_guard(&self)`.
+macro_rules! lock_methods {
+    ($guard:ty) => {
+        /// Acquires the lock, blocking as long as another process or thread holds it. A holder
+        /// that dies (even by SIGKILL) is noticed within a few tens of milliseconds: the lock is
+        /// then taken over and `Err(OwnerDied)` carries the guard.
+        #[doc(alias = "acquire")]
+        pub fn lock(&self) -> Result<$guard, $crate::OwnerDied<$guard>> {
+            let a = $crate::lock::acquire(self.lock_state());
+            $crate::lock::wrap(a, self.make_guard())
+        }
+
+        /// Acquires the lock if it is free (or its holder is dead) now; never blocks.
+        #[doc(alias = "acquire")]
+        pub fn try_lock(&self) -> Result<$guard, $crate::TryLockError<$guard>> {
+            match $crate::lock::acquire_now(self.lock_state()) {
+                Some(a) => Ok($crate::lock::wrap(a, self.make_guard())?),
+                None => Err($crate::TryLockError::WouldBlock),
+            }
+        }
+
+        /// Acquires the lock, blocking at most `timeout`.
+        pub fn lock_timeout(
+            &self,
+            timeout: std::time::Duration,
+        ) -> Result<$guard, $crate::LockTimeoutError<$guard>> {
+            self.lock_deadline(std::time::Instant::now() + timeout)
+        }
+
+        /// Acquires the lock, blocking at most until `deadline`.
+        pub fn lock_deadline(
+            &self,
+            deadline: std::time::Instant,
+        ) -> Result<$guard, $crate::LockTimeoutError<$guard>> {
+            match $crate::lock::acquire_until(self.lock_state(), deadline) {
+                Some(a) => Ok($crate::lock::wrap(a, self.make_guard())?),
+                None => Err($crate::LockTimeoutError::TimedOut),
+            }
+        }
+
+        /// Whether some holder has the lock right now (a snapshot, for diagnostics).
+        pub fn is_locked(&self) -> bool {
+            self.lock_state().is_locked()
+        }
+
+        /// Whether the lock is marked inconsistent: a holder died and nobody has called
+        /// `make_consistent` since.
+        pub fn is_poisoned(&self) -> bool {
+            self.lock_state().is_poisoned()
+        }
+    };
+}
+pub(crate) use lock_methods;
+
+/// A robust lock in shared memory, usable from every process that holds its handle.
+///
+/// Uncontended `lock` and unlock are one atomic instruction each, with no syscall. A waiter
+/// sleeps on a shared futex and is woken by the unlock; it also wakes every 25 ms to check that
+/// the holder still runs, so a holder killed by SIGKILL hands the lock on with
+/// [`OwnerDied`](crate::OwnerDied) instead of hanging everybody.
+///
+/// ```
+/// use ipc_sync::Lock;
+/// use std::time::Duration;
+///
+/// let lock = Lock::new()?;
+/// {
+///     let _guard = lock.lock().unwrap();
+///     assert!(lock.try_lock().is_err());
+///     assert!(lock.lock_timeout(Duration::from_millis(10)).is_err());
+/// }
+/// assert!(lock.try_lock().is_ok());
+///
+/// // A child process attaches through the handle (or by deserialising the lock).
+/// let same = Lock::open(&lock.handle())?;
+/// let _g = same.lock().unwrap();
+/// assert!(lock.is_locked());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Lock {
+    shm: Shared<LockState, u8>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("holder", &self.lock_state().holder())
+            .field("poisoned", &self.is_poisoned())
+            .finish()
+    }
+}
+
+impl Lock {
+    /// A free lock in a new anonymous segment.
+    pub fn new() -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous)
+    }
+
+    /// A free lock placed as asked (anonymous, or named for unrelated processes).
+    pub fn create(placement: &Placement) -> Result<Self, CreateError> {
+        let shm = Shared::create(KIND, placement, 0, |_, _| {})?;
+        Ok(Self { shm })
+    }
+
+    /// Attaches to a lock through its handle, validating the segment.
+    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
+        Ok(Self {
+            shm: Shared::open(KIND, handle)?,
+        })
+    }
+
+    /// Opens a lock created under `name`.
+    pub fn open_named(name: &str) -> Result<Self, OpenError> {
+        Ok(Self {
+            shm: Shared::open_named(KIND, name)?,
+        })
+    }
+
+    fn lock_state(&self) -> &LockState {
+        self.shm.state()
+    }
+
+    fn make_guard(&self) -> LockGuard<'_> {
+        LockGuard {
+            state: self.lock_state(),
+        }
+    }
+
+    lock_methods!(LockGuard<'_>);
+}
+
+shared_handle!(Lock);
+
+/// Holds a [`Lock`] (or the lock of a `Condition`); releases it when dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    pub(crate) state: &'a LockState,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard { .. }")
+    }
+}
+
+impl LockGuard<'_> {
+    /// Marks the protected state consistent again after [`OwnerDied`](crate::OwnerDied): later
+    /// acquirers get a clean guard.
+    pub fn make_consistent(&self) {
+        self.state.make_consistent();
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        release(self.state);
+    }
+}

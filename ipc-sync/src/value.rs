@@ -1,0 +1,142 @@
+//! `Value<T>`: Python's synchronised `multiprocessing.Value`, a lock plus one `Pod` value.
+
+use std::fmt;
+
+use bytemuck::Pod;
+use ipc_core::pod::{self, AtomicInt};
+use ipc_core::{CreateError, OpenError, Placement};
+
+use crate::lock::lock_methods;
+use crate::mutex::MutexGuard;
+use crate::object::{Shared, shared_handle};
+use crate::raw_lock::LockState;
+
+const KIND: &str = "Value";
+
+/// One `T: Pod` in shared memory with its own robust lock: Python's `Value('i', 5)`.
+///
+/// `get` and `set` take the lock for one copy; [`lock`](Self::lock) (Python's `get_lock()`)
+/// holds it across a read-modify-write. Integer types add lock-free atomic operations
+/// (`load`, `store`, `fetch_add`, `compare_exchange`) that do not take the lock, so a counter
+/// needs none.
+///
+/// ```
+/// use ipc_sync::Value;
+///
+/// let v = Value::new(5i32)?;
+/// *v.lock().unwrap() += 10;                // Python: with v.get_lock(): v.value += 10
+/// assert_eq!(v.get(), 15);
+/// v.fetch_add(1);                  // lock-free
+/// assert_eq!(v.load(), 16);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Value<T: Pod> {
+    shm: Shared<LockState, T>,
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            // SAFETY: the payload holds one aligned `T`.
+            .field("value", &unsafe { pod::load(self.shm.data()) })
+            .finish()
+    }
+}
+
+impl<T: Pod> Value<T> {
+    /// A value in a new anonymous segment.
+    pub fn new(value: T) -> Result<Self, CreateError> {
+        Self::create(&Placement::Anonymous, value)
+    }
+
+    /// A value placed as asked.
+    pub fn create(placement: &Placement, value: T) -> Result<Self, CreateError> {
+        let shm = Shared::create(KIND, placement, 1, |_, data: *mut T| {
+            // SAFETY: one aligned element slot (64-byte aligned), not yet shared.
+            unsafe { pod::store(data, value) }
+        })?;
+        Ok(Self { shm })
+    }
+
+    /// Attaches through a handle, validating the segment and the type.
+    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
+        Self::checked(Shared::open(KIND, handle)?)
+    }
+
+    /// Opens a value created under `name`.
+    pub fn open_named(name: &str) -> Result<Self, OpenError> {
+        Self::checked(Shared::open_named(KIND, name)?)
+    }
+
+    fn checked(shm: Shared<LockState, T>) -> Result<Self, OpenError> {
+        if shm.len() != 1 {
+            return Err(OpenError::Corrupted {
+                what: "a Value holds exactly one element",
+            });
+        }
+        Ok(Self { shm })
+    }
+
+    fn lock_state(&self) -> &LockState {
+        self.shm.state()
+    }
+
+    fn make_guard(&self) -> MutexGuard<'_, T> {
+        MutexGuard::new(self.lock_state(), self.shm.data())
+    }
+
+    lock_methods!(MutexGuard<'_, T>);
+
+    /// Python's `get_lock()`: the same as [`lock`](Self::lock).
+    pub fn get_lock(&self) -> Result<MutexGuard<'_, T>, crate::OwnerDied<MutexGuard<'_, T>>> {
+        self.lock()
+    }
+
+    /// Copies the value out under the lock. A dead previous holder is taken over silently (the
+    /// value is what it left); use [`lock`](Self::lock) to see [`OwnerDied`](crate::OwnerDied).
+    pub fn get(&self) -> T {
+        let g = self.lock().unwrap_or_else(crate::OwnerDied::into_inner);
+        *g
+    }
+
+    /// Stores a value under the lock (a dead previous holder is taken over as in `get`).
+    pub fn set(&self, value: T) {
+        let mut g = self.lock().unwrap_or_else(crate::OwnerDied::into_inner);
+        *g = value;
+    }
+}
+
+impl<T: AtomicInt> Value<T> {
+    /// Loads the value atomically, without the lock.
+    pub fn load(&self) -> T {
+        // SAFETY: one `T` aligned to 64 bytes in the validated payload.
+        unsafe { pod::load(self.shm.data()) }
+    }
+
+    /// Stores atomically, without the lock.
+    pub fn store(&self, value: T) {
+        // SAFETY: as in `load`.
+        unsafe { pod::store(self.shm.data(), value) }
+    }
+
+    /// Adds atomically (wrapping), without the lock; returns the previous value.
+    pub fn fetch_add(&self, v: T) -> T {
+        // SAFETY: as in `load`.
+        unsafe { T::fetch_add(self.shm.data(), v) }
+    }
+
+    /// Subtracts atomically (wrapping), without the lock; returns the previous value.
+    pub fn fetch_sub(&self, v: T) -> T {
+        // SAFETY: as in `load`.
+        unsafe { T::fetch_sub(self.shm.data(), v) }
+    }
+
+    /// Stores `new` if the value is `current`, without the lock. `Ok(previous)` or
+    /// `Err(actual)`.
+    pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+        // SAFETY: as in `load`.
+        unsafe { T::compare_exchange(self.shm.data(), current, new) }
+    }
+}
+
+shared_handle!(Value<T>);

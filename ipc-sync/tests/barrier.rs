@@ -1,0 +1,123 @@
+//! `Barrier` across processes: passing, arrival indices, abort, reset, and a party killed while
+//! the others wait.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ChildTest, encode, from_env, with_watchdog};
+use ipc_sync::{Barrier, BarrierWaitError, Value};
+
+/// Child: waits at the barrier twice and records its arrival indices.
+#[test]
+#[ignore = "child role"]
+fn child_pass_twice() {
+    let b: Barrier = from_env("BARRIER");
+    let seen: Value<u64> = from_env("SEEN");
+    for _ in 0..2 {
+        let i = b.wait_timeout(common::WATCHDOG).unwrap();
+        seen.fetch_add(1 << (8 * i));
+    }
+}
+
+#[test]
+fn three_processes_pass_with_distinct_indices() {
+    let b = Barrier::new(3).unwrap();
+    let seen = Value::new(0u64).unwrap();
+    let kids: Vec<_> = (0..2)
+        .map(|_| {
+            ChildTest::start(
+                "child_pass_twice",
+                &[("BARRIER", encode(&b)), ("SEEN", encode(&seen))],
+            )
+        })
+        .collect();
+    for _ in 0..2 {
+        let i = b.wait_timeout(common::WATCHDOG).unwrap();
+        seen.fetch_add(1 << (8 * i));
+    }
+    for k in kids {
+        k.join();
+    }
+    // Each index 0, 1, 2 was handed out once per round.
+    assert_eq!(seen.load(), 0x02_02_02);
+    assert!(!b.is_broken());
+    assert_eq!(b.n_waiting(), 0);
+}
+
+/// Child: waits at the barrier (and is killed there).
+#[test]
+#[ignore = "child role"]
+fn child_wait_forever() {
+    let b: Barrier = from_env("BARRIER");
+    let _ = b.wait();
+}
+
+#[test]
+fn a_party_killed_while_waiting_breaks_the_barrier() {
+    let b = Barrier::new(3).unwrap();
+    let child = ChildTest::start("child_wait_forever", &[("BARRIER", encode(&b))]);
+    let h = b.handle();
+    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    // Wait until both the child and the thread wait, then kill the child.
+    with_watchdog({
+        let h = b.handle();
+        move || {
+            let b = Barrier::open(&h).unwrap();
+            while b.n_waiting() < 2 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    child.kill();
+    let r = with_watchdog(move || waiter.join().unwrap());
+    assert!(
+        matches!(
+            r,
+            Err(BarrierWaitError::PeerDied { .. } | BarrierWaitError::Broken)
+        ),
+        "{r:?}"
+    );
+    assert!(b.is_broken());
+    assert_eq!(b.wait(), Err(BarrierWaitError::Broken));
+    b.reset();
+    assert!(!b.is_broken());
+}
+
+#[test]
+fn abort_and_reset_release_waiters() {
+    let b = Barrier::new(2).unwrap();
+    let h = b.handle();
+    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    while b.n_waiting() < 1 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.reset();
+    assert_eq!(
+        with_watchdog(move || waiter.join().unwrap()),
+        Err(BarrierWaitError::Broken)
+    );
+    assert!(!b.is_broken());
+
+    let h = b.handle();
+    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    while b.n_waiting() < 1 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.abort();
+    assert_eq!(
+        with_watchdog(move || waiter.join().unwrap()),
+        Err(BarrierWaitError::Broken)
+    );
+    assert!(b.is_broken());
+    b.reset();
+
+    // After the reset the barrier works again.
+    let h = b.handle();
+    let other = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    let mine = b.wait_timeout(common::WATCHDOG).unwrap();
+    let theirs = with_watchdog(move || other.join().unwrap()).unwrap();
+    assert_eq!(mine + theirs, 1);
+    assert_eq!(b.parties(), 2);
+    assert!(Barrier::new(0).is_err());
+}

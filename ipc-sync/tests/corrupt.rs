@@ -1,0 +1,224 @@
+//! Hostile bytes in every object kind of this crate: random and mutated state words and
+//! headers. Every operation returns (a value, an error or a timeout); none panics, hangs past
+//! its timeout, or reads out of bounds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::poke;
+use ipc_sync::{
+    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockTimeoutError, Mutex, RLock,
+    Semaphore, TryLockError, Value,
+};
+use proptest::prelude::*;
+
+/// State words a hostile peer might write: anything, or a live pid with stray bits.
+fn word() -> impl Strategy<Value = u32> {
+    let me = std::process::id();
+    prop_oneof![
+        any::<u32>(),
+        (0u32..4).prop_map(move |bits| me | (bits << 30)),
+        (0u32..4).prop_map(|bits| 1 | (bits << 30)),
+        Just(0x4000_0000),
+        Just(u32::MAX),
+    ]
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: if cfg!(miri) {
+            4
+        } else {
+            std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(48)
+        },
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn lock_state_any_bytes(w in word(), poisoned in any::<u32>(), start in any::<u64>()) {
+        let lock = Lock::new().unwrap();
+        let h = lock.handle();
+        poke(&h, 0, &w.to_ne_bytes());
+        poke(&h, 4, &poisoned.to_ne_bytes());
+        poke(&h, 8, &start.to_ne_bytes());
+        match lock.lock_timeout(Duration::from_millis(100)) {
+            Ok(g) => drop(g),
+            Err(LockTimeoutError::OwnerDied(e)) => e.into_inner().make_consistent(),
+            Err(LockTimeoutError::TimedOut) => {}
+            Err(_) => {}
+        }
+        match lock.try_lock() {
+            Ok(_) | Err(TryLockError::WouldBlock) | Err(TryLockError::OwnerDied(_)) => {}
+            Err(_) => {}
+        }
+        let _ = lock.is_locked();
+    }
+
+    #[test]
+    fn rlock_state_any_bytes(w in word(), tid in any::<u32>(), depth in any::<u32>()) {
+        let rl = RLock::new().unwrap();
+        let h = rl.handle();
+        poke(&h, 0, &w.to_ne_bytes());
+        poke(&h, 16, &tid.to_ne_bytes());
+        poke(&h, 20, &depth.to_ne_bytes());
+        let _ = rl.depth();
+        let g = match rl.lock_timeout(Duration::from_millis(100)) {
+            Ok(g) => Some(g),
+            Err(LockTimeoutError::OwnerDied(e)) => Some(e.into_inner()),
+            Err(_) => None,
+        };
+        if let Some(g) = g {
+            let _ = rl.depth();
+            let _ = g.unlock();
+        }
+    }
+
+    #[test]
+    fn semaphore_state_any_bytes(count in any::<u32>(), waiters in any::<u32>(), bound in any::<u32>()) {
+        let s = Semaphore::new(1).unwrap();
+        let h = s.handle();
+        poke(&h, 0, &count.to_ne_bytes());
+        poke(&h, 4, &waiters.to_ne_bytes());
+        poke(&h, 8, &bound.to_ne_bytes());
+        let got = s.acquire_timeout(Duration::from_millis(5));
+        prop_assert_eq!(got, count > 0);
+        let _ = s.release();
+        let _ = s.release_n(u32::MAX);
+        let _ = s.value();
+        let b = BoundedSemaphore::open(&h);
+        prop_assert_eq!(b.is_ok(), bound != 0);
+    }
+
+    #[test]
+    fn event_state_any_bytes(flag in any::<u32>(), waiters in any::<u32>()) {
+        let e = Event::new().unwrap();
+        let h = e.handle();
+        poke(&h, 0, &flag.to_ne_bytes());
+        poke(&h, 4, &waiters.to_ne_bytes());
+        prop_assert_eq!(e.wait_timeout(Duration::from_millis(2)), flag != 0);
+        e.set();
+        e.clear();
+    }
+
+    #[test]
+    fn condition_state_any_bytes(w in word(), seq in any::<u32>(), waiters in any::<u32>()) {
+        let c = Condition::new().unwrap();
+        let h = c.handle();
+        poke(&h, 0, &w.to_ne_bytes());
+        poke(&h, 16, &seq.to_ne_bytes());
+        poke(&h, 20, &waiters.to_ne_bytes());
+        let g = match c.lock_timeout(Duration::from_millis(100)) {
+            Ok(g) => Some(g),
+            Err(LockTimeoutError::OwnerDied(e)) => Some(e.into_inner()),
+            Err(_) => None,
+        };
+        if let Some(g) = g {
+            g.notify_all();
+            let _ = g.wait_timeout(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn barrier_state_any_bytes(
+        w in word(),
+        bw in any::<u32>(),
+        count in any::<u32>(),
+        broken_gen in any::<u32>(),
+        slot in any::<[u64; 2]>(),
+    ) {
+        let b = Barrier::new(3).unwrap();
+        let h = b.handle();
+        poke(&h, 0, &w.to_ne_bytes());
+        poke(&h, 16, &bw.to_ne_bytes());
+        poke(&h, 24, &count.to_ne_bytes());
+        poke(&h, 28, &broken_gen.to_ne_bytes());
+        poke(&h, 64, bytemuck::bytes_of(&slot));
+        let _ = b.n_waiting();
+        let _ = b.wait_timeout(Duration::from_millis(40));
+        b.reset();
+        b.abort();
+        prop_assert!(b.is_broken());
+    }
+
+    #[test]
+    fn barrier_party_count_is_validated(parties in any::<u32>()) {
+        let b = Barrier::new(2).unwrap();
+        poke(&b.handle(), 20, &parties.to_ne_bytes());
+        prop_assert_eq!(Barrier::open(&b.handle()).is_ok(), parties == 2);
+    }
+
+    #[test]
+    fn random_header_is_refused(bytes in proptest::collection::vec(any::<u8>(), 256)) {
+        let lock = Lock::new().unwrap();
+        let shm = ipc_core::SharedMemory::attach(&lock.handle().segment).unwrap();
+        shm.write(0, &bytes).unwrap();
+        prop_assert!(Lock::open(&lock.handle()).is_err());
+    }
+
+    #[test]
+    fn mutated_header_is_refused_or_works(at in 0usize..256, xor in 1u8..=255) {
+        let objects = (
+            Lock::new().unwrap(),
+            Semaphore::new(1).unwrap(),
+            Event::new().unwrap(),
+            Barrier::new(2).unwrap(),
+            Value::new(1u32).unwrap(),
+            Array::from_slice(&[1u16, 2]).unwrap(),
+            Mutex::new(1u64).unwrap(),
+        );
+        let handles = [
+            objects.0.handle(),
+            objects.1.handle(),
+            objects.2.handle(),
+            objects.3.handle(),
+            objects.4.handle(),
+            objects.5.handle(),
+            objects.6.handle(),
+        ];
+        for h in &handles {
+            let shm = ipc_core::SharedMemory::attach(&h.segment).unwrap();
+            let mut byte = [0u8];
+            shm.read(at, &mut byte).unwrap();
+            shm.write(at, &[byte[0] ^ xor]).unwrap();
+        }
+        // Every kind opens cleanly or reports an error; a header that still validates (a
+        // reserved byte was flipped) gives a working object.
+        if let Ok(l) = Lock::open(&handles[0]) { drop(l.lock()); }
+        if let Ok(s) = Semaphore::open(&handles[1]) { prop_assert!(s.try_acquire()); }
+        if let Ok(e) = Event::open(&handles[2]) { e.set(); }
+        if let Ok(b) = Barrier::open(&handles[3]) { prop_assert_eq!(b.parties(), 2); }
+        if let Ok(v) = Value::<u32>::open(&handles[4]) { prop_assert_eq!(v.get(), 1); }
+        if let Ok(a) = Array::<u16>::open(&handles[5]) { prop_assert_eq!(a.to_vec(), vec![1, 2]); }
+        if let Ok(m) = Mutex::<u64>::open(&handles[6]) { prop_assert_eq!(*m.lock().unwrap(), 1); }
+    }
+
+    #[test]
+    fn kinds_do_not_open_as_each_other(pick in 0usize..4) {
+        let objects = (
+            Lock::new().unwrap(),
+            Semaphore::new(1).unwrap(),
+            Event::new().unwrap(),
+            Value::new(1u32).unwrap(),
+        );
+        let handles = [
+            objects.0.handle(),
+            objects.1.handle(),
+            objects.2.handle(),
+            objects.3.handle(),
+        ];
+        let h = &handles[pick];
+        prop_assert_eq!(Lock::open(h).is_ok(), pick == 0);
+        prop_assert_eq!(Semaphore::open(h).is_ok(), pick == 1);
+        prop_assert_eq!(Event::open(h).is_ok(), pick == 2);
+        prop_assert_eq!(Value::<u32>::open(h).is_ok(), pick == 3);
+        prop_assert!(Value::<i32>::open(h).is_err());
+    }
+}

@@ -26,9 +26,17 @@ pub(crate) struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    pub(crate) fn new(on_success: Option<SuccessCallback<T>>, on_error: Option<ErrorCallback>) -> Arc<Self> {
+    pub(crate) fn new(
+        on_success: Option<SuccessCallback<T>>,
+        on_error: Option<ErrorCallback>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(SlotState { outcome: None, waker: None, on_success, on_error }),
+            state: Mutex::new(SlotState {
+                outcome: None,
+                waker: None,
+                on_success,
+                on_error,
+            }),
             ready: Condvar::new(),
         })
     }
@@ -92,7 +100,9 @@ pub struct AsyncResult<T> {
 
 impl<T> fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
     }
 }
 
@@ -114,13 +124,21 @@ impl<T> fmt::Display for Timeout<T> {
 impl<T> std::error::Error for Timeout<T> {}
 
 /// Why [`AsyncResult::get_timeout`] returned no value.
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum GetTimeoutError<T> {
     /// Not ready yet; the result is handed back.
     Timeout(Timeout<T>),
     /// The task failed.
     Failed(TaskError),
+}
+
+impl<T> fmt::Debug for GetTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(t) => t.fmt(f),
+            Self::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
 }
 
 impl<T> fmt::Display for GetTimeoutError<T> {
@@ -173,7 +191,12 @@ impl<T> AsyncResult<T> {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
-            st = self.slot.ready.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .slot
+                .ready
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         true
     }
@@ -194,7 +217,11 @@ impl<T> AsyncResult<T> {
     }
 
     fn take(&self) -> Result<T, TaskError> {
-        self.slot.lock().outcome.take().unwrap_or(Err(TaskError::ResultTaken))
+        self.slot
+            .lock()
+            .outcome
+            .take()
+            .unwrap_or(Err(TaskError::ResultTaken))
     }
 }
 
@@ -216,7 +243,7 @@ impl<T> Future for AsyncResult<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::primitive::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     #[test]
@@ -240,17 +267,25 @@ mod tests {
         else {
             panic!("expected a timeout");
         };
-        slot.fulfil(Err(TaskError::Panicked { message: "boom".into() }));
-        assert!(matches!(r.get_timeout(Duration::from_secs(5)), Err(GetTimeoutError::Failed(_))));
+        slot.fulfil(Err(TaskError::Panicked {
+            message: "boom".into(),
+        }));
+        assert!(matches!(
+            r.get_timeout(Duration::from_secs(5)),
+            Err(GetTimeoutError::Failed(_))
+        ));
     }
 
     #[test]
     fn callbacks_run_once() {
         let hits = Arc::new(AtomicUsize::new(0));
         let h = Arc::clone(&hits);
-        let slot = Slot::<u32>::new(Some(Box::new(move |v| {
-            h.fetch_add(*v as usize, Ordering::SeqCst);
-        })), None);
+        let slot = Slot::<u32>::new(
+            Some(Box::new(move |v| {
+                h.fetch_add(*v as usize, Ordering::SeqCst);
+            })),
+            None,
+        );
         slot.fulfil(Ok(3));
         slot.fulfil(Ok(100));
         assert_eq!(hits.load(Ordering::SeqCst), 3);

@@ -37,7 +37,9 @@ impl fmt::Display for TaskError {
             Self::WorkerDied { pid, cause } => {
                 write!(f, "the worker running the task (pid {pid}) died: {cause}")
             }
-            Self::Codec { message } => write!(f, "the task's data could not be transferred: {message}"),
+            Self::Codec { message } => {
+                write!(f, "the task's data could not be transferred: {message}")
+            }
             Self::Terminated => f.write_str("the pool was terminated before the task finished"),
             Self::ResultTaken => f.write_str("the result was already taken"),
         }
@@ -49,7 +51,8 @@ impl std::error::Error for TaskError {}
 /// A task of `map` (or `starmap`, `imap`) failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapError {
-    /// The index of the first input item whose task failed.
+    /// The index of the first input item of the failed task (with a chunksize above 1, the
+    /// failing item is one of the `chunksize` items from here).
     pub index: usize,
     /// Why it failed.
     pub error: TaskError,

@@ -37,14 +37,18 @@ pub struct Executor {
 
 impl fmt::Debug for Executor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Executor").field("max_workers", &self.pool.processes()).finish()
+        f.debug_struct("Executor")
+            .field("max_workers", &self.pool.processes())
+            .finish()
     }
 }
 
 impl Executor {
     /// An executor with `max_workers` worker processes.
     pub fn new(max_workers: usize) -> Result<Self, BuildError> {
-        Ok(Self { pool: Pool::new(max_workers)? })
+        Ok(Self {
+            pool: Pool::new(max_workers)?,
+        })
     }
 
     /// An executor over a pool built as you like (initializer, start method...).
@@ -92,6 +96,3 @@ impl Executor {
         &self.pool
     }
 }
-
-
-

@@ -41,12 +41,8 @@ pub(crate) struct Key(u64, u64);
 
 impl Key {
     pub(crate) fn random() -> Self {
-        let name = ipc_core::random_name();
-        // random_name is 104 bits of kernel randomness in hex after the prefix.
-        let hex = &name[ipc_core::NAME_PREFIX.len()..];
-        let k0 = u64::from_str_radix(&hex[..13], 16).unwrap_or(0);
-        let k1 = u64::from_str_radix(&hex[13..], 16).unwrap_or(0);
-        Self(k0, k1)
+        let bits = ipc_core::random_u128();
+        Self(bits as u64, (bits >> 64) as u64)
     }
 
     fn tag(&self, tramp: i64, func: i64) -> u64 {
@@ -74,7 +70,11 @@ pub(crate) struct FnRef {
 impl FnRef {
     fn new(key: &Key, tramp: Trampoline, func: usize) -> Self {
         let (tramp, func) = (offset(tramp as usize), offset(func));
-        Self { tramp, func, tag: key.tag(tramp, func) }
+        Self {
+            tramp,
+            func,
+            tag: key.tag(tramp, func),
+        }
     }
 
     /// `fn(A) -> R` over a chunk: input `Vec<A>`, output `Vec<R>`.
@@ -168,7 +168,12 @@ fn chunk_tramp<T: Pod>(f: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), 
         match task.start.checked_add(task.len) {
             // SAFETY: `start <= len` of the validated array, so the pointer stays in bounds.
             Some(end) if end <= a.len() => Ok(unsafe { a.as_ptr().add(task.start) }),
-            _ => Err(format!("chunk {}+{} outside the array of {}", task.start, task.len, a.len())),
+            _ => Err(format!(
+                "chunk {}+{} outside the array of {}",
+                task.start,
+                task.len,
+                a.len()
+            )),
         }
     })?;
     // SAFETY: `ptr..ptr+len` lies inside the mapped array (checked above; the mapping stays in
@@ -202,12 +207,22 @@ const KIND_UPDATE: u8 = 3;
 impl ObjRef {
     fn new(key: &Key, kind: u8, tramp: usize, func: usize) -> Self {
         let (tramp, func) = (offset(tramp), offset(func));
-        Self { kind, tramp, func, tag: key.tag_kind(kind, tramp, func) }
+        Self {
+            kind,
+            tramp,
+            func,
+            tag: key.tag_kind(kind, tramp, func),
+        }
     }
 
     /// Decodes a `T` and boxes it, in the manager.
     pub(crate) fn constructor<T: Managed>(key: &Key) -> Self {
-        Self::new(key, KIND_CONSTRUCT, construct_tramp::<T> as Construct as usize, 0)
+        Self::new(
+            key,
+            KIND_CONSTRUCT,
+            construct_tramp::<T> as Construct as usize,
+            0,
+        )
     }
 
     /// Calls `T::handle` on a boxed `T`, in the manager.
@@ -216,8 +231,16 @@ impl ObjRef {
     }
 
     /// Applies `f` to a stored `Option<V>`, in the manager.
-    pub(crate) fn updater<V: Serialize + DeserializeOwned>(key: &Key, f: fn(Option<V>) -> V) -> Self {
-        Self::new(key, KIND_UPDATE, update_tramp::<V> as Update as usize, f as usize)
+    pub(crate) fn updater<V: Serialize + DeserializeOwned>(
+        key: &Key,
+        f: fn(Option<V>) -> V,
+    ) -> Self {
+        Self::new(
+            key,
+            KIND_UPDATE,
+            update_tramp::<V> as Update as usize,
+            f as usize,
+        )
     }
 
     fn check(&self, key: &Key, kind: u8) -> Result<usize, String> {
@@ -236,7 +259,12 @@ impl ObjRef {
         t(init)
     }
 
-    pub(crate) fn call_object(&self, key: &Key, obj: &mut dyn Any, request: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn call_object(
+        &self,
+        key: &Key,
+        obj: &mut dyn Any,
+        request: &[u8],
+    ) -> Result<Vec<u8>, String> {
         let t = self.check(key, KIND_CALL)?;
         // SAFETY: as in `construct`, for a `CallObject` trampoline made by `ObjRef::method`.
         let t: CallObject = unsafe { std::mem::transmute::<usize, CallObject>(t) };
@@ -257,13 +285,18 @@ fn construct_tramp<T: Managed>(init: &[u8]) -> Result<Box<dyn Any>, String> {
 }
 
 fn call_tramp<T: Managed>(obj: &mut dyn Any, request: &[u8]) -> Result<Vec<u8>, String> {
-    let obj = obj.downcast_mut::<T>().ok_or("the object is of another registered type")?;
+    let obj = obj
+        .downcast_mut::<T>()
+        .ok_or("the object is of another registered type")?;
     let request: T::Request = codec::decode(request).map_err(|e| format!("request: {e}"))?;
     let response = obj.handle(request);
     codec::encode(&response).map_err(|e| format!("response: {e}"))
 }
 
-fn update_tramp<V: Serialize + DeserializeOwned>(f: usize, old: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+fn update_tramp<V: Serialize + DeserializeOwned>(
+    f: usize,
+    old: Option<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
     // SAFETY: `f` was made from an `fn(Option<V>) -> V` by `ObjRef::updater`, the only
     // constructor pairing it with this trampoline, and authenticated by the caller.
     let f: fn(Option<V>) -> V = unsafe { std::mem::transmute::<usize, fn(Option<V>) -> V>(f) };
@@ -287,7 +320,8 @@ mod tests {
         let key = Key::random();
         let r = FnRef::map(&key, double);
         let mut out = Vec::new();
-        r.call(&key, &codec::encode(&vec![1u32, 2, 3]).unwrap(), &mut out).unwrap();
+        r.call(&key, &codec::encode(&vec![1u32, 2, 3]).unwrap(), &mut out)
+            .unwrap();
         assert_eq!(codec::decode::<Vec<u64>>(&out).unwrap(), [2, 4, 6]);
     }
 
@@ -299,7 +333,11 @@ mod tests {
         let mut out = Vec::new();
         assert!(r.call(&key, &[], &mut out).is_err());
         let other = Key::random();
-        assert!(FnRef::map(&other, double).call(&key, &[], &mut out).is_err());
+        assert!(
+            FnRef::map(&other, double)
+                .call(&key, &[], &mut out)
+                .is_err()
+        );
     }
 
     #[test]

@@ -78,33 +78,101 @@ type Bytes = Vec<u8>;
 
 #[derive(Serialize, Deserialize)]
 enum Op {
-    Hello { responses: ObjectHandle },
+    Hello {
+        responses: ObjectHandle,
+    },
     Bye,
     NewDict,
     NewList,
     NewNamespace,
-    NewObject { ctor: ObjRef, init: Bytes },
-    Drop { id: u64 },
-    DictGet { id: u64, key: Bytes },
-    DictInsert { id: u64, key: Bytes, value: Bytes },
-    DictRemove { id: u64, key: Bytes },
-    DictContains { id: u64, key: Bytes },
-    DictUpdateWith { id: u64, key: Bytes, func: ObjRef },
-    DictExtend { id: u64, pairs: Vec<(Bytes, Bytes)> },
-    DictItems { id: u64 },
-    Len { id: u64 },
-    Clear { id: u64 },
-    ListPush { id: u64, value: Bytes },
-    ListPop { id: u64 },
-    ListGet { id: u64, index: u64 },
-    ListSet { id: u64, index: u64, value: Bytes },
-    ListInsert { id: u64, index: u64, value: Bytes },
-    ListRemove { id: u64, index: u64 },
-    ListExtend { id: u64, values: Vec<Bytes> },
-    ListItems { id: u64 },
-    NsGet { id: u64, field: String },
-    NsSet { id: u64, field: String, value: Bytes },
-    Call { id: u64, method: ObjRef, request: Bytes },
+    NewObject {
+        ctor: ObjRef,
+        init: Bytes,
+    },
+    Drop {
+        id: u64,
+    },
+    DictGet {
+        id: u64,
+        key: Bytes,
+    },
+    DictInsert {
+        id: u64,
+        key: Bytes,
+        value: Bytes,
+    },
+    DictRemove {
+        id: u64,
+        key: Bytes,
+    },
+    DictContains {
+        id: u64,
+        key: Bytes,
+    },
+    DictUpdateWith {
+        id: u64,
+        key: Bytes,
+        func: ObjRef,
+    },
+    DictExtend {
+        id: u64,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    DictItems {
+        id: u64,
+    },
+    Len {
+        id: u64,
+    },
+    Clear {
+        id: u64,
+    },
+    ListPush {
+        id: u64,
+        value: Bytes,
+    },
+    ListPop {
+        id: u64,
+    },
+    ListGet {
+        id: u64,
+        index: u64,
+    },
+    ListSet {
+        id: u64,
+        index: u64,
+        value: Bytes,
+    },
+    ListInsert {
+        id: u64,
+        index: u64,
+        value: Bytes,
+    },
+    ListRemove {
+        id: u64,
+        index: u64,
+    },
+    ListExtend {
+        id: u64,
+        values: Vec<Bytes>,
+    },
+    ListItems {
+        id: u64,
+    },
+    NsGet {
+        id: u64,
+        field: String,
+    },
+    NsSet {
+        id: u64,
+        field: String,
+        value: Bytes,
+    },
+    Call {
+        id: u64,
+        method: ObjRef,
+        request: Bytes,
+    },
     Shutdown,
 }
 
@@ -242,7 +310,7 @@ fn server_main(args: ServerArgs) -> Result<(), String> {
     }
 }
 
-fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u64) -> Reply {
+fn serve(op: Op, secret: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u64) -> Reply {
     let mut new = |obj: Object| {
         let id = *next_id;
         *next_id += 1;
@@ -254,7 +322,9 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
         Op::NewList => return new(Object::List(Vec::new())),
         Op::NewNamespace => return new(Object::Namespace(BTreeMap::new())),
         Op::NewObject { ctor, init } => {
-            return match std::panic::catch_unwind(AssertUnwindSafe(|| ctor.construct(key, &init))) {
+            return match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                ctor.construct(secret, &init)
+            })) {
                 Ok(Ok(obj)) => new(Object::User(obj)),
                 Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
                 Err(p) => Reply::Err(WireError::Panicked(panic_text(p))),
@@ -293,8 +363,13 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
     let Some(obj) = objects.get_mut(&id) else {
         return Reply::Err(WireError::NotFound(format!("object {id}")));
     };
-    let oob = |i: u64, n: usize| Reply::Err(WireError::NotFound(format!("index {i} of a list of {n}")));
-    let wrong = || Reply::Err(WireError::NotFound(format!("object {id} is of another kind")));
+    let oob =
+        |i: u64, n: usize| Reply::Err(WireError::NotFound(format!("index {i} of a list of {n}")));
+    let wrong = || {
+        Reply::Err(WireError::NotFound(format!(
+            "object {id} is of another kind"
+        )))
+    };
     match (obj, op) {
         (Object::Dict(d), Op::DictGet { key, .. }) => Reply::Value(d.get(&key).cloned()),
         (Object::Dict(d), Op::DictInsert { key, value, .. }) => Reply::Value(d.insert(key, value)),
@@ -302,7 +377,7 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
         (Object::Dict(d), Op::DictContains { key, .. }) => Reply::Bool(d.contains_key(&key)),
         (Object::Dict(d), Op::DictUpdateWith { key, func, .. }) => {
             let old = d.get(&key).cloned();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| func.update(key, old))) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| func.update(secret, old))) {
                 Ok(Ok(new)) => {
                     d.insert(key, new.clone());
                     Reply::Value(Some(new))
@@ -315,7 +390,9 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
             d.extend(pairs);
             Reply::Unit
         }
-        (Object::Dict(d), Op::DictItems { .. }) => Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        (Object::Dict(d), Op::DictItems { .. }) => {
+            Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
         (Object::Dict(d), Op::Len { .. }) => Reply::Count(d.len() as u64),
         (Object::Dict(d), Op::Clear { .. }) => {
             d.clear();
@@ -326,7 +403,9 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
             Reply::Unit
         }
         (Object::List(l), Op::ListPop { .. }) => Reply::Value(l.pop()),
-        (Object::List(l), Op::ListGet { index, .. }) => Reply::Value(l.get(index as usize).cloned()),
+        (Object::List(l), Op::ListGet { index, .. }) => {
+            Reply::Value(l.get(index as usize).cloned())
+        }
         (Object::List(l), Op::ListSet { index, value, .. }) => match l.get_mut(index as usize) {
             Some(slot) => Reply::Value(Some(std::mem::replace(slot, value))),
             None => oob(index, l.len()),
@@ -357,9 +436,18 @@ fn serve(op: Op, key: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut u6
             Reply::Unit
         }
         (Object::Namespace(n), Op::NsGet { field, .. }) => Reply::Value(n.get(&field).cloned()),
-        (Object::Namespace(n), Op::NsSet { field, value, .. }) => Reply::Value(n.insert(field, value)),
-        (Object::User(obj), Op::Call { method, request, .. }) => {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| method.call_object(key, obj.as_mut(), &request))) {
+        (Object::Namespace(n), Op::NsSet { field, value, .. }) => {
+            Reply::Value(n.insert(field, value))
+        }
+        (
+            Object::User(obj),
+            Op::Call {
+                method, request, ..
+            },
+        ) => {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                method.call_object(secret, obj.as_mut(), &request)
+            })) {
                 Ok(Ok(resp)) => Reply::Value(Some(resp)),
                 Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
                 Err(p) => Reply::Err(WireError::Panicked(panic_text(p))),
@@ -390,12 +478,17 @@ impl Conn {
     fn connect(addr: &Address) -> Result<Self, ManagerError> {
         let requests = Queue::<Request, Serde>::open_producer(&addr.requests)
             .map_err(|_| ManagerError::ManagerGone)?;
-        let mut responses =
+        let responses =
             Queue::<Reply, Serde>::new(4).map_err(|e| ManagerError::Start(e.to_string()))?;
-        let client = u64::from_str_radix(&ipc_core::random_name()[ipc_core::NAME_PREFIX.len()..][..16], 16)
-            .unwrap_or_else(|_| u64::from(std::process::id()));
-        let mut conn = Self { client, requests, responses };
-        conn.send(Op::Hello { responses: conn.responses.handle() })?;
+        let client = ipc_core::random_u128() as u64;
+        let mut conn = Self {
+            client,
+            requests,
+            responses,
+        };
+        conn.send(Op::Hello {
+            responses: conn.responses.handle(),
+        })?;
         let responses = &mut conn.responses;
         // Until the manager has attached as the producer, "no producer" does not mean gone:
         // wait in slices and check that the manager lives.
@@ -417,7 +510,10 @@ impl Conn {
     }
 
     fn send(&mut self, op: Op) -> Result<(), ManagerError> {
-        match self.requests.put(Request { client: self.client, op }) {
+        match self.requests.put(Request {
+            client: self.client,
+            op,
+        }) {
             Ok(()) => Ok(()),
             Err(PutError::Encode(_, e)) => Err(ManagerError::Codec(e.to_string())),
             Err(_) => Err(ManagerError::ManagerGone),
@@ -437,11 +533,17 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let _ = self.requests.try_put(Request { client: self.client, op: Op::Bye });
+        let _ = self.requests.try_put(Request {
+            client: self.client,
+            op: Op::Bye,
+        });
     }
 }
 
 struct Inner {
+    /// In the creating process: the request queue as created. It must stay open here, because
+    /// other processes reach an anonymous segment through its creator's descriptor.
+    _requests: Option<Queue<Request, Serde>>,
     addr: Address,
     conn: Mutex<Option<Conn>>,
     /// Set in the process that started the manager: dropping the last handle shuts it down.
@@ -502,7 +604,9 @@ pub struct Manager {
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager").field("server", &self.inner.addr.server).finish()
+        f.debug_struct("Manager")
+            .field("server", &self.inner.addr.server)
+            .finish()
     }
 }
 
@@ -528,9 +632,13 @@ impl ManagerBuilder {
 
     /// Starts the manager process and connects to it.
     pub fn start(self) -> Result<Manager, ManagerError> {
-        let requests = Queue::<Request, Serde>::new(64).map_err(|e| ManagerError::Start(e.to_string()))?;
+        let requests =
+            Queue::<Request, Serde>::new(64).map_err(|e| ManagerError::Start(e.to_string()))?;
         let key = Key::random();
-        let args = ServerArgs { requests: requests.handle(), key };
+        let args = ServerArgs {
+            requests: requests.handle(),
+            key,
+        };
         let mut b = Process::builder().daemon(true);
         if let Some(m) = self.method {
             b = b.start_method(m);
@@ -539,16 +647,28 @@ impl ManagerBuilder {
             b = b.name(n);
         }
         let process = b.target(server_main, args);
-        process.start().map_err(|e| ManagerError::Start(e.to_string()))?;
+        process
+            .start()
+            .map_err(|e| ManagerError::Start(e.to_string()))?;
         let pid = process.pid().unwrap_or(0);
         let server = ipc_core::ProcessIdentity::of_pid(pid).ok_or(ManagerError::ManagerGone)?;
-        let addr = Address { requests: requests.handle(), server, key };
+        let addr = Address {
+            requests: requests.handle(),
+            server,
+            key,
+        };
         // Our creating handle only produces from here on (the server consumes).
         let mut requests = requests;
         requests.close_receiving();
         let conn = Conn::connect(&addr)?;
-        drop(requests);
-        Ok(Manager { inner: Arc::new(Inner { addr, conn: Mutex::new(Some(conn)), process: Some(process) }) })
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                _requests: Some(requests),
+                addr,
+                conn: Mutex::new(Some(conn)),
+                process: Some(process),
+            }),
+        })
     }
 }
 
@@ -592,17 +712,28 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        Ok(DictProxy { m: self.clone(), id: self.new_object(Op::NewDict)?, _t: PhantomData })
+        Ok(DictProxy {
+            m: self.clone(),
+            id: self.new_object(Op::NewDict)?,
+            _t: PhantomData,
+        })
     }
 
     /// A new shared list.
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>, ManagerError> {
-        Ok(ListProxy { m: self.clone(), id: self.new_object(Op::NewList)?, _t: PhantomData })
+        Ok(ListProxy {
+            m: self.clone(),
+            id: self.new_object(Op::NewList)?,
+            _t: PhantomData,
+        })
     }
 
     /// A new namespace: named fields of any serde type.
     pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
-        Ok(NamespaceProxy { m: self.clone(), id: self.new_object(Op::NewNamespace)? })
+        Ok(NamespaceProxy {
+            m: self.clone(),
+            id: self.new_object(Op::NewNamespace)?,
+        })
     }
 
     /// Places `value` in the manager and returns its proxy (Python's `BaseManager.register`).
@@ -610,12 +741,19 @@ impl Manager {
         let init = codec::encode(&value).map_err(|e| ManagerError::Codec(e.to_string()))?;
         let ctor = crate::function::ObjRef::constructor::<T>(&self.inner.addr.key);
         let id = self.new_object(Op::NewObject { ctor, init })?;
-        Ok(Proxy { m: self.clone(), id, _t: PhantomData })
+        Ok(Proxy {
+            m: self.clone(),
+            id,
+            _t: PhantomData,
+        })
     }
 
     /// A shared-memory queue (needs no server: it is an [`ipc_queue::Queue`]).
-    pub fn queue<T: Serialize + DeserializeOwned>(&self, capacity: usize) -> Result<Queue<T, Serde>, ManagerError> {
-        Queue::new(capacity).map_err(|e| ManagerError::Start(e.to_string()))
+    pub fn queue<T: Serialize + DeserializeOwned>(
+        &self,
+        capacity: usize,
+    ) -> Result<Queue<T, Serde>, ManagerError> {
+        Queue::<T, Serde>::new(capacity).map_err(|e| ManagerError::Start(e.to_string()))
     }
 
     /// A robust cross-process lock (needs no server: it is an [`ipc_sync::Lock`]).
@@ -639,7 +777,14 @@ impl Manager {
 
     fn attach(addr: Address) -> Result<Self, ManagerError> {
         let conn = Conn::connect(&addr)?;
-        Ok(Manager { inner: Arc::new(Inner { addr, conn: Mutex::new(Some(conn)), process: None }) })
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                _requests: None,
+                addr,
+                conn: Mutex::new(Some(conn)),
+                process: None,
+            }),
+        })
     }
 }
 
@@ -697,11 +842,14 @@ macro_rules! proxy_serde {
     };
 }
 
+/// `Send + Sync` whatever the key and value types: proxies hold only encoded bytes.
+type Types<K, V> = fn(K, V) -> (K, V);
+
 /// A proxy of a dict in the manager; passes to child processes as an argument.
 pub struct DictProxy<K, V> {
     m: Manager,
     id: u64,
-    _t: PhantomData<fn(K, V) -> (K, V)>,
+    _t: PhantomData<Types<K, V>>,
 }
 
 proxy_serde!(DictProxy<K, V>, K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
@@ -719,22 +867,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// The value under `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        dec_opt(self.call(Op::DictGet { id: self.id, key: enc(key)? })?)
+        dec_opt(self.call(Op::DictGet {
+            id: self.id,
+            key: enc(key)?,
+        })?)
     }
 
     /// Sets `key` to `value`; returns the previous value.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ManagerError> {
-        dec_opt(self.call(Op::DictInsert { id: self.id, key: enc(&key)?, value: enc(&value)? })?)
+        dec_opt(self.call(Op::DictInsert {
+            id: self.id,
+            key: enc(&key)?,
+            value: enc(&value)?,
+        })?)
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        dec_opt(self.call(Op::DictRemove { id: self.id, key: enc(key)? })?)
+        dec_opt(self.call(Op::DictRemove {
+            id: self.id,
+            key: enc(key)?,
+        })?)
     }
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
-        match self.call(Op::DictContains { id: self.id, key: enc(key)? })? {
+        match self.call(Op::DictContains {
+            id: self.id,
+            key: enc(key)?,
+        })? {
             Reply::Bool(b) => Ok(b),
             _ => Err(ManagerError::Protocol("expected a bool".into())),
         }
@@ -744,13 +905,20 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// `d[k] += 1` from many processes loses no increment; returns the new value.
     pub fn update_with(&self, key: K, f: fn(Option<V>) -> V) -> Result<V, ManagerError> {
         let func = crate::function::ObjRef::updater(&self.m.inner.addr.key, f);
-        dec_opt(self.call(Op::DictUpdateWith { id: self.id, key: enc(&key)?, func })?)?
-            .ok_or_else(|| ManagerError::Protocol("update returned nothing".into()))
+        dec_opt(self.call(Op::DictUpdateWith {
+            id: self.id,
+            key: enc(&key)?,
+            func,
+        })?)?
+        .ok_or_else(|| ManagerError::Protocol("update returned nothing".into()))
     }
 
     /// Inserts every pair (Python's `update`).
     pub fn extend(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
-        let pairs = pairs.into_iter().map(|(k, v)| Ok((enc(&k)?, enc(&v)?))).collect::<Result<_, ManagerError>>()?;
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
+            .collect::<Result<_, ManagerError>>()?;
         unit(self.call(Op::DictExtend { id: self.id, pairs })?)
     }
 
@@ -811,7 +979,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Appends (Python's `append`).
     #[doc(alias = "append")]
     pub fn push(&self, value: T) -> Result<(), ManagerError> {
-        unit(self.call(Op::ListPush { id: self.id, value: enc(&value)? })?)
+        unit(self.call(Op::ListPush {
+            id: self.id,
+            value: enc(&value)?,
+        })?)
     }
 
     /// Removes and returns the last element.
@@ -821,30 +992,50 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// The element at `index`.
     pub fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
-        dec_opt(self.call(Op::ListGet { id: self.id, index: index as u64 })?)
+        dec_opt(self.call(Op::ListGet {
+            id: self.id,
+            index: index as u64,
+        })?)
     }
 
     /// Replaces the element at `index`; returns the old one.
     pub fn set(&self, index: usize, value: T) -> Result<T, ManagerError> {
-        dec_opt(self.call(Op::ListSet { id: self.id, index: index as u64, value: enc(&value)? })?)?
-            .ok_or_else(|| ManagerError::Protocol("set returned nothing".into()))
+        dec_opt(self.call(Op::ListSet {
+            id: self.id,
+            index: index as u64,
+            value: enc(&value)?,
+        })?)?
+        .ok_or_else(|| ManagerError::Protocol("set returned nothing".into()))
     }
 
     /// Inserts at `index` (at most `len`).
     pub fn insert(&self, index: usize, value: T) -> Result<(), ManagerError> {
-        unit(self.call(Op::ListInsert { id: self.id, index: index as u64, value: enc(&value)? })?)
+        unit(self.call(Op::ListInsert {
+            id: self.id,
+            index: index as u64,
+            value: enc(&value)?,
+        })?)
     }
 
     /// Removes and returns the element at `index`.
     pub fn remove(&self, index: usize) -> Result<T, ManagerError> {
-        dec_opt(self.call(Op::ListRemove { id: self.id, index: index as u64 })?)?
-            .ok_or_else(|| ManagerError::Protocol("remove returned nothing".into()))
+        dec_opt(self.call(Op::ListRemove {
+            id: self.id,
+            index: index as u64,
+        })?)?
+        .ok_or_else(|| ManagerError::Protocol("remove returned nothing".into()))
     }
 
     /// Appends every value.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        let values = values.into_iter().map(|v| enc(&v)).collect::<Result<_, _>>()?;
-        unit(self.call(Op::ListExtend { id: self.id, values })?)
+        let values = values
+            .into_iter()
+            .map(|v| enc(&v))
+            .collect::<Result<_, _>>()?;
+        unit(self.call(Op::ListExtend {
+            id: self.id,
+            values,
+        })?)
     }
 
     /// A copy of the whole list.
@@ -879,13 +1070,19 @@ pub struct NamespaceProxy {
 
 impl fmt::Debug for NamespaceProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NamespaceProxy").field("id", &self.id).finish()
+        f.debug_struct("NamespaceProxy")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
 impl Serialize for NamespaceProxy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ProxyWire { addr: self.m.address(), id: self.id }.serialize(s)
+        ProxyWire {
+            addr: self.m.address(),
+            id: self.id,
+        }
+        .serialize(s)
     }
 }
 
@@ -900,12 +1097,19 @@ impl<'de> Deserialize<'de> for NamespaceProxy {
 impl NamespaceProxy {
     /// The field `name`, decoded as `T`; `None` if unset.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ManagerError> {
-        dec_opt(self.m.inner.call(Op::NsGet { id: self.id, field: name.to_owned() })?)
+        dec_opt(self.m.inner.call(Op::NsGet {
+            id: self.id,
+            field: name.to_owned(),
+        })?)
     }
 
     /// Sets the field `name`.
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        let r = self.m.inner.call(Op::NsSet { id: self.id, field: name.to_owned(), value: enc(value)? })?;
+        let r = self.m.inner.call(Op::NsSet {
+            id: self.id,
+            field: name.to_owned(),
+            value: enc(value)?,
+        })?;
         match r {
             Reply::Value(_) => Ok(()),
             _ => Err(ManagerError::Protocol("expected a value".into())),
@@ -933,7 +1137,11 @@ impl<T: Managed> Proxy<T> {
     /// handled in order, one at a time.
     pub fn call(&self, request: T::Request) -> Result<T::Response, ManagerError> {
         let method = crate::function::ObjRef::method::<T>(&self.m.inner.addr.key);
-        let r = self.m.inner.call(Op::Call { id: self.id, method, request: enc(&request)? })?;
+        let r = self.m.inner.call(Op::Call {
+            id: self.id,
+            method,
+            request: enc(&request)?,
+        })?;
         dec_opt(r)?.ok_or_else(|| ManagerError::Protocol("call returned nothing".into()))
     }
 }

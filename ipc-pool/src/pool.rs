@@ -13,11 +13,11 @@
 //! [`TaskError::WorkerDied`], hands the others back to be dispatched again, and starts a
 //! replacement. A panicking task fails with its message and its worker lives on.
 
+use crate::primitive::{AtomicBool, Ordering};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use crate::primitive::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -106,7 +106,11 @@ fn worker_main(args: WorkerArgs) -> Result<(), String> {
     if let Some((func, input)) = &args.init {
         let outcome = run_task(&args.key, func, input);
         let failed = outcome.is_err();
-        let _ = results.put(ResultMsg { id: INIT_ID, slot: args.slot, outcome });
+        let _ = results.put(ResultMsg {
+            id: INIT_ID,
+            slot: args.slot,
+            outcome,
+        });
         if failed {
             return Err("initializer failed".into());
         }
@@ -120,7 +124,14 @@ fn worker_main(args: WorkerArgs) -> Result<(), String> {
             Err(e) => return Err(format!("task queue: {e}")),
         };
         let outcome = run_task(&args.key, &task.func, &task.input);
-        if results.put(ResultMsg { id: task.id, slot: args.slot, outcome }).is_err() {
+        if results
+            .put(ResultMsg {
+                id: task.id,
+                slot: args.slot,
+                outcome,
+            })
+            .is_err()
+        {
             return Ok(());
         }
         done += 1;
@@ -174,8 +185,8 @@ impl Shared {
     }
 
     fn start_worker(&self, slot: u32) -> Result<Worker, BuildError> {
-        let queue = Queue::<TaskMsg, Serde>::new(CREDIT)
-            .map_err(|e| BuildError::Channel(e.to_string()))?;
+        let queue =
+            Queue::<TaskMsg, Serde>::new(CREDIT).map_err(|e| BuildError::Channel(e.to_string()))?;
         let args = WorkerArgs {
             tasks: queue.handle(),
             results: self.results.clone(),
@@ -184,7 +195,9 @@ impl Shared {
             max_tasks: self.config.max_tasks,
             init: self.config.init.clone(),
         };
-        let mut builder = Process::builder().name(format!("PoolWorker-{slot}")).daemon(true);
+        let mut builder = Process::builder()
+            .name(format!("PoolWorker-{slot}"))
+            .daemon(true);
         if let Some(m) = self.config.method {
             builder = builder.start_method(m);
         }
@@ -231,7 +244,12 @@ impl Shared {
         }
     }
 
-    fn finish(&self, st: &mut State, id: u64, outcome: Result<Vec<u8>, TaskError>) -> Option<Box<dyn FnOnce() + Send>> {
+    fn finish(
+        &self,
+        st: &mut State,
+        id: u64,
+        outcome: Result<Vec<u8>, TaskError>,
+    ) -> Option<Box<dyn FnOnce() + Send>> {
         let sink = st.sinks.remove(&id)?;
         Some(Box::new(move || sink(outcome)))
     }
@@ -260,16 +278,21 @@ pub struct Pool {
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool").field("processes", &self.processes).finish()
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .finish()
     }
 }
+
+/// Builds the initializer's function reference and argument once the pool's key exists.
+type MakeInit = Box<dyn FnOnce(&Key) -> Result<(FnRef, Vec<u8>), String>>;
 
 /// Builder for [`Pool`]: `Pool::builder().processes(4).build()?`.
 pub struct PoolBuilder {
     processes: Option<usize>,
     method: Option<StartMethod>,
     max_tasks: Option<u64>,
-    init: Option<Box<dyn FnOnce(&Key) -> Result<(FnRef, Vec<u8>), String>>>,
+    init: Option<MakeInit>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -339,12 +362,20 @@ impl PoolBuilder {
                 broken: None,
             }),
             idle: std::sync::Condvar::new(),
-            config: Config { method: self.method, max_tasks: self.max_tasks, init },
+            config: Config {
+                method: self.method,
+                max_tasks: self.max_tasks,
+                init,
+            },
             key,
             results: results.handle(),
             stop: AtomicBool::new(false),
         });
-        let mut pool = Pool { shared: Arc::clone(&shared), processes, threads: Vec::new() };
+        let mut pool = Pool {
+            shared: Arc::clone(&shared),
+            processes,
+            threads: Vec::new(),
+        };
         for slot in 0..processes {
             let w = shared.start_worker(slot as u32)?;
             shared.lock().workers.push(w);
@@ -421,14 +452,18 @@ fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String {
     }
 }
 
+/// A watched worker: its pidfd, its process, its slot.
+type Watched = (std::os::fd::OwnedFd, Arc<WorkerProcess>, u32);
+/// A worker process: `worker_main` returns `Err` only when the worker cannot run at all.
+type WorkerProcess = Process<Result<(), String>>;
+
 /// Watches every worker's pidfd; on a death, puts a notice on the result queue (behind every
 /// result the worker committed before dying).
 fn supervisor_loop(shared: Arc<Shared>) {
     let Ok(mut notices) = Queue::<ResultMsg, Serde>::open_producer(&shared.results) else {
         return;
     };
-    let mut watched: HashMap<u32, (std::os::fd::OwnedFd, Arc<Process<Result<(), String>>>, u32)> =
-        HashMap::new();
+    let mut watched: HashMap<u32, Watched> = HashMap::new();
     while !shared.stop.load(Ordering::Acquire) {
         {
             let st = shared.lock();
@@ -440,7 +475,11 @@ fn supervisor_loop(shared: Arc<Shared>) {
                     } else {
                         // Already gone before we could watch it: report it now.
                         let cause = describe_exit(w.process.join_timeout(Duration::from_secs(2)));
-                        let _ = notices.put(ResultMsg { id: DEATH_ID, slot: slot as u32, outcome: Err(Failure::Died(format!("{}:{cause}", w.pid))) });
+                        let _ = notices.put(ResultMsg {
+                            id: DEATH_ID,
+                            slot: slot as u32,
+                            outcome: Err(Failure::Died(format!("{}:{cause}", w.pid))),
+                        });
                     }
                 }
             }
@@ -535,7 +574,9 @@ fn on_death(
     outcome: Result<Vec<u8>, Failure>,
     deliveries: &mut Vec<Box<dyn FnOnce() + Send>>,
 ) {
-    let Some(w) = st.workers.get_mut(slot) else { return };
+    let Some(w) = st.workers.get_mut(slot) else {
+        return;
+    };
     let (pid, cause) = match outcome {
         Err(Failure::Died(s)) => match s.split_once(':') {
             Some((p, c)) => (p.parse().unwrap_or(0), c.to_owned()),
@@ -551,7 +592,10 @@ fn on_death(
     let finished_any = w.completed > 0;
     // The oldest outstanding task is the one it was running: it fails. The others go back.
     if let Some(running) = lost.pop_front() {
-        let err = TaskError::WorkerDied { pid, cause: cause.clone() };
+        let err = TaskError::WorkerDied {
+            pid,
+            cause: cause.clone(),
+        };
         if let Some(d) = shared.finish(st, running.id, Err(err)) {
             deliveries.push(d);
         }
@@ -559,7 +603,10 @@ fn on_death(
     while let Some(t) = lost.pop_back() {
         st.pending.push_front(t);
     }
-    let expected_exit = shared.config.max_tasks.is_some_and(|m| st.workers[slot].dispatched >= m);
+    let expected_exit = shared
+        .config
+        .max_tasks
+        .is_some_and(|m| st.workers[slot].dispatched >= m);
     if !finished_any && !expected_exit {
         st.futile_respawns += 1;
     }
@@ -569,7 +616,10 @@ fn on_death(
     if st.futile_respawns > MAX_FUTILE_RESPAWNS {
         let reason = format!("workers keep dying before finishing any task (last: {cause})");
         st.broken = Some(reason.clone());
-        fail_all(shared, st, deliveries, || TaskError::WorkerDied { pid, cause: reason.clone() });
+        fail_all(shared, st, deliveries, || TaskError::WorkerDied {
+            pid,
+            cause: reason.clone(),
+        });
         return;
     }
     match shared.start_worker(slot as u32) {
@@ -606,7 +656,12 @@ pub fn default_chunksize(n: usize, workers: usize) -> usize {
 impl Pool {
     /// A builder (number of processes, initializer, max tasks per child, start method).
     pub fn builder() -> PoolBuilder {
-        PoolBuilder { processes: None, method: None, max_tasks: None, init: None }
+        PoolBuilder {
+            processes: None,
+            method: None,
+            max_tasks: None,
+            init: None,
+        }
     }
 
     /// A pool of `n` workers with the default settings.
@@ -621,12 +676,23 @@ impl Pool {
 
     /// The pids of the current workers (they change as workers are replaced).
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.shared.lock().workers.iter().filter(|w| w.alive).map(|w| w.pid).collect()
+        self.shared
+            .lock()
+            .workers
+            .iter()
+            .filter(|w| w.alive)
+            .map(|w| w.pid)
+            .collect()
     }
 
     /// Submits one task: `func` applied to the encoded `input`; `sink` receives the encoded
     /// output (in the result thread).
-    pub(crate) fn submit_raw(&self, func: FnRef, input: Vec<u8>, sink: Sink) -> Result<(), SubmitError> {
+    pub(crate) fn submit_raw(
+        &self,
+        func: FnRef,
+        input: Vec<u8>,
+        sink: Sink,
+    ) -> Result<(), SubmitError> {
         let mut st = self.shared.lock();
         if st.closed || self.shared.stop.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
@@ -634,7 +700,10 @@ impl Pool {
         if let Some(reason) = &st.broken {
             let reason = reason.clone();
             drop(st);
-            sink(Err(TaskError::WorkerDied { pid: 0, cause: reason }));
+            sink(Err(TaskError::WorkerDied {
+                pid: 0,
+                cause: reason,
+            }));
             return Ok(());
         }
         let id = st.next_id;
@@ -666,8 +735,9 @@ impl Pool {
             input,
             Box::new(move |out| {
                 deliver(out.and_then(|bytes| {
-                    codec::decode::<Vec<R>>(&bytes)
-                        .map_err(|e| TaskError::Codec { message: format!("result: {e}") })
+                    codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
+                        message: format!("result: {e}"),
+                    })
                 }))
             }),
         )
@@ -704,7 +774,11 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(f, arg, Slot::new(Some(Box::new(on_success)), Some(Box::new(on_error))))
+        self.apply_async_inner(
+            f,
+            arg,
+            Slot::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
+        )
     }
 
     fn apply_async_inner<A, R>(
@@ -719,18 +793,28 @@ impl Pool {
     {
         let func = FnRef::map(self.key(), f);
         let s = Arc::clone(&slot);
-        self.submit_chunk(func, std::slice::from_ref(&arg), move |r: Result<Vec<R>, TaskError>| {
-            s.fulfil(r.and_then(|mut v| {
-                v.pop().ok_or(TaskError::Codec { message: "empty result".into() })
-            }))
-        })?;
+        self.submit_chunk(
+            func,
+            std::slice::from_ref(&arg),
+            move |r: Result<Vec<R>, TaskError>| {
+                s.fulfil(r.and_then(|mut v| {
+                    v.pop().ok_or(TaskError::Codec {
+                        message: "empty result".into(),
+                    })
+                }))
+            },
+        )?;
         Ok(AsyncResult::from_slot(slot))
     }
 
     /// Applies `f` to every item and returns the results in order (Python's `map`), with
     /// Python's default chunksize. On failure, the error of the first failed item; to keep the
     /// results of the others, use [`imap`](Self::imap).
-    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, MapError>
+    pub fn map<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, MapError>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -838,14 +922,25 @@ impl Pool {
     }
 
     /// [`imap`](Self::imap) with `chunksize` items per task.
-    pub fn imap_chunksize<'p, A, R, I>(&'p self, f: fn(A) -> R, items: I, chunksize: usize) -> Imap<'p, A, R>
+    pub fn imap_chunksize<'p, A, R, I>(
+        &'p self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Imap<'p, A, R>
     where
         A: Serialize + DeserializeOwned + 'p,
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(self, FnRef::map(self.key(), f), Box::new(items.into_iter()), chunksize, true)
+        Imap::new(
+            self,
+            FnRef::map(self.key(), f),
+            Box::new(items.into_iter()),
+            chunksize,
+            true,
+        )
     }
 
     /// Like [`imap`](Self::imap), but yields each result as soon as it is ready, in any order,
@@ -857,7 +952,13 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: 'p,
     {
-        Imap::new(self, FnRef::map(self.key(), f), Box::new(items.into_iter()), 1, false)
+        Imap::new(
+            self,
+            FnRef::map(self.key(), f),
+            Box::new(items.into_iter()),
+            1,
+            false,
+        )
     }
 
     /// Zero-copy map over a shared array: the array is cut into chunks of `chunk_len` elements
@@ -895,7 +996,11 @@ impl Pool {
             .collect();
         let job = MapJob::<()>::new(bounds.len(), 1);
         for (n, (start, len)) in bounds.into_iter().enumerate() {
-            let input = ChunkInput { array: handle.clone(), start, len };
+            let input = ChunkInput {
+                array: handle.clone(),
+                start,
+                len,
+            };
             let c = Arc::clone(&job.collector);
             let encoded = codec::encode(&input);
             let r = match encoded {
@@ -904,9 +1009,11 @@ impl Pool {
                     bytes,
                     Box::new(move |out| {
                         let out = out.and_then(|b| {
-                            codec::decode::<()>(&b)
-                                .map(|()| vec![()])
-                                .map_err(|e| TaskError::Codec { message: e.to_string() })
+                            codec::decode::<()>(&b).map(|()| vec![()]).map_err(|e| {
+                                TaskError::Codec {
+                                    message: e.to_string(),
+                                }
+                            })
                         });
                         MapJob::deliver(&c, n, out)
                     }),
@@ -928,7 +1035,10 @@ impl Pool {
             let mut st = self.shared.lock();
             let pending: Vec<TaskMsg> = st.pending.drain(..).collect();
             for t in pending {
-                if let Some(d) = self.shared.finish(&mut st, t.id, Err(TaskError::Terminated)) {
+                if let Some(d) = self
+                    .shared
+                    .finish(&mut st, t.id, Err(TaskError::Terminated))
+                {
                     deliveries.push(d);
                 }
             }
@@ -977,7 +1087,9 @@ impl Pool {
         {
             let mut st = self.shared.lock();
             st.closed = true;
-            fail_all(&self.shared, &mut st, &mut deliveries, || TaskError::Terminated);
+            fail_all(&self.shared, &mut st, &mut deliveries, || {
+                TaskError::Terminated
+            });
             workers = std::mem::take(&mut st.workers);
         }
         for d in deliveries {
@@ -1008,12 +1120,15 @@ impl Drop for Pool {
     }
 }
 
+/// What runs when every chunk of a map job is in.
+type Done<R> = Box<dyn FnOnce(Result<Vec<R>, MapError>) + Send>;
+
 struct Collector<R> {
     parts: Vec<Option<Vec<R>>>,
     remaining: usize,
     chunksize: usize,
     error: Option<MapError>,
-    done: Option<Box<dyn FnOnce(Result<Vec<R>, MapError>) + Send>>,
+    done: Option<Done<R>>,
     finished: Option<Result<Vec<R>, MapError>>,
 }
 
@@ -1029,12 +1144,22 @@ impl<R: Send + 'static> MapJob<R> {
             chunksize,
             error: None,
             done: None,
-            finished: if chunks == 0 { Some(Ok(Vec::new())) } else { None },
+            finished: if chunks == 0 {
+                Some(Ok(Vec::new()))
+            } else {
+                None
+            },
         };
-        Self { collector: Arc::new((Mutex::new(c), std::sync::Condvar::new())) }
+        Self {
+            collector: Arc::new((Mutex::new(c), std::sync::Condvar::new())),
+        }
     }
 
-    fn deliver(c: &Arc<(Mutex<Collector<R>>, std::sync::Condvar)>, n: usize, out: Result<Vec<R>, TaskError>) {
+    fn deliver(
+        c: &Arc<(Mutex<Collector<R>>, std::sync::Condvar)>,
+        n: usize,
+        out: Result<Vec<R>, TaskError>,
+    ) {
         let mut g = c.0.lock().unwrap_or_else(|p| p.into_inner());
         match out {
             Ok(v) => g.parts[n] = Some(v),
@@ -1049,7 +1174,11 @@ impl<R: Send + 'static> MapJob<R> {
         if g.remaining == 0 {
             let result = match g.error.take() {
                 Some(e) => Err(e),
-                None => Ok(g.parts.iter_mut().flat_map(|p| p.take().unwrap_or_default()).collect()),
+                None => Ok(g
+                    .parts
+                    .iter_mut()
+                    .flat_map(|p| p.take().unwrap_or_default())
+                    .collect()),
             };
             match g.done.take() {
                 Some(done) => {
@@ -1108,7 +1237,9 @@ pub struct Imap<'p, A, R> {
 
 impl<A, R> fmt::Debug for Imap<'_, A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Imap").field("in_flight", &self.in_flight).finish()
+        f.debug_struct("Imap")
+            .field("in_flight", &self.in_flight)
+            .finish()
     }
 }
 
@@ -1117,7 +1248,13 @@ where
     A: Serialize,
     R: DeserializeOwned + Send + 'static,
 {
-    fn new(pool: &'p Pool, func: FnRef, input: Box<dyn Iterator<Item = A> + 'p>, chunksize: usize, ordered: bool) -> Self {
+    fn new(
+        pool: &'p Pool,
+        func: FnRef,
+        input: Box<dyn Iterator<Item = A> + 'p>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         Self {
             pool,
@@ -1149,9 +1286,12 @@ where
             self.next_chunk += 1;
             self.in_flight += 1;
             let tx = self.tx.clone();
-            if let Err(e) = self.pool.submit_chunk(self.func, &chunk, move |out: Result<Vec<R>, TaskError>| {
-                let _ = tx.send((n, out));
-            }) {
+            if let Err(e) =
+                self.pool
+                    .submit_chunk(self.func, &chunk, move |out: Result<Vec<R>, TaskError>| {
+                        let _ = tx.send((n, out));
+                    })
+            {
                 let _ = self.tx.send((n, Err(e.into())));
             }
         }
@@ -1160,7 +1300,10 @@ where
     fn push_ready(&mut self, n: usize, out: Result<Vec<R>, TaskError>) {
         match out {
             Ok(v) => self.ready.extend(v.into_iter().map(Ok)),
-            Err(error) => self.ready.push_back(Err(MapError { index: n * self.chunksize, error })),
+            Err(error) => self.ready.push_back(Err(MapError {
+                index: n * self.chunksize,
+                error,
+            })),
         }
     }
 }

@@ -19,7 +19,11 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 pub(crate) fn poll_readable(fds: &[&OwnedFd], timeout: Duration) -> io::Result<Vec<usize>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the call's duration.
@@ -31,5 +35,10 @@ pub(crate) fn poll_readable(fds: &[&OwnedFd], timeout: Duration) -> io::Result<V
         }
         return Err(e);
     }
-    Ok(pfds.iter().enumerate().filter(|(_, p)| p.revents != 0).map(|(i, _)| i).collect())
+    Ok(pfds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(i, _)| i)
+        .collect())
 }

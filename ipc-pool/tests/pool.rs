@@ -65,7 +65,10 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 #[test]
 fn map_squares_in_order() {
     let pool = Pool::new(3).unwrap();
-    assert_eq!(pool.map(square, [1, 2, 3, 4, 5]).unwrap(), [1, 4, 9, 16, 25]);
+    assert_eq!(
+        pool.map(square, [1, 2, 3, 4, 5]).unwrap(),
+        [1, 4, 9, 16, 25]
+    );
     let big: Vec<u64> = (0..10_000).collect();
     let out = pool.map(square, big.clone()).unwrap();
     assert_eq!(out, big.iter().map(|x| x * x).collect::<Vec<_>>());
@@ -93,18 +96,29 @@ fn callbacks_run_in_the_parent() {
     let (tx, rx) = std::sync::mpsc::channel();
     let tx2 = tx.clone();
     let r = pool
-        .apply_async_with(square, 4, move |v| tx.send(Ok(*v)).unwrap(), move |e| {
-            tx2.send(Err(e.to_string())).unwrap()
-        })
+        .apply_async_with(
+            square,
+            4,
+            move |v| tx.send(Ok(*v)).unwrap(),
+            move |e| tx2.send(Err(e.to_string())).unwrap(),
+        )
         .unwrap();
     assert_eq!(r.get().unwrap(), 16);
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Ok(16));
     let (tx, rx) = std::sync::mpsc::channel();
     let r = pool
-        .apply_async_with(panics_on_three, 3, |_| {}, move |e| tx.send(e.clone()).unwrap())
+        .apply_async_with(
+            panics_on_three,
+            3,
+            |_| {},
+            move |e| tx.send(e.clone()).unwrap(),
+        )
         .unwrap();
     assert!(r.get().is_err());
-    assert!(matches!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), TaskError::Panicked { .. }));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        TaskError::Panicked { .. }
+    ));
 }
 
 #[test]
@@ -117,7 +131,8 @@ fn a_panicking_task_fails_alone_and_the_worker_survives() {
         other => panic!("expected Panicked, got {other:?}"),
     }
     let err = pool.map(panics_on_three, 0..10).unwrap_err();
-    assert_eq!(err.index, 0, "with chunksize 1 per worker... the chunk holding 3 starts at 0");
+    // Python's chunksize for 10 items on 1 worker is 3: the failed chunk is items 3..6.
+    assert_eq!(err.index, 3);
     let per_item: Vec<Result<u32, MapError>> = pool.imap(panics_on_three, 0..6).collect();
     assert_eq!(per_item.iter().filter(|r| r.is_err()).count(), 1);
     assert_eq!(per_item[3].as_ref().unwrap_err().index, 3);
@@ -129,10 +144,15 @@ fn a_panicking_task_fails_alone_and_the_worker_survives() {
 fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
     let pool = Pool::new(2).unwrap();
     let marker = RawValue::new(0u32).unwrap();
-    let doomed = pool.apply_async(report_pid_and_hang, marker.handle()).unwrap();
+    let doomed = pool
+        .apply_async(report_pid_and_hang, marker.handle())
+        .unwrap();
     // Other work keeps flowing meanwhile.
     let others = pool.map_async(sleep_ms, vec![20; 20]).unwrap();
-    assert!(wait_until(Duration::from_secs(60), || marker.get() != 0), "task never started");
+    assert!(
+        wait_until(Duration::from_secs(60), || marker.get() != 0),
+        "task never started"
+    );
     let victim = marker.get();
     assert!(pool.worker_pids().contains(&victim));
     // SAFETY: kill(2) has no memory-safety preconditions.
@@ -146,7 +166,14 @@ fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
         Err(GetTimeoutError::Timeout(_)) => panic!("the pool hung on a dead worker"),
         other => panic!("expected WorkerDied, got {:?}", other.map(|_| ())),
     }
-    assert_eq!(others.get_timeout(Duration::from_secs(60)).map_err(|e| e.to_string()).unwrap().len(), 20);
+    assert_eq!(
+        others
+            .get_timeout(Duration::from_secs(60))
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .len(),
+        20
+    );
     assert!(wait_until(Duration::from_secs(30), || {
         let pids = pool.worker_pids();
         pids.len() == 2 && !pids.contains(&victim)
@@ -162,28 +189,51 @@ fn get_timeout_hands_the_result_back() {
         Err(GetTimeoutError::Timeout(t)) => t.0,
         other => panic!("expected a timeout, got {:?}", other.map(|_| ())),
     };
-    assert_eq!(r.get_timeout(Duration::from_secs(60)).map_err(|e| e.to_string()).unwrap(), 300);
+    assert_eq!(
+        r.get_timeout(Duration::from_secs(60))
+            .map_err(|e| e.to_string())
+            .unwrap(),
+        300
+    );
 }
 
 #[test]
 fn a_failing_initializer_fails_the_build() {
-    let err = Pool::builder().processes(2).initializer(failing_init, ()).build().unwrap_err();
+    let err = Pool::builder()
+        .processes(2)
+        .initializer(failing_init, ())
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("initializer"), "{err}");
 }
 
 #[test]
 fn the_initializer_runs_once_per_worker() {
     let count = RawValue::new(0u32).unwrap();
-    let pool = Pool::builder().processes(2).initializer(set_marker, count.handle()).build().unwrap();
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(set_marker, count.handle())
+        .build()
+        .unwrap();
     assert_eq!(count.get(), 2);
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
 #[test]
 fn max_tasks_per_child_recycles_workers() {
-    let pool = Pool::builder().processes(1).max_tasks_per_child(2).build().unwrap();
-    let pids: HashSet<u32> = (0..6).map(|i| pool.apply(pid_of_worker, i).unwrap()).collect();
-    assert_eq!(pids.len(), 3, "6 tasks at 2 per child need 3 workers: {pids:?}");
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = (0..6)
+        .map(|i| pool.apply(pid_of_worker, i).unwrap())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        3,
+        "6 tasks at 2 per child need 3 workers: {pids:?}"
+    );
 }
 
 #[test]
@@ -209,7 +259,10 @@ fn close_and_join_finish_submitted_work() {
     let mut pool = Pool::new(2).unwrap();
     let r = pool.map_async(sleep_ms, vec![10; 6]).unwrap();
     pool.close();
-    assert!(pool.apply_async(square, 1).is_err(), "a closed pool refuses tasks");
+    assert!(
+        pool.apply_async(square, 1).is_err(),
+        "a closed pool refuses tasks"
+    );
     pool.join();
     assert_eq!(r.get().unwrap().len(), 6);
 }
@@ -217,14 +270,22 @@ fn close_and_join_finish_submitted_work() {
 #[test]
 fn imap_is_lazy_and_handles_an_endless_iterator() {
     let pool = Pool::new(2).unwrap();
-    let firsts: Vec<u64> = pool.imap(square, 0u64..).take(10).map(Result::unwrap).collect();
+    let firsts: Vec<u64> = pool
+        .imap(square, 0u64..)
+        .take(10)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(firsts, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
-    let mut unordered: Vec<u64> =
-        pool.imap_unordered(square, 0u64..20).map(Result::unwrap).collect();
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(square, 0u64..20)
+        .map(Result::unwrap)
+        .collect();
     unordered.sort_unstable();
     assert_eq!(unordered, (0u64..20).map(|x| x * x).collect::<Vec<_>>());
-    let chunked: Vec<u64> =
-        pool.imap_chunksize(square, 0u64..25, 4).map(Result::unwrap).collect();
+    let chunked: Vec<u64> = pool
+        .imap_chunksize(square, 0u64..25, 4)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(chunked.len(), 25);
 }
 

@@ -1,10 +1,11 @@
-//! The one place that names atomic types and `UnsafeCell`: std's normally, loom's under
+//! The one place that names atomic types: std's normally, loom's under
 //! `--cfg loom`, so algorithms written against these names can be model-checked.
-#![allow(clippy::disallowed_types)]
 #![allow(unused_imports, unreachable_pub)]
 
+// Normally the workspace's shared-memory atomics from ipc-core (`#[repr(transparent)]` over
+// std's, so they pass to `ipc_core::futex`); under loom, loom's behind the same names.
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{
+pub(crate) use ipc_core::atomic::{
     AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
     AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };

@@ -1,0 +1,221 @@
+//! Manager behaviour with real processes: each proxy kind, registered types, concurrent updates
+//! from several processes, a SIGKILLed manager, a SIGKILLed client, a panicking method.
+
+use std::time::Duration;
+
+use ipc_core::Process;
+use ipc_pool::{DictProxy, ListProxy, Managed, Manager, ManagerError, Proxy};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Account {
+    balance: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum AccountOp {
+    Deposit(i64),
+    Withdraw(i64),
+    Balance,
+    SlowBalance(u64),
+    Explode,
+}
+
+impl Managed for Account {
+    type Request = AccountOp;
+    type Response = Result<i64, String>;
+    fn handle(&mut self, op: AccountOp) -> Result<i64, String> {
+        match op {
+            AccountOp::Deposit(n) => self.balance += n,
+            AccountOp::Withdraw(n) if n > self.balance => return Err("insufficient funds".into()),
+            AccountOp::Withdraw(n) => self.balance -= n,
+            AccountOp::Balance => {}
+            AccountOp::SlowBalance(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            AccountOp::Explode => panic!("the account exploded"),
+        }
+        Ok(self.balance)
+    }
+}
+
+fn add_one(n: Option<u64>) -> u64 {
+    n.unwrap_or(0) + 1
+}
+
+fn hammer((counts, names, me): (DictProxy<String, u64>, ListProxy<String>, String)) -> u64 {
+    for _ in 0..250 {
+        counts
+            .update_with("hits".to_string(), add_one)
+            .expect("update");
+    }
+    names.push(me).expect("push");
+    counts.get(&"hits".to_string()).expect("get").unwrap_or(0)
+}
+
+fn deposit_from_child(acct: Proxy<Account>) -> i64 {
+    acct.call(AccountOp::Deposit(5))
+        .expect("call")
+        .expect("deposit")
+}
+
+fn slow_call(acct: Proxy<Account>) -> i64 {
+    acct.call(AccountOp::SlowBalance(2_000))
+        .expect("call")
+        .expect("balance")
+}
+
+#[test]
+fn dict_operations() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, i32>().unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.insert("a".into(), 1).unwrap(), None);
+    assert_eq!(d.insert("a".into(), 2).unwrap(), Some(1));
+    d.extend([("b".to_string(), 3), ("c".to_string(), 4)])
+        .unwrap();
+    assert_eq!(d.len().unwrap(), 3);
+    assert!(d.contains(&"b".into()).unwrap());
+    assert_eq!(d.remove(&"b".into()).unwrap(), Some(3));
+    assert_eq!(d.get(&"zzz".into()).unwrap(), None);
+    assert_eq!(d.keys().unwrap(), ["a", "c"]);
+    assert_eq!(d.values().unwrap(), [2, 4]);
+    assert_eq!(
+        d.items().unwrap(),
+        [("a".to_string(), 2), ("c".to_string(), 4)]
+    );
+    d.clear().unwrap();
+    assert_eq!(d.len().unwrap(), 0);
+}
+
+#[test]
+fn list_and_namespace_operations() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u32>().unwrap();
+    l.push(1).unwrap();
+    l.extend([2, 3, 4]).unwrap();
+    l.insert(0, 0).unwrap();
+    assert_eq!(l.snapshot().unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(l.set(1, 10).unwrap(), 1);
+    assert_eq!(l.remove(2).unwrap(), 2);
+    assert_eq!(l.pop().unwrap(), Some(4));
+    assert_eq!(l.get(1).unwrap(), Some(10));
+    assert_eq!(l.get(9).unwrap(), None);
+    assert!(matches!(l.remove(9), Err(ManagerError::NotFound(_))));
+    assert_eq!(l.len().unwrap(), 3);
+
+    let ns = m.namespace().unwrap();
+    ns.set("x", &42u8).unwrap();
+    ns.set("name", &"demo".to_string()).unwrap();
+    assert_eq!(ns.get::<u8>("x").unwrap(), Some(42));
+    assert_eq!(ns.get::<String>("name").unwrap().as_deref(), Some("demo"));
+    assert_eq!(ns.get::<u8>("missing").unwrap(), None);
+}
+
+#[test]
+fn four_processes_update_without_losing_an_increment() {
+    let m = Manager::start().unwrap();
+    let counts = m.dict::<String, u64>().unwrap();
+    let names = m.list::<String>().unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let arg = (
+                ipc_core::codec::decode(&ipc_core::codec::encode(&counts).unwrap()).unwrap(),
+                ipc_core::codec::decode(&ipc_core::codec::encode(&names).unwrap()).unwrap(),
+                format!("worker-{i}"),
+            );
+            let p = Process::new(hammer, arg);
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for p in &workers {
+        p.join_timeout(Duration::from_secs(120)).unwrap();
+    }
+    assert_eq!(counts.get(&"hits".to_string()).unwrap(), Some(1000));
+    let mut got = names.snapshot().unwrap();
+    got.sort();
+    assert_eq!(got, ["worker-0", "worker-1", "worker-2", "worker-3"]);
+}
+
+#[test]
+fn registered_type_lives_in_the_manager() {
+    let m = Manager::start().unwrap();
+    let acct = m.register(Account { balance: 10 }).unwrap();
+    assert_eq!(acct.call(AccountOp::Deposit(5)).unwrap(), Ok(15));
+    assert_eq!(
+        acct.call(AccountOp::Withdraw(100)).unwrap(),
+        Err("insufficient funds".into())
+    );
+    let child = Process::new(
+        deposit_from_child,
+        ipc_core::codec::decode::<Proxy<Account>>(&ipc_core::codec::encode(&acct).unwrap())
+            .unwrap(),
+    );
+    child.start().unwrap();
+    assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 20);
+    assert_eq!(acct.call(AccountOp::Balance).unwrap(), Ok(20));
+}
+
+#[test]
+fn a_panicking_method_fails_that_call_only() {
+    let m = Manager::start().unwrap();
+    let acct = m.register(Account { balance: 1 }).unwrap();
+    match acct.call(AccountOp::Explode) {
+        Err(ManagerError::Panicked { message }) => assert!(message.contains("exploded")),
+        other => panic!("expected Panicked, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(acct.call(AccountOp::Balance).unwrap(), Ok(1));
+}
+
+#[test]
+fn a_killed_manager_fails_pending_and_later_calls() {
+    let m = Manager::start().unwrap();
+    let acct = m.register(Account { balance: 7 }).unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let pending = {
+        let wire = ipc_core::codec::encode(&acct).unwrap();
+        std::thread::spawn(move || {
+            let acct: Proxy<Account> = ipc_core::codec::decode(&wire).unwrap();
+            acct.call(AccountOp::SlowBalance(30_000))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
+    assert!(matches!(
+        pending.join().unwrap(),
+        Err(ManagerError::ManagerGone)
+    ));
+    assert!(matches!(d.insert(1, 1), Err(ManagerError::ManagerGone)));
+    assert!(matches!(
+        acct.call(AccountOp::Balance),
+        Err(ManagerError::ManagerGone)
+    ));
+}
+
+#[test]
+fn a_killed_client_does_not_stop_the_manager() {
+    let m = Manager::start().unwrap();
+    let acct = m.register(Account { balance: 3 }).unwrap();
+    let wire = ipc_core::codec::encode(&acct).unwrap();
+    let child = Process::new(
+        slow_call,
+        ipc_core::codec::decode::<Proxy<Account>>(&wire).unwrap(),
+    );
+    child.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    assert!(child.join_timeout(Duration::from_secs(30)).is_err());
+    assert_eq!(acct.call(AccountOp::Deposit(1)).unwrap(), Ok(4));
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+}
+
+#[test]
+fn shutdown_ends_the_manager_for_every_proxy() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    m.shutdown().unwrap();
+    assert!(matches!(d.get(&1), Err(ManagerError::ManagerGone)));
+}

@@ -141,3 +141,65 @@ fn daemon_child_is_gone_after_its_parent() {
     assert!(out.contains("is alive: true"), "{out}");
     assert!(out.contains("is gone after its parent exited"), "{out}");
 }
+
+/// Runs example `name` with arguments; fails unless it succeeds.
+fn run_with(name: &str, args: &[&str]) -> Output {
+    let out = Command::new(example_bin(name))
+        .args(args)
+        .output()
+        .expect("run example");
+    assert!(
+        out.status.success(),
+        "example {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn pool_map_prints_the_squares() {
+    assert_eq!(stdout(&run("pool_map")), "[1, 4, 9, 16, 25]\n");
+}
+
+#[test]
+fn pool_worker_prints_each_number_once() {
+    let out = stdout(&run("pool_worker"));
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "Worker process 0",
+            "Worker process 1",
+            "Worker process 2",
+            "Worker process 3"
+        ]
+    );
+}
+
+#[test]
+fn pool_survives_a_killed_worker() {
+    let out = stdout(&run("pool_survives"));
+    assert!(out.contains("succeeded: 999 of 1000"), "{out}");
+    let failed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("failed: task"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(failed[0].contains("killed by signal 9"), "{out}");
+    assert!(out.contains("the pool finished"), "{out}");
+}
+
+#[test]
+fn zero_copy_map_squares_in_place() {
+    let out = stdout(&run_with("zero_copy_map", &["3000000"]));
+    assert!(out.contains("every sampled element squared: true"), "{out}");
+}
+
+#[test]
+fn manager_dict_counts_4000_and_lists_four_names() {
+    assert_eq!(
+        stdout(&run("manager_dict")),
+        "4000\nAlice, Bob, Carol, Dave\n"
+    );
+}

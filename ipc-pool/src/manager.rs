@@ -854,6 +854,16 @@ pub struct DictProxy<K, V> {
 
 proxy_serde!(DictProxy<K, V>, K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
 
+impl<K, V> Clone for DictProxy<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            m: self.m.clone(),
+            id: self.id,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<K, V> fmt::Debug for DictProxy<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DictProxy").field("id", &self.id).finish()
@@ -965,6 +975,16 @@ pub struct ListProxy<T> {
 
 proxy_serde!(ListProxy<T>, T: Serialize + DeserializeOwned);
 
+impl<T> Clone for ListProxy<T> {
+    fn clone(&self) -> Self {
+        Self {
+            m: self.m.clone(),
+            id: self.id,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T> fmt::Debug for ListProxy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListProxy").field("id", &self.id).finish()
@@ -1063,6 +1083,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 }
 
 /// A proxy of a namespace (Python's `Manager().Namespace()`): named fields of any serde type.
+#[derive(Clone)]
 pub struct NamespaceProxy {
     m: Manager,
     id: u64,
@@ -1125,6 +1146,16 @@ pub struct Proxy<T> {
 }
 
 proxy_serde!(Proxy<T>, T: Managed);
+
+impl<T> Clone for Proxy<T> {
+    fn clone(&self) -> Self {
+        Self {
+            m: self.m.clone(),
+            id: self.id,
+            _t: PhantomData,
+        }
+    }
+}
 
 impl<T> fmt::Debug for Proxy<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

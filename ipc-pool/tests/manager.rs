@@ -117,11 +117,7 @@ fn four_processes_update_without_losing_an_increment() {
     let names = m.list::<String>().unwrap();
     let workers: Vec<_> = (0..4)
         .map(|i| {
-            let arg = (
-                ipc_core::codec::decode(&ipc_core::codec::encode(&counts).unwrap()).unwrap(),
-                ipc_core::codec::decode(&ipc_core::codec::encode(&names).unwrap()).unwrap(),
-                format!("worker-{i}"),
-            );
+            let arg = (counts.clone(), names.clone(), format!("worker-{i}"));
             let p = Process::new(hammer, arg);
             p.start().unwrap();
             p
@@ -145,11 +141,7 @@ fn registered_type_lives_in_the_manager() {
         acct.call(AccountOp::Withdraw(100)).unwrap(),
         Err("insufficient funds".into())
     );
-    let child = Process::new(
-        deposit_from_child,
-        ipc_core::codec::decode::<Proxy<Account>>(&ipc_core::codec::encode(&acct).unwrap())
-            .unwrap(),
-    );
+    let child = Process::new(deposit_from_child, acct.clone());
     child.start().unwrap();
     assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 20);
     assert_eq!(acct.call(AccountOp::Balance).unwrap(), Ok(20));
@@ -172,6 +164,7 @@ fn a_killed_manager_fails_pending_and_later_calls() {
     let acct = m.register(Account { balance: 7 }).unwrap();
     let d = m.dict::<u8, u8>().unwrap();
     let pending = {
+        // A connection of its own, as another process would have.
         let wire = ipc_core::codec::encode(&acct).unwrap();
         std::thread::spawn(move || {
             let acct: Proxy<Account> = ipc_core::codec::decode(&wire).unwrap();
@@ -196,11 +189,7 @@ fn a_killed_manager_fails_pending_and_later_calls() {
 fn a_killed_client_does_not_stop_the_manager() {
     let m = Manager::start().unwrap();
     let acct = m.register(Account { balance: 3 }).unwrap();
-    let wire = ipc_core::codec::encode(&acct).unwrap();
-    let child = Process::new(
-        slow_call,
-        ipc_core::codec::decode::<Proxy<Account>>(&wire).unwrap(),
-    );
+    let child = Process::new(slow_call, acct.clone());
     child.start().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();

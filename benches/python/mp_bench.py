@@ -251,6 +251,22 @@ def shm_create_attach():
     return dt / n * 1e6, "µs", n
 
 
+def manager_dict_set_rtt():
+    """d[k] = v on a Manager().dict() proxy, one after another. µs per call."""
+    n = pick(20_000, 2_000)
+    with mp.Manager() as manager:
+        d = manager.dict()
+        for i in range(100):
+            d[i % 10] = i
+        t0 = time.perf_counter()
+        for i in range(n):
+            d[i % 100] = i
+        dt = time.perf_counter() - t0
+        if d[(n - 1) % 100] != n - 1 or len(d) != 100:
+            fail("manager_dict_set_rtt: wrong contents")
+    return dt / n * 1e6, "µs", n
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -265,6 +281,7 @@ SCENARIOS = {
         start_forkserver,
         start_spawn,
         shm_create_attach,
+        manager_dict_set_rtt,
     ]
 }
 

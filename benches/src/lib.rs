@@ -76,6 +76,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(scenarios::core::scenarios());
     v.extend(scenarios::python::scenarios());
     v.extend(scenarios::sync::scenarios());
+    v.extend(scenarios::pool::scenarios());
     v
 }
 

@@ -3,5 +3,6 @@
 pub mod core;
 pub mod limit;
 pub mod os;
+pub mod pool;
 pub mod python;
 pub mod sync;

@@ -50,6 +50,7 @@ python_scenarios! {
     "python.start_forkserver", "start_forkserver", "ms", false;
     "python.start_spawn", "start_spawn", "ms", false;
     "python.shm_create_attach", "shm_create_attach", "µs", false;
+    "python.manager_dict_set_rtt", "manager_dict_set_rtt", "µs", false;
 }
 
 /// `python3 --version` without the prefix, or why Python cannot be used.

@@ -203,3 +203,32 @@ fn manager_dict_counts_4000_and_lists_four_names() {
         "4000\nAlice, Bob, Carol, Dave\n"
     );
 }
+
+#[test]
+fn queue_square_prints_25() {
+    assert_eq!(stdout(&run("queue_square")), "25\n");
+}
+
+#[test]
+fn pipe_send_prints_the_list() {
+    assert_eq!(stdout(&run("pipe_send")), "[1, 2, 3]\n");
+}
+
+#[test]
+fn producer_consumer_loses_at_most_one_message() {
+    let out = stdout(&run("producer_consumer"));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("sent "))
+        .expect("a summary line");
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("a number"))
+        .collect();
+    let [sent, received, lost] = nums[..] else {
+        panic!("unexpected summary: {line}")
+    };
+    assert!(lost <= 1, "{line}");
+    assert_eq!(sent, received + lost, "{line}");
+}

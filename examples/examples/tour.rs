@@ -6,7 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use examples::fmt_duration;
-use ipc_core::{Placement, RawArray, RawValue, SharedMemory};
+use ipc_core::{Placement, Process, RawArray, RawValue, SharedMemory, StartMethod};
+use ipc_pool::{Manager, Pool};
 
 fn section(title: &str) {
     println!("\n== {title} ==");
@@ -169,6 +170,136 @@ fn sync() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn noop(_: ()) {}
+
+fn add_ten(v: RawValue<u64>) -> u64 {
+    v.fetch_add(10) + 10
+}
+
+fn processes() -> anyhow::Result<()> {
+    section("Processes (ipc-core)");
+    for method in [
+        StartMethod::ForkServer,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+    ] {
+        let start_join = || -> anyhow::Result<Duration> {
+            let t = Instant::now();
+            let p = Process::builder().start_method(method).target(noop, ());
+            p.start()?;
+            p.join()?;
+            Ok(t.elapsed())
+        };
+        start_join()?; // the fork server starts on first use
+        let runs = 20;
+        let mut total = Duration::ZERO;
+        for _ in 0..runs {
+            total += start_join()?;
+        }
+        step(
+            &format!("start + join a no-op child, {method:?} (mean)"),
+            "exit code 0",
+            total / runs,
+        );
+    }
+    let value = RawValue::new(5u64)?;
+    let t = Instant::now();
+    let p = Process::new(add_ten, RawValue::<u64>::open(&value.handle())?);
+    p.start()?;
+    let seen = p.join()?;
+    step(
+        "child adds 10 to a shared RawValue(5)",
+        format!("child saw {seen}, parent sees {}", value.get()),
+        t.elapsed(),
+    );
+    Ok(())
+}
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn add_one(n: Option<u64>) -> u64 {
+    n.unwrap_or(0) + 1
+}
+
+fn pools() -> anyhow::Result<()> {
+    section("Pools and the manager (ipc-pool)");
+    let t = Instant::now();
+    let pool = Pool::builder().processes(3).build()?;
+    step(
+        "Pool of 3 workers started",
+        format!("pids {:?}", pool.worker_pids()),
+        t.elapsed(),
+    );
+    let t = Instant::now();
+    let squares = pool.map(square, [1, 2, 3, 4, 5])?;
+    step(
+        "pool.map(square, [1, 2, 3, 4, 5])",
+        format!("{squares:?}"),
+        t.elapsed(),
+    );
+    pool.map(square, 0..200_000u64)?; // warm: large messages, every worker
+    let n = 1_000_000u64;
+    let t = Instant::now();
+    let all = pool.map(square, 0..n)?;
+    let took = t.elapsed();
+    anyhow::ensure!(all.len() as u64 == n, "lost results");
+    step(
+        "pool.map over 1,000,000 u64",
+        format!("{:.1} M tasks/s", n as f64 / took.as_secs_f64() / 1e6),
+        took,
+    );
+    let each = per_op(2000, || {
+        let _ = pool.apply(square, 7);
+    });
+    step("pool.apply round trip (mean)", "49", each);
+    let victim = pool.worker_pids()[0];
+    let doomed = pool.apply_async(sleep_then_square, 3)?;
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let t = Instant::now();
+    let err = doomed
+        .get()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    step(
+        "SIGKILL a busy worker: its task fails, pool lives",
+        "replaced",
+        t.elapsed(),
+    );
+    println!("    error: {err}");
+    let t = Instant::now();
+    let again = pool.map(square, 0..10u64)?;
+    step(
+        "the next map works",
+        format!("{} results", again.len()),
+        t.elapsed(),
+    );
+    drop(pool);
+
+    let t = Instant::now();
+    let manager = Manager::start()?;
+    let counts = manager.dict::<String, u64>()?;
+    step("Manager started, dict created", "ok", t.elapsed());
+    let each = per_op(5000, || {
+        let _ = counts.update_with("hits".to_string(), add_one);
+    });
+    step(
+        "manager dict update_with round trip (mean)",
+        counts.get(&"hits".to_string())?.unwrap_or(0),
+        each,
+    );
+    Ok(())
+}
+
+fn sleep_then_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_secs(60));
+    x * x
+}
+
 fn python_interop() -> anyhow::Result<()> {
     section("Python interop (multiprocessing.shared_memory)");
     let python = Command::new("python3")
@@ -220,6 +351,8 @@ fn main() -> anyhow::Result<()> {
     segments()?;
     typed_values()?;
     sync()?;
+    processes()?;
+    pools()?;
     python_interop()?;
     println!("\nTour finished in {}.", fmt_duration(start.elapsed()));
     Ok(())

@@ -63,6 +63,9 @@ fn tour_walks_through_every_section() {
         "RawArray [1, 2, 3], add 1 to each",
         "[2, 3, 4]",
         "refused",
+        "child saw 15, parent sees 15",
+        "[1, 4, 9, 16, 25]",
+        "killed by signal 9 (SIGKILL)",
         "Tour finished",
     ] {
         assert!(out.contains(needle), "tour output lacks `{needle}`:\n{out}");

@@ -20,11 +20,30 @@ pub struct ProcessIdentity {
 }
 
 impl ProcessIdentity {
-    /// The calling process.
+    /// The calling process. Read from `/proc` once per process and cached (a forked child,
+    /// whose pid differs, reads its own).
     pub fn current() -> Self {
+        use crate::primitive::{AtomicU64, Ordering};
+        // The pid the cache belongs to, and that process's start time.
+        static CACHED_PID: AtomicU64 = AtomicU64::new(0);
+        static CACHED_START: AtomicU64 = AtomicU64::new(0);
         let pid = platform::getpid();
+        // ORDERING: Acquire, pairs with the Release store of the pid below: the start time
+        // stored before it is visible once the pid matches.
+        if CACHED_PID.load(Ordering::Acquire) == u64::from(pid) {
+            // ORDERING: Relaxed, ordered by the Acquire above.
+            return Self {
+                pid,
+                start_time: CACHED_START.load(Ordering::Relaxed),
+            };
+        }
         // Our own /proc entry always exists while we run.
         let start_time = platform::process_start_time(pid).unwrap_or(0);
+        // ORDERING: Relaxed, published by the Release store of the pid that follows. Two
+        // threads racing here store the same values.
+        CACHED_START.store(start_time, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire above.
+        CACHED_PID.store(u64::from(pid), Ordering::Release);
         Self { pid, start_time }
     }
 

@@ -9,7 +9,6 @@
 //! its private start channel; a worker calls only references whose tag checks out.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::hash::Hasher;
 
 use bytemuck::Pod;
@@ -95,6 +94,16 @@ impl FnRef {
         Self::new(key, chunk_tramp::<T>, f as usize)
     }
 
+    /// `fn(A) -> R` over a chunk of a plain input array, into a plain output array: input
+    /// [`PlainInput`]. Nothing but the bounds is encoded.
+    ///
+    /// # Safety
+    /// `A` and `R` must be plain data: no padding, no pointers, valid for every bit pattern
+    /// (`bytemuck::Pod`, or a primitive number).
+    pub(crate) unsafe fn plain<A: 'static, R: 'static>(key: &Key, f: fn(A) -> R) -> Self {
+        Self::new(key, plain_tramp::<A, R>, f as usize)
+    }
+
     /// Runs the function on `input`, writing the encoded output into `out`; refuses a
     /// reference whose tag does not check out under `key`.
     pub(crate) fn call(&self, key: &Key, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
@@ -144,40 +153,106 @@ pub(crate) struct ChunkInput {
     pub(crate) len: usize,
 }
 
+/// Arrays a worker keeps attached between tasks, most recent first.
+const ARRAY_CACHE: usize = 4;
+
+/// Encoded handle and attached array, most recent first.
+type ArrayCache = Vec<(Vec<u8>, Box<dyn Any>)>;
+
 thread_local! {
-    /// Arrays this worker has attached, by encoded handle, so each is opened once.
-    static ARRAYS: std::cell::RefCell<HashMap<Vec<u8>, Box<dyn std::any::Any>>> =
-        std::cell::RefCell::new(HashMap::new());
+    /// Arrays this worker has attached, by encoded handle, so that the chunks of one job open
+    /// their array once. Only the last few stay mapped, so finished jobs' memory is released.
+    static ARRAYS: std::cell::RefCell<ArrayCache> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The start of the attached array `handle` (opened and cached on first use) and its length.
+fn cached_array<T: Pod>(handle: &ObjectHandle) -> Result<(*mut T, usize), String> {
+    let key = codec::encode(handle).map_err(|e| e.to_string())?;
+    ARRAYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let pos = match cache.iter().position(|(k, _)| *k == key) {
+            Some(p) => p,
+            None => {
+                let a = RawArray::<T>::open(handle).map_err(|e| format!("array: {e}"))?;
+                cache.insert(0, (key, Box::new(a)));
+                cache.truncate(ARRAY_CACHE);
+                0
+            }
+        };
+        let entry = cache.remove(pos);
+        cache.insert(0, entry);
+        let a = cache[0]
+            .1
+            .downcast_ref::<RawArray<T>>()
+            .ok_or("array cache holds another type")?;
+        Ok((a.as_ptr(), a.len()))
+    })
+}
+
+/// The input of a plain map task: the input and output byte arrays and the element range.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PlainInput {
+    pub(crate) input: ObjectHandle,
+    pub(crate) output: ObjectHandle,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+}
+
+fn plain_tramp<A: 'static, R: 'static>(
+    f: usize,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    // SAFETY: as in `map_tramp`, for `fn(A) -> R` made by `FnRef::plain`.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
+    let task: PlainInput = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
+    let (sa, sr) = (size_of::<A>(), size_of::<R>());
+    let (src, src_len) = cached_array::<u8>(&task.input)?;
+    let (dst, dst_len) = cached_array::<u8>(&task.output)?;
+    let fits = |size: usize, len: usize| {
+        task.start
+            .checked_add(task.len)
+            .and_then(|end| end.checked_mul(size))
+            .is_some_and(|b| b <= len)
+    };
+    if !fits(sa, src_len) || !fits(sr, dst_len) {
+        return Err(format!(
+            "chunk {}+{} outside the arrays",
+            task.start, task.len
+        ));
+    }
+    for i in task.start..task.start + task.len {
+        // SAFETY: element i lies inside the input array (checked above); `FnRef::plain`'s
+        // contract makes any bytes a valid `A`; the parent does not write the input while the
+        // job runs.
+        let a = unsafe { std::ptr::read_unaligned(src.add(i * sa).cast::<A>()) };
+        let r = f(a);
+        // SAFETY: element i lies inside the output array (checked above), and this task is the
+        // only writer of its range: the pool hands each range to one task, and the parent reads
+        // the output only when every task is done.
+        unsafe { std::ptr::write_unaligned(dst.add(i * sr).cast::<R>(), r) };
+    }
+    codec::encode_into(&(), out).map_err(|e| e.to_string())
 }
 
 fn chunk_tramp<T: Pod>(f: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     // SAFETY: as in `map_tramp`, for `fn(&mut [T])` made by `FnRef::chunks`.
     let f: fn(&mut [T]) = unsafe { std::mem::transmute::<usize, fn(&mut [T])>(f) };
     let task: ChunkInput = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let key = codec::encode(&task.array).map_err(|e| e.to_string())?;
-    let ptr = ARRAYS.with(|cache| -> Result<*mut T, String> {
-        let mut cache = cache.borrow_mut();
-        if !cache.contains_key(&key) {
-            let a = RawArray::<T>::open(&task.array).map_err(|e| format!("array: {e}"))?;
-            cache.insert(key.clone(), Box::new(a));
+    let (base, len) = cached_array::<T>(&task.array)?;
+    let ptr = match task.start.checked_add(task.len) {
+        // SAFETY: `start <= len` of the validated array, so the pointer stays in bounds.
+        Some(end) if end <= len => unsafe { base.add(task.start) },
+        _ => {
+            return Err(format!(
+                "chunk {}+{} outside the array of {len}",
+                task.start, task.len
+            ));
         }
-        let a = cache
-            .get(&key)
-            .and_then(|b| b.downcast_ref::<RawArray<T>>())
-            .ok_or("array cache holds another type")?;
-        match task.start.checked_add(task.len) {
-            // SAFETY: `start <= len` of the validated array, so the pointer stays in bounds.
-            Some(end) if end <= a.len() => Ok(unsafe { a.as_ptr().add(task.start) }),
-            _ => Err(format!(
-                "chunk {}+{} outside the array of {}",
-                task.start,
-                task.len,
-                a.len()
-            )),
-        }
-    })?;
+    };
     // SAFETY: `ptr..ptr+len` lies inside the mapped array (checked above; the mapping stays in
-    // the cache for the worker's life). The pool hands each chunk to exactly one task and the
+    // the cache while the task runs). The pool hands each chunk to exactly one task and the
     // parent holds the array exclusively (`&mut`) until every chunk is done, so no other
     // reference to these elements exists while `f` runs.
     let chunk = unsafe { std::slice::from_raw_parts_mut(ptr, task.len) };

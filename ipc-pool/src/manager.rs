@@ -31,7 +31,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ipc_core::{ObjectHandle, Process, StartMethod, codec};
+use ipc_core::{ObjectHandle, Placement, Process, StartMethod, codec};
 use ipc_queue::{GetError, PutError, Queue, Serde};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -471,6 +471,10 @@ struct Conn {
     responses: Queue<Reply, Serde>,
 }
 
+/// Bytes of a request or reply that travel inside a queue slot (larger ones go to a segment of
+/// their own).
+const SLOT_SIZE: usize = 512;
+
 /// How long a client waits between liveness checks of the manager while connecting.
 const CONNECT_SLICE: Duration = Duration::from_millis(50);
 
@@ -478,8 +482,8 @@ impl Conn {
     fn connect(addr: &Address) -> Result<Self, ManagerError> {
         let requests = Queue::<Request, Serde>::open_producer(&addr.requests)
             .map_err(|_| ManagerError::ManagerGone)?;
-        let responses =
-            Queue::<Reply, Serde>::new(4).map_err(|e| ManagerError::Start(e.to_string()))?;
+        let responses = Queue::<Reply, Serde>::create(&Placement::Anonymous, 4, SLOT_SIZE)
+            .map_err(|e| ManagerError::Start(e.to_string()))?;
         let client = ipc_core::random_u128() as u64;
         let mut conn = Self {
             client,
@@ -632,8 +636,8 @@ impl ManagerBuilder {
 
     /// Starts the manager process and connects to it.
     pub fn start(self) -> Result<Manager, ManagerError> {
-        let requests =
-            Queue::<Request, Serde>::new(64).map_err(|e| ManagerError::Start(e.to_string()))?;
+        let requests = Queue::<Request, Serde>::create(&Placement::Anonymous, 64, SLOT_SIZE)
+            .map_err(|e| ManagerError::Start(e.to_string()))?;
         let key = Key::random();
         let args = ServerArgs {
             requests: requests.handle(),

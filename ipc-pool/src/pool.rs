@@ -22,15 +22,22 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ipc_core::{JoinError, ObjectHandle, Process, RawArray, StartMethod, codec};
+use ipc_core::{JoinError, ObjectHandle, Placement, Process, RawArray, StartMethod, codec};
 use ipc_queue::{GetError, Queue, Serde};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::async_result::{AsyncResult, Slot};
 use crate::error::{BuildError, MapError, SubmitError, TaskError};
-use crate::function::{ChunkInput, FnRef, Key};
+use crate::function::{ChunkInput, FnRef, Key, PlainInput};
 use crate::sys;
+
+/// Bytes of a task or result message that travel inside a queue slot; larger ones (big chunks)
+/// go to a segment of their own.
+const SLOT_SIZE: usize = 512;
+/// Chunks of at least this many items of primitive numbers travel by placement in shared
+/// arrays; smaller ones are cheaper inline in the task message.
+const PLAIN_MIN_CHUNK: usize = 64;
 
 /// Tasks handed to one worker and not yet answered, at most.
 pub const CREDIT: usize = 32;
@@ -185,8 +192,8 @@ impl Shared {
     }
 
     fn start_worker(&self, slot: u32) -> Result<Worker, BuildError> {
-        let queue =
-            Queue::<TaskMsg, Serde>::new(CREDIT).map_err(|e| BuildError::Channel(e.to_string()))?;
+        let queue = Queue::<TaskMsg, Serde>::create(&Placement::Anonymous, CREDIT, SLOT_SIZE)
+            .map_err(|e| BuildError::Channel(e.to_string()))?;
         let args = WorkerArgs {
             tasks: queue.handle(),
             results: self.results.clone(),
@@ -349,8 +356,12 @@ impl PoolBuilder {
             None => None,
         };
         let has_init = init.is_some();
-        let mut results = Queue::<ResultMsg, Serde>::new(processes * CREDIT + 16)
-            .map_err(|e| BuildError::Channel(e.to_string()))?;
+        let mut results = Queue::<ResultMsg, Serde>::create(
+            &Placement::Anonymous,
+            processes * CREDIT + 16,
+            SLOT_SIZE,
+        )
+        .map_err(|e| BuildError::Channel(e.to_string()))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 workers: Vec::new(),
@@ -648,6 +659,29 @@ fn fail_all(
     }
 }
 
+/// Whether `T` is a primitive number (no padding, valid for every bit pattern).
+fn is_primitive<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    [
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u128>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<i128>(),
+        TypeId::of::<isize>(),
+        TypeId::of::<f32>(),
+        TypeId::of::<f64>(),
+    ]
+    .contains(&t)
+}
+
 /// Python's default chunksize for `map`: ceil(n / (4 × workers)).
 pub fn default_chunksize(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers.max(1)).max(1)
@@ -816,7 +850,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, MapError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
@@ -825,6 +859,10 @@ impl Pool {
     }
 
     /// [`map`](Self::map) with an explicit chunksize.
+    ///
+    /// When `A` and `R` are primitive numbers and chunks are large, the items travel by
+    /// placement in shared memory (as with [`map_pod`](Self::map_pod)) instead of through the
+    /// codec.
     pub fn map_chunksize<A, R>(
         &self,
         f: fn(A) -> R,
@@ -832,12 +870,110 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<R>, MapError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let func = FnRef::map(self.key(), f);
         let items: Vec<A> = items.into_iter().collect();
+        if chunksize >= PLAIN_MIN_CHUNK && is_primitive::<A>() && is_primitive::<R>() {
+            // SAFETY: primitive numbers have no padding and are valid for every bit pattern.
+            let func = unsafe { FnRef::plain(self.key(), f) };
+            // SAFETY: as above.
+            return unsafe { self.map_plain(func, &items, chunksize) };
+        }
+        let func = FnRef::map(self.key(), f);
         self.map_func(func, &items, chunksize).get_map()
+    }
+
+    /// Zero-copy map for plain data: the items are placed once in a shared array, each worker
+    /// reads its chunk there and writes its results into a shared output array, and only the
+    /// chunk bounds are encoded. Python's default chunksize.
+    ///
+    /// ```no_run
+    /// use ipc_pool::Pool;
+    ///
+    /// fn half(x: f64) -> f64 {
+    ///     x / 2.0
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.map_pod(half, &[1.0, 2.0, 3.0])?, [0.5, 1.0, 1.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_pod<A: bytemuck::Pod, R: bytemuck::Pod>(
+        &self,
+        f: fn(A) -> R,
+        items: &[A],
+    ) -> Result<Vec<R>, MapError> {
+        let chunk = default_chunksize(items.len(), self.processes);
+        // SAFETY: `Pod` types have no padding and are valid for every bit pattern.
+        let func = unsafe { FnRef::plain(self.key(), f) };
+        // SAFETY: as above.
+        unsafe { self.map_plain(func, items, chunk) }
+    }
+
+    /// # Safety
+    /// `A` and `R` must have no padding and be valid for every bit pattern, and `func` must
+    /// have been made by `FnRef::plain::<A, R>`.
+    unsafe fn map_plain<A: 'static, R: 'static>(
+        &self,
+        func: FnRef,
+        items: &[A],
+        chunksize: usize,
+    ) -> Result<Vec<R>, MapError> {
+        let fail = |message: String| MapError {
+            index: 0,
+            error: TaskError::Codec { message },
+        };
+        let n = items.len();
+        let in_bytes = n
+            .checked_mul(size_of::<A>())
+            .ok_or_else(|| fail("input too large".into()))?;
+        let out_bytes = n
+            .checked_mul(size_of::<R>())
+            .ok_or_else(|| fail("output too large".into()))?;
+        let input = RawArray::<u8>::new(in_bytes).map_err(|e| fail(e.to_string()))?;
+        let output = RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?;
+        // SAFETY: `items` is `in_bytes` initialised bytes (the caller guarantees no padding).
+        let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), in_bytes) };
+        input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
+        let chunksize = chunksize.max(1);
+        let starts: Vec<usize> = (0..n).step_by(chunksize).collect();
+        let job = MapJob::<()>::new(starts.len(), chunksize);
+        let (input_handle, output_handle) = (input.handle(), output.handle());
+        for (k, start) in starts.into_iter().enumerate() {
+            let task = PlainInput {
+                input: input_handle.clone(),
+                output: output_handle.clone(),
+                start,
+                len: chunksize.min(n - start),
+            };
+            let c = Arc::clone(&job.collector);
+            let r = match codec::encode(&task) {
+                Ok(bytes) => self.submit_raw(
+                    func,
+                    bytes,
+                    Box::new(move |out| {
+                        let out = out.map(|_| Vec::new());
+                        MapJob::deliver(&c, k, out)
+                    }),
+                ),
+                Err(e) => Err(SubmitError::Encode(e.to_string())),
+            };
+            if let Err(e) = r {
+                MapJob::deliver(&job.collector, k, Err(e.into()));
+            }
+        }
+        job.get_map()?;
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
+        // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
+        // caller's guarantee), so after the copy the first `n` elements are initialised.
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out_bytes);
+            output.read(0, dst).map_err(|e| fail(e.to_string()))?;
+            out.set_len(n);
+        }
+        Ok(out)
     }
 
     /// Like [`map`](Self::map), returning at once with an [`AsyncResult`] of all results.

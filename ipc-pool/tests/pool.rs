@@ -76,6 +76,47 @@ fn map_squares_in_order() {
     assert!(pool.map(square, Vec::<u64>::new()).unwrap().is_empty());
 }
 
+fn shout(s: String) -> String {
+    s.to_uppercase()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Point {
+    x: f32,
+    y: f32,
+}
+
+fn flip(p: Point) -> Point {
+    Point { x: p.y, y: p.x }
+}
+
+#[test]
+fn map_of_serde_values_and_of_pod_structs() {
+    let pool = Pool::new(2).unwrap();
+    let words: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+    let out = pool.map(shout, words.clone()).unwrap();
+    assert_eq!(
+        out,
+        words.iter().map(|w| w.to_uppercase()).collect::<Vec<_>>()
+    );
+    let pts: Vec<Point> = (0..1000)
+        .map(|i| Point {
+            x: i as f32,
+            y: -(i as f32),
+        })
+        .collect();
+    let flipped = pool.map_pod(flip, &pts).unwrap();
+    assert_eq!(flipped.len(), 1000);
+    assert!(
+        flipped
+            .iter()
+            .zip(&pts)
+            .all(|(f, p)| f.x == p.y && f.y == p.x)
+    );
+    assert!(pool.map_pod(flip, &[]).unwrap().is_empty());
+}
+
 #[test]
 fn apply_starmap_and_async() {
     let pool = Pool::new(2).unwrap();

@@ -77,6 +77,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(scenarios::python::scenarios());
     v.extend(scenarios::sync::scenarios());
     v.extend(scenarios::pool::scenarios());
+    v.extend(scenarios::process::scenarios());
     v
 }
 

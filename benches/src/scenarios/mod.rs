@@ -4,5 +4,6 @@ pub mod core;
 pub mod limit;
 pub mod os;
 pub mod pool;
+pub mod process;
 pub mod python;
 pub mod sync;

@@ -451,7 +451,7 @@ impl<R> Process<R> {
             child::ChildInfo {
                 name: self.inner.name.clone(),
                 identity: self.inner.identity.clone(),
-                parent: ProcessIdentity::current(),
+                parent: child::self_identity(),
                 parent_name: current.name,
             }
         };

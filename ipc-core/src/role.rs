@@ -43,7 +43,9 @@ pub(crate) fn ensure_linked() {
 ///
 /// Call it first in `main`, as a Python script guards its entry point with
 /// `if __name__ == "__main__"`. Children that re-execute this binary are dispatched to their role
-/// before `main` runs; `init` keeps that dispatcher linked into the executable.
+/// before `main` runs; `init` keeps that dispatcher linked into the executable. A re-executed
+/// child that reaches `init` anyway (its dispatcher was not run) exits at once with code 1 and a
+/// message, so its parent gets a clear error instead of a second copy of the program.
 ///
 /// ```
 /// // First thing in `main`:
@@ -51,4 +53,10 @@ pub(crate) fn ensure_linked() {
 /// ```
 pub fn init() {
     ensure_linked();
+    if let Some(role) = std::env::var_os(ROLE_ENV) {
+        eprintln!(
+            "ipc-core: this process was started as a {role:?} child but its role dispatcher did              not run; exiting"
+        );
+        std::process::exit(1);
+    }
 }

@@ -2,7 +2,7 @@
 //! methods.
 //!
 //! A [`Process`] runs a non-capturing `fn(A) -> R` in a child process; `A` and `R` travel through
-//! the [codec](crate::codec), so handles of shared objects ([`RawValue`](crate::RawValue),
+//! the [`codec`], so handles of shared objects ([`RawValue`](crate::RawValue),
 //! [`RawArray`](crate::RawArray), [`SharedMemory`](crate::SharedMemory)) pass as arguments and
 //! attach in the child. [`join`](Process::join) returns the child's `R`, or why there is none:
 //! its panic message, its exit code, the signal that killed it.

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_core::{
-    JoinError, Process, ProcessIdentity, RawValue, Runnable, SignalError, StartError, StartMethod,
+    JoinError, Process, ProcessIdentity, RawArray, RawValue, Runnable, SharedMemory, SignalError,
+    StartError, StartMethod,
 };
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +197,35 @@ fn a_raw_value_handle_attaches_in_the_child() {
     }
 }
 
+fn double_and_mark(handles: (RawArray<u32>, SharedMemory)) -> u32 {
+    let (array, seg) = handles;
+    for i in 0..array.len() {
+        let v = array.get(i).unwrap();
+        array.set(i, v * 2).unwrap();
+    }
+    seg.write(0, b"seen").unwrap();
+    array.to_vec().iter().sum()
+}
+
+#[test]
+fn array_and_segment_handles_attach_in_the_child() {
+    for method in METHODS {
+        let array = RawArray::from_slice(&[1u32, 2, 3]).unwrap();
+        let seg = SharedMemory::anonymous(64).unwrap();
+        let handles = (
+            RawArray::open(&array.handle()).unwrap(),
+            SharedMemory::attach(&seg.handle()).unwrap(),
+        );
+        let p = process(method, double_and_mark, handles);
+        p.start().unwrap();
+        assert_eq!(join(&p).unwrap(), 12, "{method:?}");
+        assert_eq!(array.to_vec(), [2, 4, 6], "{method:?}");
+        let mut buf = [0u8; 4];
+        seg.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"seen", "{method:?}");
+    }
+}
+
 #[test]
 fn start_twice_and_join_unstarted_are_errors() {
     let p = process(StartMethod::ForkServer, square, 2);
@@ -218,8 +248,7 @@ fn start_twice_and_join_unstarted_are_errors() {
 fn a_bad_function_identity_is_refused() {
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
         let p = process(method, square, 3);
-        // Far outside any code of this binary.
-        p.skew_function_identity_for_tests(1 << 46);
+        p.corrupt_function_identity_for_tests();
         match p.start() {
             Err(StartError::BadFunction { message }) => {
                 assert!(message.contains("does not resolve"), "{message}")

@@ -230,6 +230,8 @@ pub(crate) fn run() -> ! {
         platform::exit_now(1);
     }
     let server_pid = platform::getpid();
+    // Offsets already checked against this image's code: (trampoline, function) -> addresses.
+    let mut resolved: HashMap<(i64, i64), (child::Trampoline, usize)> = HashMap::new();
     // pid -> (status pipe, daemon)
     let mut children: HashMap<u32, (File, bool)> = HashMap::new();
     loop {
@@ -260,7 +262,17 @@ pub(crate) fn run() -> ! {
             } else {
                 crate::codec::decode::<Request>(&payload)
                     .map_err(|e| format!("malformed request: {e}"))
-                    .and_then(|req| req.resolve().map(|r| (req, r)))
+                    .and_then(|req| {
+                        let key = (req.trampoline, req.func);
+                        match resolved.get(&key) {
+                            Some(&r) => Ok((req, r)),
+                            None => {
+                                let r = req.resolve()?;
+                                resolved.insert(key, r);
+                                Ok((req, r))
+                            }
+                        }
+                    })
             };
             let (req, (trampoline, func)) = match reply {
                 Ok(r) => r,

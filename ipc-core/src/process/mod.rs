@@ -215,7 +215,9 @@ fn lock_children() -> MutexGuard<'static, Vec<Arc<Inner>>> {
 /// In a forked child: the parent's children are not ours (their channels are closed here).
 fn forget_children() {
     if let Ok(mut children) = CHILDREN.try_lock() {
-        children.clear();
+        // Leaked, not dropped: dropping would run the destructors of the parent's arguments
+        // (an owned named segment would unlink its name) in this child.
+        std::mem::forget(std::mem::take(&mut *children));
     }
 }
 
@@ -560,12 +562,13 @@ impl<R> Process<R> {
         }
     }
 
-    /// Moves the function identity the child receives by `delta` bytes, so that tests can check
-    /// that an identity which does not resolve is refused. Not for use in programs.
+    /// Makes the function identity the child receives point outside the address space (far
+    /// beyond any mapping), so that tests can check that an identity which does not resolve is
+    /// refused. Not for use in programs; it only ever makes `start` fail.
     #[doc(hidden)]
-    pub fn skew_function_identity_for_tests(&self, delta: i64) {
+    pub fn corrupt_function_identity_for_tests(&self) {
         if let Some(p) = self.inner.lock().pending.as_mut() {
-            p.func_skew = delta;
+            p.func_skew = 1 << 62;
         }
     }
 }

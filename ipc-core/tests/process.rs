@@ -65,6 +65,11 @@ fn sleeps(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms))
 }
 
+fn sleeps_then_exits(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::exit(7)
+}
+
 fn add_five(v: RawValue<u64>) -> u64 {
     v.fetch_add(5);
     v.get()
@@ -463,4 +468,83 @@ fn a_daemon_dies_when_its_parent_is_killed() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+// ---- The fork server dies: its children's status is lost, not waited for forever. ----
+
+/// The fork server among this process's children (its environment names its role).
+fn find_fork_server() -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat[stat.rfind(')')? + 1..]
+                .split_ascii_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let is_server = environ
+                .split(|&b| b == 0)
+                .any(|var| var == b"IPC_CORE_ROLE=forkserver");
+            (ppid == me && is_server).then_some(pid)
+        })
+}
+
+/// Child role: kills its own fork server while a child of it runs.
+#[test]
+#[ignore]
+fn role_fork_server_killed() {
+    let p = process(StartMethod::ForkServer, sleeps_then_exits, 500);
+    p.start().unwrap();
+    let server = find_fork_server().expect("a fork server runs");
+    // SAFETY: kill has no memory effects; `server` is our own child process.
+    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
+    // The orphaned child still runs; join waits for it, then says its status is lost.
+    match join(&p) {
+        Err(JoinError::StatusLost) => {}
+        other => panic!("expected StatusLost, got {other:?}"),
+    }
+    assert!(!p.is_alive());
+    assert_eq!(p.exit_code(), None);
+    // The next start brings up a new server.
+    let q = process(StartMethod::ForkServer, square, 5);
+    q.start().unwrap();
+    assert_eq!(join(&q).unwrap(), 25);
+    println!("ROLE_OK");
+}
+
+#[test]
+fn a_dead_fork_server_loses_status_and_is_replaced() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "role_fork_server_killed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: the role did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(
+        status.success() && out.contains("ROLE_OK"),
+        "{status}\n{out}"
+    );
 }

@@ -637,3 +637,8 @@ pub(crate) fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// Whether a process `pid` exists (zombies included).
+pub(crate) fn pid_exists(pid: u32) -> bool {
+    std::fs::metadata(format!("/proc/{pid}")).is_ok()
+}

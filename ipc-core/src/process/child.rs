@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 
-use crate::primitive::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use crate::primitive::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -329,12 +329,16 @@ pub(super) fn run(
             0
         }
         Ok(Outcome::ArgDecode(msg)) => {
-            eprintln!("process: cannot decode the argument: {msg}");
+            if may_lock_stdio() {
+                eprintln!("process: cannot decode the argument: {msg}");
+            }
             send_raw(fd, tag::ARG_DECODE, msg.as_bytes());
             1
         }
         Ok(Outcome::ResultEncode(msg)) => {
-            eprintln!("process: cannot encode the result: {msg}");
+            if may_lock_stdio() {
+                eprintln!("process: cannot encode the result: {msg}");
+            }
             send_raw(fd, tag::RESULT_ENCODE, msg.as_bytes());
             1
         }
@@ -344,10 +348,27 @@ pub(super) fn run(
     exit(code)
 }
 
-/// Flushes standard output and error, then `_exit(code)`.
+/// Set in a child forked from a multi-threaded parent: another thread may have held the
+/// standard output lock at the fork, so this process must not take it on its own account.
+static FORKED_WITH_THREADS: AtomicBool = AtomicBool::new(false);
+
+/// Records, in a freshly forked child, whether the parent had other threads.
+pub(super) fn set_forked_with_threads(threads: bool) {
+    // ORDERING: Relaxed: written and read by this child's only thread.
+    FORKED_WITH_THREADS.store(threads, Ordering::Relaxed);
+}
+
+fn may_lock_stdio() -> bool {
+    // ORDERING: Relaxed: written and read by this child's only thread.
+    !FORKED_WITH_THREADS.load(Ordering::Relaxed)
+}
+
+/// Flushes standard output and error (unless that could deadlock), then `_exit(code)`.
 pub(super) fn exit(code: i32) -> ! {
-    let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
+    if may_lock_stdio() {
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+    }
     platform::exit_now(code)
 }
 

@@ -29,6 +29,7 @@ pub(super) fn start(
     let pid = unsafe { platform::fork() }?;
     if pid == 0 {
         drop(ours);
+        child::set_forked_with_threads(threads > 1);
         after_fork_in_child();
         if daemon {
             child::arm_daemon(parent);

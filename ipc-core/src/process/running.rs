@@ -16,6 +16,8 @@ pub(super) enum Watch {
     Child,
     /// A fork-server child: the server writes the raw wait status to this pipe.
     Server(File),
+    /// A fork-server child whose server died: its end is seen on its pidfd, its status is lost.
+    Orphan,
 }
 
 /// What the child reported on its channel.
@@ -117,13 +119,28 @@ impl Running {
                     self.status = Some(Status::from_raw(raw));
                 }
             }
+            Watch::Orphan => {
+                let ended = match &self.pidfd {
+                    Some(fd) => {
+                        platform::poll(&[(fd.as_raw_fd(), libc::POLLIN)], Some(Duration::ZERO))?[0]
+                            != 0
+                    }
+                    None => !platform::pid_exists(self.pid),
+                };
+                if ended {
+                    self.status = Some(Status::Lost);
+                }
+            }
             Watch::Server(pipe) => {
                 let mut raw = [0u8; 4];
                 match pipe.read(&mut raw) {
                     Ok(4) => self.status = Some(Status::from_raw(i32::from_le_bytes(raw))),
                     // End of file (or a torn status, which a pipe never gives for 4 bytes): the
-                    // server died without reporting.
-                    Ok(_) => self.status = Some(Status::Lost),
+                    // server died without reporting. The child may still run: watch its pidfd.
+                    Ok(_) => {
+                        self.watch = Watch::Orphan;
+                        return self.check_status();
+                    }
                     Err(e)
                         if e.kind() == io::ErrorKind::WouldBlock
                             || e.kind() == io::ErrorKind::Interrupted => {}
@@ -167,7 +184,7 @@ impl Running {
             fds.push((self.channel.as_raw_fd(), libc::POLLIN));
         }
         match &self.watch {
-            Watch::Child => match &self.pidfd {
+            Watch::Child | Watch::Orphan => match &self.pidfd {
                 Some(fd) => fds.push((fd.as_raw_fd(), libc::POLLIN)),
                 None => {
                     // Without a pidfd, wake in slices to re-check with waitpid.

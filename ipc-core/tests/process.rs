@@ -548,3 +548,10 @@ fn a_dead_fork_server_loses_status_and_is_replaced() {
         "{status}\n{out}"
     );
 }
+
+#[test]
+fn process_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Process<u32>>();
+    check::<Process<Vec<String>>>();
+}

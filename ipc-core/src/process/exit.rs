@@ -37,6 +37,17 @@ impl Status {
 }
 
 /// Starting a process failed.
+///
+/// ```no_run
+/// use ipc_core::{Process, StartError};
+///
+/// fn idle(_: ()) {}
+///
+/// let p = Process::new(idle, ());
+/// p.start()?;
+/// assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
@@ -113,6 +124,21 @@ impl From<io::Error> for StartError {
 }
 
 /// Joining a process did not give its result.
+///
+/// ```no_run
+/// use ipc_core::{JoinError, Process};
+///
+/// fn quit(code: i32) {
+///     std::process::exit(code)
+/// }
+///
+/// let p = Process::new(quit, 3);
+/// assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+/// p.start()?;
+/// assert!(matches!(p.join(), Err(JoinError::Exited { code: 3 })));
+/// assert_eq!(p.exit_code(), Some(3));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JoinError {

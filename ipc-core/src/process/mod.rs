@@ -90,6 +90,21 @@ pub use exit::{JoinError, StartError};
 use running::{Report, Running};
 
 /// How a child process is started; see the [module docs](self).
+///
+/// ```no_run
+/// use ipc_core::{Process, StartMethod};
+///
+/// fn double(x: i32) -> i32 {
+///     2 * x
+/// }
+///
+/// for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
+///     let p = Process::builder().start_method(method).target(double, 21);
+///     p.start()?;
+///     assert_eq!(p.join()?, 42);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum StartMethod {
@@ -372,6 +387,15 @@ impl<R> fmt::Debug for Process<R> {
 }
 
 /// A signal could not be sent.
+///
+/// ```
+/// use ipc_core::{Process, SignalError};
+///
+/// fn idle(_: ()) {}
+///
+/// let p = Process::new(idle, ());
+/// assert!(matches!(p.terminate(), Err(SignalError::NotStarted)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SignalError {
@@ -573,7 +597,12 @@ impl<R> Process<R> {
     }
 }
 
-/// This process, as Python's `current_process()` describes it.
+/// This process, as Python's `current_process()` describes it; see [`current_process`].
+///
+/// ```
+/// let me: ipc_core::CurrentProcess = ipc_core::current_process();
+/// assert!(me.pid > 0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentProcess {
     /// `MainProcess` in a program's first process, the process name in a child.
@@ -583,6 +612,19 @@ pub struct CurrentProcess {
 }
 
 /// The process that started this one (Python's `parent_process()`).
+///
+/// ```no_run
+/// use ipc_core::Process;
+///
+/// fn parent_pid(_: ()) -> Option<u32> {
+///     ipc_core::parent_process().map(|p| p.pid())
+/// }
+///
+/// let p = Process::new(parent_pid, ());
+/// p.start()?;
+/// assert_eq!(p.join()?, Some(std::process::id()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentProcess {
     /// Its name (`MainProcess` for a program's first process).
@@ -629,6 +671,21 @@ pub fn parent_process() -> Option<ParentProcess> {
 }
 
 /// A child that [`active_children`] found running.
+///
+/// ```no_run
+/// use ipc_core::Process;
+///
+/// fn nap(ms: u64) {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+/// }
+///
+/// let p = Process::new(nap, 1000);
+/// p.start()?;
+/// let active = ipc_core::active_children();
+/// assert!(active.iter().any(|c| Some(c.pid) == p.pid() && c.name == p.name()));
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveChild {
     /// Its name.

@@ -427,6 +427,12 @@ fn role_daemon_parent() {
         .accept_fork_with_threads(true)
         .target(sleeps, 3_600_000);
     daemon.start().unwrap();
+    let other = Process::builder()
+        .start_method(method)
+        .accept_fork_with_threads(true)
+        .target(sleeps, WATCHDOG.as_millis() as u64);
+    other.start().unwrap();
+    println!("NON_DAEMON_PID {}", other.pid().unwrap());
     println!("DAEMON_PID {}", daemon.pid().unwrap());
     std::thread::sleep(WATCHDOG);
 }
@@ -447,8 +453,12 @@ fn a_daemon_dies_when_its_parent_is_killed() {
             .unwrap();
         let stdout = parent.stdout.take().unwrap();
         let mut pid = None;
+        let mut non_daemon = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
+            if let Some(p) = line.strip_prefix("NON_DAEMON_PID ") {
+                non_daemon = ProcessIdentity::of_pid(p.trim().parse::<u32>().unwrap());
+            }
             if let Some(p) = line.strip_prefix("DAEMON_PID ") {
                 pid = Some(p.trim().parse::<u32>().unwrap());
                 break;
@@ -467,6 +477,16 @@ fn a_daemon_dies_when_its_parent_is_killed() {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        // A non-daemon child outlives its parent, as in Python; then it is ours to clean up.
+        let non_daemon = non_daemon.expect("the non-daemon child runs");
+        let survived = non_daemon.is_alive();
+        // SAFETY: kill has no memory effects; the identity was alive just above, and the
+        // process is an orphan this test started.
+        unsafe { libc::kill(non_daemon.pid() as i32, libc::SIGKILL) };
+        assert!(
+            survived,
+            "{name}: the non-daemon child died with its parent"
+        );
     }
 }
 

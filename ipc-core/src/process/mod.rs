@@ -346,6 +346,11 @@ fn next_identity() -> String {
 
 /// A child process running a function, as Python's `multiprocessing.Process`.
 ///
+/// Dropping a `Process` neither waits for nor stops its child (as in Python); a child that was
+/// not joined is reaped by a later [`active_children`] call. `join` hands the result over once:
+/// a second `join` returns [`JoinError::ResultMissing`], while [`exit_code`](Self::exit_code)
+/// keeps reporting how the child ended.
+///
 /// ```no_run
 /// use ipc_core::{JoinError, Process};
 ///

@@ -244,26 +244,6 @@ fn set_current(info: ChildInfo) {
     COUNTER.store(0, Ordering::Relaxed);
 }
 
-/// This process's identity, read from `/proc` once per process (a forked child reads its own).
-pub(super) fn self_identity() -> ProcessIdentity {
-    let pid = platform::getpid();
-    // ORDERING: Acquire, pairs with the Release store below; publishes SELF_START_TIME.
-    if SELF_PID.load(Ordering::Acquire) == u64::from(pid) {
-        // ORDERING: Relaxed: ordered after the Acquire load above.
-        return ProcessIdentity::from_parts(pid, SELF_START_TIME.load(Ordering::Relaxed));
-    }
-    let me = ProcessIdentity::current();
-    // ORDERING: Relaxed: published by the Release store of the pid that follows.
-    SELF_START_TIME.store(me.start_time(), Ordering::Relaxed);
-    // ORDERING: Release, pairs with the Acquire load above; publishes SELF_START_TIME. Two
-    // threads racing here store the same values.
-    SELF_PID.store(u64::from(pid), Ordering::Release);
-    me
-}
-
-static SELF_PID: AtomicU64 = AtomicU64::new(0);
-static SELF_START_TIME: AtomicU64 = AtomicU64::new(0);
-
 /// The next child number of this process.
 pub(super) fn next_child_number() -> u64 {
     // ORDERING: Relaxed: only uniqueness matters, which the read-modify-write gives.

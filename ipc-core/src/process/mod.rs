@@ -482,7 +482,7 @@ impl<R> Process<R> {
             child::ChildInfo {
                 name: self.inner.name.clone(),
                 identity: self.inner.identity.clone(),
-                parent: child::self_identity(),
+                parent: ProcessIdentity::current(),
                 parent_name: current.name,
             }
         };

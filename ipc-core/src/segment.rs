@@ -170,6 +170,8 @@ impl SharedMemoryBuilder {
                 size: self.size as u64,
             });
         }
+        // The tracker must exist before the name does: a death between the two would leak it.
+        tracker::ensure_started();
         let file = platform::shm_create(&self.name).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 CreateError::AlreadyExists {

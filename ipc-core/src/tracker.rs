@@ -13,8 +13,8 @@
 //! socket instead (`R <name>` / `U <name>` lines). When the creator exits — normally, by panic,
 //! or by SIGKILL — the kernel closes its end of the socket, the tracker reads end-of-file,
 //! unlinks every name still registered in the table or over the socket, and exits. The tracker
-//! ignores SIGINT, SIGTERM and SIGHUP so that a Ctrl-C aimed at the process group does not stop
-//! it before it has cleaned up.
+//! ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT and runs in a process group of its own, so that
+//! a signal aimed at its creator's group does not stop it before it has cleaned up.
 //!
 //! ## Table slots
 //!
@@ -34,6 +34,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -123,17 +124,18 @@ fn start() -> Conn {
     let Ok((mut ours, theirs)) = UnixStream::pair() else {
         return dead;
     };
-    let Ok(exe) = std::env::current_exe() else {
-        return dead;
-    };
     let table = platform::memfd_create("ipc-tracker", (SLOTS * SLOT) as u64)
         .and_then(|file| Ok((MmapOptions::new().len(SLOTS * SLOT).map_raw(&file)?, file)))
         .ok();
     crate::role::ensure_linked();
-    let mut cmd = Command::new(exe);
+    // `/proc/self/exe` names this very executable even if its file was replaced or deleted
+    // since it started. The tracker gets a process group of its own, so that a signal aimed at
+    // ours (Ctrl-C, Ctrl-\, `kill -9 -PGID`) does not take it down with its creator.
+    let mut cmd = Command::new("/proc/self/exe");
     cmd.env(crate::role::ROLE_ENV, ROLE)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .process_group(0);
     if let Some((_, file)) = &table {
         cmd.env(TABLE_ENV, format!("{owner_pid}:{}", file.as_raw_fd()));
     }
@@ -207,6 +209,12 @@ fn send_nosignal(stream: &mut UnixStream, bytes: &[u8]) -> std::io::Result<()> {
     stream.flush()
 }
 
+/// Starts this process's tracker now if it has none yet, so that a name created right after
+/// is registered with a couple of stores rather than after a process start.
+pub(crate) fn ensure_started() {
+    with_conn(|_| {});
+}
+
 /// Registers a name this process created and owns.
 pub(crate) fn register(name: &str) {
     with_conn(|conn| {
@@ -277,7 +285,7 @@ fn table_names(map: &MmapRaw) -> Vec<String> {
 
 /// The tracker's main loop; runs in the tracker process and never returns.
 pub(crate) fn run() -> ! {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
         // SAFETY: installing SIG_IGN has no preconditions; the tracker is single-threaded here.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
 
 use crate::primitive::{AtomicU32, Ordering};
@@ -19,11 +19,17 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 /// An anonymous memory file of `len` bytes; freed by the kernel with its last fd and mapping.
 pub(crate) fn memfd_create(debug_name: &str, len: u64) -> io::Result<File> {
     let cname = CString::new(debug_name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+    let fd = cvt(unsafe { libc::memfd_create(cname.as_ptr(), flags) })?;
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
     file.set_len(len)?;
+    // Fix the size for good: a peer that reopens the memfd cannot shrink it under the other
+    // mappings (which would turn their next access into SIGBUS).
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS on a memfd we own has no memory-safety preconditions.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
     Ok(file)
 }
 

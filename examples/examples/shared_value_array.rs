@@ -28,14 +28,12 @@ const CHILD: &str = "SHARED_VALUE_ARRAY_CHILD";
 /// (`get_lock()` returns `Err(OwnerDied)` only if an earlier holder died holding the lock; the
 /// data is then taken as that holder left it.)
 fn f(n: &Value<i32>, a: &Array<i32>) {
-    *n.get_lock().unwrap_or_else(OwnerDied::into_inner) += 10;
-    for x in a
-        .get_lock()
+    n.get_lock()
         .unwrap_or_else(OwnerDied::into_inner)
-        .iter_mut()
-    {
-        *x += 1;
-    }
+        .update(|v| *v += 10);
+    a.get_lock()
+        .unwrap_or_else(OwnerDied::into_inner)
+        .update(|xs| xs.iter_mut().for_each(|x| *x += 1));
 }
 
 fn main() -> anyhow::Result<()> {

@@ -138,7 +138,7 @@ fn sync() -> anyhow::Result<()> {
     let value = ipc_sync::Value::new(5i64)?;
     let t = Instant::now();
     if let Ok(mut g) = value.get_lock() {
-        *g += 10;
+        g.update(|v| *v += 10);
     }
     step("Value(5) += 10 under its lock", value.get(), t.elapsed());
     let each = per_op(1_000_000, || {

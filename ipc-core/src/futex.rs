@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use crate::platform::{self, FutexWait};
 use crate::primitive::{AtomicU32, Ordering, fence};
 
+/// The longest single sleep of [`Futex::wait_while`]: a missed wake-up costs at most this.
+pub const SLICE: Duration = Duration::from_millis(50);
+
 /// Why one wait returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,6 +141,10 @@ impl Futex {
 
     /// Sleeps in bounded slices while `blocked(current value)` holds, until `deadline`. Returns
     /// the first value for which `blocked` is false.
+    ///
+    /// Each sleep lasts at most [`SLICE`] and the word is re-read after it, so even a wake that
+    /// never comes (a waker that skipped the syscall because a peer corrupted the waiter count)
+    /// delays the caller by one slice, never forever.
     pub fn wait_while(
         &self,
         mut blocked: impl FnMut(u32) -> bool,
@@ -148,7 +155,14 @@ impl Futex {
             if !blocked(v) {
                 return Ok(v);
             }
-            if self.wait(v, deadline) == WaitResult::TimedOut {
+            let slice_end = Instant::now() + SLICE;
+            let this = match deadline {
+                Some(d) if d <= slice_end => Some(d),
+                _ => Some(slice_end),
+            };
+            if self.wait(v, this) == WaitResult::TimedOut
+                && deadline.is_some_and(|d| Instant::now() >= d)
+            {
                 let v = self.load();
                 return if blocked(v) { Err(TimedOut) } else { Ok(v) };
             }

@@ -285,7 +285,13 @@ fn table_names(map: &MmapRaw) -> Vec<String> {
 
 /// The tracker's main loop; runs in the tracker process and never returns.
 pub(crate) fn run() -> ! {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGPIPE,
+    ] {
         // SAFETY: installing SIG_IGN has no preconditions; the tracker is single-threaded here.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }

@@ -278,19 +278,32 @@ fn anonymous_segments_cannot_be_resized_by_a_peer() {
     // Find our memfd as a peer would reach it, through /proc, and try to shrink it.
     let mut tried = 0;
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
         if !target.to_string_lossy().starts_with("/memfd:ipc-anon") {
             continue;
         }
-        let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) else { continue };
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) else {
+            continue;
+        };
         if f.metadata().map(|m| m.len()).unwrap_or(0) != 8192 {
             continue;
         }
-        assert!(f.set_len(0).is_err(), "a sealed memfd must refuse to shrink");
-        assert!(f.set_len(1 << 20).is_err(), "a sealed memfd must refuse to grow");
+        assert!(
+            f.set_len(0).is_err(),
+            "a sealed memfd must refuse to shrink"
+        );
+        assert!(
+            f.set_len(1 << 20).is_err(),
+            "a sealed memfd must refuse to grow"
+        );
         tried += 1;
     }
-    assert!(tried >= 1, "the segment's memfd was not found in /proc/self/fd");
+    assert!(
+        tried >= 1,
+        "the segment's memfd was not found in /proc/self/fd"
+    );
     let mut b = [0u8; 1];
     seg.read(0, &mut b).unwrap();
     assert_eq!(&b, b"x");

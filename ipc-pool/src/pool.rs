@@ -626,19 +626,43 @@ fn on_death(
     }
     if st.futile_respawns > MAX_FUTILE_RESPAWNS {
         let reason = format!("workers keep dying before finishing any task (last: {cause})");
-        st.broken = Some(reason.clone());
-        fail_all(shared, st, deliveries, || TaskError::WorkerDied {
-            pid,
-            cause: reason.clone(),
-        });
+        break_pool(shared, st, deliveries, pid, reason);
         return;
     }
     match shared.start_worker(slot as u32) {
         Ok(new) => st.workers[slot] = new,
         Err(e) => {
-            st.broken = Some(e.to_string());
+            let reason = format!("cannot start a replacement worker: {e}");
+            if st.workers.iter().any(|w| w.alive) {
+                // The live workers carry on with the pending tasks, one worker short.
+                st.broken = None;
+            } else {
+                break_pool(shared, st, deliveries, pid, reason);
+            }
         }
     }
+}
+
+/// Gives up on a pool that cannot keep workers alive: stops the workers that remain (so that no
+/// task still runs, in particular none holding a chunk of a `map_chunks_mut` array), then fails
+/// every unfinished task and every later submission with `reason`.
+fn break_pool(
+    shared: &Shared,
+    st: &mut State,
+    deliveries: &mut Vec<Box<dyn FnOnce() + Send>>,
+    pid: u32,
+    reason: String,
+) {
+    for w in st.workers.iter_mut().filter(|w| w.alive) {
+        let _ = w.process.kill();
+        let _ = w.process.join_timeout(Duration::from_secs(5));
+        w.alive = false;
+    }
+    st.broken = Some(reason.clone());
+    fail_all(shared, st, deliveries, || TaskError::WorkerDied {
+        pid,
+        cause: reason.clone(),
+    });
 }
 
 fn fail_all(
@@ -969,8 +993,11 @@ impl Pool {
         // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
         // caller's guarantee), so after the copy the first `n` elements are initialised.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out_bytes);
-            output.read(0, dst).map_err(|e| fail(e.to_string()))?;
+            std::ptr::copy_nonoverlapping(
+                output.as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                out_bytes,
+            );
             out.set_len(n);
         }
         Ok(out)

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
 use ipc_core::pod::{self, AtomicInt};
@@ -17,17 +16,15 @@ const KIND: &str = "Array";
 /// A fixed-length array of `T: Pod` in shared memory with its own robust lock: Python's
 /// `Array('i', [1, 2, 3])`.
 ///
-/// [`lock`](Self::lock) (Python's `get_lock()`) gives a guard that dereferences to `[T]`;
-/// `get`, `set` and `to_vec` take the lock for one operation; integer types add lock-free
-/// per-element atomics.
+/// [`lock`](Self::lock) (Python's `get_lock()`) gives a guard that copies elements in and out
+/// ([`ArrayGuard::update`] for a read-modify-write of the whole array); `get`, `set` and
+/// `to_vec` take the lock for one operation; integer types add lock-free per-element atomics.
 ///
 /// ```
 /// use ipc_sync::Array;
 ///
 /// let a = Array::from_slice(&[1i32, 2, 3])?;
-/// for x in a.lock().unwrap().iter_mut() {
-///     *x += 1;
-/// }
+/// a.lock().unwrap().update(|xs| xs.iter_mut().for_each(|x| *x += 1));
 /// assert_eq!(a.to_vec(), [2, 3, 4]);
 /// assert_eq!(a.get(5), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -114,24 +111,12 @@ impl<T: Pod> Array<T> {
 
     /// Copies element `index` out under the lock; `None` past the end.
     pub fn get(&self, index: usize) -> Option<T> {
-        self.guard().get(index).copied()
+        self.guard().get(index)
     }
 
     /// Stores element `index` under the lock.
     pub fn set(&self, index: usize, value: T) -> Result<(), IndexOutOfBounds> {
-        let mut g = self.guard();
-        let len = g.len();
-        match g.get_mut(index) {
-            Some(slot) => {
-                *slot = value;
-                Ok(())
-            }
-            None => Err(IndexOutOfBounds {
-                index,
-                count: 1,
-                len,
-            }),
-        }
+        self.guard().set(index, value)
     }
 
     /// Copies every element out under the lock.
@@ -181,7 +166,8 @@ impl<T: AtomicInt> Array<T> {
 
 shared_handle!(Array<T>);
 
-/// Holds an [`Array`]'s lock; dereferences to the elements.
+/// Holds an [`Array`]'s lock. It copies elements in and out instead of lending references,
+/// because the lock-free operations of integer arrays may write them meanwhile.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     _lock: LockGuard<'a>,
@@ -195,27 +181,58 @@ impl<T: Pod> ArrayGuard<'_, T> {
     pub fn make_consistent(&self) {
         self._lock.make_consistent();
     }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the array is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies element `index` out; `None` past the end.
+    pub fn get(&self, index: usize) -> Option<T> {
+        // SAFETY: `index < len`: an aligned element of the validated payload, mapped while the
+        // guard lives; `pod::load` is atomic for sizes 1-8, the only sizes lock-free writers
+        // exist for.
+        (index < self.len).then(|| unsafe { pod::load(self.data.add(index)) })
+    }
+
+    /// Stores element `index`.
+    pub fn set(&mut self, index: usize, value: T) -> Result<(), IndexOutOfBounds> {
+        if index >= self.len {
+            return Err(IndexOutOfBounds {
+                index,
+                count: 1,
+                len: self.len,
+            });
+        }
+        // SAFETY: as in `get`.
+        unsafe { pod::store(self.data.add(index), value) };
+        Ok(())
+    }
+
+    /// Copies every element out.
+    pub fn to_vec(&self) -> Vec<T> {
+        (0..self.len).filter_map(|i| self.get(i)).collect()
+    }
+
+    /// Read-modify-write of the whole array under the lock: `f` edits a copy, which is then
+    /// stored element by element.
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        let mut v = self.to_vec();
+        let r = f(&mut v);
+        for (i, x) in v.into_iter().enumerate() {
+            let _ = self.set(i, x);
+        }
+        r
+    }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: Pod> Deref for ArrayGuard<'_, T> {
-    type Target = [T];
-
-    fn deref(&self) -> &[T] {
-        // SAFETY: the lock is held for the guard's life; `len` aligned elements lie inside the
-        // validated payload; any bytes are valid `T: Pod`.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
-    }
-}
-
-impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+        fmt::Debug::fmt(&self.to_vec(), f)
     }
 }

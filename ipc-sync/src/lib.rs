@@ -94,4 +94,4 @@ pub use rlock::{RLock, ReentrantLock, ReentrantLockGuard, ReentrantLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
 #[cfg(not(loom))]
-pub use value::Value;
+pub use value::{Value, ValueGuard};

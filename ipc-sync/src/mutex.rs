@@ -97,7 +97,8 @@ impl<T: Pod> Mutex<T> {
 
 shared_handle!(Mutex<T>);
 
-/// Holds a [`Mutex`] (or the lock of a [`Value`](crate::Value)); dereferences to the value.
+/// Holds a [`Mutex`]; dereferences to the value (a `Mutex` has no lock-free operations, so the
+/// lock is the only way to its bytes).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     lock: LockGuard<'a>,
@@ -105,15 +106,7 @@ pub struct MutexGuard<'a, T: Pod> {
     _t: PhantomData<&'a mut T>,
 }
 
-impl<'a, T: Pod> MutexGuard<'a, T> {
-    pub(crate) fn new(state: &'a LockState, data: *mut T) -> Self {
-        Self {
-            lock: LockGuard { state },
-            data,
-            _t: PhantomData,
-        }
-    }
-
+impl<T: Pod> MutexGuard<'_, T> {
     /// Marks the value consistent again after [`OwnerDied`](crate::OwnerDied).
     pub fn make_consistent(&self) {
         self.lock.make_consistent();

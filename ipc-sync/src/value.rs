@@ -6,8 +6,7 @@ use bytemuck::Pod;
 use ipc_core::pod::{self, AtomicInt};
 use ipc_core::{CreateError, OpenError, Placement};
 
-use crate::lock::lock_methods;
-use crate::mutex::MutexGuard;
+use crate::lock::{LockGuard, lock_methods};
 use crate::object::{Shared, shared_handle};
 use crate::raw_lock::LockState;
 
@@ -16,15 +15,16 @@ const KIND: &str = "Value";
 /// One `T: Pod` in shared memory with its own robust lock: Python's `Value('i', 5)`.
 ///
 /// `get` and `set` take the lock for one copy; [`lock`](Self::lock) (Python's `get_lock()`)
-/// holds it across a read-modify-write. Integer types add lock-free atomic operations
-/// (`load`, `store`, `fetch_add`, `compare_exchange`) that do not take the lock, so a counter
-/// needs none.
+/// holds it across a read-modify-write ([`ValueGuard::update`]). Integer types add lock-free
+/// atomic operations (`load`, `store`, `fetch_add`, `compare_exchange`) that do not take the
+/// lock, so a counter needs none. Because those may run while another process holds the lock,
+/// the guard lends no reference to the value: it copies in and out.
 ///
 /// ```
 /// use ipc_sync::Value;
 ///
 /// let v = Value::new(5i32)?;
-/// *v.lock().unwrap() += 10;                // Python: with v.get_lock(): v.value += 10
+/// v.lock().unwrap().update(|x| *x += 10); // Python: with v.get_lock(): v.value += 10
 /// assert_eq!(v.get(), 15);
 /// v.fetch_add(1);                  // lock-free
 /// assert_eq!(v.load(), 16);
@@ -81,28 +81,78 @@ impl<T: Pod> Value<T> {
         self.shm.state()
     }
 
-    fn make_guard(&self) -> MutexGuard<'_, T> {
-        MutexGuard::new(self.lock_state(), self.shm.data())
+    fn make_guard(&self) -> ValueGuard<'_, T> {
+        ValueGuard {
+            _lock: LockGuard {
+                state: self.lock_state(),
+            },
+            data: self.shm.data(),
+        }
     }
 
-    lock_methods!(MutexGuard<'_, T>);
+    lock_methods!(ValueGuard<'_, T>);
 
     /// Python's `get_lock()`: the same as [`lock`](Self::lock).
-    pub fn get_lock(&self) -> Result<MutexGuard<'_, T>, crate::OwnerDied<MutexGuard<'_, T>>> {
+    pub fn get_lock(&self) -> Result<ValueGuard<'_, T>, crate::OwnerDied<ValueGuard<'_, T>>> {
         self.lock()
     }
 
     /// Copies the value out under the lock. A dead previous holder is taken over silently (the
     /// value is what it left); use [`lock`](Self::lock) to see [`OwnerDied`](crate::OwnerDied).
     pub fn get(&self) -> T {
-        let g = self.lock().unwrap_or_else(crate::OwnerDied::into_inner);
-        *g
+        self.lock()
+            .unwrap_or_else(crate::OwnerDied::into_inner)
+            .get()
     }
 
     /// Stores a value under the lock (a dead previous holder is taken over as in `get`).
     pub fn set(&self, value: T) {
-        let mut g = self.lock().unwrap_or_else(crate::OwnerDied::into_inner);
-        *g = value;
+        self.lock()
+            .unwrap_or_else(crate::OwnerDied::into_inner)
+            .set(value);
+    }
+}
+
+/// Holds a [`Value`]'s lock. It copies the value in and out instead of lending a reference,
+/// because the lock-free operations of integer values may write it meanwhile.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T: Pod> {
+    _lock: LockGuard<'a>,
+    data: *mut T,
+}
+
+impl<T: Pod> ValueGuard<'_, T> {
+    /// Copies the value out.
+    pub fn get(&self) -> T {
+        // SAFETY: one `T`, aligned to 64 bytes, in the validated payload, mapped while the
+        // guard (which borrows the `Value`) lives; `pod::load` is atomic for sizes 1-8, the only
+        // sizes lock-free writers exist for.
+        unsafe { pod::load(self.data) }
+    }
+
+    /// Stores a new value.
+    pub fn set(&mut self, value: T) {
+        // SAFETY: as in `get`.
+        unsafe { pod::store(self.data, value) }
+    }
+
+    /// Read-modify-write under the lock: `f` edits a copy, which is then stored.
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut v = self.get();
+        let r = f(&mut v);
+        self.set(v);
+        r
+    }
+
+    /// Marks the value consistent again after [`OwnerDied`](crate::OwnerDied).
+    pub fn make_consistent(&self) {
+        self._lock.make_consistent();
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.get()).finish()
     }
 }
 

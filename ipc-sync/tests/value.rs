@@ -13,10 +13,10 @@ use ipc_sync::{Array, Event, LockTimeoutError, Value};
 fn child_add_ten() {
     let v: Value<i32> = from_env("VALUE");
     let a: Array<i32> = from_env("ARRAY");
-    *v.get_lock().unwrap() += 10;
-    for x in a.get_lock().unwrap().iter_mut() {
-        *x += 1;
-    }
+    v.get_lock().unwrap().update(|x| *x += 10);
+    a.get_lock()
+        .unwrap()
+        .update(|xs| xs.iter_mut().for_each(|x| *x += 1));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn child_hold_value_lock() {
     let v: Value<u64> = from_env("VALUE");
     let held: Event = from_env("HELD");
     let mut g = v.get_lock().unwrap();
-    *g = 99;
+    g.set(99);
     held.set();
     std::thread::sleep(common::WATCHDOG);
 }
@@ -97,7 +97,7 @@ fn killed_holder_of_value_lock() {
             Err(died) => {
                 let g = died.into_inner();
                 g.make_consistent();
-                *g
+                g.get()
             }
             Ok(_) => 0,
         }

@@ -143,7 +143,10 @@ fn value_locked_incr(cfg: &Config) -> anyhow::Result<Option<f64>> {
     let value = Value::new(0u64)?;
     let secs = two_processes(|| {
         for _ in 0..n {
-            *value.lock().map_err(|_| anyhow::anyhow!("owner died"))? += 1;
+            value
+                .lock()
+                .map_err(|_| anyhow::anyhow!("owner died"))?
+                .update(|v| *v += 1);
         }
         Ok(())
     })?;

@@ -575,3 +575,26 @@ fn process_is_send_and_sync() {
     check::<Process<u32>>();
     check::<Process<Vec<String>>>();
 }
+
+fn sleep_forever(_: ()) {
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+#[test]
+fn terminate_from_another_thread_while_joining() {
+    let p = std::sync::Arc::new(ipc_core::Process::new(sleep_forever, ()));
+    p.start().unwrap();
+    let joiner = {
+        let p = std::sync::Arc::clone(&p);
+        std::thread::spawn(move || p.join_timeout(std::time::Duration::from_secs(60)))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // A join in progress must not keep another thread from signalling the child.
+    p.terminate().unwrap();
+    let r = joiner.join().unwrap();
+    assert!(
+        matches!(r, Err(ipc_core::JoinError::Signaled { signal: 15 })),
+        "{r:?}"
+    );
+    assert_eq!(p.exit_code(), Some(-15));
+}

@@ -117,6 +117,9 @@ pub enum StartMethod {
     ForkServer,
 }
 
+/// The longest a `join` holds the process's state at a time.
+const JOIN_SLICE: Duration = Duration::from_millis(20);
+
 static DEFAULT_METHOD: Mutex<StartMethod> = Mutex::new(StartMethod::ForkServer);
 
 /// Sets the start method of processes that do not choose one (Python's `set_start_method`).
@@ -504,13 +507,29 @@ impl<R> Process<R> {
     where
         R: DeserializeOwned,
     {
-        let mut state = self.inner.lock();
+        // Wait in slices, letting go of the state between them, so that another thread can
+        // `terminate`, `kill` or ask `is_alive` while this one joins.
+        let mut state = loop {
+            let mut state = self.inner.lock();
+            let Some(running) = state.running.as_mut() else {
+                return Err(JoinError::NotStarted);
+            };
+            let slice_end = Instant::now() + JOIN_SLICE;
+            let this = match deadline {
+                Some(d) if d <= slice_end => d,
+                _ => slice_end,
+            };
+            if running.wait(Some(this))? {
+                break state;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(JoinError::Timeout);
+            }
+            drop(state);
+        };
         let Some(running) = state.running.as_mut() else {
             return Err(JoinError::NotStarted);
         };
-        if !running.wait(deadline)? {
-            return Err(JoinError::Timeout);
-        }
         let report = running.take_final_report();
         let corrupted = running.corrupted;
         let status = running.status;

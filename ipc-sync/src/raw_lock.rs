@@ -46,6 +46,9 @@ const SPIN_LIMIT: u32 = 1;
 /// How long a holder pid that runs under another start time must stay unchanged before it is
 /// taken for a recycled pid (and not for a live holder between its CAS and its start-time store).
 pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(200);
+/// How long a running pid with *no* recorded start time must hold the lock unchanged before it
+/// counts as a dead holder whose pid was reused (see `lock`).
+pub(crate) const UNRECORDED_GRACE: Duration = Duration::from_secs(10);
 
 /// The shared state of a robust lock (16 bytes, `#[repr(C)]`, every bit pattern valid).
 #[repr(C)]
@@ -261,8 +264,13 @@ impl LockState {
                 }
                 Liveness::Dead => true,
                 Liveness::Mismatch => match suspect {
+                    // A recorded start time that differs from the running pid's: the holder
+                    // died and its pid was reused. No recorded time (0): a live holder may sit
+                    // between its CAS and its store of the time (preempted, stopped), so only a
+                    // much longer wait counts it dead.
                     Some((sw, ss, since)) if sw == w && ss == start => {
-                        since.elapsed() >= SUSPECT_GRACE
+                        let grace = if start == 0 { UNRECORDED_GRACE } else { SUSPECT_GRACE };
+                        since.elapsed() >= grace
                     }
                     _ => {
                         suspect = Some((w, start, Instant::now()));

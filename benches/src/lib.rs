@@ -38,6 +38,7 @@ pub struct Scenario {
 pub fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
     v.extend(scenarios::limit::scenarios());
+    v.extend(scenarios::queue::scenarios());
     v
 }
 

@@ -34,6 +34,6 @@ pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
     pipe_simplex, pipe_with_capacity,
 };
-pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
+pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, Sample, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;

@@ -137,6 +137,8 @@ struct PipeSegment {
 // SAFETY: the ring parts point into `seg`'s mapping, which `PipeSegment` owns; all shared
 // accesses go through atomics or through bytes owned per the SPSC protocol.
 unsafe impl Send for PipeSegment {}
+// SAFETY: as above; `PipeSegment` has no interior state of its own besides the mapping.
+unsafe impl Sync for PipeSegment {}
 
 fn ring_span(capacity: usize) -> Option<usize> {
     Some(layout::padded(STATE_BYTES.checked_add(capacity)?))
@@ -207,7 +209,7 @@ pub struct Connection {
     end: u8,
     spin: Duration,
     buf: Vec<u8>,
-    seg: PipeSegment,
+    seg: std::sync::Arc<PipeSegment>,
 }
 
 // SAFETY: every pointer in a connection points into its own segment mapping, which moves with
@@ -259,14 +261,11 @@ pub fn pipe_with_capacity(
     capacity: usize,
     duplex: bool,
 ) -> Result<(Connection, Connection), CreateError> {
-    let a_seg = PipeSegment::create(placement, capacity)?;
-    let handle = a_seg.seg.handle();
-    let fail = |_| CreateError::InvalidCapacity { capacity };
-    let b_seg = PipeSegment::from_segment(
-        ObjectSegment::open(&handle, &layout::fingerprint(KIND))
-            .map_err(|e| fail(OpenError::from(e)))?,
-    )
-    .map_err(fail)?;
+    // Both ends share one mapping (and descriptor), so either end's handle stays valid while
+    // the other end lives.
+    let a_seg = std::sync::Arc::new(PipeSegment::create(placement, capacity)?);
+    let b_seg = a_seg.clone();
+    let fail = |_: OpenError| CreateError::InvalidCapacity { capacity };
     // End 0 sends on ring 0 and receives on ring 1; end 1 the reverse. Simplex: end 0 reads
     // (ring 1), end 1 writes (ring 1).
     let a = Connection::attach(a_seg, 0, duplex, true).map_err(fail)?;
@@ -275,7 +274,12 @@ pub fn pipe_with_capacity(
 }
 
 impl Connection {
-    fn attach(seg: PipeSegment, end: u8, send: bool, recv: bool) -> Result<Self, OpenError> {
+    fn attach(
+        seg: std::sync::Arc<PipeSegment>,
+        end: u8,
+        send: bool,
+        recv: bool,
+    ) -> Result<Self, OpenError> {
         let e = usize::from(end & 1);
         let tx = if send {
             let ring = seg.rings[e];
@@ -335,7 +339,7 @@ impl Connection {
     pub fn open(handle: &ConnectionHandle) -> Result<Self, OpenError> {
         let seg = ObjectSegment::open(&handle.object, &layout::fingerprint(KIND))?;
         Self::attach(
-            PipeSegment::from_segment(seg)?,
+            std::sync::Arc::new(PipeSegment::from_segment(seg)?),
             handle.end,
             handle.send,
             handle.recv,

@@ -291,6 +291,163 @@ impl<T: Pod> Queue<T, Plain> {
     }
 }
 
+impl<T: Pod> Queue<T, Plain> {
+    /// Puts a copy of `*value` (one copy, straight into the slot: for large `T`, this avoids
+    /// moving the value through the stack).
+    pub fn put_from(&mut self, value: &T) -> Result<(), PutError<()>> {
+        let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
+        // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
+        // `value` is private memory, so the ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytemuck::bytes_of(value).as_ptr(),
+                slot.ptr,
+                size_of::<T>(),
+            )
+        };
+        if self.raw.commit_put(pos) {
+            Ok(())
+        } else {
+            Err(PutError::Corrupted(()))
+        }
+    }
+
+    /// Gets the next value into `*out` (one copy, straight from the slot).
+    pub fn get_into(&mut self, out: &mut T) -> Result<(), GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
+        // `out` is private memory and `T: Pod` accepts any bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                slot.ptr,
+                bytemuck::bytes_of_mut(out).as_mut_ptr(),
+                size_of::<T>(),
+            )
+        };
+        self.raw.finish_get(pos);
+        Ok(())
+    }
+
+    /// Loans a free slot to write a message in place, waiting while a consumer is alive.
+    /// [`Loan::commit`] publishes it; dropping the loan skips the slot (nothing is delivered).
+    ///
+    /// ```
+    /// let mut q = ipc_queue::Queue::<[u8; 4096]>::new(2)?;
+    /// let mut loan = q.loan()?;
+    /// loan.as_bytes_mut()[..5].copy_from_slice(b"hello");
+    /// loan.commit();
+    /// let sample = q.get_sample()?;
+    /// assert_eq!(&sample.as_bytes()[..5], b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&mut self) -> Result<Loan<'_, T>, PutError<()>> {
+        let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
+        Ok(Loan {
+            q: &mut self.raw,
+            pos,
+            ptr: slot.ptr,
+            done: false,
+            _t: PhantomData,
+        })
+    }
+
+    /// Receives the next message in place, waiting while a producer is alive; the slot is
+    /// released when the sample drops.
+    pub fn get_sample(&mut self) -> Result<Sample<'_, T>, GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        Ok(Sample {
+            q: &mut self.raw,
+            pos,
+            ptr: slot.ptr,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// A slot of a [`Queue`] loaned for writing in place. The slot is claimed by this process
+/// alone until `commit` (or drop), so handing out `&mut` to its bytes is sound: no other
+/// process reads them before the commit publishes them.
+pub struct Loan<'a, T: Pod> {
+    q: &'a mut RawQueue,
+    pos: u64,
+    ptr: *mut u8,
+    done: bool,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> fmt::Debug for Loan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loan").field("position", &self.pos).finish()
+    }
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// The slot's bytes (`size_of::<T>()`), to write in place.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the slot is claimed by us (Writing) and holds `size_of::<T>()` bytes; no
+        // other process touches it until we commit or give it up, and `&mut self` makes the
+        // slice unique in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, size_of::<T>()) }
+    }
+
+    /// Writes a whole value.
+    pub fn write(&mut self, value: &T) {
+        self.as_bytes_mut()
+            .copy_from_slice(bytemuck::bytes_of(value));
+    }
+
+    /// Publishes the message.
+    pub fn commit(mut self) {
+        self.done = true;
+        self.q.commit_put(self.pos);
+    }
+}
+
+impl<T: Pod> Drop for Loan<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.q.abandon_put(self.pos);
+        }
+    }
+}
+
+/// A received message, read in place; its slot is released on drop.
+pub struct Sample<'a, T: Pod> {
+    q: &'a mut RawQueue,
+    pos: u64,
+    ptr: *mut u8,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> fmt::Debug for Sample<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sample")
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+impl<T: Pod> Sample<'_, T> {
+    /// The message's bytes. The slot is claimed by this process (Reading) until the sample
+    /// drops: per the protocol no other process writes it meanwhile.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the slot is claimed by us for reading and holds `size_of::<T>()` bytes;
+        // writers only reuse it after we release it in `drop`.
+        unsafe { std::slice::from_raw_parts(self.ptr, size_of::<T>()) }
+    }
+
+    /// A copy of the value.
+    pub fn read(&self) -> T {
+        bytemuck::pod_read_unaligned(self.as_bytes())
+    }
+}
+
+impl<T: Pod> Drop for Sample<'_, T> {
+    fn drop(&mut self) {
+        self.q.finish_get(self.pos);
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     /// A queue of `capacity` slots of [`DEFAULT_SLOT_SIZE`] bytes in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {

@@ -333,6 +333,18 @@ impl RawQueue {
         }
     }
 
+    /// Gives up a slot claimed for writing without publishing anything: it is skipped.
+    pub(crate) fn abandon_put(&mut self, pos: u64) {
+        let me = self.me();
+        let stuck = Stuck {
+            slot: (pos % self.slots.capacity) as usize,
+            word: mpmc_index::pack(pos, me),
+            reading: false,
+        };
+        mpmc_index::recover(&self.slots, stuck);
+        self.state().not_empty.notify();
+    }
+
     /// Claims the next message without waiting: `Ok(None)` when empty (or when the next message
     /// is still being written by a live producer).
     pub(crate) fn try_claim_get(&mut self) -> Result<Option<(u64, SlotPayload)>, WaitEnd> {

@@ -1,3 +1,4 @@
 //! Scenario groups, one file each.
 
 pub mod limit;
+pub mod queue;

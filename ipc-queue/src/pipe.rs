@@ -129,6 +129,13 @@ pub struct ConnectionHandle {
     recv: bool,
 }
 
+impl ConnectionHandle {
+    /// The handle of the pipe's segment (both ends share it).
+    pub fn segment(&self) -> &ObjectHandle {
+        &self.object
+    }
+}
+
 struct PipeSegment {
     seg: ObjectSegment,
     rings: [RingParts<u8>; 2],
@@ -189,6 +196,8 @@ struct Rx {
     ring: RingParts<u8>,
     index: ConsumerIndex,
     member: Membership,
+    /// Bytes of a message given up by a timed-out receive, skipped before the next one.
+    discard: usize,
 }
 
 /// One end of a pipe: `send`/`recv` serde values, or raw bytes.
@@ -311,6 +320,7 @@ impl Connection {
                 ring,
                 index,
                 member,
+                discard: 0,
             })
         } else {
             None
@@ -371,6 +381,24 @@ impl Connection {
         r
     }
 
+    /// Receives a serde value, waiting at most `timeout`. A message that was only partly
+    /// received by then is given up (skipped by the next receive).
+    pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.recv_into_vec(&mut buf, Some(Instant::now() + timeout));
+        let r = r.and_then(|()| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
+        self.buf = buf;
+        r
+    }
+
+    /// Receives one message of raw bytes, waiting at most `timeout` (see
+    /// [`recv_timeout`](Self::recv_timeout)).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        let mut out = Vec::new();
+        self.recv_into_vec(&mut out, Some(Instant::now() + timeout))?;
+        Ok(out)
+    }
+
     /// Sends one message of raw bytes, any size up to [`MAX_MESSAGE`] (larger than the ring
     /// streams through it). Waits for space while the other end lives.
     pub fn send_bytes(&mut self, data: &[u8]) -> Result<(), SendError> {
@@ -420,7 +448,7 @@ impl Connection {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
         skip_header(rx);
-        read_exact(rx, &mut buf[..len], spin)?;
+        read_exact(rx, &mut buf[..len], spin, None)?;
         Ok(len)
     }
 
@@ -440,7 +468,10 @@ impl Connection {
             let start = out.len();
             let n = (len - start).min(step);
             out.resize(start + n, 0);
-            read_exact(rx, &mut out[start..], spin)?;
+            if let Err(e) = read_exact(rx, &mut out[start..], spin, deadline) {
+                rx.discard += len - out.len();
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -553,6 +584,7 @@ fn wait_readable(
 
 /// Waits for a record header and returns its length, without consuming it.
 fn peek_header(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<usize, RecvError> {
+    skip_discarded(rx, spin, deadline)?;
     wait_readable(rx, HEADER as u64, spin, deadline)?;
     let mut header = [0u8; HEADER];
     // SAFETY: HEADER bytes from the head are readable per the protocol (waited for above).
@@ -570,7 +602,12 @@ fn skip_header(rx: &mut Rx) {
     state.space.notify();
 }
 
-fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), RecvError> {
+fn read_exact(
+    rx: &mut Rx,
+    mut out: &mut [u8],
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> Result<(), RecvError> {
     while !out.is_empty() {
         let state = rx.ring.state();
         let ready = rx
@@ -578,7 +615,11 @@ fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), Rec
             .available(&state.idx, out.len() as u64)
             .map_err(|_| RecvError::Corrupted)?;
         if ready == 0 {
-            wait_readable(rx, 1, spin, None)?;
+            if let Err(e) = wait_readable(rx, 1, spin, deadline) {
+                // The rest of this message is skipped by the next receive.
+                rx.discard = out.len();
+                return Err(e);
+            }
             continue;
         }
         let n = (ready as usize).min(out.len());
@@ -588,6 +629,23 @@ fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), Rec
         rx.index.release(&state.idx, n as u64);
         state.space.notify();
         out = rest;
+    }
+    Ok(())
+}
+
+/// Skips what is left of a message a timed-out receive gave up.
+fn skip_discarded(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<(), RecvError> {
+    while rx.discard > 0 {
+        wait_readable(rx, 1, spin, deadline)?;
+        let state = rx.ring.state();
+        let ready = rx
+            .index
+            .available(&state.idx, rx.discard as u64)
+            .map_err(|_| RecvError::Corrupted)?;
+        let n = (ready as usize).min(rx.discard);
+        rx.index.release(&state.idx, n as u64);
+        state.space.notify();
+        rx.discard -= n;
     }
     Ok(())
 }

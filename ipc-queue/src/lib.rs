@@ -17,6 +17,7 @@
 //! ```
 
 mod error;
+mod joinable_queue;
 mod layout;
 mod mpmc_index;
 mod participants;
@@ -26,9 +27,12 @@ mod queue;
 mod raw_queue;
 mod ring;
 mod signal;
+mod simple_queue;
 mod spsc_index;
+mod wait;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
 pub use participants::MAX_PARTICIPANTS;
 pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
@@ -37,3 +41,5 @@ pub use pipe::{
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, Sample, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
+pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};
+pub use wait::{Waitable, wait};

@@ -502,7 +502,12 @@ impl Connection {
     /// Closes this end (as dropping it does).
     pub fn close(self) {}
 
-    #[allow(dead_code)]
+    pub(crate) fn recv_gone(&self) -> bool {
+        self.rx
+            .as_ref()
+            .is_some_and(|rx| peer_gone(rx.ring.state(), PRODUCER))
+    }
+
     pub(crate) fn recv_signal(&self) -> Option<&crate::signal::Signal> {
         self.rx.as_ref().map(|rx| &*rx.ring.state().items)
     }

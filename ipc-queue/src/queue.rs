@@ -99,8 +99,9 @@ impl<T, E: Encoding> fmt::Debug for Queue<T, E> {
 /// `Send + Sync` whatever `T` is: values are only ever copied in and out.
 type Marker<T, E> = (fn(T) -> T, E);
 
-fn kind<T, E: Encoding>(slot: usize) -> String {
-    format!("Queue<{},{},{slot}>", std::any::type_name::<T>(), E::NAME)
+fn kind<T, E: Encoding>(joinable: bool) -> String {
+    let name = if joinable { "JoinableQueue" } else { "Queue" };
+    format!("{name}<{},{}>", std::any::type_name::<T>(), E::NAME)
 }
 
 fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
@@ -124,6 +125,10 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 }
 
 impl<T, E: Encoding> Queue<T, E> {
+    pub(crate) fn raw(&self) -> &RawQueue {
+        &self.raw
+    }
+
     fn from_raw(raw: RawQueue) -> Self {
         Self {
             raw,
@@ -187,8 +192,18 @@ impl<T: Pod> Queue<T, Plain> {
 
     /// A queue placed as asked.
     pub fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
+        Self::create_flavor(placement, capacity, false)
+    }
+
+    pub(crate) fn create_flavor(
+        placement: &Placement,
+        capacity: usize,
+        joinable: bool,
+    ) -> Result<Self, CreateError> {
         let size = size_of::<T>();
-        let raw = RawQueue::create(placement, &kind::<T, Plain>(0), capacity, size, BOTH)?;
+        let mut raw =
+            RawQueue::create(placement, &kind::<T, Plain>(joinable), capacity, size, BOTH)?;
+        raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
 
@@ -208,7 +223,16 @@ impl<T: Pod> Queue<T, Plain> {
     }
 
     fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        let raw = RawQueue::open(handle, &kind::<T, Plain>(0), role)?;
+        Self::open_flavor(handle, role, false)
+    }
+
+    pub(crate) fn open_flavor(
+        handle: &ObjectHandle,
+        role: u32,
+        joinable: bool,
+    ) -> Result<Self, OpenError> {
+        let mut raw = RawQueue::open(handle, &kind::<T, Plain>(joinable), role)?;
+        raw.set_joinable(joinable);
         if raw.payload_size() < size_of::<T>() {
             return Err(OpenError::Corrupted {
                 what: "slot smaller than the element type",
@@ -461,8 +485,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         capacity: usize,
         slot_size: usize,
     ) -> Result<Self, CreateError> {
+        Self::create_flavor(placement, capacity, slot_size, false)
+    }
+
+    pub(crate) fn create_flavor(
+        placement: &Placement,
+        capacity: usize,
+        slot_size: usize,
+        joinable: bool,
+    ) -> Result<Self, CreateError> {
         let slot = slot_size.max(MIN_SERDE_SLOT).next_multiple_of(8);
-        let raw = RawQueue::create(placement, &kind::<T, Serde>(0), capacity, slot, BOTH)?;
+        let mut raw =
+            RawQueue::create(placement, &kind::<T, Serde>(joinable), capacity, slot, BOTH)?;
+        raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
 
@@ -482,7 +517,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     }
 
     fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        let raw = RawQueue::open(handle, &kind::<T, Serde>(0), role)?;
+        Self::open_flavor(handle, role, false)
+    }
+
+    pub(crate) fn open_flavor(
+        handle: &ObjectHandle,
+        role: u32,
+        joinable: bool,
+    ) -> Result<Self, OpenError> {
+        let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
+        raw.set_joinable(joinable);
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",

@@ -27,9 +27,21 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// An event counter and a waiter count (`#[repr(C)]`, 8 bytes, all bit patterns valid).
 #[repr(C)]
-pub(crate) struct Signal {
+#[allow(unreachable_pub)]
+pub struct Signal {
     epoch: AtomicU32,
     waiters: AtomicU32,
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signal")
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("waiters", &self.waiters.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Signal {
@@ -87,7 +99,6 @@ impl Signal {
     }
 
     /// The word itself, for `futex_waitv` over several objects.
-    #[allow(dead_code)]
     pub(crate) fn epoch_word(&self) -> &AtomicU32 {
         &self.epoch
     }

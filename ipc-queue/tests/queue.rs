@@ -319,3 +319,26 @@ fn consumer_killed_makes_put_fail_instead_of_blocking() {
         assert!(matches!(r, Err(PutError::Disconnected(_))));
     });
 }
+
+#[test]
+fn loans_commit_in_place_and_a_dropped_loan_is_skipped() {
+    let mut q = Queue::<[u64; 1024]>::new(4).unwrap();
+    let mut loan = q.loan().unwrap();
+    loan.as_bytes_mut()[..8].copy_from_slice(&7u64.to_ne_bytes());
+    loan.commit();
+    // A loan given up publishes nothing.
+    drop(q.loan().unwrap());
+    let mut loan = q.loan().unwrap();
+    loan.write(&[9u64; 1024]);
+    loan.commit();
+    {
+        let sample = q.get_sample().unwrap();
+        assert_eq!(sample.read()[0], 7);
+    }
+    let mut out = [0u64; 1024];
+    q.get_into(&mut out).unwrap();
+    assert_eq!(out, [9u64; 1024]);
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    q.put_from(&[1u64; 1024]).unwrap();
+    assert_eq!(q.get().unwrap()[1023], 1);
+}

@@ -669,3 +669,18 @@ impl Drop for Connection {
         }
     }
 }
+
+/// A connection serialises as its handle (to pass it to a child process); deserialising
+/// attaches to the same end.
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ConnectionHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
+    }
+}

@@ -764,3 +764,25 @@ impl EncodeFailure {
         }
     }
 }
+
+/// A queue serialises as its handle, so it can be passed to a child process as an argument
+/// (as Python pickles a `Queue` into `Process(args=(q,))`); deserialising attaches.
+impl<T, E: Encoding> Serialize for Queue<T, E> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle().serialize(s)
+    }
+}
+
+impl<'de, T: Pod> serde::Deserialize<'de> for Queue<T, Plain> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ObjectHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for Queue<T, Serde> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ObjectHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
+    }
+}

@@ -393,3 +393,16 @@ fn consumer_killed_mid_stream_leaves_the_queue_working_for_the_others() {
         assert_eq!(counter.get(0), Some(m));
     });
 }
+
+#[test]
+fn a_queue_travels_as_an_argument() {
+    let mut q = Queue::<u64>::new(4).unwrap();
+    let bytes = ipc_core::codec::encode(&q).unwrap();
+    let mut again: Queue<u64> = ipc_core::codec::decode(&bytes).unwrap();
+    again.put(3).unwrap();
+    assert_eq!(q.get().unwrap(), 3);
+    let s = Queue::<String, Serde>::new(4).unwrap();
+    let bytes = ipc_core::codec::encode(&s).unwrap();
+    assert!(ipc_core::codec::decode::<Queue<String, Serde>>(&bytes).is_ok());
+    assert!(ipc_core::codec::decode::<Queue<u64>>(&bytes).is_err());
+}

@@ -202,6 +202,10 @@ struct Rx {
 
 /// One end of a pipe: `send`/`recv` serde values, or raw bytes.
 ///
+/// Each direction is a single-producer single-consumer ring: one process (one thread) at a
+/// time may use a given end. Pass an end to a child by its [`handle`](Connection::handle) (or
+/// by serialising it) and let the parent drop its copy once the child has attached.
+///
 /// ```
 /// let (mut a, mut b) = ipc_queue::pipe()?;
 /// a.send(&vec![1, 2, 3])?;

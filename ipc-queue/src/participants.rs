@@ -9,6 +9,11 @@
 //! |---------|----------------------|------------------------------------------------------|
 //! | `owner` | 63..32 pid, 31..0 role | 0: free; role [`CLAIMING`]: being claimed; else the roles held |
 //! | `start` | 63..0                | the owner's process start time (valid once the role is set) |
+//! | `generation` | 63..0           | bumped at every claim                                 |
+//!
+//! A participant id is `generation % 512 << 7 | (index + 1)`: 16 bits, recorded in queue slot
+//! words. An id whose generation no longer matches its entry belongs to a process that has
+//! gone, even when a new process holds the entry now.
 //!
 //! | from                  | to                     | by                                   |
 //! |-----------------------|------------------------|--------------------------------------|

@@ -78,6 +78,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(scenarios::sync::scenarios());
     v.extend(scenarios::pool::scenarios());
     v.extend(scenarios::process::scenarios());
+    v.extend(scenarios::queue::scenarios());
     v
 }
 

@@ -1,22 +1,49 @@
 //! # ipc-queue
 //!
-//! The data path between processes: a lock-free SPSC ring, the MPMC `Queue<T>`,
-//! `Pipe`/`Connection`, all in shared memory, robust to peers killed at any instruction.
+//! The data path between processes, in shared memory: Python's `Queue`, `JoinableQueue`,
+//! `SimpleQueue`, `Pipe` and `connection.wait`, and an SPSC ring for the fastest path. All are
+//! lock-free and robust to a peer SIGKILLed at any instruction: a dead producer or consumer
+//! loses at most the one message it was writing or reading, a blocking call whose every peer
+//! is gone returns `Disconnected`, and hostile bytes in shared memory give `Corrupted`, never a
+//! panic.
 //!
-//! | Python `multiprocessing`          | `ipc_queue`                                          |
-//! |-----------------------------------|------------------------------------------------------|
-//! | (none)                            | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
+//! | Python `multiprocessing`                 | `ipc_queue`                                          |
+//! |------------------------------------------|------------------------------------------------------|
+//! | `Queue(maxsize)`                         | [`Queue::<T>::new`](Queue)`(cap)` for `T: Pod`; `Queue::<T, `[`Serde`]`>::new(cap)` for any serde `T` |
+//! | `put`, `get`, `put_nowait`, `get_nowait` | `put`, `get`, `try_put`, `try_get`, `put_timeout`, `get_timeout` |
+//! | `qsize`, `empty`, `full`, `close`        | `len`, `is_empty`, `is_full`, `close`                |
+//! | `JoinableQueue`                          | [`JoinableQueue`]: `task_done`, `join`               |
+//! | `SimpleQueue`                            | [`SimpleQueue`]                                      |
+//! | `Pipe(duplex)`                           | [`pipe`], [`pipe_simplex`] → [`Connection`]s         |
+//! | `connection.wait(objects, timeout)`      | [`wait`]                                             |
+//! | (none)                                   | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
 //!
 //! ```
-//! use ipc_queue::RingBuffer;
+//! use ipc_queue::{Queue, RingBuffer, Serde, pipe};
 //!
-//! let (mut tx, mut rx) = RingBuffer::<u64>::new(16)?;
-//! tx.push(5 * 5)?;
-//! assert_eq!(rx.pop()?, 25);
+//! let mut q = Queue::<u64>::new(16)?;
+//! q.put(5 * 5)?;
+//! assert_eq!(q.get()?, 25);
+//!
+//! let mut names = Queue::<String, Serde>::new(16)?;
+//! names.put("any serde value, any size".into())?;
+//! assert_eq!(names.get()?, "any serde value, any size");
+//!
+//! let (mut a, mut b) = pipe()?;
+//! a.send(&vec![1, 2, 3])?;
+//! assert_eq!(b.recv::<Vec<i32>>()?, [1, 2, 3]);
+//!
+//! let (mut tx, mut rx) = RingBuffer::<u64>::new(1024)?;
+//! tx.push_slice(&[1, 2, 3])?;
+//! assert_eq!(rx.pop()?, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Every object passes to another process by its handle (`handle()`, then `open` there); the
+//! design notes are in the crate's README.
 
 mod error;
+mod joinable_queue;
 mod layout;
 mod mpmc_index;
 mod participants;
@@ -26,14 +53,19 @@ mod queue;
 mod raw_queue;
 mod ring;
 mod signal;
+mod simple_queue;
 mod spsc_index;
+mod wait;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
 pub use participants::MAX_PARTICIPANTS;
 pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
     pipe_simplex, pipe_with_capacity,
 };
-pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
+pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, Sample, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
+pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};
+pub use wait::{Waitable, wait};

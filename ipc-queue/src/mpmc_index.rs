@@ -169,17 +169,16 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
 /// (only possible if a peer believed us dead, or wrote garbage): the message is lost.
 pub(crate) fn commit_put(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let index = (pos % slots.capacity()) as usize;
-    // ORDERING: Release on success, pairs with the Acquire in `claim_get`: publishes the
-    // message bytes; Relaxed on failure, nothing was published.
-    slots
-        .word(index)
-        .compare_exchange(
-            pack(pos, me),
-            pack(pos.wrapping_add(1), 0),
-            Ordering::Release,
-            Ordering::Relaxed,
-        )
-        .is_ok()
+    let word = slots.word(index);
+    // Only we move a slot out of Writing(pos, me) while we live (recovery requires our death),
+    // so a check then a plain store is enough, and cheaper than a CAS on the hot path.
+    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
+    if word.load(Ordering::Relaxed) != pack(pos, me) {
+        return false;
+    }
+    // ORDERING: Release, pairs with the Acquire in `claim_get`: publishes the message bytes.
+    word.store(pack(pos.wrapping_add(1), 0), Ordering::Release);
+    true
 }
 
 /// Claims the slot at the head for participant `me`.
@@ -243,18 +242,16 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
 /// Frees the slot of `pos` after reading it. `false` if it was taken from us meanwhile.
 pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let cap = slots.capacity();
-    let index = (pos % cap) as usize;
-    // ORDERING: Release on success, pairs with the Acquire in `claim_put`: our reads of the
-    // slot happen before the next writer's writes. Relaxed on failure.
-    slots
-        .word(index)
-        .compare_exchange(
-            pack(pos.wrapping_add(1), me),
-            pack(pos.wrapping_add(cap), 0),
-            Ordering::Release,
-            Ordering::Relaxed,
-        )
-        .is_ok()
+    let word = slots.word((pos % cap) as usize);
+    // As in `commit_put`: only we leave Reading(pos, me) while we live.
+    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
+    if word.load(Ordering::Relaxed) != pack(pos.wrapping_add(1), me) {
+        return false;
+    }
+    // ORDERING: Release, pairs with the Acquire in `claim_put`: our reads of the slot happen
+    // before the next writer's writes.
+    word.store(pack(pos.wrapping_add(cap), 0), Ordering::Release);
+    true
 }
 
 /// Moves a stuck slot on (its claimer is known dead): Writing(p) and Reading(p) both become

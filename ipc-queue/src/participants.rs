@@ -9,6 +9,11 @@
 //! |---------|----------------------|------------------------------------------------------|
 //! | `owner` | 63..32 pid, 31..0 role | 0: free; role [`CLAIMING`]: being claimed; else the roles held |
 //! | `start` | 63..0                | the owner's process start time (valid once the role is set) |
+//! | `generation` | 63..0           | bumped at every claim                                 |
+//!
+//! A participant id is `generation % 512 << 7 | (index + 1)`: 16 bits, recorded in queue slot
+//! words. An id whose generation no longer matches its entry belongs to a process that has
+//! gone, even when a new process holds the entry now.
 //!
 //! | from                  | to                     | by                                   |
 //! |-----------------------|------------------------|--------------------------------------|
@@ -40,7 +45,18 @@ const CLAIMING: u32 = 0x8000_0000;
 struct Entry {
     owner: AtomicU64,
     start: AtomicU64,
+    /// Bumped at every claim, so that an id recorded before the entry changed hands is
+    /// recognised as belonging to a process that has gone.
+    generation: AtomicU64,
 }
+
+/// Bits of a participant id that name the entry (index + 1); the bits above hold the entry's
+/// generation at claim time.
+const INDEX_BITS: u32 = 7;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Participant ids fit in 16 bits (they are recorded in slot words).
+const GENERATION_MASK: u64 = (1 << (16 - INDEX_BITS)) - 1;
+const _: () = assert!(MAX_PARTICIPANTS < (1 << INDEX_BITS));
 
 /// The table, `#[repr(C)]` in shared memory; all bit patterns are valid.
 #[repr(C)]
@@ -64,7 +80,7 @@ pub(crate) type ParticipantId = u32;
 
 impl ParticipantTable {
     fn entry(&self, id: ParticipantId) -> Option<&Entry> {
-        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        let index = usize::try_from(id & INDEX_MASK).ok()?.checked_sub(1)?;
         self.entries.get(index)
     }
 
@@ -105,12 +121,18 @@ impl ParticipantTable {
             {
                 // ORDERING: Relaxed, published by the Release store of the role below.
                 entry.start.store(me.start_time(), Ordering::Relaxed);
+                // ORDERING: Relaxed, published by the Release store of the role below.
+                let generation = entry
+                    .generation
+                    .fetch_add(1, Ordering::Relaxed)
+                    .wrapping_add(1);
                 // ORDERING: Release, pairs with the Acquire loads in `is_alive`: publishes
                 // `start` together with the role.
                 entry.owner.store(pack(me.pid(), role), Ordering::Release);
                 // ORDERING: Relaxed, a flag word read only under liveness checks.
                 self.ever.fetch_or(role, Ordering::Relaxed);
-                return Some(index as ParticipantId + 1);
+                let tag = ((generation & GENERATION_MASK) as u32) << INDEX_BITS;
+                return Some(tag | (index as ParticipantId + 1));
             }
         }
         None
@@ -132,13 +154,19 @@ impl ParticipantTable {
         }
     }
 
-    /// Whether the holder of entry `id` is alive (out-of-range ids are not).
+    /// Whether the process that claimed `id` still holds it and is alive (out-of-range ids,
+    /// and ids of an entry that has changed hands since, are not).
     pub(crate) fn is_alive(&self, id: ParticipantId) -> bool {
         let Some(entry) = self.entry(id) else {
             return false;
         };
         // ORDERING: Acquire, pairs with the Release store of the role in `attach`.
         let word = entry.owner.load(Ordering::Acquire);
+        // ORDERING: Relaxed, ordered by the Acquire above.
+        let generation = entry.generation.load(Ordering::Relaxed) & GENERATION_MASK;
+        if u64::from(id >> INDEX_BITS) != generation {
+            return false;
+        }
         // ORDERING: Relaxed, ordered by the Acquire above.
         let start = entry.start.load(Ordering::Relaxed);
         self.word_is_alive(word, start)
@@ -147,7 +175,7 @@ impl ParticipantTable {
     /// Whether any live participant other than `except` holds one of the roles in `mask`.
     pub(crate) fn any_alive(&self, mask: u32, except: ParticipantId) -> bool {
         self.entries.iter().enumerate().any(|(index, entry)| {
-            if index as ParticipantId + 1 == except {
+            if index as ParticipantId + 1 == except & INDEX_MASK {
                 return false;
             }
             // ORDERING: Acquire, pairs with the Release store of the role in `attach`.
@@ -276,6 +304,11 @@ mod tests {
         assert!(t.ever(PRODUCER));
         assert!(!t.is_alive(0));
         assert!(!t.is_alive(1000));
+        // The entry changes hands: the old id no longer counts as alive.
+        let c = t.attach(PRODUCER).unwrap();
+        assert_eq!(c & INDEX_MASK, a & INDEX_MASK);
+        assert!(t.is_alive(c));
+        assert!(!t.is_alive(a));
     }
 
     #[test]
@@ -286,7 +319,7 @@ mod tests {
             .owner
             .store(pack(0x7fff_fff0, PRODUCER), Ordering::Relaxed);
         assert!(!t.any_alive(PRODUCER, 0));
-        assert_eq!(t.attach(CONSUMER), Some(1));
+        assert_eq!(t.attach(CONSUMER).map(|id| id & INDEX_MASK), Some(1));
     }
 
     #[test]

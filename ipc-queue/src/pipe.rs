@@ -129,6 +129,13 @@ pub struct ConnectionHandle {
     recv: bool,
 }
 
+impl ConnectionHandle {
+    /// The handle of the pipe's segment (both ends share it).
+    pub fn segment(&self) -> &ObjectHandle {
+        &self.object
+    }
+}
+
 struct PipeSegment {
     seg: ObjectSegment,
     rings: [RingParts<u8>; 2],
@@ -137,6 +144,8 @@ struct PipeSegment {
 // SAFETY: the ring parts point into `seg`'s mapping, which `PipeSegment` owns; all shared
 // accesses go through atomics or through bytes owned per the SPSC protocol.
 unsafe impl Send for PipeSegment {}
+// SAFETY: as above; `PipeSegment` has no interior state of its own besides the mapping.
+unsafe impl Sync for PipeSegment {}
 
 fn ring_span(capacity: usize) -> Option<usize> {
     Some(layout::padded(STATE_BYTES.checked_add(capacity)?))
@@ -187,9 +196,15 @@ struct Rx {
     ring: RingParts<u8>,
     index: ConsumerIndex,
     member: Membership,
+    /// Bytes of a message given up by a timed-out receive, skipped before the next one.
+    discard: usize,
 }
 
 /// One end of a pipe: `send`/`recv` serde values, or raw bytes.
+///
+/// Each direction is a single-producer single-consumer ring: one process (one thread) at a
+/// time may use a given end. Pass an end to a child by its [`handle`](Connection::handle) (or
+/// by serialising it) and let the parent drop its copy once the child has attached.
 ///
 /// ```
 /// let (mut a, mut b) = ipc_queue::pipe()?;
@@ -207,7 +222,7 @@ pub struct Connection {
     end: u8,
     spin: Duration,
     buf: Vec<u8>,
-    seg: PipeSegment,
+    seg: std::sync::Arc<PipeSegment>,
 }
 
 // SAFETY: every pointer in a connection points into its own segment mapping, which moves with
@@ -259,14 +274,11 @@ pub fn pipe_with_capacity(
     capacity: usize,
     duplex: bool,
 ) -> Result<(Connection, Connection), CreateError> {
-    let a_seg = PipeSegment::create(placement, capacity)?;
-    let handle = a_seg.seg.handle();
-    let fail = |_| CreateError::InvalidCapacity { capacity };
-    let b_seg = PipeSegment::from_segment(
-        ObjectSegment::open(&handle, &layout::fingerprint(KIND))
-            .map_err(|e| fail(OpenError::from(e)))?,
-    )
-    .map_err(fail)?;
+    // Both ends share one mapping (and descriptor), so either end's handle stays valid while
+    // the other end lives.
+    let a_seg = std::sync::Arc::new(PipeSegment::create(placement, capacity)?);
+    let b_seg = a_seg.clone();
+    let fail = |_: OpenError| CreateError::InvalidCapacity { capacity };
     // End 0 sends on ring 0 and receives on ring 1; end 1 the reverse. Simplex: end 0 reads
     // (ring 1), end 1 writes (ring 1).
     let a = Connection::attach(a_seg, 0, duplex, true).map_err(fail)?;
@@ -275,7 +287,12 @@ pub fn pipe_with_capacity(
 }
 
 impl Connection {
-    fn attach(seg: PipeSegment, end: u8, send: bool, recv: bool) -> Result<Self, OpenError> {
+    fn attach(
+        seg: std::sync::Arc<PipeSegment>,
+        end: u8,
+        send: bool,
+        recv: bool,
+    ) -> Result<Self, OpenError> {
         let e = usize::from(end & 1);
         let tx = if send {
             let ring = seg.rings[e];
@@ -307,6 +324,7 @@ impl Connection {
                 ring,
                 index,
                 member,
+                discard: 0,
             })
         } else {
             None
@@ -335,7 +353,7 @@ impl Connection {
     pub fn open(handle: &ConnectionHandle) -> Result<Self, OpenError> {
         let seg = ObjectSegment::open(&handle.object, &layout::fingerprint(KIND))?;
         Self::attach(
-            PipeSegment::from_segment(seg)?,
+            std::sync::Arc::new(PipeSegment::from_segment(seg)?),
             handle.end,
             handle.send,
             handle.recv,
@@ -365,6 +383,24 @@ impl Connection {
         let r = r.and_then(|()| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
         self.buf = buf;
         r
+    }
+
+    /// Receives a serde value, waiting at most `timeout`. A message that was only partly
+    /// received by then is given up (skipped by the next receive).
+    pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.recv_into_vec(&mut buf, Some(Instant::now() + timeout));
+        let r = r.and_then(|()| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
+        self.buf = buf;
+        r
+    }
+
+    /// Receives one message of raw bytes, waiting at most `timeout` (see
+    /// [`recv_timeout`](Self::recv_timeout)).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        let mut out = Vec::new();
+        self.recv_into_vec(&mut out, Some(Instant::now() + timeout))?;
+        Ok(out)
     }
 
     /// Sends one message of raw bytes, any size up to [`MAX_MESSAGE`] (larger than the ring
@@ -416,7 +452,7 @@ impl Connection {
             return Err(RecvError::BufferTooSmall { needed: len });
         }
         skip_header(rx);
-        read_exact(rx, &mut buf[..len], spin)?;
+        read_exact(rx, &mut buf[..len], spin, None)?;
         Ok(len)
     }
 
@@ -436,7 +472,10 @@ impl Connection {
             let start = out.len();
             let n = (len - start).min(step);
             out.resize(start + n, 0);
-            read_exact(rx, &mut out[start..], spin)?;
+            if let Err(e) = read_exact(rx, &mut out[start..], spin, deadline) {
+                rx.discard += len - out.len();
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -467,7 +506,12 @@ impl Connection {
     /// Closes this end (as dropping it does).
     pub fn close(self) {}
 
-    #[allow(dead_code)]
+    pub(crate) fn recv_gone(&self) -> bool {
+        self.rx
+            .as_ref()
+            .is_some_and(|rx| peer_gone(rx.ring.state(), PRODUCER))
+    }
+
     pub(crate) fn recv_signal(&self) -> Option<&crate::signal::Signal> {
         self.rx.as_ref().map(|rx| &*rx.ring.state().items)
     }
@@ -549,6 +593,7 @@ fn wait_readable(
 
 /// Waits for a record header and returns its length, without consuming it.
 fn peek_header(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<usize, RecvError> {
+    skip_discarded(rx, spin, deadline)?;
     wait_readable(rx, HEADER as u64, spin, deadline)?;
     let mut header = [0u8; HEADER];
     // SAFETY: HEADER bytes from the head are readable per the protocol (waited for above).
@@ -566,7 +611,12 @@ fn skip_header(rx: &mut Rx) {
     state.space.notify();
 }
 
-fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), RecvError> {
+fn read_exact(
+    rx: &mut Rx,
+    mut out: &mut [u8],
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> Result<(), RecvError> {
     while !out.is_empty() {
         let state = rx.ring.state();
         let ready = rx
@@ -574,7 +624,11 @@ fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), Rec
             .available(&state.idx, out.len() as u64)
             .map_err(|_| RecvError::Corrupted)?;
         if ready == 0 {
-            wait_readable(rx, 1, spin, None)?;
+            if let Err(e) = wait_readable(rx, 1, spin, deadline) {
+                // The rest of this message is skipped by the next receive.
+                rx.discard = out.len();
+                return Err(e);
+            }
             continue;
         }
         let n = (ready as usize).min(out.len());
@@ -584,6 +638,23 @@ fn read_exact(rx: &mut Rx, mut out: &mut [u8], spin: Duration) -> Result<(), Rec
         rx.index.release(&state.idx, n as u64);
         state.space.notify();
         out = rest;
+    }
+    Ok(())
+}
+
+/// Skips what is left of a message a timed-out receive gave up.
+fn skip_discarded(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<(), RecvError> {
+    while rx.discard > 0 {
+        wait_readable(rx, 1, spin, deadline)?;
+        let state = rx.ring.state();
+        let ready = rx
+            .index
+            .available(&state.idx, rx.discard as u64)
+            .map_err(|_| RecvError::Corrupted)?;
+        let n = (ready as usize).min(rx.discard);
+        rx.index.release(&state.idx, n as u64);
+        state.space.notify();
+        rx.discard -= n;
     }
     Ok(())
 }
@@ -600,5 +671,20 @@ impl Drop for Connection {
             rx.member.release(&state.participants);
             state.space.notify();
         }
+    }
+}
+
+/// A connection serialises as its handle (to pass it to a child process); deserialising
+/// attaches to the same end.
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ConnectionHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
     }
 }

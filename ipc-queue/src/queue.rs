@@ -99,8 +99,9 @@ impl<T, E: Encoding> fmt::Debug for Queue<T, E> {
 /// `Send + Sync` whatever `T` is: values are only ever copied in and out.
 type Marker<T, E> = (fn(T) -> T, E);
 
-fn kind<T, E: Encoding>(slot: usize) -> String {
-    format!("Queue<{},{},{slot}>", std::any::type_name::<T>(), E::NAME)
+fn kind<T, E: Encoding>(joinable: bool) -> String {
+    let name = if joinable { "JoinableQueue" } else { "Queue" };
+    format!("{name}<{},{}>", std::any::type_name::<T>(), E::NAME)
 }
 
 fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
@@ -124,6 +125,10 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 }
 
 impl<T, E: Encoding> Queue<T, E> {
+    pub(crate) fn raw(&self) -> &RawQueue {
+        &self.raw
+    }
+
     fn from_raw(raw: RawQueue) -> Self {
         Self {
             raw,
@@ -187,8 +192,18 @@ impl<T: Pod> Queue<T, Plain> {
 
     /// A queue placed as asked.
     pub fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
+        Self::create_flavor(placement, capacity, false)
+    }
+
+    pub(crate) fn create_flavor(
+        placement: &Placement,
+        capacity: usize,
+        joinable: bool,
+    ) -> Result<Self, CreateError> {
         let size = size_of::<T>();
-        let raw = RawQueue::create(placement, &kind::<T, Plain>(0), capacity, size, BOTH)?;
+        let mut raw =
+            RawQueue::create(placement, &kind::<T, Plain>(joinable), capacity, size, BOTH)?;
+        raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
 
@@ -208,7 +223,16 @@ impl<T: Pod> Queue<T, Plain> {
     }
 
     fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        let raw = RawQueue::open(handle, &kind::<T, Plain>(0), role)?;
+        Self::open_flavor(handle, role, false)
+    }
+
+    pub(crate) fn open_flavor(
+        handle: &ObjectHandle,
+        role: u32,
+        joinable: bool,
+    ) -> Result<Self, OpenError> {
+        let mut raw = RawQueue::open(handle, &kind::<T, Plain>(joinable), role)?;
+        raw.set_joinable(joinable);
         if raw.payload_size() < size_of::<T>() {
             return Err(OpenError::Corrupted {
                 what: "slot smaller than the element type",
@@ -291,6 +315,163 @@ impl<T: Pod> Queue<T, Plain> {
     }
 }
 
+impl<T: Pod> Queue<T, Plain> {
+    /// Puts a copy of `*value` (one copy, straight into the slot: for large `T`, this avoids
+    /// moving the value through the stack).
+    pub fn put_from(&mut self, value: &T) -> Result<(), PutError<()>> {
+        let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
+        // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
+        // `value` is private memory, so the ranges do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytemuck::bytes_of(value).as_ptr(),
+                slot.ptr,
+                size_of::<T>(),
+            )
+        };
+        if self.raw.commit_put(pos) {
+            Ok(())
+        } else {
+            Err(PutError::Corrupted(()))
+        }
+    }
+
+    /// Gets the next value into `*out` (one copy, straight from the slot).
+    pub fn get_into(&mut self, out: &mut T) -> Result<(), GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
+        // `out` is private memory and `T: Pod` accepts any bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                slot.ptr,
+                bytemuck::bytes_of_mut(out).as_mut_ptr(),
+                size_of::<T>(),
+            )
+        };
+        self.raw.finish_get(pos);
+        Ok(())
+    }
+
+    /// Loans a free slot to write a message in place, waiting while a consumer is alive.
+    /// [`Loan::commit`] publishes it; dropping the loan skips the slot (nothing is delivered).
+    ///
+    /// ```
+    /// let mut q = ipc_queue::Queue::<[u8; 4096]>::new(2)?;
+    /// let mut loan = q.loan()?;
+    /// loan.as_bytes_mut()[..5].copy_from_slice(b"hello");
+    /// loan.commit();
+    /// let sample = q.get_sample()?;
+    /// assert_eq!(&sample.as_bytes()[..5], b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&mut self) -> Result<Loan<'_, T>, PutError<()>> {
+        let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
+        Ok(Loan {
+            q: &mut self.raw,
+            pos,
+            ptr: slot.ptr,
+            done: false,
+            _t: PhantomData,
+        })
+    }
+
+    /// Receives the next message in place, waiting while a producer is alive; the slot is
+    /// released when the sample drops.
+    pub fn get_sample(&mut self) -> Result<Sample<'_, T>, GetError> {
+        let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
+        Ok(Sample {
+            q: &mut self.raw,
+            pos,
+            ptr: slot.ptr,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// A slot of a [`Queue`] loaned for writing in place. The slot is claimed by this process
+/// alone until `commit` (or drop), so handing out `&mut` to its bytes is sound: no other
+/// process reads them before the commit publishes them.
+pub struct Loan<'a, T: Pod> {
+    q: &'a mut RawQueue,
+    pos: u64,
+    ptr: *mut u8,
+    done: bool,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> fmt::Debug for Loan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loan").field("position", &self.pos).finish()
+    }
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// The slot's bytes (`size_of::<T>()`), to write in place.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the slot is claimed by us (Writing) and holds `size_of::<T>()` bytes; no
+        // other process touches it until we commit or give it up, and `&mut self` makes the
+        // slice unique in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, size_of::<T>()) }
+    }
+
+    /// Writes a whole value.
+    pub fn write(&mut self, value: &T) {
+        self.as_bytes_mut()
+            .copy_from_slice(bytemuck::bytes_of(value));
+    }
+
+    /// Publishes the message.
+    pub fn commit(mut self) {
+        self.done = true;
+        self.q.commit_put(self.pos);
+    }
+}
+
+impl<T: Pod> Drop for Loan<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.q.abandon_put(self.pos);
+        }
+    }
+}
+
+/// A received message, read in place; its slot is released on drop.
+pub struct Sample<'a, T: Pod> {
+    q: &'a mut RawQueue,
+    pos: u64,
+    ptr: *mut u8,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> fmt::Debug for Sample<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sample")
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+impl<T: Pod> Sample<'_, T> {
+    /// The message's bytes. The slot is claimed by this process (Reading) until the sample
+    /// drops: per the protocol no other process writes it meanwhile.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: the slot is claimed by us for reading and holds `size_of::<T>()` bytes;
+        // writers only reuse it after we release it in `drop`.
+        unsafe { std::slice::from_raw_parts(self.ptr, size_of::<T>()) }
+    }
+
+    /// A copy of the value.
+    pub fn read(&self) -> T {
+        bytemuck::pod_read_unaligned(self.as_bytes())
+    }
+}
+
+impl<T: Pod> Drop for Sample<'_, T> {
+    fn drop(&mut self) {
+        self.q.finish_get(self.pos);
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     /// A queue of `capacity` slots of [`DEFAULT_SLOT_SIZE`] bytes in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
@@ -304,8 +485,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         capacity: usize,
         slot_size: usize,
     ) -> Result<Self, CreateError> {
+        Self::create_flavor(placement, capacity, slot_size, false)
+    }
+
+    pub(crate) fn create_flavor(
+        placement: &Placement,
+        capacity: usize,
+        slot_size: usize,
+        joinable: bool,
+    ) -> Result<Self, CreateError> {
         let slot = slot_size.max(MIN_SERDE_SLOT).next_multiple_of(8);
-        let raw = RawQueue::create(placement, &kind::<T, Serde>(0), capacity, slot, BOTH)?;
+        let mut raw =
+            RawQueue::create(placement, &kind::<T, Serde>(joinable), capacity, slot, BOTH)?;
+        raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
 
@@ -325,7 +517,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     }
 
     fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        let raw = RawQueue::open(handle, &kind::<T, Serde>(0), role)?;
+        Self::open_flavor(handle, role, false)
+    }
+
+    pub(crate) fn open_flavor(
+        handle: &ObjectHandle,
+        role: u32,
+        joinable: bool,
+    ) -> Result<Self, OpenError> {
+        let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
+        raw.set_joinable(joinable);
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",
@@ -561,5 +762,27 @@ impl EncodeFailure {
             Self::Encode(e) => TryPutError::Encode(value, e),
             Self::Spill(e) => TryPutError::Spill(value, e),
         }
+    }
+}
+
+/// A queue serialises as its handle, so it can be passed to a child process as an argument
+/// (as Python pickles a `Queue` into `Process(args=(q,))`); deserialising attaches.
+impl<T, E: Encoding> Serialize for Queue<T, E> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle().serialize(s)
+    }
+}
+
+impl<'de, T: Pod> serde::Deserialize<'de> for Queue<T, Plain> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ObjectHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for Queue<T, Serde> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let handle = ObjectHandle::deserialize(d)?;
+        Self::open(&handle).map_err(serde::de::Error::custom)
     }
 }

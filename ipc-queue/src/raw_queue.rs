@@ -75,6 +75,8 @@ pub(crate) struct RawQueue {
     payload: usize,
     member: Membership,
     spin: Duration,
+    /// Count puts in `unfinished` (`JoinableQueue`).
+    joinable: bool,
 }
 
 // SAFETY: the pointers point into `seg`'s mapping, owned by `RawQueue`; every shared access
@@ -183,6 +185,7 @@ impl RawQueue {
             payload: payload_us,
             member,
             spin: signal::DEFAULT_SPIN,
+            joinable: false,
         })
     }
 
@@ -202,6 +205,14 @@ impl RawQueue {
 
     pub(crate) fn payload_size(&self) -> usize {
         self.payload
+    }
+
+    pub(crate) fn set_joinable(&mut self, joinable: bool) {
+        self.joinable = joinable;
+    }
+
+    pub(crate) fn spin(&self) -> Duration {
+        self.spin
     }
 
     pub(crate) fn set_spin(&mut self, spin: Duration) {
@@ -311,7 +322,16 @@ impl RawQueue {
     /// from us).
     pub(crate) fn commit_put(&mut self, pos: u64) -> bool {
         let me = self.me();
+        if self.joinable {
+            // Counted before the message is visible, so a `task_done` never sees it uncounted.
+            // ORDERING: Relaxed, the commit's Release store below publishes it with the message.
+            self.state().unfinished.fetch_add(1, Ordering::Relaxed);
+        }
         let ok = mpmc_index::commit_put(&self.slots, pos, me);
+        if !ok && self.joinable {
+            // ORDERING: Relaxed, undoes our own uncommitted count.
+            self.state().unfinished.fetch_sub(1, Ordering::Relaxed);
+        }
         self.state().not_empty.notify();
         ok
     }
@@ -331,6 +351,18 @@ impl RawQueue {
                 GetClaim::Corrupt => Err(WaitEnd::Corrupted),
             };
         }
+    }
+
+    /// Gives up a slot claimed for writing without publishing anything: it is skipped.
+    pub(crate) fn abandon_put(&mut self, pos: u64) {
+        let me = self.me();
+        let stuck = Stuck {
+            slot: (pos % self.slots.capacity) as usize,
+            word: mpmc_index::pack(pos, me),
+            reading: false,
+        };
+        mpmc_index::recover(&self.slots, stuck);
+        self.state().not_empty.notify();
     }
 
     /// Claims the next message without waiting: `Ok(None)` when empty (or when the next message

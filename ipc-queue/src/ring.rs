@@ -455,6 +455,14 @@ impl<T: Pod> Consumer<T> {
         self.len() == 0
     }
 
+    pub(crate) fn producer_gone(&self) -> bool {
+        peer_gone(self.shared.parts.state(), PRODUCER)
+    }
+
+    pub(crate) fn items_signal(&self) -> &Signal {
+        &self.shared.parts.state().items
+    }
+
     /// Pops one value if one is ready.
     #[inline]
     pub fn pop(&mut self) -> Result<T, TryGetError> {

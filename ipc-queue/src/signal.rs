@@ -3,11 +3,12 @@
 //! | side   | steps                                                                          |
 //! |--------|--------------------------------------------------------------------------------|
 //! | waiter | `e = epoch`; `waiters += 1` (SeqCst); re-check its condition; `futex_wait(epoch, e)`; `waiters -= 1` |
-//! | waker  | change the shared state; `fence(SeqCst)`; if `waiters > 0`: `epoch += 1`, `futex_wake` |
+//! | waker  | change the shared state; `waiters += 0` (SeqCst RMW); if it was `> 0`: `epoch += 1`, `futex_wake` |
 //!
-//! Either the waker sees the waiter's increment (and then bumps the epoch, so the waiter's
-//! `futex_wait` returns at once or is woken), or the waiter's re-check, ordered after its
-//! increment, sees the waker's change. A waker pays no syscall when nobody waits. A waiter killed
+//! The two read-modify-writes of `waiters` are ordered one way or the other: either the waker's
+//! comes second and sees the waiter's increment (and then bumps the epoch, so the waiter's
+//! `futex_wait` returns at once or is woken), or the waiter's comes second and synchronises with
+//! the waker's, so its re-check sees the waker's change. A waker pays no syscall when nobody waits. A waiter killed
 //! while asleep leaves the count one too high, which costs later wakers a syscall, never a hang.
 //!
 //! Waits sleep in bounded slices and re-check liveness between them, so nobody sleeps forever on
@@ -27,20 +28,33 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 
 /// An event counter and a waiter count (`#[repr(C)]`, 8 bytes, all bit patterns valid).
 #[repr(C)]
-pub(crate) struct Signal {
+#[allow(unreachable_pub)]
+pub struct Signal {
     epoch: AtomicU32,
     waiters: AtomicU32,
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signal")
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("epoch", &self.epoch.load(Ordering::Relaxed))
+            // ORDERING: Relaxed, a diagnostic snapshot that publishes nothing.
+            .field("waiters", &self.waiters.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Signal {
     /// Wakes every waiter, if any announced itself. Call after changing the shared state.
     #[inline]
     pub(crate) fn notify(&self) {
-        // ORDERING: SeqCst fence, pairs with the SeqCst increment and fence in `prepare`:
-        // orders the caller's change before the waiter-count load (store-buffer pattern).
-        fence(Ordering::SeqCst);
-        // ORDERING: Relaxed, ordered by the fence above.
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        // ORDERING: SeqCst read-modify-write (adding nothing), pairs with the SeqCst increment
+        // in `prepare`: both are RMWs of `waiters`, so one comes first in its modification
+        // order. If ours is first, the waiter's increment reads from a release sequence headed
+        // by ours and its re-check sees the caller's change; if the waiter's is first, we read
+        // its count and wake it. On x86 a locked add is also cheaper than `mfence`.
+        if self.waiters.fetch_add(0, Ordering::SeqCst) != 0 {
             self.wake();
         }
     }
@@ -58,7 +72,7 @@ impl Signal {
     pub(crate) fn prepare(&self) -> u32 {
         // ORDERING: Acquire, pairs with the Release increment in `wake`.
         let epoch = self.epoch.load(Ordering::Acquire);
-        // ORDERING: SeqCst, pairs with the fence in `notify`: either the waker sees this
+        // ORDERING: SeqCst, pairs with the SeqCst RMW in `notify`: either the waker sees this
         // increment, or our re-check of the condition sees the waker's change.
         self.waiters.fetch_add(1, Ordering::SeqCst);
         // ORDERING: SeqCst fence, orders the increment before the caller's re-check loads.
@@ -87,7 +101,6 @@ impl Signal {
     }
 
     /// The word itself, for `futex_waitv` over several objects.
-    #[allow(dead_code)]
     pub(crate) fn epoch_word(&self) -> &AtomicU32 {
         &self.epoch
     }

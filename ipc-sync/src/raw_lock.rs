@@ -269,7 +269,11 @@ impl LockState {
                     // between its CAS and its store of the time (preempted, stopped), so only a
                     // much longer wait counts it dead.
                     Some((sw, ss, since)) if sw == w && ss == start => {
-                        let grace = if start == 0 { UNRECORDED_GRACE } else { SUSPECT_GRACE };
+                        let grace = if start == 0 {
+                            UNRECORDED_GRACE
+                        } else {
+                            SUSPECT_GRACE
+                        };
                         since.elapsed() >= grace
                     }
                     _ => {

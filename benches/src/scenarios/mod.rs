@@ -6,4 +6,5 @@ pub mod os;
 pub mod pool;
 pub mod process;
 pub mod python;
+pub mod queue;
 pub mod sync;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use examples::fmt_duration;
 use ipc_core::{Placement, Process, RawArray, RawValue, SharedMemory, StartMethod};
 use ipc_pool::{Manager, Pool};
+use ipc_queue::{Connection, Queue};
 
 fn section(title: &str) {
     println!("\n== {title} ==");
@@ -215,6 +216,70 @@ fn processes() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn put_square(mut q: Queue<u64>) {
+    q.put(5 * 5).expect("put");
+}
+
+fn send_list(mut c: Connection) {
+    c.send(&vec![1, 2, 3]).expect("send");
+}
+
+fn produce(mut q: Queue<u64>) {
+    for i in 0..STREAM {
+        q.put(i).expect("put");
+    }
+}
+
+const STREAM: u64 = 2_000_000;
+
+fn queues() -> anyhow::Result<()> {
+    section("Queues and pipes (ipc-queue)");
+    let mut q = Queue::<u64>::new(16)?;
+    let t = Instant::now();
+    let p = Process::new(put_square, Queue::<u64>::open(&q.handle())?);
+    p.start()?;
+    let v = q.get_timeout(Duration::from_secs(60))?;
+    p.join()?;
+    step(
+        "a child puts 5 * 5 on a Queue; the parent gets",
+        v,
+        t.elapsed(),
+    );
+
+    let (mut ours, theirs) = ipc_queue::pipe()?;
+    let t = Instant::now();
+    let p = Process::new(send_list, theirs);
+    p.start()?;
+    let list: Vec<i32> = ours.recv()?;
+    p.join()?;
+    step(
+        "a child sends [1, 2, 3] through a Pipe",
+        format!("{list:?}"),
+        t.elapsed(),
+    );
+
+    let mut q = Queue::<u64>::new(4096)?;
+    let p = Process::new(produce, Queue::<u64>::open(&q.handle())?);
+    let t = Instant::now();
+    p.start()?;
+    let mut sum = 0u64;
+    for _ in 0..STREAM {
+        sum = sum.wrapping_add(q.get_timeout(Duration::from_secs(60))?);
+    }
+    let took = t.elapsed();
+    p.join()?;
+    anyhow::ensure!(
+        sum == STREAM * (STREAM - 1) / 2,
+        "lost or duplicated messages"
+    );
+    step(
+        "2,000,000 u64 from a child through a Queue",
+        format!("{:.1} M msgs/s", STREAM as f64 / took.as_secs_f64() / 1e6),
+        took,
+    );
+    Ok(())
+}
+
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
 }
@@ -352,6 +417,7 @@ fn main() -> anyhow::Result<()> {
     typed_values()?;
     sync()?;
     processes()?;
+    queues()?;
     pools()?;
     python_interop()?;
     println!("\nTour finished in {}.", fmt_duration(start.elapsed()));

@@ -64,6 +64,7 @@ fn tour_walks_through_every_section() {
         "[2, 3, 4]",
         "refused",
         "child saw 15, parent sees 15",
+        "a child sends [1, 2, 3] through a Pipe",
         "[1, 4, 9, 16, 25]",
         "killed by signal 9 (SIGKILL)",
         "Tour finished",

@@ -236,3 +236,13 @@ fn producer_consumer_loses_at_most_one_message() {
     assert!(lost <= 1, "{line}");
     assert_eq!(sent, received + lost, "{line}");
 }
+
+#[test]
+fn custom_pool_replaces_a_killed_worker_and_loses_nothing() {
+    let out = stdout(&run("custom_pool"));
+    assert!(out.contains("ended with exit code Some(-9)"), "{out}");
+    assert!(
+        out.contains("400 results, all correct: true; workers replaced: 1"),
+        "{out}"
+    );
+}

@@ -42,6 +42,7 @@ mod function;
 mod manager;
 mod pool;
 mod primitive;
+mod supervisor;
 mod sys;
 
 pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
@@ -51,3 +52,4 @@ pub use manager::{
     DictProxy, ListProxy, Managed, Manager, ManagerBuilder, ManagerError, NamespaceProxy, Proxy,
 };
 pub use pool::{CREDIT, Imap, Pool, PoolBuilder, default_chunksize};
+pub use supervisor::{Supervisor, WorkerExit};

@@ -239,6 +239,11 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
+    /// The roles this handle holds.
+    pub(crate) fn role(&self) -> u32 {
+        self.role
+    }
+
     pub(crate) fn attach(table: &ParticipantTable, role: u32) -> Option<Self> {
         let generation = crate::primitive::fork_generation();
         let id = table.attach(role)?;

@@ -765,24 +765,34 @@ impl EncodeFailure {
     }
 }
 
-/// A queue serialises as its handle, so it can be passed to a child process as an argument
-/// (as Python pickles a `Queue` into `Process(args=(q,))`); deserialising attaches.
+/// A queue serialises as its handle and its roles, so it can be passed to a child process as an
+/// argument (as Python pickles a `Queue` into `Process(args=(q,))`); deserialising attaches with
+/// the same roles, so a handle opened with [`Queue::open_consumer`] stays a consumer in the child
+/// (and the queue can tell when every producer is gone).
 impl<T, E: Encoding> Serialize for Queue<T, E> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.handle().serialize(s)
+        (self.handle(), self.raw.role()).serialize(s)
+    }
+}
+
+/// The roles a deserialised handle takes: those it was sent with, or both if none is named.
+fn wire_role(role: u32) -> u32 {
+    match role & BOTH {
+        0 => BOTH,
+        r => r,
     }
 }
 
 impl<'de, T: Pod> serde::Deserialize<'de> for Queue<T, Plain> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let handle = ObjectHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
+        Self::open_as(&handle, wire_role(role)).map_err(serde::de::Error::custom)
     }
 }
 
 impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for Queue<T, Serde> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let handle = ObjectHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
+        Self::open_as(&handle, wire_role(role)).map_err(serde::de::Error::custom)
     }
 }

@@ -219,6 +219,11 @@ impl RawQueue {
         self.spin = spin;
     }
 
+    /// The roles this handle holds (producer, consumer or both).
+    pub(crate) fn role(&self) -> u32 {
+        self.member.role()
+    }
+
     pub(crate) fn set_role(&mut self, role: u32) {
         let state = self.state;
         // SAFETY: as in `state()`; a raw read to avoid borrowing `self` twice.

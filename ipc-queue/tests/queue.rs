@@ -406,3 +406,31 @@ fn a_queue_travels_as_an_argument() {
     assert!(ipc_core::codec::decode::<Queue<String, Serde>>(&bytes).is_ok());
     assert!(ipc_core::codec::decode::<Queue<u64>>(&bytes).is_err());
 }
+
+/// Counts messages until the queue reports that no producer is left.
+fn count_until_disconnected(mut q: Queue<u64>) -> Result<u64, String> {
+    let mut n = 0;
+    loop {
+        match q.get_timeout(std::time::Duration::from_secs(30)) {
+            Ok(_) => n += 1,
+            Err(ipc_queue::GetError::Disconnected) => return Ok(n),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn a_consumer_passed_to_a_child_keeps_its_role_and_sees_the_close() {
+    let mut q = Queue::<u64>::new(8).unwrap();
+    let consumer = Queue::<u64>::open_consumer(&q.handle()).unwrap();
+    let child = ipc_core::Process::new(count_until_disconnected, consumer);
+    child.start().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    // The last handle that could put closes: the child's blocking get ends.
+    q.close();
+    let got = child
+        .join_timeout(std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(got, Ok(2));
+}

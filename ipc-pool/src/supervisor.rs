@@ -1,0 +1,194 @@
+//! `Supervisor`: the worker-supervision part of [`Pool`](crate::Pool), public for custom pools.
+//!
+//! It watches processes through pidfds (so an exit is noticed at once, not by polling seconds
+//! later) and reports each exit with Python's exit code. What to do about it — fail the task the
+//! worker held, start a replacement — is the caller's policy.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc_core::Process;
+
+use crate::primitive::{AtomicBool, Ordering};
+use crate::sys;
+
+/// How often the watcher picks up newly watched processes and checks for shutdown.
+const SLICE: Duration = Duration::from_millis(20);
+/// How long the watcher waits for an exit status after a pidfd reported the exit.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// A watched process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerExit {
+    /// The id the caller gave to [`Supervisor::watch`].
+    pub id: u64,
+    /// The process's pid.
+    pub pid: u32,
+    /// Python's exit code: `0` success, `1` panic or error, `N` from `exit(N)`, `-N` killed by
+    /// signal N; `None` if the status could not be learned.
+    pub exit_code: Option<i32>,
+}
+
+/// Exit codes of a process whose result type is erased.
+trait Watched: Send + Sync {
+    fn exit_code(&self) -> Option<i32>;
+}
+
+impl<R: Send> Watched for Process<R> {
+    fn exit_code(&self) -> Option<i32> {
+        Process::exit_code(self)
+    }
+}
+
+struct Entry {
+    pid: u32,
+    fd: OwnedFd,
+    process: Arc<dyn Watched>,
+}
+
+struct Shared {
+    watched: Mutex<HashMap<u64, Entry>>,
+    stop: AtomicBool,
+}
+
+/// Watches worker processes and reports each exit at once.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ipc_core::Process;
+/// use ipc_pool::Supervisor;
+///
+/// fn work(_: ()) {}
+///
+/// let sup = Supervisor::new()?;
+/// let p = Arc::new(Process::new(work, ()));
+/// p.start()?;
+/// sup.watch(7, Arc::clone(&p))?;
+/// let exit = sup.next_exit(Duration::from_secs(10)).expect("an exit");
+/// assert_eq!((exit.id, exit.exit_code), (7, Some(0)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    exits: Receiver<WorkerExit>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.shared.watched.lock().map(|w| w.len()).unwrap_or(0);
+        f.debug_struct("Supervisor").field("watched", &n).finish()
+    }
+}
+
+impl Supervisor {
+    /// Starts the watcher thread.
+    pub fn new() -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            watched: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        let (tx, exits) = mpsc::channel();
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("ipc-pool-supervisor".into())
+            .spawn(move || watch_loop(&s, &tx))?;
+        Ok(Self {
+            shared,
+            exits,
+            thread: Some(thread),
+        })
+    }
+
+    /// Watches a started process under `id`; its exit will be reported once.
+    pub fn watch<R: Send + Sync + 'static>(
+        &self,
+        id: u64,
+        process: Arc<Process<R>>,
+    ) -> std::io::Result<()> {
+        let pid = process
+            .pid()
+            .ok_or_else(|| std::io::Error::other("the process has not been started"))?;
+        let fd = sys::pidfd_open(pid)?;
+        let mut w = self
+            .shared
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        w.insert(id, Entry { pid, fd, process });
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for the next exit.
+    pub fn next_exit(&self, timeout: Duration) -> Option<WorkerExit> {
+        self.exits.recv_timeout(timeout).ok()
+    }
+
+    /// The next exit already reported, without waiting.
+    pub fn try_next_exit(&self) -> Option<WorkerExit> {
+        self.exits.try_recv().ok()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // ORDERING: Release, pairs with the Acquire in `watch_loop`.
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch_loop(shared: &Shared, tx: &Sender<WorkerExit>) {
+    // ORDERING: Acquire, pairs with the Release in `Drop`.
+    while !shared.stop.load(Ordering::Acquire) {
+        let snapshot: Vec<(u64, u32, std::os::fd::RawFd)> = {
+            use std::os::fd::AsRawFd;
+            let w = shared.watched.lock().unwrap_or_else(|p| p.into_inner());
+            w.iter()
+                .map(|(id, e)| (*id, e.pid, e.fd.as_raw_fd()))
+                .collect()
+        };
+        if snapshot.is_empty() {
+            std::thread::sleep(SLICE);
+            continue;
+        }
+        let ready =
+            sys::poll_raw_readable(&snapshot.iter().map(|s| s.2).collect::<Vec<_>>(), SLICE)
+                .unwrap_or_default();
+        for i in ready {
+            let (id, pid, _) = snapshot[i];
+            let entry = shared
+                .watched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            let Some(entry) = entry else { continue };
+            // The pidfd says the process is gone; its status may take a moment to arrive (a
+            // fork-server child's status comes from the server).
+            let until = Instant::now() + STATUS_WAIT;
+            let mut code = entry.process.exit_code();
+            while code.is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+                code = entry.process.exit_code();
+            }
+            if tx
+                .send(WorkerExit {
+                    id,
+                    pid,
+                    exit_code: code,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}

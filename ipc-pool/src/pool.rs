@@ -13,7 +13,8 @@
 //! [`TaskError::WorkerDied`], hands the others back to be dispatched again, and starts a
 //! replacement. A panicking task fails with its message and its worker lives on.
 
-use crate::primitive::{AtomicBool, Ordering};
+use crate::primitive::{AtomicBool, AtomicU64, Ordering};
+use crate::supervisor::{Supervisor, WorkerExit};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
@@ -30,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use crate::async_result::{AsyncResult, Slot};
 use crate::error::{BuildError, MapError, SubmitError, TaskError};
 use crate::function::{ChunkInput, FnRef, Key, PlainInput};
-use crate::sys;
 
 /// Bytes of a task or result message that travel inside a queue slot; larger ones (big chunks)
 /// go to a segment of their own.
@@ -184,6 +184,10 @@ struct Shared {
     key: Key,
     results: ObjectHandle,
     stop: AtomicBool,
+    /// Watches every worker's pidfd and reports exits at once.
+    supervisor: Supervisor,
+    /// Makes each watched worker's id unique.
+    watch_serial: AtomicU64,
 }
 
 impl Shared {
@@ -211,8 +215,15 @@ impl Shared {
         let process = builder.target(worker_main, args);
         process.start().map_err(BuildError::Start)?;
         let pid = process.pid().unwrap_or(0);
+        let process = Arc::new(process);
+        // A watch id unique to this worker process; its low half names the slot.
+        let id = (self.watch_serial.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(slot);
+        if let Err(e) = self.supervisor.watch(id, Arc::clone(&process)) {
+            let _ = process.kill();
+            return Err(BuildError::Channel(format!("cannot watch the worker: {e}")));
+        }
         Ok(Worker {
-            process: Arc::new(process),
+            process,
             pid,
             queue,
             outstanding: VecDeque::new(),
@@ -381,6 +392,8 @@ impl PoolBuilder {
             key,
             results: results.handle(),
             stop: AtomicBool::new(false),
+            supervisor: Supervisor::new().map_err(|e| BuildError::Channel(e.to_string()))?,
+            watch_serial: AtomicU64::new(1),
         });
         let mut pool = Pool {
             shared: Arc::clone(&shared),
@@ -405,7 +418,7 @@ impl PoolBuilder {
         pool.threads.push(
             std::thread::Builder::new()
                 .name("ipc-pool-supervisor".into())
-                .spawn(move || supervisor_loop(s))
+                .spawn(move || notice_loop(s))
                 .map_err(|e| BuildError::Channel(e.to_string()))?,
         );
         Ok(pool)
@@ -442,82 +455,40 @@ fn wait_for_initializers(
     Ok(())
 }
 
+/// How a worker that `join` reports on ended, in words.
 fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String {
     match r {
         Ok(Ok(())) => "exited normally".into(),
         Ok(Err(m)) => format!("failed: {m}"),
-        Err(JoinError::Signaled { signal }) => {
-            let name = match signal {
-                libc::SIGKILL => " (SIGKILL)",
-                libc::SIGTERM => " (SIGTERM)",
-                libc::SIGSEGV => " (SIGSEGV)",
-                libc::SIGABRT => " (SIGABRT)",
-                libc::SIGBUS => " (SIGBUS)",
-                _ => "",
-            };
-            format!("killed by signal {signal}{name}")
+        Err(JoinError::Signaled { signal }) => WorkerExit {
+            id: 0,
+            pid: 0,
+            exit_code: Some(-signal),
         }
+        .describe(),
         Err(JoinError::Exited { code }) => format!("exited with code {code}"),
         Err(JoinError::Panicked { message }) => format!("panicked: {message}"),
         Err(e) => e.to_string(),
     }
 }
 
-/// A watched worker: its pidfd, its process, its slot.
-type Watched = (std::os::fd::OwnedFd, Arc<WorkerProcess>, u32);
-/// A worker process: `worker_main` returns `Err` only when the worker cannot run at all.
-type WorkerProcess = Process<Result<(), String>>;
-
-/// Watches every worker's pidfd; on a death, puts a notice on the result queue (behind every
-/// result the worker committed before dying).
-fn supervisor_loop(shared: Arc<Shared>) {
+/// Turns the supervisor's exit reports into death notices on the result queue, behind every
+/// result the worker committed before dying.
+fn notice_loop(shared: Arc<Shared>) {
     let Ok(mut notices) = Queue::<ResultMsg, Serde>::open_producer(&shared.results) else {
         return;
     };
-    let mut watched: HashMap<u32, Watched> = HashMap::new();
+    // ORDERING: Acquire, pairs with the Release swap in `shutdown`.
     while !shared.stop.load(Ordering::Acquire) {
-        {
-            let st = shared.lock();
-            watched.retain(|pid, _| st.workers.iter().any(|w| w.pid == *pid));
-            for (slot, w) in st.workers.iter().enumerate() {
-                if w.pid != 0 && !watched.contains_key(&w.pid) {
-                    if let Ok(fd) = sys::pidfd_open(w.pid) {
-                        watched.insert(w.pid, (fd, Arc::clone(&w.process), slot as u32));
-                    } else {
-                        // Already gone before we could watch it: report it now.
-                        let cause = describe_exit(w.process.join_timeout(Duration::from_secs(2)));
-                        let _ = notices.put(ResultMsg {
-                            id: DEATH_ID,
-                            slot: slot as u32,
-                            outcome: Err(Failure::Died(format!("{}:{cause}", w.pid))),
-                        });
-                    }
-                }
-            }
-        }
-        let entries: Vec<(u32, &std::os::fd::OwnedFd)> =
-            watched.iter().map(|(pid, (fd, _, _))| (*pid, fd)).collect();
-        let fds: Vec<&std::os::fd::OwnedFd> = entries.iter().map(|(_, fd)| *fd).collect();
-        let ready = if fds.is_empty() {
-            std::thread::sleep(SUPERVISOR_SLICE);
-            Vec::new()
-        } else {
-            sys::poll_readable(&fds, SUPERVISOR_SLICE).unwrap_or_default()
+        let Some(exit) = shared.supervisor.next_exit(SUPERVISOR_SLICE) else {
+            continue;
         };
-        let dead: Vec<u32> = ready.iter().map(|&i| entries[i].0).collect();
-        for pid in dead {
-            if let Some((_, process, slot)) = watched.remove(&pid) {
-                if shared.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                let cause = describe_exit(process.join_timeout(Duration::from_secs(2)));
-                let _ = notices.put(ResultMsg {
-                    id: DEATH_ID,
-                    slot,
-                    outcome: Err(Failure::Died(format!("{pid}:{cause}"))),
-                });
-            }
-        }
+        let slot = (exit.id & u64::from(u32::MAX)) as u32;
+        let _ = notices.put(ResultMsg {
+            id: DEATH_ID,
+            slot,
+            outcome: Err(Failure::Died(format!("{}:{}", exit.pid, exit.describe()))),
+        });
     }
 }
 

@@ -22,6 +22,29 @@ const SLICE: Duration = Duration::from_millis(20);
 /// How long the watcher waits for an exit status after a pidfd reported the exit.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
+impl WorkerExit {
+    /// How the process ended, in words: `killed by signal 9 (SIGKILL)`, `exited with code 3`.
+    pub fn describe(&self) -> String {
+        match self.exit_code {
+            Some(0) => "exited normally".into(),
+            Some(code) if code < 0 => {
+                let signal = -code;
+                let name = match signal {
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGBUS => " (SIGBUS)",
+                    _ => "",
+                };
+                format!("killed by signal {signal}{name}")
+            }
+            Some(code) => format!("exited with code {code}"),
+            None => "ended (its exit status could not be learned)".into(),
+        }
+    }
+}
+
 /// A watched process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerExit {
@@ -76,7 +99,7 @@ struct Shared {
 /// ```
 pub struct Supervisor {
     shared: Arc<Shared>,
-    exits: Receiver<WorkerExit>,
+    exits: Mutex<Receiver<WorkerExit>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,7 +124,7 @@ impl Supervisor {
             .spawn(move || watch_loop(&s, &tx))?;
         Ok(Self {
             shared,
-            exits,
+            exits: Mutex::new(exits),
             thread: Some(thread),
         })
     }
@@ -127,12 +150,20 @@ impl Supervisor {
 
     /// Waits at most `timeout` for the next exit.
     pub fn next_exit(&self, timeout: Duration) -> Option<WorkerExit> {
-        self.exits.recv_timeout(timeout).ok()
+        self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(timeout)
+            .ok()
     }
 
     /// The next exit already reported, without waiting.
     pub fn try_next_exit(&self) -> Option<WorkerExit> {
-        self.exits.try_recv().ok()
+        self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_recv()
+            .ok()
     }
 }
 

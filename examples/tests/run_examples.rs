@@ -246,3 +246,14 @@ fn custom_pool_replaces_a_killed_worker_and_loses_nothing() {
         "{out}"
     );
 }
+
+#[test]
+fn bank_account_lives_in_the_manager() {
+    assert_eq!(
+        stdout(&run("bank_account")),
+        "balance: 2100\n\
+         refused: Alice cannot withdraw 5000: balance 2100\n\
+         audit failed: the call panicked in the manager: the auditor is out today\n\
+         balance after all that: 2100\n"
+    );
+}

@@ -39,6 +39,9 @@ const SLOT_SIZE: usize = 512;
 /// arrays; smaller ones are cheaper inline in the task message.
 const PLAIN_MIN_CHUNK: usize = 64;
 
+/// The largest pair of plain-map arrays a pool keeps for reuse, in bytes.
+const SCRATCH_MAX: usize = 64 << 20;
+
 /// Tasks handed to one worker and not yet answered, at most.
 pub const CREDIT: usize = 32;
 /// How often the supervisor re-reads the set of workers and the shutdown flag.
@@ -290,6 +293,8 @@ impl Shared {
 /// Dropping a pool terminates it, as leaving Python's `with Pool(...)` block does.
 pub struct Pool {
     shared: Arc<Shared>,
+    /// The input and output arrays of the last plain `map`, kept for the next one.
+    scratch: Mutex<Option<(RawArray<u8>, RawArray<u8>)>>,
     processes: usize,
     threads: Vec<JoinHandle<()>>,
 }
@@ -397,6 +402,7 @@ impl PoolBuilder {
         });
         let mut pool = Pool {
             shared: Arc::clone(&shared),
+            scratch: Mutex::new(None),
             processes,
             threads: Vec::new(),
         };
@@ -926,8 +932,21 @@ impl Pool {
         let out_bytes = n
             .checked_mul(size_of::<R>())
             .ok_or_else(|| fail("output too large".into()))?;
-        let input = RawArray::<u8>::new(in_bytes).map_err(|e| fail(e.to_string()))?;
-        let output = RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?;
+        // Reuse the arrays of an earlier call when they are large enough: the workers keep them
+        // mapped, so a steady stream of maps costs no new segment and no page faults.
+        let reused = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(i, o)| i.len() >= in_bytes && o.len() >= out_bytes);
+        let (input, output) = match reused {
+            Some(pair) => pair,
+            None => (
+                RawArray::<u8>::new(in_bytes).map_err(|e| fail(e.to_string()))?,
+                RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?,
+            ),
+        };
         // SAFETY: `items` is `in_bytes` initialised bytes (the caller guarantees no padding).
         let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), in_bytes) };
         input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
@@ -959,6 +978,7 @@ impl Pool {
             }
         }
         job.get_map()?;
+        let keep = input.len() + output.len() <= SCRATCH_MAX;
         let mut out: Vec<R> = Vec::with_capacity(n);
         // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
         // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
@@ -970,6 +990,9 @@ impl Pool {
                 out_bytes,
             );
             out.set_len(n);
+        }
+        if keep {
+            *self.scratch.lock().unwrap_or_else(|p| p.into_inner()) = Some((input, output));
         }
         Ok(out)
     }

@@ -1,9 +1,12 @@
 //! Scenario groups, one file each.
 
 pub mod core;
+pub mod iceoryx2;
+pub mod ipc_channel;
 pub mod limit;
 pub mod os;
 pub mod pool;
 pub mod process;
 pub mod python;
 pub mod sync;
+pub mod threads;

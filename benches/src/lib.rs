@@ -9,6 +9,7 @@
 //! assert!(names.contains(&"limit.pingpong_rtt"));
 //! ```
 
+pub mod compare;
 pub mod pin;
 pub mod plot;
 pub mod primitive;
@@ -76,14 +77,14 @@ pub fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
     v.extend(scenarios::limit::scenarios());
     v.extend(scenarios::os::scenarios());
+    v.extend(scenarios::threads::scenarios());
+    v.extend(scenarios::ipc_channel::scenarios());
+    v.extend(scenarios::iceoryx2::scenarios());
     v.extend(scenarios::core::scenarios());
     v.extend(scenarios::python::scenarios());
     v.extend(scenarios::sync::scenarios());
     v.extend(scenarios::pool::scenarios());
     v.extend(scenarios::process::scenarios());
-    v.extend(scenarios::threads::scenarios());
-    v.extend(scenarios::ipc_channel::scenarios());
-    v.extend(scenarios::iceoryx2::scenarios());
     v
 }
 

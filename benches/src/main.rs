@@ -222,6 +222,14 @@ fn main() -> ExitCode {
     if args.json {
         println!("{}", render_json(&machine, &rows));
     } else if args.markdown {
+        let comparison = benches::compare::render_comparison(&rows);
+        if comparison.lines().count() > 2 {
+            println!("{comparison}");
+        }
+        let sweeps = benches::compare::render_sweeps(&rows);
+        if !sweeps.is_empty() {
+            println!("{sweeps}");
+        }
         print!("{}", render_markdown(&machine, &rows));
     } else {
         println!("{} | {}\n", machine.summary(), machine.pin);

@@ -233,7 +233,7 @@ impl Pattern {
     }
 }
 
-/// How long one repeat of a sweep scenario measures: 300 ms, or 40 ms under `--quick` (a
+/// How long one repeat of a sweep scenario measures: 200 ms, or 80 ms under `--quick` (a
 /// sweep has many points, and each point's figure settles quickly).
 ///
 /// ```
@@ -242,8 +242,8 @@ impl Pattern {
 /// ```
 pub fn budget(cfg: &crate::Config) -> std::time::Duration {
     cfg.pick(
-        std::time::Duration::from_millis(300),
-        std::time::Duration::from_millis(40),
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_millis(80),
     )
 }
 

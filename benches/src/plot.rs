@@ -27,6 +27,20 @@ use plotters::prelude::*;
 use crate::report::Outcome;
 use crate::sweep::split_name;
 
+/// Line colours, distinct on white and in print.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0x00, 0x00, 0x00),
+];
+
 /// Which chart a unit belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -158,7 +172,7 @@ pub fn render_svg(title: &str, kind: Kind, lines: &[Series]) -> anyhow::Result<S
             .draw()
             .map_err(|e| err(&e))?;
         for (i, line) in lines.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = COLORS[i % COLORS.len()].to_rgba();
             chart
                 .draw_series(LineSeries::new(
                     line.points.iter().copied(),

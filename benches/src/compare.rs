@@ -57,6 +57,8 @@ pub const PATHS: &[Path] = &[
             "iceoryx2.pubsub_rtt",
             "iceoryx2.reqres_rtt",
             "eventfd.pingpong_rtt_busy",
+            "pipe.pingpong_rtt_busy",
+            "unix.pingpong_rtt_busy",
         ],
         limit: Some("limit.pingpong_rtt"),
     },

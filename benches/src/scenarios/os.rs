@@ -7,13 +7,15 @@
 //!   the stream takes them; the parent reads each into its own buffer and checks it.
 //! - `*.rtt@SIZE` (µs) and `*.stream@SIZE` (GB/s): the payload sweep, the same two shapes with
 //!   messages of every size in [`SIZES`](crate::sweep::SIZES).
+//! - `*.pingpong_rtt_busy` (µs): the ping-pong with non-blocking receiving ends polled in a
+//!   spin loop: the busy receiver.
 //! - `eventfd.pingpong_rtt` (µs): two `eventfd`s, one per direction; each side writes 1 and
 //!   reads the other's counter, sleeping in `read`. `eventfd.pingpong_rtt_busy` is the same
 //!   with `EFD_NONBLOCK` descriptors polled in a spin loop: the busy receiver.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
@@ -39,6 +41,18 @@ pub fn scenarios() -> Vec<Scenario> {
             unit: "µs",
             higher_is_better: false,
             run: |cfg| pingpong_rtt(cfg, sockets),
+        },
+        Scenario {
+            name: "pipe.pingpong_rtt_busy",
+            unit: "µs",
+            higher_is_better: false,
+            run: |cfg| pingpong_rtt(cfg, || busy(pipes())),
+        },
+        Scenario {
+            name: "unix.pingpong_rtt_busy",
+            unit: "µs",
+            higher_is_better: false,
+            run: |cfg| pingpong_rtt(cfg, || busy(sockets())),
         },
         Scenario {
             name: "pipe.1mib",
@@ -134,11 +148,45 @@ fn sockets() -> anyhow::Result<(Ends, Ends)> {
     Ok((Ends { rx: a_rx, tx: a_tx }, Ends { rx: b_rx, tx: b_tx }))
 }
 
+/// Makes both receiving ends non-blocking, for the busy-polling variants. (A socket's two
+/// ends of one process share one open file, so its sending end becomes non-blocking too; an
+/// 8-byte write into an empty socket buffer never has to wait.)
+fn busy(ends: anyhow::Result<(Ends, Ends)>) -> anyhow::Result<(Ends, Ends)> {
+    let (a, b) = ends?;
+    for f in [&a.rx, &b.rx] {
+        let fd = f.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            bail!("fcntl(O_NONBLOCK): {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok((a, b))
+}
+
 /// Reads a whole buffer; `Ok(false)` on a clean end of stream before its first byte.
+///
+/// On a non-blocking descriptor (the busy receivers) it polls: spins on `EAGAIN`, then yields
+/// like [`spin_until`](crate::spin_until), and fails after [`WAIT_LIMIT`](crate::WAIT_LIMIT).
 fn read_message(rx: &mut File, buf: &mut [u8]) -> anyhow::Result<bool> {
     let mut filled = 0;
+    let mut spins = 0u32;
+    let mut deadline = None;
     while filled < buf.len() {
         match rx.read(&mut buf[filled..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                spins = spins.saturating_add(1);
+                if spins < crate::SPINS_BEFORE_YIELD {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                if spins % 1024 == 0 {
+                    let limit = *deadline.get_or_insert_with(|| Instant::now() + crate::WAIT_LIMIT);
+                    ensure!(Instant::now() < limit, "timed out polling the stream");
+                }
+            }
             Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => bail!(
                 "stream ended inside a message ({filled} of {} bytes)",

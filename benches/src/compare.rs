@@ -200,7 +200,7 @@ pub fn render_comparison(rows: &[(&str, Outcome)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| path | ours | best peer | ours ÷ peer | hardware limit | ours ÷ limit | peer ÷ limit |"
+        "| path | ours | best peer | ours vs peer | hardware limit | ours vs limit | peer vs limit |"
     );
     let _ = writeln!(out, "|---|---|---|---:|---|---:|---:|");
     for path in PATHS {

@@ -3,7 +3,8 @@
 //!
 //! Every measured scenario named `group.what@SIZE` is a point of the line `group.what`.
 //! `latency.svg` holds the time units (converted to µs), `throughput.svg` the `GB/s` ones; both
-//! axes are logarithmic.
+//! axes are logarithmic. The hardware figures of the same kind (`limit.pingpong_rtt`,
+//! `limit.ring_1mib`, `limit.memcpy_1mib`), when measured, are dashed horizontal lines.
 //!
 //! ```
 //! use benches::report::Outcome;
@@ -15,7 +16,7 @@
 //! let lines = benches::plot::series(&rows, benches::plot::Kind::Latency);
 //! assert_eq!(lines.len(), 1);
 //! assert_eq!(lines[0].points, [(8.0, 3.0), (64.0, 3.5)]);
-//! let svg = benches::plot::render_svg("latency", benches::plot::Kind::Latency, &lines)?;
+//! let svg = benches::plot::render_svg("latency", benches::plot::Kind::Latency, &lines, &[])?;
 //! assert!(svg.starts_with("<svg") && svg.contains("pipe.rtt"));
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -127,10 +128,55 @@ pub fn series(rows: &[(&str, Outcome)], kind: Kind) -> Vec<Series> {
     out
 }
 
+/// The hardware figures drawn as dashed horizontal lines: (scenario, chart).
+const REFERENCES: [(&str, Kind); 3] = [
+    ("limit.pingpong_rtt", Kind::Latency),
+    ("limit.ring_1mib", Kind::Throughput),
+    ("limit.memcpy_1mib", Kind::Throughput),
+];
+
+/// The measured [`REFERENCES`] of `kind` in `rows`, in the chart's unit.
+///
+/// ```
+/// use benches::report::Outcome;
+/// use benches::plot::{Kind, references};
+/// let rows = vec![("limit.pingpong_rtt", Outcome::measured(&[120.0], "ns"))];
+/// assert_eq!(references(&rows, Kind::Latency), [("limit.pingpong_rtt".to_owned(), 0.12)]);
+/// assert!(references(&rows, Kind::Throughput).is_empty());
+/// ```
+pub fn references(rows: &[(&str, Outcome)], kind: Kind) -> Vec<(String, f64)> {
+    REFERENCES
+        .iter()
+        .filter(|(_, k)| *k == kind)
+        .filter_map(|(name, _)| {
+            rows.iter().find_map(|(n, o)| match o {
+                Outcome::Measured { median, unit, .. } if n == name => {
+                    Some(((*name).to_owned(), median * kind.factor(unit)?))
+                }
+                _ => None,
+            })
+        })
+        .collect()
+}
+
 /// Draws one chart as an SVG document: payload size against the figure, log-log, one line per
-/// series.
-pub fn render_svg(title: &str, kind: Kind, lines: &[Series]) -> anyhow::Result<String> {
-    let all = lines.iter().flat_map(|s| s.points.iter().copied());
+/// series, and a dashed horizontal line per reference figure (name, value).
+pub fn render_svg(
+    title: &str,
+    kind: Kind,
+    lines: &[Series],
+    refs: &[(String, f64)],
+) -> anyhow::Result<String> {
+    let all = lines
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .chain(refs.iter().flat_map(|(_, y)| {
+            let (a, b) = (
+                crate::sweep::SIZES[0] as f64,
+                crate::sweep::SIZES[crate::sweep::SIZES.len() - 1] as f64,
+            );
+            [(a, *y), (b, *y)]
+        }));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in all {
         x0 = x0.min(x);
@@ -191,6 +237,18 @@ pub fn render_svg(title: &str, kind: Kind, lines: &[Series]) -> anyhow::Result<S
                 )
                 .map_err(|e| err(&e))?;
         }
+        for (name, y) in refs {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x0, *y), (x1, *y)],
+                    8,
+                    6,
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(|e| err(&e))?
+                .label(format!("{name} (hardware)"))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        }
         chart
             .configure_series_labels()
             .position(match kind {
@@ -225,7 +283,8 @@ pub fn write_charts(
             Kind::Latency => "round trip against payload size",
             Kind::Throughput => "one-way throughput against payload size",
         };
-        let svg = render_svg(&format!("{what} — {subtitle}"), kind, &lines)?;
+        let refs = references(rows, kind);
+        let svg = render_svg(&format!("{what} — {subtitle}"), kind, &lines, &refs)?;
         let path = dir.join(kind.file());
         std::fs::write(&path, svg).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         written.push(path);

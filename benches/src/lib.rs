@@ -9,10 +9,14 @@
 //! assert!(names.contains(&"limit.pingpong_rtt"));
 //! ```
 
+pub mod compare;
+pub mod pin;
+pub mod plot;
 pub mod primitive;
 pub mod report;
 pub mod scenarios;
 pub mod shm;
+pub mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +77,9 @@ pub fn all() -> Vec<Scenario> {
     let mut v = Vec::new();
     v.extend(scenarios::limit::scenarios());
     v.extend(scenarios::os::scenarios());
+    v.extend(scenarios::threads::scenarios());
+    v.extend(scenarios::ipc_channel::scenarios());
+    v.extend(scenarios::iceoryx2::scenarios());
     v.extend(scenarios::core::scenarios());
     v.extend(scenarios::python::scenarios());
     v.extend(scenarios::sync::scenarios());
@@ -161,6 +168,7 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 /// Runs `f` in a forked child process and returns its pid; the child exits with status 0 if
 /// `f` returns `Ok` and 1 otherwise. Only for the single-threaded `ipc-bench` binary.
 ///
+/// Under `--pin A,B` the child first pins itself to CPU `B` and fails if that does not take.
 /// The child is killed if the parent dies (`PR_SET_PDEATHSIG`), so a crashed run leaves no
 /// spinning process behind. Memory mapped before the fork (an anonymous
 /// [`shm::SharedBlock`]) is shared at the same address in both processes.
@@ -190,7 +198,7 @@ pub fn fork_child(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Chil
             // The parent died before the death signal was armed.
             1
         } else {
-            match f() {
+            match pin::pin_child().and_then(|()| f()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("benchmark child failed: {e:#}");

@@ -1,8 +1,8 @@
 //! `ipc-bench`: runs the benchmark scenarios between real processes and prints a table or JSON.
 //!
 //! ```text
-//! cargo run --release -p benches --bin ipc-bench -- [--quick] [--json] [--filter SUBSTR[,SUBSTR…]]
-//!                                                   [--repeats N] [--list]
+//! cargo run --release -p benches --bin ipc-bench -- [--quick] [--json | --markdown]
+//!     [--plot DIR] [--pin A,B] [--filter SUBSTR[,SUBSTR…]] [--repeats N] [--list]
 //! ```
 //!
 //! Progress goes to standard error, the table (or the JSON document) to standard output. The exit
@@ -12,14 +12,21 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use benches::report::{Machine, Outcome, format_figure, render_json, render_table};
+use benches::report::{
+    Machine, Outcome, format_figure, render_json, render_markdown, render_table,
+};
 use benches::{Config, all, run_scenario};
 
 const USAGE: &str = "\
-usage: ipc-bench [--quick] [--json] [--filter SUBSTR[,SUBSTR...]] [--repeats N] [--list]
+usage: ipc-bench [--quick] [--json | --markdown] [--plot DIR] [--pin A,B]
+                 [--filter SUBSTR[,SUBSTR...]] [--repeats N] [--list]
 
-  --quick            short runs: every scenario in about a minute in total
+  --quick            short runs: every scenario in about two minutes in total
   --json             print {\"machine\": {...}, \"scenarios\": {...}} instead of a table
+  --markdown         print a Markdown table (for pasting) instead of the aligned one
+  --plot DIR         also write DIR/latency.svg and DIR/throughput.svg: the payload sweeps
+                     (scenarios named NAME@SIZE), one line per NAME, log-log
+  --pin A,B          run the parent process on CPU A and every forked child on CPU B
   --filter SUBSTR    only scenarios whose name contains SUBSTR (comma-separated: any of them;
                      the option may be repeated)
   --repeats N        repeats per scenario (default 7, or 3 with --quick)
@@ -29,6 +36,9 @@ usage: ipc-bench [--quick] [--json] [--filter SUBSTR[,SUBSTR...]] [--repeats N] 
 struct Args {
     quick: bool,
     json: bool,
+    markdown: bool,
+    plot: Option<std::path::PathBuf>,
+    pin: Option<(usize, usize)>,
     list: bool,
     filters: Vec<String>,
     repeats: Option<usize>,
@@ -38,6 +48,9 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         quick: false,
         json: false,
+        markdown: false,
+        plot: None,
+        pin: None,
         list: false,
         filters: Vec::new(),
         repeats: None,
@@ -57,6 +70,9 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--quick" => args.quick = true,
             "--json" => args.json = true,
+            "--markdown" => args.markdown = true,
+            "--plot" => args.plot = Some(value("--plot")?.into()),
+            "--pin" => args.pin = Some(benches::pin::parse_pin(&value("--pin")?)?),
             "--list" => args.list = true,
             "--filter" => args.filters.extend(
                 value("--filter")?
@@ -79,6 +95,9 @@ fn parse_args() -> Result<Args, String> {
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if args.json && args.markdown {
+        return Err("--json and --markdown are exclusive".to_owned());
     }
     Ok(args)
 }
@@ -111,7 +130,14 @@ fn main() -> ExitCode {
     }
     let cfg = Config { quick: args.quick };
     let repeats = args.repeats.unwrap_or(cfg.pick(7, 3));
-    let machine = Machine::collect(args.quick, repeats);
+    let mut machine = Machine::collect(args.quick, repeats);
+    if let Some((parent, child)) = args.pin {
+        machine.pin = match benches::pin::pin_parent(parent, child) {
+            Ok(took) => format!("pinned: {took}"),
+            Err(why) => format!("pinning did not take: {why}"),
+        };
+        eprintln!("ipc-bench: {}", machine.pin);
+    }
     eprintln!(
         "ipc-bench: {} scenarios × {repeats} repeats on {} ({} cores), {}, {}, python {}",
         scenarios.len(),
@@ -131,10 +157,11 @@ fn main() -> ExitCode {
     for (i, s) in scenarios.iter().enumerate() {
         let label = format!("[{:>2}/{}] {}", i + 1, scenarios.len(), s.name);
         let t = Instant::now();
+        let bar = progress_bar(i, scenarios.len(), started.elapsed().as_secs_f64());
         let outcome = run_scenario(s, &cfg, repeats, |done, figure| {
             if tty {
                 eprint!(
-                    "\r{label}: repeat {done}/{repeats}: {} {}   ",
+                    "\r\x1b[2K{bar} {label}: repeat {done}/{repeats}: {} {}",
                     format_figure(figure),
                     s.unit
                 );
@@ -166,13 +193,46 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     );
 
+    let mut failed_output = false;
+    if let Some(dir) = &args.plot {
+        match benches::plot::write_charts(
+            dir,
+            &rows,
+            &format!(
+                "{}, {} cores, {}",
+                machine.cpu,
+                machine.cores,
+                &machine.date[..10]
+            ),
+        ) {
+            Ok(files) if files.is_empty() => {
+                eprintln!("ipc-bench: --plot: no payload sweep was measured, no chart written")
+            }
+            Ok(files) => {
+                for f in files {
+                    eprintln!("ipc-bench: wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("ipc-bench: --plot: {e:#}");
+                failed_output = true;
+            }
+        }
+    }
     if args.json {
         println!("{}", render_json(&machine, &rows));
+    } else if args.markdown {
+        let comparison = benches::compare::render_comparison(&rows);
+        if comparison.lines().count() > 2 {
+            println!("{comparison}");
+        }
+        let sweeps = benches::compare::render_sweeps(&rows);
+        if !sweeps.is_empty() {
+            println!("{sweeps}");
+        }
+        print!("{}", render_markdown(&machine, &rows));
     } else {
-        println!(
-            "{} | {} cores | {} | {} | {}\n",
-            machine.cpu, machine.cores, machine.kernel, machine.rustc, machine.date
-        );
+        println!("{} | {}\n", machine.summary(), machine.pin);
         print!("{}", render_table(&rows));
     }
     let failed = rows
@@ -183,5 +243,27 @@ fn main() -> ExitCode {
         eprintln!("ipc-bench: {failed} scenario(s) failed");
         return ExitCode::from(1);
     }
+    if failed_output {
+        return ExitCode::from(1);
+    }
     ExitCode::SUCCESS
+}
+
+/// `[#####-----] 12/80 0:41 ETA 3:10`: scenarios done so far, time so far and the time left at
+/// the pace so far.
+fn progress_bar(done: usize, total: usize, elapsed: f64) -> String {
+    const WIDTH: usize = 20;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0);
+    let clock = |secs: f64| format!("{}:{:02}", secs as u64 / 60, secs as u64 % 60);
+    let eta = if done == 0 {
+        "?".to_owned()
+    } else {
+        clock(elapsed / done as f64 * (total - done) as f64)
+    };
+    format!(
+        "[{}{}] {}",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        format_args!("{} ETA {eta}", clock(elapsed))
+    )
 }

@@ -93,6 +93,8 @@ pub struct Machine {
     pub quick: bool,
     /// Repeats per scenario.
     pub repeats: usize,
+    /// Where `--pin` placed the two processes and whether it took, or `"not pinned"`.
+    pub pin: String,
 }
 
 impl Machine {
@@ -144,7 +146,21 @@ impl Machine {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             quick,
             repeats,
+            pin: "not pinned".to_owned(),
         }
+    }
+
+    /// One line describing the machine, for the heads of tables and charts.
+    ///
+    /// ```
+    /// let m = benches::report::Machine::collect(true, 3);
+    /// assert!(m.summary().contains(&m.kernel));
+    /// ```
+    pub fn summary(&self) -> String {
+        format!(
+            "{} | {} cores | {} | {} | {} | {}",
+            self.cpu, self.cores, self.kernel, self.rustc, self.profile, self.date
+        )
     }
 }
 
@@ -278,6 +294,60 @@ pub fn render_table(rows: &[(&str, Outcome)]) -> String {
             }
             Outcome::Failed(why) => {
                 let _ = writeln!(out, "{name:<width$}  FAILED: {why}");
+            }
+        }
+    }
+    out
+}
+
+/// The `--markdown` table: the machine line, then one row per scenario (a skipped or failed
+/// scenario says so in the median column).
+///
+/// ```
+/// use benches::report::{Machine, Outcome, render_markdown};
+/// let rows = vec![
+///     ("pipe.rtt@8B", Outcome::measured(&[3.0, 2.0, 4.0], "µs")),
+///     ("iceoryx2.u64", Outcome::Skipped("built without --features peers".into())),
+/// ];
+/// let md = render_markdown(&Machine::collect(true, 3), &rows);
+/// assert!(md.contains("| `pipe.rtt@8B` | 3.000 | 2.000 | 4.000 | µs |"));
+/// assert!(md.contains("| `iceoryx2.u64` | skipped: built without --features peers | | | |"));
+/// ```
+pub fn render_markdown(machine: &Machine, rows: &[(&str, Outcome)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({} repeats{}; {})\n",
+        machine.summary(),
+        machine.repeats,
+        if machine.quick { ", --quick" } else { "" },
+        machine.pin
+    );
+    let _ = writeln!(out, "| scenario | median | min | max | unit |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    for (name, outcome) in rows {
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        match outcome {
+            Outcome::Measured {
+                median,
+                min,
+                max,
+                unit,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "| `{name}` | {} | {} | {} | {unit} |",
+                    format_figure(*median),
+                    format_figure(*min),
+                    format_figure(*max)
+                );
+            }
+            Outcome::Skipped(why) => {
+                let _ = writeln!(out, "| `{name}` | skipped: {} | | | |", cell(why));
+            }
+            Outcome::Failed(why) => {
+                let _ = writeln!(out, "| `{name}` | FAILED: {} | | | |", cell(why));
             }
         }
     }

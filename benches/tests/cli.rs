@@ -71,6 +71,8 @@ const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.futex_rtt", "µs"),
     ("pipe.pingpong_rtt", "µs"),
     ("unix.pingpong_rtt", "µs"),
+    ("pipe.pingpong_rtt_busy", "µs"),
+    ("unix.pingpong_rtt_busy", "µs"),
     ("pipe.1mib", "GB/s"),
     ("unix.1mib", "GB/s"),
     ("core.segment_create_open", "µs"),
@@ -113,7 +115,7 @@ fn rust_scenarios_run_verify_and_print_json() {
             "--repeats",
             "2",
             "--filter",
-            "limit.,pipe.,unix.",
+            "limit.,pipe.pingpong_rtt,pipe.1mib,unix.pingpong_rtt,unix.1mib",
             "--filter=core.,shared_memory.",
         ],
         Duration::from_secs(600),
@@ -196,6 +198,138 @@ fn bad_arguments_are_usage_errors() {
             r.stderr.contains("usage") || r.stderr.contains("no scenario"),
             "{args:?}"
         );
+        assert!(r.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// The first CPU this process may run on (from `/proc/self/status`).
+fn an_allowed_cpu() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    list.trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a CPU number")
+}
+
+#[test]
+fn sweeps_peers_markdown_plots_and_pinning() {
+    let dir = std::env::temp_dir().join(format!("ipc-bench-cli-plot-{}", std::process::id()));
+    let cpu = an_allowed_cpu().to_string();
+    let pin = format!("{cpu},{cpu}");
+    let r = run(
+        &[
+            "--quick",
+            "--markdown",
+            "--repeats",
+            "1",
+            "--pin",
+            &pin,
+            "--plot",
+            dir.to_str().expect("utf-8 temp dir"),
+            "--filter",
+            "pipe.rtt@8B,pipe.rtt@4KiB,unix.stream@64KiB,unix.stream@1KiB,eventfd.,_busy",
+            "--filter",
+            "crossbeam.,ipc_channel.pingpong_rtt,iceoryx2.pubsub_rtt,iceoryx2.rtt@8B",
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("pinned: parent on CPU {cpu}, child on CPU {cpu}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("| scenario | median | min | max | unit |")
+    );
+    for name in [
+        "pipe.rtt@8B",
+        "pipe.rtt@4KiB",
+        "unix.stream@1KiB",
+        "unix.stream@64KiB",
+        "eventfd.pingpong_rtt",
+        "eventfd.pingpong_rtt_busy",
+        "pipe.pingpong_rtt_busy",
+        "unix.pingpong_rtt_busy",
+        "crossbeam.u64_threads",
+        "crossbeam.pingpong_rtt_threads",
+    ] {
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{}", r.stdout));
+        assert!(!row.contains("skipped") && !row.contains("FAILED"), "{row}");
+    }
+    for name in [
+        "ipc_channel.pingpong_rtt",
+        "iceoryx2.pubsub_rtt",
+        "iceoryx2.rtt@8B",
+    ] {
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{}", r.stdout));
+        // Measured with `--features peers`, skipped with the reason without it.
+        assert!(
+            !row.contains("FAILED")
+                && (!row.contains("skipped") || row.contains("--features peers")),
+            "{row}"
+        );
+    }
+    for chart in ["latency.svg", "throughput.svg"] {
+        let svg = std::fs::read_to_string(dir.join(chart)).expect(chart);
+        assert!(svg.starts_with("<svg"), "{chart}");
+    }
+    let latency = std::fs::read_to_string(dir.join("latency.svg")).expect("latency.svg");
+    assert!(latency.contains("pipe.rtt"));
+    let throughput = std::fs::read_to_string(dir.join("throughput.svg")).expect("throughput.svg");
+    assert!(throughput.contains("unix.stream"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_sweep_has_all_sizes_and_bad_pins_are_usage_errors() {
+    let r = run(&["--list", "--filter", "@"], Duration::from_secs(60));
+    assert_eq!(r.code, Some(0));
+    for base in [
+        "pipe.rtt",
+        "pipe.stream",
+        "unix.rtt",
+        "unix.stream",
+        "ipc_channel.rtt",
+        "ipc_channel.stream",
+        "iceoryx2.rtt",
+        "iceoryx2.stream",
+    ] {
+        for size in [
+            "8B", "16B", "64B", "256B", "1KiB", "4KiB", "16KiB", "64KiB", "256KiB", "1MiB", "4MiB",
+        ] {
+            let name = format!("{base}@{size}");
+            assert!(
+                r.stdout
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(&name)),
+                "{name} not listed"
+            );
+        }
+    }
+    for args in [
+        &["--pin", "1"][..],
+        &["--pin", "a,b"][..],
+        &["--json", "--markdown"][..],
+        &["--plot"][..],
+    ] {
+        let r = run(args, Duration::from_secs(60));
+        assert_eq!(r.code, Some(2), "{args:?}");
         assert!(r.stdout.is_empty(), "{args:?}");
     }
 }

@@ -1,6 +1,8 @@
 //! Scenario groups, one file each.
 
 pub mod core;
+pub mod iceoryx2;
+pub mod ipc_channel;
 pub mod limit;
 pub mod os;
 pub mod pool;
@@ -8,3 +10,4 @@ pub mod process;
 pub mod python;
 pub mod queue;
 pub mod sync;
+pub mod threads;

@@ -52,7 +52,7 @@ pub const PATHS: &[Path] = &[
     },
     Path {
         label: "round trip, busy-polling receivers",
-        ours: &[],
+        ours: &["ours.pipe_rtt"],
         peers: &[
             "iceoryx2.pubsub_rtt",
             "iceoryx2.reqres_rtt",
@@ -64,13 +64,13 @@ pub const PATHS: &[Path] = &[
     },
     Path {
         label: "stream of u64 messages",
-        ours: &[],
+        ours: &["ours.queue_u64"],
         peers: &["iceoryx2.u64", "ipc_channel.u64", "python.queue_small"],
         limit: Some("limit.spsc_u64"),
     },
     Path {
         label: "1 MiB messages, copied in and out",
-        ours: &[],
+        ours: &["ours.queue_1mib", "ours.pipe_1mib"],
         peers: &[
             "iceoryx2.1mib_copy",
             "unix.1mib",
@@ -79,6 +79,12 @@ pub const PATHS: &[Path] = &[
             "ipc_channel.1mib_shmem",
         ],
         limit: Some("limit.ring_1mib"),
+    },
+    Path {
+        label: "SPSC ring of u64",
+        ours: &["ours.spsc_u64"],
+        peers: &["crossbeam.u64_threads"],
+        limit: Some("limit.spsc_u64"),
     },
     Path {
         label: "lock and unlock, uncontended",

@@ -102,6 +102,28 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The names in `/dev/shm` that a peer keeps for the whole machine (not ours: ours never
+/// outlive their users).
+fn shm_entries() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("iox2_") && n.ends_with("global_mgmt"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the peers' machine-wide files that were not there before the run.
+fn remove_new_peer_files(before: &[String]) {
+    for name in shm_entries() {
+        if !before.contains(&name) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+        }
+    }
+}
+
 fn main() -> ExitCode {
     ipc_core::init();
     let args = match parse_args() {
@@ -130,6 +152,9 @@ fn main() -> ExitCode {
     }
     let cfg = Config { quick: args.quick };
     let repeats = args.repeats.unwrap_or(cfg.pick(7, 3));
+    // Peers that keep machine-wide files in /dev/shm (iceoryx2's node management) leave them
+    // after their last node; remove those this run brought into being.
+    let shm_before = shm_entries();
     let mut machine = Machine::collect(args.quick, repeats);
     if let Some((parent, child)) = args.pin {
         machine.pin = match benches::pin::pin_parent(parent, child) {
@@ -193,6 +218,7 @@ fn main() -> ExitCode {
         started.elapsed().as_secs_f64()
     );
 
+    remove_new_peer_files(&shm_before);
     let mut failed_output = false;
     if let Some(dir) = &args.plot {
         match benches::plot::write_charts(

@@ -48,7 +48,7 @@ const SPIN_LIMIT: u32 = 1;
 pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(200);
 /// How long a running pid with *no* recorded start time must hold the lock unchanged before it
 /// counts as a dead holder whose pid was reused (see `lock`).
-pub(crate) const UNRECORDED_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
 
 /// The shared state of a robust lock (16 bytes, `#[repr(C)]`, every bit pattern valid).
 #[repr(C)]

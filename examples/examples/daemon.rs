@@ -34,7 +34,9 @@ fn parent(_: ()) -> Result<ProcessIdentity, String> {
     let daemon = Process::builder().daemon(true).target(forever, ());
     daemon.start().map_err(|e| e.to_string())?;
     let pid = daemon.pid().ok_or("the daemon has no pid")?;
-    let identity = ProcessIdentity::of_pid(pid).ok_or("the daemon is not running")?;
+    let identity = ProcessIdentity::of_pid(pid)
+        .map_err(|e| e.to_string())?
+        .ok_or("the daemon is not running")?;
     // Give the daemon a moment to say hello, then leave without waiting for it.
     std::thread::sleep(Duration::from_millis(200));
     println!(

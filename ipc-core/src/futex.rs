@@ -21,7 +21,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::platform::{self, FutexWait};
-use crate::primitive::{AtomicU32, Ordering, fence};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// The longest single sleep of [`Futex::wait_while`]: a missed wake-up costs at most this.
 pub const SLICE: Duration = Duration::from_millis(50);
@@ -60,6 +60,41 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitR
 /// Wakes up to `count` processes or threads sleeping on `word`; returns how many woke.
 pub fn wake(word: &AtomicU32, count: u32) -> usize {
     platform::futex_wake(word, count)
+}
+
+/// The address of the half of a 64-bit word that holds its low 32 bits.
+fn low_half(word: &AtomicU64) -> *const u32 {
+    let base = word.as_ptr().cast::<u32>().cast_const();
+    if cfg!(target_endian = "little") {
+        base
+    } else {
+        base.wrapping_add(1)
+    }
+}
+
+/// Like [`wait`], on the low 32 bits of a 64-bit word: sleeps while `word as u32 == expected`.
+///
+/// For state words that keep a futex value in their low half and more state beside it (a lock
+/// holder's pid with its start-time tag, updated together by one 64-bit compare-and-swap).
+/// Changes of the high half alone do not end the sleep: callers sleep in bounded slices.
+pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> WaitResult {
+    let timeout = match deadline {
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => return WaitResult::TimedOut,
+        },
+        None => None,
+    };
+    match platform::futex_wait_at(low_half(word), expected, timeout) {
+        FutexWait::Woken => WaitResult::Woken,
+        FutexWait::ValueChanged => WaitResult::ValueChanged,
+        FutexWait::TimedOut => WaitResult::TimedOut,
+    }
+}
+
+/// Wakes up to `count` sleepers of [`wait_low`] on `word`; returns how many woke.
+pub fn wake_low(word: &AtomicU64, count: u32) -> usize {
+    platform::futex_wake_at(low_half(word), count)
 }
 
 /// A futex word with a waiter count, laid out for shared memory (`#[repr(C)]`, 8 bytes, all
@@ -267,6 +302,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         f.store_and_wake_all(7);
         assert_eq!(t.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn a_64_bit_word_sleeps_on_its_low_half() {
+        let w = Arc::new(AtomicU64::new(7 | (9 << 32)));
+        // The low half differs from `expected`: no sleep.
+        assert_eq!(wait_low(&w, 8, None), WaitResult::ValueChanged);
+        let v = Arc::clone(&w);
+        let t = std::thread::spawn(move || {
+            // ORDERING: Relaxed, the test only needs the value to change.
+            while v.load(Ordering::Relaxed) as u32 == 7 {
+                wait_low(&v, 7, Some(Instant::now() + Duration::from_secs(5)));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        // ORDERING: Relaxed, as above.
+        w.store(8, Ordering::Relaxed);
+        wake_low(&w, 1);
+        t.join().unwrap();
     }
 
     #[test]

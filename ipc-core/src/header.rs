@@ -44,7 +44,7 @@ use crate::primitive::{AtomicU32, Ordering};
 pub const MAGIC: [u8; 8] = *b"IPCRSSEG";
 /// The version of the header layout (and of every payload layout built on it). Bump it with any
 /// layout change.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// The header's size in bytes.
 pub const HEADER_SIZE: usize = 256;
 
@@ -204,7 +204,7 @@ pub unsafe fn write(base: *mut u8, fp: &TypeFingerprint, capacity: usize, total_
     let word = unsafe { init_word(base) };
     // ORDERING: Relaxed, the segment is not published yet; the Release in `publish` orders it.
     word.store(INIT_BUSY, Ordering::Relaxed);
-    let me = ProcessIdentity::current();
+    let me = crate::liveness::current_for_display();
     let mut buf = [0u8; HEADER_SIZE];
     put(&mut buf, 0, &MAGIC);
     put(&mut buf, OFF_VERSION, &LAYOUT_VERSION.to_ne_bytes());
@@ -230,17 +230,10 @@ pub unsafe fn write(base: *mut u8, fp: &TypeFingerprint, capacity: usize, total_
     put(&mut buf, OFF_CHECKSUM, &sum.to_ne_bytes());
     // SAFETY: the caller guarantees HEADER_SIZE writable bytes at `base`. The init word (56..60)
     // is skipped so that the atomic is only ever written through atomics.
-    unsafe {
-        std::ptr::copy_nonoverlapping(buf.as_ptr(), base, OFF_INIT);
-    }
+    // Shared copies: an opener of a named segment may already read these bytes.
+    unsafe { crate::pod::copy_to_shared(&buf[..OFF_INIT], base) };
     // SAFETY: as above, for the bytes after the init word.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            buf.as_ptr().add(OFF_PAYLOAD),
-            base.add(OFF_PAYLOAD),
-            HEADER_SIZE - OFF_PAYLOAD,
-        );
-    }
+    unsafe { crate::pod::copy_to_shared(&buf[OFF_PAYLOAD..], base.add(OFF_PAYLOAD)) };
 }
 
 /// Marks a header written by [`write()`] as ready.
@@ -285,7 +278,7 @@ pub unsafe fn validate(
         if mapped_len >= MAGIC.len() {
             let mut magic = [0u8; 8];
             // SAFETY: at least 8 bytes are mapped.
-            unsafe { std::ptr::copy_nonoverlapping(base, magic.as_mut_ptr(), 8) };
+            unsafe { crate::pod::copy_from_shared(base, &mut magic) };
             if magic != MAGIC && magic != [0; 8] {
                 return Err(OpenError::NotOurs);
             }
@@ -307,7 +300,7 @@ pub unsafe fn validate(
             INIT_EMPTY | INIT_BUSY => {
                 let mut magic = [0u8; 8];
                 // SAFETY: at least HEADER_SIZE bytes are mapped.
-                unsafe { std::ptr::copy_nonoverlapping(base, magic.as_mut_ptr(), 8) };
+                unsafe { crate::pod::copy_from_shared(base, &mut magic) };
                 if magic != MAGIC && magic != [0; 8] {
                     return Err(OpenError::NotOurs);
                 }
@@ -319,7 +312,7 @@ pub unsafe fn validate(
             _ => {
                 let mut magic = [0u8; 8];
                 // SAFETY: at least HEADER_SIZE bytes are mapped.
-                unsafe { std::ptr::copy_nonoverlapping(base, magic.as_mut_ptr(), 8) };
+                unsafe { crate::pod::copy_from_shared(base, &mut magic) };
                 if magic != MAGIC {
                     return Err(OpenError::NotOurs);
                 }
@@ -332,7 +325,7 @@ pub unsafe fn validate(
     let mut buf = [0u8; HEADER_SIZE];
     // SAFETY: HEADER_SIZE bytes are mapped at `base`; `buf` is private. A peer may be writing
     // concurrently: we only parse the private copy from here on.
-    unsafe { std::ptr::copy_nonoverlapping(base, buf.as_mut_ptr(), HEADER_SIZE) };
+    unsafe { crate::pod::copy_from_shared(base, &mut buf) };
     if buf[..8] != MAGIC {
         return Err(OpenError::NotOurs);
     }

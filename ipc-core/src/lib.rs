@@ -51,7 +51,7 @@ mod tracker;
 
 pub use error::{CreateError, OpenError};
 pub use header::TypeFingerprint;
-pub use liveness::ProcessIdentity;
+pub use liveness::{Liveness, ProcessIdentity};
 pub use object::{ObjectHandle, ObjectSegment, Placement};
 pub use pod::AtomicInt;
 pub use process::{
@@ -72,5 +72,6 @@ pub fn random_u128() -> u128 {
     platform::random_u128()
 }
 pub use segment::{
-    NAME_PREFIX, OutOfBounds, SegmentHandle, SharedMemory, SharedMemoryBuilder, random_name,
+    AccessError, NAME_PREFIX, OutOfBounds, SegmentHandle, SharedMemory, SharedMemoryBuilder,
+    random_name,
 };

@@ -60,11 +60,25 @@ impl ObjectSegment {
     ) -> Result<Self, CreateError> {
         let total = header::required_size(fp, capacity)
             .ok_or(CreateError::InvalidSize { size: u64::MAX })?;
-        let shm = match placement {
+        // Named segments get the magic before they have a size, so a plain opener that races
+        // the creation sees an object (and refuses to copy over it).
+        let magic = &header::MAGIC;
+        let mut shm = match placement {
             Placement::Anonymous => SharedMemory::anonymous(total)?,
-            Placement::NamedRandom => SharedMemory::create_named(total)?,
-            Placement::Named(name) => SharedMemory::builder(name).size(total).create()?,
+            Placement::NamedRandom => loop {
+                match SharedMemory::builder(&crate::segment::random_name())
+                    .size(total)
+                    .create_with_prefix(magic)
+                {
+                    Err(CreateError::AlreadyExists { .. }) => continue,
+                    other => break other?,
+                }
+            },
+            Placement::Named(name) => SharedMemory::builder(name)
+                .size(total)
+                .create_with_prefix(magic)?,
         };
+        shm.mark_object();
         let base = shm.as_ptr();
         // SAFETY: `base` starts a fresh, page-aligned, writable mapping of `total` bytes from
         // `required_size`; nobody can have seen it as ready.
@@ -78,7 +92,7 @@ impl ObjectSegment {
             total_size: total,
             payload_offset: offset,
             capacity,
-            creator: crate::ProcessIdentity::current(),
+            creator: crate::liveness::current_for_display(),
         };
         Ok(Self { shm, info })
     }
@@ -102,12 +116,13 @@ impl ObjectSegment {
 
     /// Validates the header of an already mapped segment.
     pub fn from_shared_memory(
-        shm: SharedMemory,
+        mut shm: SharedMemory,
         fp: &TypeFingerprint,
         init_timeout: Duration,
     ) -> Result<Self, OpenError> {
         // SAFETY: `shm` is a live mapping of `shm.len()` bytes starting at a page boundary.
         let info = unsafe { header::validate(shm.as_ptr(), shm.len(), fp, init_timeout) }?;
+        shm.mark_object();
         Ok(Self { shm, info })
     }
 

@@ -1,8 +1,18 @@
-//! Access to `Pod` values that live in shared memory: atomic where the size allows, volatile
-//! copies otherwise, and the [`AtomicInt`] operations for integer types.
+//! Access to `Pod` values that live in shared memory: atomic where the size allows, word-wise
+//! atomic copies otherwise, and the [`AtomicInt`] operations for integer types.
 //!
 //! Values are always copied out, never lent as `&T`, because a peer may write the bytes at any
 //! moment (ARCHITECTURE.md, principle 7).
+//!
+//! ## Copies that may race a writer
+//!
+//! [`copy_from_shared`] and [`copy_to_shared`] move bytes between private memory and a mapping
+//! that another process may write at the same moment. They use Relaxed atomic loads and stores,
+//! one aligned 8-byte word at a time (single bytes at the unaligned edges), as the
+//! `atomic-memcpy` proposal (P1478) does: a racing reader may see a mix of old and new words,
+//! which a `Pod` type tolerates, but no access is a data race in the language's sense, so the
+//! copy is sound and ThreadSanitizer has nothing to report. A `memcpy` would be a data race,
+//! which is undefined behaviour even for `u8`.
 
 use bytemuck::Pod;
 
@@ -34,8 +44,13 @@ pub unsafe fn load<T: Pod>(ptr: *const T) -> T {
         2 => atomic_load!(AtomicU16, u16),
         4 => atomic_load!(AtomicU32, u32),
         8 => atomic_load!(AtomicU64, u64),
-        // SAFETY: per the contract, `ptr` is valid and aligned for `T`.
-        _ => unsafe { std::ptr::read_volatile(ptr) },
+        _ => {
+            let mut value = T::zeroed();
+            // SAFETY: per the contract, `ptr` is valid for reads of `size_of::<T>()` bytes; the
+            // destination is a private local.
+            unsafe { copy_from_shared(ptr.cast::<u8>(), bytemuck::bytes_of_mut(&mut value)) };
+            value
+        }
     }
 }
 
@@ -59,9 +74,102 @@ pub unsafe fn store<T: Pod>(ptr: *mut T, value: T) {
         2 => atomic_store!(AtomicU16, u16),
         4 => atomic_store!(AtomicU32, u32),
         8 => atomic_store!(AtomicU64, u64),
-        // SAFETY: per the contract, `ptr` is valid and aligned for `T`.
-        _ => unsafe { std::ptr::write_volatile(ptr, value) },
+        // SAFETY: per the contract, `ptr` is valid for writes of `size_of::<T>()` bytes.
+        _ => unsafe { copy_to_shared(bytemuck::bytes_of(&value), ptr.cast::<u8>()) },
     }
+}
+
+/// Copies `dst.len()` bytes starting at `src` (shared memory) into `dst`, with Relaxed atomic
+/// loads: aligned 8-byte words, single bytes at the edges. Bytes a peer writes meanwhile may
+/// arrive as a mix of old and new words; nothing is a data race.
+///
+/// # Safety
+/// `src` must be valid for reads of `dst.len()` bytes for the duration of the call, and every
+/// access to those bytes by others must be atomic or through these copies (true of every shared
+/// byte the workspace touches).
+pub unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+    let len = dst.len();
+    let head = src.align_offset(8).min(len);
+    let out = dst.as_mut_ptr();
+    let byte = |i: usize| {
+        // SAFETY: callers pass `i < len`, inside the source range per the contract; a u8 is
+        // always aligned.
+        let a = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) };
+        // ORDERING: Relaxed, a racy copy by design; callers order it with their own protocol.
+        let v = a.load(Ordering::Relaxed);
+        // SAFETY: `i < len`: inside `dst`.
+        unsafe { out.add(i).write(v) };
+    };
+    for i in 0..head {
+        byte(i);
+    }
+    let words = (len - head) / 8;
+    for w in 0..words {
+        let off = head + w * 8;
+        // SAFETY: `src + off` is 8-aligned (`head` aligned it) and `off + 8 <= len`.
+        let a = unsafe { AtomicU64::from_ptr(src.add(off).cast_mut().cast::<u64>()) };
+        // ORDERING: Relaxed, as above.
+        let v = a.load(Ordering::Relaxed);
+        // SAFETY: `off + 8 <= len`: inside `dst`, which may be unaligned.
+        unsafe { out.add(off).cast::<u64>().write_unaligned(v) };
+    }
+    for i in head + words * 8..len {
+        byte(i);
+    }
+}
+
+/// Copies `src` into shared memory starting at `dst`, with Relaxed atomic stores (the mirror of
+/// [`copy_from_shared`]).
+///
+/// # Safety
+/// `dst` must be valid for writes of `src.len()` bytes for the duration of the call, no process
+/// may hold a reference (`&T`, `&mut T`) to those bytes, and every other access to them must be
+/// atomic or through these copies.
+pub unsafe fn copy_to_shared(src: &[u8], dst: *mut u8) {
+    let len = src.len();
+    let head = dst.align_offset(8).min(len);
+    let inp = src.as_ptr();
+    for (i, &b) in src.iter().enumerate().take(head) {
+        // SAFETY: `i < len`, inside the destination range per the contract.
+        let a = unsafe { AtomicU8::from_ptr(dst.add(i)) };
+        // ORDERING: Relaxed, a racy copy by design; callers publish with their own Release.
+        a.store(b, Ordering::Relaxed);
+    }
+    let words = (len - head) / 8;
+    for w in 0..words {
+        let off = head + w * 8;
+        // SAFETY: `off + 8 <= len`: inside `src`, which may be unaligned.
+        let v = unsafe { inp.add(off).cast::<u64>().read_unaligned() };
+        // SAFETY: `dst + off` is 8-aligned and `off + 8 <= len`.
+        let a = unsafe { AtomicU64::from_ptr(dst.add(off).cast::<u64>()) };
+        // ORDERING: Relaxed, as above.
+        a.store(v, Ordering::Relaxed);
+    }
+    for (i, &b) in src.iter().enumerate().skip(head + words * 8) {
+        // SAFETY: `i < len`, inside the destination range.
+        let a = unsafe { AtomicU8::from_ptr(dst.add(i)) };
+        // ORDERING: Relaxed, as above.
+        a.store(b, Ordering::Relaxed);
+    }
+}
+
+/// [`copy_from_shared`] for a slice of `Pod` values.
+///
+/// # Safety
+/// As for [`copy_from_shared`], for `dst.len()` elements at `src`.
+pub unsafe fn load_slice<T: Pod>(src: *const T, dst: &mut [T]) {
+    // SAFETY: the caller's contract covers `size_of_val(dst)` bytes at `src`; `T: Pod`, so
+    // any bytes make valid values.
+    unsafe { copy_from_shared(src.cast::<u8>(), bytemuck::cast_slice_mut(dst)) }
+}
+
+/// [`copy_to_shared`] for a slice of `Pod` values.
+///
+/// # Safety
+/// As for [`copy_to_shared`], for `src.len()` elements at `dst`.
+pub unsafe fn store_slice<T: Pod>(src: &[T], dst: *mut T) {
+    // SAFETY: the caller's contract covers `size_of_val(src)` bytes at `dst`.
+    unsafe { copy_to_shared(bytemuck::cast_slice(src), dst.cast::<u8>()) }
 }
 
 mod sealed {
@@ -153,3 +261,36 @@ atomic_int!(
     u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64, usize => AtomicUsize,
     i8 => AtomicI8, i16 => AtomicI16, i32 => AtomicI32, i64 => AtomicI64, isize => AtomicIsize
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_copies_handle_every_alignment_and_length() {
+        let mut shared = vec![0u64; 64];
+        let base = shared.as_mut_ptr().cast::<u8>();
+        for offset in 0..9 {
+            for len in [0usize, 1, 7, 8, 9, 15, 16, 17, 100, 300] {
+                let src: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8).collect();
+                // SAFETY: `offset + len <= 512`, inside `shared`; nothing else touches it.
+                unsafe { copy_to_shared(&src, base.add(offset)) };
+                let mut back = vec![0u8; len];
+                // SAFETY: as above.
+                unsafe { copy_from_shared(base.add(offset), &mut back) };
+                assert_eq!(back, src, "offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn odd_sized_values_round_trip() {
+        let mut cell = [0u64; 4];
+        let p = cell.as_mut_ptr().cast::<[u8; 24]>();
+        let v = [3u8; 24];
+        // SAFETY: `cell` holds 32 bytes, aligned; nothing else touches it.
+        unsafe { store(p, v) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { load(p) }, v);
+    }
+}

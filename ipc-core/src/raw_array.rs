@@ -41,8 +41,9 @@ impl std::error::Error for IndexOutOfBounds {}
 
 /// `len` values of type `T` in shared memory, without a lock.
 ///
-/// Single elements of 1, 2, 4 or 8 bytes are read and written atomically; slices are copied and
-/// a concurrent writer may tear them. Integer elements add lock-free read-modify-write
+/// Single elements of 1, 2, 4 or 8 bytes are read and written atomically; slices are copied
+/// word by word with atomic loads and stores (see [`pod::copy_from_shared`]), so a concurrent
+/// writer may tear a slice between words but never causes a data race. Integer elements add lock-free read-modify-write
 /// operations.
 ///
 /// ```
@@ -184,16 +185,18 @@ impl<T: Pod> RawArray<T> {
     /// Copies `out.len()` elements starting at `start` into `out`.
     pub fn read(&self, start: usize, out: &mut [T]) -> Result<(), IndexOutOfBounds> {
         let p = self.range(start, out.len())?;
-        // SAFETY: the range is in bounds; `out` is private memory and cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        // SAFETY: the range is in bounds; `out` is private memory and cannot overlap. Every
+        // access to the array's bytes is atomic or a shared copy (no `&T` is ever lent).
+        unsafe { pod::load_slice(p, out) };
         Ok(())
     }
 
     /// Copies `values` into the array starting at `start`.
     pub fn write(&self, start: usize, values: &[T]) -> Result<(), IndexOutOfBounds> {
         let p = self.range(start, values.len())?;
-        // SAFETY: the range is in bounds; `values` is private memory and cannot overlap.
-        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), p, values.len()) };
+        // SAFETY: the range is in bounds; `values` is private memory and cannot overlap. No
+        // safe API lends a reference to the array's bytes.
+        unsafe { pod::store_slice(values, p) };
         Ok(())
     }
 

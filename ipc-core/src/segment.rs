@@ -8,8 +8,23 @@
 //!
 //! The bytes are shared with other processes at any moment, so this type hands out no `&[u8]`
 //! in safe code: copy in and out with [`read`](SharedMemory::read) and
-//! [`write`](SharedMemory::write), or build atomics and guarded views on
+//! [`write`](SharedMemory::write) (word-wise atomic copies, so a racing peer tears a copy but
+//! never causes a data race), or build atomics and guarded views on
 //! [`as_ptr`](SharedMemory::as_ptr).
+//!
+//! A segment that holds one of the workspace's typed objects (a lock, a queue, a value: it starts
+//! with the object header) refuses `read` and `write` with [`AccessError::HoldsObject`]: its
+//! bytes belong to the object's own protocol, which may have lent them out as `&mut T` under a
+//! lock. [`write_unguarded`](SharedMemory::write_unguarded) is the `unsafe` way around, for
+//! tools that play a hostile peer.
+//!
+//! ## Truncation
+//!
+//! Anonymous segments are sealed (`F_SEAL_SHRINK`): nobody can shrink them. A *named* segment can
+//! be truncated by any process of the same user (`ftruncate` on `/dev/shm/<name>`), and every
+//! process that then touches the lost pages gets `SIGBUS`, as with any shared file mapping (POSIX
+//! offers no seal for `shm_open` objects; Python's `shared_memory` has the same exposure). Use
+//! anonymous placement unless another program must find the segment by name.
 
 use std::fmt;
 use std::fs::File;
@@ -54,6 +69,8 @@ pub struct SharedMemory {
     map: MmapRaw,
     file: File,
     kind: Kind,
+    /// The segment holds a typed object: `read` and `write` refuse.
+    object: bool,
 }
 
 enum Kind {
@@ -95,6 +112,54 @@ impl fmt::Display for OutOfBounds {
 
 impl std::error::Error for OutOfBounds {}
 
+/// Why [`SharedMemory::read`] or [`SharedMemory::write`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The range is outside the segment.
+    OutOfBounds(OutOfBounds),
+    /// The segment holds a typed object of this workspace (its header is at offset 0): its bytes
+    /// are reached through that object's API (its lock, its slots), never copied over blindly.
+    HoldsObject,
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessError::OutOfBounds(e) => e.fmt(f),
+            AccessError::HoldsObject => f.write_str(
+                "the segment holds a typed object (a lock, queue, value or array): open it as \
+                 that type instead of copying its bytes",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AccessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AccessError::OutOfBounds(e) => Some(e),
+            AccessError::HoldsObject => None,
+        }
+    }
+}
+
+impl From<OutOfBounds> for AccessError {
+    fn from(e: OutOfBounds) -> Self {
+        AccessError::OutOfBounds(e)
+    }
+}
+
+/// Whether a mapping starts with the object header's magic (read with atomic loads).
+fn starts_with_object_magic(map: &MmapRaw) -> bool {
+    if map.len() < crate::header::MAGIC.len() {
+        return false;
+    }
+    let mut magic = [0u8; 8];
+    // SAFETY: at least 8 bytes are mapped; a shared copy tolerates a concurrent writer.
+    unsafe { crate::pod::copy_from_shared(map.as_ptr(), &mut magic) };
+    magic == crate::header::MAGIC
+}
 /// What another process needs to attach to a segment; it serialises with serde.
 ///
 /// Anonymous segments are reached through the descriptor this process inherited (fork), or by
@@ -161,6 +226,13 @@ impl SharedMemoryBuilder {
     /// Creates the segment (`O_EXCL`, mode 0600) and becomes its owner: it is unlinked when this
     /// handle drops, or when this process dies however it dies.
     pub fn create(self) -> Result<SharedMemory, CreateError> {
+        self.create_with_prefix(&[])
+    }
+
+    /// Creates the segment with `prefix` written at offset 0 before it has a size, so that an
+    /// opener that sees a non-zero size also sees the prefix (the object header's magic: a
+    /// plain opener then knows the segment holds an object).
+    pub(crate) fn create_with_prefix(self, prefix: &[u8]) -> Result<SharedMemory, CreateError> {
         validate_name(&self.name).map_err(|reason| CreateError::InvalidName {
             name: self.name.clone(),
             reason,
@@ -183,8 +255,14 @@ impl SharedMemoryBuilder {
         })?;
         // Register before sizing, so that a death from here on still removes the name.
         tracker::register(&self.name);
-        let mapped = file
-            .set_len(self.size as u64)
+        let prefixed = if prefix.is_empty() || prefix.len() > self.size {
+            Ok(())
+        } else {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(prefix, 0)
+        };
+        let mapped = prefixed
+            .and_then(|()| file.set_len(self.size as u64))
             .and_then(|()| map(&file, self.size));
         match mapped {
             Ok(map) => Ok(SharedMemory {
@@ -194,6 +272,7 @@ impl SharedMemoryBuilder {
                     name: self.name,
                     owner: true,
                 },
+                object: !prefix.is_empty(),
             }),
             Err(e) => {
                 let _ = platform::shm_unlink(&self.name);
@@ -231,6 +310,7 @@ impl SharedMemoryBuilder {
         };
         let len = usize::try_from(len).map_err(|_| OpenError::Corrupted { what: "size" })?;
         let map = map(&file, len).map_err(OpenError::Io)?;
+        let object = starts_with_object_magic(&map);
         Ok(SharedMemory {
             map,
             file,
@@ -238,6 +318,7 @@ impl SharedMemoryBuilder {
                 name: self.name,
                 owner: false,
             },
+            object,
         })
     }
 
@@ -277,6 +358,7 @@ impl SharedMemory {
             map,
             file,
             kind: Kind::Anonymous { dev, ino },
+            object: false,
         })
     }
 
@@ -317,7 +399,7 @@ impl SharedMemory {
         let kind = match &self.kind {
             Kind::Named { name, .. } => HandleKind::Named { name: name.clone() },
             Kind::Anonymous { dev, ino } => HandleKind::Anonymous {
-                holder: ProcessIdentity::current(),
+                holder: crate::liveness::current_for_display(),
                 fd: self.file.as_raw_fd(),
                 dev: *dev,
                 ino: *ino,
@@ -391,26 +473,69 @@ impl SharedMemory {
         }
     }
 
+    /// Whether the segment holds a typed object of this workspace (see [`AccessError`]).
+    pub fn holds_object(&self) -> bool {
+        self.object
+    }
+
+    /// Marks the segment as holding a typed object (its creator or validator does this).
+    pub(crate) fn mark_object(&mut self) {
+        self.object = true;
+    }
+
     /// Copies `buf.len()` bytes out of the segment, starting at `offset`.
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+    ///
+    /// The copy is word-wise atomic: bytes a peer writes meanwhile may arrive as a mix of old
+    /// and new words, never as a data race. A segment that holds a typed object refuses
+    /// ([`AccessError::HoldsObject`]).
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), AccessError> {
+        if self.object {
+            return Err(AccessError::HoldsObject);
+        }
         self.check(offset, buf.len())?;
         // SAFETY: the range was bounds-checked against the mapping above; `buf` is a distinct
-        // private buffer. Bytes a peer writes concurrently may arrive torn, which a `u8` copy
-        // tolerates (every bit pattern is a valid byte).
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
-        };
+        // private buffer; no safe API lends a reference into a plain segment.
+        unsafe { crate::pod::copy_from_shared(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
-    /// Copies `data` into the segment, starting at `offset`.
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+    /// Copies `data` into the segment, starting at `offset` (word-wise atomic, as
+    /// [`read`](Self::read)). A segment that holds a typed object refuses.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), AccessError> {
+        if self.object {
+            return Err(AccessError::HoldsObject);
+        }
         self.check(offset, data.len())?;
         // SAFETY: the range was bounds-checked against the mapping above; `data` is a private
-        // buffer that cannot overlap the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
-        };
+        // buffer that cannot overlap the mapping; no safe API lends a reference into a plain
+        // segment.
+        unsafe { crate::pod::copy_to_shared(data, self.as_ptr().add(offset)) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment even if it holds a typed object: what a hostile or buggy
+    /// peer can do, for tests and tools that play one.
+    ///
+    /// # Safety
+    /// No process may hold a reference (`&T`, `&mut T`, as a locked `Mutex<T>` guard lends) to
+    /// the bytes written, for the duration of the call.
+    pub unsafe fn write_unguarded(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        self.check(offset, data.len())?;
+        // SAFETY: bounds-checked above; the caller guarantees that nobody holds a reference to
+        // the range, and the copy is atomic word by word.
+        unsafe { crate::pod::copy_to_shared(data, self.as_ptr().add(offset)) };
+        Ok(())
+    }
+
+    /// Copies bytes out even if the segment holds a typed object.
+    ///
+    /// # Safety
+    /// No process may hold a `&mut T` to the bytes read, for the duration of the call.
+    pub unsafe fn read_unguarded(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.check(offset, buf.len())?;
+        // SAFETY: bounds-checked above; the caller guarantees that nobody holds a `&mut` to the
+        // range, and the copy is atomic word by word.
+        unsafe { crate::pod::copy_from_shared(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
@@ -437,9 +562,8 @@ fn attach_anonymous(
     let file = match local {
         Some(f) => f,
         None => {
-            if !holder.is_alive() {
-                return Err(OpenError::PeerDied { pid: holder.pid() });
-            }
+            // The descriptor itself decides: a holder that is gone has no /proc entry, and a
+            // recycled pid's descriptor `fd` is not this memfd (device and inode differ).
             let path = format!("/proc/{}/fd/{fd}", holder.pid());
             let f = std::fs::OpenOptions::new()
                 .read(true)
@@ -464,10 +588,12 @@ fn attach_anonymous(
         });
     }
     let map = map(&file, len).map_err(OpenError::Io)?;
+    let object = starts_with_object_magic(&map);
     Ok(SharedMemory {
         map,
         file,
         kind: Kind::Anonymous { dev, ino },
+        object,
     })
 }
 

@@ -185,7 +185,7 @@ fn join_timeout_returns_and_the_child_keeps_running() {
         assert!(p.is_alive(), "{method:?}");
         assert_eq!(p.exit_code(), None);
         let pid = p.pid().unwrap();
-        assert!(ProcessIdentity::of_pid(pid).is_some());
+        assert!(ProcessIdentity::of_pid(pid).unwrap().is_some());
         p.kill().unwrap();
         assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 9 })));
     }
@@ -457,7 +457,7 @@ fn a_daemon_dies_when_its_parent_is_killed() {
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
             if let Some(p) = line.strip_prefix("NON_DAEMON_PID ") {
-                non_daemon = ProcessIdentity::of_pid(p.trim().parse::<u32>().unwrap());
+                non_daemon = ProcessIdentity::of_pid(p.trim().parse::<u32>().unwrap()).unwrap();
             }
             if let Some(p) = line.strip_prefix("DAEMON_PID ") {
                 pid = Some(p.trim().parse::<u32>().unwrap());
@@ -465,6 +465,7 @@ fn a_daemon_dies_when_its_parent_is_killed() {
             }
         }
         let daemon = ProcessIdentity::of_pid(pid.expect("the parent role printed no pid"))
+            .expect("/proc is readable")
             .expect("the daemon runs");
         assert!(daemon.is_alive());
         parent.kill().unwrap();

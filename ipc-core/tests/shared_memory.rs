@@ -308,3 +308,37 @@ fn anonymous_segments_cannot_be_resized_by_a_peer() {
     seg.read(0, &mut b).unwrap();
     assert_eq!(&b, b"x");
 }
+
+#[test]
+fn a_segment_holding_an_object_refuses_plain_copies() {
+    use ipc_core::{AccessError, Placement, RawArray};
+    // Named: opened by name as a plain segment.
+    let named = RawArray::<u64>::create(&Placement::NamedRandom, 4).unwrap();
+    let plain = SharedMemory::builder(named.name().unwrap()).open().unwrap();
+    assert!(plain.holds_object());
+    let mut buf = [0u8; 8];
+    assert_eq!(plain.read(0, &mut buf), Err(AccessError::HoldsObject));
+    assert_eq!(plain.write(300, &buf), Err(AccessError::HoldsObject));
+    // Anonymous: attached through the object's handle.
+    let anon = RawArray::<u64>::new(4).unwrap();
+    let plain = SharedMemory::attach(&anon.handle().segment).unwrap();
+    assert_eq!(plain.write(0, &buf), Err(AccessError::HoldsObject));
+    // The object's own segment handle refuses too.
+    let seg = ipc_core::ObjectSegment::open(
+        &anon.handle(),
+        &ipc_core::TypeFingerprint::of::<u64>("RawArray"),
+    )
+    .unwrap();
+    assert_eq!(
+        seg.shared_memory().read(0, &mut buf),
+        Err(AccessError::HoldsObject)
+    );
+    // A plain segment copies as before; bounds are still checked.
+    let mine = SharedMemory::anonymous(64).unwrap();
+    assert!(!mine.holds_object());
+    mine.write(8, &buf).unwrap();
+    assert!(matches!(
+        mine.write(60, &buf),
+        Err(AccessError::OutOfBounds(_))
+    ));
+}

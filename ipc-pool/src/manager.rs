@@ -655,7 +655,9 @@ impl ManagerBuilder {
             .start()
             .map_err(|e| ManagerError::Start(e.to_string()))?;
         let pid = process.pid().unwrap_or(0);
-        let server = ipc_core::ProcessIdentity::of_pid(pid).ok_or(ManagerError::ManagerGone)?;
+        let server = ipc_core::ProcessIdentity::of_pid(pid)
+            .map_err(|e| ManagerError::Start(e.to_string()))?
+            .ok_or(ManagerError::ManagerGone)?;
         let addr = Address {
             requests: requests.handle(),
             server,

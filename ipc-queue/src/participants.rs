@@ -90,7 +90,7 @@ impl ParticipantTable {
             return false;
         }
         if role == CLAIMING {
-            return ProcessIdentity::of_pid(pid).is_some();
+            return !matches!(ProcessIdentity::of_pid(pid), Ok(None));
         }
         ProcessIdentity::from_parts(pid, start).is_alive()
     }
@@ -98,7 +98,7 @@ impl ParticipantTable {
     /// Claims an entry for the calling process with `role`; `None` if every entry is held by
     /// a live process.
     pub(crate) fn attach(&self, role: u32) -> Option<ParticipantId> {
-        let me = ProcessIdentity::current();
+        let me = ProcessIdentity::current().ok()?;
         let claiming = pack(me.pid(), CLAIMING);
         for (index, entry) in self.entries.iter().enumerate() {
             // ORDERING: Acquire, pairs with the Release stores below: if the entry is taken we

@@ -36,9 +36,11 @@ pub(crate) fn liveness(pid: u32, start: u64) -> Liveness {
         return Liveness::Dead;
     }
     match ProcessIdentity::of_pid(pid) {
-        None => Liveness::Dead,
-        Some(id) if id.start_time() == start => Liveness::Alive,
-        Some(_) => Liveness::Mismatch,
+        Ok(None) => Liveness::Dead,
+        Ok(Some(id)) if id.start_time() == start => Liveness::Alive,
+        Ok(Some(_)) => Liveness::Mismatch,
+        // The kernel could not be asked: alive, ask again later.
+        Err(_) => Liveness::Alive,
     }
 }
 
@@ -72,7 +74,13 @@ fn me_slow() -> Me {
         // and valid in a fork child.
         unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
     });
-    let id = ProcessIdentity::current();
+    let Ok(id) = ProcessIdentity::current() else {
+        // Not cached: the next call asks again.
+        return Me {
+            pid: std::process::id(),
+            start: 0,
+        };
+    };
     // ORDERING: Relaxed, published by the Release store of PID below.
     START.store(id.start_time(), Ordering::Relaxed);
     // ORDERING: Release, pairs with the Acquire load in `me`: publishes START.

@@ -128,7 +128,9 @@ fn live_foreign_holder_times_out() {
     // The word names a running process with its real start time: a live holder, so waiting
     // ends at the deadline, not earlier and not never.
     let lock = Lock::new().unwrap();
-    let parent = ipc_core::ProcessIdentity::of_pid(1).expect("pid 1 runs");
+    let parent = ipc_core::ProcessIdentity::of_pid(1)
+        .expect("/proc is readable")
+        .expect("pid 1 runs");
     let h = lock.handle();
     poke(&h, 0, &1u32.to_ne_bytes());
     poke(&h, 8, &parent.start_time().to_ne_bytes());

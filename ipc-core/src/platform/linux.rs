@@ -103,6 +103,16 @@ pub(crate) enum FutexWait {
 /// `FUTEX_WAIT` (shared, not private) on `word` while it equals `expected`, for at most `timeout`
 /// (measured by the kernel on CLOCK_MONOTONIC).
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+    futex_wait_at(word.as_ptr().cast_const(), expected, timeout)
+}
+
+/// `FUTEX_WAIT` on the 32-bit word at `addr`. The kernel only reads the address (an unmapped
+/// one gives `EFAULT`, reported as a spurious wake), so any value is memory-safe.
+pub(crate) fn futex_wait_at(
+    addr: *const u32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> FutexWait {
     let ts;
     let ts_ptr = match timeout {
         Some(d) => {
@@ -119,7 +129,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
-            word.as_ptr(),
+            addr,
             libc::FUTEX_WAIT,
             expected,
             ts_ptr,
@@ -139,25 +149,145 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// `FUTEX_WAKE` (shared) of up to `count` waiters on `word`; returns how many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
+    futex_wake_at(word.as_ptr().cast_const(), count)
+}
+
+/// `FUTEX_WAKE` (shared) of up to `count` waiters on the word at `addr`.
+pub(crate) fn futex_wake_at(addr: *const u32, count: u32) -> usize {
     let count = count.min(i32::MAX as u32);
-    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access its memory.
-    let ret = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    // SAFETY: FUTEX_WAKE only uses the address as a key (an unmapped one gives EFAULT); it
+    // never reads or writes memory through it.
+    let ret = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, count) };
     if ret < 0 { 0 } else { ret as usize }
 }
 
-/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`, clock ticks since boot), or
-/// `None` if no such process exists (or it is a zombie already reaped).
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// What the kernel says of a process id, as [`process_start_time`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PidState {
+    /// A process with this pid runs (or is stopped); it started at this time (clock ticks since
+    /// boot, field 22 of `/proc/<pid>/stat`).
+    Running(u64),
+    /// The kernel says no such process runs: `kill(pid, 0)` or `/proc/<pid>` gave `ESRCH` or
+    /// `ENOENT`, or the process is a zombie (it has exited and only waits to be reaped).
+    Gone,
+}
+
+/// The state of process `pid`, as the kernel reports it.
+///
+/// `Ok(Gone)` only when the kernel says so (`ESRCH`, `ENOENT`, a zombie); every other failure
+/// (`EMFILE`, `ENFILE`, `EACCES`, `ENOMEM`, an unreadable or unparsable `stat`) is an `Err`,
+/// which callers must treat as *alive, ask again later*. Makes no allocation: the path and the
+/// file are handled in stack buffers (so it also works in a fork child).
+pub(crate) fn process_start_time(pid: u32) -> io::Result<PidState> {
+    let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
+    if raw_pid <= 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // kill(pid, 0) needs no descriptor: ESRCH settles "gone" even at the fd limit. EPERM means
+    // the process exists (another user's), which /proc then describes.
+    // SAFETY: signal 0 sends nothing; kill has no memory effects.
+    if unsafe { libc::kill(raw_pid, 0) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(PidState::Gone);
+        }
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return Err(e);
+        }
+    }
+    // "/proc/<pid>/stat\0" in a stack buffer.
+    let mut path = [0u8; 32];
+    let mut len = 0;
+    for b in b"/proc/" {
+        path[len] = *b;
+        len += 1;
+    }
+    let mut digits = [0u8; 10];
+    let mut n = pid;
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[len] = digits[d];
+        len += 1;
+    }
+    for b in b"/stat" {
+        path[len] = *b;
+        len += 1;
+    }
+    // path[len] is already 0.
+    // SAFETY: `path` is NUL-terminated within its 32 bytes (at most 6 + 10 + 5 bytes are used).
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ESRCH) => Ok(PidState::Gone),
+            _ => Err(e),
+        };
+    }
+    let mut buf = [0u8; 1024];
+    let mut filled = 0;
+    let read_result = loop {
+        if filled == buf.len() {
+            break Ok(());
+        }
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`; `fd` is open.
+        let r = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
+        if r == 0 {
+            break Ok(());
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break Err(e);
+        }
+        filled += r as usize;
+    };
+    // SAFETY: `fd` was opened above and is closed exactly once, here.
+    unsafe { libc::close(fd) };
+    if let Err(e) = read_result {
+        // The process went away while we read its file.
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) | Some(libc::ENOENT) => Ok(PidState::Gone),
+            _ => Err(e),
+        };
+    }
+    parse_stat(&buf[..filled]).ok_or_else(|| io::Error::other("unparsable /proc/<pid>/stat"))
+}
+
+/// Parses the state (field 3) and start time (field 22) of a `/proc/<pid>/stat` line.
+fn parse_stat(stat: &[u8]) -> Option<PidState> {
     // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_ascii_whitespace();
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
     let state = fields.next()?;
-    if state == "Z" || state == "X" {
+    if state == b"Z" || state == b"X" || state == b"x" {
+        return Some(PidState::Gone);
+    }
+    // After the state (field 3), field 22 is 19 further on.
+    let field = fields.nth(18)?;
+    let mut v: u64 = 0;
+    if field.is_empty() {
         return None;
     }
-    // `after` starts at field 3 (state); field 22 is 19 further on.
-    fields.nth(18)?.parse().ok()
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(PidState::Running(v))
 }
 
 /// This process's id, cached: 0 until first asked, reset in a forked child by the `atfork`
@@ -644,7 +774,18 @@ pub(crate) fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Whether a process `pid` exists (zombies included).
+/// Whether a process `pid` exists (zombies included): `false` only when `kill(pid, 0)` says
+/// `ESRCH`; any other answer (success, `EPERM`, an invalid pid) counts as existing.
 pub(crate) fn pid_exists(pid: u32) -> bool {
-    std::fs::metadata(format!("/proc/{pid}")).is_ok()
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if raw <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; kill has no memory effects.
+    if unsafe { libc::kill(raw, 0) } == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

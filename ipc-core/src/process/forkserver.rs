@@ -59,7 +59,7 @@ fn connect() -> Result<Conn, StartError> {
     drop(theirs);
     let server_pid = child.id();
     drop(child);
-    let hello = crate::codec::encode(&(ExeId::current()?, ProcessIdentity::current()))
+    let hello = crate::codec::encode(&(ExeId::current()?, ProcessIdentity::current()?))
         .map_err(StartError::Encode)?;
     let failed = |message: String| {
         let _ = platform::kill(server_pid, libc::SIGKILL);

@@ -485,7 +485,7 @@ impl<R> Process<R> {
             child::ChildInfo {
                 name: self.inner.name.clone(),
                 identity: self.inner.identity.clone(),
-                parent: ProcessIdentity::current(),
+                parent: ProcessIdentity::current()?,
                 parent_name: current.name,
             }
         };

@@ -1,13 +1,12 @@
-//! Squares every element of a 100-million-element shared `RawArray<f64>` in place with a pool
-//! (each worker gets disjoint chunks of the shared memory; only the chunk bounds travel), and
+//! Squares every element of a 100-million-element `SharedSlice<f64>` in place with a pool (each
+//! worker gets disjoint `&mut` chunks of the shared memory; only the chunk bounds travel), and
 //! prints the time beside a single-process loop over the same data.
 //!
 //! `cargo run --release --example zero_copy_map [ELEMENTS]` (default 100,000,000: 800 MB).
 
 use std::time::Instant;
 
-use ipc_core::RawArray;
-use ipc_pool::Pool;
+use ipc_pool::{Pool, SharedSlice};
 
 fn square_all(xs: &mut [f64]) {
     for x in xs {
@@ -28,29 +27,20 @@ fn main() -> anyhow::Result<()> {
         n * 8 / 1_000_000
     );
 
-    let mut data = RawArray::<f64>::new(n)?;
-    let fill = |a: &RawArray<f64>| -> anyhow::Result<()> {
-        let block: Vec<f64> = (0..1 << 16).map(|i| (i % 1000) as f64).collect();
-        let mut at = 0;
-        while at < a.len() {
-            let take = block.len().min(a.len() - at);
-            a.write(at, &block[..take])?;
-            at += take;
+    let mut data = SharedSlice::<f64>::new(n)?;
+    let fill = |a: &mut [f64]| {
+        for (i, x) in a.iter_mut().enumerate() {
+            *x = (i % (1 << 16) % 1000) as f64;
         }
-        Ok(())
     };
 
-    fill(&data)?;
+    fill(&mut data);
     let t = Instant::now();
-    {
-        // SAFETY: this process is the only user of the array while the slice lives.
-        let all = unsafe { std::slice::from_raw_parts_mut(data.as_ptr(), data.len()) };
-        square_all(all);
-    }
+    square_all(&mut data);
     let single = t.elapsed();
     println!("single process: {single:?}");
 
-    fill(&data)?;
+    fill(&mut data);
     let pool = Pool::builder().processes(workers).build()?;
     let chunk = n.div_ceil(workers * 8).max(1);
     let t = Instant::now();
@@ -63,7 +53,7 @@ fn main() -> anyhow::Result<()> {
 
     let ok = (0..n).step_by((n / 1000).max(1)).all(|i| {
         let x = (i % (1 << 16) % 1000) as f64;
-        data.get(i) == Some(x * x)
+        data[i] == x * x
     });
     println!("every sampled element squared: {ok}");
     anyhow::ensure!(ok, "wrong results");

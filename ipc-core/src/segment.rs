@@ -473,6 +473,13 @@ impl SharedMemory {
         }
     }
 
+    /// Keeps this mapping out of children forked from now on (`MADV_DONTFORK`): a forked child
+    /// does not inherit it, though it can still attach through a handle. For memory this
+    /// process lends out as `&mut`, which a forked copy of the process must not reach.
+    pub fn exclude_from_fork(&self) -> io::Result<()> {
+        platform::dont_fork(self.as_ptr(), self.len())
+    }
+
     /// Whether the segment holds a typed object of this workspace (see [`AccessError`]).
     pub fn holds_object(&self) -> bool {
         self.object

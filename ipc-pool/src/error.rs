@@ -84,6 +84,13 @@ pub enum BuildError {
         /// What happened.
         message: String,
     },
+    /// The workers were to be started with [`StartMethod::Fork`](ipc_core::StartMethod::Fork)
+    /// (asked of the builder, or set as the process-wide default). A pool runs threads of its
+    /// own (result collection, worker supervision) from the moment it starts, and replaces dead
+    /// workers later, so every fork after the first would copy a multi-threaded process, whose
+    /// other threads' locks stay locked forever in the child. Use the fork server (the default)
+    /// or `Spawn`.
+    ForkStartMethod,
 }
 
 impl fmt::Display for BuildError {
@@ -92,6 +99,11 @@ impl fmt::Display for BuildError {
             Self::Channel(m) => write!(f, "cannot create the pool's channels: {m}"),
             Self::Start(e) => write!(f, "cannot start a worker process: {e}"),
             Self::Initializer { message } => write!(f, "the worker initializer failed: {message}"),
+            Self::ForkStartMethod => f.write_str(
+                "a pool cannot start its workers with the Fork start method (it runs threads of \
+                 its own and replaces workers later, and forking a multi-threaded process is \
+                 unsafe): use StartMethod::ForkServer (the default) or StartMethod::Spawn",
+            ),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::any::Any;
 use std::hash::Hasher;
 
 use bytemuck::Pod;
-use ipc_core::{ObjectHandle, RawArray, codec};
+use ipc_core::{ObjectHandle, ObjectSegment, TypeFingerprint, codec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -156,8 +156,8 @@ pub(crate) struct ChunkInput {
 /// Arrays a worker keeps attached between tasks, most recent first.
 const ARRAY_CACHE: usize = 4;
 
-/// Encoded handle and attached array, most recent first.
-type ArrayCache = Vec<(Vec<u8>, Box<dyn Any>)>;
+/// Encoded handle with the fingerprint's kind, and the attached segment, most recent first.
+type ArrayCache = Vec<(Vec<u8>, ObjectSegment)>;
 
 thread_local! {
     /// Arrays this worker has attached, by encoded handle, so that the chunks of one job open
@@ -166,27 +166,28 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The start of the attached array `handle` (opened and cached on first use) and its length.
-fn cached_array<T: Pod>(handle: &ObjectHandle) -> Result<(*mut T, usize), String> {
-    let key = codec::encode(handle).map_err(|e| e.to_string())?;
+/// The start of the attached array `handle` of kind `kind` (`RawArray` for the pool's own
+/// arrays, `SharedSlice` for a caller's slice), opened and validated on first use and cached,
+/// and its length.
+fn cached_array<T: Pod>(handle: &ObjectHandle, kind: &str) -> Result<(*mut T, usize), String> {
+    let fp = TypeFingerprint::of::<T>(kind);
+    let mut key = codec::encode(handle).map_err(|e| e.to_string())?;
+    key.extend_from_slice(&fp.hash.to_le_bytes());
     ARRAYS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let pos = match cache.iter().position(|(k, _)| *k == key) {
             Some(p) => p,
             None => {
-                let a = RawArray::<T>::open(handle).map_err(|e| format!("array: {e}"))?;
-                cache.insert(0, (key, Box::new(a)));
+                let seg = ObjectSegment::open(handle, &fp).map_err(|e| format!("array: {e}"))?;
+                cache.insert(0, (key, seg));
                 cache.truncate(ARRAY_CACHE);
                 0
             }
         };
         let entry = cache.remove(pos);
         cache.insert(0, entry);
-        let a = cache[0]
-            .1
-            .downcast_ref::<RawArray<T>>()
-            .ok_or("array cache holds another type")?;
-        Ok((a.as_ptr(), a.len()))
+        let seg = &cache[0].1;
+        Ok((seg.payload_ptr().cast::<T>(), seg.capacity()))
     })
 }
 
@@ -208,8 +209,8 @@ fn plain_tramp<A: 'static, R: 'static>(
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
     let task: PlainInput = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
     let (sa, sr) = (size_of::<A>(), size_of::<R>());
-    let (src, src_len) = cached_array::<u8>(&task.input)?;
-    let (dst, dst_len) = cached_array::<u8>(&task.output)?;
+    let (src, src_len) = cached_array::<u8>(&task.input, "RawArray")?;
+    let (dst, dst_len) = cached_array::<u8>(&task.output, "RawArray")?;
     let fits = |size: usize, len: usize| {
         task.start
             .checked_add(task.len)
@@ -240,7 +241,7 @@ fn chunk_tramp<T: Pod>(f: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), 
     // SAFETY: as in `map_tramp`, for `fn(&mut [T])` made by `FnRef::chunks`.
     let f: fn(&mut [T]) = unsafe { std::mem::transmute::<usize, fn(&mut [T])>(f) };
     let task: ChunkInput = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let (base, len) = cached_array::<T>(&task.array)?;
+    let (base, len) = cached_array::<T>(&task.array, crate::shared_slice::KIND)?;
     let ptr = match task.start.checked_add(task.len) {
         // SAFETY: `start <= len` of the validated array, so the pointer stays in bounds.
         Some(end) if end <= len => unsafe { base.add(task.start) },
@@ -252,9 +253,10 @@ fn chunk_tramp<T: Pod>(f: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), 
         }
     };
     // SAFETY: `ptr..ptr+len` lies inside the mapped array (checked above; the mapping stays in
-    // the cache while the task runs). The pool hands each chunk to exactly one task and the
-    // parent holds the array exclusively (`&mut`) until every chunk is done, so no other
-    // reference to these elements exists while `f` runs.
+    // the cache while the task runs). The array is a `SharedSlice`: it has no public handle (it
+    // cannot be opened, serialised or reached from a forked child), its owner lends it to the
+    // map as `&mut` until every chunk is done, and the pool hands each chunk to exactly one
+    // task, so no other reference to these elements exists while `f` runs.
     let chunk = unsafe { std::slice::from_raw_parts_mut(ptr, task.len) };
     f(chunk);
     codec::encode_into(&(), out).map_err(|e| e.to_string())

@@ -17,7 +17,7 @@
 //! | `res.get(timeout)`, `res.ready()`, `res.successful()` | [`AsyncResult::get_timeout`], `ready`, `successful`; or `.await` |
 //! | `pool.close()`, `pool.join()`, `pool.terminate()` | same; dropping the pool terminates it    |
 //! | `ProcessPoolExecutor(n).submit(f, a)`         | [`Executor::new`]`(n)?.submit(f, a)?`        |
-//! | (none: zero-copy)                             | [`Pool::map_chunks_mut`] over a shared array  |
+//! | (none: zero-copy)                             | [`Pool::map_chunks_mut`] over a [`SharedSlice`] |
 //!
 //! Functions are non-capturing `fn`s, as for [`ipc_core::Process`].
 //!
@@ -42,6 +42,7 @@ mod function;
 mod manager;
 mod pool;
 mod primitive;
+mod shared_slice;
 mod supervisor;
 mod sys;
 
@@ -52,4 +53,5 @@ pub use manager::{
     DictProxy, ListProxy, Managed, Manager, ManagerBuilder, ManagerError, NamespaceProxy, Proxy,
 };
 pub use pool::{CREDIT, Imap, Pool, PoolBuilder, default_chunksize};
+pub use shared_slice::SharedSlice;
 pub use supervisor::{Supervisor, WorkerExit};

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::async_result::{AsyncResult, Slot};
 use crate::error::{BuildError, MapError, SubmitError, TaskError};
 use crate::function::{ChunkInput, FnRef, Key, PlainInput};
+use crate::shared_slice::SharedSlice;
 
 /// Bytes of a task or result message that travel inside a queue slot; larger ones (big chunks)
 /// go to a segment of their own.
@@ -337,6 +338,9 @@ impl PoolBuilder {
     }
 
     /// The start method of the workers (default: ipc-core's default, the fork server).
+    /// `StartMethod::Fork` is refused by [`build`](Self::build) with
+    /// [`BuildError::ForkStartMethod`]: a pool runs threads, and forking a multi-threaded
+    /// process is unsafe.
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -365,6 +369,9 @@ impl PoolBuilder {
 
     /// Starts the workers.
     pub fn build(self) -> Result<Pool, BuildError> {
+        if self.method.unwrap_or_else(ipc_core::get_start_method) == StartMethod::Fork {
+            return Err(BuildError::ForkStartMethod);
+        }
         let processes = self.processes.unwrap_or_else(ipc_core::cpu_count).max(1);
         let key = Key::random();
         let init = match self.init {
@@ -1118,13 +1125,13 @@ impl Pool {
         )
     }
 
-    /// Zero-copy map over a shared array: the array is cut into chunks of `chunk_len` elements
-    /// and each worker runs `f` on `&mut` its chunks, in place. Nothing is serialised but the
-    /// chunk bounds. The array is borrowed exclusively until every chunk is done.
+    /// Zero-copy map over a [`SharedSlice`]: the slice is cut into chunks of `chunk_len`
+    /// elements and each worker runs `f` on `&mut` its chunks, in place. Nothing is serialised
+    /// but the chunk bounds. The slice is borrowed exclusively until every chunk is done; no
+    /// other handle to it exists (see [`SharedSlice`] for why it is a type of its own).
     ///
     /// ```no_run
-    /// use ipc_core::RawArray;
-    /// use ipc_pool::Pool;
+    /// use ipc_pool::{Pool, SharedSlice};
     ///
     /// fn square_all(xs: &mut [f64]) {
     ///     for x in xs {
@@ -1132,20 +1139,20 @@ impl Pool {
     ///     }
     /// }
     ///
-    /// let mut data = RawArray::from_slice(&[1.0, 2.0, 3.0])?;
+    /// let mut data = SharedSlice::from_slice(&[1.0, 2.0, 3.0])?;
     /// let pool = Pool::new(2)?;
     /// pool.map_chunks_mut(&mut data, 2, square_all)?;
-    /// assert_eq!(data.to_vec(), [1.0, 4.0, 9.0]);
+    /// assert_eq!(&data[..], [1.0, 4.0, 9.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn map_chunks_mut<T: bytemuck::Pod>(
         &self,
-        array: &mut RawArray<T>,
+        array: &mut SharedSlice<T>,
         chunk_len: usize,
         f: fn(&mut [T]),
     ) -> Result<(), MapError> {
         let func = FnRef::chunks(self.key(), f);
-        let handle = array.handle();
+        let handle = array.worker_handle();
         let chunk_len = chunk_len.max(1);
         let bounds: Vec<(usize, usize)> = (0..array.len())
             .step_by(chunk_len)

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ipc_core::{ObjectHandle, ProcessIdentity, RawArray, RawValue};
-use ipc_pool::{Executor, GetTimeoutError, MapError, Pool, TaskError};
+use ipc_core::{ObjectHandle, ProcessIdentity, RawValue};
+use ipc_pool::{BuildError, Executor, GetTimeoutError, MapError, Pool, SharedSlice, TaskError};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -333,10 +333,9 @@ fn imap_is_lazy_and_handles_an_endless_iterator() {
 #[test]
 fn map_chunks_mut_works_in_place() {
     let pool = Pool::new(2).unwrap();
-    let mut data = RawArray::from_slice(&(0..1000).map(f64::from).collect::<Vec<_>>()).unwrap();
+    let mut data = SharedSlice::from_slice(&(0..1000).map(f64::from).collect::<Vec<_>>()).unwrap();
     pool.map_chunks_mut(&mut data, 64, double_all).unwrap();
-    let v = data.to_vec();
-    assert!(v.iter().enumerate().all(|(i, x)| *x == 2.0 * i as f64));
+    assert!(data.iter().enumerate().all(|(i, x)| *x == 2.0 * i as f64));
 }
 
 fn block_on<F: std::future::Future>(fut: F) -> F::Output {
@@ -369,4 +368,15 @@ fn executor_futures_can_be_awaited() {
     let slow = ex.submit(sleep_ms, 20).unwrap();
     ex.shutdown(true, false);
     assert_eq!(slow.get().unwrap(), 20);
+}
+
+#[test]
+fn a_fork_pool_is_refused_at_build_with_a_clear_error() {
+    let r = Pool::builder()
+        .processes(2)
+        .start_method(ipc_core::StartMethod::Fork)
+        .build();
+    let err = r.expect_err("a pool with the Fork start method must not build");
+    assert!(matches!(err, BuildError::ForkStartMethod), "{err:?}");
+    assert!(err.to_string().contains("ForkServer"), "{err}");
 }

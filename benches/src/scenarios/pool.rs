@@ -6,7 +6,7 @@
 //!   of the same shape first, as in a program that maps repeatedly).
 //! - `ours.pool_map_chunk1` (tasks/s): the same over 100,000 items (10,000) with chunksize 1.
 //! - `ours.pool_apply_rtt` (µs): `apply` one call after another.
-//! - `ours.pool_chunks_mut` (GB/s): `map_chunks_mut` squares a 1 GiB shared `RawArray<f64>`
+//! - `ours.pool_chunks_mut` (GB/s): `map_chunks_mut` squares a 1 GiB `SharedSlice<f64>`
 //!   (128 MiB) in place, 2 workers, after one untimed pass that maps the pages into them.
 //! - `threads.chunks_mut` (GB/s): the same work by 2 threads of one process over the same
 //!   shared memory, the reference `ours.pool_chunks_mut` is compared with.
@@ -15,8 +15,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use ipc_core::RawArray;
-use ipc_pool::{Manager, Pool};
+use ipc_pool::{Manager, Pool, SharedSlice};
 
 use crate::{Config, Scenario};
 
@@ -129,27 +128,17 @@ fn square_all(xs: &mut [f64]) {
     }
 }
 
-fn filled_array(cfg: &Config) -> anyhow::Result<RawArray<f64>> {
+fn filled_array(cfg: &Config) -> anyhow::Result<SharedSlice<f64>> {
     let len = cfg.pick(1usize << 27, 1 << 24); // 1 GiB or 128 MiB of f64
-    let a = RawArray::<f64>::new(len).context("array")?;
-    let block = vec![1.5f64; 1 << 16];
-    let mut at = 0;
-    while at < len {
-        let take = block.len().min(len - at);
-        a.write(at, &block[..take])?;
-        at += take;
-    }
+    let mut a = SharedSlice::<f64>::new(len).context("array")?;
+    a.fill(1.5);
     Ok(a)
 }
 
-fn check_squared(a: &RawArray<f64>, times: i32) -> anyhow::Result<()> {
+fn check_squared(a: &[f64], times: i32) -> anyhow::Result<()> {
     let want = 1.5f64.powi(2i32.pow(times as u32));
     for i in (0..a.len()).step_by(4093) {
-        ensure!(
-            a.get(i) == Some(want),
-            "element {i} is {:?}, expected {want}",
-            a.get(i)
-        );
+        ensure!(a[i] == want, "element {i} is {}, expected {want}", a[i]);
     }
     Ok(())
 }
@@ -169,21 +158,18 @@ fn pool_chunks_mut(cfg: &Config) -> anyhow::Result<Option<f64>> {
 }
 
 fn threads_chunks_mut(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    let a = filled_array(cfg)?;
+    let mut a = filled_array(cfg)?;
     let len = a.len();
-    let run = |a: &RawArray<f64>| {
-        // SAFETY: this scenario is the only user of the array; the slice is split into
-        // disjoint halves, one per thread, and both end before the slice does.
-        let all = unsafe { std::slice::from_raw_parts_mut(a.as_ptr(), len) };
+    let run = |all: &mut [f64]| {
         let (left, right) = all.split_at_mut(len / 2);
         std::thread::scope(|s| {
             s.spawn(|| square_all(left));
             s.spawn(|| square_all(right));
         });
     };
-    run(&a);
+    run(&mut a);
     let t = Instant::now();
-    run(&a);
+    run(&mut a);
     let dt = t.elapsed().as_secs_f64();
     check_squared(&a, 2)?;
     Ok(Some((len * 8) as f64 / dt / 1e9))

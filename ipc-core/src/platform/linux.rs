@@ -789,3 +789,10 @@ pub(crate) fn pid_exists(pid: u32) -> bool {
     }
     io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
+
+/// `madvise(MADV_DONTFORK)` on a mapping: children forked later do not inherit it.
+pub(crate) fn dont_fork(addr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: MADV_DONTFORK changes only what fork copies; `addr..addr+len` is a mapping the
+    // caller owns (a page-aligned mmap), and no memory is read or written.
+    cvt(unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTFORK) }).map(drop)
+}

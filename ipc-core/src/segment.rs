@@ -604,24 +604,11 @@ fn attach_anonymous(
     })
 }
 
-/// A fresh name: the prefix and 26 hex digits, unguessable and never repeated by a process:
-/// 64 bits drawn from the kernel's random source once per process, then a counter.
+/// A fresh name: the prefix and 26 hex digits, 104 bits drawn from the kernel's random source
+/// (`getrandom`) for every name, so that seeing one name tells nothing about the next.
 pub fn random_name() -> String {
-    use std::sync::Mutex;
-    // (pid, seed, counter): a forked child, which inherits this, draws its own seed.
-    static STATE: Mutex<(u32, u128, u64)> = Mutex::new((0, 0, 0));
-    let (seed, n) = {
-        let mut st = STATE.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = platform::getpid();
-        if st.0 != pid {
-            *st = (pid, platform::random_u128(), 0);
-        }
-        st.2 += 1;
-        (st.1, st.2)
-    };
-    // The high 64 bits are secret per process; the low 40 count from a random start.
-    let low = (seed as u64).wrapping_add(n) & 0xff_ffff_ffff;
-    format!("{NAME_PREFIX}{:016x}{low:010x}", (seed >> 64) as u64)
+    let bits = platform::random_u128() >> 24;
+    format!("{NAME_PREFIX}{bits:026x}")
 }
 
 impl Drop for SharedMemory {

@@ -16,6 +16,15 @@
 //! ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT and runs in a process group of its own, so that
 //! a signal aimed at its creator's group does not stop it before it has cleaned up.
 //!
+//! ## A tracker that dies
+//!
+//! Before each registration, unregistration and named creation the creator checks its end of
+//! the socket (one `poll`, no wait): a tracker that has died (SIGKILLed by someone) shows as a
+//! hung-up socket. The creator then starts a new tracker on the *same* table — so every name
+//! registered before the death is still covered — and sends it again the names that went over
+//! the old socket. What remains uncovered is the time between the tracker's death and the
+//! creator's next use of the tracker: if the creator is killed in that window, its names stay.
+//!
 //! ## Table slots
 //!
 //! | bytes   | field                                                    |
@@ -110,23 +119,53 @@ struct Conn {
     owner_pid: u32,
     stream: Option<UnixStream>,
     table: Option<Table>,
+    /// Names registered over the socket (too long for the table), to send again to a
+    /// replacement tracker.
+    long_names: std::collections::HashSet<String>,
+}
+
+impl Conn {
+    /// Whether the tracker at the other end of the socket has gone (its end is closed). The
+    /// tracker never writes after its acknowledgement, so any readable state means end-of-file.
+    fn tracker_gone(&self) -> bool {
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        let events = libc::POLLIN | libc::POLLRDHUP;
+        match platform::poll(&[(stream.as_raw_fd(), events)], Some(Duration::ZERO)) {
+            Ok(revents) => revents.first().is_some_and(|&r| r != 0),
+            Err(_) => false,
+        }
+    }
 }
 
 static CONN: Mutex<Option<Conn>> = Mutex::new(None);
 
 fn start() -> Conn {
-    let owner_pid = platform::getpid();
-    let dead = Conn {
-        owner_pid,
-        stream: None,
-        table: None,
-    };
-    let Ok((mut ours, theirs)) = UnixStream::pair() else {
-        return dead;
-    };
     let table = platform::memfd_create("ipc-tracker", (SLOTS * SLOT) as u64)
         .and_then(|file| Ok((MmapOptions::new().len(SLOTS * SLOT).map_raw(&file)?, file)))
-        .ok();
+        .ok()
+        .map(|(map, file)| Table {
+            map,
+            _file: file,
+            slots: HashMap::new(),
+            free: (0..SLOTS).rev().collect(),
+        });
+    launch(table, std::collections::HashSet::new())
+}
+
+/// Starts a tracker process on `table` (a fresh one, or the one a dead tracker was watching)
+/// and sends it `long_names`.
+fn launch(table: Option<Table>, long_names: std::collections::HashSet<String>) -> Conn {
+    let owner_pid = platform::getpid();
+    let Ok((mut ours, theirs)) = UnixStream::pair() else {
+        return Conn {
+            owner_pid,
+            stream: None,
+            table: None,
+            long_names,
+        };
+    };
     crate::role::ensure_linked();
     // `/proc/self/exe` names this very executable even if its file was replaced or deleted
     // since it started. The tracker gets a process group of its own, so that a signal aimed at
@@ -136,10 +175,17 @@ fn start() -> Conn {
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .process_group(0);
-    if let Some((_, file)) = &table {
-        cmd.env(TABLE_ENV, format!("{owner_pid}:{}", file.as_raw_fd()));
+    if let Some(t) = &table {
+        cmd.env(TABLE_ENV, format!("{owner_pid}:{}", t._file.as_raw_fd()));
     }
-    let Ok(child) = cmd.spawn() else { return dead };
+    let Ok(child) = cmd.spawn() else {
+        return Conn {
+            owner_pid,
+            stream: None,
+            table: None,
+            long_names,
+        };
+    };
     // The tracker outlives us by design; it is reaped by init when it exits.
     drop(child);
     // The tracker maps the table through /proc while we live, then says so with one byte.
@@ -147,17 +193,26 @@ fn start() -> Conn {
     let acked = ours.set_read_timeout(Some(STARTUP_TIMEOUT)).is_ok()
         && ours.read_exact(&mut ack).is_ok()
         && ack[0] == b'K';
-    let table = table.filter(|_| acked).map(|(map, file)| Table {
-        map,
-        _file: file,
-        slots: HashMap::new(),
-        free: (0..SLOTS).rev().collect(),
-    });
-    Conn {
+    // Without an acknowledgement the table is not watched: names then go over the socket.
+    let (table, unwatched) = if acked {
+        (table, Vec::new())
+    } else {
+        let names = table
+            .map(|t| t.slots.into_keys().collect())
+            .unwrap_or_default();
+        (None, names)
+    };
+    let mut conn = Conn {
         owner_pid,
         stream: Some(ours),
         table,
+        long_names: std::collections::HashSet::new(),
+    };
+    for name in long_names.into_iter().chain(unwatched) {
+        send_line(&mut conn, &format!("R {name}\n"));
+        conn.long_names.insert(name);
     }
+    conn
 }
 
 fn with_conn(f: impl FnOnce(&mut Conn)) {
@@ -170,6 +225,11 @@ fn with_conn(f: impl FnOnce(&mut Conn)) {
         // A forked child inherits its parent's connection and table: leave those to the parent
         // and start a tracker of its own.
         *guard = Some(start());
+    } else if guard.as_ref().is_some_and(Conn::tracker_gone) {
+        // Our tracker died: a new one takes over the same table and the long names.
+        if let Some(old) = guard.take() {
+            *guard = Some(launch(old.table, old.long_names));
+        }
     }
     if let Some(conn) = guard.as_mut() {
         f(conn);
@@ -220,6 +280,7 @@ pub(crate) fn register(name: &str) {
     with_conn(|conn| {
         if !conn.table.as_mut().is_some_and(|t| t.register(name)) {
             send_line(conn, &format!("R {name}\n"));
+            conn.long_names.insert(name.to_owned());
         }
     });
 }
@@ -229,6 +290,7 @@ pub(crate) fn unregister(name: &str) {
     with_conn(|conn| {
         if !conn.table.as_mut().is_some_and(|t| t.unregister(name)) {
             send_line(conn, &format!("U {name}\n"));
+            conn.long_names.remove(name);
         }
     });
 }

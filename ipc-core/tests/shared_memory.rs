@@ -180,6 +180,55 @@ fn sigkilled_creator_leaves_no(name: Option<String>) {
 }
 
 #[test]
+#[ignore = "child role of a_killed_tracker_is_replaced_and_its_names_still_cleaned"]
+fn child_outlives_its_tracker() {
+    let Some(()) = child_input::<()>() else {
+        return;
+    };
+    let first = SharedMemory::create_named(4096).unwrap();
+    let long = format!("{}{}", ipc_core::random_name(), "y".repeat(250 - 30));
+    let long = SharedMemory::builder(&long).size(4096).create().unwrap();
+    // The tracker is this thread's only child.
+    let children = std::fs::read_to_string("/proc/thread-self/children").unwrap();
+    let tracker: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    println!("FIRST {}", first.name().unwrap());
+    println!("LONG {}", long.name().unwrap());
+    println!("TRACKER {tracker}");
+    // Wait until the parent has SIGKILLed the tracker (it stays a zombie: nobody reaps it).
+    while !matches!(ipc_core::ProcessIdentity::of_pid(tracker), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let second = SharedMemory::create_named(4096).unwrap();
+    println!("SECOND {}", second.name().unwrap());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn a_killed_tracker_is_replaced_and_its_names_still_cleaned() {
+    let mut child = spawn_child("child_outlives_its_tracker", &());
+    let first = child.read_tagged_keep("FIRST ");
+    let long = child.read_tagged_keep("LONG ");
+    let tracker: u32 = child.read_tagged_keep("TRACKER ").parse().unwrap();
+    // SAFETY: kill has no memory effects; the pid is the child's tracker, which outlives
+    // nothing of ours.
+    assert_eq!(unsafe { libc::kill(tracker as i32, libc::SIGKILL) }, 0);
+    let second = child.read_tagged("SECOND ");
+    for name in [&first, &long, &second] {
+        assert!(Path::new(&shm_path(name)).exists(), "{name}");
+    }
+    child.kill9();
+    for name in [&first, &long, &second] {
+        let gone = eventually(Duration::from_secs(10), || {
+            !Path::new(&shm_path(name)).exists()
+        });
+        assert!(
+            gone.is_some(),
+            "{name} still in /dev/shm after its creator died"
+        );
+    }
+}
+
+#[test]
 #[ignore = "child role of attacher_exit_does_not_unlink"]
 fn child_opens_named_and_exits() {
     let Some(name) = child_input::<String>() else {
@@ -341,4 +390,26 @@ fn a_segment_holding_an_object_refuses_plain_copies() {
         mine.write(60, &buf),
         Err(AccessError::OutOfBounds(_))
     ));
+}
+
+#[test]
+fn segment_names_are_unpredictable_from_one_another() {
+    // Every name carries 104 fresh random bits: consecutive names share no structure (a
+    // per-process secret plus a counter would differ in a handful of low bits).
+    let names: Vec<u128> = (0..256)
+        .map(|_| {
+            let n = ipc_core::random_name();
+            assert!(n.starts_with(ipc_core::NAME_PREFIX));
+            u128::from_str_radix(&n[ipc_core::NAME_PREFIX.len()..], 16).unwrap()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len());
+    for pair in names.windows(2) {
+        let differing = (pair[0] ^ pair[1]).count_ones();
+        assert!(
+            differing >= 20,
+            "consecutive names differ in {differing} bits only"
+        );
+    }
 }

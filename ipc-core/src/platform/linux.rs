@@ -321,7 +321,8 @@ pub(crate) fn register_atfork() {
     unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
 }
 
-/// 128 bits from the kernel's random source.
+/// 128 bits from the kernel's random source (`getrandom`, retried on `EINTR`; `/dev/urandom`
+/// on a kernel without the call).
 pub(crate) fn random_u128() -> u128 {
     let mut buf = [0u8; 16];
     let mut filled = 0;
@@ -329,15 +330,27 @@ pub(crate) fn random_u128() -> u128 {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
         let n =
             unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n <= 0 {
-            // getrandom cannot fail on Linux >= 3.17 except EINTR; fall back to the clock.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            return t ^ (u128::from(getpid()) << 64);
+        if n > 0 {
+            filled += n as usize;
+            continue;
         }
-        filled += n as usize;
+        if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        use std::io::Read;
+        if std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .is_ok()
+        {
+            break;
+        }
+        // No source of randomness at all: names are still unique (pid and clock), only not
+        // secret.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        return t ^ (u128::from(getpid()) << 64);
     }
     u128::from_ne_bytes(buf)
 }

@@ -65,6 +65,28 @@ impl KilledOnDrop {
         self.0.as_ref().unwrap().id()
     }
 
+    /// Reads stdout lines until one holds `prefix`; returns the rest of that line, leaving the
+    /// pipe for further reads.
+    pub fn read_tagged_keep(&mut self, prefix: &str) -> String {
+        use std::io::Read;
+        let out = self.child().stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            let n = out.read(&mut byte).unwrap();
+            assert!(n > 0, "child exited before printing `{prefix}`");
+            if byte[0] != b'\n' {
+                line.push(byte[0]);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            line.clear();
+            if let Some(at) = text.find(prefix) {
+                return text.trim_end()[at + prefix.len()..].to_owned();
+            }
+        }
+    }
+
     /// Reads stdout lines until one starts with `prefix`; returns the rest of that line.
     pub fn read_tagged(&mut self, prefix: &str) -> String {
         let out = self.child().stdout.take().unwrap();

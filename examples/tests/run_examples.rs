@@ -112,7 +112,8 @@ fn process_basics_runs_two_workers_with_their_own_pids() {
 #[test]
 fn process_subclass_counts_to_five_in_each_process() {
     let out = stdout(&run("process_subclass"));
-    for name in ["Process-1", "Process-2"] {
+    // Named after the type, as Python names instances of a Process subclass.
+    for name in ["MyProcess-1", "MyProcess-2"] {
         let mine: Vec<&str> = out
             .lines()
             .filter(|l| l.starts_with(&format!("Process {name}:")))

@@ -50,16 +50,30 @@ pub(crate) fn ensure_linked() {
 /// child that reaches `init` anyway (its dispatcher was not run) exits at once with code 1 and a
 /// message, so its parent gets a clear error instead of a second copy of the program.
 ///
+/// `init` also registers what Python's `multiprocessing` does at interpreter exit: when `main`
+/// returns (or `std::process::exit` runs), daemon children still running are terminated
+/// (SIGTERM) and every other child started through [`Process`](crate::Process) is joined, so a
+/// program does not end while its non-daemon children still work.
+///
 /// ```
 /// // First thing in `main`:
 /// ipc_core::init();
 /// ```
 pub fn init() {
     ensure_linked();
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches panics).
+        unsafe { libc::atexit(at_exit) };
+    });
     if let Some(role) = std::env::var_os(ROLE_ENV) {
         eprintln!(
             "ipc-core: this process was started as a {role:?} child but its role dispatcher did              not run; exiting"
         );
         std::process::exit(1);
     }
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(crate::process::finish_children_at_exit);
 }

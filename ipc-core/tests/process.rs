@@ -599,3 +599,77 @@ fn terminate_from_another_thread_while_joining() {
     );
     assert_eq!(p.exit_code(), Some(-15));
 }
+
+#[test]
+fn a_runnable_is_named_after_its_type() {
+    let p = Process::from_runnable(Summer { upto: 3 });
+    assert!(p.name().starts_with("Summer-"), "{}", p.name());
+    p.start().unwrap();
+    let (sum, name) = join(&p).unwrap();
+    assert_eq!(sum, 6);
+    assert_eq!(name, p.name());
+}
+
+fn my_start_method(_: ()) -> StartMethod {
+    ipc_core::get_start_method()
+}
+
+#[test]
+fn a_child_keeps_the_start_method_that_started_it() {
+    for method in METHODS {
+        let p = process(method, my_start_method, ());
+        p.start().unwrap();
+        assert_eq!(join(&p).unwrap(), method);
+    }
+}
+
+fn sleeps_then_marks(path: String) {
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(path, b"done").unwrap();
+}
+
+/// Child role: a program with `init` that starts a non-daemon child and returns at once.
+#[test]
+#[ignore]
+fn role_returns_with_a_child_running() {
+    let Ok(path) = std::env::var("IPC_TEST_MARK") else {
+        return;
+    };
+    ipc_core::init();
+    let p = Process::new(sleeps_then_marks, path);
+    p.start().unwrap();
+    // Returning ends the process: the exit hook of `init` joins the child first.
+}
+
+#[test]
+fn a_program_waits_for_its_non_daemon_children_at_exit() {
+    let path = std::env::temp_dir().join(format!("ipc-test-mark-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "role_returns_with_a_child_running",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("IPC_TEST_MARK", &path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    let status = loop {
+        if let Some(s) = parent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the program did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success());
+    // The child wrote its mark before the program's exit completed.
+    let mark = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(mark.unwrap(), b"done");
+}

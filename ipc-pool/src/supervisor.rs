@@ -138,7 +138,12 @@ impl Supervisor {
         let pid = process
             .pid()
             .ok_or_else(|| std::io::Error::other("the process has not been started"))?;
-        let fd = sys::pidfd_open(pid)?;
+        // The process's own pidfd, taken when it was created: it names this very process even
+        // if it has already ended (a pid looked up now might have been reused).
+        let fd = process
+            .sentinel()
+            .ok_or_else(|| std::io::Error::other("the process has no pidfd (Linux 5.3 or later)"))?
+            .try_clone_to_owned()?;
         let mut w = self
             .shared
             .watched

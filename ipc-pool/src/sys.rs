@@ -1,19 +1,7 @@
-//! Linux calls of this crate: pidfds and poll, for noticing a worker's death at once.
+//! Linux calls of this crate: poll over pidfds, for noticing a worker's death at once.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
-
-/// A descriptor that becomes readable when process `pid` exits (`pidfd_open`, Linux 5.3+).
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
 /// Waits until one of `fds` is readable or `timeout` passes; returns the readable indices. The
 /// caller keeps the descriptors open for the call.

@@ -380,3 +380,38 @@ fn a_fork_pool_is_refused_at_build_with_a_clear_error() {
     assert!(matches!(err, BuildError::ForkStartMethod), "{err:?}");
     assert!(err.to_string().contains("ForkServer"), "{err}");
 }
+
+fn return_at_once(_: ()) {}
+
+#[test]
+fn a_process_that_ended_at_once_can_still_be_watched() {
+    use ipc_pool::Supervisor;
+    use std::sync::Arc;
+    for method in [
+        ipc_core::StartMethod::ForkServer,
+        ipc_core::StartMethod::Spawn,
+    ] {
+        let p = Arc::new(
+            ipc_core::Process::builder()
+                .start_method(method)
+                .target(return_at_once, ()),
+        );
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        // Wait until the child has ended and, for the fork server, been reaped by the server: a
+        // pidfd looked up by pid now would fail (or name a process that reused the pid).
+        if method == ipc_core::StartMethod::ForkServer {
+            assert!(
+                wait_until(Duration::from_secs(10), || matches!(
+                    ProcessIdentity::of_pid(pid),
+                    Ok(None)
+                )),
+                "the child did not end"
+            );
+        }
+        let sup = Supervisor::new().unwrap();
+        sup.watch(1, Arc::clone(&p)).unwrap();
+        let exit = sup.next_exit(Duration::from_secs(10)).expect("an exit");
+        assert_eq!((exit.id, exit.pid, exit.exit_code), (1, pid, Some(0)));
+    }
+}

@@ -39,6 +39,8 @@ pub(super) mod tag {
     pub(crate) const BAD_FUNCTION: u8 = b'F';
     /// Fork server reply: request accepted; payload is the child's pid.
     pub(crate) const OK: u8 = b'K';
+    /// The argument is decoded (its handles attached): the parent may drop its copy.
+    pub(crate) const DECODED: u8 = b'D';
 }
 
 /// Writes one frame: tag, little-endian u32 length, payload.
@@ -116,6 +118,12 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[
         Ok(a) => a,
         Err(e) => return Outcome::ArgDecode(e.to_string()),
     };
+    // Every handle in the argument is attached now: the parent need not keep its copy.
+    // ORDERING: Relaxed: stored by `run` on this same thread before the trampoline ran.
+    let fd = PANIC_CHANNEL.load(Ordering::Relaxed);
+    if fd >= 0 {
+        send_raw(fd, tag::DECODED, &[]);
+    }
     let r = f(arg);
     match codec::encode(&r) {
         Ok(bytes) => Outcome::Returned(bytes),
@@ -210,6 +218,9 @@ pub(super) struct ChildInfo {
     pub(super) identity: String,
     pub(super) parent: ProcessIdentity,
     pub(super) parent_name: String,
+    /// The start method that started this child: its own children default to it, as a Python
+    /// child keeps the context that started it.
+    pub(super) method: super::StartMethod,
 }
 
 /// This process as a child: its [`ChildInfo`], leaked once per process (a pointer as `usize`;
@@ -235,6 +246,7 @@ pub(super) fn current_info() -> Option<&'static ChildInfo> {
 }
 
 fn set_current(info: ChildInfo) {
+    super::set_start_method(info.method);
     let p = Box::into_raw(Box::new(info)) as usize;
     // ORDERING: Release, pairs with the Acquire load in `current_info`; publishes the box. The
     // previous box (the parent's description, in a forked child) is leaked on purpose: another

@@ -137,7 +137,7 @@ pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Ru
                 }
                 Err(e) => return Err(StartError::Io(e)),
             }
-            match child::read_frame(&mut conn.stream) {
+            match read_request(&mut conn.stream) {
                 Ok(Some(reply)) => break reply,
                 other => {
                     let server = guard.take();
@@ -156,12 +156,14 @@ pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Ru
     drop(theirs);
     drop(status_w);
     match reply {
-        (tag::OK, pid) if pid.len() == 4 => {
+        (tag::OK, pid, mut fds) if pid.len() == 4 => {
             let pid = u32::from_le_bytes([pid[0], pid[1], pid[2], pid[3]]);
-            let pidfd = platform::pidfd_open(pid).ok();
+            // The server opened the child's pidfd before it could reap the child, so the pidfd
+            // names this very process even if it has ended (and its pid been reused) by now.
+            let pidfd = fds.pop();
             Ok(Running::new(pid, pidfd, ours, Watch::Server(status_r))?)
         }
-        (tag::BAD_FUNCTION, msg) => Err(StartError::BadFunction {
+        (tag::BAD_FUNCTION, msg, _) => Err(StartError::BadFunction {
             message: String::from_utf8_lossy(&msg).into_owned(),
         }),
         _ => Err(StartError::ForkServer {
@@ -305,7 +307,16 @@ pub(crate) fn run() -> ! {
                 Ok(pid) => {
                     drop(channel);
                     children.insert(pid, (status_w, req.daemon));
-                    if child::write_frame(&mut conn, tag::OK, &pid.to_le_bytes()).is_err() {
+                    // The child is not reaped before SIGCHLD is handled (below, in this loop),
+                    // so its pidfd cannot name another process: hand it to the requester.
+                    let reply = frame(tag::OK, &pid.to_le_bytes());
+                    let sent = match platform::pidfd_open(pid) {
+                        Ok(pidfd) => {
+                            platform::send_with_fds(conn.as_raw_fd(), &reply, &[pidfd.as_raw_fd()])
+                        }
+                        Err(_) => conn.write_all(&reply),
+                    };
+                    if sent.is_err() {
                         break;
                     }
                 }

@@ -105,7 +105,9 @@ use running::{Report, Running};
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum StartMethod {
     /// `fork()` the calling process.
@@ -120,7 +122,27 @@ pub enum StartMethod {
 /// The longest a `join` holds the process's state at a time.
 const JOIN_SLICE: Duration = Duration::from_millis(20);
 
-static DEFAULT_METHOD: Mutex<StartMethod> = Mutex::new(StartMethod::ForkServer);
+/// The default start method, as a number (an atomic, not a lock: a forked child of a
+/// multi-threaded parent sets it and must not wait on a lock another thread held at the fork).
+static DEFAULT_METHOD: crate::primitive::AtomicU8 = crate::primitive::AtomicU8::new(0);
+
+impl StartMethod {
+    fn to_u8(self) -> u8 {
+        match self {
+            StartMethod::ForkServer => 0,
+            StartMethod::Spawn => 1,
+            StartMethod::Fork => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => StartMethod::Spawn,
+            2 => StartMethod::Fork,
+            _ => StartMethod::ForkServer,
+        }
+    }
+}
 
 /// Sets the start method of processes that do not choose one (Python's `set_start_method`).
 ///
@@ -132,7 +154,8 @@ static DEFAULT_METHOD: Mutex<StartMethod> = Mutex::new(StartMethod::ForkServer);
 /// set_start_method(StartMethod::ForkServer);
 /// ```
 pub fn set_start_method(method: StartMethod) {
-    *DEFAULT_METHOD.lock().unwrap_or_else(|p| p.into_inner()) = method;
+    // ORDERING: Relaxed: a setting read on its own, publishing nothing else.
+    DEFAULT_METHOD.store(method.to_u8(), crate::primitive::Ordering::Relaxed);
 }
 
 /// The start method of processes that do not choose one; [`StartMethod::ForkServer`] unless
@@ -142,7 +165,8 @@ pub fn set_start_method(method: StartMethod) {
 /// assert_eq!(ipc_core::get_start_method(), ipc_core::StartMethod::ForkServer);
 /// ```
 pub fn get_start_method() -> StartMethod {
-    *DEFAULT_METHOD.lock().unwrap_or_else(|p| p.into_inner())
+    // ORDERING: Relaxed: see `set_start_method`.
+    StartMethod::from_u8(DEFAULT_METHOD.load(crate::primitive::Ordering::Relaxed))
 }
 
 /// The subclass form: a serde struct whose `run` is the child's body, like Python's
@@ -190,8 +214,10 @@ struct Target {
 }
 
 struct Pending {
-    /// The argument itself, kept alive until the child has ended: handles of anonymous segments
-    /// are reopened through this process's descriptors (as Python keeps `Process._args`).
+    /// The argument itself, kept alive until the child has decoded its copy: handles of
+    /// anonymous segments are reopened through this process's descriptors. Then it is dropped,
+    /// so the argument belongs to the child alone (the parent's end of a pipe passed to the
+    /// child is closed in the parent, as Python programs do by hand).
     keepalive: Box<dyn std::any::Any + Send>,
     trampoline: child::Trampoline,
     func: usize,
@@ -204,7 +230,6 @@ struct State {
     pending: Option<Pending>,
     started: bool,
     running: Option<Running>,
-    keepalive: Option<Box<dyn std::any::Any + Send>>,
 }
 
 struct Inner {
@@ -214,6 +239,8 @@ struct Inner {
     method: StartMethod,
     accept_threads: bool,
     pid: OnceLock<u32>,
+    /// The child's pidfd (readable once it has ended), from the moment it was created.
+    sentinel: OnceLock<std::os::fd::OwnedFd>,
     state: Mutex<State>,
 }
 
@@ -236,6 +263,22 @@ fn forget_children() {
         // Leaked, not dropped: dropping would run the destructors of the parent's arguments
         // (an owned named segment would unlink its name) in this child.
         std::mem::forget(std::mem::take(&mut *children));
+    }
+}
+
+/// At the program's exit (the hook `init` registers): terminates the daemon children still
+/// running, then waits for every child, as Python's `multiprocessing` does at interpreter exit.
+pub(crate) fn finish_children_at_exit() {
+    let children: Vec<Arc<Inner>> = lock_children().clone();
+    for inner in children.iter().filter(|i| i.daemon) {
+        if let Some(r) = inner.lock().running.as_mut() {
+            let _ = r.signal(libc::SIGTERM);
+        }
+    }
+    for inner in &children {
+        if let Some(r) = inner.lock().running.as_mut() {
+            let _ = r.wait(None);
+        }
     }
 }
 
@@ -304,6 +347,15 @@ impl ProcessBuilder {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
     {
+        self.target_named(f, arg, "Process")
+    }
+
+    /// `target`, with `prefix` in the default name (`Prefix-N`).
+    fn target_named<A, R>(self, f: fn(A) -> R, arg: A, prefix: &str) -> Process<R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned,
+    {
         let trampoline: child::Trampoline = child::trampoline::<A, R>;
         let pending = Pending {
             trampoline,
@@ -313,7 +365,7 @@ impl ProcessBuilder {
             keepalive: Box::new(arg),
         };
         let identity = next_identity();
-        let name = self.name.unwrap_or_else(|| format!("Process-{identity}"));
+        let name = self.name.unwrap_or_else(|| format!("{prefix}-{identity}"));
         Process {
             inner: Arc::new(Inner {
                 name,
@@ -322,6 +374,7 @@ impl ProcessBuilder {
                 method: self.method.unwrap_or_else(get_start_method),
                 accept_threads: self.accept_threads,
                 pid: OnceLock::new(),
+                sentinel: OnceLock::new(),
                 state: Mutex::new(State {
                     pending: Some(pending),
                     ..State::default()
@@ -331,9 +384,14 @@ impl ProcessBuilder {
         }
     }
 
-    /// The process that will run `runnable.run()`.
+    /// The process that will run `runnable.run()`. Its default name is the type's name and a
+    /// number (`Counter-1`), as Python names an instance of a `Process` subclass.
     pub fn runnable<T: Runnable>(self, runnable: T) -> Process<T::Output> {
-        self.target(run_runnable::<T>, runnable)
+        let full = std::any::type_name::<T>();
+        // `crate::module::Type<Args>` -> `Type`.
+        let base = full.split('<').next().unwrap_or(full);
+        let short = base.rsplit("::").next().unwrap_or(base).to_owned();
+        self.target_named(run_runnable::<T>, runnable, &short)
     }
 }
 
@@ -479,7 +537,7 @@ impl<R> Process<R> {
             func_skew: pending.func_skew,
             arg: pending.arg.map_err(StartError::Encode)?,
         };
-        state.keepalive = Some(pending.keepalive);
+        let keepalive = pending.keepalive;
         let info = {
             let current = current_process();
             child::ChildInfo {
@@ -487,16 +545,27 @@ impl<R> Process<R> {
                 identity: self.inner.identity.clone(),
                 parent: ProcessIdentity::current()?,
                 parent_name: current.name,
+                method: self.inner.method,
             }
         };
-        let running = match self.inner.method {
+        let mut running = match self.inner.method {
             StartMethod::Fork => {
                 fork::start(&target, info, self.inner.daemon, self.inner.accept_threads)?
             }
             StartMethod::Spawn => spawn::start(&target, info, self.inner.daemon)?,
             StartMethod::ForkServer => forkserver::start(&target, info, self.inner.daemon)?,
         };
+        // The argument moves to the child: a forked child has its own copy of every descriptor
+        // already; a re-executed or fork-server child reopens anonymous segments through our
+        // descriptors, so ours stay open until it has decoded the argument.
+        if self.inner.method != StartMethod::Fork {
+            running.wait_decoded()?;
+        }
+        drop(keepalive);
         let _ = self.inner.pid.set(running.pid);
+        if let Some(fd) = running.pidfd.as_ref().and_then(|fd| fd.try_clone().ok()) {
+            let _ = self.inner.sentinel.set(fd);
+        }
         state.running = Some(running);
         drop(state);
         lock_children().push(Arc::clone(&self.inner));
@@ -541,7 +610,7 @@ impl<R> Process<R> {
             Some(Report::ArgDecode(message)) => Err(JoinError::ArgumentDecode { message }),
             Some(Report::ResultEncode(message)) => Err(JoinError::ResultEncode { message }),
             Some(Report::BadFunction(_)) => Err(JoinError::Corrupted),
-            Some(Report::Ready) | None => match status {
+            Some(Report::Ready | Report::Decoded) | None => match status {
                 Some(exit::Status::Signaled(signal)) => Err(JoinError::Signaled { signal }),
                 Some(exit::Status::Exited(code)) if code != 0 => Err(JoinError::Exited { code }),
                 Some(exit::Status::Lost) => Err(JoinError::StatusLost),
@@ -566,6 +635,31 @@ impl<R> Process<R> {
     /// The child's pid, once started.
     pub fn pid(&self) -> Option<u32> {
         self.inner.pid.get().copied()
+    }
+
+    /// A descriptor that becomes readable when the child ends (its pidfd), once started:
+    /// Python's `Process.sentinel`. It was obtained when the child was created (from `fork`, or
+    /// from the fork server before it could reap the child), so it names this very child even if
+    /// it has ended and its pid been reused since. Poll it, or duplicate it to watch the child
+    /// elsewhere; it stays open as long as `self`.
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsRawFd;
+    /// use ipc_core::Process;
+    ///
+    /// fn quick(_: ()) {}
+    ///
+    /// let p = Process::new(quick, ());
+    /// p.start()?;
+    /// let fd = p.sentinel().expect("started, on Linux 5.3 or later");
+    /// let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    /// // SAFETY: one valid pollfd.
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sentinel(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.inner.sentinel.get().map(|fd| fd.as_fd())
     }
 
     /// The process name.

@@ -29,6 +29,8 @@ pub(super) enum Report {
     ResultEncode(String),
     BadFunction(String),
     Ready,
+    /// The child decoded its argument.
+    Decoded,
 }
 
 pub(super) struct Running {
@@ -90,6 +92,7 @@ impl Running {
                         tag::RESULT_ENCODE => Report::ResultEncode(text()),
                         tag::BAD_FUNCTION => Report::BadFunction(text()),
                         tag::READY => Report::Ready,
+                        tag::DECODED => Report::Decoded,
                         _ => {
                             self.corrupted = true;
                             continue;
@@ -223,12 +226,29 @@ impl Running {
         }
     }
 
-    /// The first report of a given kind that ends the child's story (anything but `Ready`).
+    /// The first report of a given kind that ends the child's story (anything but `Ready` and
+    /// `Decoded`).
     pub(super) fn take_final_report(&mut self) -> Option<Report> {
         let i = self
             .reports
             .iter()
-            .position(|r| !matches!(r, Report::Ready))?;
+            .position(|r| !matches!(r, Report::Ready | Report::Decoded))?;
         Some(self.reports.remove(i))
+    }
+
+    /// Waits until the child has decoded its argument, or ended, or closed its channel (so its
+    /// argument is no longer needed in this process).
+    pub(super) fn wait_decoded(&mut self) -> io::Result<()> {
+        loop {
+            self.drain();
+            if self.reports.iter().any(|r| !matches!(r, Report::Ready)) || !self.channel_open {
+                return Ok(());
+            }
+            self.check_status()?;
+            if self.status.is_some() {
+                return Ok(());
+            }
+            self.poll(None)?;
+        }
     }
 }

@@ -1,0 +1,68 @@
+//! Handles passed to a `Process` belong to the child: the parent's copy is closed once the
+//! child has attached, so Python's "pass the writer to the child, close it in the parent, read
+//! until EOF" ends with `Disconnected` when the child is done.
+
+use std::time::Duration;
+
+use ipc_core::{Process, StartMethod};
+use ipc_queue::{Connection, Queue, RecvError, pipe_simplex, wait};
+
+fn write_three(mut w: Connection) {
+    for i in 0..3u32 {
+        w.send(&i).unwrap();
+    }
+}
+
+fn put_three(mut q: Queue<u64>) {
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+}
+
+#[test]
+fn reading_until_eof_ends_when_the_child_is_done() {
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let (mut r, w) = pipe_simplex().unwrap();
+        let p = Process::builder()
+            .start_method(method)
+            .target(write_three, w);
+        p.start().unwrap();
+        let mut got = Vec::new();
+        loop {
+            // `wait` first, as Python's `connection.wait([r])` does: it must come back when
+            // there is a message and when the writer has gone.
+            let ready = wait(&mut [&mut r], Some(Duration::from_secs(60)));
+            assert_eq!(
+                ready,
+                [0],
+                "{method:?}: wait timed out with the writer alive"
+            );
+            match r.recv::<u32>() {
+                Ok(v) => got.push(v),
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("{method:?}: {e}"),
+            }
+        }
+        assert_eq!(got, [0, 1, 2], "{method:?}");
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn a_queue_moved_to_a_child_disconnects_its_reader_when_the_child_ends() {
+    let mut q = Queue::<u64>::new(8).unwrap();
+    let producer = Queue::<u64>::open_producer(&q.handle()).unwrap();
+    q.close();
+    let p = Process::new(put_three, producer);
+    p.start().unwrap();
+    let mut got = Vec::new();
+    loop {
+        match q.get_timeout(Duration::from_secs(60)) {
+            Ok(v) => got.push(v),
+            Err(ipc_queue::GetError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, [0, 1, 2]);
+    p.join().unwrap();
+}

@@ -91,6 +91,11 @@ pub enum BuildError {
     /// other threads' locks stay locked forever in the child. Use the fork server (the default)
     /// or `Spawn`.
     ForkStartMethod,
+    /// An argument is out of range (Python raises `ValueError`).
+    InvalidArgument {
+        /// Which argument, and its range.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -99,6 +104,7 @@ impl fmt::Display for BuildError {
             Self::Channel(m) => write!(f, "cannot create the pool's channels: {m}"),
             Self::Start(e) => write!(f, "cannot start a worker process: {e}"),
             Self::Initializer { message } => write!(f, "the worker initializer failed: {message}"),
+            Self::InvalidArgument { what } => write!(f, "invalid pool argument: {what}"),
             Self::ForkStartMethod => f.write_str(
                 "a pool cannot start its workers with the Fork start method (it runs threads of \
                  its own and replaces workers later, and forking a multi-threaded process is \

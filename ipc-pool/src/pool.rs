@@ -333,7 +333,7 @@ impl fmt::Debug for PoolBuilder {
 impl PoolBuilder {
     /// The number of worker processes (default: [`ipc_core::cpu_count`]).
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n.max(1));
+        self.processes = Some(n);
         self
     }
 
@@ -350,7 +350,7 @@ impl PoolBuilder {
     /// `maxtasksperchild`).
     #[doc(alias = "maxtasksperchild")]
     pub fn max_tasks_per_child(mut self, n: u64) -> Self {
-        self.max_tasks = Some(n.max(1));
+        self.max_tasks = Some(n);
         self
     }
 
@@ -371,6 +371,16 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, BuildError> {
         if self.method.unwrap_or_else(ipc_core::get_start_method) == StartMethod::Fork {
             return Err(BuildError::ForkStartMethod);
+        }
+        if self.processes == Some(0) {
+            return Err(BuildError::InvalidArgument {
+                what: "the number of processes must be at least 1",
+            });
+        }
+        if self.max_tasks == Some(0) {
+            return Err(BuildError::InvalidArgument {
+                what: "max_tasks_per_child must be at least 1",
+            });
         }
         let processes = self.processes.unwrap_or_else(ipc_core::cpu_count).max(1);
         let key = Key::random();
@@ -727,6 +737,17 @@ impl Pool {
             .collect()
     }
 
+    /// `Err(Closed)` once the pool was closed or terminated: every call that submits work
+    /// refuses at the call, as Python raises `ValueError("Pool not running")`.
+    fn ensure_open(&self) -> Result<(), SubmitError> {
+        let st = self.shared.lock();
+        // ORDERING: Acquire, pairs with the AcqRel swap of `stop` in `shutdown`.
+        if st.closed || self.shared.stop.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        Ok(())
+    }
+
     /// Submits one task: `func` applied to the encoded `input`; `sink` receives the encoded
     /// output (in the result thread).
     pub(crate) fn submit_raw(
@@ -1014,6 +1035,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.ensure_open()?;
         let func = FnRef::map(self.key(), f);
         let items: Vec<A> = items.into_iter().collect();
         let chunk = default_chunksize(items.len(), self.processes);
@@ -1048,6 +1070,7 @@ impl Pool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.ensure_open()?;
         let func = FnRef::star(self.key(), f);
         let items: Vec<(A, B)> = items.into_iter().collect();
         let chunk = default_chunksize(items.len(), self.processes);

@@ -415,3 +415,39 @@ fn a_process_that_ended_at_once_can_still_be_watched() {
         assert_eq!((exit.id, exit.pid, exit.exit_code), (1, pid, Some(0)));
     }
 }
+
+#[test]
+fn zero_processes_or_zero_tasks_per_child_is_an_error() {
+    // Python: ValueError("Number of processes must be at least 1").
+    assert!(matches!(
+        Pool::new(0),
+        Err(BuildError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Pool::builder().processes(1).max_tasks_per_child(0).build(),
+        Err(BuildError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Executor::new(0),
+        Err(BuildError::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn every_submission_after_terminate_is_refused_at_the_call() {
+    let mut pool = Pool::new(1).unwrap();
+    pool.terminate();
+    assert!(matches!(
+        pool.map_async(square, [1u64, 2]),
+        Err(ipc_pool::SubmitError::Closed)
+    ));
+    assert!(matches!(
+        pool.starmap_async(add, [(1, 2)]),
+        Err(ipc_pool::SubmitError::Closed)
+    ));
+    assert!(matches!(
+        pool.apply_async(square, 3),
+        Err(ipc_pool::SubmitError::Closed)
+    ));
+    assert!(pool.map(square, [1u64]).is_err());
+}

@@ -24,7 +24,9 @@
 //! knowledge of the user's types; functions that must run inside it (`update_with`, registered
 //! methods) travel as authenticated references, as pool tasks do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -248,9 +250,10 @@ pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
 }
 
 enum Object {
-    Dict(BTreeMap<Bytes, Bytes>),
+    /// Insertion-ordered, as Python's `dict`.
+    Dict(IndexMap<Bytes, Bytes>),
     List(Vec<Bytes>),
-    Namespace(BTreeMap<String, Bytes>),
+    Namespace(IndexMap<String, Bytes>),
     User(Box<dyn std::any::Any>),
 }
 
@@ -318,9 +321,9 @@ fn serve(op: Op, secret: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut
         Reply::Id(id)
     };
     match op {
-        Op::NewDict => return new(Object::Dict(BTreeMap::new())),
+        Op::NewDict => return new(Object::Dict(IndexMap::new())),
         Op::NewList => return new(Object::List(Vec::new())),
-        Op::NewNamespace => return new(Object::Namespace(BTreeMap::new())),
+        Op::NewNamespace => return new(Object::Namespace(IndexMap::new())),
         Op::NewObject { ctor, init } => {
             return match std::panic::catch_unwind(AssertUnwindSafe(|| {
                 ctor.construct(secret, &init)
@@ -373,7 +376,7 @@ fn serve(op: Op, secret: &Key, objects: &mut HashMap<u64, Object>, next_id: &mut
     match (obj, op) {
         (Object::Dict(d), Op::DictGet { key, .. }) => Reply::Value(d.get(&key).cloned()),
         (Object::Dict(d), Op::DictInsert { key, value, .. }) => Reply::Value(d.insert(key, value)),
-        (Object::Dict(d), Op::DictRemove { key, .. }) => Reply::Value(d.remove(&key)),
+        (Object::Dict(d), Op::DictRemove { key, .. }) => Reply::Value(d.shift_remove(&key)),
         (Object::Dict(d), Op::DictContains { key, .. }) => Reply::Bool(d.contains_key(&key)),
         (Object::Dict(d), Op::DictUpdateWith { key, func, .. }) => {
             let old = d.get(&key).cloned();

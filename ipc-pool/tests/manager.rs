@@ -208,3 +208,17 @@ fn shutdown_ends_the_manager_for_every_proxy() {
     m.shutdown().unwrap();
     assert!(matches!(d.get(&1), Err(ManagerError::ManagerGone)));
 }
+
+#[test]
+fn a_dict_keeps_insertion_order_as_python_does() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, u32>().unwrap();
+    for (i, k) in ["zebra", "apple", "mango", "banana"].iter().enumerate() {
+        d.insert(k.to_string(), i as u32).unwrap();
+    }
+    d.remove(&"apple".to_string()).unwrap();
+    d.insert("apple".to_string(), 9).unwrap();
+    d.insert("zebra".to_string(), 7).unwrap();
+    assert_eq!(d.keys().unwrap(), ["zebra", "mango", "banana", "apple"]);
+    assert_eq!(d.values().unwrap(), [7, 2, 3, 9]);
+}

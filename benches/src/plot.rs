@@ -135,7 +135,7 @@ const REFERENCES: [(&str, Kind); 3] = [
     ("limit.memcpy_1mib", Kind::Throughput),
 ];
 
-/// The measured [`REFERENCES`] of `kind` in `rows`, in the chart's unit.
+/// The measured `REFERENCES` of `kind` in `rows`, in the chart's unit.
 ///
 /// ```
 /// use benches::report::Outcome;

@@ -1,7 +1,7 @@
 //! Payload-size sweeps: one scenario per size, named `group.what@SIZE`.
 //!
 //! The sizes are 8 B and then the powers of 4 from 16 B to 4 MiB ([`SIZES`]); a group
-//! registers a whole sweep with the [`sweep!`](crate::sweep) macro, which turns a function
+//! registers a whole sweep with the [`sweep!`](macro@crate::sweep) macro, which turns a function
 //! `fn(&Config, usize) -> anyhow::Result<Option<f64>>` into one [`Scenario`](crate::Scenario)
 //! per size. [`split_name`] recovers the base name and the size from a scenario name, which is
 //! how the charts of `--plot` put each sweep on one line.
@@ -198,7 +198,7 @@ impl Pattern {
     }
 
     /// Checks that `buf` is message `i`: its length, both stamps and every
-    /// [`SAMPLE_STRIDE`]th byte.
+    /// `SAMPLE_STRIDE`th byte.
     pub fn check(&self, buf: &[u8], i: u64) -> anyhow::Result<()> {
         let n = self.reference.len();
         ensure!(

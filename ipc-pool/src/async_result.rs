@@ -269,6 +269,8 @@ mod tests {
         };
         slot.fulfil(Err(TaskError::Panicked {
             message: "boom".into(),
+            pid: 1,
+            location: None,
         }));
         assert!(matches!(
             r.get_timeout(Duration::from_secs(5)),

@@ -1,8 +1,32 @@
-//! Errors of pools and their tasks.
+//! Errors of pools and their tasks: one enum per operation, causes through `source()`.
 
 use std::fmt;
+use std::io;
 
-/// Why a task produced no value.
+use ipc_core::codec::EncodeError;
+
+/// Why a task produced no value. Like Python's `RemoteTraceback`, a failure in a worker says
+/// where it happened: the worker's pid, and for a panic its message and location.
+///
+/// ```no_run
+/// use ipc_pool::{Pool, TaskError};
+///
+/// fn check(x: u32) -> u32 {
+///     assert!(x < 3, "too big: {x}");
+///     x
+/// }
+///
+/// let pool = Pool::new(1)?;
+/// match pool.apply(check, 5) {
+///     Err(TaskError::Panicked { message, pid, location }) => {
+///         assert_eq!(message, "too big: 5");
+///         assert_ne!(pid, std::process::id());
+///         assert!(location.is_some());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -10,13 +34,19 @@ pub enum TaskError {
     Panicked {
         /// The panic message.
         message: String,
+        /// The pid of the worker it ran in.
+        pid: u32,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
     },
     /// The worker running the task died (killed by a signal, exited, out of memory). A
     /// replacement worker was started; other tasks are unaffected.
     WorkerDied {
-        /// The dead worker's pid.
+        /// The dead worker's pid (0 when the pool gave up before any worker ran the task).
         pid: u32,
-        /// How it ended, e.g. `killed by signal 9 (SIGKILL)` or `exited with code 3`.
+        /// Python's exit code: `-N` for signal N, the code it exited with; `None` if unknown.
+        exit_code: Option<i32>,
+        /// How it ended, in words, e.g. `killed by signal 9 (SIGKILL)`.
         cause: String,
     },
     /// The argument could not be encoded, or the result could not be encoded or decoded.
@@ -33,8 +63,18 @@ pub enum TaskError {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Panicked { message } => write!(f, "the task panicked: {message}"),
-            Self::WorkerDied { pid, cause } => {
+            Self::Panicked {
+                message,
+                pid,
+                location,
+            } => {
+                write!(f, "the task panicked in worker {pid}")?;
+                if let Some(l) = location {
+                    write!(f, " at {l}")?;
+                }
+                write!(f, ": {message}")
+            }
+            Self::WorkerDied { pid, cause, .. } => {
                 write!(f, "the worker running the task (pid {pid}) died: {cause}")
             }
             Self::Codec { message } => {
@@ -74,10 +114,18 @@ impl std::error::Error for MapError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// A shared channel could not be created.
-    Channel(String),
+    /// A task or result queue could not be created.
+    Queue(ipc_queue::CreateError),
+    /// The result queue failed while the initializers ran.
+    Results(ipc_queue::GetError),
     /// A worker process could not be started.
     Start(ipc_core::StartError),
+    /// A worker could not be watched (its pidfd).
+    Watch(io::Error),
+    /// A thread of the pool could not be started.
+    Thread(io::Error),
+    /// The initializer's argument could not be encoded.
+    InitializerArgument(EncodeError),
     /// The initializer failed (panicked, or its worker died) in a fresh worker: the pool is not
     /// started, rather than respawning failing workers forever.
     Initializer {
@@ -101,8 +149,14 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Channel(m) => write!(f, "cannot create the pool's channels: {m}"),
+            Self::Queue(e) => write!(f, "cannot create the pool's queues: {e}"),
+            Self::Results(e) => write!(f, "the pool's result queue failed: {e}"),
             Self::Start(e) => write!(f, "cannot start a worker process: {e}"),
+            Self::Watch(e) => write!(f, "cannot watch a worker process: {e}"),
+            Self::Thread(e) => write!(f, "cannot start a thread of the pool: {e}"),
+            Self::InitializerArgument(e) => {
+                write!(f, "cannot encode the initializer's argument: {e}")
+            }
             Self::Initializer { message } => write!(f, "the worker initializer failed: {message}"),
             Self::InvalidArgument { what } => write!(f, "invalid pool argument: {what}"),
             Self::ForkStartMethod => f.write_str(
@@ -117,38 +171,51 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            Self::Queue(e) => Some(e),
+            Self::Results(e) => Some(e),
             Self::Start(e) => Some(e),
+            Self::Watch(e) | Self::Thread(e) => Some(e),
+            Self::InitializerArgument(e) => Some(e),
             _ => None,
         }
     }
 }
 
 /// Submitting to a pool failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum SubmitError {
     /// The pool was closed or terminated: it accepts no new tasks.
     Closed,
     /// The argument could not be encoded.
-    Encode(String),
+    Encode(EncodeError),
 }
 
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Closed => f.write_str("the pool is closed: it accepts no new tasks"),
-            Self::Encode(m) => write!(f, "cannot encode the task's argument: {m}"),
+            Self::Encode(e) => write!(f, "cannot encode the task's argument: {e}"),
         }
     }
 }
 
-impl std::error::Error for SubmitError {}
+impl std::error::Error for SubmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(e) => Some(e),
+            Self::Closed => None,
+        }
+    }
+}
 
 impl From<SubmitError> for TaskError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Closed => TaskError::Terminated,
-            SubmitError::Encode(message) => TaskError::Codec { message },
+            SubmitError::Encode(e) => TaskError::Codec {
+                message: e.to_string(),
+            },
         }
     }
 }

@@ -38,13 +38,13 @@
 mod async_result;
 mod error;
 mod executor;
-mod function;
 mod manager;
 mod pool;
 mod primitive;
 mod shared_slice;
 mod supervisor;
 mod sys;
+mod task;
 
 pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
 pub use error::{BuildError, MapError, SubmitError, TaskError};

@@ -168,7 +168,17 @@ fn a_panicking_task_fails_alone_and_the_worker_survives() {
     let before = pool.worker_pids();
     let err = pool.apply(panics_on_three, 3).unwrap_err();
     match err {
-        TaskError::Panicked { message } => assert!(message.contains("three is not allowed")),
+        TaskError::Panicked {
+            message,
+            pid,
+            location,
+        } => {
+            // Python's RemoteTraceback: what, in which worker, where.
+            assert!(message.contains("three is not allowed"));
+            assert_eq!(vec![pid], before);
+            let location = location.expect("the panic's location");
+            assert!(location.contains("pool.rs"), "{location}");
+        }
         other => panic!("expected Panicked, got {other:?}"),
     }
     let err = pool.map(panics_on_three, 0..10).unwrap_err();
@@ -200,8 +210,13 @@ fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
     let rc = unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     assert_eq!(rc, 0);
     match doomed.get_timeout(Duration::from_secs(60)) {
-        Err(GetTimeoutError::Failed(TaskError::WorkerDied { pid, cause })) => {
+        Err(GetTimeoutError::Failed(TaskError::WorkerDied {
+            pid,
+            exit_code,
+            cause,
+        })) => {
             assert_eq!(pid, victim);
+            assert_eq!(exit_code, Some(-9));
             assert!(cause.contains("signal 9"), "cause: {cause}");
         }
         Err(GetTimeoutError::Timeout(_)) => panic!("the pool hung on a dead worker"),

@@ -16,6 +16,7 @@ use crate::primitive::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::fn_ref::{FnKey, FnRef, panic_message};
 use crate::codec;
 use crate::liveness::ProcessIdentity;
 use crate::platform;
@@ -131,22 +132,6 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[
     }
 }
 
-/// The reference point for function offsets: its address moves with the binary under ASLR, so
-/// `f - anchor` is the same in every process running this binary.
-#[inline(never)]
-fn anchor() -> usize {
-    std::hint::black_box(0x1bc0_4e11)
-}
-
-fn anchor_addr() -> usize {
-    anchor as fn() -> usize as usize
-}
-
-/// A function's offset from the anchor.
-pub(super) fn offset_of(addr: usize) -> i64 {
-    addr.wrapping_sub(anchor_addr()) as isize as i64
-}
-
 /// The identity of the running executable: device, inode, modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct ExeId {
@@ -173,16 +158,28 @@ pub(super) fn check_exe(expected: &ExeId) -> Result<(), String> {
     Ok(())
 }
 
-/// Rebuilds an address from its offset, checking it lies in this executable's code.
-pub(super) fn resolve(offset: i64, exe: &ExeId, what: &str) -> Result<usize, String> {
-    let addr = anchor_addr().wrapping_add(offset as isize as usize);
-    if platform::is_executable_address(addr, exe.ino) {
-        Ok(addr)
-    } else {
-        Err(format!(
-            "the {what} identity (offset {offset:#x} from the anchor) does not resolve to code \
-             of this executable"
-        ))
+/// The kind of [`FnRef`] a process start uses: the trampoline is a [`Trampoline`].
+pub(super) const KIND_PROCESS: u8 = 0;
+
+/// The key of the references this process puts in its children's start requests: drawn once
+/// per process (a forked child draws its own), sent with each request over the private start
+/// channel.
+pub(super) fn process_key() -> FnKey {
+    use std::sync::Mutex;
+    static KEY: Mutex<Option<(u32, FnKey)>> = Mutex::new(None);
+    let pid = platform::getpid();
+    // A forked child of a multi-threaded parent may find the lock held by a thread that does
+    // not exist here: it then uses a fresh key without caching it.
+    let Ok(mut guard) = KEY.try_lock() else {
+        return FnKey::random();
+    };
+    match *guard {
+        Some((p, key)) if p == pid => key,
+        _ => {
+            let key = FnKey::random();
+            *guard = Some((pid, key));
+            key
+        }
     }
 }
 
@@ -190,8 +187,10 @@ pub(super) fn resolve(offset: i64, exe: &ExeId, what: &str) -> Result<usize, Str
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Request {
     pub(super) exe: ExeId,
-    pub(super) trampoline: i64,
-    pub(super) func: i64,
+    /// The trampoline (a [`Trampoline`]) and the target function.
+    pub(super) target: FnRef,
+    /// The key `target` is tagged under.
+    pub(super) key: FnKey,
     pub(super) info: ChildInfo,
     pub(super) daemon: bool,
     pub(super) arg: Vec<u8>,
@@ -200,11 +199,21 @@ pub(super) struct Request {
 impl Request {
     /// Resolves the trampoline and the function; the binary must already have been checked.
     pub(super) fn resolve(&self) -> Result<(Trampoline, usize), String> {
-        let t = resolve(self.trampoline, &self.exe, "entry point")?;
-        let f = resolve(self.func, &self.exe, "target function")?;
-        // SAFETY: `t` is the address of a `Trampoline` in this binary: the parent computed its
-        // offset from `trampoline::<A, R>` coerced to `Trampoline`, the binary is the same file
-        // (checked by the caller) and the address lies in its executable mapping.
+        let (t, f) = self
+            .target
+            .resolve(&self.key, KIND_PROCESS)
+            .map_err(|e| e.to_string())?;
+        for (addr, what) in [(t, "entry point"), (f, "target function")] {
+            if !platform::is_executable_address(addr, self.exe.ino) {
+                return Err(format!(
+                    "the {what} identity (address {addr:#x}) does not resolve to code of this \
+                     executable"
+                ));
+            }
+        }
+        // SAFETY: the tag checked out for `KIND_PROCESS`, which `spawn::request` makes only
+        // from a `Trampoline` (`FnRef::new`'s contract); the binary is the same file (checked
+        // by the caller) and the address lies in its executable mapping.
         let t = unsafe { std::mem::transmute::<usize, Trampoline>(t) };
         Ok((t, f))
     }
@@ -264,16 +273,6 @@ pub(super) fn next_child_number() -> u64 {
 
 thread_local! {
     static IN_TARGET: Cell<bool> = const { Cell::new(false) };
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
 }
 
 fn send_raw(fd: i32, tag: u8, payload: &[u8]) {

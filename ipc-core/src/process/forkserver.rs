@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use super::Target;
 use super::child::{self, ChildInfo, ExeId, Request, tag};
 use super::exit::StartError;
+use super::fn_ref::FnRef;
 use super::running::{Running, Watch};
 use super::spawn;
 use crate::liveness::ProcessIdentity;
@@ -233,7 +234,7 @@ pub(crate) fn run() -> ! {
     }
     let server_pid = platform::getpid();
     // Offsets already checked against this image's code: (trampoline, function) -> addresses.
-    let mut resolved: HashMap<(i64, i64), (child::Trampoline, usize)> = HashMap::new();
+    let mut resolved: HashMap<FnRef, (child::Trampoline, usize)> = HashMap::new();
     // pid -> (status pipe, daemon)
     let mut children: HashMap<u32, (File, bool)> = HashMap::new();
     loop {
@@ -265,7 +266,7 @@ pub(crate) fn run() -> ! {
                 crate::codec::decode::<Request>(&payload)
                     .map_err(|e| format!("malformed request: {e}"))
                     .and_then(|req| {
-                        let key = (req.trampoline, req.func);
+                        let key = req.target;
                         match resolved.get(&key) {
                             Some(&r) => Ok((req, r)),
                             None => {

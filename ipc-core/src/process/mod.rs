@@ -70,6 +70,7 @@
 
 mod child;
 mod exit;
+mod fn_ref;
 mod fork;
 pub(crate) mod forkserver;
 mod running;
@@ -87,6 +88,7 @@ use crate::codec::{self, EncodeError};
 use crate::liveness::ProcessIdentity;
 use crate::platform;
 pub use exit::{JoinError, StartError};
+pub use fn_ref::{BadFnRef, FnKey, FnRef, panic_message};
 use running::{Report, Running};
 
 /// How a child process is started; see the [module docs](self).

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::Target;
 use super::child::{self, ChildInfo, Request, tag};
 use super::exit::StartError;
+use super::fn_ref::FnRef;
 use super::running::{Report, Running, Watch};
 use crate::platform;
 
@@ -32,10 +33,25 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const SELF_EXE: &str = "/proc/self/exe";
 
 pub(super) fn request(target: &Target, info: ChildInfo, daemon: bool) -> io::Result<Request> {
+    let key = child::process_key();
+    // SAFETY: `KIND_PROCESS` pairs a `Trampoline` (the entry point `Process` chose for `A` and
+    // `R`) with the `fn(A) -> R` it expects; a test skew only makes the child refuse.
+    let target_ref = unsafe {
+        FnRef::new(
+            &key,
+            child::KIND_PROCESS,
+            target.trampoline as usize,
+            target.func,
+        )
+    };
+    let target_ref = match target.func_skew {
+        0 => target_ref,
+        skew => target_ref.skewed(&key, skew),
+    };
     Ok(Request {
         exe: child::ExeId::current()?,
-        trampoline: child::offset_of(target.trampoline as usize),
-        func: child::offset_of(target.func) + target.func_skew,
+        target: target_ref,
+        key,
         info,
         daemon,
         arg: target.arg.clone(),

@@ -1,0 +1,265 @@
+//! The manager process: one thread serving requests in order, so every operation is atomic.
+//!
+//! Clients announce themselves (`Hello`, with their response queue and their process identity)
+//! and say goodbye (`Bye`). A client killed without a goodbye is pruned once the kernel says its
+//! process is gone: checked every [`PRUNE_SLICE`] while idle, every [`PRUNE_EVERY`] requests,
+//! and whenever a new client's queue cannot be opened (which is how a manager at its descriptor
+//! limit frees what dead clients held before it refuses anyone).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use ipc_core::ProcessIdentity;
+use ipc_core::process::{FnKey, panic_message};
+use ipc_queue::{GetError, Queue, Serde};
+
+use super::ops;
+use super::wire::{Bytes, Op, Reply, Request, ServerArgs, WireError};
+
+/// How long the manager waits for a request before it checks for dead clients.
+const PRUNE_SLICE: Duration = Duration::from_secs(1);
+/// Requests between two checks for dead clients while busy.
+const PRUNE_EVERY: u32 = 256;
+/// How long a reply may wait for room in a client's queue.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stored object.
+enum Object {
+    /// Insertion-ordered, as Python's `dict`.
+    Dict(IndexMap<Bytes, Bytes>),
+    List(Vec<Bytes>),
+    Namespace(IndexMap<String, Bytes>),
+    User(Box<dyn std::any::Any>),
+}
+
+/// A connected client: its response queue and its process.
+struct Client {
+    responses: Queue<Reply, Serde>,
+    process: ProcessIdentity,
+}
+
+/// Forgets the clients whose process the kernel says is gone (their queue's descriptor and
+/// mapping go with them).
+fn prune(clients: &mut HashMap<u64, Client>) {
+    clients.retain(|_, c| !c.process.liveness().is_dead());
+}
+
+/// The manager process's body.
+pub(super) fn server_main(args: ServerArgs) -> Result<(), String> {
+    let mut requests = Queue::<Request, Serde>::open_consumer(&args.requests)
+        .map_err(|e| format!("request queue: {e}"))?;
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut clients: HashMap<u64, Client> = HashMap::new();
+    let mut objects: HashMap<u64, Object> = HashMap::new();
+    let mut next_id = 1u64;
+    let mut since_prune = 0u32;
+    loop {
+        let req = match requests.get_timeout(PRUNE_SLICE) {
+            Ok(r) => r,
+            Err(GetError::Timeout) => {
+                prune(&mut clients);
+                since_prune = 0;
+                continue;
+            }
+            Err(GetError::Disconnected) => return Ok(()),
+            Err(GetError::Decode(_)) => continue,
+            Err(e) => return Err(format!("request queue: {e}")),
+        };
+        since_prune += 1;
+        if since_prune >= PRUNE_EVERY {
+            prune(&mut clients);
+            since_prune = 0;
+        }
+        let reply = match req.op {
+            Op::Hello { responses, process } => {
+                let mut opened = Queue::<Reply, Serde>::open_producer(&responses);
+                if opened.is_err() {
+                    // Perhaps out of descriptors: free what dead clients hold, then try again.
+                    prune(&mut clients);
+                    opened = Queue::<Reply, Serde>::open_producer(&responses);
+                }
+                match opened {
+                    Ok(q) => {
+                        clients.insert(
+                            req.client,
+                            Client {
+                                responses: q,
+                                process,
+                            },
+                        );
+                    }
+                    // No queue to answer on: the client's connect times out with `Refused`.
+                    Err(_) => continue,
+                }
+                Reply::Unit
+            }
+            Op::Bye => {
+                clients.remove(&req.client);
+                continue;
+            }
+            Op::Shutdown => {
+                if let Some(c) = clients.get_mut(&req.client) {
+                    let _ = c.responses.put(Reply::Unit);
+                }
+                return Ok(());
+            }
+            op => serve(op, &args.key, &mut objects, &mut next_id),
+        };
+        if let Some(c) = clients.get_mut(&req.client) {
+            // A client killed mid-request: its queue is disconnected; forget it.
+            if c.responses.put_timeout(reply, REPLY_TIMEOUT).is_err() {
+                clients.remove(&req.client);
+            }
+        }
+    }
+}
+
+/// Runs one object operation.
+fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &mut u64) -> Reply {
+    let mut new = |obj: Object| {
+        let id = *next_id;
+        *next_id += 1;
+        objects.insert(id, obj);
+        Reply::Id(id)
+    };
+    match op {
+        Op::NewDict => return new(Object::Dict(IndexMap::new())),
+        Op::NewList => return new(Object::List(Vec::new())),
+        Op::NewNamespace => return new(Object::Namespace(IndexMap::new())),
+        Op::NewObject { ctor, init } => {
+            return match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                ops::construct(&ctor, secret, &init)
+            })) {
+                Ok(Ok(obj)) => new(Object::User(obj)),
+                Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
+                Err(p) => Reply::Err(WireError::Panicked(panic_message(&*p))),
+            };
+        }
+        _ => {}
+    }
+    let id = match &op {
+        Op::Drop { id }
+        | Op::DictGet { id, .. }
+        | Op::DictInsert { id, .. }
+        | Op::DictRemove { id, .. }
+        | Op::DictContains { id, .. }
+        | Op::DictUpdateWith { id, .. }
+        | Op::DictExtend { id, .. }
+        | Op::DictItems { id }
+        | Op::Len { id }
+        | Op::Clear { id }
+        | Op::ListPush { id, .. }
+        | Op::ListPop { id }
+        | Op::ListGet { id, .. }
+        | Op::ListSet { id, .. }
+        | Op::ListInsert { id, .. }
+        | Op::ListRemove { id, .. }
+        | Op::ListExtend { id, .. }
+        | Op::ListItems { id }
+        | Op::NsGet { id, .. }
+        | Op::NsSet { id, .. }
+        | Op::Call { id, .. } => *id,
+        _ => return Reply::Err(WireError::NotFound("unknown operation".into())),
+    };
+    if let Op::Drop { id } = op {
+        objects.remove(&id);
+        return Reply::Unit;
+    }
+    let Some(obj) = objects.get_mut(&id) else {
+        return Reply::Err(WireError::NotFound(format!("object {id}")));
+    };
+    let oob =
+        |i: u64, n: usize| Reply::Err(WireError::NotFound(format!("index {i} of a list of {n}")));
+    let wrong = || {
+        Reply::Err(WireError::NotFound(format!(
+            "object {id} is of another kind"
+        )))
+    };
+    match (obj, op) {
+        (Object::Dict(d), Op::DictGet { key, .. }) => Reply::Value(d.get(&key).cloned()),
+        (Object::Dict(d), Op::DictInsert { key, value, .. }) => Reply::Value(d.insert(key, value)),
+        (Object::Dict(d), Op::DictRemove { key, .. }) => Reply::Value(d.shift_remove(&key)),
+        (Object::Dict(d), Op::DictContains { key, .. }) => Reply::Bool(d.contains_key(&key)),
+        (Object::Dict(d), Op::DictUpdateWith { key, func, .. }) => {
+            let old = d.get(&key).cloned();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| ops::update(&func, secret, old))) {
+                Ok(Ok(new)) => {
+                    d.insert(key, new.clone());
+                    Reply::Value(Some(new))
+                }
+                Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
+                Err(p) => Reply::Err(WireError::Panicked(panic_message(&*p))),
+            }
+        }
+        (Object::Dict(d), Op::DictExtend { pairs, .. }) => {
+            d.extend(pairs);
+            Reply::Unit
+        }
+        (Object::Dict(d), Op::DictItems { .. }) => {
+            Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        (Object::Dict(d), Op::Len { .. }) => Reply::Count(d.len() as u64),
+        (Object::Dict(d), Op::Clear { .. }) => {
+            d.clear();
+            Reply::Unit
+        }
+        (Object::List(l), Op::ListPush { value, .. }) => {
+            l.push(value);
+            Reply::Unit
+        }
+        (Object::List(l), Op::ListPop { .. }) => Reply::Value(l.pop()),
+        (Object::List(l), Op::ListGet { index, .. }) => {
+            Reply::Value(l.get(index as usize).cloned())
+        }
+        (Object::List(l), Op::ListSet { index, value, .. }) => match l.get_mut(index as usize) {
+            Some(slot) => Reply::Value(Some(std::mem::replace(slot, value))),
+            None => oob(index, l.len()),
+        },
+        (Object::List(l), Op::ListInsert { index, value, .. }) => {
+            if index as usize <= l.len() {
+                l.insert(index as usize, value);
+                Reply::Unit
+            } else {
+                oob(index, l.len())
+            }
+        }
+        (Object::List(l), Op::ListRemove { index, .. }) => {
+            if (index as usize) < l.len() {
+                Reply::Value(Some(l.remove(index as usize)))
+            } else {
+                oob(index, l.len())
+            }
+        }
+        (Object::List(l), Op::ListExtend { values, .. }) => {
+            l.extend(values);
+            Reply::Unit
+        }
+        (Object::List(l), Op::ListItems { .. }) => Reply::Values(l.clone()),
+        (Object::List(l), Op::Len { .. }) => Reply::Count(l.len() as u64),
+        (Object::List(l), Op::Clear { .. }) => {
+            l.clear();
+            Reply::Unit
+        }
+        (Object::Namespace(n), Op::NsGet { field, .. }) => Reply::Value(n.get(&field).cloned()),
+        (Object::Namespace(n), Op::NsSet { field, value, .. }) => {
+            Reply::Value(n.insert(field, value))
+        }
+        (
+            Object::User(obj),
+            Op::Call {
+                method, request, ..
+            },
+        ) => {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                ops::call_object(&method, secret, obj.as_mut(), &request)
+            })) {
+                Ok(Ok(resp)) => Reply::Value(Some(resp)),
+                Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
+                Err(p) => Reply::Err(WireError::Panicked(panic_message(&*p))),
+            }
+        }
+        _ => wrong(),
+    }
+}

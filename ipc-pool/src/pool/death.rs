@@ -1,0 +1,139 @@
+//! A worker died: fail the task it was running, hand its other tasks back, start a
+//! replacement; or, when replacements keep dying, give up on the pool cleanly.
+
+use std::time::Duration;
+
+use ipc_core::JoinError;
+
+use super::dispatch::{Delivery, Shared, State};
+use crate::error::TaskError;
+use crate::supervisor::WorkerExit;
+
+/// Replacements that die before finishing a task, in a row, before the pool gives up on them.
+const MAX_FUTILE_RESPAWNS: u32 = 5;
+
+/// Handles the death notice of the worker `pid` in `slot`, which ended with `exit_code`.
+pub(super) fn on_death(
+    shared: &Shared,
+    st: &mut State,
+    slot: usize,
+    pid: u32,
+    exit_code: Option<i32>,
+    deliveries: &mut Vec<Delivery>,
+) {
+    let Some(w) = st.workers.get_mut(slot) else {
+        return;
+    };
+    if pid != w.pid {
+        return; // a notice about a worker already replaced
+    }
+    let cause = WorkerExit {
+        id: 0,
+        pid,
+        exit_code,
+    }
+    .describe();
+    w.alive = false;
+    let mut lost = std::mem::take(&mut w.outstanding);
+    let finished_any = w.completed > 0;
+    // The oldest outstanding task is the one it was running: it fails. The others go back.
+    if let Some(running) = lost.pop_front() {
+        let err = TaskError::WorkerDied {
+            pid,
+            exit_code,
+            cause: cause.clone(),
+        };
+        if let Some(d) = shared.finish(st, running.id, Err(err)) {
+            deliveries.push(d);
+        }
+    }
+    while let Some(t) = lost.pop_back() {
+        st.pending.push_front(t);
+    }
+    let expected_exit = shared
+        .config
+        .max_tasks
+        .is_some_and(|m| st.workers[slot].dispatched >= m);
+    if !finished_any && !expected_exit {
+        st.futile_respawns += 1;
+    }
+    if shared.stopping() {
+        return;
+    }
+    if st.futile_respawns > MAX_FUTILE_RESPAWNS {
+        let reason = format!("workers keep dying before finishing any task (last: {cause})");
+        break_pool(shared, st, deliveries, pid, reason);
+        return;
+    }
+    match shared.start_worker(slot as u32) {
+        Ok(new) => st.workers[slot] = new,
+        Err(e) => {
+            let reason = format!("cannot start a replacement worker: {e}");
+            if st.workers.iter().any(|w| w.alive) {
+                // The live workers carry on with the pending tasks, one worker short.
+                st.broken = None;
+            } else {
+                break_pool(shared, st, deliveries, pid, reason);
+            }
+        }
+    }
+}
+
+/// Gives up on a pool that cannot keep workers alive: stops the workers that remain (so that no
+/// task still runs, in particular none holding a chunk of a `map_chunks_mut` slice), then fails
+/// every unfinished task and every later submission with `reason`.
+fn break_pool(
+    shared: &Shared,
+    st: &mut State,
+    deliveries: &mut Vec<Delivery>,
+    pid: u32,
+    reason: String,
+) {
+    for w in st.workers.iter_mut().filter(|w| w.alive) {
+        let _ = w.process.kill();
+        let _ = w.process.join_timeout(Duration::from_secs(5));
+        w.alive = false;
+    }
+    st.broken = Some(reason.clone());
+    fail_all(shared, st, deliveries, || TaskError::WorkerDied {
+        pid,
+        exit_code: None,
+        cause: reason.clone(),
+    });
+}
+
+/// Fails every pending and outstanding task with `err()`.
+pub(super) fn fail_all(
+    shared: &Shared,
+    st: &mut State,
+    deliveries: &mut Vec<Delivery>,
+    err: impl Fn() -> TaskError,
+) {
+    st.pending.clear();
+    for w in &mut st.workers {
+        w.outstanding.clear();
+    }
+    let ids: Vec<u64> = st.sinks.keys().copied().collect();
+    for id in ids {
+        if let Some(d) = shared.finish(st, id, Err(err())) {
+            deliveries.push(d);
+        }
+    }
+}
+
+/// How a worker that `join` reports on ended, in words.
+pub(super) fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => "exited normally".into(),
+        Ok(Err(m)) => format!("failed: {m}"),
+        Err(JoinError::Signaled { signal }) => WorkerExit {
+            id: 0,
+            pid: 0,
+            exit_code: Some(-signal),
+        }
+        .describe(),
+        Err(JoinError::Exited { code }) => format!("exited with code {code}"),
+        Err(JoinError::Panicked { message }) => format!("panicked: {message}"),
+        Err(e) => e.to_string(),
+    }
+}

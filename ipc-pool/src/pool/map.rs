@@ -1,0 +1,414 @@
+//! `map`, `starmap` and their async forms, and the zero-copy maps: `map_pod` (plain data placed
+//! in shared arrays) and `map_chunks_mut` (a caller's `SharedSlice` lent in chunks).
+
+use std::sync::Arc;
+
+use ipc_core::process::FnRef;
+use ipc_core::{RawArray, codec};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::collect::MapJob;
+use super::{Pool, default_chunksize};
+use crate::async_result::AsyncResult;
+use crate::error::{MapError, SubmitError, TaskError};
+use crate::shared_slice::SharedSlice;
+use crate::task::{self, ChunkInput, PlainInput};
+
+/// Below this chunksize a plain `map` of primitive numbers goes through the codec: placing a
+/// few items in shared arrays costs more than encoding them.
+const PLAIN_MIN_CHUNK: usize = 64;
+/// The most input plus output bytes of a plain map kept mapped for the next one.
+const SCRATCH_MAX: usize = 64 << 20;
+
+/// Whether `T` is a primitive number (no padding, valid for every bit pattern). Stable Rust has
+/// no specialisation, so `map` (whose items need only serde) cannot ask for a trait bound here
+/// without forcing one on every caller's type; the fourteen primitive number types are recognised
+/// by `TypeId` instead, and [`Pool::map_pod`] is the explicit zero-copy path for any `Pod`.
+fn is_primitive<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    [
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u128>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<i128>(),
+        TypeId::of::<isize>(),
+        TypeId::of::<f32>(),
+        TypeId::of::<f64>(),
+    ]
+    .contains(&t)
+}
+
+impl Pool {
+    /// Applies `f` to every item and returns the results in order (Python's `map`), with
+    /// Python's default chunksize. On failure, the error of the first failed item; to keep the
+    /// results of the others, use [`imap`](Self::imap).
+    pub fn map<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, MapError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunk = default_chunksize(items.len(), self.processes);
+        self.map_chunksize(f, items, chunk)
+    }
+
+    /// [`map`](Self::map) with an explicit chunksize.
+    ///
+    /// When `A` and `R` are primitive numbers and chunks are large, the items travel by
+    /// placement in shared memory (as with [`map_pod`](Self::map_pod)) instead of through the
+    /// codec.
+    pub fn map_chunksize<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, MapError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        if chunksize >= PLAIN_MIN_CHUNK && is_primitive::<A>() && is_primitive::<R>() {
+            // SAFETY: primitive numbers have no padding and are valid for every bit pattern.
+            let func = unsafe { task::plain(self.key(), f) };
+            // SAFETY: as above.
+            return unsafe { self.map_plain(func, &items, chunksize) };
+        }
+        let func = task::map(self.key(), f);
+        self.map_func(func, &items, chunksize).get_map()
+    }
+
+    /// Zero-copy map for plain data: the items are placed once in a shared array, each worker
+    /// reads its chunk there and writes its results into a shared output array, and only the
+    /// chunk bounds are encoded. Python's default chunksize.
+    ///
+    /// ```no_run
+    /// use ipc_pool::Pool;
+    ///
+    /// fn half(x: f64) -> f64 {
+    ///     x / 2.0
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// assert_eq!(pool.map_pod(half, &[1.0, 2.0, 3.0])?, [0.5, 1.0, 1.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_pod<A: bytemuck::Pod, R: bytemuck::Pod>(
+        &self,
+        f: fn(A) -> R,
+        items: &[A],
+    ) -> Result<Vec<R>, MapError> {
+        let chunk = default_chunksize(items.len(), self.processes);
+        // SAFETY: `Pod` types have no padding and are valid for every bit pattern.
+        let func = unsafe { task::plain(self.key(), f) };
+        // SAFETY: as above.
+        unsafe { self.map_plain(func, items, chunk) }
+    }
+
+    /// # Safety
+    /// `A` and `R` must have no padding and be valid for every bit pattern, and `func` must
+    /// have been made by `task::plain::<A, R>`.
+    unsafe fn map_plain<A: 'static, R: 'static>(
+        &self,
+        func: FnRef,
+        items: &[A],
+        chunksize: usize,
+    ) -> Result<Vec<R>, MapError> {
+        self.ensure_open().map_err(|e| MapError {
+            index: 0,
+            error: e.into(),
+        })?;
+        let fail = |message: String| MapError {
+            index: 0,
+            error: TaskError::Codec { message },
+        };
+        let n = items.len();
+        let in_bytes = n
+            .checked_mul(size_of::<A>())
+            .ok_or_else(|| fail("input too large".into()))?;
+        let out_bytes = n
+            .checked_mul(size_of::<R>())
+            .ok_or_else(|| fail("output too large".into()))?;
+        // Reuse the arrays of an earlier call when they are large enough: the workers keep them
+        // mapped, so a steady stream of maps costs no new segment and no page faults.
+        let reused = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(i, o)| i.len() >= in_bytes && o.len() >= out_bytes);
+        let (input, output) = match reused {
+            Some(pair) => pair,
+            None => (
+                RawArray::<u8>::new(in_bytes).map_err(|e| fail(e.to_string()))?,
+                RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?,
+            ),
+        };
+        // SAFETY: `items` is `in_bytes` initialised bytes (the caller guarantees no padding).
+        let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), in_bytes) };
+        input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
+        let chunksize = chunksize.max(1);
+        let starts: Vec<usize> = (0..n).step_by(chunksize).collect();
+        let job = MapJob::<()>::new(starts.len(), chunksize);
+        let (input_handle, output_handle) = (input.handle(), output.handle());
+        for (k, start) in starts.into_iter().enumerate() {
+            let task = PlainInput {
+                input: input_handle.clone(),
+                output: output_handle.clone(),
+                start,
+                len: chunksize.min(n - start),
+            };
+            let c = Arc::clone(&job.collector);
+            let r = match codec::encode(&task) {
+                Ok(bytes) => self.submit_raw(
+                    func,
+                    bytes,
+                    Box::new(move |out| {
+                        let out = out.map(|_| Vec::new());
+                        MapJob::deliver(&c, k, out)
+                    }),
+                ),
+                Err(e) => Err(SubmitError::Encode(e)),
+            };
+            if let Err(e) = r {
+                MapJob::deliver(&job.collector, k, Err(e.into()));
+            }
+        }
+        job.get_map()?;
+        let keep = input.len() + output.len() <= SCRATCH_MAX;
+        let mut out: Vec<R> = Vec::with_capacity(n);
+        // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
+        // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
+        // caller's guarantee), so after the copy the first `n` elements are initialised. The
+        // copy is a shared copy (word-wise atomic) of the pool's own array.
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out_bytes);
+            ipc_core::pod::copy_from_shared(output.as_ptr(), dst);
+            out.set_len(n);
+        }
+        if keep {
+            *self.scratch.lock().unwrap_or_else(|p| p.into_inner()) = Some((input, output));
+        }
+        Ok(out)
+    }
+
+    /// Like [`map`](Self::map), returning at once with an [`AsyncResult`] of all results
+    /// (Python's `map_async`). Refused at the call once the pool is closed.
+    pub fn map_async<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<AsyncResult<Vec<R>>, SubmitError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async_with(f, items, None, |_| {}, |_| {})
+    }
+
+    /// [`map_async`](Self::map_async) with Python's `chunksize` (`None`: the default),
+    /// `callback` and `error_callback`: one of the callbacks runs in the parent's result thread
+    /// when the last chunk is in.
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    ///
+    /// fn square(x: u32) -> u32 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = ipc_pool::Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let r = pool.map_async_with(square, 1..=4, Some(2), move |v| tx.send(v.clone()).unwrap(), |_| {})?;
+    /// assert_eq!(r.get()?, [1, 4, 9, 16]);
+    /// assert_eq!(rx.recv()?, [1, 4, 9, 16]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "error_callback")]
+    pub fn map_async_with<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        on_success: impl FnOnce(&Vec<R>) + Send + 'static,
+        on_error: impl FnOnce(&TaskError) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<R>>, SubmitError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.ensure_open()?;
+        let func = task::map(self.key(), f);
+        let items: Vec<A> = items.into_iter().collect();
+        let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
+        self.map_func(func, &items, chunk)
+            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
+    }
+
+    /// `f(a, b)` for every pair, in order (Python's `starmap`), with Python's default
+    /// chunksize.
+    pub fn starmap<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>, MapError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let chunk = default_chunksize(items.len(), self.processes);
+        self.starmap_chunksize(f, items, chunk)
+    }
+
+    /// [`starmap`](Self::starmap) with an explicit chunksize.
+    pub fn starmap_chunksize<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, MapError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let func = task::star(self.key(), f);
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        self.map_func(func, &items, chunksize).get_map()
+    }
+
+    /// Like [`starmap`](Self::starmap), returning at once (Python's `starmap_async`).
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>, SubmitError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.starmap_async_with(f, items, None, |_| {}, |_| {})
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with `chunksize`, `callback` and
+    /// `error_callback`, as [`map_async_with`](Self::map_async_with).
+    pub fn starmap_async_with<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+        chunksize: Option<usize>,
+        on_success: impl FnOnce(&Vec<R>) + Send + 'static,
+        on_error: impl FnOnce(&TaskError) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<R>>, SubmitError>
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.ensure_open()?;
+        let func = task::star(self.key(), f);
+        let items: Vec<(A, B)> = items.into_iter().collect();
+        let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
+        self.map_func(func, &items, chunk)
+            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
+    }
+
+    fn map_func<I: Serialize, R>(&self, func: FnRef, items: &[I], chunksize: usize) -> MapJob<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let chunks: Vec<&[I]> = items.chunks(chunksize.max(1)).collect();
+        let job = MapJob::<R>::new(chunks.len(), chunksize.max(1));
+        for (n, chunk) in chunks.iter().enumerate() {
+            let c = Arc::clone(&job.collector);
+            let r = self.submit_chunk(func, chunk, move |out: Result<Vec<R>, TaskError>| {
+                MapJob::deliver(&c, n, out)
+            });
+            if let Err(e) = r {
+                MapJob::deliver(&job.collector, n, Err(e.into()));
+            }
+        }
+        job
+    }
+
+    /// Zero-copy map over a [`SharedSlice`]: the slice is cut into chunks of `chunk_len`
+    /// elements and each worker runs `f` on `&mut` its chunks, in place. Nothing is serialised
+    /// but the chunk bounds. The slice is borrowed exclusively until every chunk is done; no
+    /// other handle to it exists (see [`SharedSlice`] for why it is a type of its own).
+    ///
+    /// ```no_run
+    /// use ipc_pool::{Pool, SharedSlice};
+    ///
+    /// fn square_all(xs: &mut [f64]) {
+    ///     for x in xs {
+    ///         *x *= *x;
+    ///     }
+    /// }
+    ///
+    /// let mut data = SharedSlice::from_slice(&[1.0, 2.0, 3.0])?;
+    /// let pool = Pool::new(2)?;
+    /// pool.map_chunks_mut(&mut data, 2, square_all)?;
+    /// assert_eq!(&data[..], [1.0, 4.0, 9.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn map_chunks_mut<T: bytemuck::Pod>(
+        &self,
+        array: &mut SharedSlice<T>,
+        chunk_len: usize,
+        f: fn(&mut [T]),
+    ) -> Result<(), MapError> {
+        let func = task::chunks(self.key(), f);
+        let handle = array.worker_handle();
+        let chunk_len = chunk_len.max(1);
+        let bounds: Vec<(usize, usize)> = (0..array.len())
+            .step_by(chunk_len)
+            .map(|s| (s, chunk_len.min(array.len() - s)))
+            .collect();
+        let job = MapJob::<()>::new(bounds.len(), 1);
+        for (n, (start, len)) in bounds.into_iter().enumerate() {
+            let input = ChunkInput {
+                array: handle.clone(),
+                start,
+                len,
+            };
+            let c = Arc::clone(&job.collector);
+            let r = match codec::encode(&input) {
+                Ok(bytes) => self.submit_raw(
+                    func,
+                    bytes,
+                    Box::new(move |out| {
+                        let out = out.and_then(|b| {
+                            codec::decode::<()>(&b).map(|()| vec![()]).map_err(|e| {
+                                TaskError::Codec {
+                                    message: e.to_string(),
+                                }
+                            })
+                        });
+                        MapJob::deliver(&c, n, out)
+                    }),
+                ),
+                Err(e) => Err(SubmitError::Encode(e)),
+            };
+            if let Err(e) = r {
+                MapJob::deliver(&job.collector, n, Err(e.into()));
+            }
+        }
+        job.get_map().map(drop)
+    }
+}

@@ -1,0 +1,66 @@
+//! What travels between the parent and its workers: tasks on each worker's task queue, and
+//! results, initializer outcomes and death notices on the shared result queue. Every message
+//! is a typed enum; nothing is a string parsed back.
+
+use ipc_core::ObjectHandle;
+use ipc_core::process::{FnKey, FnRef};
+use serde::{Deserialize, Serialize};
+
+/// Bytes of a queue slot: messages up to this size travel in the slot, larger ones spill.
+pub(super) const SLOT_SIZE: usize = 512;
+
+/// One task: the function reference and its encoded input.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct TaskMsg {
+    pub(super) id: u64,
+    pub(super) func: FnRef,
+    pub(super) input: Vec<u8>,
+}
+
+/// Why a task produced no output, as the worker reports it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Failure {
+    /// The function panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, if the hook saw it.
+        location: Option<String>,
+    },
+    /// The input could not be decoded, the output encoded, or the reference was refused.
+    Codec(String),
+}
+
+/// A message on the result queue.
+#[derive(Serialize, Deserialize)]
+pub(super) enum ResultMsg {
+    /// A task finished (from the worker that ran it).
+    Done {
+        id: u64,
+        slot: u32,
+        outcome: Result<Vec<u8>, Failure>,
+    },
+    /// A fresh worker ran the initializer.
+    Initialized {
+        slot: u32,
+        outcome: Result<(), Failure>,
+    },
+    /// A worker died (from the parent's notice thread, behind every result it committed).
+    Died {
+        slot: u32,
+        pid: u32,
+        /// Python's exit code, if it could be learned.
+        exit_code: Option<i32>,
+    },
+}
+
+/// What a worker process is started with.
+#[derive(Serialize, Deserialize)]
+pub(super) struct WorkerArgs {
+    pub(super) tasks: ObjectHandle,
+    pub(super) results: ObjectHandle,
+    pub(super) key: FnKey,
+    pub(super) slot: u32,
+    pub(super) max_tasks: Option<u64>,
+    pub(super) init: Option<(FnRef, Vec<u8>)>,
+}

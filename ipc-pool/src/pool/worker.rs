@@ -1,0 +1,75 @@
+//! The worker process's body: take a task, run it, put the outcome; a panic fails the task and
+//! the worker lives on.
+
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+
+use ipc_core::process::{FnKey, FnRef, panic_message};
+use ipc_queue::{GetError, Queue, Serde};
+
+use super::wire::{Failure, ResultMsg, TaskMsg, WorkerArgs};
+use crate::task;
+
+thread_local! {
+    /// Where the last panic of this thread happened, as the panic hook saw it.
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn run_task(key: &FnKey, func: &FnRef, input: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::new();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| task::call(func, key, input, &mut out))) {
+        Ok(Ok(())) => Ok(out),
+        Ok(Err(m)) => Err(Failure::Codec(m)),
+        Err(p) => Err(Failure::Panicked {
+            message: panic_message(&*p),
+            location: PANIC_LOCATION.with(|l| l.borrow_mut().take()),
+        }),
+    }
+}
+
+/// The worker process's body.
+pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
+    let mut tasks = Queue::<TaskMsg, Serde>::open_consumer(&args.tasks)
+        .map_err(|e| format!("task queue: {e}"))?;
+    let mut results = Queue::<ResultMsg, Serde>::open_producer(&args.results)
+        .map_err(|e| format!("result queue: {e}"))?;
+    // Panics are reported to the parent as task failures (with their location); keep stderr
+    // for the user's output.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string());
+        PANIC_LOCATION.with(|l| *l.borrow_mut() = location);
+    }));
+    if let Some((func, input)) = &args.init {
+        let outcome = run_task(&args.key, func, input).map(drop);
+        let failed = outcome.is_err();
+        let _ = results.put(ResultMsg::Initialized {
+            slot: args.slot,
+            outcome,
+        });
+        if failed {
+            return Err("initializer failed".into());
+        }
+    }
+    let mut done = 0u64;
+    loop {
+        let task = match tasks.get() {
+            Ok(t) => t,
+            // The parent is gone or the pool shut down.
+            Err(GetError::Disconnected) => return Ok(()),
+            Err(e) => return Err(format!("task queue: {e}")),
+        };
+        let outcome = run_task(&args.key, &task.func, &task.input);
+        let msg = ResultMsg::Done {
+            id: task.id,
+            slot: args.slot,
+            outcome,
+        };
+        if results.put(msg).is_err() {
+            return Ok(());
+        }
+        done += 1;
+        if args.max_tasks.is_some_and(|m| done >= m) {
+            return Ok(());
+        }
+    }
+}

@@ -222,3 +222,51 @@ fn a_dict_keeps_insertion_order_as_python_does() {
     assert_eq!(d.keys().unwrap(), ["zebra", "mango", "banana", "apple"]);
     assert_eq!(d.values().unwrap(), [7, 2, 3, 9]);
 }
+
+fn connect_then_hang((d, i): (DictProxy<u32, u32>, u32)) {
+    d.insert(i, 1).unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_manager_forgets_its_killed_clients() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    d.insert(0, 0).unwrap();
+    let base = open_fds(m.pid());
+    for i in 1..=20u32 {
+        let p = Process::new(connect_then_hang, (d.clone(), i));
+        p.start().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while d.get(&i).unwrap() != Some(1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {i} never connected"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        p.kill().unwrap();
+        let _ = p.join_timeout(Duration::from_secs(30));
+    }
+    // Each killed client held a descriptor and a mapping in the manager until it was pruned; the
+    // manager checks for dead clients whenever it has been idle for a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = open_fds(m.pid());
+        if now <= base + 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the manager still holds {now} descriptors (it had {base} before 20 clients were killed)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.len().unwrap(), 21);
+}

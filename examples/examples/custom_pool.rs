@@ -1,5 +1,5 @@
 //! A small custom pool built from the public parts: `Process` workers (ipc-core), one task
-//! `Queue` per worker and a shared result `Queue` (ipc-queue), and a `Supervisor` (ipc-pool)
+//! `Queue` per worker and a shared result `Queue` (ipc-queue), and a `Supervisor` (ipc-core)
 //! that reports a worker's death at once. The policy is this example's own: tasks are pure, so
 //! a dead worker's unanswered tasks are simply sent again to its replacement.
 //!
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_core::Process;
-use ipc_pool::Supervisor;
+use ipc_core::process::Supervisor;
 use ipc_queue::Queue;
 
 const TASKS: u64 = 400;

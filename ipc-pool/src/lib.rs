@@ -42,16 +42,14 @@ mod manager;
 mod pool;
 mod primitive;
 mod shared_slice;
-mod supervisor;
-mod sys;
 mod task;
 
 pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
 pub use error::{BuildError, MapError, SubmitError, TaskError};
 pub use executor::Executor;
+pub use ipc_core::process::{ProcessExit, Supervisor};
 pub use manager::{
     DictProxy, ListProxy, Managed, Manager, ManagerBuilder, ManagerError, NamespaceProxy, Proxy,
 };
 pub use pool::{CREDIT, Imap, Pool, PoolBuilder, default_chunksize};
 pub use shared_slice::SharedSlice;
-pub use supervisor::{Supervisor, WorkerExit};

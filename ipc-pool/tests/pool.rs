@@ -400,7 +400,7 @@ fn return_at_once(_: ()) {}
 
 #[test]
 fn a_process_that_ended_at_once_can_still_be_watched() {
-    use ipc_pool::Supervisor;
+    use ipc_core::process::Supervisor;
     use std::sync::Arc;
     for method in [
         ipc_core::StartMethod::ForkServer,

@@ -75,6 +75,7 @@ mod fork;
 pub(crate) mod forkserver;
 mod running;
 pub(crate) mod spawn;
+mod supervisor;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -90,6 +91,7 @@ use crate::platform;
 pub use exit::{JoinError, StartError};
 pub use fn_ref::{BadFnRef, FnKey, FnRef, panic_message};
 use running::{Report, Running};
+pub use supervisor::{ProcessExit, Supervisor};
 
 /// How a child process is started; see the [module docs](self).
 ///

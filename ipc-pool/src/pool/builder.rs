@@ -17,8 +17,8 @@ use super::wire::{Failure, ResultMsg, SLOT_SIZE};
 use super::{CREDIT, Pool};
 use crate::error::BuildError;
 use crate::primitive::{AtomicBool, AtomicU64};
-use crate::supervisor::Supervisor;
 use crate::task;
+use ipc_core::process::Supervisor;
 
 /// Builds the initializer's function reference and argument once the pool's key exists.
 type MakeInit = Box<dyn FnOnce(&FnKey) -> Result<(FnRef, Vec<u8>), codec::EncodeError>>;

@@ -7,7 +7,7 @@ use ipc_core::JoinError;
 
 use super::dispatch::{Delivery, Shared, State};
 use crate::error::TaskError;
-use crate::supervisor::WorkerExit;
+use ipc_core::process::ProcessExit;
 
 /// Replacements that die before finishing a task, in a row, before the pool gives up on them.
 const MAX_FUTILE_RESPAWNS: u32 = 5;
@@ -27,7 +27,7 @@ pub(super) fn on_death(
     if pid != w.pid {
         return; // a notice about a worker already replaced
     }
-    let cause = WorkerExit {
+    let cause = ProcessExit {
         id: 0,
         pid,
         exit_code,
@@ -126,7 +126,7 @@ pub(super) fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String 
     match r {
         Ok(Ok(())) => "exited normally".into(),
         Ok(Err(m)) => format!("failed: {m}"),
-        Err(JoinError::Signaled { signal }) => WorkerExit {
+        Err(JoinError::Signaled { signal }) => ProcessExit {
             id: 0,
             pid: 0,
             exit_code: Some(-signal),

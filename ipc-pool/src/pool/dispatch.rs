@@ -17,7 +17,7 @@ use super::wire::{Failure, ResultMsg, SLOT_SIZE, TaskMsg, WorkerArgs};
 use super::worker::worker_main;
 use crate::error::{BuildError, TaskError};
 use crate::primitive::{AtomicBool, AtomicU64, Ordering};
-use crate::supervisor::Supervisor;
+use ipc_core::process::Supervisor;
 
 /// How often the notice thread checks for shutdown while no worker dies.
 const SUPERVISOR_SLICE: Duration = Duration::from_millis(20);

@@ -1,8 +1,7 @@
-//! `Supervisor`: the worker-supervision part of [`Pool`](crate::Pool), public for custom pools.
-//!
-//! It watches processes through pidfds (so an exit is noticed at once, not by polling seconds
-//! later) and reports each exit with Python's exit code. What to do about it — fail the task the
-//! worker held, start a replacement — is the caller's policy.
+//! `Supervisor`: watches any number of started [`Process`]es through their pidfds (so an exit is
+//! noticed at once, not by polling seconds later) and reports each exit with Python's exit code.
+//! What to do about it — fail the task a worker held, start a replacement — is the caller's
+//! policy; `ipc_pool::Pool` is built on it, and so can a pool of your own.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,17 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ipc_core::Process;
+use super::Process;
 
+use crate::platform;
 use crate::primitive::{AtomicBool, Ordering};
-use crate::sys;
 
 /// How often the watcher picks up newly watched processes and checks for shutdown.
 const SLICE: Duration = Duration::from_millis(20);
 /// How long the watcher waits for an exit status after a pidfd reported the exit.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
-impl WorkerExit {
+impl ProcessExit {
     /// How the process ended, in words: `killed by signal 9 (SIGKILL)`, `exited with code 3`.
     pub fn describe(&self) -> String {
         match self.exit_code {
@@ -47,7 +46,7 @@ impl WorkerExit {
 
 /// A watched process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerExit {
+pub struct ProcessExit {
     /// The id the caller gave to [`Supervisor::watch`].
     pub id: u64,
     /// The process's pid.
@@ -85,7 +84,7 @@ struct Shared {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use ipc_core::Process;
-/// use ipc_pool::Supervisor;
+/// use ipc_core::process::Supervisor;
 ///
 /// fn work(_: ()) {}
 ///
@@ -99,7 +98,7 @@ struct Shared {
 /// ```
 pub struct Supervisor {
     shared: Arc<Shared>,
-    exits: Mutex<Receiver<WorkerExit>>,
+    exits: Mutex<Receiver<ProcessExit>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -154,7 +153,7 @@ impl Supervisor {
     }
 
     /// Waits at most `timeout` for the next exit.
-    pub fn next_exit(&self, timeout: Duration) -> Option<WorkerExit> {
+    pub fn next_exit(&self, timeout: Duration) -> Option<ProcessExit> {
         self.exits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -163,7 +162,7 @@ impl Supervisor {
     }
 
     /// The next exit already reported, without waiting.
-    pub fn try_next_exit(&self) -> Option<WorkerExit> {
+    pub fn try_next_exit(&self) -> Option<ProcessExit> {
         self.exits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -182,7 +181,7 @@ impl Drop for Supervisor {
     }
 }
 
-fn watch_loop(shared: &Shared, tx: &Sender<WorkerExit>) {
+fn watch_loop(shared: &Shared, tx: &Sender<ProcessExit>) {
     // ORDERING: Acquire, pairs with the Release in `Drop`.
     while !shared.stop.load(Ordering::Acquire) {
         let snapshot: Vec<(u64, u32, std::os::fd::RawFd)> = {
@@ -196,10 +195,14 @@ fn watch_loop(shared: &Shared, tx: &Sender<WorkerExit>) {
             std::thread::sleep(SLICE);
             continue;
         }
-        let ready =
-            sys::poll_raw_readable(&snapshot.iter().map(|s| s.2).collect::<Vec<_>>(), SLICE)
-                .unwrap_or_default();
-        for i in ready {
+        let fds: Vec<(i32, i16)> = snapshot.iter().map(|s| (s.2, libc::POLLIN)).collect();
+        let revents = platform::poll(&fds, Some(SLICE)).unwrap_or_default();
+        let ready = revents
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != 0)
+            .map(|(i, _)| i);
+        for i in ready.collect::<Vec<_>>() {
             let (id, pid, _) = snapshot[i];
             let entry = shared
                 .watched
@@ -216,7 +219,7 @@ fn watch_loop(shared: &Shared, tx: &Sender<WorkerExit>) {
                 code = entry.process.exit_code();
             }
             if tx
-                .send(WorkerExit {
+                .send(ProcessExit {
                     id,
                     pid,
                     exit_code: code,

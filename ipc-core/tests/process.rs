@@ -250,21 +250,6 @@ fn start_twice_and_join_unstarted_are_errors() {
 }
 
 #[test]
-fn a_bad_function_identity_is_refused() {
-    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let p = process(method, square, 3);
-        p.corrupt_function_identity_for_tests();
-        match p.start() {
-            Err(StartError::BadFunction { message }) => {
-                assert!(message.contains("does not resolve"), "{message}")
-            }
-            other => panic!("{method:?}: expected BadFunction, got {other:?}"),
-        }
-        assert!(matches!(p.join(), Err(JoinError::NotStarted)));
-    }
-}
-
-#[test]
 fn fork_is_refused_with_threads_unless_accepted() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let helper = std::thread::spawn(move || {

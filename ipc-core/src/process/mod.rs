@@ -709,10 +709,10 @@ impl<R> Process<R> {
     }
 
     /// Makes the function identity the child receives point outside the address space (far
-    /// beyond any mapping), so that tests can check that an identity which does not resolve is
-    /// refused. Not for use in programs; it only ever makes `start` fail.
-    #[doc(hidden)]
-    pub fn corrupt_function_identity_for_tests(&self) {
+    /// beyond any mapping), so that a test can check that an identity which does not resolve
+    /// is refused. It only ever makes `start` fail.
+    #[cfg(test)]
+    fn corrupt_function_identity(&self) {
         if let Some(p) = self.inner.lock().pending.as_mut() {
             p.func_skew = 1 << 62;
         }
@@ -852,4 +852,28 @@ pub fn active_children() -> Vec<ActiveChild> {
 /// ```
 pub fn cpu_count() -> usize {
     platform::cpu_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    #[test]
+    fn a_function_identity_that_does_not_resolve_to_code_is_refused() {
+        for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+            let p = Process::builder().start_method(method).target(square, 3);
+            p.corrupt_function_identity();
+            match p.start() {
+                Err(StartError::BadFunction { message }) => {
+                    assert!(message.contains("does not resolve"), "{message}")
+                }
+                other => panic!("{method:?}: expected BadFunction, got {other:?}"),
+            }
+            assert!(matches!(p.join(), Err(JoinError::NotStarted)));
+        }
+    }
 }

@@ -94,6 +94,8 @@ impl<T> Slot<T> {
 /// assert_eq!(r.get()?, 49);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "an AsyncResult is how the task's result (or failure) comes back"]
+#[doc(alias = "Future")]
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
 }

@@ -31,6 +31,8 @@ use crate::pool::{Imap, Pool};
 /// ex.shutdown(true, false);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "ProcessPoolExecutor")]
+#[must_use = "dropping an executor shuts it down"]
 pub struct Executor {
     pool: Pool,
 }

@@ -310,6 +310,7 @@ fn unregister(inner: &Arc<Inner>) {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `target` is called"]
 pub struct ProcessBuilder {
     name: Option<String>,
     daemon: bool,
@@ -439,6 +440,7 @@ fn next_identity() -> String {
 /// assert_eq!(bad.exit_code(), Some(1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a process does nothing until `start` is called"]
 pub struct Process<R> {
     inner: Arc<Inner>,
     _result: PhantomData<fn() -> R>,
@@ -518,6 +520,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 
     /// Waits at most `timeout`; [`JoinError::Timeout`] if the child still runs then (it keeps
     /// running, and a later `join` can still collect it).
+    #[doc(alias = "join")]
     pub fn join_timeout(&self, timeout: Duration) -> Result<R, JoinError> {
         self.join_until(Some(Instant::now() + timeout))
     }
@@ -683,6 +686,7 @@ impl<R> Process<R> {
 
     /// Python's `exitcode`: `None` before start and while running, `0` success, `1` panic or
     /// error, the code given to `exit`, or `-N` when signal N killed the child.
+    #[doc(alias = "exitcode")]
     pub fn exit_code(&self) -> Option<i32> {
         let mut state = self.inner.lock();
         let r = state.running.as_mut()?;

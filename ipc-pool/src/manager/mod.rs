@@ -117,6 +117,8 @@ impl Drop for Inner {
 /// Cloning is cheap. Dropping the last `Manager` (or proxy) of the process that started it shuts
 /// the manager down.
 #[derive(Clone)]
+#[doc(alias = "SyncManager")]
+#[doc(alias = "BaseManager")]
 pub struct Manager {
     inner: Arc<Inner>,
 }
@@ -131,6 +133,7 @@ impl fmt::Debug for Manager {
 
 /// Builder for [`Manager`]: start method and process name.
 #[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
 pub struct ManagerBuilder {
     method: Option<StartMethod>,
     name: Option<String>,
@@ -226,6 +229,7 @@ impl Manager {
     }
 
     /// A new shared dict.
+    #[doc(alias = "Dict")]
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, ManagerError>
     where
         K: Serialize + DeserializeOwned,
@@ -239,6 +243,7 @@ impl Manager {
     }
 
     /// A new shared list.
+    #[doc(alias = "List")]
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>, ManagerError> {
         Ok(ListProxy {
             m: self.clone(),
@@ -248,6 +253,7 @@ impl Manager {
     }
 
     /// A new namespace: named fields of any serde type.
+    #[doc(alias = "Namespace")]
     pub fn namespace(&self) -> Result<NamespaceProxy, ManagerError> {
         Ok(NamespaceProxy {
             m: self.clone(),

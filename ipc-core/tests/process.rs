@@ -658,3 +658,71 @@ fn a_program_waits_for_its_non_daemon_children_at_exit() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(mark.unwrap(), b"done");
 }
+
+#[test]
+fn interrupt_sends_sigint() {
+    for method in METHODS {
+        let p = process(method, sleeps, WATCHDOG.as_millis() as u64);
+        p.start().unwrap();
+        p.interrupt().unwrap();
+        assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 2 })));
+        assert_eq!(p.exit_code(), Some(-2));
+    }
+}
+
+fn waits_for_parent(mark: String) {
+    let parent = ipc_core::parent_process().expect("started by a parent");
+    // The parent is alive for now: a short join times out.
+    if parent.join_timeout(Duration::from_millis(10)) {
+        std::fs::write(&mark, b"parent ended too early").unwrap();
+        return;
+    }
+    // Tell the parent it may end now.
+    std::fs::write(format!("{mark}.ready"), b"").unwrap();
+    let ended = parent.join_timeout(WATCHDOG);
+    std::fs::write(&mark, if ended { &b"joined"[..] } else { b"timed out" }).unwrap();
+}
+
+/// Child role: starts a child that joins this process, then returns at once.
+#[test]
+#[ignore]
+fn role_parent_of_a_joiner() {
+    let Ok(mark) = std::env::var("IPC_TEST_MARK") else {
+        return;
+    };
+    let ready = format!("{mark}.ready");
+    let p = Process::new(waits_for_parent, mark);
+    p.start().unwrap();
+    // End only once the child has seen this process alive.
+    let deadline = Instant::now() + WATCHDOG;
+    while std::fs::metadata(&ready).is_err() {
+        assert!(Instant::now() < deadline, "watchdog: the child never got ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = std::fs::remove_file(&ready);
+}
+
+#[test]
+fn a_child_can_join_its_parent() {
+    let mark = std::env::temp_dir().join(format!("ipc-test-parent-join-{}", std::process::id()));
+    let _ = std::fs::remove_file(&mark);
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "role_parent_of_a_joiner", "--ignored", "--test-threads=1"])
+        .env("IPC_TEST_MARK", &mark)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WATCHDOG;
+    let text = loop {
+        if let Ok(t) = std::fs::read(&mark) {
+            if !t.is_empty() {
+                break t;
+            }
+        }
+        assert!(Instant::now() < deadline, "watchdog: the child never wrote its mark");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = std::fs::remove_file(&mark);
+    assert_eq!(String::from_utf8_lossy(&text), "joined");
+}

@@ -704,6 +704,12 @@ impl<R> Process<R> {
         self.signal(libc::SIGKILL)
     }
 
+    /// Sends SIGINT (a no-op if the child has ended), as Python 3.14's `Process.interrupt`. A
+    /// child that does not handle SIGINT ends with exit code `-2`.
+    pub fn interrupt(&self) -> Result<(), SignalError> {
+        self.signal(libc::SIGINT)
+    }
+
     fn signal(&self, sig: i32) -> Result<(), SignalError> {
         let mut state = self.inner.lock();
         match state.running.as_mut() {
@@ -767,6 +773,38 @@ impl ParentProcess {
     /// Whether it still runs.
     pub fn is_alive(&self) -> bool {
         self.identity.is_alive()
+    }
+
+    /// Waits until the parent has ended (Python's `parent_process().join()`).
+    pub fn join(&self) {
+        while !self.join_timeout(Duration::from_secs(3600)) {}
+    }
+
+    /// Waits at most `timeout` for the parent to end; `true` if it has.
+    ///
+    /// The wait sleeps on the parent's pidfd (opened, then checked against the parent's start
+    /// time, so a recycled pid is never waited for); where pidfds are unavailable it polls in
+    /// slices. An unanswerable liveness question counts as alive, as everywhere.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let pidfd = platform::pidfd_open(self.identity.pid()).ok();
+        loop {
+            if self.identity.liveness().is_dead() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let left = deadline - now;
+            match &pidfd {
+                Some(fd) => {
+                    use std::os::fd::AsRawFd;
+                    let _ = platform::poll(&[(fd.as_raw_fd(), libc::POLLIN)], Some(left));
+                }
+                None => std::thread::sleep(left.min(JOIN_SLICE)),
+            }
+        }
     }
 }
 

@@ -696,7 +696,10 @@ fn role_parent_of_a_joiner() {
     // End only once the child has seen this process alive.
     let deadline = Instant::now() + WATCHDOG;
     while std::fs::metadata(&ready).is_err() {
-        assert!(Instant::now() < deadline, "watchdog: the child never got ready");
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the child never got ready"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = std::fs::remove_file(&ready);
@@ -707,7 +710,12 @@ fn a_child_can_join_its_parent() {
     let mark = std::env::temp_dir().join(format!("ipc-test-parent-join-{}", std::process::id()));
     let _ = std::fs::remove_file(&mark);
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "role_parent_of_a_joiner", "--ignored", "--test-threads=1"])
+        .args([
+            "--exact",
+            "role_parent_of_a_joiner",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env("IPC_TEST_MARK", &mark)
         .stdout(Stdio::null())
         .status()
@@ -720,7 +728,10 @@ fn a_child_can_join_its_parent() {
                 break t;
             }
         }
-        assert!(Instant::now() < deadline, "watchdog: the child never wrote its mark");
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the child never wrote its mark"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     let _ = std::fs::remove_file(&mark);

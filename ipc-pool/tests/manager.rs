@@ -270,3 +270,26 @@ fn the_manager_forgets_its_killed_clients() {
     }
     assert_eq!(d.len().unwrap(), 21);
 }
+
+fn store_a_queue(list: ListProxy<ipc_queue::Queue<u64>>) {
+    let q = ipc_queue::Queue::<u64>::new(4).unwrap();
+    let mut producer = ipc_queue::Queue::<u64>::open_producer(&q.handle()).unwrap();
+    producer.put(42).unwrap();
+    list.push(q).unwrap();
+    // This process's handles of the queue are gone when it returns: only the manager's remain.
+}
+
+#[test]
+fn a_queue_stored_in_a_manager_list_can_be_read_back() {
+    let m = Manager::start().unwrap();
+    let list = m.list::<ipc_queue::Queue<u64>>().unwrap();
+    let p = Process::new(store_a_queue, list.clone());
+    p.start().unwrap();
+    p.join_timeout(Duration::from_secs(60)).unwrap();
+    // Python stores the queue itself: reading it back gives a queue that works.
+    let mut q = list.get(0).unwrap().expect("a stored queue");
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 42);
+    q.put(7).unwrap();
+    let mut again = list.get(0).unwrap().unwrap();
+    assert_eq!(again.get_timeout(Duration::from_secs(10)).unwrap(), 7);
+}

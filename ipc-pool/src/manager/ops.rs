@@ -6,6 +6,16 @@
 //! | `KIND_CONSTRUCT` | [`Construct`]: decode a `T`, box it | `constructor::<T>` |
 //! | `KIND_CALL` | [`CallObject`]: call `T::handle` on a boxed `T` | `method::<T>` |
 //! | `KIND_UPDATE` | [`Update`]: apply an `fn(Option<V>) -> V` to a stored value | `updater::<V>` |
+//! | `KIND_HOLD` | [`Hold`]: decode a stored `V` and keep it, re-encoded | `holder::<V>` |
+//!
+//! ## Why the manager holds decoded values
+//!
+//! A value may contain handles of shared objects (a `Queue`, a `Lock`): an anonymous object's
+//! handle names the descriptor of the process that encoded it, which that process closes when
+//! it drops its copy. So the manager decodes every stored value (attaching the objects in it,
+//! which keeps them alive while the value is stored) and stores its own encoding, whose handles
+//! name the manager's descriptors: a client reads back a queue that works, as Python stores
+//! the queue itself. For plain values this costs one decode and one encode in the manager.
 
 use std::any::Any;
 
@@ -52,11 +62,20 @@ pub trait Managed: Serialize + DeserializeOwned + Send + 'static {
 
 type Construct = fn(&[u8]) -> Result<Box<dyn Any>, String>;
 type CallObject = fn(&mut dyn Any, &[u8]) -> Result<Vec<u8>, String>;
-type Update = fn(usize, Option<Vec<u8>>) -> Result<Vec<u8>, String>;
+type Update = fn(usize, Option<Vec<u8>>) -> Result<Held, String>;
+type Hold = fn(&[u8]) -> Result<Held, String>;
+
+/// A value as the manager keeps it: decoded (so the shared objects in it stay attached) and its
+/// encoding made by the manager.
+pub(super) struct Held {
+    pub(super) bytes: Vec<u8>,
+    pub(super) _value: Box<dyn Any>,
+}
 
 const KIND_CONSTRUCT: u8 = 2;
 const KIND_CALL: u8 = 3;
 const KIND_UPDATE: u8 = 4;
+const KIND_HOLD: u8 = 5;
 
 /// Decodes a `T` and boxes it, in the manager.
 pub(super) fn constructor<T: Managed>(key: &FnKey) -> FnRef {
@@ -78,7 +97,7 @@ pub(super) fn method<T: Managed>(key: &FnKey) -> FnRef {
 }
 
 /// Applies `f` to a stored `Option<V>`, in the manager.
-pub(super) fn updater<V: Serialize + DeserializeOwned>(
+pub(super) fn updater<V: Serialize + DeserializeOwned + 'static>(
     key: &FnKey,
     f: fn(Option<V>) -> V,
 ) -> FnRef {
@@ -92,6 +111,29 @@ pub(super) fn updater<V: Serialize + DeserializeOwned>(
             f as usize,
         )
     }
+}
+
+/// Decodes a stored `V` in the manager and keeps it (see the module docs).
+pub(super) fn holder<V: Serialize + DeserializeOwned + 'static>(key: &FnKey) -> FnRef {
+    // SAFETY: `KIND_HOLD` references always carry a `Hold` and no function.
+    unsafe { FnRef::new(key, KIND_HOLD, hold_tramp::<V> as Hold as usize, 0) }
+}
+
+/// Decodes and keeps an encoded value.
+pub(super) fn hold(r: &FnRef, key: &FnKey, bytes: &[u8]) -> Result<Held, String> {
+    let (t, _) = r.resolve(key, KIND_HOLD).map_err(|e| e.to_string())?;
+    // SAFETY: as in `construct`, for a `Hold` trampoline made by `holder`.
+    let t: Hold = unsafe { std::mem::transmute::<usize, Hold>(t) };
+    t(bytes)
+}
+
+fn hold_tramp<V: Serialize + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Held, String> {
+    let value: V = codec::decode(bytes).map_err(|e| format!("value: {e}"))?;
+    let bytes = codec::encode(&value).map_err(|e| format!("value: {e}"))?;
+    Ok(Held {
+        bytes,
+        _value: Box::new(value),
+    })
 }
 
 /// Builds a registered object from its encoded initial value.
@@ -117,7 +159,7 @@ pub(super) fn call_object(
 }
 
 /// Applies an updater to a stored value.
-pub(super) fn update(r: &FnRef, key: &FnKey, old: Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+pub(super) fn update(r: &FnRef, key: &FnKey, old: Option<Vec<u8>>) -> Result<Held, String> {
     let (t, f) = r.resolve(key, KIND_UPDATE).map_err(|e| e.to_string())?;
     // SAFETY: as in `construct`, for an `Update` trampoline made by `updater`.
     let t: Update = unsafe { std::mem::transmute::<usize, Update>(t) };
@@ -138,10 +180,10 @@ fn call_tramp<T: Managed>(obj: &mut dyn Any, request: &[u8]) -> Result<Vec<u8>, 
     codec::encode(&response).map_err(|e| format!("response: {e}"))
 }
 
-fn update_tramp<V: Serialize + DeserializeOwned>(
+fn update_tramp<V: Serialize + DeserializeOwned + 'static>(
     f: usize,
     old: Option<Vec<u8>>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Held, String> {
     // SAFETY: `f` was made from an `fn(Option<V>) -> V` by `updater`, the only constructor
     // pairing it with this trampoline, and authenticated by `update`.
     let f: fn(Option<V>) -> V = unsafe { std::mem::transmute::<usize, fn(Option<V>) -> V>(f) };
@@ -149,5 +191,10 @@ fn update_tramp<V: Serialize + DeserializeOwned>(
         Some(bytes) => Some(codec::decode(&bytes).map_err(|e| format!("stored value: {e}"))?),
         None => None,
     };
-    codec::encode(&f(old)).map_err(|e| format!("new value: {e}"))
+    let new = f(old);
+    let bytes = codec::encode(&new).map_err(|e| format!("new value: {e}"))?;
+    Ok(Held {
+        bytes,
+        _value: Box::new(new),
+    })
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use ipc_core::codec;
+use ipc_core::process::FnRef;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -96,9 +97,17 @@ impl<K, V> fmt::Debug for DictProxy<K, V> {
     }
 }
 
-impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned + 'static,
+{
     fn call(&self, op: Op) -> Result<Reply, ManagerError> {
         self.m.inner.call(op)
+    }
+
+    fn holder(&self) -> FnRef {
+        ops::holder::<V>(&self.m.inner.addr.key)
     }
 
     /// The value under `key`.
@@ -115,6 +124,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
             id: self.id,
             key: enc(&key)?,
             value: enc(&value)?,
+            hold: self.holder(),
         })?)
     }
 
@@ -155,7 +165,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
             .into_iter()
             .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
             .collect::<Result<_, ManagerError>>()?;
-        unit(self.call(Op::DictExtend { id: self.id, pairs })?)
+        unit(self.call(Op::DictExtend {
+            id: self.id,
+            pairs,
+            hold: self.holder(),
+        })?)
     }
 
     /// A snapshot of every pair.
@@ -217,9 +231,13 @@ impl<T> fmt::Debug for ListProxy<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
     fn call(&self, op: Op) -> Result<Reply, ManagerError> {
         self.m.inner.call(op)
+    }
+
+    fn holder(&self) -> FnRef {
+        ops::holder::<T>(&self.m.inner.addr.key)
     }
 
     /// Appends (Python's `append`).
@@ -228,6 +246,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         unit(self.call(Op::ListPush {
             id: self.id,
             value: enc(&value)?,
+            hold: self.holder(),
         })?)
     }
 
@@ -250,6 +269,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
             id: self.id,
             index: index as u64,
             value: enc(&value)?,
+            hold: self.holder(),
         })?)?
         .ok_or(ManagerError::Protocol("set returned nothing"))
     }
@@ -260,6 +280,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
             id: self.id,
             index: index as u64,
             value: enc(&value)?,
+            hold: self.holder(),
         })?)
     }
 
@@ -281,6 +302,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         unit(self.call(Op::ListExtend {
             id: self.id,
             values,
+            hold: self.holder(),
         })?)
     }
 
@@ -351,11 +373,16 @@ impl NamespaceProxy {
     }
 
     /// Sets the field `name`.
-    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
+    pub fn set<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ManagerError> {
         let r = self.m.inner.call(Op::NsSet {
             id: self.id,
             field: name.to_owned(),
             value: enc(value)?,
+            hold: ops::holder::<T>(&self.m.inner.addr.key),
         })?;
         match r {
             Reply::Value(_) => Ok(()),

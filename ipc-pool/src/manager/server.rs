@@ -15,7 +15,7 @@ use ipc_core::ProcessIdentity;
 use ipc_core::process::{FnKey, panic_message};
 use ipc_queue::{GetError, Queue, Serde};
 
-use super::ops;
+use super::ops::{self, Held};
 use super::wire::{Bytes, Op, Reply, Request, ServerArgs, WireError};
 
 /// How long the manager waits for a request before it checks for dead clients.
@@ -25,12 +25,12 @@ const PRUNE_EVERY: u32 = 256;
 /// How long a reply may wait for room in a client's queue.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A stored object.
+/// A stored object. Values are kept decoded as well as encoded (see `ops::holder`).
 enum Object {
     /// Insertion-ordered, as Python's `dict`.
-    Dict(IndexMap<Bytes, Bytes>),
-    List(Vec<Bytes>),
-    Namespace(IndexMap<String, Bytes>),
+    Dict(IndexMap<Bytes, Held>),
+    List(Vec<Held>),
+    Namespace(IndexMap<String, Held>),
     User(Box<dyn std::any::Any>),
 }
 
@@ -177,75 +177,144 @@ fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &m
             "object {id} is of another kind"
         )))
     };
+    // Decodes and keeps a value in the manager (see `ops::holder`), catching a panic in the
+    // user's `Deserialize`.
+    let keep = |hold: &ipc_core::process::FnRef, bytes: &[u8]| -> Result<Held, Reply> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| ops::hold(hold, secret, bytes))) {
+            Ok(Ok(held)) => Ok(held),
+            Ok(Err(m)) => Err(Reply::Err(WireError::Codec(m))),
+            Err(p) => Err(Reply::Err(WireError::Panicked(panic_message(&*p)))),
+        }
+    };
+    let bytes = |h: Option<Held>| h.map(|h| h.bytes);
     match (obj, op) {
-        (Object::Dict(d), Op::DictGet { key, .. }) => Reply::Value(d.get(&key).cloned()),
-        (Object::Dict(d), Op::DictInsert { key, value, .. }) => Reply::Value(d.insert(key, value)),
-        (Object::Dict(d), Op::DictRemove { key, .. }) => Reply::Value(d.shift_remove(&key)),
+        (Object::Dict(d), Op::DictGet { key, .. }) => {
+            Reply::Value(d.get(&key).map(|h| h.bytes.clone()))
+        }
+        (
+            Object::Dict(d),
+            Op::DictInsert {
+                key, value, hold, ..
+            },
+        ) => match keep(&hold, &value) {
+            Ok(held) => Reply::Value(bytes(d.insert(key, held))),
+            Err(r) => r,
+        },
+        (Object::Dict(d), Op::DictRemove { key, .. }) => Reply::Value(bytes(d.shift_remove(&key))),
         (Object::Dict(d), Op::DictContains { key, .. }) => Reply::Bool(d.contains_key(&key)),
         (Object::Dict(d), Op::DictUpdateWith { key, func, .. }) => {
-            let old = d.get(&key).cloned();
+            let old = d.get(&key).map(|h| h.bytes.clone());
             match std::panic::catch_unwind(AssertUnwindSafe(|| ops::update(&func, secret, old))) {
                 Ok(Ok(new)) => {
-                    d.insert(key, new.clone());
-                    Reply::Value(Some(new))
+                    let reply = new.bytes.clone();
+                    d.insert(key, new);
+                    Reply::Value(Some(reply))
                 }
                 Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
                 Err(p) => Reply::Err(WireError::Panicked(panic_message(&*p))),
             }
         }
-        (Object::Dict(d), Op::DictExtend { pairs, .. }) => {
-            d.extend(pairs);
+        (Object::Dict(d), Op::DictExtend { pairs, hold, .. }) => {
+            for (k, v) in pairs {
+                match keep(&hold, &v) {
+                    Ok(held) => {
+                        d.insert(k, held);
+                    }
+                    Err(r) => return r,
+                }
+            }
             Reply::Unit
         }
-        (Object::Dict(d), Op::DictItems { .. }) => {
-            Reply::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        }
+        (Object::Dict(d), Op::DictItems { .. }) => Reply::Pairs(
+            d.iter()
+                .map(|(k, v)| (k.clone(), v.bytes.clone()))
+                .collect(),
+        ),
         (Object::Dict(d), Op::Len { .. }) => Reply::Count(d.len() as u64),
         (Object::Dict(d), Op::Clear { .. }) => {
             d.clear();
             Reply::Unit
         }
-        (Object::List(l), Op::ListPush { value, .. }) => {
-            l.push(value);
-            Reply::Unit
-        }
-        (Object::List(l), Op::ListPop { .. }) => Reply::Value(l.pop()),
-        (Object::List(l), Op::ListGet { index, .. }) => {
-            Reply::Value(l.get(index as usize).cloned())
-        }
-        (Object::List(l), Op::ListSet { index, value, .. }) => match l.get_mut(index as usize) {
-            Some(slot) => Reply::Value(Some(std::mem::replace(slot, value))),
-            None => oob(index, l.len()),
-        },
-        (Object::List(l), Op::ListInsert { index, value, .. }) => {
-            if index as usize <= l.len() {
-                l.insert(index as usize, value);
+        (Object::List(l), Op::ListPush { value, hold, .. }) => match keep(&hold, &value) {
+            Ok(held) => {
+                l.push(held);
                 Reply::Unit
+            }
+            Err(r) => r,
+        },
+        (Object::List(l), Op::ListPop { .. }) => Reply::Value(bytes(l.pop())),
+        (Object::List(l), Op::ListGet { index, .. }) => {
+            Reply::Value(l.get(index as usize).map(|h| h.bytes.clone()))
+        }
+        (
+            Object::List(l),
+            Op::ListSet {
+                index, value, hold, ..
+            },
+        ) => {
+            let n = l.len();
+            match l.get_mut(index as usize) {
+                Some(slot) => match keep(&hold, &value) {
+                    Ok(held) => Reply::Value(Some(std::mem::replace(slot, held).bytes)),
+                    Err(r) => r,
+                },
+                None => oob(index, n),
+            }
+        }
+        (
+            Object::List(l),
+            Op::ListInsert {
+                index, value, hold, ..
+            },
+        ) => {
+            if index as usize <= l.len() {
+                match keep(&hold, &value) {
+                    Ok(held) => {
+                        l.insert(index as usize, held);
+                        Reply::Unit
+                    }
+                    Err(r) => r,
+                }
             } else {
                 oob(index, l.len())
             }
         }
         (Object::List(l), Op::ListRemove { index, .. }) => {
             if (index as usize) < l.len() {
-                Reply::Value(Some(l.remove(index as usize)))
+                Reply::Value(Some(l.remove(index as usize).bytes))
             } else {
                 oob(index, l.len())
             }
         }
-        (Object::List(l), Op::ListExtend { values, .. }) => {
-            l.extend(values);
+        (Object::List(l), Op::ListExtend { values, hold, .. }) => {
+            for v in values {
+                match keep(&hold, &v) {
+                    Ok(held) => l.push(held),
+                    Err(r) => return r,
+                }
+            }
             Reply::Unit
         }
-        (Object::List(l), Op::ListItems { .. }) => Reply::Values(l.clone()),
+        (Object::List(l), Op::ListItems { .. }) => {
+            Reply::Values(l.iter().map(|h| h.bytes.clone()).collect())
+        }
         (Object::List(l), Op::Len { .. }) => Reply::Count(l.len() as u64),
         (Object::List(l), Op::Clear { .. }) => {
             l.clear();
             Reply::Unit
         }
-        (Object::Namespace(n), Op::NsGet { field, .. }) => Reply::Value(n.get(&field).cloned()),
-        (Object::Namespace(n), Op::NsSet { field, value, .. }) => {
-            Reply::Value(n.insert(field, value))
+        (Object::Namespace(n), Op::NsGet { field, .. }) => {
+            Reply::Value(n.get(&field).map(|h| h.bytes.clone()))
         }
+        (
+            Object::Namespace(n),
+            Op::NsSet {
+                field, value, hold, ..
+            },
+        ) => match keep(&hold, &value) {
+            Ok(held) => Reply::Value(bytes(n.insert(field, held))),
+            Err(r) => r,
+        },
         (
             Object::User(obj),
             Op::Call {

@@ -38,6 +38,8 @@ pub(super) enum Op {
         id: u64,
         key: Bytes,
         value: Bytes,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     DictRemove {
         id: u64,
@@ -55,6 +57,8 @@ pub(super) enum Op {
     DictExtend {
         id: u64,
         pairs: Vec<(Bytes, Bytes)>,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     DictItems {
         id: u64,
@@ -68,6 +72,8 @@ pub(super) enum Op {
     ListPush {
         id: u64,
         value: Bytes,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     ListPop {
         id: u64,
@@ -80,11 +86,15 @@ pub(super) enum Op {
         id: u64,
         index: u64,
         value: Bytes,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     ListInsert {
         id: u64,
         index: u64,
         value: Bytes,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     ListRemove {
         id: u64,
@@ -93,6 +103,8 @@ pub(super) enum Op {
     ListExtend {
         id: u64,
         values: Vec<Bytes>,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     ListItems {
         id: u64,
@@ -105,6 +117,8 @@ pub(super) enum Op {
         id: u64,
         field: String,
         value: Bytes,
+        /// Decodes the value in the manager and keeps it there (see `ops::holder`).
+        hold: FnRef,
     },
     Call {
         id: u64,

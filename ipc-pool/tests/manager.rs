@@ -293,3 +293,76 @@ fn a_queue_stored_in_a_manager_list_can_be_read_back() {
     let mut again = list.get(0).unwrap().unwrap();
     assert_eq!(again.get_timeout(Duration::from_secs(10)).unwrap(), 7);
 }
+
+#[test]
+fn dict_list_and_namespace_methods_python_programs_use() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, i32>().unwrap();
+    assert_eq!(d.setdefault("a".into(), 1).unwrap(), 1);
+    assert_eq!(d.setdefault("a".into(), 5).unwrap(), 1);
+    d.insert("b".into(), 2).unwrap();
+    assert_eq!(d.popitem().unwrap(), Some(("b".to_string(), 2)));
+    assert_eq!(d.pop(&"zz".into(), -1).unwrap(), -1);
+    assert_eq!(d.copy().unwrap(), [("a".to_string(), 1)]);
+    assert_eq!(d.pop(&"a".into(), -1).unwrap(), 1);
+    assert_eq!(d.popitem().unwrap(), None);
+
+    let l = m.list::<i32>().unwrap();
+    l.extend([5, 3, 9, 3, 1]).unwrap();
+    assert_eq!(l.count(&3).unwrap(), 2);
+    assert_eq!(l.index(&9).unwrap(), Some(2));
+    assert_eq!(l.index(&7).unwrap(), None);
+    l.sort().unwrap();
+    assert_eq!(l.snapshot().unwrap(), [1, 3, 3, 5, 9]);
+    l.reverse().unwrap();
+    assert_eq!(l.snapshot().unwrap(), [9, 5, 3, 3, 1]);
+    assert_eq!(l.slice(1..3).unwrap(), [5, 3]);
+    assert_eq!(l.slice(3..100).unwrap(), [3, 1]);
+    l.set_slice(1..4, [0]).unwrap();
+    assert_eq!(l.snapshot().unwrap(), [9, 0, 1]);
+
+    let ns = m.namespace().unwrap();
+    ns.set("x", &1u8).unwrap();
+    ns.set("y", &"two".to_string()).unwrap();
+    assert_eq!(ns.fields().unwrap(), ["x", "y"]);
+    assert!(ns.delete("x").unwrap());
+    assert!(!ns.delete("x").unwrap());
+    assert_eq!(ns.fields().unwrap(), ["y"]);
+    assert_eq!(ns.get::<u8>("x").unwrap(), None);
+}
+
+fn set_up_manager(greeting: String) {
+    assert_eq!(greeting, "ready");
+}
+
+fn refuse_to_set_up(_: ()) {
+    panic!("no setup today");
+}
+
+#[test]
+fn a_manager_runs_its_initializer_before_serving() {
+    let m = Manager::builder()
+        .initializer(set_up_manager, "ready".to_string())
+        .start()
+        .unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    match Manager::builder().initializer(refuse_to_set_up, ()).start() {
+        Err(ManagerError::Initializer(message)) => assert!(message.contains("no setup today")),
+        other => panic!("expected Initializer, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_manager_hands_out_every_primitive_python_offers() {
+    let m = Manager::start().unwrap();
+    let _rlock = m.rlock().unwrap();
+    let s = m.semaphore(2).unwrap();
+    assert!(s.try_acquire());
+    let _b = m.bounded_semaphore(1).unwrap();
+    let _c = m.condition().unwrap();
+    let _barrier = m.barrier(2).unwrap();
+    let a = m.array(&[1u32, 2, 3]).unwrap();
+    assert_eq!(a.len(), 3);
+    let _jq = m.joinable_queue::<String>(4).unwrap();
+}

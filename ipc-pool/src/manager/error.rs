@@ -34,6 +34,8 @@ pub enum ManagerError {
     NotFound(String),
     /// The manager answered something impossible.
     Protocol(&'static str),
+    /// The manager's initializer failed; the manager did not start.
+    Initializer(String),
 }
 
 impl fmt::Display for ManagerError {
@@ -49,6 +51,7 @@ impl fmt::Display for ManagerError {
             Self::Codec(m) => write!(f, "the manager cannot transfer the value: {m}"),
             Self::NotFound(m) => write!(f, "not found: {m}"),
             Self::Protocol(m) => write!(f, "unexpected reply from the manager: {m}"),
+            Self::Initializer(m) => write!(f, "the manager did not start: {m}"),
         }
     }
 }

@@ -132,11 +132,26 @@ impl fmt::Debug for Manager {
 }
 
 /// Builder for [`Manager`]: start method and process name.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct ManagerBuilder {
     method: Option<StartMethod>,
     name: Option<String>,
+    init: Option<MakeInit>,
+}
+
+/// Builds the initializer's reference and argument once the manager's key exists.
+type MakeInit =
+    Box<dyn FnOnce(&FnKey) -> Result<(ipc_core::process::FnRef, Vec<u8>), ManagerError>>;
+
+impl fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("method", &self.method)
+            .field("name", &self.name)
+            .field("initializer", &self.init.is_some())
+            .finish()
+    }
 }
 
 impl ManagerBuilder {
@@ -152,14 +167,35 @@ impl ManagerBuilder {
         self
     }
 
+    /// Runs `f(arg)` once in the manager process before it serves (Python's
+    /// `Manager(initializer=f, initargs=(arg,))`). If it fails, `start` fails with
+    /// [`ManagerError::Initializer`].
+    #[doc(alias = "initargs")]
+    pub fn initializer<A: Serialize + DeserializeOwned + 'static>(
+        mut self,
+        f: fn(A),
+        arg: A,
+    ) -> Self {
+        self.init = Some(Box::new(move |key: &FnKey| {
+            let bytes = codec::encode(&arg).map_err(ManagerError::Encode)?;
+            Ok((ops::initializer(key, f), bytes))
+        }));
+        self
+    }
+
     /// Starts the manager process and connects to it.
     pub fn start(self) -> Result<Manager, ManagerError> {
         let requests = Queue::<Request, Serde>::create(&Placement::Anonymous, 64, SLOT_SIZE)
             .map_err(ManagerError::Queue)?;
         let key = FnKey::random();
+        let init = match self.init {
+            Some(make) => Some(make(&key)?),
+            None => None,
+        };
         let args = ServerArgs {
             requests: requests.handle(),
             key,
+            init,
         };
         let mut b = Process::builder().daemon(true);
         if let Some(m) = self.method {
@@ -182,7 +218,17 @@ impl ManagerBuilder {
         // Our creating handle only produces from here on (the server consumes).
         let mut requests = requests;
         requests.close_receiving();
-        let conn = Conn::connect(&addr)?;
+        let conn = match Conn::connect(&addr) {
+            Ok(c) => c,
+            // The manager ended before it served: say why, if it said.
+            Err(ManagerError::ManagerGone) => {
+                return Err(match process.join_timeout(Duration::from_secs(5)) {
+                    Ok(Err(message)) => ManagerError::Initializer(message),
+                    _ => ManagerError::ManagerGone,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Manager {
             inner: Arc::new(Inner {
                 _requests: Some(requests),
@@ -291,6 +337,50 @@ impl Manager {
     /// A cross-process event (Python's `Manager().Event()`; an [`ipc_sync::Event`]).
     pub fn event(&self) -> Result<ipc_sync::Event, ipc_core::CreateError> {
         ipc_sync::Event::new()
+    }
+
+    /// A reentrant lock (Python's `Manager().RLock()`; an [`ipc_sync::RLock`]).
+    pub fn rlock(&self) -> Result<ipc_sync::RLock, ipc_core::CreateError> {
+        ipc_sync::RLock::new()
+    }
+
+    /// A semaphore (Python's `Manager().Semaphore(n)`; an [`ipc_sync::Semaphore`]).
+    pub fn semaphore(&self, value: u32) -> Result<ipc_sync::Semaphore, ipc_core::CreateError> {
+        ipc_sync::Semaphore::new(value)
+    }
+
+    /// A bounded semaphore (Python's `Manager().BoundedSemaphore(n)`).
+    pub fn bounded_semaphore(
+        &self,
+        value: u32,
+    ) -> Result<ipc_sync::BoundedSemaphore, ipc_core::CreateError> {
+        ipc_sync::BoundedSemaphore::new(value)
+    }
+
+    /// A condition variable (Python's `Manager().Condition()`; an [`ipc_sync::Condition`]).
+    pub fn condition(&self) -> Result<ipc_sync::Condition, ipc_core::CreateError> {
+        ipc_sync::Condition::new()
+    }
+
+    /// A barrier for `parties` processes (Python's `Manager().Barrier(n)`).
+    pub fn barrier(&self, parties: u32) -> Result<ipc_sync::Barrier, ipc_core::CreateError> {
+        ipc_sync::Barrier::new(parties)
+    }
+
+    /// A synchronised shared array (Python's `Manager().Array(typecode, values)`).
+    pub fn array<T: bytemuck::Pod>(
+        &self,
+        values: &[T],
+    ) -> Result<ipc_sync::Array<T>, ipc_core::CreateError> {
+        ipc_sync::Array::from_slice(values)
+    }
+
+    /// A joinable queue (Python's `Manager().JoinableQueue()`).
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(
+        &self,
+        capacity: usize,
+    ) -> Result<ipc_queue::JoinableQueue<T, Serde>, ipc_queue::CreateError> {
+        ipc_queue::JoinableQueue::<T, Serde>::new(capacity)
     }
 
     /// A synchronised shared value (Python's `Manager().Value()`; an [`ipc_sync::Value`]).

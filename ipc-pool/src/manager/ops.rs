@@ -7,6 +7,8 @@
 //! | `KIND_CALL` | [`CallObject`]: call `T::handle` on a boxed `T` | `method::<T>` |
 //! | `KIND_UPDATE` | [`Update`]: apply an `fn(Option<V>) -> V` to a stored value | `updater::<V>` |
 //! | `KIND_HOLD` | [`Hold`]: decode a stored `V` and keep it, re-encoded | `holder::<V>` |
+//! | `KIND_SORT` | [`Sort`]: the sorting permutation of encoded `T: Ord` | `sorter::<T>` |
+//! | `KIND_INIT` | [`Init`]: decode an `A` and call the initializer `fn(A)` | `initializer::<A>` |
 //!
 //! ## Why the manager holds decoded values
 //!
@@ -64,6 +66,8 @@ type Construct = fn(&[u8]) -> Result<Box<dyn Any>, String>;
 type CallObject = fn(&mut dyn Any, &[u8]) -> Result<Vec<u8>, String>;
 type Update = fn(usize, Option<Vec<u8>>) -> Result<Held, String>;
 type Hold = fn(&[u8]) -> Result<Held, String>;
+type Sort = fn(&[&[u8]]) -> Result<Vec<usize>, String>;
+type Init = fn(usize, &[u8]) -> Result<(), String>;
 
 /// A value as the manager keeps it: decoded (so the shared objects in it stay attached) and its
 /// encoding made by the manager.
@@ -76,6 +80,56 @@ const KIND_CONSTRUCT: u8 = 2;
 const KIND_CALL: u8 = 3;
 const KIND_UPDATE: u8 = 4;
 const KIND_HOLD: u8 = 5;
+const KIND_SORT: u8 = 6;
+const KIND_INIT: u8 = 7;
+
+/// The sorting permutation of a list of encoded `T`, by `T`'s `Ord` (a stable sort).
+pub(super) fn sorter<T: DeserializeOwned + Ord>(key: &FnKey) -> FnRef {
+    // SAFETY: `KIND_SORT` references always carry a `Sort` and no function.
+    unsafe { FnRef::new(key, KIND_SORT, sort_tramp::<T> as Sort as usize, 0) }
+}
+
+/// Runs a sorter on encoded elements.
+pub(super) fn sort(r: &FnRef, key: &FnKey, items: &[&[u8]]) -> Result<Vec<usize>, String> {
+    let (t, _) = r.resolve(key, KIND_SORT).map_err(|e| e.to_string())?;
+    // SAFETY: as in `construct`, for a `Sort` trampoline made by `sorter`.
+    let t: Sort = unsafe { std::mem::transmute::<usize, Sort>(t) };
+    t(items)
+}
+
+fn sort_tramp<T: DeserializeOwned + Ord>(items: &[&[u8]]) -> Result<Vec<usize>, String> {
+    let values: Vec<T> = items
+        .iter()
+        .map(|b| codec::decode(b).map_err(|e| format!("element: {e}")))
+        .collect::<Result<_, _>>()?;
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].cmp(&values[b]));
+    Ok(order)
+}
+
+/// The manager's initializer `f`, called with a decoded `A`.
+pub(super) fn initializer<A: DeserializeOwned>(key: &FnKey, f: fn(A)) -> FnRef {
+    // SAFETY: `KIND_INIT` references always carry an `Init`, here `init_tramp::<A>`, with the
+    // `fn(A)` it transmutes its function to.
+    unsafe { FnRef::new(key, KIND_INIT, init_tramp::<A> as Init as usize, f as usize) }
+}
+
+/// Runs the initializer on its encoded argument.
+pub(super) fn initialize(r: &FnRef, key: &FnKey, arg: &[u8]) -> Result<(), String> {
+    let (t, f) = r.resolve(key, KIND_INIT).map_err(|e| e.to_string())?;
+    // SAFETY: as in `construct`, for an `Init` trampoline made by `initializer`.
+    let t: Init = unsafe { std::mem::transmute::<usize, Init>(t) };
+    t(f, arg)
+}
+
+fn init_tramp<A: DeserializeOwned>(f: usize, arg: &[u8]) -> Result<(), String> {
+    // SAFETY: `f` was made from an `fn(A)` by `initializer`, the only constructor pairing it
+    // with this trampoline, and authenticated by `initialize`.
+    let f: fn(A) = unsafe { std::mem::transmute::<usize, fn(A)>(f) };
+    let arg: A = codec::decode(arg).map_err(|e| format!("initializer argument: {e}"))?;
+    f(arg);
+    Ok(())
+}
 
 /// Decodes a `T` and boxes it, in the manager.
 pub(super) fn constructor<T: Managed>(key: &FnKey) -> FnRef {

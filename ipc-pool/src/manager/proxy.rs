@@ -128,6 +128,39 @@ where
         })?)
     }
 
+    /// Removes and returns the pair inserted last (Python's `popitem`); `None` when empty.
+    pub fn popitem(&self) -> Result<Option<(K, V)>, ManagerError> {
+        match self.call(Op::DictPopItem { id: self.id })? {
+            Reply::Pair(Some((k, v))) => Ok(Some((dec(&k)?, dec(&v)?))),
+            Reply::Pair(None) => Ok(None),
+            _ => Err(ManagerError::Protocol("expected a pair")),
+        }
+    }
+
+    /// The value under `key`, after inserting `default` if there was none (Python's
+    /// `setdefault`), in one atomic step.
+    pub fn setdefault(&self, key: K, default: V) -> Result<V, ManagerError> {
+        dec_opt(self.call(Op::DictSetDefault {
+            id: self.id,
+            key: enc(&key)?,
+            value: enc(&default)?,
+            hold: self.holder(),
+        })?)?
+        .ok_or(ManagerError::Protocol("setdefault returned nothing"))
+    }
+
+    /// Removes `key` and returns its value, or `default` if it was absent (Python's
+    /// `pop(key, default)`).
+    pub fn pop(&self, key: &K, default: V) -> Result<V, ManagerError> {
+        Ok(self.remove(key)?.unwrap_or(default))
+    }
+
+    /// A local copy of every pair, in insertion order (Python's `copy`, which returns a plain
+    /// dict).
+    pub fn copy(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        self.items()
+    }
+
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
         dec_opt(self.call(Op::DictRemove {
@@ -306,6 +339,71 @@ impl<T: Serialize + DeserializeOwned + 'static> ListProxy<T> {
         })?)
     }
 
+    /// Reverses the list in place (Python's `reverse`).
+    pub fn reverse(&self) -> Result<(), ManagerError> {
+        unit(self.call(Op::ListReverse { id: self.id })?)
+    }
+
+    /// Sorts the list in place by `T`'s order, inside the manager (Python's `sort`; stable).
+    pub fn sort(&self) -> Result<(), ManagerError>
+    where
+        T: Ord,
+    {
+        unit(self.call(Op::ListSort {
+            id: self.id,
+            func: ops::sorter::<T>(&self.m.inner.addr.key),
+        })?)
+    }
+
+    /// The elements `range` (clamped to the list, as Python's `l[a:b]`).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>, ManagerError> {
+        match self.call(Op::ListSlice {
+            id: self.id,
+            start: range.start as u64,
+            end: range.end as u64,
+        })? {
+            Reply::Values(v) => v.iter().map(|b| dec(b)).collect(),
+            _ => Err(ManagerError::Protocol("expected values")),
+        }
+    }
+
+    /// Replaces the elements `range` (clamped) with `values`, which may be of another length
+    /// (Python's `l[a:b] = values`).
+    pub fn set_slice(
+        &self,
+        range: std::ops::Range<usize>,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<(), ManagerError> {
+        let values = values
+            .into_iter()
+            .map(|v| enc(&v))
+            .collect::<Result<_, _>>()?;
+        unit(self.call(Op::ListSetSlice {
+            id: self.id,
+            start: range.start as u64,
+            end: range.end as u64,
+            values,
+            hold: self.holder(),
+        })?)
+    }
+
+    /// How many elements equal `value` (Python's `count`).
+    pub fn count(&self, value: &T) -> Result<usize, ManagerError>
+    where
+        T: PartialEq,
+    {
+        Ok(self.snapshot()?.iter().filter(|v| *v == value).count())
+    }
+
+    /// The index of the first element equal to `value` (Python's `index`, which raises
+    /// `ValueError` where this returns `None`).
+    pub fn index(&self, value: &T) -> Result<Option<usize>, ManagerError>
+    where
+        T: PartialEq,
+    {
+        Ok(self.snapshot()?.iter().position(|v| v == value))
+    }
+
     /// A copy of the whole list.
     pub fn snapshot(&self) -> Result<Vec<T>, ManagerError> {
         match self.call(Op::ListItems { id: self.id })? {
@@ -370,6 +468,26 @@ impl NamespaceProxy {
             id: self.id,
             field: name.to_owned(),
         })?)
+    }
+
+    /// Deletes the field `name` (Python's `del ns.name`); `true` if it was set.
+    pub fn delete(&self, name: &str) -> Result<bool, ManagerError> {
+        match self.m.inner.call(Op::NsDelete {
+            id: self.id,
+            field: name.to_owned(),
+        })? {
+            Reply::Value(old) => Ok(old.is_some()),
+            _ => Err(ManagerError::Protocol("expected a value")),
+        }
+    }
+
+    /// The names of the fields that are set, in the order they were first set (Python's
+    /// `vars(ns)`).
+    pub fn fields(&self) -> Result<Vec<String>, ManagerError> {
+        match self.m.inner.call(Op::NsFields { id: self.id })? {
+            Reply::Names(n) => Ok(n),
+            _ => Err(ManagerError::Protocol("expected names")),
+        }
     }
 
     /// Sets the field `name`.

@@ -51,6 +51,13 @@ pub(super) fn server_main(args: ServerArgs) -> Result<(), String> {
     let mut requests = Queue::<Request, Serde>::open_consumer(&args.requests)
         .map_err(|e| format!("request queue: {e}"))?;
     std::panic::set_hook(Box::new(|_| {}));
+    if let Some((func, arg)) = &args.init {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| ops::initialize(func, &args.key, arg))) {
+            Ok(Ok(())) => {}
+            Ok(Err(m)) => return Err(format!("the initializer failed: {m}")),
+            Err(p) => return Err(format!("the initializer panicked: {}", panic_message(&*p))),
+        }
+    }
     let mut clients: HashMap<u64, Client> = HashMap::new();
     let mut objects: HashMap<u64, Object> = HashMap::new();
     let mut next_id = 1u64;
@@ -160,7 +167,15 @@ fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &m
         | Op::ListItems { id }
         | Op::NsGet { id, .. }
         | Op::NsSet { id, .. }
-        | Op::Call { id, .. } => *id,
+        | Op::Call { id, .. }
+        | Op::DictPopItem { id }
+        | Op::DictSetDefault { id, .. }
+        | Op::ListReverse { id }
+        | Op::ListSort { id, .. }
+        | Op::ListSlice { id, .. }
+        | Op::ListSetSlice { id, .. }
+        | Op::NsDelete { id, .. }
+        | Op::NsFields { id } => *id,
         _ => return Reply::Err(WireError::NotFound("unknown operation".into())),
     };
     if let Op::Drop { id } = op {
@@ -224,6 +239,27 @@ fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &m
                 }
             }
             Reply::Unit
+        }
+        (Object::Dict(d), Op::DictPopItem { .. }) => {
+            Reply::Pair(d.pop().map(|(k, v)| (k, v.bytes)))
+        }
+        (
+            Object::Dict(d),
+            Op::DictSetDefault {
+                key, value, hold, ..
+            },
+        ) => {
+            if let Some(v) = d.get(&key) {
+                return Reply::Value(Some(v.bytes.clone()));
+            }
+            match keep(&hold, &value) {
+                Ok(held) => {
+                    let reply = held.bytes.clone();
+                    d.insert(key, held);
+                    Reply::Value(Some(reply))
+                }
+                Err(r) => r,
+            }
         }
         (Object::Dict(d), Op::DictItems { .. }) => Reply::Pairs(
             d.iter()
@@ -298,11 +334,57 @@ fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &m
         (Object::List(l), Op::ListItems { .. }) => {
             Reply::Values(l.iter().map(|h| h.bytes.clone()).collect())
         }
+        (Object::List(l), Op::ListReverse { .. }) => {
+            l.reverse();
+            Reply::Unit
+        }
+        (Object::List(l), Op::ListSort { func, .. }) => {
+            let items: Vec<&[u8]> = l.iter().map(|h| h.bytes.as_slice()).collect();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| ops::sort(&func, secret, &items))) {
+                Ok(Ok(order)) if is_permutation(&order, l.len()) => {
+                    let mut old: Vec<Option<Held>> = l.drain(..).map(Some).collect();
+                    l.extend(order.into_iter().filter_map(|i| old[i].take()));
+                    Reply::Unit
+                }
+                Ok(Ok(_)) => Reply::Err(WireError::Codec("the sort lost elements".into())),
+                Ok(Err(m)) => Reply::Err(WireError::Codec(m)),
+                Err(p) => Reply::Err(WireError::Panicked(panic_message(&*p))),
+            }
+        }
+        (Object::List(l), Op::ListSlice { start, end, .. }) => {
+            let (a, b) = clamp(start, end, l.len());
+            Reply::Values(l[a..b].iter().map(|h| h.bytes.clone()).collect())
+        }
+        (
+            Object::List(l),
+            Op::ListSetSlice {
+                start,
+                end,
+                values,
+                hold,
+                ..
+            },
+        ) => {
+            let (a, b) = clamp(start, end, l.len());
+            let mut held = Vec::with_capacity(values.len());
+            for v in values {
+                match keep(&hold, &v) {
+                    Ok(h) => held.push(h),
+                    Err(r) => return r,
+                }
+            }
+            l.splice(a..b, held);
+            Reply::Unit
+        }
         (Object::List(l), Op::Len { .. }) => Reply::Count(l.len() as u64),
         (Object::List(l), Op::Clear { .. }) => {
             l.clear();
             Reply::Unit
         }
+        (Object::Namespace(n), Op::NsDelete { field, .. }) => {
+            Reply::Value(bytes(n.shift_remove(&field)))
+        }
+        (Object::Namespace(n), Op::NsFields { .. }) => Reply::Names(n.keys().cloned().collect()),
         (Object::Namespace(n), Op::NsGet { field, .. }) => {
             Reply::Value(n.get(&field).map(|h| h.bytes.clone()))
         }
@@ -331,4 +413,20 @@ fn serve(op: Op, secret: &FnKey, objects: &mut HashMap<u64, Object>, next_id: &m
         }
         _ => wrong(),
     }
+}
+
+/// A slice range `start..end` clamped to a list of `len` (Python's slices never fail).
+fn clamp(start: u64, end: u64, len: usize) -> (usize, usize) {
+    let end = usize::try_from(end).unwrap_or(usize::MAX).min(len);
+    let start = usize::try_from(start).unwrap_or(usize::MAX).min(end);
+    (start, end)
+}
+
+/// Whether `order` holds each of `0..n` exactly once (a sorter's answer is checked before use).
+fn is_permutation(order: &[usize], n: usize) -> bool {
+    let mut seen = vec![false; n];
+    order.len() == n
+        && order
+            .iter()
+            .all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
 }

@@ -125,6 +125,47 @@ pub(super) enum Op {
         method: FnRef,
         request: Bytes,
     },
+    /// Removes and returns the last inserted pair (Python's `popitem`).
+    DictPopItem {
+        id: u64,
+    },
+    /// Python's `setdefault`: the value under `key`, inserting `value` first if absent.
+    DictSetDefault {
+        id: u64,
+        key: Bytes,
+        value: Bytes,
+        hold: FnRef,
+    },
+    ListReverse {
+        id: u64,
+    },
+    /// Sorts with the element type's `Ord` (a `KIND_SORT` reference).
+    ListSort {
+        id: u64,
+        func: FnRef,
+    },
+    /// Elements `start..end` (clamped to the list, as Python's slices are).
+    ListSlice {
+        id: u64,
+        start: u64,
+        end: u64,
+    },
+    /// Replaces elements `start..end` with `values` (Python's `l[a:b] = values`).
+    ListSetSlice {
+        id: u64,
+        start: u64,
+        end: u64,
+        values: Vec<Bytes>,
+        hold: FnRef,
+    },
+    /// Deletes a field; replies with its old value.
+    NsDelete {
+        id: u64,
+        field: String,
+    },
+    NsFields {
+        id: u64,
+    },
     Shutdown,
 }
 
@@ -145,6 +186,8 @@ pub(super) enum Reply {
     Value(Option<Bytes>),
     Values(Vec<Bytes>),
     Pairs(Vec<(Bytes, Bytes)>),
+    Pair(Option<(Bytes, Bytes)>),
+    Names(Vec<String>),
     Err(WireError),
 }
 
@@ -163,6 +206,8 @@ pub(super) enum WireError {
 pub(super) struct ServerArgs {
     pub(super) requests: ObjectHandle,
     pub(super) key: FnKey,
+    /// Runs once in the manager before it serves (Python's `Manager(initializer, initargs)`).
+    pub(super) init: Option<(FnRef, Bytes)>,
 }
 
 /// What a process needs to reach a manager; it travels inside serialised proxies.

@@ -31,11 +31,15 @@
 //! | `server.rs` | the manager process: serving requests, pruning dead clients        |
 //! | `conn.rs`   | a client's connection                                              |
 //! | `ops.rs`    | `Managed` types and the references to code that runs in the manager |
-//! | `proxy.rs`  | `DictProxy`, `ListProxy`, `NamespaceProxy`, `Proxy<T>`             |
+//! | `proxy.rs`  | what every proxy shares, and `DictProxy`                           |
+//! | `list.rs`   | `ListProxy`                                                        |
+//! | `object.rs` | `NamespaceProxy` and `Proxy<T>` of a registered type               |
 //! | `error.rs`  | `ManagerError`                                                     |
 
 mod conn;
 mod error;
+mod list;
+mod object;
 mod ops;
 mod proxy;
 mod server;
@@ -54,8 +58,10 @@ use serde::de::DeserializeOwned;
 
 use conn::Conn;
 pub use error::ManagerError;
+pub use list::ListProxy;
+pub use object::{NamespaceProxy, Proxy};
 pub use ops::Managed;
-pub use proxy::{DictProxy, ListProxy, NamespaceProxy, Proxy};
+pub use proxy::DictProxy;
 use server::server_main;
 use wire::{Address, Op, Reply, Request, SLOT_SIZE, ServerArgs};
 

@@ -213,9 +213,18 @@ impl ManagerBuilder {
         let process = b.target(server_main, args);
         process.start().map_err(ManagerError::Start)?;
         let pid = process.pid().unwrap_or(0);
-        let server = ipc_core::ProcessIdentity::of_pid(pid)
-            .map_err(|e| ManagerError::Start(ipc_core::StartError::Io(e)))?
-            .ok_or(ManagerError::ManagerGone)?;
+        // The manager ended before it served (its initializer failed): say why, if it said.
+        let ended = |process: &Process<Result<(), String>>| match process
+            .join_timeout(Duration::from_secs(5))
+        {
+            Ok(Err(message)) => ManagerError::Initializer(message),
+            _ => ManagerError::ManagerGone,
+        };
+        let server = match ipc_core::ProcessIdentity::of_pid(pid) {
+            Ok(Some(id)) => id,
+            Ok(None) => return Err(ended(&process)),
+            Err(e) => return Err(ManagerError::Start(ipc_core::StartError::Io(e))),
+        };
         let addr = Address {
             requests: requests.handle(),
             server,
@@ -226,13 +235,7 @@ impl ManagerBuilder {
         requests.close_receiving();
         let conn = match Conn::connect(&addr) {
             Ok(c) => c,
-            // The manager ended before it served: say why, if it said.
-            Err(ManagerError::ManagerGone) => {
-                return Err(match process.join_timeout(Duration::from_secs(5)) {
-                    Ok(Err(message)) => ManagerError::Initializer(message),
-                    _ => ManagerError::ManagerGone,
-                });
-            }
+            Err(ManagerError::ManagerGone) => return Err(ended(&process)),
             Err(e) => return Err(e),
         };
         Ok(Manager {

@@ -28,21 +28,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Every object segment starts with a header (see [`header`]) that `open` validates: a segment
-//! that is not ours, of another layout version, of another type, truncated, or still
-//! initialising past a timeout each gives its own [`OpenError`].
+//! Every object segment starts with a header (see [`raw::header`]) that `open` validates: a
+//! segment that is not ours, of another layout version, of another type, truncated, or still
+//! initialising past a timeout each gives its own [`OpenError`]. [`raw`] holds the building
+//! blocks for shared objects of your own.
 
-pub mod atomic;
 pub mod codec;
 mod error;
-pub mod futex;
-pub mod header;
 mod liveness;
-mod object;
 mod platform;
-pub mod pod;
 mod primitive;
 pub mod process;
+pub mod raw;
 mod raw_array;
 mod raw_value;
 mod role;
@@ -50,15 +47,17 @@ mod segment;
 mod tracker;
 
 pub use error::{CreateError, OpenError};
-pub use header::TypeFingerprint;
 pub use liveness::{Liveness, ProcessIdentity};
-pub use object::{ObjectHandle, ObjectSegment, Placement};
-pub use pod::AtomicInt;
+pub use raw::object::{ObjectHandle, Placement};
+pub use raw::pod::AtomicInt;
+// The building blocks under their earlier paths, for code written before `raw` existed.
 pub use process::{
     ActiveChild, CurrentProcess, JoinError, ParentProcess, Process, ProcessBuilder, Runnable,
     SignalError, StartError, StartMethod, active_children, cpu_count, current_process,
     get_start_method, parent_process, set_start_method,
 };
+#[doc(hidden)]
+pub use raw::{ObjectSegment, TypeFingerprint, atomic, futex, header, pod};
 pub use raw_array::{IndexOutOfBounds, RawArray};
 pub use raw_value::RawValue;
 pub use role::init;

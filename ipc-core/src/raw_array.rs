@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CreateError, OpenError};
 use crate::header::TypeFingerprint;
-use crate::object::{ObjectHandle, ObjectSegment, Placement};
 use crate::pod::{self, AtomicInt};
+use crate::raw::object::{ObjectHandle, ObjectSegment, Placement};
 
 const KIND: &str = "RawArray";
 
@@ -42,7 +42,7 @@ impl std::error::Error for IndexOutOfBounds {}
 /// `len` values of type `T` in shared memory, without a lock.
 ///
 /// Single elements of 1, 2, 4 or 8 bytes are read and written atomically; slices are copied
-/// word by word with atomic loads and stores (see [`pod::copy_from_shared`]), so a concurrent
+/// word by word with atomic loads and stores (see [`copy_from_shared`](crate::raw::pod::copy_from_shared)), so a concurrent
 /// writer may tear a slice between words but never causes a data race. Integer elements add lock-free read-modify-write
 /// operations.
 ///

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CreateError, OpenError};
 use crate::header::TypeFingerprint;
-use crate::object::{ObjectHandle, ObjectSegment, Placement};
 use crate::pod::{self, AtomicInt};
+use crate::raw::object::{ObjectHandle, ObjectSegment, Placement};
 
 const KIND: &str = "RawValue";
 

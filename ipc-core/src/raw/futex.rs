@@ -101,7 +101,7 @@ pub fn wake_low(word: &AtomicU64, count: u32) -> usize {
 /// bit patterns valid).
 ///
 /// ```
-/// use ipc_core::futex::Futex;
+/// use ipc_core::raw::futex::Futex;
 /// use std::time::{Duration, Instant};
 ///
 /// let f = Futex::new(0);

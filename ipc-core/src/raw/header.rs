@@ -115,7 +115,7 @@ impl TypeFingerprint {
     /// The fingerprint of an object of kind `kind` (e.g. `"RawValue"`) over elements of type `T`.
     ///
     /// ```
-    /// use ipc_core::TypeFingerprint;
+    /// use ipc_core::raw::TypeFingerprint;
     /// let a = TypeFingerprint::of::<u64>("RawValue");
     /// let b = TypeFingerprint::of::<u32>("RawValue");
     /// assert_ne!(a, b);

@@ -24,7 +24,8 @@ pub enum Placement {
 /// A segment whose header has been written by us or validated by us.
 ///
 /// ```
-/// use ipc_core::{ObjectSegment, Placement, TypeFingerprint};
+/// use ipc_core::Placement;
+/// use ipc_core::raw::{ObjectSegment, TypeFingerprint};
 ///
 /// let fp = TypeFingerprint::of::<u32>("MyTable");
 /// let seg = ObjectSegment::create(&Placement::Anonymous, &fp, 16, |_payload| {})?;

@@ -1,0 +1,31 @@
+//! Building blocks for shared objects of your own: what `ipc-sync`, `ipc-queue` and `ipc-pool`
+//! are made of.
+//!
+//! The toolkit on the crate's front page ([`SharedMemory`](crate::SharedMemory),
+//! [`RawValue`](crate::RawValue), [`RawArray`](crate::RawArray), [`Process`](crate::Process))
+//! is what a program uses. This module is for a library that builds a new kind of shared object
+//! on the same ground, as the workspace's own crates do:
+//!
+//! - [`object`]: a segment that starts with the validated header ([`ObjectSegment`],
+//!   [`TypeFingerprint`]), so that `open` refuses what is not yours, of another version or of
+//!   another type;
+//! - [`header`]: that header's layout and validation;
+//! - [`atomic`]: atomics laid out for shared memory (the only ones the workspace names, so that
+//!   its loom models can swap them);
+//! - [`futex`]: shared futex wait/wake, with a waiter count so that wakers skip the syscall
+//!   when nobody sleeps;
+//! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
+//!   bytes another process may write at the same moment.
+//!
+//! It is a documented module rather than a hidden one because a custom pool or a new primitive
+//! is a use the workspace means to serve; everything here keeps the same rules as the rest
+//! (shared memory is untrusted input, every `unsafe` states its contract).
+
+pub mod atomic;
+pub mod futex;
+pub mod header;
+pub mod object;
+pub mod pod;
+
+pub use header::TypeFingerprint;
+pub use object::ObjectSegment;

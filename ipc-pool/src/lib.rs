@@ -40,6 +40,7 @@ mod error;
 mod executor;
 mod manager;
 mod pool;
+pub mod prelude;
 mod primitive;
 mod shared_slice;
 mod task;

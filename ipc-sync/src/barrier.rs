@@ -9,7 +9,7 @@
 //! | `word`       | futex word: `generation << 1 | broken`                                 |
 //! | `count`      | parties arrived in this generation; their identities are in the slots |
 //! | `broken_gen` | `generation + 1` of the last generation `reset` broke (0: none)        |
-//! | slots        | per arrival index: pid and start time of the waiting party            |
+//! | slots        | per arrival index: the waiting party's identity word (`tag << 32 | pid`, as in the lock word) |
 //!
 //! | event                  | change                                                  |
 //! |------------------------|---------------------------------------------------------|
@@ -18,21 +18,23 @@
 //! | `reset`                | `broken_gen = generation + 1`, generation + 1, `count = 0`: waiters fail, the barrier is fresh |
 //!
 //! Waiters sleep on `word` in slices and, after each slice without a wake, check the recorded
-//! identities of the waiting parties: a dead one breaks the barrier.
+//! identities of the waiting parties: one the kernel says is dead breaks the barrier. A party's
+//! identity (pid and start-time tag) is one 64-bit word written by one atomic store, so a scan
+//! never pairs one party's pid with another's start time; a party whose liveness the kernel
+//! cannot report (`Unknown`), or that is stopped, is alive.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_core::pod;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::BarrierWaitError;
 use crate::lock;
 use crate::object::{Shared, SharedState, shared_handle};
 use crate::os::{self, Os};
-use crate::primitive::{AtomicU32, Ordering};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::raw_lock::{Acquired, LockState};
-use crate::sys::{Liveness, Park, SLICE, passed, slice_end};
+use crate::sys::{Liveness, Park, SLICE, passed, pid_of, slice_end, tag_of};
 
 const KIND: &str = "Barrier";
 const GEN_MASK: u32 = u32::MAX >> 1;
@@ -101,22 +103,17 @@ impl Barrier {
                 size: u64::from(parties),
             });
         }
-        let shm = Shared::create(
-            KIND,
-            placement,
-            2 * parties as usize,
-            |st: &BarrierState, _| {
-                // ORDERING: Relaxed, published by the segment header's Release store.
-                st.parties.store(parties, Ordering::Relaxed);
-            },
-        )?;
+        let shm = Shared::create(KIND, placement, parties as usize, |st: &BarrierState, _| {
+            // ORDERING: Relaxed, published by the segment header's Release store.
+            st.parties.store(parties, Ordering::Relaxed);
+        })?;
         Ok(Self { shm, parties })
     }
 
     fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
         // ORDERING: Relaxed, written before the segment was published (header Acquire).
         let parties = shm.state().parties.load(Ordering::Relaxed);
-        if parties == 0 || parties > MAX_PARTIES || shm.len() != 2 * parties as usize {
+        if parties == 0 || parties > MAX_PARTIES || shm.len() != parties as usize {
             return Err(OpenError::Corrupted {
                 what: "barrier party count does not match its slots",
             });
@@ -175,11 +172,12 @@ impl Barrier {
         r
     }
 
-    fn slot(&self, index: u32) -> (*mut u64, *mut u64) {
-        let base = self.shm.data();
-        let i = (index.min(self.parties - 1) as usize) * 2;
-        // SAFETY: `i + 1 < 2 * parties == len`, inside the validated payload.
-        unsafe { (base.add(i), base.add(i + 1)) }
+    /// The identity slot of arrival `index` (clamped to the last party).
+    fn slot(&self, index: u32) -> &AtomicU64 {
+        let i = index.min(self.parties - 1) as usize;
+        // SAFETY: `i < parties == len`, inside the validated payload; elements are u64s,
+        // 8-aligned; the mapping lives as long as `self`; every access to the slots is atomic.
+        unsafe { AtomicU64::from_ptr(self.shm.data().add(i)) }
     }
 
     /// Blocks until every party has arrived; returns this party's arrival index.
@@ -199,7 +197,11 @@ impl Barrier {
     }
 
     fn wait_inner(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
-        let me = os::me();
+        // Without this process's identity it cannot be recorded as a party: wait for it until
+        // the deadline, as for a lock (see `os.rs`).
+        let Some(me) = lock::me_until(deadline) else {
+            return Err(BarrierWaitError::TimedOut);
+        };
         let parties = self.parties;
         let arrival = self.locked(|st| {
             // ORDERING: Relaxed, under the lock.
@@ -226,12 +228,9 @@ impl Barrier {
                 Os.wake(&st.word, u32::MAX);
                 return Ok((idx, None));
             }
-            let (pid, start) = self.slot(idx);
-            // SAFETY: slot pointers are in bounds and 8-aligned (u64 elements).
-            unsafe {
-                pod::store(pid, u64::from(me.pid));
-                pod::store(start, me.start);
-            }
+            // ORDERING: Relaxed, one store of the whole identity; published by the Release
+            // store of `count` below.
+            self.slot(idx).store(me.word(), Ordering::Relaxed);
             // ORDERING: Release, pairs with the Acquire load in the liveness scan: the slot
             // written above is visible with the count.
             st.count.store(idx + 1, Ordering::Release);
@@ -273,16 +272,16 @@ impl Barrier {
         }
     }
 
-    /// A waiting party that no longer runs, if any.
+    /// A waiting party the kernel says is dead, if any.
     fn dead_party(&self) -> Option<u32> {
         // ORDERING: Acquire, pairs with the Release store of `count` at arrival.
         let n = self.st().count.load(Ordering::Acquire).min(self.parties);
         (0..n).find_map(|i| {
-            let (pid, start) = self.slot(i);
-            // SAFETY: in-bounds, aligned slot pointers.
-            let (pid, start) = unsafe { (pod::load(pid), pod::load(start)) };
-            let pid = u32::try_from(pid).unwrap_or(0);
-            (os::liveness(pid, start) != Liveness::Alive).then_some(pid)
+            // ORDERING: Relaxed, ordered after the Acquire load of `count` above, which
+            // publishes the slots below it. (A slot rewritten by a later generation meanwhile
+            // is still one whole identity; `break_generation` ignores a generation that ended.)
+            let w = self.slot(i).load(Ordering::Relaxed);
+            (os::liveness(pid_of(w), tag_of(w)) == Liveness::Dead).then_some(pid_of(w))
         })
     }
 

@@ -121,3 +121,37 @@ fn abort_and_reset_release_waiters() {
     assert_eq!(b.parties(), 2);
     assert!(Barrier::new(0).is_err());
 }
+
+/// Child: waits at the barrier once; it must pass.
+#[test]
+#[ignore = "child role"]
+fn child_wait_once() {
+    let b: Barrier = from_env("BARRIER");
+    b.wait_timeout(common::WATCHDOG).unwrap();
+}
+
+#[test]
+fn a_stopped_party_does_not_break_the_barrier() {
+    let b = Barrier::new(3).unwrap();
+    let child = ChildTest::start("child_wait_once", &[("BARRIER", encode(&b))]);
+    let h = b.handle();
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    with_watchdog({
+        let h = b.handle();
+        move || {
+            let b = Barrier::open(&h).unwrap();
+            while b.n_waiting() < 2 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    child.stop();
+    // Many liveness checks of the waiting thread pass while the party is stopped: it is alive.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!b.is_broken());
+    child.resume();
+    assert!(b.wait_timeout(common::WATCHDOG).is_ok());
+    assert!(with_watchdog(move || waiter.join().unwrap()).is_ok());
+    child.join();
+}

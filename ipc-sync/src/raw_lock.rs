@@ -353,8 +353,10 @@ mod tests {
                 let counter = Arc::clone(&counter);
                 std::thread::spawn(move || {
                     let me = os::me().unwrap();
+                    // A watchdog: no iteration may block for a minute.
+                    let watchdog = || Some(Instant::now() + Duration::from_secs(60));
                     for _ in 0..if cfg!(miri) { 10 } else { 10_000 } {
-                        assert!(lock.lock(me, None, &Os).is_ok());
+                        assert!(lock.lock(me, watchdog(), &Os).is_ok());
                         // ORDERING: Relaxed, a non-atomic-style read-modify-write that only
                         // the lock keeps exact.
                         let v = counter.load(Ordering::Relaxed);

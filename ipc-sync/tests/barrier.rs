@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, with_watchdog};
+use common::{ChildTest, encode, from_env, wait_until, with_watchdog};
 use ipc_sync::{Barrier, BarrierWaitError, Value};
 
 /// Child: waits at the barrier twice and records its arrival indices.
@@ -50,7 +50,7 @@ fn three_processes_pass_with_distinct_indices() {
 #[ignore = "child role"]
 fn child_wait_forever() {
     let b: Barrier = from_env("BARRIER");
-    let _ = b.wait();
+    let _ = b.wait_timeout(common::WATCHDOG);
 }
 
 #[test]
@@ -58,17 +58,10 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
     let b = Barrier::new(3).unwrap();
     let child = ChildTest::start("child_wait_forever", &[("BARRIER", encode(&b))]);
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
     // Wait until both the child and the thread wait, then kill the child.
-    with_watchdog({
-        let h = b.handle();
-        move || {
-            let b = Barrier::open(&h).unwrap();
-            while b.n_waiting() < 2 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    });
+    wait_until("two parties wait", || b.n_waiting() >= 2);
     child.kill();
     let r = with_watchdog(move || waiter.join().unwrap());
     assert!(
@@ -79,7 +72,10 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
         "{r:?}"
     );
     assert!(b.is_broken());
-    assert_eq!(b.wait(), Err(BarrierWaitError::Broken));
+    assert_eq!(
+        b.wait_timeout(common::WATCHDOG),
+        Err(BarrierWaitError::Broken)
+    );
     b.reset();
     assert!(!b.is_broken());
 }
@@ -88,10 +84,9 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
 fn abort_and_reset_release_waiters() {
     let b = Barrier::new(2).unwrap();
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
-    while b.n_waiting() < 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    wait_until("a party waits", || b.n_waiting() >= 1);
     b.reset();
     assert_eq!(
         with_watchdog(move || waiter.join().unwrap()),
@@ -100,10 +95,9 @@ fn abort_and_reset_release_waiters() {
     assert!(!b.is_broken());
 
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
-    while b.n_waiting() < 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    wait_until("a party waits", || b.n_waiting() >= 1);
     b.abort();
     assert_eq!(
         with_watchdog(move || waiter.join().unwrap()),
@@ -114,7 +108,8 @@ fn abort_and_reset_release_waiters() {
 
     // After the reset the barrier works again.
     let h = b.handle();
-    let other = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    let other =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
     let mine = b.wait_timeout(common::WATCHDOG).unwrap();
     let theirs = with_watchdog(move || other.join().unwrap()).unwrap();
     assert_eq!(mine + theirs, 1);
@@ -137,15 +132,7 @@ fn a_stopped_party_does_not_break_the_barrier() {
     let h = b.handle();
     let waiter =
         std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
-    with_watchdog({
-        let h = b.handle();
-        move || {
-            let b = Barrier::open(&h).unwrap();
-            while b.n_waiting() < 2 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    });
+    wait_until("two parties wait", || b.n_waiting() >= 2);
     child.stop();
     // Many liveness checks of the waiting thread pass while the party is stopped: it is alive.
     std::thread::sleep(Duration::from_millis(1500));

@@ -13,7 +13,7 @@ use ipc_sync::{Condition, Value};
 fn child_wait_for_three() {
     let cond: Condition = from_env("COND");
     let v: Value<u32> = from_env("VALUE");
-    let g = cond.lock().unwrap();
+    let g = cond.lock_timeout(common::WATCHDOG).unwrap();
     let (g, ok) = g
         .wait_for(|| v.load() >= 3, Some(common::WATCHDOG))
         .unwrap();
@@ -36,11 +36,11 @@ fn waiters_see_the_predicate_become_true() {
         .collect();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(10));
-        let g = cond.lock().unwrap();
+        let g = cond.lock_timeout(common::WATCHDOG).unwrap();
         v.fetch_add(1);
         g.notify_all();
     }
-    let g = cond.lock().unwrap();
+    let g = cond.lock_timeout(common::WATCHDOG).unwrap();
     let (_g, ok) = g
         .wait_for(|| v.load() == 100, Some(common::WATCHDOG))
         .unwrap();

@@ -15,7 +15,11 @@ fn child_hold_lock() {
     let lock: Lock = from_env("LOCK");
     let held: Event = from_env("HELD");
     let release: Event = from_env("RELEASE");
-    let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let g = match lock.lock_timeout(common::WATCHDOG) {
+        Ok(g) => g,
+        Err(LockTimeoutError::OwnerDied(e)) => e.into_inner(),
+        Err(e) => panic!("{e}"),
+    };
     held.set();
     assert!(release.wait_timeout(common::WATCHDOG));
     drop(g);
@@ -51,7 +55,12 @@ fn other_process_excludes_and_releases() {
     release.set();
     let g = with_watchdog({
         let h = lock.handle();
-        move || Lock::open(&h).unwrap().lock().is_ok()
+        move || {
+            Lock::open(&h)
+                .unwrap()
+                .lock_timeout(common::WATCHDOG)
+                .is_ok()
+        }
     });
     assert!(g, "a released lock is clean");
     child.join();
@@ -68,13 +77,14 @@ fn killed_holder_wakes_blocked_waiter_with_owner_died() {
     let waiter = std::thread::spawn(move || {
         let lock = Lock::open(&h).unwrap();
         tx.send(()).unwrap();
-        match lock.lock() {
+        match lock.lock_timeout(common::WATCHDOG) {
             Ok(_) => "clean",
-            Err(died) => {
+            Err(LockTimeoutError::OwnerDied(died)) => {
                 let g = died.into_inner();
                 g.make_consistent();
                 "owner died"
             }
+            Err(_) => "timed out",
         }
     });
     rx.recv().unwrap();
@@ -83,7 +93,7 @@ fn killed_holder_wakes_blocked_waiter_with_owner_died() {
     let outcome = with_watchdog(move || waiter.join().unwrap());
     assert_eq!(outcome, "owner died");
     // Made consistent: the next holder is clean.
-    assert!(lock.lock().is_ok());
+    assert!(lock.lock_timeout(common::WATCHDOG).is_ok());
     assert!(!lock.is_poisoned());
 }
 
@@ -160,7 +170,7 @@ fn child_increment() {
     let value: Value<u64> = from_env("VALUE");
     let n: u64 = std::env::var("N").unwrap().parse().unwrap();
     for _ in 0..n {
-        let _g = lock.lock().unwrap();
+        let _g = lock.lock_timeout(common::WATCHDOG).unwrap();
         // A non-atomic read-modify-write: only the lock keeps it exact.
         let v = value.load();
         value.store(v + 1);

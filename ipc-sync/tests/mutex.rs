@@ -62,7 +62,10 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
         }
     });
     assert!(repaired);
-    assert_eq!(*m.lock().unwrap(), Account { a: 95, b: 5 });
+    assert_eq!(
+        *m.lock_timeout(common::WATCHDOG).unwrap(),
+        Account { a: 95, b: 5 }
+    );
 }
 
 /// Child: adds 1 to each field `N` times.
@@ -71,7 +74,7 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
 fn child_add() {
     let m: Mutex<Account> = from_env("MUTEX");
     for _ in 0..1000 {
-        let mut g = m.lock().unwrap();
+        let mut g = m.lock_timeout(common::WATCHDOG).unwrap();
         g.a += 1;
         g.b += 1;
     }

@@ -180,6 +180,15 @@ pub(crate) fn exhaust_descriptors() -> Vec<std::fs::File> {
     files
 }
 
+/// Polls `cond` every 2 ms until it holds; panics (naming `what`) after [`WATCHDOG`].
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WATCHDOG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "watchdog: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Runs `f` on a thread and returns its result, or panics after [`WATCHDOG`].
 pub(crate) fn with_watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     let (tx, rx) = mpsc::channel();

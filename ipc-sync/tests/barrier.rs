@@ -142,3 +142,89 @@ fn a_stopped_party_does_not_break_the_barrier() {
     assert!(with_watchdog(move || waiter.join().unwrap()).is_ok());
     child.join();
 }
+
+/// Child: resets the barrier again and again (each reset takes its internal lock) until `STOP`.
+#[test]
+#[ignore = "child role"]
+fn child_reset_loop() {
+    let b: Barrier = from_env("BARRIER");
+    let started: Value<u64> = from_env("SEEN");
+    started.store(1);
+    while started.load() == 1 {
+        for _ in 0..1000 {
+            b.reset();
+        }
+    }
+}
+
+#[test]
+fn a_stopped_holder_of_the_internal_lock_does_not_outlast_wait_timeout() {
+    let b = Barrier::new(2).unwrap();
+    let started = Value::new(0u64).unwrap();
+    let child = ChildTest::start(
+        "child_reset_loop",
+        &[("BARRIER", encode(&b)), ("SEEN", encode(&started))],
+    );
+    wait_until("the child resets", || started.load() == 1);
+    // Stop the child until it is stopped inside a reset, holding the internal lock.
+    let h = b.handle();
+    wait_until("the child stopped holding the internal lock", || {
+        child.stop();
+        if common::holder_pid(&common::peek(&h, 0, 8)) == child.pid() {
+            return true;
+        }
+        child.resume();
+        false
+    });
+    // It cannot arrive (the lock is held by a live process that does not run), so the timeout
+    // ends the call and breaks the barrier.
+    let h2 = b.handle();
+    let r = with_watchdog(move || {
+        Barrier::open(&h2)
+            .unwrap()
+            .wait_timeout(Duration::from_millis(200))
+    });
+    assert_eq!(r, Err(BarrierWaitError::TimedOut));
+    assert!(b.is_broken());
+    // `abort` takes no lock either.
+    with_watchdog(move || Barrier::open(&h).unwrap().abort());
+    child.resume();
+    started.store(2);
+    child.join();
+    b.reset();
+    assert!(!b.is_broken());
+}
+
+/// Child: does nothing until killed.
+#[test]
+#[ignore = "child role"]
+fn child_idle() {
+    std::thread::sleep(common::WATCHDOG);
+}
+
+#[test]
+fn a_waiting_party_times_out_while_a_stopped_process_holds_the_internal_lock() {
+    // A party waits; then the internal lock is held by a live process that does not run (its
+    // word names a SIGSTOPped child). The waiter's deadline still ends its call, and breaks the
+    // barrier, without the lock.
+    let b = Barrier::new(2).unwrap();
+    let idle = ChildTest::start("child_idle", &[]);
+    idle.stop();
+    let h = b.handle();
+    let waiter = std::thread::spawn(move || {
+        Barrier::open(&h)
+            .unwrap()
+            .wait_timeout(Duration::from_millis(300))
+    });
+    wait_until("a party waits", || b.n_waiting() >= 1);
+    common::poke(&b.handle(), 0, &common::live_holder_word(idle.pid()));
+    assert_eq!(
+        with_watchdog(move || waiter.join().unwrap()),
+        Err(BarrierWaitError::TimedOut)
+    );
+    assert!(b.is_broken());
+    // Free the lock again (as if the stopped holder had finished) and reset.
+    common::poke(&b.handle(), 0, &[0; 8]);
+    b.reset();
+    assert!(!b.is_broken());
+}

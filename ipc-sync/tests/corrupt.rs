@@ -162,9 +162,9 @@ proptest! {
         broken_gen in any::<u32>(),
         slot in any::<u64>(),
     ) {
-        // A word naming this live process is a live holder of the internal lock: `reset` and
-        // `abort` would wait for it as long as it lives, as Python's do (they have no timeout
-        // forms). Name a dead namesake (our pid under another start time) instead.
+        // A word naming this live process is a live holder of the internal lock: `reset`
+        // would wait for it as long as it lives, as Python's does (it has no timeout form).
+        // Name a dead namesake (our pid under another start time) instead.
         let w = if names_me(w) { w ^ (1 << 32) } else { w };
         let b = Barrier::new(3).unwrap();
         let h = b.handle();

@@ -180,6 +180,20 @@ pub(crate) fn exhaust_descriptors() -> Vec<std::fs::File> {
     files
 }
 
+/// The lock word (`LockState`'s first 8 bytes) naming the running process `pid`, with its true
+/// start-time tag: a live holder.
+pub(crate) fn live_holder_word(pid: u32) -> [u8; 8] {
+    let id = ipc_core::ProcessIdentity::of_pid(pid)
+        .expect("/proc is readable")
+        .expect("the process runs");
+    (u64::from(id.pid()) | (u64::from(id.start_tag()) << 32)).to_ne_bytes()
+}
+
+/// The pid named by a lock word read with [`peek`].
+pub(crate) fn holder_pid(word: &[u8]) -> u32 {
+    u32::from_ne_bytes(word[..4].try_into().expect("a lock word")) & 0x3fff_ffff
+}
+
 /// Polls `cond` every 2 ms until it holds; panics (naming `what`) after [`WATCHDOG`].
 pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WATCHDOG;

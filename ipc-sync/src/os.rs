@@ -1,19 +1,25 @@
 //! The real [`Park`]: shared futexes and the kernel's word on liveness; and this process's and
 //! this thread's identity.
 //!
-//! The process identity is `ipc_core::ProcessIdentity::current()`, which ipc-core reads once
-//! per process (before `main`, and again in each fork child) and caches, so the uncontended
-//! lock path makes no system call. It fails only when the cache is empty and `/proc` cannot be
-//! read — in practice a fork child that is at its descriptor limit — and then [`me`] returns
-//! `None`: callers wait or report `WouldBlock`, never lock under an invented identity.
+//! The process identity comes from `ipc_core::ProcessIdentity::current()`, which ipc-core reads
+//! once per process (before `main`, and again in each fork child) and caches. The lock's fast
+//! paths read it twice per lock/unlock pair, and that call (a cross-crate call that checks the
+//! pid, then loads the cached start time) costs more than the lock itself, so this module keeps
+//! the result as one identity word in one private atomic: one load, no syscall. A
+//! `pthread_atfork` child handler, registered before the word is first stored, clears it in a
+//! fork child, which then asks ipc-core again. `current()` fails only when its cache is empty
+//! and `/proc` cannot be read — in practice a fork child at its descriptor limit — and then
+//! [`me`] returns `None` (and caches nothing): callers wait or report `WouldBlock`, never lock
+//! under an invented identity.
 
 use std::cell::Cell;
+use std::sync::Once;
 use std::time::Instant;
 
 use ipc_core::futex::{self, WaitResult};
 use ipc_core::{self as core, ProcessIdentity};
 
-use crate::primitive::{AtomicU32, AtomicU64};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering, private};
 use crate::sys::{Liveness, Me, PID_MASK, Park};
 
 /// The real thing: shared futexes and the kernel.
@@ -53,10 +59,39 @@ pub(crate) fn liveness(pid: u32, tag: u32) -> Liveness {
     }
 }
 
-/// This process's identity, or `None` if it cannot be read now (see the module docs). No
-/// system call once ipc-core has cached it.
+/// This process's identity word (`Me::word`, never 0 once set), 0 until read; cleared in a fork
+/// child.
+static ME: private::AtomicU64 = private::AtomicU64::new(0);
+static AT_FORK: Once = Once::new();
+
+extern "C" fn forget_identity_in_child() {
+    // ORDERING: Relaxed, the child is single-threaded right after fork.
+    ME.store(0, Ordering::Relaxed);
+}
+
+/// This process's identity, or `None` if it cannot be read now (see the module docs). One
+/// atomic load once cached.
 #[inline]
 pub(crate) fn me() -> Option<Me> {
+    // ORDERING: Relaxed: the word is the whole value (pid and tag in one atomic); nothing else
+    // is read through it.
+    let w = ME.load(Ordering::Relaxed);
+    if w != 0 {
+        return Some(Me {
+            pid: w as u32,
+            tag: (w >> 32) as u32,
+        });
+    }
+    me_slow()
+}
+
+#[cold]
+fn me_slow() -> Option<Me> {
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe
+        // and valid in a fork child.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
+    });
     let id = ProcessIdentity::current().ok()?;
     let pid = id.pid();
     // A pid outside the word's pid bits cannot be recorded faithfully: no identity at all
@@ -64,10 +99,14 @@ pub(crate) fn me() -> Option<Me> {
     if pid == 0 || pid & !PID_MASK != 0 {
         return None;
     }
-    Some(Me {
+    let me = Me {
         pid,
         tag: id.start_tag(),
-    })
+    };
+    // ORDERING: Relaxed, as in `me`. Racing threads store the same word; a fork between the
+    // registration above and this store is covered by the handler.
+    ME.store(me.word(), Ordering::Relaxed);
+    Some(me)
 }
 
 thread_local! {

@@ -9,30 +9,40 @@
 //! | `word`       | futex word: `generation << 1 | broken`                                 |
 //! | `count`      | parties arrived in this generation; their identities are in the slots |
 //! | `broken_gen` | `generation + 1` of the last generation `reset` broke (0: none)        |
-//! | slots        | per arrival index: pid and start time of the waiting party            |
+//! | slots        | per arrival index: the waiting party's identity word (`tag << 32 | pid`, as in the lock word) |
 //!
-//! | event                  | change                                                  |
-//! |------------------------|---------------------------------------------------------|
-//! | last party arrives     | `count = 0`, generation + 1: every waiter passes       |
-//! | abort, timeout, death  | `broken` set: every waiter and later arrival fails     |
-//! | `reset`                | `broken_gen = generation + 1`, generation + 1, `count = 0`: waiters fail, the barrier is fresh |
+//! | event                  | change                                                  | lock |
+//! |------------------------|---------------------------------------------------------|------|
+//! | a party arrives        | slot written, `count + 1`                               | yes  |
+//! | last party arrives     | `count = 0`; generation + 1 by one CAS on `word`: every waiter passes | yes  |
+//! | abort, timeout, death  | `broken` set by one CAS (or `fetch_or`) on `word`: every waiter and later arrival fails | no   |
+//! | `reset`                | `broken_gen = generation + 1`, generation + 1, `count = 0`: waiters fail, the barrier is fresh | yes  |
+//!
+//! Breaking needs no lock, so a waiter whose deadline passed (or who found a dead party) breaks
+//! the barrier at once even while the internal lock is held by a live process that does not run
+//! (stopped, descheduled). The last arrival completes the generation by a CAS from the word it
+//! read, so a concurrent break and the completion cannot both succeed: the generation either
+//! passes or breaks. Only arriving and `reset` take the internal lock; a timed `wait` takes it
+//! with its deadline.
 //!
 //! Waiters sleep on `word` in slices and, after each slice without a wake, check the recorded
-//! identities of the waiting parties: a dead one breaks the barrier.
+//! identities of the waiting parties: one the kernel says is dead breaks the barrier. A party's
+//! identity (pid and start-time tag) is one 64-bit word written by one atomic store, so a scan
+//! never pairs one party's pid with another's start time; a party whose liveness the kernel
+//! cannot report (`Unknown`), or that is stopped, is alive.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_core::pod;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::BarrierWaitError;
 use crate::lock;
 use crate::object::{Shared, SharedState, shared_handle};
 use crate::os::{self, Os};
-use crate::primitive::{AtomicU32, Ordering};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::raw_lock::{Acquired, LockState};
-use crate::sys::{Liveness, Park, SLICE, passed, slice_end};
+use crate::sys::{Liveness, Park, SLICE, passed, pid_of, slice_end, tag_of};
 
 const KIND: &str = "Barrier";
 const GEN_MASK: u32 = u32::MAX >> 1;
@@ -101,22 +111,17 @@ impl Barrier {
                 size: u64::from(parties),
             });
         }
-        let shm = Shared::create(
-            KIND,
-            placement,
-            2 * parties as usize,
-            |st: &BarrierState, _| {
-                // ORDERING: Relaxed, published by the segment header's Release store.
-                st.parties.store(parties, Ordering::Relaxed);
-            },
-        )?;
+        let shm = Shared::create(KIND, placement, parties as usize, |st: &BarrierState, _| {
+            // ORDERING: Relaxed, published by the segment header's Release store.
+            st.parties.store(parties, Ordering::Relaxed);
+        })?;
         Ok(Self { shm, parties })
     }
 
     fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
         // ORDERING: Relaxed, written before the segment was published (header Acquire).
         let parties = shm.state().parties.load(Ordering::Relaxed);
-        if parties == 0 || parties > MAX_PARTIES || shm.len() != 2 * parties as usize {
+        if parties == 0 || parties > MAX_PARTIES || shm.len() != parties as usize {
             return Err(OpenError::Corrupted {
                 what: "barrier party count does not match its slots",
             });
@@ -159,27 +164,44 @@ impl Barrier {
         self.st().word.load(Ordering::Relaxed) & 1 != 0
     }
 
-    /// Runs `f` holding the internal lock. A holder that died inside breaks the barrier, since
-    /// the fields may be half updated.
-    fn locked<R>(&self, f: impl FnOnce(&BarrierState) -> R) -> R {
+    /// Runs `f` holding the internal lock, taken until `deadline` (`None`: no limit); `None` if
+    /// the deadline passed first. A holder that died inside breaks the barrier, since the
+    /// fields may be half updated.
+    fn locked<R>(
+        &self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&BarrierState) -> R,
+    ) -> Option<R> {
         let st = self.st();
-        let a = lock::acquire(&st.lock);
+        let a = match deadline {
+            None => lock::acquire(&st.lock),
+            Some(d) => lock::acquire_until(&st.lock, d)?,
+        };
         if a == Acquired::OwnerDied {
-            // ORDERING: Relaxed, under the lock; published by its release.
-            st.word.fetch_or(1, Ordering::Relaxed);
+            self.break_now();
             st.lock.make_consistent();
-            Os.wake(&st.word, u32::MAX);
         }
         let r = f(st);
         lock::release(&st.lock);
-        r
+        Some(r)
     }
 
-    fn slot(&self, index: u32) -> (*mut u64, *mut u64) {
-        let base = self.shm.data();
-        let i = (index.min(self.parties - 1) as usize) * 2;
-        // SAFETY: `i + 1 < 2 * parties == len`, inside the validated payload.
-        unsafe { (base.add(i), base.add(i + 1)) }
+    /// Sets `broken` on whatever generation is current and wakes every waiter. No lock.
+    fn break_now(&self) {
+        let st = self.st();
+        // ORDERING: Release, pairs with the Acquire load of waiters: they see the barrier
+        // broken. A read-modify-write, so it cannot be lost to the completing CAS (which then
+        // fails) or lose one.
+        st.word.fetch_or(1, Ordering::Release);
+        Os.wake(&st.word, u32::MAX);
+    }
+
+    /// The identity slot of arrival `index` (clamped to the last party).
+    fn slot(&self, index: u32) -> &AtomicU64 {
+        let i = index.min(self.parties - 1) as usize;
+        // SAFETY: `i < parties == len`, inside the validated payload; elements are u64s,
+        // 8-aligned; the mapping lives as long as `self`; every access to the slots is atomic.
+        unsafe { AtomicU64::from_ptr(self.shm.data().add(i)) }
     }
 
     /// Blocks until every party has arrived; returns this party's arrival index.
@@ -188,7 +210,10 @@ impl Barrier {
     }
 
     /// As [`wait`](Self::wait), at most `timeout`; when it passes, the barrier breaks (as in
-    /// Python) and this call returns [`BarrierWaitError::TimedOut`].
+    /// Python) and this call returns [`BarrierWaitError::TimedOut`]. Every internal wait ends
+    /// by then, including the one for the internal lock (held for a few instructions by each
+    /// arriving party, but possibly by one that is stopped): a call that could not even arrive
+    /// in time breaks the barrier all the same.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
         self.wait_inner(Some(Instant::now() + timeout))
     }
@@ -199,9 +224,14 @@ impl Barrier {
     }
 
     fn wait_inner(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
-        let me = os::me();
+        // Without this process's identity it cannot be recorded as a party: wait for it until
+        // the deadline, as for a lock (see `os.rs`).
+        let Some(me) = lock::me_until(deadline) else {
+            self.break_now();
+            return Err(BarrierWaitError::TimedOut);
+        };
         let parties = self.parties;
-        let arrival = self.locked(|st| {
+        let arrived = self.locked(deadline, |st| {
             // ORDERING: Relaxed, under the lock.
             let w = st.word.load(Ordering::Relaxed);
             if w & 1 != 0 {
@@ -212,33 +242,45 @@ impl Barrier {
             let idx = st.count.load(Ordering::Relaxed);
             if idx >= parties {
                 // Impossible unless a peer wrote it: break rather than trust it.
-                // ORDERING: Release, pairs with the Acquire load of waiters.
-                st.word.store(w | 1, Ordering::Release);
-                Os.wake(&st.word, u32::MAX);
+                self.break_now();
                 return Err(BarrierWaitError::Broken);
             }
             if idx + 1 == parties {
                 // ORDERING: Relaxed, under the lock.
                 st.count.store(0, Ordering::Relaxed);
-                // ORDERING: Release, pairs with the Acquire load of waiters: they pass.
-                st.word
-                    .store(((generation + 1) & GEN_MASK) << 1, Ordering::Release);
+                let next = ((generation + 1) & GEN_MASK) << 1;
+                // ORDERING: Release on success, pairs with the Acquire load of waiters: they
+                // pass and see what every party wrote before arriving. Relaxed on failure: the
+                // word changed since it was read under the lock, which only a break (no lock)
+                // can do, so the generation is broken, not passed.
+                if st
+                    .word
+                    .compare_exchange(w, next, Ordering::Release, Ordering::Relaxed)
+                    .is_err()
+                {
+                    return Err(BarrierWaitError::Broken);
+                }
                 Os.wake(&st.word, u32::MAX);
                 return Ok((idx, None));
             }
-            let (pid, start) = self.slot(idx);
-            // SAFETY: slot pointers are in bounds and 8-aligned (u64 elements).
-            unsafe {
-                pod::store(pid, u64::from(me.pid));
-                pod::store(start, me.start);
-            }
+            // ORDERING: Relaxed, one store of the whole identity; published by the Release
+            // store of `count` below.
+            self.slot(idx).store(me.word(), Ordering::Relaxed);
             // ORDERING: Release, pairs with the Acquire load in the liveness scan: the slot
             // written above is visible with the count.
             st.count.store(idx + 1, Ordering::Release);
             Ok((idx, Some(generation)))
-        })?;
-        let (idx, Some(generation)) = arrival else {
-            return Ok(arrival.0);
+        });
+        let Some(arrival) = arrived else {
+            // The internal lock was not free by the deadline (its holder is alive but does not
+            // run): a timeout breaks the barrier, as it does for a waiting party.
+            self.break_now();
+            return Err(BarrierWaitError::TimedOut);
+        };
+        let (idx, generation) = arrival?;
+        let Some(generation) = generation else {
+            // The last arrival: the generation passed.
+            return Ok(idx);
         };
         let st = self.st();
         loop {
@@ -273,47 +315,61 @@ impl Barrier {
         }
     }
 
-    /// A waiting party that no longer runs, if any.
+    /// A waiting party the kernel says is dead, if any.
     fn dead_party(&self) -> Option<u32> {
         // ORDERING: Acquire, pairs with the Release store of `count` at arrival.
         let n = self.st().count.load(Ordering::Acquire).min(self.parties);
         (0..n).find_map(|i| {
-            let (pid, start) = self.slot(i);
-            // SAFETY: in-bounds, aligned slot pointers.
-            let (pid, start) = unsafe { (pod::load(pid), pod::load(start)) };
-            let pid = u32::try_from(pid).unwrap_or(0);
-            (os::liveness(pid, start) != Liveness::Alive).then_some(pid)
+            // ORDERING: Relaxed, ordered after the Acquire load of `count` above, which
+            // publishes the slots below it. (A slot rewritten by a later generation meanwhile
+            // is still one whole identity; `break_generation` ignores a generation that ended.)
+            let w = self.slot(i).load(Ordering::Relaxed);
+            (os::liveness(pid_of(w), tag_of(w)) == Liveness::Dead).then_some(pid_of(w))
         })
     }
 
-    /// Breaks `generation` if it is still current and unbroken; `false` if it already ended.
+    /// Breaks `generation` if it is still current (one CAS, no lock); `true` if it is broken
+    /// now (by this call or before), `false` if it already ended (passed or was reset).
     fn break_generation(&self, generation: u32) -> bool {
-        self.locked(|st| {
-            // ORDERING: Relaxed, under the lock.
-            let w = st.word.load(Ordering::Relaxed);
+        let st = self.st();
+        // ORDERING: Relaxed, the CAS below re-checks the value it acts on.
+        let mut w = st.word.load(Ordering::Relaxed);
+        loop {
             if w >> 1 != generation {
                 return false;
             }
-            // ORDERING: Release, pairs with the Acquire load of waiters.
-            st.word.store(w | 1, Ordering::Release);
-            Os.wake(&st.word, u32::MAX);
-            true
-        })
+            if w & 1 != 0 {
+                return true;
+            }
+            // ORDERING: Release on success, pairs with the Acquire load of waiters: they see
+            // the barrier broken. Relaxed on failure: `w` is reloaded and checked again.
+            match st
+                .word
+                .compare_exchange(w, w | 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    Os.wake(&st.word, u32::MAX);
+                    return true;
+                }
+                Err(now) => w = now,
+            }
+        }
     }
 
-    /// Breaks the barrier: current and later waiters fail until [`reset`](Self::reset).
+    /// Breaks the barrier: current and later waiters fail until [`reset`](Self::reset). Takes
+    /// no lock, so it never waits.
     pub fn abort(&self) {
-        self.locked(|st| {
-            // ORDERING: Release, pairs with the Acquire load of waiters.
-            st.word.fetch_or(1, Ordering::Release);
-            Os.wake(&st.word, u32::MAX);
-        });
+        self.break_now();
     }
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now fail with
     /// [`BarrierWaitError::Broken`].
+    ///
+    /// It takes the internal lock (held for a few instructions by each arriving party) and, as
+    /// Python's does, waits for it as long as its holder lives: a party stopped inside its
+    /// arrival delays `reset` until it runs again.
     pub fn reset(&self) {
-        self.locked(|st| {
+        self.locked(None, |st| {
             // ORDERING: Relaxed, under the lock.
             let w = st.word.load(Ordering::Relaxed);
             let next = ((w >> 1) + 1) & GEN_MASK;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ipc_core::futex::Futex;
 use ipc_core::{CreateError, OpenError, Placement};
 
-use crate::error::OwnerDied;
+use crate::error::{LockTimeoutError, OwnerDied};
 use crate::lock::{self, LockGuard};
 use crate::object::{Shared, SharedState, shared_handle};
 use crate::primitive::Ordering;
@@ -122,16 +122,28 @@ impl<'a> ConditionGuard<'a> {
     /// Releases the lock, sleeps until notified, and takes the lock again. Spurious wake-ups
     /// happen: re-check the condition (or use [`wait_for`](Self::wait_for)).
     pub fn wait(self) -> Result<Self, OwnerDied<Self>> {
-        self.wait_until(None).map(|(g, _)| g)
+        let (cond, _) = self.release_and_sleep(None);
+        cond.lock()
     }
 
-    /// As [`wait`](Self::wait), sleeping at most `timeout`; the flag is `false` if the
+    /// As [`wait`](Self::wait), for at most `timeout` in all; the flag is `false` if the
     /// timeout passed without a notification.
-    pub fn wait_timeout(self, timeout: Duration) -> Result<(Self, bool), OwnerDied<Self>> {
-        self.wait_until(Some(Instant::now() + timeout))
+    ///
+    /// Every internal wait ends by the deadline, taking the lock back included: if its holder
+    /// keeps it past the deadline (a process stopped while holding it, say), this returns
+    /// `Err(LockTimeoutError::TimedOut)` and the lock is **not** held.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<(Self, bool), LockTimeoutError<Self>> {
+        self.wait_deadline(Instant::now() + timeout)
     }
 
-    fn wait_until(self, deadline: Option<Instant>) -> Result<(Self, bool), OwnerDied<Self>> {
+    /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    pub fn wait_deadline(self, deadline: Instant) -> Result<(Self, bool), LockTimeoutError<Self>> {
+        let (cond, notified) = self.release_and_sleep(Some(deadline));
+        cond.lock_deadline(deadline).map(|g| (g, notified))
+    }
+
+    /// Releases the lock and sleeps until notified or until `deadline`; `true` if notified.
+    fn release_and_sleep(self, deadline: Option<Instant>) -> (&'a Condition, bool) {
         let cond = self.cond;
         let seen = cond.seq().load();
         drop(self);
@@ -142,25 +154,28 @@ impl<'a> ConditionGuard<'a> {
                 Err(_) => {}
             }
         };
-        cond.lock().map(|g| (g, notified))
+        (cond, notified)
     }
 
     /// Python's `wait_for(predicate, timeout)`: waits until `pred()` holds (checked with the
     /// lock held), at most `timeout` in all; returns the guard and the last value of `pred`.
+    /// With a timeout, taking the lock back is bounded by it too, as in
+    /// [`wait_timeout`](Self::wait_timeout).
     pub fn wait_for(
         mut self,
         mut pred: impl FnMut() -> bool,
         timeout: Option<Duration>,
-    ) -> Result<(Self, bool), OwnerDied<Self>> {
+    ) -> Result<(Self, bool), LockTimeoutError<Self>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if pred() {
                 return Ok((self, true));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok((self, false));
-            }
-            self = self.wait_until(deadline)?.0;
+            self = match deadline {
+                Some(d) if Instant::now() >= d => return Ok((self, false)),
+                Some(d) => self.wait_deadline(d)?.0,
+                None => self.wait()?,
+            };
         }
     }
 

@@ -10,14 +10,30 @@ use crate::error::OwnerDied;
 use crate::object::{Shared, shared_handle};
 use crate::os::{self, Os};
 use crate::raw_lock::{Acquired, LockState};
+use crate::sys::{Me, SLICE, passed, slice_end};
 
 pub(crate) const KIND: &str = "Lock";
 
+/// This process's identity, waiting for it in slices until `deadline` (`None`: no limit) if it
+/// cannot be read now (a fork child at its descriptor limit; see `os.rs`). `None` once the
+/// deadline passed without it.
+pub(crate) fn me_until(deadline: Option<Instant>) -> Option<Me> {
+    loop {
+        if let Some(me) = os::me() {
+            return Some(me);
+        }
+        if passed(deadline) {
+            return None;
+        }
+        let end = slice_end(deadline, SLICE);
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    }
+}
+
 /// Acquires `state` with no deadline.
 pub(crate) fn acquire(state: &LockState) -> Acquired {
-    let me = os::me();
     loop {
-        if let Ok(a) = state.lock(me, None, &Os) {
+        if let Some(a) = acquire_inner(state, None) {
             return a;
         }
     }
@@ -25,17 +41,22 @@ pub(crate) fn acquire(state: &LockState) -> Acquired {
 
 /// Acquires `state` until `deadline`.
 pub(crate) fn acquire_until(state: &LockState, deadline: Instant) -> Option<Acquired> {
-    state.lock(os::me(), Some(deadline), &Os).ok()
+    acquire_inner(state, Some(deadline))
 }
 
-/// Tries to acquire `state` once.
+fn acquire_inner(state: &LockState, deadline: Option<Instant>) -> Option<Acquired> {
+    state.lock(me_until(deadline)?, deadline, &Os).ok()
+}
+
+/// Tries to acquire `state` once; without this process's identity, reports it busy.
 pub(crate) fn acquire_now(state: &LockState) -> Option<Acquired> {
-    state.try_lock(os::me(), &Os)
+    state.try_lock(os::me()?, &Os)
 }
 
-/// Releases `state`; `false` if the word named another holder.
+/// Releases `state`; `false` (and nothing changed) if the word names another holder, or this
+/// process's identity cannot be read (then it cannot have locked it either).
 pub(crate) fn release(state: &LockState) -> bool {
-    state.unlock(os::me(), &Os)
+    os::me().is_some_and(|me| state.unlock(me, &Os))
 }
 
 /// Wraps a freshly made guard according to how the lock was acquired.
@@ -52,14 +73,18 @@ macro_rules! lock_methods {
     ($guard:ty) => {
         /// Acquires the lock, blocking as long as another process or thread holds it. A holder
         /// that dies (even by SIGKILL) is noticed within a few tens of milliseconds: the lock is
-        /// then taken over and `Err(OwnerDied)` carries the guard.
+        /// then taken over and `Err(OwnerDied)` carries the guard. A holder that is alive —
+        /// stopped, descheduled, or one whose liveness the kernel cannot report — keeps it.
         #[doc(alias = "acquire")]
         pub fn lock(&self) -> Result<$guard, $crate::OwnerDied<$guard>> {
             let a = $crate::lock::acquire(self.lock_state());
             $crate::lock::wrap(a, self.make_guard())
         }
 
-        /// Acquires the lock if it is free (or its holder is dead) now; never blocks.
+        /// Acquires the lock if it is free (or the kernel says its holder is dead) now; never
+        /// blocks. `WouldBlock` also when this process cannot read its own identity (its start
+        /// time; only a fork child at its descriptor limit can fail to), since a lock is never
+        /// taken under an invented one.
         #[doc(alias = "acquire")]
         pub fn try_lock(&self) -> Result<$guard, $crate::TryLockError<$guard>> {
             match $crate::lock::acquire_now(self.lock_state()) {
@@ -68,7 +93,8 @@ macro_rules! lock_methods {
             }
         }
 
-        /// Acquires the lock, blocking at most `timeout`.
+        /// Acquires the lock, blocking at most `timeout` (every internal wait, including one
+        /// for this process's own identity, ends by then).
         pub fn lock_timeout(
             &self,
             timeout: std::time::Duration,

@@ -1,18 +1,28 @@
-//! The real [`Park`]: shared futexes and `/proc`; and this process's and this thread's identity,
-//! cached so that the uncontended lock path makes no syscall.
+//! The real [`Park`]: shared futexes and the kernel's word on liveness; and this process's and
+//! this thread's identity.
+//!
+//! The process identity comes from `ipc_core::ProcessIdentity::current()`, which ipc-core reads
+//! once per process (before `main`, and again in each fork child) and caches. The lock's fast
+//! paths read it twice per lock/unlock pair, and that call (a cross-crate call that checks the
+//! pid, then loads the cached start time) costs more than the lock itself, so this module keeps
+//! the result as one identity word in one private atomic: one load, no syscall. A
+//! `pthread_atfork` child handler, registered before the word is first stored, clears it in a
+//! fork child, which then asks ipc-core again. `current()` fails only when its cache is empty
+//! and `/proc` cannot be read — in practice a fork child at its descriptor limit — and then
+//! [`me`] returns `None` (and caches nothing): callers wait or report `WouldBlock`, never lock
+//! under an invented identity.
 
 use std::cell::Cell;
 use std::sync::Once;
 use std::time::Instant;
 
-use ipc_core::ProcessIdentity;
 use ipc_core::futex::{self, WaitResult};
+use ipc_core::{self as core, ProcessIdentity};
 
-use crate::primitive::private;
-use crate::primitive::{AtomicU32, Ordering};
-use crate::sys::{Liveness, Me, Park};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering, private};
+use crate::sys::{Liveness, Me, PID_MASK, Park};
 
-/// The real thing: shared futexes and `/proc`.
+/// The real thing: shared futexes and the kernel.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Os;
 
@@ -25,70 +35,78 @@ impl Park for Os {
         futex::wake(word, n);
     }
 
-    fn liveness(&self, pid: u32, start: u64) -> Liveness {
-        liveness(pid, start)
+    fn wait_low(&self, word: &AtomicU64, expected: u32, deadline: Instant) -> bool {
+        futex::wait_low(word, expected, Some(deadline)) == WaitResult::TimedOut
+    }
+
+    fn wake_low(&self, word: &AtomicU64, n: u32) {
+        futex::wake_low(word, n);
+    }
+
+    fn liveness(&self, pid: u32, tag: u32) -> Liveness {
+        liveness(pid, tag)
     }
 }
 
-/// Checks a recorded (pid, start time) pair against `/proc`.
-pub(crate) fn liveness(pid: u32, start: u64) -> Liveness {
-    if pid == 0 {
-        return Liveness::Dead;
-    }
-    match ProcessIdentity::of_pid(pid) {
-        Ok(None) => Liveness::Dead,
-        Ok(Some(id)) if id.start_time() == start => Liveness::Alive,
-        Ok(Some(_)) => Liveness::Mismatch,
-        // The kernel could not be asked: alive, ask again later.
-        Err(_) => Liveness::Alive,
+/// What the kernel says of the process `pid` whose start time has the low 32 bits `tag`:
+/// `Dead` only when the kernel says so (see `ipc_core::Liveness`).
+pub(crate) fn liveness(pid: u32, tag: u32) -> Liveness {
+    match ProcessIdentity::liveness_of_tag(pid, tag) {
+        core::Liveness::Dead => Liveness::Dead,
+        core::Liveness::Alive => Liveness::Alive,
+        // `Unknown`, and whatever a later ipc-core may add: not dead.
+        _ => Liveness::Unknown,
     }
 }
 
-static PID: private::AtomicU32 = private::AtomicU32::new(0);
-static START: private::AtomicU64 = private::AtomicU64::new(0);
+/// This process's identity word (`Me::word`, never 0 once set), 0 until read; cleared in a fork
+/// child.
+static ME: private::AtomicU64 = private::AtomicU64::new(0);
 static AT_FORK: Once = Once::new();
 
 extern "C" fn forget_identity_in_child() {
     // ORDERING: Relaxed, the child is single-threaded right after fork.
-    PID.store(0, Ordering::Relaxed);
+    ME.store(0, Ordering::Relaxed);
 }
 
-/// This process's identity, read from `/proc` once and cached; a fork child (through `fork(2)`
-/// of libc, which runs `pthread_atfork` handlers) reads its own.
-pub(crate) fn me() -> Me {
-    // ORDERING: Acquire, pairs with the Release store below: the start time stored before the
-    // pid is visible.
-    let pid = PID.load(Ordering::Acquire);
-    if pid != 0 {
-        // ORDERING: Relaxed, ordered after the Acquire load of PID above.
-        let start = START.load(Ordering::Relaxed);
-        return Me { pid, start };
+/// This process's identity, or `None` if it cannot be read now (see the module docs). One
+/// atomic load once cached.
+#[inline]
+pub(crate) fn me() -> Option<Me> {
+    // ORDERING: Relaxed: the word is the whole value (pid and tag in one atomic); nothing else
+    // is read through it.
+    let w = ME.load(Ordering::Relaxed);
+    if w != 0 {
+        return Some(Me {
+            pid: w as u32,
+            tag: (w >> 32) as u32,
+        });
     }
     me_slow()
 }
 
 #[cold]
-fn me_slow() -> Me {
+fn me_slow() -> Option<Me> {
     AT_FORK.call_once(|| {
         // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe
         // and valid in a fork child.
         unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
     });
-    let Ok(id) = ProcessIdentity::current() else {
-        // Not cached: the next call asks again.
-        return Me {
-            pid: std::process::id(),
-            start: 0,
-        };
-    };
-    // ORDERING: Relaxed, published by the Release store of PID below.
-    START.store(id.start_time(), Ordering::Relaxed);
-    // ORDERING: Release, pairs with the Acquire load in `me`: publishes START.
-    PID.store(id.pid(), Ordering::Release);
-    Me {
-        pid: id.pid(),
-        start: id.start_time(),
+    let id = ProcessIdentity::current().ok()?;
+    let pid = id.pid();
+    // A pid outside the word's pid bits cannot be recorded faithfully: no identity at all
+    // rather than a wrong one. (Linux pids stay below 2^22.)
+    if pid == 0 || pid & !PID_MASK != 0 {
+        return None;
     }
+    let me = Me {
+        pid,
+        tag: id.start_tag(),
+    };
+    // ORDERING: Relaxed, as in `me`. Racing threads store the same word; a fork between the
+    // registration above and this store is covered by the handler.
+    ME.store(me.word(), Ordering::Relaxed);
+    Some(me)
 }
 
 thread_local! {

@@ -2,61 +2,63 @@
 //! `Array<T>`, `Condition` and `Barrier`.
 //!
 //! The algorithm is Drepper's three-state futex mutex ("Futexes Are Tricky", 2011, mutex #2)
-//! with the holder's pid in place of the "locked" state, as Linux robust futexes store the TID,
-//! plus a recovery path when the holder is found dead.
+//! with the holder's identity in place of the "locked" state, as Linux robust futexes store the
+//! TID, plus a recovery path when the kernel says the holder is dead.
 //!
-//! ## The state word
+//! ## The state word (64 bits)
 //!
-//! | bits  | meaning                                                      |
-//! |-------|--------------------------------------------------------------|
-//! | 0..30 | pid of the holding process; 0 = free                         |
-//! | 30    | `WAITERS`: somebody may sleep on the word; unlock must wake  |
-//! | 31    | never written by us; tolerated (a stray bit of a bad peer)   |
+//! | bits   | meaning                                                              |
+//! |--------|----------------------------------------------------------------------|
+//! | 0..30  | pid of the holding process; 0 = free                                 |
+//! | 30     | `WAITERS`: somebody may sleep on the word; unlock must wake          |
+//! | 31     | never written by us; tolerated (a stray bit of a bad peer)           |
+//! | 32..64 | the holder's start-time tag (`ProcessIdentity::start_tag`); meaningless while free |
 //!
-//! `owner_start` holds the holder's start time (written right after the acquiring CAS, cleared
-//! right before the releasing swap); `poisoned` is non-zero while the state is marked
-//! inconsistent after an owner died.
+//! The holder's whole identity (pid and start time) is published by the one compare-and-swap
+//! that acquires and withdrawn by the one compare-and-swap that releases, so no observer ever
+//! sees a pid without its start time. Waiters sleep on the low half (`futex::wait_low`): the
+//! pid and `WAITERS` bits, which change whenever the lock changes hands.
 //!
-//! | from                  | to                     | by                          |
-//! |-----------------------|------------------------|-----------------------------|
-//! | pid 0 (any bits)      | me (keeps `WAITERS`)   | `lock`, one CAS             |
-//! | held, no `WAITERS`    | held + `WAITERS`       | a waiter about to sleep     |
-//! | held by me            | 0                      | `unlock`, one swap; wakes one if `WAITERS` was set |
-//! | held by a dead pid    | me + `WAITERS`         | a waiter whose slice ended, one CAS; sets `poisoned` |
+//! `poisoned` is non-zero while the state is marked inconsistent after an owner died.
 //!
-//! Every value of the word is a legal state: a pid that is not running (or runs with another
-//! start time for longer than [`SUSPECT_GRACE`]) is treated as a dead holder, so a corrupted
-//! word is recovered with an owner-died signal, never a hang.
+//! | from                      | to                       | by                                 |
+//! |---------------------------|--------------------------|------------------------------------|
+//! | pid 0 (any other bits)    | me (keeps `WAITERS`)     | `lock`, one CAS                    |
+//! | held, no `WAITERS`        | held + `WAITERS`         | a waiter about to sleep, one CAS   |
+//! | me (pid and tag), any bits| 0                        | `unlock`, one CAS from the word it read; wakes one if `WAITERS` was set |
+//! | anybody else              | unchanged                | `unlock` refuses: "not the owner"  |
+//! | held by a dead process    | me + `WAITERS`           | a waiter whose slice ended (or `try_lock`), one CAS from the word it judged; sets `poisoned` |
+//!
+//! A holder is dead only when the kernel says so ([`Liveness::Dead`]: no such pid, a zombie,
+//! or the pid runs under another start time). A liveness question the kernel could not answer
+//! ([`Liveness::Unknown`]) counts as alive: taking a live holder's lock would hand out two
+//! guards at once, while waiting on a dead one only costs time. A word naming the caller's own
+//! process is alive without asking. Every value of the word is a legal state: a word whose pid
+//! does not run, or runs under another start time, is a dead holder, so a corrupted word is
+//! recovered with an owner-died signal, never a hang; a forged word naming a live process with
+//! its exact tag is a live holder, so waiters time out.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering, spin_hint};
-use crate::sys::{Liveness, Me, Park, passed, slice_end};
+use crate::sys::{Liveness, Me, Park, passed, pid_of, slice_end, tag_of};
 
-/// Holder pid bits.
-pub(crate) const PID_MASK: u32 = 0x3fff_ffff;
-/// Some waiter may sleep.
-pub(crate) const WAITERS: u32 = 1 << 30;
+/// Some waiter may sleep (in the low half of the word, beside the pid).
+pub(crate) const WAITERS: u64 = 1 << 30;
 /// How many times the slow path spins before it sleeps.
 #[cfg(not(loom))]
 const SPIN_LIMIT: u32 = 100;
 /// Under the model, one spin: the sleeping paths are what needs checking.
 #[cfg(loom)]
 const SPIN_LIMIT: u32 = 1;
-/// How long a holder pid that runs under another start time must stay unchanged before it is
-/// taken for a recycled pid (and not for a live holder between its CAS and its start-time store).
-pub(crate) const SUSPECT_GRACE: Duration = Duration::from_millis(200);
-/// How long a running pid with *no* recorded start time must hold the lock unchanged before it
-/// counts as a dead holder whose pid was reused (see `lock`).
-pub(crate) const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
 
 /// The shared state of a robust lock (16 bytes, `#[repr(C)]`, every bit pattern valid).
 #[repr(C)]
 #[derive(Debug)]
 pub struct LockState {
-    word: AtomicU32,
+    word: AtomicU64,
     poisoned: AtomicU32,
-    owner_start: AtomicU64,
+    _reserved: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -75,6 +77,12 @@ pub(crate) enum Acquired {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy;
 
+/// The low half of a word, as the futex sees it.
+#[inline]
+fn low(w: u64) -> u32 {
+    w as u32
+}
+
 impl Default for LockState {
     fn default() -> Self {
         Self::new()
@@ -85,23 +93,28 @@ impl LockState {
     /// A free, consistent lock (for the heap: tests and the loom model).
     pub fn new() -> Self {
         Self {
-            word: AtomicU32::new(0),
+            word: AtomicU64::new(0),
             poisoned: AtomicU32::new(0),
-            owner_start: AtomicU64::new(0),
+            _reserved: AtomicU32::new(0),
         }
     }
 
     /// The pid currently recorded as holder, 0 if free.
     pub(crate) fn holder(&self) -> u32 {
         // ORDERING: Relaxed, a snapshot used as a hint; nothing is read through it.
-        self.word.load(Ordering::Relaxed) & PID_MASK
+        pid_of(self.word.load(Ordering::Relaxed))
     }
 
-    fn acquired(&self, me: Me) -> Acquired {
-        // ORDERING: Relaxed, a hint for liveness checks, ordered by the acquiring CAS before it.
-        self.owner_start.store(me.start, Ordering::Relaxed);
+    /// Whether the word names `me` (pid and tag) right now.
+    pub(crate) fn is_held_by(&self, me: Me) -> bool {
+        // ORDERING: Relaxed: if `me` holds the lock, `me` wrote the word itself (program order);
+        // if not, no value of the word names it (its unlock withdrew its identity).
+        me.is(self.word.load(Ordering::Relaxed))
+    }
+
+    fn acquired(&self) -> Acquired {
         // ORDERING: Relaxed, written only by holders; the acquiring CAS (Acquire) and the
-        // releasing swap (Release) order it between holders.
+        // releasing CAS (Release) order it between holders.
         if self.poisoned.load(Ordering::Relaxed) != 0 {
             Acquired::OwnerDied
         } else {
@@ -109,29 +122,33 @@ impl LockState {
         }
     }
 
-    fn recovered(&self, me: Me) -> Acquired {
-        // ORDERING: Relaxed, as in `acquired`.
-        self.owner_start.store(me.start, Ordering::Relaxed);
-        // ORDERING: Relaxed, written by the holder only, published by the releasing swap.
+    fn recovered(&self) -> Acquired {
+        // ORDERING: Relaxed, written by the holder only, published by the releasing CAS.
         self.poisoned.store(1, Ordering::Relaxed);
         Acquired::OwnerDied
+    }
+
+    /// Whether the holder named by `w` may still run: `false` only when the kernel says it is
+    /// dead. Our own identity is alive without asking.
+    fn holder_alive(w: u64, me: Me, park: &impl Park) -> bool {
+        me.is(w) || park.liveness(pid_of(w), tag_of(w)) != Liveness::Dead
     }
 
     /// One CAS when free; no syscall.
     #[inline]
     pub(crate) fn try_lock_fast(&self, me: Me) -> Option<Acquired> {
-        // ORDERING: Acquire on success, pairs with the Release swap in `unlock`: the previous
+        // ORDERING: Acquire on success, pairs with the Release CAS in `unlock`: the previous
         // holder's writes are visible. Relaxed on failure: nothing was acquired.
         match self
             .word
-            .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me.word(), Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => Some(self.acquired(me)),
+            Ok(_) => Some(self.acquired()),
             Err(_) => None,
         }
     }
 
-    /// Tries once, without sleeping; takes the lock over from a holder that no longer runs.
+    /// Tries once, without sleeping; takes the lock over from a holder the kernel says is dead.
     pub(crate) fn try_lock(&self, me: Me, park: &impl Park) -> Option<Acquired> {
         if let Some(a) = self.try_lock_fast(me) {
             return Some(a);
@@ -139,48 +156,36 @@ impl LockState {
         for _ in 0..2 {
             // ORDERING: Relaxed, the CAS below carries the Acquire.
             let w = self.word.load(Ordering::Relaxed);
-            let holder = w & PID_MASK;
-            if holder == 0 {
-                // ORDERING: Acquire on success, as in `try_lock_fast`.
-                if self
-                    .word
-                    .compare_exchange(
-                        w,
-                        me.pid | (w & WAITERS),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return Some(self.acquired(me));
-                }
-                continue;
+            let free = pid_of(w) == 0;
+            if !free && Self::holder_alive(w, me, park) {
+                return None;
             }
-            // ORDERING: Relaxed, a liveness hint.
-            let start = self.owner_start.load(Ordering::Relaxed);
-            if park.liveness(holder, start) == Liveness::Dead {
-                // ORDERING: Acquire on success: takes over from the dead holder.
-                if self
-                    .word
-                    .compare_exchange(
-                        w,
-                        me.pid | (w & WAITERS),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    return Some(self.recovered(me));
-                }
-                continue;
+            // ORDERING: Acquire on success, pairs with the Release CAS in `unlock` (free) or
+            // takes over from the dead holder judged in `w` (the CAS fails if the word moved
+            // on). Relaxed on failure: nothing was acquired.
+            if self
+                .word
+                .compare_exchange(
+                    w,
+                    me.word() | (w & WAITERS),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Some(if free {
+                    self.acquired()
+                } else {
+                    self.recovered()
+                });
             }
-            return None;
         }
         None
     }
 
     /// Acquires, sleeping in slices of `park.slice()` until `deadline` (`None`: no limit), and
     /// re-checking the holder's liveness after every slice that ended without a wake.
+    #[inline]
     pub(crate) fn lock(
         &self,
         me: Me,
@@ -202,22 +207,20 @@ impl LockState {
     ) -> Result<Acquired, Busy> {
         let mut spins = 0;
         let mut slept = false;
-        // A holder seen running under another start time: (word, start, first seen).
-        let mut suspect: Option<(u32, u64, Instant)> = None;
         loop {
             // ORDERING: Relaxed, the CAS that acquires carries the Acquire.
             let w = self.word.load(Ordering::Relaxed);
-            let holder = w & PID_MASK;
-            if holder == 0 {
+            if pid_of(w) == 0 {
                 // Once slept, take it as contended so that our unlock wakes the others.
                 let bits = if slept { WAITERS } else { w & WAITERS };
-                // ORDERING: Acquire on success, pairs with the Release swap in `unlock`.
+                // ORDERING: Acquire on success, pairs with the Release CAS in `unlock`.
+                // Relaxed on failure: the loop reads the word again.
                 if self
                     .word
-                    .compare_exchange(w, me.pid | bits, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(w, me.word() | bits, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(self.acquired(me));
+                    return Ok(self.acquired());
                 }
                 continue;
             }
@@ -230,7 +233,9 @@ impl LockState {
                 return Err(Busy);
             }
             let sleeping = w | WAITERS;
-            // ORDERING: Relaxed, announces a sleeper; the futex re-checks the word in the kernel.
+            // ORDERING: Relaxed, announces a sleeper; the futex re-checks the word in the
+            // kernel, and the unlock that must wake us reads `WAITERS` with its CAS (a
+            // read-modify-write of the same word, so it sees this one or fails).
             if w & WAITERS == 0
                 && self
                     .word
@@ -241,7 +246,7 @@ impl LockState {
             }
             slept = true;
             let end = slice_end(deadline, park.slice());
-            if !park.wait(&self.word, sleeping, end) {
+            if !park.wait_low(&self.word, low(sleeping), end) {
                 continue;
             }
             if passed(deadline) {
@@ -251,67 +256,70 @@ impl LockState {
             // A whole slice without a wake: is the holder still there?
             // ORDERING: Relaxed, the CAS below carries the Acquire.
             let w = self.word.load(Ordering::Relaxed);
-            let holder = w & PID_MASK;
-            if holder == 0 {
+            if pid_of(w) == 0 || Self::holder_alive(w, me, park) {
                 continue;
             }
-            // ORDERING: Relaxed, a liveness hint.
-            let start = self.owner_start.load(Ordering::Relaxed);
-            let dead = match park.liveness(holder, start) {
-                Liveness::Alive => {
-                    suspect = None;
-                    false
-                }
-                Liveness::Dead => true,
-                Liveness::Mismatch => match suspect {
-                    // A recorded start time that differs from the running pid's: the holder
-                    // died and its pid was reused. No recorded time (0): a live holder may sit
-                    // between its CAS and its store of the time (preempted, stopped), so only a
-                    // much longer wait counts it dead.
-                    Some((sw, ss, since)) if sw == w && ss == start => {
-                        let grace = if start == 0 {
-                            UNRECORDED_GRACE
-                        } else {
-                            SUSPECT_GRACE
-                        };
-                        since.elapsed() >= grace
-                    }
-                    _ => {
-                        suspect = Some((w, start, Instant::now()));
-                        false
-                    }
-                },
-            };
-            // ORDERING: Acquire on success: takes over from the dead holder; its writes (if
-            // any reached memory) are visible.
-            if dead
-                && self
-                    .word
-                    .compare_exchange(w, me.pid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+            // ORDERING: Acquire on success: takes over from the holder the kernel said is
+            // dead, and only from it (the CAS fails if the word moved on since `w` was read).
+            // Relaxed on failure: the loop reads the word again.
+            if self
+                .word
+                .compare_exchange(w, me.word() | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
             {
-                return Ok(self.recovered(me));
+                return Ok(self.recovered());
             }
         }
     }
 
-    /// Releases; wakes one sleeper if one announced itself. Returns `false` if the word did not
-    /// name `me` (a peer overwrote it): the lock is released all the same.
+    /// Releases, if the word names `me`; wakes one sleeper if one announced itself. Returns
+    /// `false` and changes nothing if the word names somebody else (a peer overwrote it, or
+    /// the caller is a fork child with a guard of its parent's): an unlock never releases a
+    /// lock it does not hold.
+    #[inline]
     pub(crate) fn unlock(&self, me: Me, park: &impl Park) -> bool {
-        // ORDERING: Relaxed, a hint, cleared before the releasing swap below.
-        self.owner_start.store(0, Ordering::Relaxed);
-        // ORDERING: Release, pairs with the Acquire CAS of the next holder: publishes every
-        // write made under the lock.
-        let old = self.word.swap(0, Ordering::Release);
-        if old & WAITERS != 0 {
-            park.wake(&self.word, 1);
+        // The common case: our word, nobody waiting.
+        // ORDERING: Release on success, pairs with the Acquire CAS of the next holder:
+        // publishes every write made under the lock. Relaxed on failure: the slow path reads
+        // the word again.
+        if self
+            .word
+            .compare_exchange(me.word(), 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
         }
-        old & PID_MASK == me.pid
+        self.unlock_slow(me, park)
+    }
+
+    #[cold]
+    fn unlock_slow(&self, me: Me, park: &impl Park) -> bool {
+        // ORDERING: Relaxed, the CAS below carries the Release.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if !me.is(w) {
+                return false;
+            }
+            // ORDERING: Release on success, as in `unlock`. Relaxed on failure: `w` is reloaded
+            // and checked again (a waiter may have set `WAITERS` meanwhile).
+            match self
+                .word
+                .compare_exchange(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & WAITERS != 0 {
+                        park.wake_low(&self.word, 1);
+                    }
+                    return true;
+                }
+                Err(now) => w = now,
+            }
+        }
     }
 
     /// Marks the protected state consistent again after an owner died. Call while holding.
     pub(crate) fn make_consistent(&self) {
-        // ORDERING: Relaxed, written by the holder only, published by the releasing swap.
+        // ORDERING: Relaxed, written by the holder only, published by the releasing CAS.
         self.poisoned.store(0, Ordering::Relaxed);
     }
 
@@ -331,7 +339,9 @@ impl LockState {
 mod tests {
     use super::*;
     use crate::os::{self, Os};
+    use crate::sys::PID_MASK;
     use std::sync::Arc;
+    use std::time::Duration;
 
     #[test]
     fn threads_exclude_each_other() {
@@ -342,9 +352,11 @@ mod tests {
                 let lock = Arc::clone(&lock);
                 let counter = Arc::clone(&counter);
                 std::thread::spawn(move || {
-                    let me = os::me();
+                    let me = os::me().unwrap();
+                    // A watchdog: no iteration may block for a minute.
+                    let watchdog = || Some(Instant::now() + Duration::from_secs(60));
                     for _ in 0..if cfg!(miri) { 10 } else { 10_000 } {
-                        assert!(lock.lock(me, None, &Os).is_ok());
+                        assert!(lock.lock(me, watchdog(), &Os).is_ok());
                         // ORDERING: Relaxed, a non-atomic-style read-modify-write that only
                         // the lock keeps exact.
                         let v = counter.load(Ordering::Relaxed);
@@ -366,11 +378,11 @@ mod tests {
     #[test]
     fn timeout_while_held_then_dead_holder_taken_over() {
         let lock = LockState::new();
-        let me = os::me();
+        let me = os::me().unwrap();
         // A holder pid above the kernel's pid limit never runs.
         let ghost = Me {
             pid: PID_MASK,
-            start: 1,
+            tag: 1,
         };
         assert_eq!(lock.try_lock_fast(ghost), Some(Acquired::Clean));
         assert_eq!(lock.try_lock(me, &Os), Some(Acquired::OwnerDied));
@@ -383,6 +395,28 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(30);
         // Held by ourselves (a live process): the deadline ends the wait.
         assert_eq!(lock.lock(me, Some(deadline), &Os), Err(Busy));
+        assert_eq!(lock.try_lock(me, &Os), None);
         assert!(lock.unlock(me, &Os));
+    }
+
+    #[test]
+    fn unlock_only_releases_its_own_word() {
+        let lock = LockState::new();
+        let me = os::me().unwrap();
+        // Our pid under another start time is somebody else (a process that had our pid).
+        let namesake = Me {
+            pid: me.pid,
+            tag: me.tag ^ 1,
+        };
+        assert_eq!(lock.try_lock_fast(namesake), Some(Acquired::Clean));
+        assert!(!lock.unlock(me, &Os));
+        assert!(lock.is_locked());
+        assert!(!lock.is_held_by(me));
+        // And the kernel says that namesake is dead: taken over.
+        assert_eq!(lock.try_lock(me, &Os), Some(Acquired::OwnerDied));
+        assert!(lock.is_held_by(me));
+        lock.make_consistent();
+        assert!(lock.unlock(me, &Os));
+        assert!(!lock.is_locked());
     }
 }

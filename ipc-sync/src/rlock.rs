@@ -110,9 +110,11 @@ impl ReentrantLock {
 
     fn owned_by_me(&self) -> bool {
         let st = self.st();
-        // ORDERING: Relaxed: if this thread holds the lock it wrote both fields itself; if it
-        // does not, no value it can read names it (it cleared `owner_tid` before releasing).
-        st.lock.holder() == os::me().pid && st.owner_tid.load(Ordering::Relaxed) == os::tid()
+        os::me().is_some_and(|me| st.lock.is_held_by(me))
+            // ORDERING: Relaxed: if this thread holds the lock it wrote both fields itself; if
+            // it does not, no value it can read names it (it cleared `owner_tid` before
+            // releasing).
+            && st.owner_tid.load(Ordering::Relaxed) == os::tid()
     }
 
     /// Takes one more level if this thread holds the lock.

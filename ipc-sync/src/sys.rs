@@ -4,30 +4,64 @@
 
 use std::time::{Duration, Instant};
 
-use crate::primitive::AtomicU32;
+use crate::primitive::{AtomicU32, AtomicU64};
 
 /// How long one sleep of a blocking call lasts at most before it re-checks its peers' liveness.
 pub(crate) const SLICE: Duration = Duration::from_millis(25);
 
-/// The caller's process identity, as written into lock state words.
+/// The pid bits of an identity word (Linux pids stay below 2^22).
+pub(crate) const PID_MASK: u32 = 0x3fff_ffff;
+
+/// The caller's process identity, as written into lock words and barrier slots: one 64-bit
+/// word, the pid in the low half and the start-time tag in the high half, so that both are
+/// published and cleared by one atomic operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Me {
-    /// The process id (always below 2^22 on Linux).
+    /// The process id, non-zero and within [`PID_MASK`].
     pub(crate) pid: u32,
-    /// The process start time (see `ipc_core::ProcessIdentity`).
-    pub(crate) start: u64,
+    /// The low 32 bits of the process start time (`ipc_core::ProcessIdentity::start_tag`).
+    pub(crate) tag: u32,
 }
 
-/// What a liveness check found for a recorded holder.
+impl Me {
+    /// The identity word: `tag << 32 | pid`.
+    #[inline]
+    pub(crate) fn word(self) -> u64 {
+        (u64::from(self.tag) << 32) | u64::from(self.pid)
+    }
+
+    /// Whether the identity word `w` names this process (bits outside the pid and the tag,
+    /// such as a lock's `WAITERS`, are ignored).
+    #[inline]
+    pub(crate) fn is(self, w: u64) -> bool {
+        pid_of(w) == self.pid && tag_of(w) == self.tag
+    }
+}
+
+/// The pid recorded in an identity word (0: nobody).
+#[inline]
+pub(crate) fn pid_of(w: u64) -> u32 {
+    (w as u32) & PID_MASK
+}
+
+/// The start-time tag recorded in an identity word.
+#[inline]
+pub(crate) fn tag_of(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+
+/// What the kernel says about a recorded process (`ipc_core::Liveness`, repeated here so that
+/// the state machines build without ipc-core under loom).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
-    /// A process with this pid runs and started at the recorded time.
+    /// The process runs (or is stopped) and its start time matches the tag.
     Alive,
-    /// No process with this pid runs: the holder is gone.
+    /// The kernel says it is gone: no such pid, a zombie, or the pid runs under another start
+    /// time (it was recycled). The only answer on which anything is taken from it.
     Dead,
-    /// A process with this pid runs but started at another time: either the pid was recycled
-    /// (the holder is gone) or the holder has not written its start time yet.
-    Mismatch,
+    /// The kernel could not be asked (out of descriptors, no permission, `/proc` hidden):
+    /// treated exactly as `Alive`.
+    Unknown,
 }
 
 /// Blocking and liveness, as the state machines see them.
@@ -36,8 +70,13 @@ pub(crate) trait Park {
     fn wait(&self, word: &AtomicU32, expected: u32, deadline: Instant) -> bool;
     /// Wakes up to `n` sleepers on `word`.
     fn wake(&self, word: &AtomicU32, n: u32);
-    /// Whether the process `pid` that started at `start` still runs.
-    fn liveness(&self, pid: u32, start: u64) -> Liveness;
+    /// Sleeps while the low 32 bits of `*word` equal `expected`, until `deadline`; returns
+    /// `true` if the deadline passed.
+    fn wait_low(&self, word: &AtomicU64, expected: u32, deadline: Instant) -> bool;
+    /// Wakes up to `n` sleepers of [`wait_low`](Self::wait_low) on `word`.
+    fn wake_low(&self, word: &AtomicU64, n: u32);
+    /// What the kernel says of the process `pid` whose start time has the low bits `tag`.
+    fn liveness(&self, pid: u32, tag: u32) -> Liveness;
     /// The longest single sleep.
     fn slice(&self) -> Duration {
         SLICE

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, with_watchdog};
+use common::{ChildTest, encode, from_env, wait_until, with_watchdog};
 use ipc_sync::{Barrier, BarrierWaitError, Value};
 
 /// Child: waits at the barrier twice and records its arrival indices.
@@ -50,7 +50,7 @@ fn three_processes_pass_with_distinct_indices() {
 #[ignore = "child role"]
 fn child_wait_forever() {
     let b: Barrier = from_env("BARRIER");
-    let _ = b.wait();
+    let _ = b.wait_timeout(common::WATCHDOG);
 }
 
 #[test]
@@ -58,17 +58,10 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
     let b = Barrier::new(3).unwrap();
     let child = ChildTest::start("child_wait_forever", &[("BARRIER", encode(&b))]);
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
     // Wait until both the child and the thread wait, then kill the child.
-    with_watchdog({
-        let h = b.handle();
-        move || {
-            let b = Barrier::open(&h).unwrap();
-            while b.n_waiting() < 2 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    });
+    wait_until("two parties wait", || b.n_waiting() >= 2);
     child.kill();
     let r = with_watchdog(move || waiter.join().unwrap());
     assert!(
@@ -79,7 +72,10 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
         "{r:?}"
     );
     assert!(b.is_broken());
-    assert_eq!(b.wait(), Err(BarrierWaitError::Broken));
+    assert_eq!(
+        b.wait_timeout(common::WATCHDOG),
+        Err(BarrierWaitError::Broken)
+    );
     b.reset();
     assert!(!b.is_broken());
 }
@@ -88,10 +84,9 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
 fn abort_and_reset_release_waiters() {
     let b = Barrier::new(2).unwrap();
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
-    while b.n_waiting() < 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    wait_until("a party waits", || b.n_waiting() >= 1);
     b.reset();
     assert_eq!(
         with_watchdog(move || waiter.join().unwrap()),
@@ -100,10 +95,9 @@ fn abort_and_reset_release_waiters() {
     assert!(!b.is_broken());
 
     let h = b.handle();
-    let waiter = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
-    while b.n_waiting() < 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    wait_until("a party waits", || b.n_waiting() >= 1);
     b.abort();
     assert_eq!(
         with_watchdog(move || waiter.join().unwrap()),
@@ -114,10 +108,123 @@ fn abort_and_reset_release_waiters() {
 
     // After the reset the barrier works again.
     let h = b.handle();
-    let other = std::thread::spawn(move || Barrier::open(&h).unwrap().wait());
+    let other =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
     let mine = b.wait_timeout(common::WATCHDOG).unwrap();
     let theirs = with_watchdog(move || other.join().unwrap()).unwrap();
     assert_eq!(mine + theirs, 1);
     assert_eq!(b.parties(), 2);
     assert!(Barrier::new(0).is_err());
+}
+
+/// Child: waits at the barrier once; it must pass.
+#[test]
+#[ignore = "child role"]
+fn child_wait_once() {
+    let b: Barrier = from_env("BARRIER");
+    b.wait_timeout(common::WATCHDOG).unwrap();
+}
+
+#[test]
+fn a_stopped_party_does_not_break_the_barrier() {
+    let b = Barrier::new(3).unwrap();
+    let child = ChildTest::start("child_wait_once", &[("BARRIER", encode(&b))]);
+    let h = b.handle();
+    let waiter =
+        std::thread::spawn(move || Barrier::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    wait_until("two parties wait", || b.n_waiting() >= 2);
+    child.stop();
+    // Many liveness checks of the waiting thread pass while the party is stopped: it is alive.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!b.is_broken());
+    child.resume();
+    assert!(b.wait_timeout(common::WATCHDOG).is_ok());
+    assert!(with_watchdog(move || waiter.join().unwrap()).is_ok());
+    child.join();
+}
+
+/// Child: resets the barrier again and again (each reset takes its internal lock) until `STOP`.
+#[test]
+#[ignore = "child role"]
+fn child_reset_loop() {
+    let b: Barrier = from_env("BARRIER");
+    let started: Value<u64> = from_env("SEEN");
+    started.store(1);
+    while started.load() == 1 {
+        for _ in 0..1000 {
+            b.reset();
+        }
+    }
+}
+
+#[test]
+fn a_stopped_holder_of_the_internal_lock_does_not_outlast_wait_timeout() {
+    let b = Barrier::new(2).unwrap();
+    let started = Value::new(0u64).unwrap();
+    let child = ChildTest::start(
+        "child_reset_loop",
+        &[("BARRIER", encode(&b)), ("SEEN", encode(&started))],
+    );
+    wait_until("the child resets", || started.load() == 1);
+    // Stop the child until it is stopped inside a reset, holding the internal lock.
+    let h = b.handle();
+    wait_until("the child stopped holding the internal lock", || {
+        child.stop();
+        if common::holder_pid(&common::peek(&h, 0, 8)) == child.pid() {
+            return true;
+        }
+        child.resume();
+        false
+    });
+    // It cannot arrive (the lock is held by a live process that does not run), so the timeout
+    // ends the call and breaks the barrier.
+    let h2 = b.handle();
+    let r = with_watchdog(move || {
+        Barrier::open(&h2)
+            .unwrap()
+            .wait_timeout(Duration::from_millis(200))
+    });
+    assert_eq!(r, Err(BarrierWaitError::TimedOut));
+    assert!(b.is_broken());
+    // `abort` takes no lock either.
+    with_watchdog(move || Barrier::open(&h).unwrap().abort());
+    child.resume();
+    started.store(2);
+    child.join();
+    b.reset();
+    assert!(!b.is_broken());
+}
+
+/// Child: does nothing until killed.
+#[test]
+#[ignore = "child role"]
+fn child_idle() {
+    std::thread::sleep(common::WATCHDOG);
+}
+
+#[test]
+fn a_waiting_party_times_out_while_a_stopped_process_holds_the_internal_lock() {
+    // A party waits; then the internal lock is held by a live process that does not run (its
+    // word names a SIGSTOPped child). The waiter's deadline still ends its call, and breaks the
+    // barrier, without the lock.
+    let b = Barrier::new(2).unwrap();
+    let idle = ChildTest::start("child_idle", &[]);
+    idle.stop();
+    let h = b.handle();
+    let waiter = std::thread::spawn(move || {
+        Barrier::open(&h)
+            .unwrap()
+            .wait_timeout(Duration::from_millis(300))
+    });
+    wait_until("a party waits", || b.n_waiting() >= 1);
+    common::poke(&b.handle(), 0, &common::live_holder_word(idle.pid()));
+    assert_eq!(
+        with_watchdog(move || waiter.join().unwrap()),
+        Err(BarrierWaitError::TimedOut)
+    );
+    assert!(b.is_broken());
+    // Free the lock again (as if the stopped holder had finished) and reset.
+    common::poke(&b.handle(), 0, &[0; 8]);
+    b.reset();
+    assert!(!b.is_broken());
 }

@@ -13,15 +13,30 @@ use ipc_sync::{
 };
 use proptest::prelude::*;
 
-/// State words a hostile peer might write: anything, or a live pid with stray bits.
-fn word() -> impl Strategy<Value = u32> {
-    let me = std::process::id();
+/// This process's identity as a lock word names it (`tag << 32 | pid`).
+fn my_word() -> u64 {
+    let me = ipc_core::ProcessIdentity::current().unwrap();
+    u64::from(me.pid()) | (u64::from(me.start_tag()) << 32)
+}
+
+/// Whether the lock word `w` names this process (its pid and start-time tag; other bits aside).
+fn names_me(w: u64) -> bool {
+    w & 0xffff_ffff_3fff_ffff == my_word()
+}
+
+/// Lock words a hostile peer might write: anything; our pid under a random tag (a dead
+/// namesake) or our exact identity, with stray bits; a live pid under a random tag.
+fn word() -> impl Strategy<Value = u64> {
+    let me = my_word();
+    let pid = me & 0x3fff_ffff;
     prop_oneof![
-        any::<u32>(),
-        (0u32..4).prop_map(move |bits| me | (bits << 30)),
-        (0u32..4).prop_map(|bits| 1 | (bits << 30)),
+        any::<u64>(),
+        (0u64..4, any::<u32>())
+            .prop_map(move |(bits, t)| pid | (bits << 30) | (u64::from(t) << 32)),
+        (0u64..4).prop_map(move |bits| me | (bits << 30)),
+        (0u64..4, any::<u32>()).prop_map(|(bits, t)| 1 | (bits << 30) | (u64::from(t) << 32)),
         Just(0x4000_0000),
-        Just(u32::MAX),
+        Just(u64::MAX),
     ]
 }
 
@@ -43,17 +58,30 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn lock_state_any_bytes(w in word(), poisoned in any::<u32>(), start in any::<u64>()) {
+    fn lock_state_any_bytes(w in word(), poisoned in any::<u32>(), reserved in any::<u32>()) {
         let lock = Lock::new().unwrap();
         let h = lock.handle();
         poke(&h, 0, &w.to_ne_bytes());
-        poke(&h, 4, &poisoned.to_ne_bytes());
-        poke(&h, 8, &start.to_ne_bytes());
+        poke(&h, 8, &poisoned.to_ne_bytes());
+        poke(&h, 12, &reserved.to_ne_bytes());
+        let free = w & 0x3fff_ffff == 0;
         match lock.lock_timeout(Duration::from_millis(100)) {
-            Ok(g) => drop(g),
-            Err(LockTimeoutError::OwnerDied(e)) => e.into_inner().make_consistent(),
-            Err(LockTimeoutError::TimedOut) => {}
+            Ok(g) => {
+                prop_assert!(free && poisoned == 0);
+                drop(g);
+            }
+            Err(LockTimeoutError::OwnerDied(e)) => {
+                // Free but poisoned, or a holder the kernel says is dead: never ourselves.
+                prop_assert!(!names_me(w));
+                prop_assert!(!free || poisoned != 0);
+                e.into_inner().make_consistent();
+            }
+            Err(LockTimeoutError::TimedOut) => prop_assert!(!free),
             Err(_) => {}
+        }
+        if names_me(w) {
+            // A word naming this live process is a live holder: never taken over.
+            prop_assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
         }
         match lock.try_lock() {
             Ok(_) | Err(TryLockError::WouldBlock) | Err(TryLockError::OwnerDied(_)) => {}
@@ -132,8 +160,12 @@ proptest! {
         bw in any::<u32>(),
         count in any::<u32>(),
         broken_gen in any::<u32>(),
-        slot in any::<[u64; 2]>(),
+        slot in any::<u64>(),
     ) {
+        // A word naming this live process is a live holder of the internal lock: `reset`
+        // would wait for it as long as it lives, as Python's does (it has no timeout form).
+        // Name a dead namesake (our pid under another start time) instead.
+        let w = if names_me(w) { w ^ (1 << 32) } else { w };
         let b = Barrier::new(3).unwrap();
         let h = b.handle();
         poke(&h, 0, &w.to_ne_bytes());
@@ -141,6 +173,7 @@ proptest! {
         poke(&h, 24, &count.to_ne_bytes());
         poke(&h, 28, &broken_gen.to_ne_bytes());
         poke(&h, 64, bytemuck::bytes_of(&slot));
+        poke(&h, 72, &w.to_ne_bytes());
         let _ = b.n_waiting();
         let _ = b.wait_timeout(Duration::from_millis(40));
         b.reset();

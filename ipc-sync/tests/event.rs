@@ -14,7 +14,7 @@ use ipc_sync::Event;
 fn child_wait_then_answer() {
     let go: Event = from_env("GO");
     let done: Event = from_env("DONE");
-    go.wait();
+    assert!(go.wait_timeout(common::WATCHDOG));
     done.set();
 }
 

@@ -2,9 +2,16 @@
 //!
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipc-sync --release --test loom`
 //!
-//! The state machines are compiled from the crate's own source files against loom's atomics;
-//! the futex is modelled by a park that yields (a sleeper is a spinner that lets others run),
-//! and liveness by a table of dead pids.
+//! The state machines are compiled from the crate's own source files against loom's atomics.
+//! The data a lock protects is a `loom::cell::UnsafeCell` written under the lock, so an ordering
+//! too weak to publish it (an unlock without Release, an acquire without Acquire) is reported as
+//! a data race, not merely as a wrong count. The futex is modelled either by a park that really
+//! blocks (a lost wake-up is a deadlock loom reports) or by one that yields and ends every slice
+//! (so the liveness path runs). The kernel's liveness answers come from an oracle: a pid that
+//! "dies" is reported `Dead` only after its last write (its death flag is stored with Release
+//! and read with Acquire, as the kernel reports an exit only after the process's last
+//! instruction); a pid under a tag other than its own is `Dead` (a recycled pid); pids listed as
+//! unknown get `Unknown`, as a process at its descriptor limit would.
 #![cfg(loom)]
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
@@ -19,46 +26,82 @@ mod sys;
 
 use std::time::Instant;
 
+use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
 
 use raw_lock::{Acquired, LockState};
 use raw_semaphore::SemaphoreState;
 use sys::{Liveness, Me, Park};
 
-/// A park for the model: waits yield; pids in `dead` are dead; `slices_end` makes every wait
-/// report a passed slice so that the liveness path runs.
-struct ModelPark {
-    dead: &'static [u32],
-    slices_end: bool,
+/// The identity of model process `pid`: its tag is derived from the pid, so a word naming a pid
+/// under any other tag names a process the pid no longer belongs to.
+fn me(pid: u32) -> Me {
+    Me {
+        pid,
+        tag: pid.wrapping_mul(1000) ^ 0x5a5a_0000,
+    }
 }
 
-impl Park for ModelPark {
-    fn wait(&self, _word: &primitive::AtomicU32, _expected: u32, _deadline: Instant) -> bool {
-        thread::yield_now();
-        self.slices_end
-    }
+/// The kernel's liveness answers for the model.
+#[derive(Clone, Default)]
+struct Oracle {
+    /// Pids that die, each when its flag is set.
+    dying: Vec<(u32, Arc<AtomicBool>)>,
+    /// Pids whose liveness cannot be asked.
+    unknown: Vec<u32>,
+}
 
-    fn wake(&self, _word: &primitive::AtomicU32, _n: u32) {}
-
-    fn liveness(&self, pid: u32, _start: u64) -> Liveness {
-        if self.dead.contains(&pid) {
-            Liveness::Dead
+impl Oracle {
+    fn liveness(&self, pid: u32, tag: u32) -> Liveness {
+        if pid == 0 || tag != me(pid).tag {
+            return Liveness::Dead;
+        }
+        for (p, died) in &self.dying {
+            // The model's kernel reports the exit after the process's last write.
+            if *p == pid && died.load(Ordering::Acquire) {
+                return Liveness::Dead;
+            }
+        }
+        if self.unknown.contains(&pid) {
+            Liveness::Unknown
         } else {
             Liveness::Alive
         }
     }
 }
 
-const LIVE: ModelPark = ModelPark {
-    dead: &[],
-    slices_end: false,
-};
+/// A park for the model: waits yield and report a passed slice (so the liveness path runs);
+/// wakes do nothing.
+#[derive(Clone, Default)]
+struct SpinPark {
+    oracle: Oracle,
+}
+
+impl Park for SpinPark {
+    fn wait(&self, _word: &primitive::AtomicU32, _expected: u32, _deadline: Instant) -> bool {
+        thread::yield_now();
+        true
+    }
+
+    fn wake(&self, _word: &primitive::AtomicU32, _n: u32) {}
+
+    fn wait_low(&self, _word: &primitive::AtomicU64, _expected: u32, _deadline: Instant) -> bool {
+        thread::yield_now();
+        true
+    }
+
+    fn wake_low(&self, _word: &primitive::AtomicU64, _n: u32) {}
+
+    fn liveness(&self, pid: u32, tag: u32) -> Liveness {
+        self.oracle.liveness(pid, tag)
+    }
+}
 
 /// A futex model that really blocks: `wait` checks the word and sleeps on a condition variable
 /// under one mutex, `wake` notifies under the same mutex (the kernel's hash-bucket lock). A lost
-/// wake-up in the protocol then shows up as a deadlock that loom reports.
+/// wake-up in the protocol then shows up as a deadlock that loom reports. Everybody is alive.
 #[derive(Clone)]
 struct BlockingPark {
     inner: Arc<(loom::sync::Mutex<()>, loom::sync::Condvar)>,
@@ -70,19 +113,16 @@ impl BlockingPark {
             inner: Arc::new((loom::sync::Mutex::new(()), loom::sync::Condvar::new())),
         }
     }
-}
 
-impl Park for BlockingPark {
-    fn wait(&self, word: &primitive::AtomicU32, expected: u32, _deadline: Instant) -> bool {
+    fn block_while(&self, same: impl FnOnce() -> bool) {
         let (m, cv) = &*self.inner;
         let g = m.lock().unwrap();
-        if word.load(Ordering::SeqCst) == expected {
+        if same() {
             drop(cv.wait(g).unwrap());
         }
-        false
     }
 
-    fn wake(&self, _word: &primitive::AtomicU32, n: u32) {
+    fn notify(&self, n: u32) {
         let (m, cv) = &*self.inner;
         let _g = m.lock().unwrap();
         if n == 1 {
@@ -91,43 +131,110 @@ impl Park for BlockingPark {
             cv.notify_all();
         }
     }
+}
 
-    fn liveness(&self, _pid: u32, _start: u64) -> Liveness {
-        Liveness::Alive
+impl Park for BlockingPark {
+    fn wait(&self, word: &primitive::AtomicU32, expected: u32, _deadline: Instant) -> bool {
+        self.block_while(|| word.load(Ordering::SeqCst) == expected);
+        false
+    }
+
+    fn wake(&self, _word: &primitive::AtomicU32, n: u32) {
+        self.notify(n);
+    }
+
+    fn wait_low(&self, word: &primitive::AtomicU64, expected: u32, _deadline: Instant) -> bool {
+        self.block_while(|| word.load(Ordering::SeqCst) as u32 == expected);
+        false
+    }
+
+    fn wake_low(&self, _word: &primitive::AtomicU64, n: u32) {
+        self.notify(n);
+    }
+
+    fn liveness(&self, pid: u32, tag: u32) -> Liveness {
+        Oracle::default().liveness(pid, tag)
     }
 }
 
-fn me(pid: u32) -> Me {
-    Me {
-        pid,
-        start: u64::from(pid) * 1000,
+/// A lock and the data it protects: a plain (non-atomic) cell, so that a missing
+/// happens-before between two holders is a data race loom reports.
+struct Guarded {
+    lock: LockState,
+    data: UnsafeCell<u32>,
+}
+
+impl Guarded {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            lock: LockState::new(),
+            data: UnsafeCell::new(0),
+        })
+    }
+
+    /// A non-atomic read-modify-write: only the lock makes it exact and race-free.
+    fn increment(&self) {
+        // SAFETY: called only while holding `lock` (loom checks the claim: a holder without a
+        // happens-before edge to the previous one is reported as a data race).
+        self.data.with_mut(|p| unsafe { *p += 1 });
+    }
+
+    fn set(&self, v: u32) {
+        // SAFETY: as in `increment`.
+        self.data.with_mut(|p| unsafe { *p = v });
+    }
+
+    fn get(&self) -> u32 {
+        // SAFETY: as in `increment`.
+        self.data.with(|p| unsafe { *p })
     }
 }
 
 #[test]
-fn lock_excludes() {
+fn lock_protects_its_data() {
     loom::model(|| {
-        let lock = Arc::new(LockState::new());
-        let inside = Arc::new(AtomicU32::new(0));
+        let g = Guarded::new();
         let park = BlockingPark::new();
         let handles: Vec<_> = (1..=2)
             .map(|pid| {
-                let lock = Arc::clone(&lock);
-                let inside = Arc::clone(&inside);
+                let g = Arc::clone(&g);
                 let park = park.clone();
                 thread::spawn(move || {
-                    let a = lock.lock(me(pid), None, &park);
-                    assert_eq!(a, Ok(Acquired::Clean));
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                    assert!(lock.unlock(me(pid), &park));
+                    assert_eq!(g.lock.lock(me(pid), None, &park), Ok(Acquired::Clean));
+                    g.increment();
+                    assert!(g.lock.unlock(me(pid), &park));
                 })
             })
             .collect();
         for h in handles {
             h.join().unwrap();
         }
-        assert!(!lock.is_locked());
+        assert!(!g.lock.is_locked());
+        assert_eq!(g.get(), 2);
+    });
+}
+
+/// Two threads of one process carry the same identity word: the lock still excludes them.
+#[test]
+fn threads_of_one_process_exclude_each_other() {
+    loom::model(|| {
+        let g = Guarded::new();
+        let park = BlockingPark::new();
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let g = Arc::clone(&g);
+                let park = park.clone();
+                thread::spawn(move || {
+                    assert_eq!(g.lock.lock(me(1), None, &park), Ok(Acquired::Clean));
+                    g.increment();
+                    assert!(g.lock.unlock(me(1), &park));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(g.get(), 2);
     });
 }
 
@@ -138,92 +245,164 @@ fn lock_wake_chain_loses_nobody() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(|| {
-        let lock = Arc::new(LockState::new());
+        let g = Guarded::new();
         let park = BlockingPark::new();
         let handles: Vec<_> = (1..=3)
             .map(|pid| {
-                let lock = Arc::clone(&lock);
+                let g = Arc::clone(&g);
                 let park = park.clone();
                 thread::spawn(move || {
-                    assert!(lock.lock(me(pid), None, &park).is_ok());
-                    assert!(lock.unlock(me(pid), &park));
+                    assert!(g.lock.lock(me(pid), None, &park).is_ok());
+                    g.increment();
+                    assert!(g.lock.unlock(me(pid), &park));
                 })
             })
             .collect();
         for h in handles {
             h.join().unwrap();
         }
-        assert!(!lock.is_locked());
+        assert!(!g.lock.is_locked());
+        assert_eq!(g.get(), 3);
     });
 }
 
 #[test]
 fn try_lock_excludes() {
     loom::model(|| {
-        let lock = Arc::new(LockState::new());
-        let l2 = Arc::clone(&lock);
+        let g = Guarded::new();
+        let g2 = Arc::clone(&g);
+        let park = SpinPark::default();
+        let p2 = park.clone();
         let t = thread::spawn(move || {
-            let got = l2.try_lock(me(2), &LIVE).is_some();
-            if got {
-                l2.unlock(me(2), &LIVE);
+            let got = g2.lock.try_lock(me(2), &p2);
+            if got.is_some() {
+                assert_eq!(got, Some(Acquired::Clean));
+                g2.increment();
+                assert!(g2.lock.unlock(me(2), &p2));
             }
-            got
+            got.is_some()
         });
-        let got = lock.try_lock(me(1), &LIVE).is_some();
-        if got {
-            lock.unlock(me(1), &LIVE);
+        let got = g.lock.try_lock(me(1), &park);
+        if got.is_some() {
+            assert_eq!(got, Some(Acquired::Clean));
+            g.increment();
+            assert!(g.lock.unlock(me(1), &park));
         }
         let other = t.join().unwrap();
-        assert!(got || other);
-        assert!(!lock.is_locked());
+        assert!(got.is_some() || other);
+        assert!(!g.lock.is_locked());
     });
 }
 
+/// Pid 7 takes the lock, writes the data and dies without unlocking; pid 8 must get the lock
+/// (with `OwnerDied` if 7 had it) and see 7's write.
 #[test]
-fn dead_holder_is_taken_over() {
+fn a_dead_holder_is_taken_over() {
     loom::model(|| {
-        // pid 7 takes the lock and "dies" (returns without unlocking); pid 8 must get the lock,
-        // with OwnerDied if 7 had it.
-        let park = ModelPark {
-            dead: &[7],
-            slices_end: true,
+        let died = Arc::new(AtomicBool::new(false));
+        let park = SpinPark {
+            oracle: Oracle {
+                dying: vec![(7, Arc::clone(&died))],
+                unknown: vec![],
+            },
         };
-        let lock = Arc::new(LockState::new());
-        let l2 = Arc::clone(&lock);
-        let dying = thread::spawn(move || l2.try_lock_fast(me(7)).is_some());
-        let a = lock.lock(me(8), None, &park);
+        let g = Guarded::new();
+        let g2 = Arc::clone(&g);
+        let dying = thread::spawn(move || {
+            let had_it = g2.lock.try_lock_fast(me(7)).is_some();
+            if had_it {
+                g2.set(7);
+            }
+            // The process ends holding the lock.
+            died.store(true, Ordering::Release);
+            had_it
+        });
+        let a = g.lock.lock(me(8), None, &park);
+        let value = g.get();
+        g.set(8);
         let seven_had_it = dying.join().unwrap();
         match a {
-            Ok(Acquired::OwnerDied) => assert!(seven_had_it),
+            Ok(Acquired::OwnerDied) => {
+                assert!(seven_had_it);
+                assert_eq!(value, 7);
+            }
             Ok(Acquired::Clean) => {
                 // 8 went first; 7 failed its try.
                 assert!(!seven_had_it);
+                assert_eq!(value, 0);
             }
             Err(_) => panic!("lock without deadline failed"),
         }
-        assert!(lock.unlock(me(8), &park));
+        assert_eq!(g.lock.is_poisoned(), a == Ok(Acquired::OwnerDied));
+        assert!(g.lock.unlock(me(8), &park));
     });
 }
 
+/// The kernel cannot say whether pid 7 lives (`Unknown`): 7 is alive, holds the lock while it
+/// writes, then unlocks. A waiter that checks 7's liveness after every slice, and a `try_lock`,
+/// must never take the lock from it (a takeover would also race with 7's writes).
 #[test]
-fn corrupted_word_is_recovered() {
+fn an_unknown_holder_is_never_taken_over() {
     loom::model(|| {
-        // A hostile word: a dead pid with the stray bit 31 and the waiters bit set.
-        let park = ModelPark {
-            dead: &[0x1234],
-            slices_end: true,
+        let park = SpinPark {
+            oracle: Oracle {
+                dying: vec![],
+                unknown: vec![7],
+            },
         };
+        let g = Guarded::new();
+        let g2 = Arc::clone(&g);
+        let p2 = park.clone();
+        let holder = thread::spawn(move || {
+            assert_eq!(g2.lock.lock(me(7), None, &p2), Ok(Acquired::Clean));
+            g2.set(7);
+            thread::yield_now();
+            g2.increment();
+            assert!(g2.lock.unlock(me(7), &p2));
+        });
+        if let Some(a) = g.lock.try_lock(me(8), &park) {
+            assert_eq!(a, Acquired::Clean);
+            g.set(1);
+            assert!(g.lock.unlock(me(8), &park));
+        }
+        assert_eq!(g.lock.lock(me(8), None, &park), Ok(Acquired::Clean));
+        let v = g.get();
+        assert!(
+            v == 1 || v == 8,
+            "saw {v}: 7's critical section was cut in two"
+        );
+        assert!(!g.lock.is_poisoned());
+        assert!(g.lock.unlock(me(8), &park));
+        holder.join().unwrap();
+    });
+}
+
+/// A word naming a pid under a tag that is not its own (a recycled pid, or a corrupted word with
+/// stray bits): the kernel says that holder is dead, so it is taken over.
+#[test]
+fn a_recycled_pid_or_corrupted_word_is_recovered() {
+    loom::model(|| {
+        let park = SpinPark::default();
         let lock = LockState::new();
         assert_eq!(lock.lock(me(3), None, &park), Ok(Acquired::Clean));
-        lock.unlock(me(3), &park);
-        let lock = LockState::new();
-        // Take it as pid 0x1234 and mark the stray bits: the next acquirer must recover it.
-        assert!(lock.try_lock_fast(me(0x1234)).is_some());
+        assert!(lock.unlock(me(3), &park));
+        // Pid 0x1234 under another tag holds it: dead.
+        let namesake = Me {
+            pid: 0x1234,
+            tag: me(0x1234).tag ^ 1,
+        };
+        assert!(lock.try_lock_fast(namesake).is_some());
+        assert!(!lock.unlock(me(0x1234), &park), "not 0x1234's word");
         assert_eq!(lock.lock(me(3), None, &park), Ok(Acquired::OwnerDied));
         assert!(lock.is_poisoned());
         lock.make_consistent();
-        lock.unlock(me(3), &park);
+        assert!(lock.unlock(me(3), &park));
         assert_eq!(lock.lock(me(4), None, &park), Ok(Acquired::Clean));
+        assert!(
+            !lock.unlock(me(3), &park),
+            "an unlock only releases its own word"
+        );
+        assert!(lock.unlock(me(4), &park));
     });
 }
 
@@ -250,7 +429,7 @@ fn semaphore_counts() {
             h.join().unwrap();
         }
         assert_eq!(sem.value(), 1);
-        assert!(sem.release(1, &LIVE).is_err());
+        assert!(sem.release(1, &SpinPark::default()).is_err());
     });
 }
 
@@ -293,24 +472,21 @@ fn semaphore_release_reaches_waiter() {
     });
 }
 
-/// The harness itself finds a lost update (so the passing models above mean something).
+/// The harness itself finds a data race on the protected cell without the lock (so the passing
+/// models above mean something).
 #[test]
 #[should_panic]
 fn harness_finds_a_race_without_the_lock() {
     loom::model(|| {
-        let n = Arc::new(AtomicU32::new(0));
+        let g = Guarded::new();
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let n = Arc::clone(&n);
-                thread::spawn(move || {
-                    let v = n.load(Ordering::Relaxed);
-                    n.store(v + 1, Ordering::Relaxed);
-                })
+                let g = Arc::clone(&g);
+                thread::spawn(move || g.increment())
             })
             .collect();
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(n.load(Ordering::Relaxed), 2);
     });
 }

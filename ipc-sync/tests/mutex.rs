@@ -62,7 +62,10 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
         }
     });
     assert!(repaired);
-    assert_eq!(*m.lock().unwrap(), Account { a: 95, b: 5 });
+    assert_eq!(
+        *m.lock_timeout(common::WATCHDOG).unwrap(),
+        Account { a: 95, b: 5 }
+    );
 }
 
 /// Child: adds 1 to each field `N` times.
@@ -71,7 +74,7 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
 fn child_add() {
     let m: Mutex<Account> = from_env("MUTEX");
     for _ in 0..1000 {
-        let mut g = m.lock().unwrap();
+        let mut g = m.lock_timeout(common::WATCHDOG).unwrap();
         g.a += 1;
         g.b += 1;
     }
@@ -95,4 +98,48 @@ fn wrong_type_is_refused() {
     assert!(Mutex::<u64>::open(&m.handle()).is_err());
     assert!(Mutex::<u32>::open(&m.handle()).is_ok());
     assert!(ipc_sync::Value::<u32>::open(&m.handle()).is_err());
+}
+
+/// Child: locks the mutex, runs out of descriptors (so `/proc` cannot be read), then checks
+/// from this same process that nobody takes the lock from it: `try_lock` says `WouldBlock`, a
+/// `lock_timeout` from another thread times out.
+#[test]
+#[ignore = "child role"]
+fn child_hold_at_descriptor_limit() {
+    let m: Mutex<u64> = from_env("MUTEX");
+    let mut g = m.lock().unwrap();
+    *g = 1;
+    let files = common::exhaust_descriptors();
+    match m.try_lock() {
+        Err(ipc_sync::TryLockError::WouldBlock) => {}
+        Ok(_) => panic!("try_lock handed out a second guard"),
+        Err(ipc_sync::TryLockError::OwnerDied(_)) => {
+            panic!("try_lock took a live holder (this process) for dead")
+        }
+        Err(_) => panic!("unexpected try_lock error"),
+    }
+    let other = std::thread::scope(|s| {
+        s.spawn(|| match m.lock_timeout(Duration::from_millis(300)) {
+            Err(LockTimeoutError::TimedOut) => "timed out",
+            Ok(_) => "locked",
+            Err(LockTimeoutError::OwnerDied(_)) => "owner died",
+            Err(_) => "other",
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(other, "timed out");
+    *g += 1;
+    drop(g);
+    drop(files);
+    // Released by its holder: the next lock is clean and sees the holder's writes.
+    assert_eq!(*m.lock().unwrap(), 2);
+}
+
+#[test]
+fn a_holder_at_its_descriptor_limit_is_not_robbed() {
+    let m = Mutex::new(0u64).unwrap();
+    ChildTest::start("child_hold_at_descriptor_limit", &[("MUTEX", encode(&m))]).join();
+    assert_eq!(*m.lock_timeout(common::WATCHDOG).unwrap(), 2);
+    assert!(!m.is_poisoned());
 }

@@ -68,9 +68,9 @@ fn killed_owner_hands_over_with_owner_died() {
     let h = rl.handle();
     let waiter = std::thread::spawn(move || {
         let rl = RLock::open(&h).unwrap();
-        let g = match rl.lock() {
-            Err(died) => died.into_inner(),
-            Ok(_) => return None,
+        let g = match rl.lock_timeout(common::WATCHDOG) {
+            Err(LockTimeoutError::OwnerDied(died)) => died.into_inner(),
+            _ => return None,
         };
         g.make_consistent();
         let depth = rl.depth();

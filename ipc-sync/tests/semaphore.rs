@@ -38,7 +38,7 @@ fn child_acquire() {
     let s: Semaphore = from_env("SEM");
     let ready: Event = from_env("READY");
     ready.set();
-    s.acquire();
+    assert!(s.acquire_timeout(common::WATCHDOG));
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn release_wakes_a_blocked_process() {
 fn child_take_permit() {
     let s: Semaphore = from_env("SEM");
     let held: Event = from_env("HELD");
-    s.acquire();
+    assert!(s.acquire_timeout(common::WATCHDOG));
     held.set();
     std::thread::sleep(common::WATCHDOG);
 }

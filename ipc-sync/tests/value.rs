@@ -13,8 +13,10 @@ use ipc_sync::{Array, Event, LockTimeoutError, Value};
 fn child_add_ten() {
     let v: Value<i32> = from_env("VALUE");
     let a: Array<i32> = from_env("ARRAY");
-    v.get_lock().unwrap().update(|x| *x += 10);
-    a.get_lock()
+    v.lock_timeout(common::WATCHDOG)
+        .unwrap()
+        .update(|x| *x += 10);
+    a.lock_timeout(common::WATCHDOG)
         .unwrap()
         .update(|xs| xs.iter_mut().for_each(|x| *x += 1));
 }
@@ -93,13 +95,13 @@ fn killed_holder_of_value_lock() {
     let h = v.handle();
     let waiter = std::thread::spawn(move || {
         let v = Value::<u64>::open(&h).unwrap();
-        match v.lock() {
-            Err(died) => {
+        match v.lock_timeout(common::WATCHDOG) {
+            Err(LockTimeoutError::OwnerDied(died)) => {
                 let g = died.into_inner();
                 g.make_consistent();
                 g.get()
             }
-            Ok(_) => 0,
+            _ => 0,
         }
     });
     std::thread::sleep(Duration::from_millis(30));

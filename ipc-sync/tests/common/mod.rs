@@ -80,6 +80,23 @@ impl ChildTest {
         }
     }
 
+    /// Sends SIGSTOP and returns once the kernel reports every thread of the child stopped
+    /// (or panics after [`WATCHDOG`]).
+    pub(crate) fn stop(&self) {
+        let pid = self.pid();
+        signal(pid, libc::SIGSTOP);
+        let deadline = Instant::now() + WATCHDOG;
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "child {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Sends SIGCONT.
+    pub(crate) fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
     /// SIGKILLs the child and reaps it.
     pub(crate) fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
@@ -96,6 +113,93 @@ impl Drop for ChildTest {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    assert_ne!(pid, 0);
+    // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T`) according to `/proc`.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        if stat[close + 1..].split_ascii_whitespace().next() != Some("T") {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// Lowers this process's descriptor limit and opens `/dev/null` until `EMFILE`, so that no
+/// further descriptor (not even one to read `/proc`) can be opened. Returns the descriptors
+/// (keep them open). Panics if the limit is not reached.
+pub(crate) fn exhaust_descriptors() -> Vec<std::fs::File> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = lim.rlim_cur.min(64);
+    // SAFETY: `lim` is a valid rlimit; lowering the soft limit needs no privilege.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut files = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+            Err(e) => panic!("open /dev/null: {e}"),
+        }
+        assert!(files.len() < 4096, "the descriptor limit was not reached");
+    }
+    let proc_read = std::fs::File::open("/proc/self/stat");
+    assert_eq!(
+        proc_read.err().and_then(|e| e.raw_os_error()),
+        Some(libc::EMFILE),
+        "/proc must be unreadable for the scenario to mean anything"
+    );
+    files
+}
+
+/// The lock word (`LockState`'s first 8 bytes) naming the running process `pid`, with its true
+/// start-time tag: a live holder.
+pub(crate) fn live_holder_word(pid: u32) -> [u8; 8] {
+    let id = ipc_core::ProcessIdentity::of_pid(pid)
+        .expect("/proc is readable")
+        .expect("the process runs");
+    (u64::from(id.pid()) | (u64::from(id.start_tag()) << 32)).to_ne_bytes()
+}
+
+/// The pid named by a lock word read with [`peek`].
+pub(crate) fn holder_pid(word: &[u8]) -> u32 {
+    u32::from_ne_bytes(word[..4].try_into().expect("a lock word")) & 0x3fff_ffff
+}
+
+/// Polls `cond` every 2 ms until it holds; panics (naming `what`) after [`WATCHDOG`].
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WATCHDOG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "watchdog: {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -413,3 +413,23 @@ fn segment_names_are_unpredictable_from_one_another() {
         );
     }
 }
+
+#[test]
+fn racing_byte_copies_are_not_data_races() {
+    // One mapping shared by two threads, so that ThreadSanitizer sees both sides.
+    let seg = SharedMemory::anonymous(4096).unwrap();
+    let other = &seg;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for r in 0..1000u32 {
+                seg.write(3, &[r as u8; 1000]).unwrap();
+            }
+        });
+        s.spawn(|| {
+            let mut buf = [0u8; 1000];
+            for _ in 0..1000 {
+                other.read(3, &mut buf).unwrap();
+            }
+        });
+    });
+}

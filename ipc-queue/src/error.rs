@@ -2,6 +2,7 @@
 //! their `Debug` does not require `T: Debug`.
 
 use std::fmt;
+use std::io;
 
 use ipc_core::codec::{DecodeError, EncodeError};
 
@@ -12,8 +13,15 @@ pub enum OpenError {
     /// The segment could not be attached or its header is wrong (not ours, another type,
     /// another version, truncated...).
     Segment(ipc_core::OpenError),
-    /// Every entry of the object's participant table is held by a live process.
-    TooManyParticipants,
+    /// Every entry of the object's participant table is held by a process the kernel does not
+    /// call dead. Create the object with a larger table (`participants(n)` on its builder).
+    TooManyParticipants {
+        /// The number of entries of the table.
+        limit: usize,
+    },
+    /// This process's own identity (pid and start time, from `/proc/self/stat`) could not be
+    /// read, so it cannot be recorded as a participant (out of descriptors, `/proc` missing).
+    Identity(io::Error),
     /// The object's layout is impossible (e.g. a capacity that does not match the segment).
     Corrupted {
         /// What is wrong.
@@ -25,10 +33,14 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Segment(e) => write!(f, "cannot attach: {e}"),
-            Self::TooManyParticipants => write!(
+            Self::TooManyParticipants { limit } => write!(
                 f,
-                "the object already has {} live attached handles, the most it can track",
-                crate::participants::MAX_PARTICIPANTS
+                "all {limit} participant entries of the object are held by live handles; \
+                 create it with a larger participant table"
+            ),
+            Self::Identity(e) => write!(
+                f,
+                "cannot read this process's identity (pid and start time) to attach: {e}"
             ),
             Self::Corrupted { what } => write!(f, "shared object corrupted: {what}"),
         }
@@ -39,6 +51,7 @@ impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Segment(e) => Some(e),
+            Self::Identity(e) => Some(e),
             _ => None,
         }
     }
@@ -61,6 +74,13 @@ pub enum CreateError {
         /// The capacity asked for.
         capacity: usize,
     },
+    /// The participant table size is zero or above [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS).
+    InvalidParticipants {
+        /// The size asked for.
+        participants: usize,
+    },
+    /// This process's own identity could not be read, so the creating handle cannot attach.
+    Identity(io::Error),
 }
 
 impl fmt::Display for CreateError {
@@ -71,6 +91,15 @@ impl fmt::Display for CreateError {
                 f,
                 "invalid capacity {capacity}: it must be at least 1 and fit in memory"
             ),
+            Self::InvalidParticipants { participants } => write!(
+                f,
+                "invalid participant table size {participants}: it must be between 1 and {}",
+                crate::participants::MAX_PARTICIPANTS
+            ),
+            Self::Identity(e) => write!(
+                f,
+                "cannot read this process's identity (pid and start time) to attach: {e}"
+            ),
         }
     }
 }
@@ -79,6 +108,7 @@ impl std::error::Error for CreateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Segment(e) => Some(e),
+            Self::Identity(e) => Some(e),
             _ => None,
         }
     }
@@ -103,6 +133,10 @@ pub enum TryPutError<T> {
     Encode(T, EncodeError),
     /// A message too large for a slot could not be placed in its own segment.
     Spill(T, ipc_core::CreateError),
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own (the table is full, or the child's identity could not be
+    /// read). It never acts under its parent's id.
+    NotAttached(T),
 }
 
 /// `put` (`send`) failed; the value comes back.
@@ -118,6 +152,10 @@ pub enum PutError<T> {
     Encode(T, EncodeError),
     /// A message too large for a slot could not be placed in its own segment.
     Spill(T, ipc_core::CreateError),
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own (the table is full, or the child's identity could not be
+    /// read). It never acts under its parent's id.
+    NotAttached(T),
 }
 
 macro_rules! put_error_impls {
@@ -130,7 +168,8 @@ macro_rules! put_error_impls {
                     | Self::Disconnected(v)
                     | Self::Corrupted(v)
                     | Self::Encode(v, _)
-                    | Self::Spill(v, _) => v,
+                    | Self::Spill(v, _)
+                    | Self::NotAttached(v) => v,
                 }
             }
         }
@@ -143,6 +182,7 @@ macro_rules! put_error_impls {
                     Self::Corrupted(_) => f.write_str("Corrupted(..)"),
                     Self::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
                     Self::Spill(_, e) => f.debug_tuple("Spill").field(&"..").field(e).finish(),
+                    Self::NotAttached(_) => f.write_str("NotAttached(..)"),
                 }
             }
         }
@@ -157,6 +197,7 @@ macro_rules! put_error_impls {
                     Self::Corrupted(_) => f.write_str("the shared state is corrupted"),
                     Self::Encode(_, e) => write!(f, "{e}"),
                     Self::Spill(_, e) => write!(f, "cannot place a large message: {e}"),
+                    Self::NotAttached(_) => f.write_str(NOT_ATTACHED),
                 }
             }
         }
@@ -172,6 +213,9 @@ macro_rules! put_error_impls {
         }
     };
 }
+
+const NOT_ATTACHED: &str = "this handle has no participant entry in this process (a fork \
+    child's copy that could not claim one: the table is full or its identity is unreadable)";
 
 put_error_impls!(TryPutError, Full, "the queue is full");
 put_error_impls!(PutError, Timeout, "timed out waiting for a free slot");
@@ -190,6 +234,9 @@ pub enum TryGetError {
     Decode(DecodeError),
     /// A large message's own segment could not be opened.
     Spill(ipc_core::OpenError),
+    /// This handle cannot act in this process (a fork child's copy without a participant entry
+    /// of its own).
+    NotAttached,
 }
 
 /// `get` (`recv`) failed.
@@ -206,6 +253,9 @@ pub enum GetError {
     Decode(DecodeError),
     /// A large message's own segment could not be opened.
     Spill(ipc_core::OpenError),
+    /// This handle cannot act in this process (a fork child's copy without a participant entry
+    /// of its own).
+    NotAttached,
 }
 
 macro_rules! get_error_impls {
@@ -220,6 +270,7 @@ macro_rules! get_error_impls {
                     Self::Corrupted => f.write_str("the shared state is corrupted"),
                     Self::Decode(e) => write!(f, "{e}"),
                     Self::Spill(e) => write!(f, "cannot open a large message: {e}"),
+                    Self::NotAttached => f.write_str(NOT_ATTACHED),
                 }
             }
         }
@@ -247,6 +298,7 @@ impl From<TryGetError> for GetError {
             TryGetError::Corrupted => Self::Corrupted,
             TryGetError::Decode(e) => Self::Decode(e),
             TryGetError::Spill(e) => Self::Spill(e),
+            TryGetError::NotAttached => Self::NotAttached,
         }
     }
 }
@@ -259,6 +311,7 @@ impl<T> From<TryPutError<T>> for PutError<T> {
             TryPutError::Corrupted(v) => Self::Corrupted(v),
             TryPutError::Encode(v, e) => Self::Encode(v, e),
             TryPutError::Spill(v, e) => Self::Spill(v, e),
+            TryPutError::NotAttached(v) => Self::NotAttached(v),
         }
     }
 }

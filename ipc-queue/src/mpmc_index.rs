@@ -10,10 +10,13 @@
 //!
 //! ## The slot word (u64)
 //!
-//! | bits   | field   | meaning                                           |
-//! |--------|---------|---------------------------------------------------|
-//! | 63..16 | `seq`   | a position modulo 2^48                            |
-//! | 15..0  | `owner` | participant id of the claimer, 0 when unclaimed   |
+//! | bits   | field   | meaning                                                        |
+//! |--------|---------|----------------------------------------------------------------|
+//! | 63..32 | `seq`   | a position modulo 2^32                                         |
+//! | 31..0  | `owner` | participant id of the claimer (16-bit generation, 16-bit entry), 0 when unclaimed |
+//!
+//! Sequence arithmetic is modulo 2^32: `seq - pos` is read as a signed 32-bit difference, which
+//! is exact while the capacity is below 2^31 ([`MAX_CAPACITY`]; checked at creation and open).
 //!
 //! For the slot of position `p` (`p % capacity`):
 //!
@@ -33,8 +36,8 @@
 
 use crate::primitive::{AtomicU64, CachePadded, Ordering};
 
-const SEQ_BITS: u32 = 48;
-const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+/// The largest number of slots (sequence differences must fit a signed 32-bit number).
+pub(crate) const MAX_CAPACITY: u64 = 1 << 30;
 
 /// Head and tail of the ring, each on its own cache line (`#[repr(C)]`).
 #[repr(C)]
@@ -45,19 +48,24 @@ pub(crate) struct MpmcIndices {
     pub(crate) tail: CachePadded<AtomicU64>,
 }
 
-/// Packs a slot word.
+/// Packs a slot word: the position modulo 2^32 and the owner.
 pub(crate) fn pack(seq: u64, owner: u32) -> u64 {
-    ((seq & SEQ_MASK) << 16) | u64::from(owner & 0xffff)
+    (u64::from(seq as u32) << 32) | u64::from(owner)
 }
 
 /// Unpacks a slot word into `(seq, owner)`.
-pub(crate) fn unpack(word: u64) -> (u64, u32) {
-    (word >> 16, (word & 0xffff) as u32)
+pub(crate) fn unpack(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
 }
 
-/// `seq - pos` modulo 2^48, as a signed number.
-fn diff(seq: u64, pos: u64) -> i64 {
-    ((seq.wrapping_sub(pos & SEQ_MASK) << 16) as i64) >> 16
+/// Whether `seq` is position `pos` modulo 2^32.
+pub(crate) fn seq_is(seq: u32, pos: u64) -> bool {
+    seq == pos as u32
+}
+
+/// `seq - pos` modulo 2^32, as a signed number.
+fn diff(seq: u32, pos: u64) -> i64 {
+    i64::from(seq.wrapping_sub(pos as u32) as i32)
 }
 
 /// What a producer found.
@@ -259,6 +267,7 @@ pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
 pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
     let cap = slots.capacity();
     let (seq, _) = unpack(stuck.word);
+    let seq = u64::from(seq);
     let base = if stuck.reading {
         seq.wrapping_sub(1)
     } else {

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CreateError, OpenError};
 use crate::layout;
-use crate::participants::{CONSUMER, Membership, PRODUCER};
+use crate::membership::Membership;
+use crate::participants::{CONSUMER, PRODUCER};
 use crate::ring::{RingParts, STATE_BYTES, SpscState, peer_gone};
 use crate::signal::{self, Attempt, Blocked};
 use crate::spsc_index::{ConsumerIndex, ProducerIndex};
@@ -301,8 +302,7 @@ impl Connection {
                     what: "pipe indices",
                 }
             })?;
-            let member = Membership::attach(&ring.state().participants, PRODUCER)
-                .ok_or(OpenError::TooManyParticipants)?;
+            let member = Membership::attach(&ring.state().participants.place().table(), PRODUCER)?;
             Some(Tx {
                 ring,
                 index,
@@ -318,8 +318,7 @@ impl Connection {
                     what: "pipe indices",
                 }
             })?;
-            let member = Membership::attach(&ring.state().participants, CONSUMER)
-                .ok_or(OpenError::TooManyParticipants)?;
+            let member = Membership::attach(&ring.state().participants.place().table(), CONSUMER)?;
             Some(Rx {
                 ring,
                 index,
@@ -413,7 +412,7 @@ impl Connection {
         let tx = self.tx.as_mut().ok_or(SendError::NotWritable)?;
         let header = (data.len() as u32).to_le_bytes();
         let state = tx.ring.state();
-        let _ = tx.member.id(&state.participants);
+        let _ = tx.member.id(&state.participants.place().table());
         // The common case: the whole record fits now, published by one index store.
         let want = (HEADER + data.len()) as u64;
         if tx
@@ -566,7 +565,7 @@ fn wait_readable(
     deadline: Option<Instant>,
 ) -> Result<(), RecvError> {
     let state: &SpscState = rx.ring.state();
-    let _ = rx.member.id(&state.participants);
+    let _ = rx.member.id(&state.participants.place().table());
     let index = &mut rx.index;
     let gone = std::cell::Cell::new(false);
     let r = signal::block_on(
@@ -663,12 +662,12 @@ impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(tx) = &self.tx {
             let state = tx.ring.state();
-            tx.member.release(&state.participants);
+            tx.member.release(&state.participants.place().table());
             state.items.notify();
         }
         if let Some(rx) = &self.rx {
             let state = rx.ring.state();
-            rx.member.release(&state.participants);
+            rx.member.release(&state.participants.place().table());
             state.space.notify();
         }
     }

@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
-use crate::raw_queue::{RawQueue, SlotPayload, WaitEnd};
+use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
 
 /// `Pod` values are copied into the slot as they are (the default).
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,6 +110,15 @@ fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
         WaitEnd::Timeout => PutError::Timeout(value),
         WaitEnd::Disconnected => PutError::Disconnected(value),
         WaitEnd::Corrupted => PutError::Corrupted(value),
+        WaitEnd::NotAttached => PutError::NotAttached(value),
+    }
+}
+
+fn try_put_error<T>(e: WaitEnd, value: T) -> TryPutError<T> {
+    match e {
+        WaitEnd::NotAttached => TryPutError::NotAttached(value),
+        WaitEnd::Disconnected => TryPutError::Disconnected(value),
+        WaitEnd::Timeout | WaitEnd::Corrupted => TryPutError::Corrupted(value),
     }
 }
 
@@ -117,6 +127,114 @@ fn get_error(e: WaitEnd) -> GetError {
         WaitEnd::Timeout => GetError::Timeout,
         WaitEnd::Disconnected => GetError::Disconnected,
         WaitEnd::Corrupted => GetError::Corrupted,
+        WaitEnd::NotAttached => GetError::NotAttached,
+    }
+}
+
+fn try_get_error(e: WaitEnd) -> TryGetError {
+    match e {
+        WaitEnd::NotAttached => TryGetError::NotAttached,
+        WaitEnd::Disconnected => TryGetError::Disconnected,
+        WaitEnd::Timeout | WaitEnd::Corrupted => TryGetError::Corrupted,
+    }
+}
+
+/// How to make a new [`Queue`] (or [`JoinableQueue`]): `Queue::<T>::builder(capacity)`, then
+/// the options, then `create()`.
+///
+/// ```
+/// use ipc_queue::{Queue, Serde};
+///
+/// // Room for 4,096 attached handles (the default is 1,024).
+/// let mut q = Queue::<u64>::builder(64).participants(4096).create()?;
+/// q.put(1)?;
+/// let mut s = Queue::<String, Serde>::builder(16).slot_size(256).create()?;
+/// s.put("hello".into())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct QueueBuilder<T, E: Encoding = Plain> {
+    placement: Placement,
+    capacity: usize,
+    slot_size: Option<usize>,
+    participants: usize,
+    _t: PhantomData<Marker<T, E>>,
+}
+
+impl<T, E: Encoding> fmt::Debug for QueueBuilder<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("placement", &self.placement)
+            .field("capacity", &self.capacity)
+            .field("slot_size", &self.slot_size)
+            .field("participants", &self.participants)
+            .finish()
+    }
+}
+
+impl<T, E: Encoding> QueueBuilder<T, E> {
+    /// Where the queue's segment goes (default: anonymous).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// How many handles may be attached at once, across all processes (default
+    /// [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS), at most
+    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 16 bytes of the
+    /// segment; an open beyond the limit fails with `OpenError::TooManyParticipants`.
+    pub fn participants(mut self, participants: usize) -> Self {
+        self.participants = participants;
+        self
+    }
+
+    fn shape(&self, slot_payload: usize) -> QueueShape {
+        QueueShape {
+            participants: self.participants,
+            ..QueueShape::new(self.capacity, slot_payload)
+        }
+    }
+}
+
+impl<T: Pod> QueueBuilder<T, Plain> {
+    /// Creates the queue.
+    pub fn create(self) -> Result<Queue<T, Plain>, CreateError> {
+        Queue::<T, Plain>::create_shape(&self.placement, &self.shape(size_of::<T>()), false)
+    }
+
+    /// Creates a joinable queue.
+    pub fn create_joinable(self) -> Result<JoinableQueue<T, Plain>, CreateError> {
+        let q =
+            Queue::<T, Plain>::create_shape(&self.placement, &self.shape(size_of::<T>()), true)?;
+        Ok(JoinableQueue::from_queue(q))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T, Serde> {
+    /// Bytes of each slot (default [`DEFAULT_SLOT_SIZE`], at least 64): encoded messages up to
+    /// `slot_size - 8` bytes travel in the slot, larger ones in a segment of their own.
+    pub fn slot_size(mut self, slot_size: usize) -> Self {
+        self.slot_size = Some(slot_size);
+        self
+    }
+
+    fn serde_shape(&self) -> QueueShape {
+        let slot = self
+            .slot_size
+            .unwrap_or(DEFAULT_SLOT_SIZE)
+            .max(MIN_SERDE_SLOT)
+            .next_multiple_of(8);
+        self.shape(slot)
+    }
+
+    /// Creates the queue.
+    pub fn create(self) -> Result<Queue<T, Serde>, CreateError> {
+        Queue::<T, Serde>::create_shape(&self.placement, &self.serde_shape(), false)
+    }
+
+    /// Creates a joinable queue.
+    pub fn create_joinable(self) -> Result<JoinableQueue<T, Serde>, CreateError> {
+        let q = Queue::<T, Serde>::create_shape(&self.placement, &self.serde_shape(), true)?;
+        Ok(JoinableQueue::from_queue(q))
     }
 }
 
@@ -125,6 +243,17 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 }
 
 impl<T, E: Encoding> Queue<T, E> {
+    /// A builder for a queue of `capacity` slots (see [`QueueBuilder`]).
+    pub fn builder(capacity: usize) -> QueueBuilder<T, E> {
+        QueueBuilder {
+            placement: Placement::Anonymous,
+            capacity,
+            slot_size: None,
+            participants: crate::participants::DEFAULT_PARTICIPANTS,
+            _t: PhantomData,
+        }
+    }
+
     pub(crate) fn raw(&self) -> &RawQueue {
         &self.raw
     }
@@ -192,17 +321,17 @@ impl<T: Pod> Queue<T, Plain> {
 
     /// A queue placed as asked.
     pub fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
-        Self::create_flavor(placement, capacity, false)
+        Self::builder(capacity)
+            .placement(placement.clone())
+            .create()
     }
 
-    pub(crate) fn create_flavor(
+    pub(crate) fn create_shape(
         placement: &Placement,
-        capacity: usize,
+        shape: &QueueShape,
         joinable: bool,
     ) -> Result<Self, CreateError> {
-        let size = size_of::<T>();
-        let mut raw =
-            RawQueue::create(placement, &kind::<T, Plain>(joinable), capacity, size, BOTH)?;
+        let mut raw = RawQueue::create(placement, &kind::<T, Plain>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
@@ -288,7 +417,7 @@ impl<T: Pod> Queue<T, Plain> {
         match self.raw.try_claim_put() {
             Ok(Some((pos, slot))) => self.commit(pos, slot, value),
             Ok(None) => Err(TryPutError::Full(value)),
-            Err(_) => Err(TryPutError::Corrupted(value)),
+            Err(e) => Err(try_put_error(e, value)),
         }
     }
 
@@ -310,7 +439,7 @@ impl<T: Pod> Queue<T, Plain> {
         match self.raw.try_claim_get() {
             Ok(Some((pos, slot))) => Ok(self.read(pos, slot)),
             Ok(None) => Err(TryGetError::Empty),
-            Err(_) => Err(TryGetError::Corrupted),
+            Err(e) => Err(try_get_error(e)),
         }
     }
 }
@@ -485,18 +614,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         capacity: usize,
         slot_size: usize,
     ) -> Result<Self, CreateError> {
-        Self::create_flavor(placement, capacity, slot_size, false)
+        Self::builder(capacity)
+            .placement(placement.clone())
+            .slot_size(slot_size)
+            .create()
     }
 
-    pub(crate) fn create_flavor(
+    pub(crate) fn create_shape(
         placement: &Placement,
-        capacity: usize,
-        slot_size: usize,
+        shape: &QueueShape,
         joinable: bool,
     ) -> Result<Self, CreateError> {
-        let slot = slot_size.max(MIN_SERDE_SLOT).next_multiple_of(8);
-        let mut raw =
-            RawQueue::create(placement, &kind::<T, Serde>(joinable), capacity, slot, BOTH)?;
+        let mut raw = RawQueue::create(placement, &kind::<T, Serde>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
@@ -684,9 +813,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
                 self.drop_spill(kind);
                 Err(TryPutError::Full(value))
             }
-            Err(_) => {
+            Err(e) => {
                 self.drop_spill(kind);
-                Err(TryPutError::Corrupted(value))
+                Err(try_put_error(e, value))
             }
         }
     }
@@ -709,7 +838,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         match self.raw.try_claim_get() {
             Ok(Some((pos, slot))) => self.read(pos, slot),
             Ok(None) => Err(TryGetError::Empty),
-            Err(_) => Err(TryGetError::Corrupted),
+            Err(e) => Err(try_get_error(e)),
         }
     }
 }
@@ -717,7 +846,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
 impl<T, E: Encoding> Drop for Queue<T, E> {
     fn drop(&mut self) {
         // The last handle of a serde queue removes the segments of large messages nobody got.
-        if E::NAME == Serde::NAME && self.raw.table().count(BOTH) <= 1 {
+        if E::NAME == Serde::NAME && !self.raw.others_alive() {
             while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
                 let mut header = [0u8; RECORD_HEADER];
                 // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.

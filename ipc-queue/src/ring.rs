@@ -30,7 +30,8 @@ use ipc_core::{ObjectHandle, ObjectSegment, Placement};
 
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 use crate::layout;
-use crate::participants::{CONSUMER, Membership, PRODUCER, ParticipantTable};
+use crate::membership::{InlineTable, Membership};
+use crate::participants::{CONSUMER, PRODUCER};
 use crate::primitive::CachePadded;
 use crate::signal::{self, Attempt, Blocked, Signal};
 use crate::spsc_index::{ConsumerIndex, Corrupt, ProducerIndex, SpscIndices};
@@ -44,7 +45,7 @@ pub(crate) struct SpscState {
     pub(crate) items: CachePadded<Signal>,
     /// Bumped when space frees up (the producer waits on it).
     pub(crate) space: CachePadded<Signal>,
-    pub(crate) participants: ParticipantTable,
+    pub(crate) participants: InlineTable,
 }
 
 /// The shared parts of a ring inside a segment.
@@ -265,8 +266,7 @@ impl<T: Pod> Producer<T> {
                 what: "ring indices",
             }
         })?;
-        let member = Membership::attach(&parts.state().participants, PRODUCER)
-            .ok_or(OpenError::TooManyParticipants)?;
+        let member = Membership::attach(&parts.state().participants.place().table(), PRODUCER)?;
         Ok(Self {
             shared,
             index,
@@ -345,7 +345,7 @@ impl<T: Pod> Producer<T> {
 
     fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         let parts = self.parts();
-        let _ = self.member.id(&parts.state().participants);
+        let _ = self.member.id(&parts.state().participants.place().table());
         let spin = self.spin;
         let r = signal::block_on(
             &parts.state().space,
@@ -374,7 +374,8 @@ impl<T: Pod> Producer<T> {
 
 /// Whether every handle of role `role` that ever attached has gone.
 pub(crate) fn peer_gone(state: &SpscState, role: u32) -> bool {
-    let table = &state.participants;
+    let place = state.participants.place();
+    let table = place.table();
     table.ever(role) && !table.any_alive(role, 0)
 }
 
@@ -382,7 +383,7 @@ impl<T: Pod> Drop for Producer<T> {
     fn drop(&mut self) {
         let parts = self.parts();
         let state = parts.state();
-        self.member.release(&state.participants);
+        self.member.release(&state.participants.place().table());
         // Wake a consumer asleep on an empty ring, so it notices the producer is gone.
         state.items.notify();
     }
@@ -396,8 +397,7 @@ impl<T: Pod> Consumer<T> {
                 what: "ring indices",
             }
         })?;
-        let member = Membership::attach(&parts.state().participants, CONSUMER)
-            .ok_or(OpenError::TooManyParticipants)?;
+        let member = Membership::attach(&parts.state().participants.place().table(), CONSUMER)?;
         Ok(Self {
             shared,
             index,
@@ -511,7 +511,7 @@ impl<T: Pod> Consumer<T> {
 
     fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
         let parts = self.parts();
-        let _ = self.member.id(&parts.state().participants);
+        let _ = self.member.id(&parts.state().participants.place().table());
         let spin = self.spin;
         let r = signal::block_on(
             &parts.state().items,
@@ -549,7 +549,7 @@ impl<T: Pod> Drop for Consumer<T> {
     fn drop(&mut self) {
         let parts = self.parts();
         let state = parts.state();
-        self.member.release(&state.participants);
+        self.member.release(&state.participants.place().table());
         // Wake a producer asleep on a full ring, so it notices the consumer is gone.
         state.space.notify();
     }

@@ -434,3 +434,96 @@ fn a_consumer_passed_to_a_child_keeps_its_role_and_sees_the_close() {
         .unwrap();
     assert_eq!(got, Ok(2));
 }
+
+#[test]
+fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for() {
+    let q = Queue::<u64>::builder(4).participants(3).create().unwrap();
+    let _a = Queue::<u64>::open(&q.handle()).unwrap();
+    let b = Queue::<u64>::open(&q.handle()).unwrap();
+    match Queue::<u64>::open(&q.handle()) {
+        Err(ipc_queue::OpenError::TooManyParticipants { limit: 3 }) => {}
+        other => panic!("expected TooManyParticipants, got {other:?}"),
+    }
+    // An entry freed by a dropped handle is reused.
+    drop(b);
+    assert!(Queue::<u64>::open(&q.handle()).is_ok());
+    assert!(Queue::<u64>::builder(4).participants(0).create().is_err());
+    let big = Queue::<u64>::builder(4)
+        .participants(5000)
+        .create()
+        .unwrap();
+    let handles: Vec<_> = (0..2000)
+        .map(|_| Queue::<u64>::open(&big.handle()).unwrap())
+        .collect();
+    assert_eq!(handles.len(), 2000);
+}
+
+#[test]
+fn hundreds_of_handles_attach_to_one_queue() {
+    let mut q = Queue::<u64>::new(4).unwrap();
+    let mut handles: Vec<_> = (0..300)
+        .map(|i| {
+            Queue::<u64>::open(&q.handle())
+                .unwrap_or_else(|e| panic!("handle {i} could not attach: {e}"))
+        })
+        .collect();
+    for (i, h) in handles.iter_mut().enumerate() {
+        h.put(i as u64).unwrap();
+        assert_eq!(q.get().unwrap(), i as u64);
+    }
+}
+
+/// Forks (from a single-threaded child role) with the queue's participant table full: the fork
+/// child cannot claim an entry of its own, so its inherited handle must refuse to act instead
+/// of claiming slots under its parent's id (which a peer would judge by the parent's life).
+#[test]
+#[ignore]
+fn child_forks_with_a_full_table() {
+    let q = Queue::<u64>::new(4).unwrap();
+    let mut extra = Vec::new();
+    loop {
+        match Queue::<u64>::open(&q.handle()) {
+            Ok(h) => extra.push(h),
+            Err(ipc_queue::OpenError::TooManyParticipants { limit }) => {
+                assert_eq!(limit, ipc_queue::DEFAULT_PARTICIPANTS);
+                break;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(extra.len() + 1, ipc_queue::DEFAULT_PARTICIPANTS);
+    let mut q = q;
+    // SAFETY: this role runs alone in its process (one test, one thread); the child only
+    // calls the queue and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match (q.try_put(1), q.try_get()) {
+            (Err(TryPutError::NotAttached(1)), Err(TryGetError::NotAttached)) => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the fork child without running the parent's destructors twice.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "the fork child did not exit normally"
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the fork child put a message under its parent's participant id"
+    );
+}
+
+#[test]
+fn a_fork_child_without_an_entry_of_its_own_refuses_to_act() {
+    common::watchdog(LIMIT, || {
+        let mut role = common::spawn("child_forks_with_a_full_table", &());
+        assert!(role.wait(LIMIT));
+    });
+}

@@ -179,3 +179,113 @@ impl InlineTable {
         unsafe { TablePlace::new(&self.ever, self.entries.as_ptr(), self.entries.len()) }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod table_tests {
+    //! The participant table's protocol under a stand-in kernel (kept out of
+    //! `participants.rs`, which `tests/loom.rs` compiles against loom atomics).
+    use crate::participants::*;
+    use crate::primitive::AtomicU32;
+    use ipc_core::Liveness;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// A stand-in for the kernel: identities map to what it says; unlisted ones are dead.
+    #[derive(Default)]
+    struct Kernel(Mutex<HashMap<Identity, Liveness>>);
+
+    impl Kernel {
+        fn set(&self, who: Identity, l: Liveness) {
+            self.0.lock().unwrap().insert(who, l);
+        }
+    }
+
+    impl Oracle for &Kernel {
+        fn liveness(&self, who: Identity) -> Liveness {
+            *self.0.lock().unwrap().get(&who).unwrap_or(&Liveness::Dead)
+        }
+    }
+
+    fn entries(n: usize) -> Vec<Entry> {
+        (0..n).map(|_| Entry::new()).collect()
+    }
+
+    const A: Identity = (10 << 32) | 1;
+    const B: Identity = (11 << 32) | 1;
+
+    #[test]
+    fn attach_release_and_liveness() {
+        let k = Kernel::default();
+        k.set(A, Liveness::Alive);
+        let (ever, e) = (AtomicU32::new(0), entries(4));
+        let t = Table::new(&ever, &e, &k);
+        let a = t.attach(A, PRODUCER).unwrap();
+        let b = t.attach(A, CONSUMER).unwrap();
+        assert_ne!(a, b);
+        assert!(t.is_alive(a));
+        assert!(t.any_alive(PRODUCER, 0));
+        assert!(!t.any_alive(PRODUCER, a));
+        assert!(t.any_alive(CONSUMER, 0));
+        t.release(a, A);
+        assert!(!t.is_alive(a));
+        assert!(!t.any_alive(PRODUCER, 0));
+        assert!(t.ever(PRODUCER));
+        assert!(!t.is_alive(0));
+        assert!(!t.is_alive(1000));
+        // The entry changes hands within the same process: the old id no longer counts.
+        let c = t.attach(A, PRODUCER).unwrap();
+        assert_eq!(c & 0xffff, a & 0xffff);
+        assert!(t.is_alive(c));
+        assert!(!t.is_alive(a));
+    }
+
+    #[test]
+    fn only_a_dead_owner_is_displaced_and_unknown_counts_as_alive() {
+        let k = Kernel::default();
+        k.set(A, Liveness::Unknown);
+        k.set(B, Liveness::Alive);
+        let (ever, e) = (AtomicU32::new(0), entries(1));
+        let t = Table::new(&ever, &e, &k);
+        let a = t.attach(A, PRODUCER).unwrap();
+        // The kernel cannot tell about A: A keeps its entry and its id stays alive.
+        assert_eq!(t.attach(B, CONSUMER), Err(TableFull));
+        assert!(t.is_alive(a));
+        assert!(t.any_alive(PRODUCER, 0));
+        // The kernel says A is dead: its entry is taken over, its id is dead.
+        k.set(A, Liveness::Dead);
+        assert!(!t.is_alive(a));
+        let b = t.attach(B, CONSUMER).unwrap();
+        assert!(t.is_alive(b));
+        assert!(!t.is_alive(a));
+        // A's release (it cannot come, but a stale copy of its handle might try) changes nothing.
+        t.release(a, A);
+        assert!(t.is_alive(b));
+    }
+
+    #[test]
+    fn a_generation_repeats_only_after_65536_claims() {
+        let k = Kernel::default();
+        k.set(A, Liveness::Alive);
+        let (ever, e) = (AtomicU32::new(0), entries(1));
+        let t = Table::new(&ever, &e, &k);
+        let first = t.attach(A, BOTH).unwrap();
+        t.release(first, A);
+        for _ in 0..1000 {
+            let id = t.attach(A, BOTH).unwrap();
+            assert!(!t.is_alive(first), "an old id came back to life");
+            t.release(id, A);
+        }
+    }
+
+    #[test]
+    fn table_fills_up() {
+        let k = Kernel::default();
+        k.set(A, Liveness::Alive);
+        let (ever, e) = (AtomicU32::new(0), entries(8));
+        let t = Table::new(&ever, &e, &k);
+        for _ in 0..8 {
+            assert!(t.attach(A, BOTH).is_ok());
+        }
+        assert_eq!(t.attach(A, BOTH), Err(TableFull));
+    }
+}

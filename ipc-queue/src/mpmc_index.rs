@@ -23,10 +23,10 @@
 //! | state       | word             | next state      | by                                  |
 //! |-------------|------------------|-----------------|-------------------------------------|
 //! | Empty(p)    | `seq p, 0`       | Writing(p)      | a producer at tail `p` (CAS)        |
-//! | Writing(p)  | `seq p, id`      | Full(p)         | that producer, after writing (CAS, Release) |
+//! | Writing(p)  | `seq p, id`      | Full(p)         | that producer, after writing (CAS from its exact word, Release) |
 //! | Writing(p)  | `seq p, id`      | Empty(p + cap)  | anyone, once `id` is dead (CAS): skipped |
 //! | Full(p)     | `seq p+1, 0`     | Reading(p)      | a consumer at head `p` (CAS)        |
-//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | that consumer, after reading (CAS, Release) |
+//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | that consumer, after reading (CAS from its exact word, Release) |
 //! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | anyone, once `id` is dead (CAS)     |
 //!
 //! `tail` moves from `p` to `p + 1` (CAS, by anyone) once slot `p` has left Empty(p); `head`
@@ -174,19 +174,23 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
 }
 
 /// Publishes the message written into the slot of `pos`. `false` if the slot was taken from us
-/// (only possible if a peer believed us dead, or wrote garbage): the message is lost.
+/// (only possible if a peer believed our claim abandoned, or wrote garbage): the message is lost.
 pub(crate) fn commit_put(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let index = (pos % slots.capacity()) as usize;
-    let word = slots.word(index);
-    // Only we move a slot out of Writing(pos, me) while we live (recovery requires our death),
-    // so a check then a plain store is enough, and cheaper than a CAS on the hot path.
-    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
-    if word.load(Ordering::Relaxed) != pack(pos, me) {
-        return false;
-    }
-    // ORDERING: Release, pairs with the Acquire in `claim_get`: publishes the message bytes.
-    word.store(pack(pos.wrapping_add(1), 0), Ordering::Release);
-    true
+    // A CAS from our exact Writing word, never a load then a store: a peer that recovers the
+    // slot between the two would have its change overwritten (a lost update), bringing a slot
+    // that has moved on back to Full.
+    // ORDERING: Release on success, pairs with the Acquire in `claim_get`: publishes the message
+    // bytes. Relaxed on failure: the slot is not ours any more and we publish nothing.
+    slots
+        .word(index)
+        .compare_exchange(
+            pack(pos, me),
+            pack(pos.wrapping_add(1), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// Claims the slot at the head for participant `me`.
@@ -250,20 +254,38 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
 /// Frees the slot of `pos` after reading it. `false` if it was taken from us meanwhile.
 pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let cap = slots.capacity();
-    let word = slots.word((pos % cap) as usize);
-    // As in `commit_put`: only we leave Reading(pos, me) while we live.
-    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
-    if word.load(Ordering::Relaxed) != pack(pos.wrapping_add(1), me) {
+    // As in `commit_put`: a CAS from our exact Reading word.
+    // ORDERING: Release on success, pairs with the Acquire in `claim_put`: our reads of the slot
+    // happen before the next writer's writes. Relaxed on failure: not ours any more.
+    slots
+        .word((pos % cap) as usize)
+        .compare_exchange(
+            pack(pos.wrapping_add(1), me),
+            pack(pos.wrapping_add(cap), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
+/// Moves a stuck slot on if `alive` says its claimer is gone (see [`recover`]); `true` if the
+/// claimer is gone (the slot has then moved on, by us or by someone else), `false` if it may be
+/// alive (the slot is left alone: only a claimer known gone loses its slot).
+pub(crate) fn recover_if_dead(
+    slots: &impl SlotWords,
+    stuck: Stuck,
+    alive: impl FnOnce(u32) -> bool,
+) -> bool {
+    let (_, owner) = unpack(stuck.word);
+    if alive(owner) {
         return false;
     }
-    // ORDERING: Release, pairs with the Acquire in `claim_put`: our reads of the slot happen
-    // before the next writer's writes.
-    word.store(pack(pos.wrapping_add(cap), 0), Ordering::Release);
+    recover(slots, stuck);
     true
 }
 
-/// Moves a stuck slot on (its claimer is known dead): Writing(p) and Reading(p) both become
-/// Empty(p + cap). `true` if we did it (or someone else already moved it).
+/// Moves a stuck slot on (its claimer is known gone): Writing(p) and Reading(p) both become
+/// Empty(p + cap). `true` if we did it; `false` if the slot had moved on already.
 pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
     let cap = slots.capacity();
     let (seq, _) = unpack(stuck.word);
@@ -276,13 +298,15 @@ pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
     // ORDERING: AcqRel on success: Acquire so that nothing the dead claimer did is reordered
     // after our change, Release to publish the freed slot to the next claimer (pairs with its
     // Acquire). Relaxed on failure: the slot moved on by itself.
-    let _ = slots.word(stuck.slot % cap as usize).compare_exchange(
-        stuck.word,
-        pack(base.wrapping_add(cap), 0),
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
-    true
+    slots
+        .word(stuck.slot % cap as usize)
+        .compare_exchange(
+            stuck.word,
+            pack(base.wrapping_add(cap), 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// The number of messages, approximately (positions read without a snapshot); `None` when the

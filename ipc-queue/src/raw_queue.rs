@@ -330,13 +330,11 @@ impl RawQueue {
         }
     }
 
-    /// Recovers a stuck slot if its claimer is dead; `true` if it did.
+    /// Recovers a stuck slot if its claimer is gone (its entry changed hands or was released,
+    /// or the kernel says its process is dead); `true` if the slot has moved on.
     fn recover(&self, stuck: Stuck) -> bool {
-        let (_, owner) = mpmc_index::unpack(stuck.word);
-        if self.table().is_alive(owner) {
-            return false;
-        }
-        mpmc_index::recover(&self.slots, stuck)
+        let table = self.table();
+        mpmc_index::recover_if_dead(&self.slots, stuck, |id| table.is_alive(id))
     }
 
     /// One attempt to claim a slot for writing.

@@ -22,6 +22,16 @@ pub enum OpenError {
     /// This process's own identity (pid and start time, from `/proc/self/stat`) could not be
     /// read, so it cannot be recorded as a participant (out of descriptors, `/proc` missing).
     Identity(io::Error),
+    /// The role asked for (a ring's producer or consumer) is held by another live handle, in
+    /// this process or another (`pid`). A role is released when its handle drops, and taken
+    /// over once the kernel says its holder's process is dead.
+    RoleTaken {
+        /// The process that holds it.
+        pid: u32,
+    },
+    /// The role asked for has been handed over: its handle was serialised (to pass it to
+    /// another process) and only the deserialiser of those bytes may take it.
+    RoleInTransit,
     /// The object's layout is impossible (e.g. a capacity that does not match the segment).
     Corrupted {
         /// What is wrong.
@@ -41,6 +51,15 @@ impl fmt::Display for OpenError {
             Self::Identity(e) => write!(
                 f,
                 "cannot read this process's identity (pid and start time) to attach: {e}"
+            ),
+            Self::RoleTaken { pid } => write!(
+                f,
+                "the role is held by a live handle of process {pid}; it is freed when that \
+                 handle drops or its process dies"
+            ),
+            Self::RoleInTransit => f.write_str(
+                "the role was handed over in a serialised handle that has not been \
+                 deserialised yet; only that deserialisation can take it",
             ),
             Self::Corrupted { what } => write!(f, "shared object corrupted: {what}"),
         }
@@ -137,6 +156,9 @@ pub enum TryPutError<T> {
     /// participant entry of its own (the table is full, or the child's identity could not be
     /// read). It never acts under its parent's id.
     NotAttached(T),
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver(T),
 }
 
 /// `put` (`send`) failed; the value comes back.
@@ -156,6 +178,9 @@ pub enum PutError<T> {
     /// participant entry of its own (the table is full, or the child's identity could not be
     /// read). It never acts under its parent's id.
     NotAttached(T),
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver(T),
 }
 
 macro_rules! put_error_impls {
@@ -169,7 +194,8 @@ macro_rules! put_error_impls {
                     | Self::Corrupted(v)
                     | Self::Encode(v, _)
                     | Self::Spill(v, _)
-                    | Self::NotAttached(v) => v,
+                    | Self::NotAttached(v)
+                    | Self::HandedOver(v) => v,
                 }
             }
         }
@@ -183,6 +209,7 @@ macro_rules! put_error_impls {
                     Self::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
                     Self::Spill(_, e) => f.debug_tuple("Spill").field(&"..").field(e).finish(),
                     Self::NotAttached(_) => f.write_str("NotAttached(..)"),
+                    Self::HandedOver(_) => f.write_str("HandedOver(..)"),
                 }
             }
         }
@@ -198,6 +225,7 @@ macro_rules! put_error_impls {
                     Self::Encode(_, e) => write!(f, "{e}"),
                     Self::Spill(_, e) => write!(f, "cannot place a large message: {e}"),
                     Self::NotAttached(_) => f.write_str(NOT_ATTACHED),
+                    Self::HandedOver(_) => f.write_str(HANDED_OVER),
                 }
             }
         }
@@ -214,8 +242,11 @@ macro_rules! put_error_impls {
     };
 }
 
-const NOT_ATTACHED: &str = "this handle has no participant entry in this process (a fork \
-    child's copy that could not claim one: the table is full or its identity is unreadable)";
+const NOT_ATTACHED: &str = "this handle cannot act in this process: it is a fork child's copy \
+    that could not claim a participant entry or role of its own (the table is full, the role is \
+    held by a live process, or the identity is unreadable)";
+const HANDED_OVER: &str = "this end was handed over to another process (its handle was \
+    serialised); this handle is inert";
 
 put_error_impls!(TryPutError, Full, "the queue is full");
 put_error_impls!(PutError, Timeout, "timed out waiting for a free slot");
@@ -237,6 +268,9 @@ pub enum TryGetError {
     /// This handle cannot act in this process (a fork child's copy without a participant entry
     /// of its own).
     NotAttached,
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver,
 }
 
 /// `get` (`recv`) failed.
@@ -256,6 +290,9 @@ pub enum GetError {
     /// This handle cannot act in this process (a fork child's copy without a participant entry
     /// of its own).
     NotAttached,
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver,
 }
 
 macro_rules! get_error_impls {
@@ -271,6 +308,7 @@ macro_rules! get_error_impls {
                     Self::Decode(e) => write!(f, "{e}"),
                     Self::Spill(e) => write!(f, "cannot open a large message: {e}"),
                     Self::NotAttached => f.write_str(NOT_ATTACHED),
+                    Self::HandedOver => f.write_str(HANDED_OVER),
                 }
             }
         }
@@ -299,6 +337,7 @@ impl From<TryGetError> for GetError {
             TryGetError::Decode(e) => Self::Decode(e),
             TryGetError::Spill(e) => Self::Spill(e),
             TryGetError::NotAttached => Self::NotAttached,
+            TryGetError::HandedOver => Self::HandedOver,
         }
     }
 }
@@ -312,6 +351,7 @@ impl<T> From<TryPutError<T>> for PutError<T> {
             TryPutError::Encode(v, e) => Self::Encode(v, e),
             TryPutError::Spill(v, e) => Self::Spill(v, e),
             TryPutError::NotAttached(v) => Self::NotAttached(v),
+            TryPutError::HandedOver(v) => Self::HandedOver(v),
         }
     }
 }

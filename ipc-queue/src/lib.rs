@@ -42,6 +42,7 @@
 //! Every object passes to another process by its handle (`handle()`, then `open` there); the
 //! design notes are in the crate's README.
 
+mod claim;
 mod error;
 mod joinable_queue;
 mod layout;

@@ -139,6 +139,25 @@ pub(crate) fn gone(word: &AtomicU64, oracle: &impl Oracle) -> bool {
     }
 }
 
+/// Frees `word` if the kernel says its holder is dead; `Err` if the word holds a hand-over
+/// (which a per-record claim never does: the word is corrupted).
+pub(crate) fn clear_dead(word: &AtomicU64, oracle: &impl Oracle) -> Result<(), Taken> {
+    // ORDERING: Acquire, as in `claim`: the dead holder's accesses happen before ours.
+    let seen = word.load(Ordering::Acquire);
+    match holder(seen) {
+        Holder::Free => Ok(()),
+        Holder::Held(x) => {
+            if oracle.liveness(x) == Liveness::Dead {
+                // ORDERING: AcqRel on success, as in `try_claim_from`; Relaxed on failure (it
+                // moved on by itself).
+                let _ = word.compare_exchange(seen, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        Holder::HandOff(_) => Err(Taken::InTransit),
+    }
+}
+
 /// A fresh hand-over token: 63 random bits, never 0.
 pub(crate) fn new_token(random: u128) -> u64 {
     match (random as u64) & !HANDOFF {

@@ -63,8 +63,8 @@ pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutE
 pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
 pub use participants::{DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS};
 pub use pipe::{
-    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
-    pipe_simplex, pipe_with_capacity,
+    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, PipeBuilder, RecvError,
+    SendError, pipe, pipe_simplex, pipe_with_capacity,
 };
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};

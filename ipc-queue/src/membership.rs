@@ -136,6 +136,14 @@ impl Membership {
         Ok(self.id)
     }
 
+    /// This process's identity word, as recorded in the table (claiming an entry first in a
+    /// fork child, as [`id`](Self::id) does).
+    #[inline]
+    pub(crate) fn identity(&mut self, table: &Table<'_, Kernel>) -> Result<Identity, NotAttached> {
+        self.id(table)?;
+        Ok(self.me)
+    }
+
     #[cold]
     fn reattach(&mut self, table: &Table<'_, Kernel>) -> Result<(), NotAttached> {
         let generation = crate::primitive::fork_generation();
@@ -159,24 +167,6 @@ impl Membership {
         if self.generation == crate::primitive::fork_generation() {
             table.release(self.id, self.me);
         }
-    }
-}
-
-/// A table of [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS) entries inside a state
-/// struct (`#[repr(C)]`, atomics only).
-#[repr(C)]
-pub(crate) struct InlineTable {
-    ever: AtomicU32,
-    _pad: AtomicU32,
-    entries: [Entry; crate::participants::DEFAULT_PARTICIPANTS],
-}
-
-impl InlineTable {
-    /// Where the table is.
-    pub(crate) fn place(&self) -> TablePlace {
-        // SAFETY: the words live inside `self`, which the caller keeps mapped while it uses the
-        // place (it lives in a state struct of a segment the handle owns); atomics only.
-        unsafe { TablePlace::new(&self.ever, self.entries.as_ptr(), self.entries.len()) }
     }
 }
 

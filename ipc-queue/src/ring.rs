@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use crate::claim::{self, Taken};
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 use crate::layout;
-use crate::membership::{InlineTable, Kernel, current_identity};
+use crate::membership::{Kernel, current_identity};
 use crate::participants::{Identity, split_identity};
 use crate::primitive::{AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
@@ -72,7 +72,6 @@ pub(crate) struct SpscState {
     pub(crate) space: CachePadded<Signal>,
     /// The producer and consumer role words (see the module docs).
     pub(crate) roles: CachePadded<Roles>,
-    pub(crate) participants: InlineTable,
 }
 
 /// The two role words of a ring (`#[repr(C)]`, atomics only).
@@ -590,14 +589,6 @@ fn lost_get(lost: Lost) -> TryGetError {
         Lost::HandedOver => TryGetError::HandedOver,
         Lost::NotAttached => TryGetError::NotAttached,
     }
-}
-
-/// Whether every handle of role `role` that ever attached has gone (participant table; the
-/// pipe's rings).
-pub(crate) fn peer_gone(state: &SpscState, role: u32) -> bool {
-    let place = state.participants.place();
-    let table = place.table();
-    table.ever(role) && !table.any_alive(role, 0)
 }
 
 impl<T: Pod> Drop for Producer<T> {

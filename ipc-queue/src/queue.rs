@@ -372,16 +372,17 @@ impl<T: Pod> Queue<T, Plain> {
 
     fn write(&mut self, pos: u64, slot: SlotPayload, value: T) -> bool {
         debug_assert!(slot.len >= size_of::<T>());
-        // SAFETY: the slot is ours per the protocol (claimed), `len >= size_of::<T>()` (checked
-        // at open), and the payload is 8-aligned: `write_unaligned` needs no alignment anyway.
-        unsafe { std::ptr::write_unaligned(slot.ptr.cast::<T>(), value) };
+        // SAFETY: the slot is ours per the protocol (claimed) and `len >= size_of::<T>()`
+        // (checked at open); a word-wise atomic copy, so a hostile peer can only tear it.
+        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
         self.raw.commit_put(pos)
     }
 
     fn read(&mut self, pos: u64, slot: SlotPayload) -> T {
+        let mut v = T::zeroed();
         // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
         // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
-        let v = unsafe { std::ptr::read_unaligned(slot.ptr.cast::<T>()) };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
         self.raw.finish_get(pos);
         v
     }
@@ -450,14 +451,8 @@ impl<T: Pod> Queue<T, Plain> {
     pub fn put_from(&mut self, value: &T) -> Result<(), PutError<()>> {
         let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
         // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
-        // `value` is private memory, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytemuck::bytes_of(value).as_ptr(),
-                slot.ptr,
-                size_of::<T>(),
-            )
-        };
+        // `value` is private memory.
+        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
         if self.raw.commit_put(pos) {
             Ok(())
         } else {
@@ -470,13 +465,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
         // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
         // `out` is private memory and `T: Pod` accepts any bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                slot.ptr,
-                bytemuck::bytes_of_mut(out).as_mut_ptr(),
-                size_of::<T>(),
-            )
-        };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
         self.raw.finish_get(pos);
         Ok(())
     }
@@ -695,14 +684,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         let mut header = [0u8; RECORD_HEADER];
         header[..4].copy_from_slice(&(len as u32).to_ne_bytes());
         header[4..].copy_from_slice(&kind.to_ne_bytes());
-        // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(header.as_ptr(), slot.ptr, RECORD_HEADER);
-        }
+        // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes; word-wise
+        // atomic copies.
+        unsafe { ipc_core::pod::copy_to_shared(&header, slot.ptr) };
         // SAFETY: as above, for the bytes after the header.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.buf.as_ptr(), slot.ptr.add(RECORD_HEADER), len);
-        }
+        unsafe { ipc_core::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
         self.raw.commit_put(pos)
     }
 
@@ -733,7 +719,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
         let mut header = [0u8; RECORD_HEADER];
         // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
-        unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), RECORD_HEADER) };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
         let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
         let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
         if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
@@ -743,9 +729,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         self.buf.clear();
         self.buf.resize(len, 0);
         // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
-        unsafe {
-            std::ptr::copy_nonoverlapping(slot.ptr.add(RECORD_HEADER), self.buf.as_mut_ptr(), len)
-        };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
         self.raw.finish_get(pos);
         if kind == KIND_SPILLED {
             let name = std::mem::take(&mut self.buf);
@@ -850,15 +834,13 @@ impl<T, E: Encoding> Drop for Queue<T, E> {
             while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
                 let mut header = [0u8; RECORD_HEADER];
                 // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
-                unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), 8) };
+                unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
                 let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
                 let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
                 if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
                     let mut name = vec![0u8; len];
                     // SAFETY: `len <= slot.len - 8`; the slot is ours.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(slot.ptr.add(8), name.as_mut_ptr(), len)
-                    };
+                    unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
                     if let Ok(name) = std::str::from_utf8(&name) {
                         if name.starts_with(ipc_core::NAME_PREFIX) {
                             if let Ok(mut seg) = SharedMemory::builder(name).open() {

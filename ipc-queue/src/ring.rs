@@ -140,7 +140,8 @@ impl<T: Pod> RingParts<T> {
         unsafe { &*self.state }
     }
 
-    /// Copies `src` into the ring starting at position `pos` (wrapping).
+    /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
+    /// stores (`ipc_core::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
@@ -149,15 +150,14 @@ impl<T: Pod> RingParts<T> {
         let cap = self.capacity as usize;
         let start = (pos % self.capacity) as usize;
         let first = src.len().min(cap - start);
-        // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slots.add(start), first) };
+        // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
+        // no process holds a reference into them (the ring lends none).
+        unsafe { ipc_core::pod::store_slice(&src[..first], self.slots.add(start)) };
         // SAFETY: the remainder wraps to the start of the array, `src.len() - first <= start`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.slots, src.len() - first)
-        };
+        unsafe { ipc_core::pod::store_slice(&src[first..], self.slots) };
     }
 
-    /// Copies slots starting at `pos` (wrapping) into `dst`.
+    /// Copies slots starting at `pos` (wrapping) into `dst`, with word-wise atomic loads.
     ///
     /// # Safety
     /// The slots `pos..pos + dst.len()` must be readable by the caller per the protocol and
@@ -166,17 +166,12 @@ impl<T: Pod> RingParts<T> {
         let cap = self.capacity as usize;
         let start = (pos % self.capacity) as usize;
         let first = dst.len().min(cap - start);
+        let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
         // hostile peer left there are a valid `T`.
-        unsafe { std::ptr::copy_nonoverlapping(self.slots.add(start), dst.as_mut_ptr(), first) };
-        // SAFETY: the remainder wraps to the start of the array.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.slots,
-                dst.as_mut_ptr().add(first),
-                dst.len() - first,
-            )
-        };
+        unsafe { ipc_core::pod::load_slice(self.slots.add(start), a) };
+        // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
+        unsafe { ipc_core::pod::load_slice(self.slots, b) };
     }
 }
 

@@ -527,3 +527,34 @@ fn a_fork_child_without_an_entry_of_its_own_refuses_to_act() {
         assert!(role.wait(LIMIT));
     });
 }
+
+#[test]
+fn a_held_sample_is_never_recovered_by_another_handle_of_the_same_process() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<[u64; 64]>::new(2).unwrap();
+        q.put([1; 64]).unwrap();
+        q.put([2; 64]).unwrap();
+        let h = q.handle();
+        let sample = q.get_sample().unwrap();
+        assert_eq!(sample.read(), [1; 64]);
+        // Another handle wants the held slot for a new message: the queue is full (one slot
+        // held by the sample, one full), and its waits pass several recovery slices. The
+        // sample's claimer is alive, so the slot is left alone.
+        let waiter = std::thread::spawn(move || {
+            let mut other = Queue::<[u64; 64]>::open(&h).unwrap();
+            let timed_out = matches!(
+                other.put_timeout([3; 64], Duration::from_millis(200)),
+                Err(PutError::Timeout(_))
+            );
+            let full = matches!(other.try_put([3; 64]), Err(TryPutError::Full(_)));
+            (timed_out, full, other)
+        });
+        let (timed_out, full, mut other) = waiter.join().unwrap();
+        assert!(timed_out && full, "a live sample's slot was taken");
+        assert_eq!(sample.as_bytes(), bytemuck::bytes_of(&[1u64; 64]));
+        drop(sample);
+        other.put([3; 64]).unwrap();
+        assert_eq!(q.get().unwrap(), [2; 64]);
+        assert_eq!(q.get().unwrap(), [3; 64]);
+    });
+}

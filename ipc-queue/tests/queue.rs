@@ -558,3 +558,44 @@ fn a_held_sample_is_never_recovered_by_another_handle_of_the_same_process() {
         assert_eq!(q.get().unwrap(), [3; 64]);
     });
 }
+/// Forgets a sample (or a loan) taken by a second handle, drops that handle, churns its
+/// participant entry `churn` times, and checks the queue keeps working past the slot.
+fn forgotten_claim_is_reclaimed(loan: bool, churn: usize) {
+    let mut q = Queue::<u64>::new(2).unwrap();
+    let h = q.handle();
+    let mut b = Queue::<u64>::open(&h).unwrap();
+    if loan {
+        std::mem::forget(b.loan().unwrap());
+    } else {
+        q.put(1).unwrap();
+        std::mem::forget(b.get_sample().unwrap());
+    }
+    drop(b);
+    // Other handles take the freed entry again and again (each claim is a new generation);
+    // the last one stays attached.
+    let mut holders = Vec::new();
+    for _ in 0..churn {
+        holders.clear();
+        holders.push(Queue::<u64>::open(&h).unwrap());
+    }
+    for i in 0..20u64 {
+        q.put_timeout(i, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("put {i} past the forgotten slot: {e}"));
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), i);
+    }
+}
+
+#[test]
+fn a_forgotten_sample_is_reclaimed_once_its_handle_drops() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 0));
+}
+
+#[test]
+fn a_forgotten_loan_is_reclaimed_once_its_handle_drops() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(true, 0));
+}
+
+#[test]
+fn a_forgotten_sample_stays_reclaimable_after_its_entry_changed_hands_512_times() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));
+}

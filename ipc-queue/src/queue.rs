@@ -53,6 +53,57 @@ const RECORD_HEADER: usize = 8;
 const KIND_INLINE: u32 = 0;
 const KIND_SPILLED: u32 = 1;
 
+/// The head of a spill segment (a serde message larger than a slot, in a named segment of its
+/// own whose name travels in the slot):
+///
+/// | bytes  | field                                     |
+/// |--------|-------------------------------------------|
+/// | 0..8   | [`SPILL_MAGIC`]                            |
+/// | 8..24  | the id of the queue it was put on (u128, native endian) |
+/// | 24..32 | the message's length (u64, native endian)  |
+/// | 32..   | the encoded message                        |
+///
+/// A receiver unlinks a named segment only after checking the magic and its own queue's id, so a
+/// slot that names some other segment (another object, a plain segment, another queue's spill)
+/// is `Corrupted` and nothing is unlinked. Object segments refuse plain reads altogether.
+const SPILL_HEADER: usize = 32;
+const SPILL_MAGIC: [u8; 8] = *b"IPCQSPL1";
+
+fn spill_header(queue: u128, len: usize) -> [u8; SPILL_HEADER] {
+    let mut h = [0u8; SPILL_HEADER];
+    h[..8].copy_from_slice(&SPILL_MAGIC);
+    h[8..24].copy_from_slice(&queue.to_ne_bytes());
+    h[24..].copy_from_slice(&(len as u64).to_ne_bytes());
+    h
+}
+
+/// Opens the spill segment `name` if it is one of queue `queue`'s, without unlinking it;
+/// returns it with the message's length.
+fn open_spill(queue: u128, name: &[u8]) -> Result<(SharedMemory, usize), TryGetError> {
+    let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
+    if !name.starts_with(ipc_core::NAME_PREFIX) {
+        return Err(TryGetError::Corrupted);
+    }
+    let seg = SharedMemory::builder(name)
+        .open()
+        .map_err(TryGetError::Spill)?;
+    let mut h = [0u8; SPILL_HEADER];
+    // An object segment refuses the read: not a spill.
+    seg.read(0, &mut h).map_err(|_| TryGetError::Corrupted)?;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[8..24]);
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&h[24..]);
+    if h[..8] != SPILL_MAGIC || u128::from_ne_bytes(id) != queue {
+        return Err(TryGetError::Corrupted);
+    }
+    let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| TryGetError::Corrupted)?;
+    if len > seg.len().saturating_sub(SPILL_HEADER) {
+        return Err(TryGetError::Corrupted);
+    }
+    Ok((seg, len))
+}
+
 /// A bounded multi-producer multi-consumer queue in shared memory, like Python's
 /// `multiprocessing.Queue`.
 ///
@@ -662,10 +713,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
             return Ok(KIND_INLINE);
         }
         let len = self.buf.len();
-        let mut seg = SharedMemory::create_named(len + 8).map_err(EncodeFailure::Spill)?;
+        let size = len.checked_add(SPILL_HEADER).ok_or(EncodeFailure::Spill(
+            ipc_core::CreateError::InvalidSize { size: len as u64 },
+        ))?;
+        let mut seg = SharedMemory::create_named(size).map_err(EncodeFailure::Spill)?;
         let written = seg
-            .write(0, &(len as u64).to_ne_bytes())
-            .and_then(|()| seg.write(8, &self.buf));
+            .write(0, &spill_header(self.raw.id(), len))
+            .and_then(|()| seg.write(SPILL_HEADER, &self.buf));
         if written.is_err() {
             return Err(EncodeFailure::Spill(ipc_core::CreateError::InvalidSize {
                 size: len as u64,
@@ -692,25 +746,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         self.raw.commit_put(pos)
     }
 
+    /// Reads a spilled message into `self.buf` and unlinks its segment, once the segment has
+    /// shown itself to be one of this queue's spills.
     fn unspill(&mut self, name: &[u8]) -> Result<(), TryGetError> {
-        let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
-        if !name.starts_with(ipc_core::NAME_PREFIX) {
-            return Err(TryGetError::Corrupted);
-        }
-        let mut seg = SharedMemory::builder(name)
-            .open()
-            .map_err(TryGetError::Spill)?;
+        let (mut seg, len) = open_spill(self.raw.id(), name)?;
         let _ = seg.unlink();
-        let mut len = [0u8; 8];
-        seg.read(0, &mut len).map_err(|_| TryGetError::Corrupted)?;
-        let len = u64::from_ne_bytes(len);
-        let len = usize::try_from(len).map_err(|_| TryGetError::Corrupted)?;
-        if len > seg.len().saturating_sub(8) {
-            return Err(TryGetError::Corrupted);
-        }
         self.buf.clear();
         self.buf.resize(len, 0);
-        seg.read(8, &mut self.buf)
+        seg.read(SPILL_HEADER, &mut self.buf)
             .map_err(|_| TryGetError::Corrupted)?;
         Ok(())
     }
@@ -841,12 +884,9 @@ impl<T, E: Encoding> Drop for Queue<T, E> {
                     let mut name = vec![0u8; len];
                     // SAFETY: `len <= slot.len - 8`; the slot is ours.
                     unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
-                    if let Ok(name) = std::str::from_utf8(&name) {
-                        if name.starts_with(ipc_core::NAME_PREFIX) {
-                            if let Ok(mut seg) = SharedMemory::builder(name).open() {
-                                let _ = seg.unlink();
-                            }
-                        }
+                    // Only a spill of this queue is unlinked.
+                    if let Ok((mut seg, _)) = open_spill(self.raw.id(), &name) {
+                        let _ = seg.unlink();
                     }
                 }
                 self.raw.finish_get(pos);

@@ -45,6 +45,9 @@ pub(crate) struct QueueState {
     capacity: AtomicU64,
     /// Bytes of payload per slot, a multiple of 8 (written at creation).
     slot_payload: AtomicU64,
+    /// A random 128-bit id (written at creation): the spill segments of large serde messages
+    /// carry it, so a receiver unlinks only segments of this queue.
+    id: [AtomicU64; 2],
 }
 
 const STATE_BYTES: usize = layout::padded(size_of::<QueueState>());
@@ -121,6 +124,8 @@ pub(crate) struct RawQueue {
     table: TablePlace,
     slots: Slots,
     payload: usize,
+    /// The queue's id, read once at open.
+    id: u128,
     member: Membership,
     spin: Duration,
     /// Count puts in `unfinished` (`JoinableQueue`).
@@ -182,6 +187,9 @@ impl RawQueue {
             state
                 .participants
                 .store(participants as u32, Ordering::Relaxed);
+            let id = ipc_core::random_u128();
+            state.id[0].store(id as u64, Ordering::Relaxed);
+            state.id[1].store((id >> 64) as u64, Ordering::Relaxed);
             for i in 0..slots {
                 // SAFETY: slot `i` lies inside the payload
                 // (`STATE_BYTES + table + i * stride < bytes`), 8-aligned.
@@ -255,7 +263,11 @@ impl RawQueue {
             )
         };
         let member = Membership::attach(&table.table(), role)?;
+        // ORDERING: Relaxed (both), written before the header's publish, like the sizes.
+        let id = u128::from(st.id[0].load(Ordering::Relaxed))
+            | (u128::from(st.id[1].load(Ordering::Relaxed)) << 64);
         Ok(Self {
+            id,
             state: base.cast::<QueueState>().cast_const(),
             seg,
             table,
@@ -287,6 +299,11 @@ impl RawQueue {
 
     pub(crate) fn payload_size(&self) -> usize {
         self.payload
+    }
+
+    /// The queue's random id (as read at open).
+    pub(crate) fn id(&self) -> u128 {
+        self.id
     }
 
     pub(crate) fn set_joinable(&mut self, joinable: bool) {

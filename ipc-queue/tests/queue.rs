@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ipc_core::ObjectHandle;
+use ipc_core::{ObjectHandle, Placement, SharedMemory};
 use ipc_queue::{GetError, PutError, Queue, Serde, TryGetError, TryPutError};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -598,4 +598,81 @@ fn a_forgotten_loan_is_reclaimed_once_its_handle_drops() {
 #[test]
 fn a_forgotten_sample_stays_reclaimable_after_its_entry_changed_hands_512_times() {
     common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));
+}
+
+/// Rewrites the record of the inline message `marker` (a `String` in a serde queue) into a
+/// spilled record naming `name`, as a hostile peer could.
+fn forge_spill_record(q: &Queue<String, Serde>, marker: &str, name: &str) {
+    let seg = SharedMemory::attach(&q.handle().segment).unwrap();
+    let mut image = vec![0u8; seg.len()];
+    // SAFETY: nobody holds a loan or sample of this queue.
+    unsafe { seg.read_unguarded(0, &mut image) }.unwrap();
+    let at = image
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the marker is in a slot");
+    // The record: [len u32][kind u32][postcard: 1-byte length, then the string].
+    let record = at - 1 - 8;
+    let mut forged = Vec::new();
+    forged.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+    forged.extend_from_slice(&1u32.to_ne_bytes()); // spilled
+    forged.extend_from_slice(name.as_bytes());
+    // SAFETY: as above.
+    unsafe { seg.write_unguarded(record, &forged) }.unwrap();
+}
+
+#[test]
+fn a_forged_spill_name_is_refused_and_nothing_is_unlinked() {
+    // Two live named segments a hostile slot might name: another object, and a plain segment
+    // (as Python's `SharedMemory` makes).
+    let object = Queue::<u64>::create(&Placement::NamedRandom, 4).unwrap();
+    let object_name = object
+        .handle()
+        .segment
+        .name()
+        .expect("a named segment")
+        .to_string();
+    let plain = SharedMemory::create_named(4096).unwrap();
+    let plain_name = plain.name().unwrap().to_string();
+    for victim in [&object_name, &plain_name] {
+        let mut q = Queue::<String, Serde>::new(4).unwrap();
+        q.put("MARKER-forged-spill".into()).unwrap();
+        forge_spill_record(&q, "MARKER-forged-spill", victim);
+        assert!(
+            matches!(q.get(), Err(GetError::Corrupted)),
+            "a forged spill record was accepted"
+        );
+        assert!(
+            SharedMemory::builder(victim).open().is_ok(),
+            "the receiver unlinked `{victim}`"
+        );
+        // The last handle's clean-up of unread spills refuses it too.
+        q.put("MARKER-forged-spill".into()).unwrap();
+        forge_spill_record(&q, "MARKER-forged-spill", victim);
+        drop(q);
+        assert!(
+            SharedMemory::builder(victim).open().is_ok(),
+            "the last handle's clean-up unlinked `{victim}`"
+        );
+    }
+    // A genuine spill of another queue is refused as well, and stays for its own receiver.
+    let mut a = Queue::<String, Serde>::new(4).unwrap();
+    a.put("z".repeat(1000)).unwrap();
+    let seg = SharedMemory::attach(&a.handle().segment).unwrap();
+    let mut image = vec![0u8; seg.len()];
+    // SAFETY: nobody holds a loan or sample of `a`.
+    unsafe { seg.read_unguarded(0, &mut image) }.unwrap();
+    let at = image
+        .windows(4)
+        .position(|w| w == ipc_core::NAME_PREFIX.as_bytes())
+        .expect("the spill's name is in a slot");
+    let len = u32::from_ne_bytes(image[at - 8..at - 4].try_into().unwrap()) as usize;
+    let spill_name = std::str::from_utf8(&image[at..at + len])
+        .unwrap()
+        .to_string();
+    let mut b = Queue::<String, Serde>::new(4).unwrap();
+    b.put("MARKER-forged-spill".into()).unwrap();
+    forge_spill_record(&b, "MARKER-forged-spill", &spill_name);
+    assert!(matches!(b.get(), Err(GetError::Corrupted)));
+    assert_eq!(a.get().unwrap(), "z".repeat(1000));
 }

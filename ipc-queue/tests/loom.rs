@@ -469,3 +469,59 @@ fn participants_a_release_racing_an_is_alive_check_never_reports_the_next_holder
         assert!(!s.table(&k).is_alive(first));
     });
 }
+
+#[path = "../src/claim.rs"]
+mod claim;
+
+#[test]
+fn role_hand_over_goes_to_its_token_and_never_to_two_holders() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let word = Arc::new(primitive::AtomicU64::new(0));
+        claim::claim(&word, who(1), &k).unwrap();
+        let (w2, k2) = (word.clone(), k.clone());
+        // Process 2 opens the role by handle while process 1 hands it over.
+        let opener = loom::thread::spawn(move || claim::claim(&w2, who(2), &k2).is_ok());
+        let (w3, k3) = (word.clone(), k.clone());
+        // Process 3 deserialises the hand-over (possibly before it is made: then it falls back
+        // to an ordinary claim, which fails while process 1 holds the role).
+        let deserialiser = loom::thread::spawn(move || {
+            claim::take_over(&w3, 5, who(3)) || claim::claim(&w3, who(3), &k3).is_ok()
+        });
+        let handed = claim::hand_over(&word, who(1), 5);
+        assert!(handed, "the holder could not hand over");
+        let opened = opener.join().unwrap();
+        let taken = deserialiser.join().unwrap();
+        assert!(!opened, "an opener took a held or in-transit role");
+        let now = claim::holder(word.load(Ordering::SeqCst));
+        if taken {
+            assert_eq!(now, claim::Holder::Held(who(3)));
+        } else {
+            assert_eq!(now, claim::Holder::HandOff(5));
+        }
+    });
+}
+
+#[test]
+fn a_dead_holders_role_goes_to_exactly_one_of_two_openers() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let word = Arc::new(primitive::AtomicU64::new(0));
+        claim::claim(&word, who(1), &k).unwrap();
+        k.set(1, DEAD);
+        let openers: Vec<_> = [2u32, 3]
+            .into_iter()
+            .map(|pid| {
+                let (w, k) = (word.clone(), k.clone());
+                loom::thread::spawn(move || claim::claim(&w, who(pid), &k).is_ok())
+            })
+            .collect();
+        let won: Vec<bool> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(won.iter().filter(|&&w| w).count(), 1, "{won:?}");
+        let winner = if won[0] { who(2) } else { who(3) };
+        assert_eq!(
+            claim::holder(word.load(Ordering::SeqCst)),
+            claim::Holder::Held(winner)
+        );
+    });
+}

@@ -33,7 +33,10 @@
 //! [`Consumer`] moves its role word to `HandOff(token)` with a fresh random token that the
 //! serialised bytes carry, and the original handle becomes inert (its operations return
 //! `HandedOver`). The first deserialiser presenting the token takes the role; a second
-//! deserialisation of the same bytes is refused (`RoleTaken`). A fork child holding a copy of an
+//! deserialisation of the same bytes is refused (`RoleTaken`). While a hand-over is in flight, the
+//! other end counts its peer as present as long as the inert original handle lives (as a pipe
+//! reader gets EOF only once the writer's last descriptor closes); once that handle drops (or its
+//! process dies), a hand-over nobody took counts as gone. A fork child holding a copy of an
 //! end may act only once it has claimed the role itself (its parent dropped the end or died);
 //! until then its operations return `NotAttached`.
 //!
@@ -56,7 +59,7 @@ use crate::claim::{self, Taken};
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 use crate::layout;
 use crate::membership::{Kernel, current_identity};
-use crate::participants::{Identity, split_identity};
+use crate::participants::{Identity, Oracle, split_identity};
 use crate::primitive::{AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
 use crate::spsc_index::{ConsumerIndex, Corrupt, ProducerIndex, SpscIndices};
@@ -74,11 +77,17 @@ pub(crate) struct SpscState {
     pub(crate) roles: CachePadded<Roles>,
 }
 
-/// The two role words of a ring (`#[repr(C)]`, atomics only).
+/// The two role words of a ring, and for each the identity of the process whose handle made the
+/// hand-over in flight (`#[repr(C)]`, atomics only).
 #[repr(C)]
 pub(crate) struct Roles {
     producer: AtomicU64,
     consumer: AtomicU64,
+    /// While the producer word is a hand-over: the process whose (now inert) handle made it, or
+    /// 0 once that handle has dropped.
+    producer_by: AtomicU64,
+    /// The same for the consumer.
+    consumer_by: AtomicU64,
 }
 
 /// Which end of a ring.
@@ -93,6 +102,13 @@ impl SpscState {
         match end {
             End::Producer => &self.roles.producer,
             End::Consumer => &self.roles.consumer,
+        }
+    }
+
+    fn handed_by(&self, end: End) -> &AtomicU64 {
+        match end {
+            End::Producer => &self.roles.producer_by,
+            End::Consumer => &self.roles.consumer_by,
         }
     }
 }
@@ -274,6 +290,10 @@ impl<T: Pod> Shared<T> {
     fn role(&self, end: End) -> &AtomicU64 {
         self.parts.state().role(end)
     }
+
+    fn handed_by(&self, end: End) -> &AtomicU64 {
+        self.parts.state().handed_by(end)
+    }
 }
 
 fn taken(t: Taken) -> OpenError {
@@ -371,6 +391,9 @@ impl RoleHold {
             .compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
+                // ORDERING: Relaxed, published by the Release CAS of the hand-over below (its
+                // readers load the role word with Acquire first).
+                shared.handed_by(self.end).store(self.me, Ordering::Relaxed);
                 if claim::hand_over(shared.role(self.end), self.me, token) {
                     Ok(token)
                 } else {
@@ -381,20 +404,50 @@ impl RoleHold {
         }
     }
 
-    /// Frees the role if this handle holds it in this process.
+    /// Frees the role if this handle holds it in this process. An inert handle whose
+    /// hand-over is still in flight records that it has gone, so that the other end stops
+    /// counting on it (as a reader gets EOF once the writer's last descriptor closes): the
+    /// hand-over can still be taken by its token.
     fn release<T: Pod>(&self, shared: &Shared<T>) {
+        if self.generation != crate::primitive::fork_generation() {
+            return;
+        }
         // ORDERING: Relaxed, as in `check`.
-        if self.generation == crate::primitive::fork_generation()
-            && self.handed.load(Ordering::Relaxed) == 0
-        {
+        let token = self.handed.load(Ordering::Relaxed);
+        if token == 0 {
             claim::release(shared.role(self.end), self.me);
+        } else if claim::holder(
+            // ORDERING: Acquire, pairs with the Release CAS of `claim::hand_over`: only a
+            // hand-over still ours (not yet taken) is marked.
+            shared.role(self.end).load(Ordering::Acquire),
+        ) == claim::Holder::HandOff(token)
+        {
+            // ORDERING: Release, pairs with the Acquire in `end_gone`. Relaxed on failure: a
+            // later hand-over (someone else's) owns the word now.
+            let _ = shared.handed_by(self.end).compare_exchange(
+                self.me,
+                0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
 }
 
-/// Whether the other end's role is gone (free, or held by a process the kernel says is dead).
+/// Whether the other end's role is gone: free, held by a process the kernel says is dead, or
+/// handed over with nobody having taken it and the handle that made the hand-over gone too.
 fn end_gone(state: &SpscState, end: End) -> bool {
-    claim::gone(state.role(end), &Kernel)
+    if claim::gone(state.role(end), &Kernel) {
+        return true;
+    }
+    // ORDERING: Acquire, pairs with the Release of the hand-over CAS (whose `handed_by` store
+    // comes before it).
+    if let claim::Holder::HandOff(_) = claim::holder(state.role(end).load(Ordering::Acquire)) {
+        // ORDERING: Acquire, pairs with the Release CAS in `RoleHold::release`.
+        let by = state.handed_by(end).load(Ordering::Acquire);
+        return by == 0 || Kernel.liveness(by) == ipc_core::Liveness::Dead;
+    }
+    false
 }
 
 /// The writing half of a [`RingBuffer`]: the ring's one producer. Opening a second producer of

@@ -402,3 +402,24 @@ fn a_fork_childs_copy_of_a_held_end_waits_for_the_role() {
         assert!(role.wait(LIMIT));
     });
 }
+
+#[test]
+fn a_hand_over_nobody_takes_counts_as_gone_once_the_original_drops() {
+    common::watchdog(LIMIT, || {
+        let (tx, mut rx) = RingBuffer::<u64>::new(8).unwrap();
+        let bytes = ipc_core::codec::encode(&tx).unwrap();
+        // In flight, with the original alive: the consumer waits for the producer to come.
+        assert!(matches!(
+            rx.pop_timeout(Duration::from_millis(50)),
+            Err(GetError::Timeout)
+        ));
+        // The original goes (say the child meant to take it died first): the consumer is no
+        // longer kept waiting on a producer that may never come.
+        drop(tx);
+        assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
+        // The bytes still carry the role.
+        let mut tx: Producer<u64> = ipc_core::codec::decode(&bytes).unwrap();
+        tx.push(4).unwrap();
+        assert_eq!(rx.pop_blocking().unwrap(), 4);
+    });
+}

@@ -43,7 +43,7 @@
 //! | claim word | a `send`/`recv` finding it                                      | its holder, done |
 //! |------------|------------------------------------------------------------------|------------------|
 //! | Free       | takes it (CAS `0 -> me`), moves one whole message, frees it      | —                |
-//! | Held(x), x live or Unknown | waits (spin, then sleep on the claim's signal in slices) | CAS `me -> 0`, wakes waiters |
+//! | Held(x), x live or Unknown | announces itself on the claim's signal, sets the `WAITING` bit (CAS), waits (spin, then sleep in slices) | CAS `me -> 0`; or, if marked, CAS `me \| WAITING -> 0` and wake the waiters |
 //! | Held(x), x dead | frees it (CAS `x -> 0`) after a slice, then takes it        | —                |
 //!
 //! So concurrent senders never interleave chunks (a message's chunks are contiguous) and
@@ -57,8 +57,8 @@
 //!   receiver skips chunks without `FIRST` (the rest of that message), then reads on. A receive
 //!   that times out mid-message leaves the rest to be skipped the same way.
 //!
-//! Cost: a send and a receive each pay one CAS to claim and one to free their end, plus a wake
-//! check; measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
+//! Cost: a send and a receive each pay one CAS to claim and one to free their end (a wake-up only
+//! when someone waits); measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
 //!
 //! Lengths come from shared memory: a chunk longer than the ring or than its message, or a total
 //! above [`MAX_MESSAGE`], is `Corrupted`, and a receiver never allocates more than the bytes that
@@ -594,7 +594,8 @@ enum ClaimWait {
 }
 
 /// Claims `end` for `me`, waiting until `deadline`; a holder the kernel says is dead is cleared
-/// after a slice.
+/// after a slice. A waiter marks the held word ([`claim::WAITING`]) after announcing itself on
+/// the claim's signal, so that the holder wakes it when done.
 fn claim_end(
     end: &EndClaim,
     me: Identity,
@@ -609,11 +610,15 @@ fn claim_end(
         deadline,
         spin,
         || {
-            if claim::try_claim_from(&end.word, 0, me) {
-                Attempt::Ready(Ok(()))
-            } else {
-                Attempt::Pending
+            // ORDERING: Relaxed, only picks what to try; the CASes decide.
+            let seen = end.word.load(Ordering::Relaxed);
+            if seen == 0 && claim::try_claim_from(&end.word, 0, me) {
+                return Attempt::Ready(Ok(()));
             }
+            if seen != 0 {
+                claim::mark_waiting(&end.word, seen);
+            }
+            Attempt::Pending
         },
         || claim::clear_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
     );
@@ -624,10 +629,11 @@ fn claim_end(
     }
 }
 
-/// Frees `end` after one message and wakes whoever waits for it.
+/// Frees `end` after one message, waking whoever marked it as waited for.
 fn release_end(end: &EndClaim, me: Identity) {
-    claim::release(&end.word, me);
-    end.free.notify();
+    if claim::release_waited(&end.word, me) {
+        end.free.notify();
+    }
 }
 
 fn chunk_header(len: usize, first: Option<usize>) -> [u8; CHUNK_HEADER] {

@@ -437,6 +437,11 @@ fn a_consumer_passed_to_a_child_keeps_its_role_and_sees_the_close() {
 
 #[test]
 fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for() {
+    // Each attached handle holds a descriptor of the segment.
+    assert!(
+        common::raise_fd_limit() > 2100,
+        "the descriptor limit is too low for this test"
+    );
     let q = Queue::<u64>::builder(4).participants(3).create().unwrap();
     let _a = Queue::<u64>::open(&q.handle()).unwrap();
     let b = Queue::<u64>::open(&q.handle()).unwrap();
@@ -460,17 +465,19 @@ fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for()
 
 #[test]
 fn hundreds_of_handles_attach_to_one_queue() {
-    let mut q = Queue::<u64>::new(4).unwrap();
-    let mut handles: Vec<_> = (0..300)
-        .map(|i| {
-            Queue::<u64>::open(&q.handle())
-                .unwrap_or_else(|e| panic!("handle {i} could not attach: {e}"))
-        })
-        .collect();
-    for (i, h) in handles.iter_mut().enumerate() {
-        h.put(i as u64).unwrap();
-        assert_eq!(q.get().unwrap(), i as u64);
-    }
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut handles: Vec<_> = (0..300)
+            .map(|i| {
+                Queue::<u64>::open(&q.handle())
+                    .unwrap_or_else(|e| panic!("handle {i} could not attach: {e}"))
+            })
+            .collect();
+        for (i, h) in handles.iter_mut().enumerate() {
+            h.put(i as u64).unwrap();
+            assert_eq!(q.get().unwrap(), i as u64);
+        }
+    });
 }
 
 /// Forks (from a single-threaded child role) with the queue's participant table full: the fork
@@ -479,19 +486,19 @@ fn hundreds_of_handles_attach_to_one_queue() {
 #[test]
 #[ignore]
 fn child_forks_with_a_full_table() {
-    let q = Queue::<u64>::new(4).unwrap();
+    let q = Queue::<u64>::builder(4).participants(16).create().unwrap();
     let mut extra = Vec::new();
     loop {
         match Queue::<u64>::open(&q.handle()) {
             Ok(h) => extra.push(h),
             Err(ipc_queue::OpenError::TooManyParticipants { limit }) => {
-                assert_eq!(limit, ipc_queue::DEFAULT_PARTICIPANTS);
+                assert_eq!(limit, 16);
                 break;
             }
             Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert_eq!(extra.len() + 1, ipc_queue::DEFAULT_PARTICIPANTS);
+    assert_eq!(extra.len() + 1, 16);
     let mut q = q;
     // SAFETY: this role runs alone in its process (one test, one thread); the child only
     // calls the queue and `_exit`s.
@@ -623,6 +630,10 @@ fn forge_spill_record(q: &Queue<String, Serde>, marker: &str, name: &str) {
 
 #[test]
 fn a_forged_spill_name_is_refused_and_nothing_is_unlinked() {
+    common::watchdog(LIMIT, forged_spill_names_are_refused);
+}
+
+fn forged_spill_names_are_refused() {
     // Two live named segments a hostile slot might name: another object, and a plain segment
     // (as Python's `SharedMemory` makes).
     let object = Queue::<u64>::create(&Placement::NamedRandom, 4).unwrap();

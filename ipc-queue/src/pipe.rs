@@ -60,9 +60,9 @@
 //! Cost: a send and a receive each pay one CAS to claim and one to free their end (a wake-up only
 //! when someone waits); measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
 //!
-//! Lengths come from shared memory: a chunk longer than the ring or than its message, or a total
-//! above [`MAX_MESSAGE`], is `Corrupted`, and a receiver never allocates more than the bytes that
-//! actually arrived.
+//! Lengths and positions come from shared memory: a chunk longer than the ring or than its
+//! message, a total above [`MAX_MESSAGE`], a position above 2^62 or a tail behind the head is
+//! `Corrupted`, and a receiver never allocates more than the bytes that actually arrived.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -82,6 +82,7 @@ use crate::participants::{
 use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::raw_queue::table_bytes;
 use crate::signal::{self, Attempt, Blocked, Signal};
+use crate::spsc_index::MAX_POSITION;
 
 /// The largest message a connection accepts (1 GiB).
 pub const MAX_MESSAGE: usize = 1 << 30;
@@ -674,6 +675,9 @@ impl Tx {
         // ORDERING: Acquire, pairs with the Release tail stores of the previous sender (of any
         // process): we continue right after its last chunk.
         let mut tail = st.tail.load(Ordering::Acquire);
+        if tail > MAX_POSITION {
+            return Err(SendError::Corrupted);
+        }
         if self.head_cache > tail || tail - self.head_cache > cap {
             self.refresh_head(tail)?;
         }
@@ -779,6 +783,7 @@ enum ChunkWait {
 
 impl Rx {
     /// Bytes published from `head` (refreshing the cached tail when fewer than a header).
+    /// `head` is at most `MAX_POSITION` (checked where it was loaded).
     fn available(&mut self, head: u64) -> Result<u64, RecvError> {
         if self.tail_cache >= head + CHUNK_HEADER as u64 {
             return Ok(self.tail_cache - head);
@@ -895,6 +900,9 @@ impl Rx {
         // ORDERING: Acquire, pairs with the Release head stores of the previous receiver: we
         // continue where it stopped.
         let mut head = dir.state().head.load(Ordering::Acquire);
+        if head > MAX_POSITION {
+            return Err(RecvError::Corrupted);
+        }
         if self.tail_cache < head {
             self.tail_cache = head;
         }
@@ -1140,6 +1148,9 @@ impl Connection {
         let st = dir.state();
         // ORDERING: Acquire, pairs with the Release head stores of receivers.
         let head = st.head.load(Ordering::Acquire);
+        if head > MAX_POSITION {
+            return Err(RecvError::Corrupted);
+        }
         if rx.tail_cache < head {
             rx.tail_cache = head;
         }
@@ -1149,10 +1160,14 @@ impl Connection {
         }
         // ORDERING: Acquire, as above, now that we hold the receive end.
         let mut head = st.head.load(Ordering::Acquire);
-        if rx.tail_cache < head {
-            rx.tail_cache = head;
-        }
-        let r = rx.skip_leftovers(&mut head);
+        let r = if head > MAX_POSITION {
+            Err(RecvError::Corrupted)
+        } else {
+            if rx.tail_cache < head {
+                rx.tail_cache = head;
+            }
+            rx.skip_leftovers(&mut head)
+        };
         release_end(&st.recv, me);
         r
     }

@@ -2,6 +2,7 @@
 //! their `Debug` does not require `T: Debug`.
 
 use std::fmt;
+use std::io;
 
 use ipc_core::codec::{DecodeError, EncodeError};
 
@@ -12,8 +13,25 @@ pub enum OpenError {
     /// The segment could not be attached or its header is wrong (not ours, another type,
     /// another version, truncated...).
     Segment(ipc_core::OpenError),
-    /// Every entry of the object's participant table is held by a live process.
-    TooManyParticipants,
+    /// Every entry of the object's participant table is held by a process the kernel does not
+    /// call dead. Create the object with a larger table (`participants(n)` on its builder).
+    TooManyParticipants {
+        /// The number of entries of the table.
+        limit: usize,
+    },
+    /// This process's own identity (pid and start time, from `/proc/self/stat`) could not be
+    /// read, so it cannot be recorded as a participant (out of descriptors, `/proc` missing).
+    Identity(io::Error),
+    /// The role asked for (a ring's producer or consumer) is held by another live handle, in
+    /// this process or another (`pid`). A role is released when its handle drops, and taken
+    /// over once the kernel says its holder's process is dead.
+    RoleTaken {
+        /// The process that holds it.
+        pid: u32,
+    },
+    /// The role asked for has been handed over: its handle was serialised (to pass it to
+    /// another process) and only the deserialiser of those bytes may take it.
+    RoleInTransit,
     /// The object's layout is impossible (e.g. a capacity that does not match the segment).
     Corrupted {
         /// What is wrong.
@@ -25,10 +43,23 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Segment(e) => write!(f, "cannot attach: {e}"),
-            Self::TooManyParticipants => write!(
+            Self::TooManyParticipants { limit } => write!(
                 f,
-                "the object already has {} live attached handles, the most it can track",
-                crate::participants::MAX_PARTICIPANTS
+                "all {limit} participant entries of the object are held by live handles; \
+                 create it with a larger participant table"
+            ),
+            Self::Identity(e) => write!(
+                f,
+                "cannot read this process's identity (pid and start time) to attach: {e}"
+            ),
+            Self::RoleTaken { pid } => write!(
+                f,
+                "the role is held by a live handle of process {pid}; it is freed when that \
+                 handle drops or its process dies"
+            ),
+            Self::RoleInTransit => f.write_str(
+                "the role was handed over in a serialised handle that has not been \
+                 deserialised yet; only that deserialisation can take it",
             ),
             Self::Corrupted { what } => write!(f, "shared object corrupted: {what}"),
         }
@@ -39,6 +70,7 @@ impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Segment(e) => Some(e),
+            Self::Identity(e) => Some(e),
             _ => None,
         }
     }
@@ -61,6 +93,13 @@ pub enum CreateError {
         /// The capacity asked for.
         capacity: usize,
     },
+    /// The participant table size is zero or above [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS).
+    InvalidParticipants {
+        /// The size asked for.
+        participants: usize,
+    },
+    /// This process's own identity could not be read, so the creating handle cannot attach.
+    Identity(io::Error),
 }
 
 impl fmt::Display for CreateError {
@@ -71,6 +110,15 @@ impl fmt::Display for CreateError {
                 f,
                 "invalid capacity {capacity}: it must be at least 1 and fit in memory"
             ),
+            Self::InvalidParticipants { participants } => write!(
+                f,
+                "invalid participant table size {participants}: it must be between 1 and {}",
+                crate::participants::MAX_PARTICIPANTS
+            ),
+            Self::Identity(e) => write!(
+                f,
+                "cannot read this process's identity (pid and start time) to attach: {e}"
+            ),
         }
     }
 }
@@ -79,6 +127,7 @@ impl std::error::Error for CreateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Segment(e) => Some(e),
+            Self::Identity(e) => Some(e),
             _ => None,
         }
     }
@@ -103,6 +152,13 @@ pub enum TryPutError<T> {
     Encode(T, EncodeError),
     /// A message too large for a slot could not be placed in its own segment.
     Spill(T, ipc_core::CreateError),
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own (the table is full, or the child's identity could not be
+    /// read). It never acts under its parent's id.
+    NotAttached(T),
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver(T),
 }
 
 /// `put` (`send`) failed; the value comes back.
@@ -118,6 +174,13 @@ pub enum PutError<T> {
     Encode(T, EncodeError),
     /// A message too large for a slot could not be placed in its own segment.
     Spill(T, ipc_core::CreateError),
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own (the table is full, or the child's identity could not be
+    /// read). It never acts under its parent's id.
+    NotAttached(T),
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver(T),
 }
 
 macro_rules! put_error_impls {
@@ -130,7 +193,9 @@ macro_rules! put_error_impls {
                     | Self::Disconnected(v)
                     | Self::Corrupted(v)
                     | Self::Encode(v, _)
-                    | Self::Spill(v, _) => v,
+                    | Self::Spill(v, _)
+                    | Self::NotAttached(v)
+                    | Self::HandedOver(v) => v,
                 }
             }
         }
@@ -143,6 +208,8 @@ macro_rules! put_error_impls {
                     Self::Corrupted(_) => f.write_str("Corrupted(..)"),
                     Self::Encode(_, e) => f.debug_tuple("Encode").field(&"..").field(e).finish(),
                     Self::Spill(_, e) => f.debug_tuple("Spill").field(&"..").field(e).finish(),
+                    Self::NotAttached(_) => f.write_str("NotAttached(..)"),
+                    Self::HandedOver(_) => f.write_str("HandedOver(..)"),
                 }
             }
         }
@@ -157,6 +224,8 @@ macro_rules! put_error_impls {
                     Self::Corrupted(_) => f.write_str("the shared state is corrupted"),
                     Self::Encode(_, e) => write!(f, "{e}"),
                     Self::Spill(_, e) => write!(f, "cannot place a large message: {e}"),
+                    Self::NotAttached(_) => f.write_str(NOT_ATTACHED),
+                    Self::HandedOver(_) => f.write_str(HANDED_OVER),
                 }
             }
         }
@@ -172,6 +241,12 @@ macro_rules! put_error_impls {
         }
     };
 }
+
+const NOT_ATTACHED: &str = "this handle cannot act in this process: it is a fork child's copy \
+    that could not claim a participant entry or role of its own (the table is full, the role is \
+    held by a live process, or the identity is unreadable)";
+const HANDED_OVER: &str = "this end was handed over to another process (its handle was \
+    serialised); this handle is inert";
 
 put_error_impls!(TryPutError, Full, "the queue is full");
 put_error_impls!(PutError, Timeout, "timed out waiting for a free slot");
@@ -190,6 +265,12 @@ pub enum TryGetError {
     Decode(DecodeError),
     /// A large message's own segment could not be opened.
     Spill(ipc_core::OpenError),
+    /// This handle cannot act in this process (a fork child's copy without a participant entry
+    /// of its own).
+    NotAttached,
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver,
 }
 
 /// `get` (`recv`) failed.
@@ -206,6 +287,12 @@ pub enum GetError {
     Decode(DecodeError),
     /// A large message's own segment could not be opened.
     Spill(ipc_core::OpenError),
+    /// This handle cannot act in this process (a fork child's copy without a participant entry
+    /// of its own).
+    NotAttached,
+    /// This handle's role (a ring end) was handed over to another process by serialising the
+    /// handle; this handle is inert.
+    HandedOver,
 }
 
 macro_rules! get_error_impls {
@@ -220,6 +307,8 @@ macro_rules! get_error_impls {
                     Self::Corrupted => f.write_str("the shared state is corrupted"),
                     Self::Decode(e) => write!(f, "{e}"),
                     Self::Spill(e) => write!(f, "cannot open a large message: {e}"),
+                    Self::NotAttached => f.write_str(NOT_ATTACHED),
+                    Self::HandedOver => f.write_str(HANDED_OVER),
                 }
             }
         }
@@ -247,6 +336,8 @@ impl From<TryGetError> for GetError {
             TryGetError::Corrupted => Self::Corrupted,
             TryGetError::Decode(e) => Self::Decode(e),
             TryGetError::Spill(e) => Self::Spill(e),
+            TryGetError::NotAttached => Self::NotAttached,
+            TryGetError::HandedOver => Self::HandedOver,
         }
     }
 }
@@ -259,6 +350,8 @@ impl<T> From<TryPutError<T>> for PutError<T> {
             TryPutError::Corrupted(v) => Self::Corrupted(v),
             TryPutError::Encode(v, e) => Self::Encode(v, e),
             TryPutError::Spill(v, e) => Self::Spill(v, e),
+            TryPutError::NotAttached(v) => Self::NotAttached(v),
+            TryPutError::HandedOver(v) => Self::HandedOver(v),
         }
     }
 }

@@ -7,14 +7,14 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ipc_core::{ObjectHandle, Placement};
+use ipc_core::ObjectHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CreateError, OpenError};
 use crate::participants::BOTH;
 use crate::primitive::Ordering;
-use crate::queue::{DEFAULT_SLOT_SIZE, Encoding, Plain, Queue, Serde};
+use crate::queue::{Encoding, Plain, Queue, Serde};
 use crate::signal::{self, Attempt, Blocked};
 
 /// `task_done` was called more times than there were items (Python raises `ValueError`).
@@ -90,12 +90,17 @@ impl<T, E: Encoding> DerefMut for JoinableQueue<T, E> {
     }
 }
 
+impl<T, E: Encoding> JoinableQueue<T, E> {
+    pub(crate) fn from_queue(q: Queue<T, E>) -> Self {
+        Self { q }
+    }
+}
+
 impl<T: Pod> JoinableQueue<T, Plain> {
-    /// A joinable queue of `capacity` slots in a new anonymous segment.
+    /// A joinable queue of `capacity` slots in a new anonymous segment (more options:
+    /// [`Queue::builder`] then `create_joinable`).
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
-        Ok(Self {
-            q: Queue::<T, Plain>::create_flavor(&Placement::Anonymous, capacity, true)?,
-        })
+        Queue::<T, Plain>::builder(capacity).create_joinable()
     }
 
     /// Attaches to the joinable queue a handle names.
@@ -109,14 +114,7 @@ impl<T: Pod> JoinableQueue<T, Plain> {
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T, Serde> {
     /// A joinable queue of serde values in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
-        Ok(Self {
-            q: Queue::<T, Serde>::create_flavor(
-                &Placement::Anonymous,
-                capacity,
-                DEFAULT_SLOT_SIZE,
-                true,
-            )?,
-        })
+        Queue::<T, Serde>::builder(capacity).create_joinable()
     }
 
     /// Attaches to the joinable queue a handle names.

@@ -9,7 +9,7 @@ use ipc_core::{ObjectHandle, ObjectSegment, Placement, TypeFingerprint};
 use crate::error::{CreateError, OpenError};
 
 /// The version of every payload layout of this crate. Bump it with any layout change.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// Payload alignment.
 pub(crate) const ALIGN: usize = 128;

@@ -42,9 +42,11 @@
 //! Every object passes to another process by its handle (`handle()`, then `open` there); the
 //! design notes are in the crate's README.
 
+mod claim;
 mod error;
 mod joinable_queue;
 mod layout;
+mod membership;
 mod mpmc_index;
 mod participants;
 mod pipe;
@@ -59,12 +61,12 @@ mod wait;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
-pub use participants::MAX_PARTICIPANTS;
+pub use participants::{DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS};
 pub use pipe::{
-    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, RecvError, SendError, pipe,
-    pipe_simplex, pipe_with_capacity,
+    Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, PipeBuilder, RecvError,
+    SendError, pipe, pipe_simplex, pipe_with_capacity,
 };
-pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, Sample, Serde};
+pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
 pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};

@@ -10,20 +10,23 @@
 //!
 //! ## The slot word (u64)
 //!
-//! | bits   | field   | meaning                                           |
-//! |--------|---------|---------------------------------------------------|
-//! | 63..16 | `seq`   | a position modulo 2^48                            |
-//! | 15..0  | `owner` | participant id of the claimer, 0 when unclaimed   |
+//! | bits   | field   | meaning                                                        |
+//! |--------|---------|----------------------------------------------------------------|
+//! | 63..32 | `seq`   | a position modulo 2^32                                         |
+//! | 31..0  | `owner` | participant id of the claimer (16-bit generation, 16-bit entry), 0 when unclaimed |
+//!
+//! Sequence arithmetic is modulo 2^32: `seq - pos` is read as a signed 32-bit difference, which
+//! is exact while the capacity is below 2^31 ([`MAX_CAPACITY`]; checked at creation and open).
 //!
 //! For the slot of position `p` (`p % capacity`):
 //!
 //! | state       | word             | next state      | by                                  |
 //! |-------------|------------------|-----------------|-------------------------------------|
 //! | Empty(p)    | `seq p, 0`       | Writing(p)      | a producer at tail `p` (CAS)        |
-//! | Writing(p)  | `seq p, id`      | Full(p)         | that producer, after writing (CAS, Release) |
+//! | Writing(p)  | `seq p, id`      | Full(p)         | that producer, after writing (CAS from its exact word, Release) |
 //! | Writing(p)  | `seq p, id`      | Empty(p + cap)  | anyone, once `id` is dead (CAS): skipped |
 //! | Full(p)     | `seq p+1, 0`     | Reading(p)      | a consumer at head `p` (CAS)        |
-//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | that consumer, after reading (CAS, Release) |
+//! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | that consumer, after reading (CAS from its exact word, Release) |
 //! | Reading(p)  | `seq p+1, id`    | Empty(p + cap)  | anyone, once `id` is dead (CAS)     |
 //!
 //! `tail` moves from `p` to `p + 1` (CAS, by anyone) once slot `p` has left Empty(p); `head`
@@ -33,8 +36,8 @@
 
 use crate::primitive::{AtomicU64, CachePadded, Ordering};
 
-const SEQ_BITS: u32 = 48;
-const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+/// The largest number of slots (sequence differences must fit a signed 32-bit number).
+pub(crate) const MAX_CAPACITY: u64 = 1 << 30;
 
 /// Head and tail of the ring, each on its own cache line (`#[repr(C)]`).
 #[repr(C)]
@@ -45,19 +48,24 @@ pub(crate) struct MpmcIndices {
     pub(crate) tail: CachePadded<AtomicU64>,
 }
 
-/// Packs a slot word.
+/// Packs a slot word: the position modulo 2^32 and the owner.
 pub(crate) fn pack(seq: u64, owner: u32) -> u64 {
-    ((seq & SEQ_MASK) << 16) | u64::from(owner & 0xffff)
+    (u64::from(seq as u32) << 32) | u64::from(owner)
 }
 
 /// Unpacks a slot word into `(seq, owner)`.
-pub(crate) fn unpack(word: u64) -> (u64, u32) {
-    (word >> 16, (word & 0xffff) as u32)
+pub(crate) fn unpack(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
 }
 
-/// `seq - pos` modulo 2^48, as a signed number.
-fn diff(seq: u64, pos: u64) -> i64 {
-    ((seq.wrapping_sub(pos & SEQ_MASK) << 16) as i64) >> 16
+/// Whether `seq` is position `pos` modulo 2^32.
+pub(crate) fn seq_is(seq: u32, pos: u64) -> bool {
+    seq == pos as u32
+}
+
+/// `seq - pos` modulo 2^32, as a signed number.
+fn diff(seq: u32, pos: u64) -> i64 {
+    i64::from(seq.wrapping_sub(pos as u32) as i32)
 }
 
 /// What a producer found.
@@ -166,19 +174,23 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
 }
 
 /// Publishes the message written into the slot of `pos`. `false` if the slot was taken from us
-/// (only possible if a peer believed us dead, or wrote garbage): the message is lost.
+/// (only possible if a peer believed our claim abandoned, or wrote garbage): the message is lost.
 pub(crate) fn commit_put(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let index = (pos % slots.capacity()) as usize;
-    let word = slots.word(index);
-    // Only we move a slot out of Writing(pos, me) while we live (recovery requires our death),
-    // so a check then a plain store is enough, and cheaper than a CAS on the hot path.
-    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
-    if word.load(Ordering::Relaxed) != pack(pos, me) {
-        return false;
-    }
-    // ORDERING: Release, pairs with the Acquire in `claim_get`: publishes the message bytes.
-    word.store(pack(pos.wrapping_add(1), 0), Ordering::Release);
-    true
+    // A CAS from our exact Writing word, never a load then a store: a peer that recovers the
+    // slot between the two would have its change overwritten (a lost update), bringing a slot
+    // that has moved on back to Full.
+    // ORDERING: Release on success, pairs with the Acquire in `claim_get`: publishes the message
+    // bytes. Relaxed on failure: the slot is not ours any more and we publish nothing.
+    slots
+        .word(index)
+        .compare_exchange(
+            pack(pos, me),
+            pack(pos.wrapping_add(1), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// Claims the slot at the head for participant `me`.
@@ -242,23 +254,42 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
 /// Frees the slot of `pos` after reading it. `false` if it was taken from us meanwhile.
 pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let cap = slots.capacity();
-    let word = slots.word((pos % cap) as usize);
-    // As in `commit_put`: only we leave Reading(pos, me) while we live.
-    // ORDERING: Relaxed, our own claim, read back by the thread that made it.
-    if word.load(Ordering::Relaxed) != pack(pos.wrapping_add(1), me) {
+    // As in `commit_put`: a CAS from our exact Reading word.
+    // ORDERING: Release on success, pairs with the Acquire in `claim_put`: our reads of the slot
+    // happen before the next writer's writes. Relaxed on failure: not ours any more.
+    slots
+        .word((pos % cap) as usize)
+        .compare_exchange(
+            pack(pos.wrapping_add(1), me),
+            pack(pos.wrapping_add(cap), 0),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+}
+
+/// Moves a stuck slot on if `alive` says its claimer is gone (see [`recover`]); `true` if the
+/// claimer is gone (the slot has then moved on, by us or by someone else), `false` if it may be
+/// alive (the slot is left alone: only a claimer known gone loses its slot).
+pub(crate) fn recover_if_dead(
+    slots: &impl SlotWords,
+    stuck: Stuck,
+    alive: impl FnOnce(u32) -> bool,
+) -> bool {
+    let (_, owner) = unpack(stuck.word);
+    if alive(owner) {
         return false;
     }
-    // ORDERING: Release, pairs with the Acquire in `claim_put`: our reads of the slot happen
-    // before the next writer's writes.
-    word.store(pack(pos.wrapping_add(cap), 0), Ordering::Release);
+    recover(slots, stuck);
     true
 }
 
-/// Moves a stuck slot on (its claimer is known dead): Writing(p) and Reading(p) both become
-/// Empty(p + cap). `true` if we did it (or someone else already moved it).
+/// Moves a stuck slot on (its claimer is known gone): Writing(p) and Reading(p) both become
+/// Empty(p + cap). `true` if we did it; `false` if the slot had moved on already.
 pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
     let cap = slots.capacity();
     let (seq, _) = unpack(stuck.word);
+    let seq = u64::from(seq);
     let base = if stuck.reading {
         seq.wrapping_sub(1)
     } else {
@@ -267,13 +298,15 @@ pub(crate) fn recover(slots: &impl SlotWords, stuck: Stuck) -> bool {
     // ORDERING: AcqRel on success: Acquire so that nothing the dead claimer did is reordered
     // after our change, Release to publish the freed slot to the next claimer (pairs with its
     // Acquire). Relaxed on failure: the slot moved on by itself.
-    let _ = slots.word(stuck.slot % cap as usize).compare_exchange(
-        stuck.word,
-        pack(base.wrapping_add(cap), 0),
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    );
-    true
+    slots
+        .word(stuck.slot % cap as usize)
+        .compare_exchange(
+            stuck.word,
+            pack(base.wrapping_add(cap), 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// The number of messages, approximately (positions read without a snapshot); `None` when the

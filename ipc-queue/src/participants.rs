@@ -1,36 +1,50 @@
-//! Who is attached to a shared object: a small table in the object's state with one entry per
-//! attached handle (process id, process start time, role), claimed at attach and released at
-//! drop. A waiting side asks it whether any peer of the other role is still alive, so that no
-//! wait outlasts the processes that could end it.
+//! Who is attached to a shared object: a table in the object's segment with one entry per
+//! attached handle, claimed at attach and released at drop. A waiting side asks it whether any
+//! peer of the other role may still be alive, so that no wait outlasts the processes that could
+//! end it, and a slot whose claimer is gone can be moved on.
 //!
-//! ## An entry
+//! This file names only `crate::primitive` and `ipc_core::Liveness`; the kernel is asked through
+//! an [`Oracle`], so `tests/loom.rs` model-checks the claim and release protocol.
 //!
-//! | word    | bits                 | meaning                                              |
-//! |---------|----------------------|------------------------------------------------------|
-//! | `owner` | 63..32 pid, 31..0 role | 0: free; role [`CLAIMING`]: being claimed; else the roles held |
-//! | `start` | 63..0                | the owner's process start time (valid once the role is set) |
-//! | `generation` | 63..0           | bumped at every claim                                 |
+//! ## An entry (16 bytes)
 //!
-//! A participant id is `generation % 512 << 7 | (index + 1)`: 16 bits, recorded in queue slot
-//! words. An id whose generation no longer matches its entry belongs to a process that has
-//! gone, even when a new process holds the entry now.
+//! | word    | bits                          | meaning                                        |
+//! |---------|-------------------------------|------------------------------------------------|
+//! | `owner` | 63..32 pid, 31..0 start tag   | the holder's identity, one word; 0: free        |
+//! | `state` | 63..32 generation, 31..0 roles | generation bumped at every claim; the roles held |
 //!
-//! | from                  | to                     | by                                   |
-//! |-----------------------|------------------------|--------------------------------------|
-//! | free                  | `pid, CLAIMING`        | an attaching process (CAS)           |
-//! | dead `pid', role'`    | `pid, CLAIMING`        | an attaching process, after checking `pid'` is dead (CAS) |
-//! | `pid, CLAIMING`       | `pid, role`            | the same process, after storing `start` |
-//! | `pid, role`           | free                   | the same process, when its handle drops |
+//! The identity is published by one 64-bit CAS, so no reader ever sees a pid without its start
+//! tag. A participant id is `generation % 2^16 << 16 | (index + 1)`: 32 bits, recorded in queue
+//! slot words. An id whose generation no longer matches its entry belongs to a handle that has
+//! gone, even when another handle holds the entry now; a generation repeats only after 65,536
+//! claims of the same entry (and then only makes a dead claimer look alive for a while).
 //!
-//! An entry in `CLAIMING` counts as alive while its pid exists; an entry with a role counts as
-//! alive while its pid exists *and* started at `start` (so a recycled pid does not count).
+//! | from              | to                | by                                                  |
+//! |-------------------|-------------------|-----------------------------------------------------|
+//! | free              | `me`              | an attaching handle (CAS on `owner`)                 |
+//! | `x`               | `me`              | an attaching handle, once the kernel says `x` is dead (CAS) |
+//! | `me`, gen g       | `me`, gen g+1, roles | the same handle, right after its CAS (store on `state`) |
+//! | `me`, roles r     | `me`, roles r'    | the same handle (`close`: store on `state`)          |
+//! | `me`              | free              | the same handle when it drops: roles cleared, then CAS on `owner` |
+//!
+//! ## Dead means the kernel says so
+//!
+//! An entry frees nothing and counts as alive unless the [`Oracle`] answers
+//! [`Liveness::Dead`] for its owner: `Unknown` (the kernel could not be asked) is alive. Judging
+//! a live holder dead would hand its slot to another process; judging a dead one alive only
+//! costs the time until the next check. Between an attacher's CAS and its `state` store, a
+//! reader may pair the new owner with the old generation: that can only make an id of the
+//! previous (gone) holder look alive for a moment, never a live holder's id look dead, because
+//! a holder's own `owner` and generation do not change while it holds the entry.
 
-use ipc_core::ProcessIdentity;
+use ipc_core::Liveness;
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 
-/// How many handles may be attached to one object at once.
-pub const MAX_PARTICIPANTS: usize = 64;
+/// The number of entries a participant table has unless its creator asks for another size.
+pub const DEFAULT_PARTICIPANTS: usize = 1024;
+/// The most entries a table can have (an entry index plus one fits 16 bits of a participant id).
+pub const MAX_PARTICIPANTS: usize = (1 << ID_INDEX_BITS) - 1;
 
 /// The role bit of a handle that puts (sends, pushes).
 pub(crate) const PRODUCER: u32 = 1;
@@ -38,301 +52,220 @@ pub(crate) const PRODUCER: u32 = 1;
 pub(crate) const CONSUMER: u32 = 2;
 /// Both roles.
 pub(crate) const BOTH: u32 = PRODUCER | CONSUMER;
-/// An entry whose owner has not finished claiming it.
-const CLAIMING: u32 = 0x8000_0000;
 
-#[repr(C)]
-struct Entry {
-    owner: AtomicU64,
-    start: AtomicU64,
-    /// Bumped at every claim, so that an id recorded before the entry changed hands is
-    /// recognised as belonging to a process that has gone.
-    generation: AtomicU64,
+const ID_INDEX_BITS: u32 = 16;
+const ID_INDEX_MASK: u32 = (1 << ID_INDEX_BITS) - 1;
+const ROLE_MASK: u64 = 0xffff_ffff;
+
+/// A process identity as one word: `pid << 32 | start_tag` (see
+/// `ipc_core::ProcessIdentity::start_tag`). 0 is nobody; a pid is below 2^31, so bit 63 is
+/// never set in an identity.
+pub(crate) type Identity = u64;
+
+/// Packs a pid and a start tag into an [`Identity`].
+pub(crate) fn identity(pid: u32, start_tag: u32) -> Identity {
+    (u64::from(pid) << 32) | u64::from(start_tag)
 }
 
-/// Bits of a participant id that name the entry (index + 1); the bits above hold the entry's
-/// generation at claim time.
-const INDEX_BITS: u32 = 7;
-const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
-/// Participant ids fit in 16 bits (they are recorded in slot words).
-const GENERATION_MASK: u64 = (1 << (16 - INDEX_BITS)) - 1;
-const _: () = assert!(MAX_PARTICIPANTS < (1 << INDEX_BITS));
-
-/// The table, `#[repr(C)]` in shared memory; all bit patterns are valid.
-#[repr(C)]
-pub(crate) struct ParticipantTable {
-    entries: [Entry; MAX_PARTICIPANTS],
-    /// The roles ever attached (bit-or of role bits).
-    ever: AtomicU32,
-    _pad: u32,
-}
-
-fn pack(pid: u32, role: u32) -> u64 {
-    (u64::from(pid) << 32) | u64::from(role)
-}
-
-fn unpack(word: u64) -> (u32, u32) {
+/// Splits an [`Identity`] into pid and start tag.
+pub(crate) fn split_identity(word: Identity) -> (u32, u32) {
     ((word >> 32) as u32, word as u32)
 }
 
-/// A participant id: the entry index plus one (0 means "nobody"), as recorded in slot words.
+/// Asks the kernel (or, in a model, a stand-in) whether the process an identity names is alive.
+pub(crate) trait Oracle {
+    /// What is known about the process `who` (never 0).
+    fn liveness(&self, who: Identity) -> Liveness;
+}
+
+/// One entry, `#[repr(C)]` in shared memory; all bit patterns are valid.
+#[repr(C)]
+pub(crate) struct Entry {
+    owner: AtomicU64,
+    state: AtomicU64,
+}
+
+impl Entry {
+    /// A free entry (for models and tests).
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Self {
+            owner: AtomicU64::new(0),
+            state: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Bytes of one entry.
+pub(crate) const ENTRY_BYTES: usize = size_of::<Entry>();
+const _: () = assert!(ENTRY_BYTES == 16);
+
+/// A participant id: `generation << 16 | (index + 1)`; 0 means "nobody".
 pub(crate) type ParticipantId = u32;
 
-impl ParticipantTable {
-    fn entry(&self, id: ParticipantId) -> Option<&Entry> {
-        let index = usize::try_from(id & INDEX_MASK).ok()?.checked_sub(1)?;
-        self.entries.get(index)
+/// Why an attach failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull;
+
+/// A view of a table: the word of roles ever attached, the entries, and the oracle.
+pub(crate) struct Table<'a, O> {
+    ever: &'a AtomicU32,
+    entries: &'a [Entry],
+    oracle: O,
+}
+
+impl<'a, O: Oracle> Table<'a, O> {
+    /// The table made of `ever` and `entries`, judged by `oracle`.
+    pub(crate) fn new(ever: &'a AtomicU32, entries: &'a [Entry], oracle: O) -> Self {
+        Self {
+            ever,
+            entries,
+            oracle,
+        }
     }
 
-    fn word_is_alive(&self, word: u64, start: u64) -> bool {
-        let (pid, role) = unpack(word);
-        if pid == 0 {
-            return false;
-        }
-        if role == CLAIMING {
-            return !matches!(ProcessIdentity::of_pid(pid), Ok(None));
-        }
-        ProcessIdentity::from_parts(pid, start).is_alive()
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    /// Claims an entry for the calling process with `role`; `None` if every entry is held by
-    /// a live process.
-    pub(crate) fn attach(&self, role: u32) -> Option<ParticipantId> {
-        let me = ProcessIdentity::current().ok()?;
-        let claiming = pack(me.pid(), CLAIMING);
-        for (index, entry) in self.entries.iter().enumerate() {
-            // ORDERING: Acquire, pairs with the Release stores below: if the entry is taken we
-            // read its `start` after this.
-            let word = entry.owner.load(Ordering::Acquire);
-            if word != 0 {
-                // ORDERING: Relaxed, `start` is checked only to decide liveness; a stale value
-                // can only make a claiming owner look alive (CLAIMING is checked by pid).
-                let start = entry.start.load(Ordering::Relaxed);
-                if self.word_is_alive(word, start) {
+    fn entry(&self, id: ParticipantId) -> Option<(usize, &Entry)> {
+        let index = usize::try_from(id & ID_INDEX_MASK).ok()?.checked_sub(1)?;
+        Some((index, self.entries.get(index)?))
+    }
+
+    fn holder_alive(&self, owner: Identity) -> bool {
+        owner != 0 && self.oracle.liveness(owner) != Liveness::Dead
+    }
+
+    /// Claims an entry for the handle of process `me` (not 0) with `role`: a free entry if
+    /// there is one, otherwise one whose owner the kernel says is dead (the kernel is asked
+    /// only when no entry is free).
+    pub(crate) fn attach(&self, me: Identity, role: u32) -> Result<ParticipantId, TableFull> {
+        debug_assert!(me != 0);
+        for ask_kernel in [false, true] {
+            for (index, entry) in self.entries.iter().enumerate() {
+                // ORDERING: Relaxed, only picks a candidate; the CAS below decides, with
+                // Acquire.
+                let owner = entry.owner.load(Ordering::Relaxed);
+                if owner != 0 && (!ask_kernel || self.oracle.liveness(owner) != Liveness::Dead) {
                     continue;
                 }
-            }
-            // ORDERING: AcqRel on success, orders our `start` store after the claim; Relaxed on
-            // failure, we only move on.
-            if entry
-                .owner
-                .compare_exchange(word, claiming, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                // ORDERING: Relaxed, published by the Release store of the role below.
-                entry.start.store(me.start_time(), Ordering::Relaxed);
-                // ORDERING: Relaxed, published by the Release store of the role below.
-                let generation = entry
-                    .generation
-                    .fetch_add(1, Ordering::Relaxed)
-                    .wrapping_add(1);
-                // ORDERING: Release, pairs with the Acquire loads in `is_alive`: publishes
-                // `start` together with the role.
-                entry.owner.store(pack(me.pid(), role), Ordering::Release);
-                // ORDERING: Relaxed, a flag word read only under liveness checks.
-                self.ever.fetch_or(role, Ordering::Relaxed);
-                let tag = ((generation & GENERATION_MASK) as u32) << INDEX_BITS;
-                return Some(tag | (index as ParticipantId + 1));
+                // ORDERING: Acquire on success, pairs with the Release CAS in `release` (or the
+                // previous holder's death): what it did with the entry happens before our use.
+                // Relaxed on failure: we only move on.
+                if entry
+                    .owner
+                    .compare_exchange(owner, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(self.claimed(index, entry, role));
+                }
             }
         }
-        None
+        Err(TableFull)
     }
 
-    /// Releases the entry `id` if the calling process holds it (a forked child holding a copy
-    /// of its parent's handle does not release the parent's entry).
-    pub(crate) fn release(&self, id: ParticipantId) {
-        let Some(entry) = self.entry(id) else { return };
-        let pid = std::process::id();
-        // ORDERING: Relaxed, we only compare our own pid, which only we write here.
-        let word = entry.owner.load(Ordering::Relaxed);
-        if unpack(word).0 == pid {
-            // ORDERING: Release, pairs with the Acquire in `attach`: everything this handle did
-            // happens before the entry is reused.
-            let _ = entry
-                .owner
-                .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed);
+    /// Finishes a claim of `entry` (ours since the CAS on its owner): a new generation and our
+    /// roles.
+    fn claimed(&self, index: usize, entry: &Entry, role: u32) -> ParticipantId {
+        // ORDERING: Relaxed, our own entry: only the holder writes `state`.
+        let generation = (entry.state.load(Ordering::Relaxed) >> 32).wrapping_add(1) as u32;
+        // ORDERING: Release, pairs with the Acquire loads of `state` in `is_alive` and the role
+        // readers: publishes the new generation and roles.
+        entry.state.store(
+            (u64::from(generation) << 32) | u64::from(role),
+            Ordering::Release,
+        );
+        // ORDERING: Relaxed, a monotonic flag read on slow paths only.
+        self.ever.fetch_or(role, Ordering::Relaxed);
+        let tag = (generation & 0xffff) << ID_INDEX_BITS;
+        // `index < entries.len() <= MAX_PARTICIPANTS < 2^16`.
+        tag | (index as u32 + 1)
+    }
+
+    /// Releases the entry `id` if the handle of process `me` holds it (a fork child holding a
+    /// copy of its parent's handle has another identity and releases nothing).
+    pub(crate) fn release(&self, id: ParticipantId, me: Identity) {
+        let Some((_, entry)) = self.entry(id) else {
+            return;
+        };
+        // ORDERING: Relaxed, compares with our own identity, which only we store here.
+        if entry.owner.load(Ordering::Relaxed) != me || !self.generation_matches(entry, id) {
+            return;
         }
+        // ORDERING: Relaxed, our own entry; the CAS below publishes it.
+        let state = entry.state.load(Ordering::Relaxed);
+        // ORDERING: Relaxed, published by the Release CAS below.
+        entry.state.store(state & !ROLE_MASK, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire CAS in `attach`: everything this handle did
+        // happens before the entry is reused. Relaxed on failure (a hostile word: leave it).
+        let _ = entry
+            .owner
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
     }
 
-    /// Whether the process that claimed `id` still holds it and is alive (out-of-range ids,
-    /// and ids of an entry that has changed hands since, are not).
+    fn generation_matches(&self, entry: &Entry, id: ParticipantId) -> bool {
+        // ORDERING: Acquire, pairs with the Release store in `attach`.
+        let state = entry.state.load(Ordering::Acquire);
+        ((state >> 32) as u32 & 0xffff) == id >> ID_INDEX_BITS
+    }
+
+    /// Whether the handle that claimed `id` may still hold it: `false` only if its entry has
+    /// changed hands or been released since, or the kernel says its process is dead.
+    /// Out-of-range ids are not alive.
     pub(crate) fn is_alive(&self, id: ParticipantId) -> bool {
-        let Some(entry) = self.entry(id) else {
+        let Some((_, entry)) = self.entry(id) else {
             return false;
         };
-        // ORDERING: Acquire, pairs with the Release store of the role in `attach`.
-        let word = entry.owner.load(Ordering::Acquire);
-        // ORDERING: Relaxed, ordered by the Acquire above.
-        let generation = entry.generation.load(Ordering::Relaxed) & GENERATION_MASK;
-        if u64::from(id >> INDEX_BITS) != generation {
+        if !self.generation_matches(entry, id) {
             return false;
         }
-        // ORDERING: Relaxed, ordered by the Acquire above.
-        let start = entry.start.load(Ordering::Relaxed);
-        self.word_is_alive(word, start)
+        // ORDERING: Acquire, pairs with the Acquire/Release CASes in `attach`/`release`.
+        let owner = entry.owner.load(Ordering::Acquire);
+        self.holder_alive(owner)
     }
 
     /// Whether any live participant other than `except` holds one of the roles in `mask`.
     pub(crate) fn any_alive(&self, mask: u32, except: ParticipantId) -> bool {
         self.entries.iter().enumerate().any(|(index, entry)| {
-            if index as ParticipantId + 1 == except & INDEX_MASK {
+            if index as u32 + 1 == except & ID_INDEX_MASK {
                 return false;
             }
-            // ORDERING: Acquire, pairs with the Release store of the role in `attach`.
-            let word = entry.owner.load(Ordering::Acquire);
-            let (_, role) = unpack(word);
-            let claiming = role == CLAIMING;
-            if word == 0 || (!claiming && role & mask == 0) {
+            // ORDERING: Acquire, pairs with the Release store in `attach`/`set_role`.
+            let roles = entry.state.load(Ordering::Acquire) as u32;
+            if roles & mask == 0 {
                 return false;
             }
-            // ORDERING: Relaxed, ordered by the Acquire above.
-            let start = entry.start.load(Ordering::Relaxed);
-            self.word_is_alive(word, start)
+            // ORDERING: Acquire, pairs with the CASes of `attach`/`release`.
+            let owner = entry.owner.load(Ordering::Acquire);
+            self.holder_alive(owner)
         })
     }
 
     /// Whether a participant with a role in `mask` ever attached.
     pub(crate) fn ever(&self, mask: u32) -> bool {
-        // ORDERING: Relaxed, a monotonic flag read on the slow path.
+        // ORDERING: Relaxed, a monotonic flag read on slow paths.
         self.ever.load(Ordering::Relaxed) & mask != 0
     }
 
-    /// The number of live participants holding a role in `mask`.
-    pub(crate) fn count(&self, mask: u32) -> usize {
-        self.entries
-            .iter()
-            .filter(|entry| {
-                // ORDERING: Acquire, pairs with the Release store of the role in `attach`.
-                let word = entry.owner.load(Ordering::Acquire);
-                let (_, role) = unpack(word);
-                // ORDERING: Relaxed, ordered by the Acquire above.
-                let start = entry.start.load(Ordering::Relaxed);
-                role != CLAIMING && role & mask != 0 && self.word_is_alive(word, start)
-            })
-            .count()
-    }
-
-    /// Changes the role of our own entry `id` (e.g. a `Queue` handle that `close`s its sending
+    /// Changes the roles of our own entry `id` (e.g. a `Queue` handle that `close`s its sending
     /// side).
-    pub(crate) fn set_role(&self, id: ParticipantId, role: u32) {
-        let Some(entry) = self.entry(id) else { return };
-        // ORDERING: Relaxed, we only compare our own pid.
-        let word = entry.owner.load(Ordering::Relaxed);
-        let (pid, _) = unpack(word);
-        if pid == std::process::id() {
-            // ORDERING: Release, pairs with the Acquire loads of the readers of roles.
-            let _ = entry.owner.compare_exchange(
-                word,
-                pack(pid, role),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
+    pub(crate) fn set_role(&self, id: ParticipantId, me: Identity, role: u32) {
+        let Some((_, entry)) = self.entry(id) else {
+            return;
+        };
+        // ORDERING: Relaxed, compares with our own identity.
+        if entry.owner.load(Ordering::Relaxed) != me || !self.generation_matches(entry, id) {
+            return;
         }
-    }
-}
-
-/// A claimed entry, released on drop; re-claimed in a forked child on first use.
-pub(crate) struct Membership {
-    id: ParticipantId,
-    role: u32,
-    generation: u64,
-}
-
-impl Membership {
-    /// The roles this handle holds.
-    pub(crate) fn role(&self) -> u32 {
-        self.role
-    }
-
-    pub(crate) fn attach(table: &ParticipantTable, role: u32) -> Option<Self> {
-        let generation = crate::primitive::fork_generation();
-        let id = table.attach(role)?;
-        Some(Self {
-            id,
-            role,
-            generation,
-        })
-    }
-
-    /// Our participant id, claiming a new entry first if this process is a fork child of the
-    /// one that attached. Cheap: one relaxed load on the common path.
-    #[inline]
-    pub(crate) fn id(&mut self, table: &ParticipantTable) -> ParticipantId {
-        if self.generation != crate::primitive::fork_generation() {
-            self.reattach(table);
-        }
-        self.id
-    }
-
-    #[cold]
-    fn reattach(&mut self, table: &ParticipantTable) {
-        self.generation = crate::primitive::fork_generation();
-        // If the table is full, keep the parent's id: liveness is then attributed to it.
-        if let Some(id) = table.attach(self.role) {
-            self.id = id;
-        }
-    }
-
-    pub(crate) fn set_role(&mut self, table: &ParticipantTable, role: u32) {
-        let id = self.id(table);
-        self.role = role;
-        table.set_role(id, role);
-    }
-
-    pub(crate) fn release(&self, table: &ParticipantTable) {
-        table.release(self.id);
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    fn table() -> Box<ParticipantTable> {
-        // SAFETY: the table is atomics only, for which all-zero is a valid (empty) state.
-        unsafe { Box::new(std::mem::zeroed()) }
-    }
-
-    #[test]
-    fn attach_release_and_liveness() {
-        let t = table();
-        let a = t.attach(PRODUCER).unwrap();
-        let b = t.attach(CONSUMER).unwrap();
-        assert_ne!(a, b);
-        assert!(t.is_alive(a));
-        assert!(t.any_alive(PRODUCER, 0));
-        assert!(!t.any_alive(PRODUCER, a));
-        assert_eq!(t.count(CONSUMER), 1);
-        t.release(a);
-        assert!(!t.is_alive(a));
-        assert!(!t.any_alive(PRODUCER, 0));
-        assert!(t.ever(PRODUCER));
-        assert!(!t.is_alive(0));
-        assert!(!t.is_alive(1000));
-        // The entry changes hands: the old id no longer counts as alive.
-        let c = t.attach(PRODUCER).unwrap();
-        assert_eq!(c & INDEX_MASK, a & INDEX_MASK);
-        assert!(t.is_alive(c));
-        assert!(!t.is_alive(a));
-    }
-
-    #[test]
-    fn dead_entries_are_reclaimed() {
-        let t = table();
-        // An entry whose owner never existed (pid 0x7fff_fff0 is beyond pid_max).
-        t.entries[0]
-            .owner
-            .store(pack(0x7fff_fff0, PRODUCER), Ordering::Relaxed);
-        assert!(!t.any_alive(PRODUCER, 0));
-        assert_eq!(t.attach(CONSUMER).map(|id| id & INDEX_MASK), Some(1));
-    }
-
-    #[test]
-    fn table_fills_up() {
-        let t = table();
-        for _ in 0..MAX_PARTICIPANTS {
-            assert!(t.attach(BOTH).is_some());
-        }
-        assert!(t.attach(BOTH).is_none());
+        // ORDERING: Relaxed, our own entry: no other writer.
+        let state = entry.state.load(Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire loads of the role readers.
+        entry
+            .state
+            .store((state & !ROLE_MASK) | u64::from(role), Ordering::Release);
+        // ORDERING: Relaxed, as in `attach`.
+        self.ever.fetch_or(role, Ordering::Relaxed);
     }
 }

@@ -1,10 +1,68 @@
-//! `pipe()`: Python's `multiprocessing.Pipe` on two SPSC byte rings in one segment, one per
-//! direction. A message is a record: a 4-byte little-endian length, then the bytes, wrapping
-//! around the ring as needed. A message larger than the ring streams through it: the sender
-//! writes as the receiver frees space, so any size works.
+//! `pipe()`: Python's `multiprocessing.Pipe` on two byte rings in one segment, one per
+//! direction. Each end of a pipe may be shared by any number of handles in any number of
+//! processes (as Python lets several processes use one `Connection` under a lock): every `send`
+//! and every `recv` claims its end of the direction for exactly one message.
 //!
-//! Record lengths come from shared memory: a length above [`MAX_MESSAGE`] is `Corrupted`, and a
-//! receiver never allocates more than the bytes that actually arrived plus one ring's worth.
+//! ## Layout
+//!
+//! The payload holds two directions of the same shape, each `span` bytes (a multiple of 128):
+//!
+//! | offset in a direction         | what                                                  |
+//! |-------------------------------|-------------------------------------------------------|
+//! | 0                             | [`Direction`]: head, tail, signals, the two end claims, sizes |
+//! | `DIRECTION_BYTES`             | the participant table (`participants` entries of 16 bytes) |
+//! | `DIRECTION_BYTES + table`     | the ring: `capacity` bytes                            |
+//!
+//! End 0 sends on direction 0 and receives on direction 1; end 1 the reverse (simplex: end 1
+//! writes direction 1, end 0 reads it).
+//!
+//! ## Records and chunks
+//!
+//! Positions `head` (next byte to read) and `tail` (end of the last published byte) count bytes
+//! forever (u64, taken modulo the capacity); both live in shared memory, because the handle that
+//! writes next may be another process's. A message travels as one or more *chunks*, each
+//! published whole by one Release store of `tail`:
+//!
+//! | bytes   | field                                                                   |
+//! |---------|-------------------------------------------------------------------------|
+//! | 0..4    | chunk payload length, u32 LE (at most `capacity - 8`)                   |
+//! | 4..8    | u32 LE: bit 31 `FIRST`; for a first chunk, bits 30..0 hold the message's total length (at most [`MAX_MESSAGE`]); 0 for the chunks that continue it |
+//! | 8..     | the payload                                                             |
+//!
+//! A message that fits is one chunk (one tail store, as before). A larger one streams: the
+//! sender writes a chunk whenever at least half the ring (or what is left of the message) is
+//! free, so any size works with a receiver freeing space as it reads. `head` only moves past
+//! whole chunks.
+//!
+//! ## End claims: one record per claim
+//!
+//! Each direction has a send claim and a receive claim, each a one-holder word (`claim.rs`):
+//! `0` free, or `pid << 32 | start_tag` of the process whose handle is writing (reading) one
+//! message right now.
+//!
+//! | claim word | a `send`/`recv` finding it                                      | its holder, done |
+//! |------------|------------------------------------------------------------------|------------------|
+//! | Free       | takes it (CAS `0 -> me`), moves one whole message, frees it      | —                |
+//! | Held(x), x live or Unknown | announces itself on the claim's signal, sets the `WAITING` bit (CAS), waits (spin, then sleep in slices) | CAS `me -> 0`; or, if marked, CAS `me \| WAITING -> 0` and wake the waiters |
+//! | Held(x), x dead | frees it (CAS `x -> 0`) after a slice, then takes it        | —                |
+//!
+//! So concurrent senders never interleave chunks (a message's chunks are contiguous) and
+//! concurrent receivers each read whole messages. A dead claimer costs at most its one message:
+//!
+//! - a sender killed mid-message leaves a prefix of chunks. The receiver waiting for the rest
+//!   sees, after a slice, that the send claim is free or held by a dead process with no new
+//!   chunk published: it drops the prefix and waits for a new message. A new sender's `FIRST`
+//!   chunk also ends the prefix.
+//! - a receiver killed mid-message leaves `head` at a chunk boundary inside the message; the next
+//!   receiver skips chunks without `FIRST` (the rest of that message), then reads on. A receive
+//!   that times out mid-message leaves the rest to be skipped the same way.
+//!
+//! Cost: a send and a receive each pay one CAS to claim and one to free their end (a wake-up only
+//! when someone waits); measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
+//!
+//! Lengths and positions come from shared memory: a chunk longer than the ring or than its
+//! message, a total above [`MAX_MESSAGE`], a position above 2^62 or a tail behind the head is
+//! `Corrupted`, and a receiver never allocates more than the bytes that actually arrived.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -14,19 +72,34 @@ use ipc_core::{ObjectHandle, ObjectSegment, Placement};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::claim;
 use crate::error::{CreateError, OpenError};
 use crate::layout;
-use crate::participants::{CONSUMER, Membership, PRODUCER};
-use crate::ring::{RingParts, STATE_BYTES, SpscState, peer_gone};
-use crate::signal::{self, Attempt, Blocked};
-use crate::spsc_index::{ConsumerIndex, ProducerIndex};
+use crate::membership::{Kernel, Membership, TablePlace};
+use crate::participants::{
+    CONSUMER, DEFAULT_PARTICIPANTS, Entry, Identity, MAX_PARTICIPANTS, PRODUCER, Table,
+};
+use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
+use crate::raw_queue::table_bytes;
+use crate::signal::{self, Attempt, Blocked, Signal};
+use crate::spsc_index::MAX_POSITION;
 
 /// The largest message a connection accepts (1 GiB).
 pub const MAX_MESSAGE: usize = 1 << 30;
 /// The default bytes of each direction's ring.
 pub const DEFAULT_PIPE_CAPACITY: usize = 1 << 20;
 const KIND: &str = "Pipe";
-const HEADER: usize = 4;
+/// Bytes of a chunk header.
+const CHUNK_HEADER: usize = 8;
+/// The flag of a message's first chunk.
+const FIRST: u32 = 1 << 31;
+/// The least ring (so that half of it holds a header and a byte).
+const MIN_CAPACITY: usize = layout::ALIGN;
+/// The largest ring (positions and chunk lengths stay far from overflow).
+const MAX_CAPACITY: usize = 1 << 40;
+
+const NOT_ATTACHED: &str = "this handle cannot act in this process: it is a fork child's copy \
+    that could not claim a participant entry of its own";
 
 /// Sending on a [`Connection`] failed.
 #[derive(Debug)]
@@ -43,6 +116,9 @@ pub enum SendError {
     },
     /// This end was opened for receiving only.
     NotWritable,
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own.
+    NotAttached,
     /// The value could not be encoded.
     Encode(EncodeError),
 }
@@ -53,7 +129,7 @@ pub enum SendError {
 pub enum RecvError {
     /// Nothing left to receive and the other end has gone (Python raises `EOFError`).
     Disconnected,
-    /// The ring's indices or a record header are impossible.
+    /// The ring's indices or a chunk header are impossible.
     Corrupted,
     /// The message does not fit the caller's buffer (`recv_bytes_into`); it stays unread.
     BufferTooSmall {
@@ -62,6 +138,9 @@ pub enum RecvError {
     },
     /// This end was opened for sending only.
     NotReadable,
+    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
+    /// participant entry of its own.
+    NotAttached,
     /// The deadline passed.
     Timeout,
     /// A message could not be decoded as the expected type.
@@ -80,6 +159,7 @@ impl fmt::Display for SendError {
                 )
             }
             Self::NotWritable => f.write_str("this end of the pipe is read-only"),
+            Self::NotAttached => f.write_str(NOT_ATTACHED),
             Self::Encode(e) => write!(f, "{e}"),
         }
     }
@@ -105,6 +185,7 @@ impl fmt::Display for RecvError {
                 write!(f, "the message of {needed} bytes does not fit the buffer")
             }
             Self::NotReadable => f.write_str("this end of the pipe is write-only"),
+            Self::NotAttached => f.write_str(NOT_ATTACHED),
             Self::Timeout => f.write_str("timed out waiting for a message"),
             Self::Decode(e) => write!(f, "{e}"),
         }
@@ -136,75 +217,220 @@ impl ConnectionHandle {
     }
 }
 
-struct PipeSegment {
-    seg: ObjectSegment,
-    rings: [RingParts<u8>; 2],
+/// An end claim: the word and the signal its waiters sleep on (`#[repr(C)]`, atomics only).
+#[repr(C)]
+struct EndClaim {
+    word: AtomicU64,
+    free: Signal,
 }
 
-// SAFETY: the ring parts point into `seg`'s mapping, which `PipeSegment` owns; all shared
-// accesses go through atomics or through bytes owned per the SPSC protocol.
+/// One direction's shared state (`#[repr(C)]`, atomics only; sizes written at creation and
+/// validated by every opener).
+#[repr(C)]
+struct Direction {
+    /// Next byte to read; written by the receive-claim holder.
+    head: CachePadded<AtomicU64>,
+    /// End of the published bytes; written by the send-claim holder.
+    tail: CachePadded<AtomicU64>,
+    /// Bumped when a chunk is published (receivers wait on it).
+    items: CachePadded<Signal>,
+    /// Bumped when bytes are freed (senders wait on it).
+    space: CachePadded<Signal>,
+    send: CachePadded<EndClaim>,
+    recv: CachePadded<EndClaim>,
+    /// The roles ever attached (participant table).
+    ever: AtomicU32,
+    /// Entries of the participant table.
+    participants: AtomicU32,
+    /// Bytes of the ring.
+    capacity: AtomicU64,
+}
+
+const DIRECTION_BYTES: usize = layout::padded(size_of::<Direction>());
+
+fn direction_span(capacity: usize, participants: usize) -> Option<usize> {
+    DIRECTION_BYTES
+        .checked_add(table_bytes(participants)?)?
+        .checked_add(capacity)
+}
+
+/// Where one direction lives in the mapping.
+#[derive(Clone, Copy)]
+struct DirPlace {
+    state: *const Direction,
+    table: TablePlace,
+    data: *mut u8,
+    capacity: u64,
+}
+
+impl DirPlace {
+    fn state(&self) -> &Direction {
+        // SAFETY: the state is mapped while the segment lives (the places are built from a
+        // validated segment that every user keeps alive through an `Arc`); atomics only.
+        unsafe { &*self.state }
+    }
+
+    fn table(&self) -> Table<'_, Kernel> {
+        self.table.table()
+    }
+
+    /// Copies `src` into the ring at position `pos` (wrapping), with word-wise atomic stores.
+    ///
+    /// # Safety
+    /// The caller holds the send claim, and `pos..pos + src.len()` is free (not yet published),
+    /// `src.len() <= capacity`.
+    unsafe fn write(&self, pos: u64, src: &[u8]) {
+        let cap = self.capacity as usize;
+        let start = (pos % self.capacity) as usize;
+        let first = src.len().min(cap - start);
+        // SAFETY: `start + first <= cap`, inside the ring; nobody holds a reference into the
+        // ring's bytes (they are only ever copied, atomically).
+        unsafe { ipc_core::pod::copy_to_shared(&src[..first], self.data.add(start)) };
+        // SAFETY: the rest wraps to the start of the ring: `src.len() - first <= start`.
+        unsafe { ipc_core::pod::copy_to_shared(&src[first..], self.data) };
+    }
+
+    /// Copies ring bytes from position `pos` (wrapping) into `dst`, with word-wise atomic loads.
+    ///
+    /// # Safety
+    /// `dst.len() <= capacity`. (Any bytes are fine: a racing writer can only tear the copy.)
+    unsafe fn read(&self, pos: u64, dst: &mut [u8]) {
+        let cap = self.capacity as usize;
+        let start = (pos % self.capacity) as usize;
+        let first = dst.len().min(cap - start);
+        let (a, b) = dst.split_at_mut(first);
+        // SAFETY: `start + first <= cap`, inside the ring; `a` is private memory.
+        unsafe { ipc_core::pod::copy_from_shared(self.data.add(start), a) };
+        // SAFETY: the rest wraps to the start of the ring: `b.len() <= start`.
+        unsafe { ipc_core::pod::copy_from_shared(self.data, b) };
+    }
+}
+
+struct PipeSegment {
+    seg: ObjectSegment,
+    dirs: [DirPlace; 2],
+}
+
+// SAFETY: the places point into `seg`'s mapping, which `PipeSegment` owns; all shared accesses
+// go through atomics or word-wise atomic copies, under the end claims.
 unsafe impl Send for PipeSegment {}
 // SAFETY: as above; `PipeSegment` has no interior state of its own besides the mapping.
 unsafe impl Sync for PipeSegment {}
 
-fn ring_span(capacity: usize) -> Option<usize> {
-    Some(layout::padded(STATE_BYTES.checked_add(capacity)?))
-}
-
 impl PipeSegment {
-    fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
+    fn create(
+        placement: &Placement,
+        capacity: usize,
+        participants: usize,
+    ) -> Result<Self, CreateError> {
         let invalid = CreateError::InvalidCapacity { capacity };
-        if capacity == 0 {
+        if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(invalid);
         }
-        let capacity = layout::padded(capacity);
-        let span = ring_span(capacity).ok_or(CreateError::InvalidCapacity { capacity })?;
+        if participants == 0 || participants > MAX_PARTICIPANTS {
+            return Err(CreateError::InvalidParticipants { participants });
+        }
+        let capacity = layout::padded(capacity).max(MIN_CAPACITY);
+        let span = direction_span(capacity, participants)
+            .ok_or(CreateError::InvalidCapacity { capacity })?;
         let bytes = span.checked_mul(2).ok_or(invalid)?;
-        let seg = layout::create(placement, KIND, bytes, |_| {})?;
+        let seg = layout::create(placement, KIND, bytes, |base| {
+            for d in 0..2 {
+                // SAFETY: direction `d` starts at `d * span` inside the fresh, zeroed, 128-aligned
+                // payload of `bytes = 2 * span`; its state is atomics only.
+                let st = unsafe { &*base.add(d * span).cast::<Direction>() };
+                // ORDERING: Relaxed (both), published by the header's Release publish.
+                st.participants
+                    .store(participants as u32, Ordering::Relaxed);
+                st.capacity.store(capacity as u64, Ordering::Relaxed);
+            }
+        })?;
         Self::from_segment(seg).map_err(|_| CreateError::InvalidCapacity { capacity })
     }
 
     fn from_segment(seg: ObjectSegment) -> Result<Self, OpenError> {
         let bytes = seg.capacity();
-        let span = bytes / 2;
-        if bytes % 2 != 0 || span % layout::ALIGN != 0 || span <= STATE_BYTES {
-            return Err(OpenError::Corrupted { what: "pipe size" });
-        }
-        let capacity = span - STATE_BYTES;
-        let base = seg.payload_ptr();
-        // SAFETY: the payload is 128-aligned and `2 * span` bytes; each ring occupies one span
-        // (state plus `capacity` bytes) and lives as long as `seg`, owned by `Self`.
-        let rings = unsafe {
-            [
-                RingParts::at(base, capacity as u64),
-                RingParts::at(base.add(span), capacity as u64),
-            ]
+        let bad = OpenError::Corrupted {
+            what: "pipe size, ring capacity or participant table",
         };
-        Ok(Self { seg, rings })
+        if bytes % (2 * layout::ALIGN) != 0 || bytes / 2 < DIRECTION_BYTES {
+            return Err(bad);
+        }
+        let span = bytes / 2;
+        let base = seg.payload_ptr();
+        let mut dirs = Vec::with_capacity(2);
+        for d in 0..2 {
+            // SAFETY: `d * span + DIRECTION_BYTES <= bytes` (checked above), 128-aligned; the
+            // state is atomics only, valid for every bit pattern.
+            let st_ptr = unsafe { base.add(d * span) }.cast::<Direction>();
+            // SAFETY: as above.
+            let st = unsafe { &*st_ptr };
+            // ORDERING: Relaxed (both), ordered after the header's publish by the Acquire of its
+            // validation; loaded once and validated.
+            let participants = st.participants.load(Ordering::Relaxed) as usize;
+            let capacity = st.capacity.load(Ordering::Relaxed);
+            let cap = usize::try_from(capacity).map_err(|_| OpenError::Corrupted {
+                what: "pipe capacity",
+            })?;
+            if participants == 0
+                || participants > MAX_PARTICIPANTS
+                || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap)
+                || cap % layout::ALIGN != 0
+                || direction_span(cap, participants) != Some(span)
+            {
+                return Err(bad);
+            }
+            let table = table_bytes(participants).ok_or(OpenError::Corrupted {
+                what: "participant table",
+            })?;
+            // SAFETY: the table follows the state and the ring follows the table, all inside
+            // this direction's span (`direction_span(cap, participants) == span`, checked above); the
+            // entries are atomics only and live as long as `seg`.
+            let (entries, data) = unsafe {
+                (
+                    st_ptr.cast::<u8>().add(DIRECTION_BYTES).cast::<Entry>(),
+                    st_ptr.cast::<u8>().add(DIRECTION_BYTES + table),
+                )
+            };
+            // SAFETY: `ever` lives in the state and the entries right after it, aligned, mapped
+            // for as long as `seg` lives (owned with the places by `PipeSegment`).
+            let table = unsafe { TablePlace::new(&raw const st.ever, entries, participants) };
+            dirs.push(DirPlace {
+                state: st_ptr.cast_const(),
+                table,
+                data,
+                capacity,
+            });
+        }
+        Ok(Self {
+            seg,
+            dirs: [dirs[0], dirs[1]],
+        })
     }
 }
 
-/// The sending side of one connection: producer of its ring.
+/// The sending side of one connection.
 struct Tx {
-    ring: RingParts<u8>,
-    index: ProducerIndex,
+    dir: DirPlace,
     member: Membership,
+    /// A position at or below the shared head: free space is computed against it first.
+    head_cache: u64,
 }
 
-/// The receiving side: consumer of the other ring.
+/// The receiving side.
 struct Rx {
-    ring: RingParts<u8>,
-    index: ConsumerIndex,
+    dir: DirPlace,
     member: Membership,
-    /// Bytes of a message given up by a timed-out receive, skipped before the next one.
-    discard: usize,
+    /// A published tail position (at or below the shared tail).
+    tail_cache: u64,
 }
 
 /// One end of a pipe: `send`/`recv` serde values, or raw bytes.
 ///
-/// Each direction is a single-producer single-consumer ring: one process (one thread) at a
-/// time may use a given end. Pass an end to a child by its [`handle`](Connection::handle) (or
-/// by serialising it) and let the parent drop its copy once the child has attached.
+/// An end may be shared: open its [`handle`](Connection::handle) in as many processes (or
+/// threads, one handle each) as needed, and each `send` writes one whole message, each `recv`
+/// reads one whole message, whatever the others do at the same time. Pass an end to a child by
+/// its handle or by serialising it.
 ///
 /// ```
 /// let (mut a, mut b) = ipc_queue::pipe()?;
@@ -216,19 +442,18 @@ struct Rx {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Connection {
-    // Dropped last: the rings point into it.
     tx: Option<Tx>,
     rx: Option<Rx>,
     end: u8,
     spin: Duration,
     buf: Vec<u8>,
+    // Dropped last: the places point into it.
     seg: std::sync::Arc<PipeSegment>,
 }
 
 // SAFETY: every pointer in a connection points into its own segment mapping, which moves with
-// it; shared bytes are only touched through atomics or per the SPSC protocol, and the
-// connection's private indices move with it. (It is not `Sync`: one thread uses an end at a
-// time.)
+// it; shared bytes are only touched through atomics or atomic copies under the end claims. (It
+// is not `Sync`: one thread uses a handle at a time; open another handle per thread.)
 unsafe impl Send for Connection {}
 
 impl fmt::Debug for Connection {
@@ -252,7 +477,7 @@ impl fmt::Debug for Connection {
 /// ```
 #[doc(alias = "Pipe")]
 pub fn pipe() -> Result<(Connection, Connection), CreateError> {
-    pipe_with_capacity(&Placement::Anonymous, DEFAULT_PIPE_CAPACITY, true)
+    PipeBuilder::new().create()
 }
 
 /// A one-way pipe, Python's `Pipe(duplex=False)`: returns `(reader, writer)`.
@@ -265,7 +490,7 @@ pub fn pipe() -> Result<(Connection, Connection), CreateError> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn pipe_simplex() -> Result<(Connection, Connection), CreateError> {
-    pipe_with_capacity(&Placement::Anonymous, DEFAULT_PIPE_CAPACITY, false)
+    PipeBuilder::new().duplex(false).create()
 }
 
 /// A pipe placed as asked, with `capacity` bytes per direction (rounded up to 128).
@@ -274,16 +499,469 @@ pub fn pipe_with_capacity(
     capacity: usize,
     duplex: bool,
 ) -> Result<(Connection, Connection), CreateError> {
-    // Both ends share one mapping (and descriptor), so either end's handle stays valid while
-    // the other end lives.
-    let a_seg = std::sync::Arc::new(PipeSegment::create(placement, capacity)?);
-    let b_seg = a_seg.clone();
-    let fail = |_: OpenError| CreateError::InvalidCapacity { capacity };
-    // End 0 sends on ring 0 and receives on ring 1; end 1 the reverse. Simplex: end 0 reads
-    // (ring 1), end 1 writes (ring 1).
-    let a = Connection::attach(a_seg, 0, duplex, true).map_err(fail)?;
-    let b = Connection::attach(b_seg, 1, true, duplex).map_err(fail)?;
-    Ok((a, b))
+    PipeBuilder::new()
+        .placement(placement.clone())
+        .capacity(capacity)
+        .duplex(duplex)
+        .create()
+}
+
+/// How to make a pipe: `PipeBuilder::new()`, the options, then `create()`.
+///
+/// ```
+/// // Room for 4,096 attached handles per direction (the default is 1,024).
+/// let (mut a, mut b) = ipc_queue::PipeBuilder::new().participants(4096).create()?;
+/// a.send(&1u8)?;
+/// assert_eq!(b.recv::<u8>()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipeBuilder {
+    placement: Placement,
+    capacity: usize,
+    duplex: bool,
+    participants: usize,
+}
+
+impl Default for PipeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PipeBuilder {
+    /// A duplex anonymous pipe of [`DEFAULT_PIPE_CAPACITY`] bytes per direction.
+    pub fn new() -> Self {
+        Self {
+            placement: Placement::Anonymous,
+            capacity: DEFAULT_PIPE_CAPACITY,
+            duplex: true,
+            participants: DEFAULT_PARTICIPANTS,
+        }
+    }
+
+    /// Where the segment goes.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Bytes of each direction's ring (rounded up to 128).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Both ends send and receive (default), or end 0 only receives and end 1 only sends.
+    pub fn duplex(mut self, duplex: bool) -> Self {
+        self.duplex = duplex;
+        self
+    }
+
+    /// How many handles may be attached to each direction at once, across all processes
+    /// (default [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS)).
+    pub fn participants(mut self, participants: usize) -> Self {
+        self.participants = participants;
+        self
+    }
+
+    /// Creates the pipe: `(end 0, end 1)`.
+    pub fn create(self) -> Result<(Connection, Connection), CreateError> {
+        let capacity = self.capacity;
+        // Both ends share one mapping (and descriptor), so either end's handle stays valid
+        // while the other end lives.
+        let a_seg = std::sync::Arc::new(PipeSegment::create(
+            &self.placement,
+            capacity,
+            self.participants,
+        )?);
+        let b_seg = a_seg.clone();
+        let fail = |e: OpenError| match e {
+            OpenError::Identity(e) => CreateError::Identity(e),
+            _ => CreateError::InvalidCapacity { capacity },
+        };
+        // End 0 sends on direction 0 and receives on direction 1; end 1 the reverse. Simplex:
+        // end 0 reads (direction 1), end 1 writes (direction 1).
+        let a = Connection::attach(a_seg, 0, self.duplex, true).map_err(fail)?;
+        let b = Connection::attach(b_seg, 1, true, self.duplex).map_err(fail)?;
+        Ok((a, b))
+    }
+}
+
+/// How waiting for an end claim ended without it.
+enum ClaimWait {
+    Timeout,
+    Corrupted,
+}
+
+/// Claims `end` for `me`, waiting until `deadline`; a holder the kernel says is dead is cleared
+/// after a slice. A waiter marks the held word ([`claim::WAITING`]) after announcing itself on
+/// the claim's signal, so that the holder wakes it when done.
+fn claim_end(
+    end: &EndClaim,
+    me: Identity,
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> Result<(), ClaimWait> {
+    if claim::try_claim_from(&end.word, 0, me) {
+        return Ok(());
+    }
+    let r = signal::block_on(
+        &end.free,
+        deadline,
+        spin,
+        || {
+            // ORDERING: Relaxed, only picks what to try; the CASes decide.
+            let seen = end.word.load(Ordering::Relaxed);
+            if seen == 0 && claim::try_claim_from(&end.word, 0, me) {
+                return Attempt::Ready(Ok(()));
+            }
+            if seen != 0 {
+                claim::mark_waiting(&end.word, seen);
+            }
+            Attempt::Pending
+        },
+        || claim::clear_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
+    );
+    match r {
+        Ok(()) => Ok(()),
+        Err(Blocked::Failed(e)) => Err(e),
+        Err(Blocked::Timeout) => Err(ClaimWait::Timeout),
+    }
+}
+
+/// Frees `end` after one message, waking whoever marked it as waited for.
+fn release_end(end: &EndClaim, me: Identity) {
+    if claim::release_waited(&end.word, me) {
+        end.free.notify();
+    }
+}
+
+fn chunk_header(len: usize, first: Option<usize>) -> [u8; CHUNK_HEADER] {
+    let mut h = [0u8; CHUNK_HEADER];
+    // `len` and `total` are at most MAX_MESSAGE = 2^30.
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    let word = first.map_or(0, |total| FIRST | total as u32);
+    h[4..].copy_from_slice(&word.to_le_bytes());
+    h
+}
+
+fn parse_header(h: [u8; CHUNK_HEADER]) -> (usize, Option<usize>) {
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let word = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let total = (word & FIRST != 0).then_some((word & !FIRST) as usize);
+    (len, total)
+}
+
+impl Tx {
+    /// The shared head, validated against our tail.
+    fn refresh_head(&mut self, tail: u64) -> Result<u64, SendError> {
+        let st = self.dir.state();
+        // ORDERING: Acquire, pairs with the Release head stores of receivers: their reads of
+        // the bytes they freed happen before we overwrite them.
+        let head = st.head.load(Ordering::Acquire);
+        if head > tail || tail - head > self.dir.capacity {
+            return Err(SendError::Corrupted);
+        }
+        self.head_cache = head;
+        Ok(head)
+    }
+
+    /// Writes one message as chunks; the caller holds the send claim.
+    fn write_message(&mut self, data: &[u8], spin: Duration) -> Result<(), SendError> {
+        let dir = self.dir;
+        let st = dir.state();
+        let cap = dir.capacity;
+        // ORDERING: Acquire, pairs with the Release tail stores of the previous sender (of any
+        // process): we continue right after its last chunk.
+        let mut tail = st.tail.load(Ordering::Acquire);
+        if tail > MAX_POSITION {
+            return Err(SendError::Corrupted);
+        }
+        if self.head_cache > tail || tail - self.head_cache > cap {
+            self.refresh_head(tail)?;
+        }
+        let half = (cap / 2) as usize;
+        let mut sent = 0;
+        loop {
+            let remaining = data.len() - sent;
+            let want = (remaining + CHUNK_HEADER).min(half) as u64;
+            let mut free = cap - (tail - self.head_cache);
+            if free < want {
+                free = cap - (tail - self.refresh_head(tail)?);
+            }
+            if free < want {
+                free = self.wait_space(tail, want, spin)?;
+            }
+            let n = remaining.min(free as usize - CHUNK_HEADER);
+            let header = chunk_header(n, (sent == 0).then_some(data.len()));
+            // SAFETY: we hold the send claim, and `8 + n <= free` bytes from `tail` are free:
+            // no receiver reads them before our tail store; `8 + n <= capacity`.
+            unsafe {
+                dir.write(tail, &header);
+                dir.write(tail + CHUNK_HEADER as u64, &data[sent..sent + n]);
+            }
+            tail += (CHUNK_HEADER + n) as u64;
+            // ORDERING: Release, pairs with the Acquire tail loads of receivers: publishes the
+            // chunk's bytes.
+            st.tail.store(tail, Ordering::Release);
+            st.items.notify();
+            sent += n;
+            if sent == data.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until `want` bytes are free after `tail`; `Disconnected` once no receiver is left.
+    fn wait_space(&mut self, tail: u64, want: u64, spin: Duration) -> Result<u64, SendError> {
+        let dir = self.dir;
+        let st = dir.state();
+        let r = signal::block_on(
+            &st.space,
+            None,
+            spin,
+            || match self.refresh_head(tail) {
+                Ok(head) if dir.capacity - (tail - head) >= want => {
+                    Attempt::Ready(Ok(dir.capacity - (tail - head)))
+                }
+                Ok(_) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(e)),
+            },
+            || {
+                let table = dir.table();
+                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
+                    Err(SendError::Disconnected)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        match r {
+            Ok(free) => Ok(free),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(SendError::Disconnected),
+        }
+    }
+}
+
+/// Where a received message goes.
+enum Sink<'a> {
+    Vec(&'a mut Vec<u8>),
+    Slice(&'a mut [u8]),
+}
+
+impl Sink<'_> {
+    /// Room for `n` more bytes after the first `got`.
+    fn room(&mut self, got: usize, n: usize) -> &mut [u8] {
+        match self {
+            Sink::Vec(v) => {
+                // Grows with what arrived: a hostile total cannot make us allocate ahead.
+                v.resize(got + n, 0);
+                &mut v[got..]
+            }
+            Sink::Slice(s) => &mut s[got..got + n],
+        }
+    }
+
+    fn restart(&mut self) {
+        if let Sink::Vec(v) = self {
+            v.clear();
+        }
+    }
+}
+
+/// Why no chunk came.
+enum ChunkWait {
+    /// The message being read was abandoned by its sender (dead, or gone without finishing).
+    Abandoned,
+    /// Nothing left to receive and every sender has gone.
+    Disconnected,
+    Timeout,
+    Corrupted,
+}
+
+impl Rx {
+    /// Bytes published from `head` (refreshing the cached tail when fewer than a header).
+    /// `head` is at most `MAX_POSITION` (checked where it was loaded).
+    fn available(&mut self, head: u64) -> Result<u64, RecvError> {
+        if self.tail_cache >= head + CHUNK_HEADER as u64 {
+            return Ok(self.tail_cache - head);
+        }
+        // ORDERING: Acquire, pairs with the Release tail stores of senders: the chunks' bytes
+        // are visible before we read them.
+        let tail = self.dir.state().tail.load(Ordering::Acquire);
+        if tail < head || tail - head > self.dir.capacity {
+            return Err(RecvError::Corrupted);
+        }
+        self.tail_cache = tail;
+        Ok(tail - head)
+    }
+
+    /// Waits until a chunk header is published at `head`. While a message is being read
+    /// (`reading`), a sender that has gone without finishing it gives `Abandoned`; otherwise
+    /// every sender gone gives `Disconnected`.
+    fn wait_chunk(
+        &mut self,
+        head: u64,
+        reading: bool,
+        spin: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), ChunkWait> {
+        match self.available(head) {
+            Ok(n) if n >= CHUNK_HEADER as u64 => return Ok(()),
+            Ok(_) => {}
+            Err(_) => return Err(ChunkWait::Corrupted),
+        }
+        let dir = self.dir;
+        let st = dir.state();
+        let gone = std::cell::Cell::new(false);
+        let r = signal::block_on(
+            &st.items,
+            deadline,
+            spin,
+            || match self.available(head) {
+                Ok(n) if n >= CHUNK_HEADER as u64 => Attempt::Ready(Ok(())),
+                Ok(_) if gone.get() && reading => Attempt::Ready(Err(ChunkWait::Abandoned)),
+                Ok(_) if gone.get() => Attempt::Ready(Err(ChunkWait::Disconnected)),
+                Ok(_) => Attempt::Pending,
+                Err(_) => Attempt::Ready(Err(ChunkWait::Corrupted)),
+            },
+            || {
+                // A slice passed with nothing new. Decide, for the next attempt (which looks at
+                // the tail again after this, so that a chunk published before the sender let go
+                // is still seen: the Acquire below pairs with the Release of `release_end`).
+                if reading {
+                    gone.set(claim::gone(&st.send.word, &Kernel));
+                } else {
+                    let table = dir.table();
+                    gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
+                }
+                Ok(())
+            },
+        );
+        match r {
+            Ok(()) => Ok(()),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(ChunkWait::Timeout),
+        }
+    }
+
+    /// Moves the shared head past a consumed chunk and frees its bytes for senders.
+    fn advance(&mut self, head: &mut u64, chunk: usize) {
+        *head += chunk as u64;
+        let st = self.dir.state();
+        // ORDERING: Release, pairs with the Acquire head loads of senders (our reads of the
+        // chunk happen before they overwrite it) and of the next receiver.
+        st.head.store(*head, Ordering::Release);
+        st.space.notify();
+    }
+
+    /// Reads the chunk header at `head` and checks it against what is published.
+    fn header_at(&mut self, head: u64) -> Result<(usize, Option<usize>), RecvError> {
+        let mut h = [0u8; CHUNK_HEADER];
+        // SAFETY: a header's 8 bytes are published at `head` (checked by the caller);
+        // 8 <= capacity.
+        unsafe { self.dir.read(head, &mut h) };
+        let (len, total) = parse_header(h);
+        let avail = self.available(head)?;
+        if len as u64 > self.dir.capacity - CHUNK_HEADER as u64
+            || avail < (CHUNK_HEADER + len) as u64
+            || total.is_some_and(|t| t > MAX_MESSAGE || len > t)
+        {
+            return Err(RecvError::Corrupted);
+        }
+        Ok((len, total))
+    }
+
+    /// Skips chunks that continue a message nobody is reading (abandoned by a receiver that
+    /// died or timed out); `true` once a first chunk is at the head.
+    fn skip_leftovers(&mut self, head: &mut u64) -> Result<bool, RecvError> {
+        loop {
+            if self.available(*head)? < CHUNK_HEADER as u64 {
+                return Ok(false);
+            }
+            match self.header_at(*head)? {
+                (_, Some(_)) => return Ok(true),
+                (len, None) => self.advance(head, CHUNK_HEADER + len),
+            }
+        }
+    }
+
+    /// Reads one whole message into `sink`; the caller holds the receive claim. Returns its
+    /// length.
+    fn read_message(
+        &mut self,
+        sink: &mut Sink<'_>,
+        spin: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        let dir = self.dir;
+        // ORDERING: Acquire, pairs with the Release head stores of the previous receiver: we
+        // continue where it stopped.
+        let mut head = dir.state().head.load(Ordering::Acquire);
+        if head > MAX_POSITION {
+            return Err(RecvError::Corrupted);
+        }
+        if self.tail_cache < head {
+            self.tail_cache = head;
+        }
+        // The message being read: (total, bytes so far).
+        let mut current: Option<(usize, usize)> = None;
+        loop {
+            match self.wait_chunk(head, current.is_some(), spin, deadline) {
+                Ok(()) => {}
+                Err(ChunkWait::Abandoned) => {
+                    // Its sender died (or gave up) mid-message: the prefix is lost.
+                    current = None;
+                    sink.restart();
+                    continue;
+                }
+                Err(ChunkWait::Disconnected) => return Err(RecvError::Disconnected),
+                Err(ChunkWait::Timeout) => return Err(RecvError::Timeout),
+                Err(ChunkWait::Corrupted) => return Err(RecvError::Corrupted),
+            }
+            let (len, first) = self.header_at(head)?;
+            let got = match (first, current) {
+                (Some(total), _) => {
+                    // A new message (a prefix being read, if any, was abandoned by its sender).
+                    if let Sink::Slice(buf) = sink {
+                        if total > buf.len() {
+                            // Left unread for a receive with a larger buffer.
+                            return Err(RecvError::BufferTooSmall { needed: total });
+                        }
+                    }
+                    sink.restart();
+                    current = Some((total, 0));
+                    0
+                }
+                (None, None) => {
+                    // The rest of a message nobody is reading.
+                    self.advance(&mut head, CHUNK_HEADER + len);
+                    continue;
+                }
+                (None, Some((total, got))) => {
+                    if len > total - got {
+                        return Err(RecvError::Corrupted);
+                    }
+                    got
+                }
+            };
+            let room = sink.room(got, len);
+            // SAFETY: the chunk's `len` bytes after its header are published (`header_at`
+            // checked them against the tail) and `len <= capacity - 8`.
+            unsafe { dir.read(head + CHUNK_HEADER as u64, &mut room[..len]) };
+            self.advance(&mut head, CHUNK_HEADER + len);
+            let Some((total, _)) = current else {
+                return Err(RecvError::Corrupted);
+            };
+            let got = got + len;
+            if got == total {
+                return Ok(total);
+            }
+            current = Some((total, got));
+        }
+    }
 }
 
 impl Connection {
@@ -295,36 +973,23 @@ impl Connection {
     ) -> Result<Self, OpenError> {
         let e = usize::from(end & 1);
         let tx = if send {
-            let ring = seg.rings[e];
-            let index = ProducerIndex::new(&ring.state().idx, ring.capacity).map_err(|_| {
-                OpenError::Corrupted {
-                    what: "pipe indices",
-                }
-            })?;
-            let member = Membership::attach(&ring.state().participants, PRODUCER)
-                .ok_or(OpenError::TooManyParticipants)?;
+            let dir = seg.dirs[e];
+            let member = Membership::attach(&dir.table(), PRODUCER)?;
             Some(Tx {
-                ring,
-                index,
+                dir,
                 member,
+                head_cache: 0,
             })
         } else {
             None
         };
         let rx = if recv {
-            let ring = seg.rings[1 - e];
-            let index = ConsumerIndex::new(&ring.state().idx, ring.capacity).map_err(|_| {
-                OpenError::Corrupted {
-                    what: "pipe indices",
-                }
-            })?;
-            let member = Membership::attach(&ring.state().participants, CONSUMER)
-                .ok_or(OpenError::TooManyParticipants)?;
+            let dir = seg.dirs[1 - e];
+            let member = Membership::attach(&dir.table(), CONSUMER)?;
             Some(Rx {
-                ring,
-                index,
+                dir,
                 member,
-                discard: 0,
+                tail_cache: 0,
             })
         } else {
             None
@@ -349,7 +1014,8 @@ impl Connection {
         }
     }
 
-    /// Attaches to the end of a pipe a handle names (typically in a child process).
+    /// Attaches to the end of a pipe a handle names (typically in a child process). Any number
+    /// of handles may be attached to the same end.
     pub fn open(handle: &ConnectionHandle) -> Result<Self, OpenError> {
         let seg = ObjectSegment::open(&handle.object, &layout::fingerprint(KIND))?;
         Self::attach(
@@ -376,11 +1042,11 @@ impl Connection {
         r
     }
 
-    /// Receives a serde value (waits while the other end lives).
+    /// Receives a serde value (waits while a sender may still send).
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.recv_into_vec(&mut buf, None);
-        let r = r.and_then(|()| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
+        let r = r.and_then(|_| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
         self.buf = buf;
         r
     }
@@ -390,7 +1056,7 @@ impl Connection {
     pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.recv_into_vec(&mut buf, Some(Instant::now() + timeout));
-        let r = r.and_then(|()| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
+        let r = r.and_then(|_| ipc_core::codec::decode(&buf).map_err(RecvError::Decode));
         self.buf = buf;
         r
     }
@@ -404,35 +1070,26 @@ impl Connection {
     }
 
     /// Sends one message of raw bytes, any size up to [`MAX_MESSAGE`] (larger than the ring
-    /// streams through it). Waits for space while the other end lives.
+    /// streams through it). Waits for the send end (held by another sender for one message at
+    /// most) and for space while a receiver lives.
     pub fn send_bytes(&mut self, data: &[u8]) -> Result<(), SendError> {
         if data.len() > MAX_MESSAGE {
             return Err(SendError::TooLarge { len: data.len() });
         }
         let spin = self.spin;
         let tx = self.tx.as_mut().ok_or(SendError::NotWritable)?;
-        let header = (data.len() as u32).to_le_bytes();
-        let state = tx.ring.state();
-        let _ = tx.member.id(&state.participants);
-        // The common case: the whole record fits now, published by one index store.
-        let want = (HEADER + data.len()) as u64;
-        if tx
-            .index
-            .free(&state.idx, want)
-            .map_err(|_| SendError::Corrupted)?
-            >= want
-        {
-            // SAFETY: `want` bytes from the tail are free per the protocol.
-            unsafe {
-                tx.ring.write(tx.index.tail, &header);
-                tx.ring.write(tx.index.tail + HEADER as u64, data);
-            }
-            tx.index.commit(&state.idx, want);
-            state.items.notify();
-            return Ok(());
-        }
-        write_all(tx, &header, spin)?;
-        write_all(tx, data, spin)
+        let dir = tx.dir;
+        let me = tx
+            .member
+            .identity(&dir.table())
+            .map_err(|_| SendError::NotAttached)?;
+        let end = &dir.state().send;
+        claim_end(end, me, spin, None).map_err(|e| match e {
+            ClaimWait::Timeout | ClaimWait::Corrupted => SendError::Corrupted,
+        })?;
+        let r = tx.write_message(data, spin);
+        release_end(end, me);
+        r
     }
 
     /// Receives one message of raw bytes into a new vector.
@@ -445,61 +1102,104 @@ impl Connection {
     /// Receives one message into the caller's buffer without allocating; returns its length.
     /// A message larger than the buffer gives `BufferTooSmall` and stays unread.
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let spin = self.spin;
-        let rx = self.rx.as_mut().ok_or(RecvError::NotReadable)?;
-        let len = peek_header(rx, spin, None)?;
-        if len > buf.len() {
-            return Err(RecvError::BufferTooSmall { needed: len });
-        }
-        skip_header(rx);
-        read_exact(rx, &mut buf[..len], spin, None)?;
-        Ok(len)
+        self.receive(&mut Sink::Slice(buf), None)
     }
 
     fn recv_into_vec(
         &mut self,
         out: &mut Vec<u8>,
         deadline: Option<Instant>,
-    ) -> Result<(), RecvError> {
+    ) -> Result<usize, RecvError> {
+        out.clear();
+        self.receive(&mut Sink::Vec(out), deadline)
+    }
+
+    /// Claims the receive end, reads one message, frees the end.
+    fn receive(
+        &mut self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
         let spin = self.spin;
         let rx = self.rx.as_mut().ok_or(RecvError::NotReadable)?;
-        let len = peek_header(rx, spin, deadline)?;
-        skip_header(rx);
-        out.clear();
-        // Grow with what arrives: a hostile length cannot make us allocate much ahead.
-        let step = (rx.ring.capacity as usize).max(4096);
-        while out.len() < len {
-            let start = out.len();
-            let n = (len - start).min(step);
-            out.resize(start + n, 0);
-            if let Err(e) = read_exact(rx, &mut out[start..], spin, deadline) {
-                rx.discard += len - out.len();
-                return Err(e);
-            }
-        }
-        Ok(())
+        let dir = rx.dir;
+        let me = rx
+            .member
+            .identity(&dir.table())
+            .map_err(|_| RecvError::NotAttached)?;
+        let end = &dir.state().recv;
+        claim_end(end, me, spin, deadline).map_err(|e| match e {
+            ClaimWait::Timeout => RecvError::Timeout,
+            ClaimWait::Corrupted => RecvError::Corrupted,
+        })?;
+        let r = rx.read_message(sink, spin, deadline);
+        release_end(end, me);
+        r
     }
 
     /// Whether a message is ready to receive now.
     pub fn poll(&mut self) -> Result<bool, RecvError> {
         let rx = self.rx.as_mut().ok_or(RecvError::NotReadable)?;
-        let state = rx.ring.state();
-        Ok(rx
-            .index
-            .available(&state.idx, 1)
-            .map_err(|_| RecvError::Corrupted)?
-            > 0)
+        let dir = rx.dir;
+        let me = rx
+            .member
+            .identity(&dir.table())
+            .map_err(|_| RecvError::NotAttached)?;
+        let st = dir.state();
+        // ORDERING: Acquire, pairs with the Release head stores of receivers.
+        let head = st.head.load(Ordering::Acquire);
+        if head > MAX_POSITION {
+            return Err(RecvError::Corrupted);
+        }
+        if rx.tail_cache < head {
+            rx.tail_cache = head;
+        }
+        if !claim::try_claim_from(&st.recv.word, 0, me) {
+            // Another receiver is at it: say what is published.
+            return Ok(rx.available(head)? >= CHUNK_HEADER as u64);
+        }
+        // ORDERING: Acquire, as above, now that we hold the receive end.
+        let mut head = st.head.load(Ordering::Acquire);
+        let r = if head > MAX_POSITION {
+            Err(RecvError::Corrupted)
+        } else {
+            if rx.tail_cache < head {
+                rx.tail_cache = head;
+            }
+            rx.skip_leftovers(&mut head)
+        };
+        release_end(&st.recv, me);
+        r
     }
 
-    /// Waits up to `timeout` for a message; `Ok(false)` if none came. `Disconnected` once the
-    /// other end has gone and nothing is left.
+    /// Waits up to `timeout` for a message; `Ok(false)` if none came. `Disconnected` once every
+    /// sender has gone and nothing is left.
     pub fn poll_timeout(&mut self, timeout: Duration) -> Result<bool, RecvError> {
+        let deadline = Instant::now() + timeout;
         let spin = self.spin;
-        let rx = self.rx.as_mut().ok_or(RecvError::NotReadable)?;
-        match wait_readable(rx, 1, spin, Some(Instant::now() + timeout)) {
-            Ok(()) => Ok(true),
-            Err(RecvError::Timeout) => Ok(false),
-            Err(e) => Err(e),
+        let dir = self.rx.as_ref().ok_or(RecvError::NotReadable)?.dir;
+        let st = dir.state();
+        let gone = std::cell::Cell::new(false);
+        let r = signal::block_on(
+            &st.items,
+            Some(deadline),
+            spin,
+            || match self.poll() {
+                Ok(true) => Attempt::Ready(Ok(true)),
+                Ok(false) if gone.get() => Attempt::Ready(Err(RecvError::Disconnected)),
+                Ok(false) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(e)),
+            },
+            || {
+                let table = dir.table();
+                gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
+                Ok(())
+            },
+        );
+        match r {
+            Ok(ready) => Ok(ready),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Ok(false),
         }
     }
 
@@ -507,175 +1207,33 @@ impl Connection {
     pub fn close(self) {}
 
     pub(crate) fn recv_gone(&self) -> bool {
-        self.rx
-            .as_ref()
-            .is_some_and(|rx| peer_gone(rx.ring.state(), PRODUCER))
+        self.rx.as_ref().is_some_and(|rx| {
+            let table = rx.dir.table();
+            table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0)
+        })
     }
 
-    pub(crate) fn recv_signal(&self) -> Option<&crate::signal::Signal> {
-        self.rx.as_ref().map(|rx| &*rx.ring.state().items)
+    pub(crate) fn recv_signal(&self) -> Option<&Signal> {
+        self.rx.as_ref().map(|rx| &*rx.dir.state().items)
     }
-}
-
-fn write_all(tx: &mut Tx, mut data: &[u8], spin: Duration) -> Result<(), SendError> {
-    let state: &SpscState = tx.ring.state();
-    while !data.is_empty() {
-        let free = tx
-            .index
-            .free(&state.idx, data.len() as u64)
-            .map_err(|_| SendError::Corrupted)?;
-        if free == 0 {
-            let index = &mut tx.index;
-            let r = signal::block_on(
-                &state.space,
-                None,
-                spin,
-                || match index.free(&state.idx, 1) {
-                    Ok(0) => Attempt::Pending,
-                    Ok(_) => Attempt::Ready(Ok(())),
-                    Err(_) => Attempt::Ready(Err(SendError::Corrupted)),
-                },
-                || {
-                    if peer_gone(state, CONSUMER) {
-                        Err(SendError::Disconnected)
-                    } else {
-                        Ok(())
-                    }
-                },
-            );
-            match r {
-                Ok(()) => continue,
-                Err(Blocked::Failed(e)) => return Err(e),
-                Err(Blocked::Timeout) => return Err(SendError::Disconnected),
-            }
-        }
-        let n = (free as usize).min(data.len());
-        // SAFETY: `n` bytes from the tail are free per the protocol.
-        unsafe { tx.ring.write(tx.index.tail, &data[..n]) };
-        tx.index.commit(&state.idx, n as u64);
-        state.items.notify();
-        data = &data[n..];
-    }
-    Ok(())
-}
-
-fn wait_readable(
-    rx: &mut Rx,
-    want: u64,
-    spin: Duration,
-    deadline: Option<Instant>,
-) -> Result<(), RecvError> {
-    let state: &SpscState = rx.ring.state();
-    let _ = rx.member.id(&state.participants);
-    let index = &mut rx.index;
-    let gone = std::cell::Cell::new(false);
-    let r = signal::block_on(
-        &state.items,
-        deadline,
-        spin,
-        || match index.available(&state.idx, want) {
-            Ok(n) if n >= want => Attempt::Ready(Ok(())),
-            Ok(_) if gone.get() => Attempt::Ready(Err(RecvError::Disconnected)),
-            Ok(_) => Attempt::Pending,
-            Err(_) => Attempt::Ready(Err(RecvError::Corrupted)),
-        },
-        || {
-            gone.set(peer_gone(state, PRODUCER));
-            Ok(())
-        },
-    );
-    match r {
-        Ok(()) => Ok(()),
-        Err(Blocked::Failed(e)) => Err(e),
-        Err(Blocked::Timeout) => Err(RecvError::Timeout),
-    }
-}
-
-/// Waits for a record header and returns its length, without consuming it.
-fn peek_header(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<usize, RecvError> {
-    skip_discarded(rx, spin, deadline)?;
-    wait_readable(rx, HEADER as u64, spin, deadline)?;
-    let mut header = [0u8; HEADER];
-    // SAFETY: HEADER bytes from the head are readable per the protocol (waited for above).
-    unsafe { rx.ring.read(rx.index.head, &mut header) };
-    let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_MESSAGE {
-        return Err(RecvError::Corrupted);
-    }
-    Ok(len)
-}
-
-fn skip_header(rx: &mut Rx) {
-    let state = rx.ring.state();
-    rx.index.release(&state.idx, HEADER as u64);
-    state.space.notify();
-}
-
-fn read_exact(
-    rx: &mut Rx,
-    mut out: &mut [u8],
-    spin: Duration,
-    deadline: Option<Instant>,
-) -> Result<(), RecvError> {
-    while !out.is_empty() {
-        let state = rx.ring.state();
-        let ready = rx
-            .index
-            .available(&state.idx, out.len() as u64)
-            .map_err(|_| RecvError::Corrupted)?;
-        if ready == 0 {
-            if let Err(e) = wait_readable(rx, 1, spin, deadline) {
-                // The rest of this message is skipped by the next receive.
-                rx.discard = out.len();
-                return Err(e);
-            }
-            continue;
-        }
-        let n = (ready as usize).min(out.len());
-        let (now, rest) = out.split_at_mut(n);
-        // SAFETY: `n` bytes from the head are readable per the protocol.
-        unsafe { rx.ring.read(rx.index.head, now) };
-        rx.index.release(&state.idx, n as u64);
-        state.space.notify();
-        out = rest;
-    }
-    Ok(())
-}
-
-/// Skips what is left of a message a timed-out receive gave up.
-fn skip_discarded(rx: &mut Rx, spin: Duration, deadline: Option<Instant>) -> Result<(), RecvError> {
-    while rx.discard > 0 {
-        wait_readable(rx, 1, spin, deadline)?;
-        let state = rx.ring.state();
-        let ready = rx
-            .index
-            .available(&state.idx, rx.discard as u64)
-            .map_err(|_| RecvError::Corrupted)?;
-        let n = (ready as usize).min(rx.discard);
-        rx.index.release(&state.idx, n as u64);
-        state.space.notify();
-        rx.discard -= n;
-    }
-    Ok(())
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(tx) = &self.tx {
-            let state = tx.ring.state();
-            tx.member.release(&state.participants);
-            state.items.notify();
+            tx.member.release(&tx.dir.table());
+            // Wake receivers, so that they notice a sender is gone.
+            tx.dir.state().items.notify();
         }
         if let Some(rx) = &self.rx {
-            let state = rx.ring.state();
-            rx.member.release(&state.participants);
-            state.space.notify();
+            rx.member.release(&rx.dir.table());
+            rx.dir.state().space.notify();
         }
     }
 }
 
 /// A connection serialises as its handle (to pass it to a child process); deserialising
-/// attaches to the same end.
+/// attaches another handle to the same end (ends may be shared).
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.handle().serialize(s)

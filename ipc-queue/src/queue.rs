@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
-use crate::raw_queue::{RawQueue, SlotPayload, WaitEnd};
+use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
 
 /// `Pod` values are copied into the slot as they are (the default).
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,6 +52,57 @@ const MIN_SERDE_SLOT: usize = 64;
 const RECORD_HEADER: usize = 8;
 const KIND_INLINE: u32 = 0;
 const KIND_SPILLED: u32 = 1;
+
+/// The head of a spill segment (a serde message larger than a slot, in a named segment of its
+/// own whose name travels in the slot):
+///
+/// | bytes  | field                                     |
+/// |--------|-------------------------------------------|
+/// | 0..8   | [`SPILL_MAGIC`]                            |
+/// | 8..24  | the id of the queue it was put on (u128, native endian) |
+/// | 24..32 | the message's length (u64, native endian)  |
+/// | 32..   | the encoded message                        |
+///
+/// A receiver unlinks a named segment only after checking the magic and its own queue's id, so a
+/// slot that names some other segment (another object, a plain segment, another queue's spill)
+/// is `Corrupted` and nothing is unlinked. Object segments refuse plain reads altogether.
+const SPILL_HEADER: usize = 32;
+const SPILL_MAGIC: [u8; 8] = *b"IPCQSPL1";
+
+fn spill_header(queue: u128, len: usize) -> [u8; SPILL_HEADER] {
+    let mut h = [0u8; SPILL_HEADER];
+    h[..8].copy_from_slice(&SPILL_MAGIC);
+    h[8..24].copy_from_slice(&queue.to_ne_bytes());
+    h[24..].copy_from_slice(&(len as u64).to_ne_bytes());
+    h
+}
+
+/// Opens the spill segment `name` if it is one of queue `queue`'s, without unlinking it;
+/// returns it with the message's length.
+fn open_spill(queue: u128, name: &[u8]) -> Result<(SharedMemory, usize), TryGetError> {
+    let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
+    if !name.starts_with(ipc_core::NAME_PREFIX) {
+        return Err(TryGetError::Corrupted);
+    }
+    let seg = SharedMemory::builder(name)
+        .open()
+        .map_err(TryGetError::Spill)?;
+    let mut h = [0u8; SPILL_HEADER];
+    // An object segment refuses the read: not a spill.
+    seg.read(0, &mut h).map_err(|_| TryGetError::Corrupted)?;
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h[8..24]);
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&h[24..]);
+    if h[..8] != SPILL_MAGIC || u128::from_ne_bytes(id) != queue {
+        return Err(TryGetError::Corrupted);
+    }
+    let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| TryGetError::Corrupted)?;
+    if len > seg.len().saturating_sub(SPILL_HEADER) {
+        return Err(TryGetError::Corrupted);
+    }
+    Ok((seg, len))
+}
 
 /// A bounded multi-producer multi-consumer queue in shared memory, like Python's
 /// `multiprocessing.Queue`.
@@ -109,6 +161,15 @@ fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
         WaitEnd::Timeout => PutError::Timeout(value),
         WaitEnd::Disconnected => PutError::Disconnected(value),
         WaitEnd::Corrupted => PutError::Corrupted(value),
+        WaitEnd::NotAttached => PutError::NotAttached(value),
+    }
+}
+
+fn try_put_error<T>(e: WaitEnd, value: T) -> TryPutError<T> {
+    match e {
+        WaitEnd::NotAttached => TryPutError::NotAttached(value),
+        WaitEnd::Disconnected => TryPutError::Disconnected(value),
+        WaitEnd::Timeout | WaitEnd::Corrupted => TryPutError::Corrupted(value),
     }
 }
 
@@ -117,6 +178,114 @@ fn get_error(e: WaitEnd) -> GetError {
         WaitEnd::Timeout => GetError::Timeout,
         WaitEnd::Disconnected => GetError::Disconnected,
         WaitEnd::Corrupted => GetError::Corrupted,
+        WaitEnd::NotAttached => GetError::NotAttached,
+    }
+}
+
+fn try_get_error(e: WaitEnd) -> TryGetError {
+    match e {
+        WaitEnd::NotAttached => TryGetError::NotAttached,
+        WaitEnd::Disconnected => TryGetError::Disconnected,
+        WaitEnd::Timeout | WaitEnd::Corrupted => TryGetError::Corrupted,
+    }
+}
+
+/// How to make a new [`Queue`] (or [`JoinableQueue`]): `Queue::<T>::builder(capacity)`, then
+/// the options, then `create()`.
+///
+/// ```
+/// use ipc_queue::{Queue, Serde};
+///
+/// // Room for 4,096 attached handles (the default is 1,024).
+/// let mut q = Queue::<u64>::builder(64).participants(4096).create()?;
+/// q.put(1)?;
+/// let mut s = Queue::<String, Serde>::builder(16).slot_size(256).create()?;
+/// s.put("hello".into())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct QueueBuilder<T, E: Encoding = Plain> {
+    placement: Placement,
+    capacity: usize,
+    slot_size: Option<usize>,
+    participants: usize,
+    _t: PhantomData<Marker<T, E>>,
+}
+
+impl<T, E: Encoding> fmt::Debug for QueueBuilder<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("placement", &self.placement)
+            .field("capacity", &self.capacity)
+            .field("slot_size", &self.slot_size)
+            .field("participants", &self.participants)
+            .finish()
+    }
+}
+
+impl<T, E: Encoding> QueueBuilder<T, E> {
+    /// Where the queue's segment goes (default: anonymous).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// How many handles may be attached at once, across all processes (default
+    /// [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS), at most
+    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 16 bytes of the
+    /// segment; an open beyond the limit fails with `OpenError::TooManyParticipants`.
+    pub fn participants(mut self, participants: usize) -> Self {
+        self.participants = participants;
+        self
+    }
+
+    fn shape(&self, slot_payload: usize) -> QueueShape {
+        QueueShape {
+            participants: self.participants,
+            ..QueueShape::new(self.capacity, slot_payload)
+        }
+    }
+}
+
+impl<T: Pod> QueueBuilder<T, Plain> {
+    /// Creates the queue.
+    pub fn create(self) -> Result<Queue<T, Plain>, CreateError> {
+        Queue::<T, Plain>::create_shape(&self.placement, &self.shape(size_of::<T>()), false)
+    }
+
+    /// Creates a joinable queue.
+    pub fn create_joinable(self) -> Result<JoinableQueue<T, Plain>, CreateError> {
+        let q =
+            Queue::<T, Plain>::create_shape(&self.placement, &self.shape(size_of::<T>()), true)?;
+        Ok(JoinableQueue::from_queue(q))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T, Serde> {
+    /// Bytes of each slot (default [`DEFAULT_SLOT_SIZE`], at least 64): encoded messages up to
+    /// `slot_size - 8` bytes travel in the slot, larger ones in a segment of their own.
+    pub fn slot_size(mut self, slot_size: usize) -> Self {
+        self.slot_size = Some(slot_size);
+        self
+    }
+
+    fn serde_shape(&self) -> QueueShape {
+        let slot = self
+            .slot_size
+            .unwrap_or(DEFAULT_SLOT_SIZE)
+            .max(MIN_SERDE_SLOT)
+            .next_multiple_of(8);
+        self.shape(slot)
+    }
+
+    /// Creates the queue.
+    pub fn create(self) -> Result<Queue<T, Serde>, CreateError> {
+        Queue::<T, Serde>::create_shape(&self.placement, &self.serde_shape(), false)
+    }
+
+    /// Creates a joinable queue.
+    pub fn create_joinable(self) -> Result<JoinableQueue<T, Serde>, CreateError> {
+        let q = Queue::<T, Serde>::create_shape(&self.placement, &self.serde_shape(), true)?;
+        Ok(JoinableQueue::from_queue(q))
     }
 }
 
@@ -125,6 +294,17 @@ fn deadline(timeout: Duration) -> Option<Instant> {
 }
 
 impl<T, E: Encoding> Queue<T, E> {
+    /// A builder for a queue of `capacity` slots (see [`QueueBuilder`]).
+    pub fn builder(capacity: usize) -> QueueBuilder<T, E> {
+        QueueBuilder {
+            placement: Placement::Anonymous,
+            capacity,
+            slot_size: None,
+            participants: crate::participants::DEFAULT_PARTICIPANTS,
+            _t: PhantomData,
+        }
+    }
+
     pub(crate) fn raw(&self) -> &RawQueue {
         &self.raw
     }
@@ -192,17 +372,17 @@ impl<T: Pod> Queue<T, Plain> {
 
     /// A queue placed as asked.
     pub fn create(placement: &Placement, capacity: usize) -> Result<Self, CreateError> {
-        Self::create_flavor(placement, capacity, false)
+        Self::builder(capacity)
+            .placement(placement.clone())
+            .create()
     }
 
-    pub(crate) fn create_flavor(
+    pub(crate) fn create_shape(
         placement: &Placement,
-        capacity: usize,
+        shape: &QueueShape,
         joinable: bool,
     ) -> Result<Self, CreateError> {
-        let size = size_of::<T>();
-        let mut raw =
-            RawQueue::create(placement, &kind::<T, Plain>(joinable), capacity, size, BOTH)?;
+        let mut raw = RawQueue::create(placement, &kind::<T, Plain>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
@@ -243,16 +423,17 @@ impl<T: Pod> Queue<T, Plain> {
 
     fn write(&mut self, pos: u64, slot: SlotPayload, value: T) -> bool {
         debug_assert!(slot.len >= size_of::<T>());
-        // SAFETY: the slot is ours per the protocol (claimed), `len >= size_of::<T>()` (checked
-        // at open), and the payload is 8-aligned: `write_unaligned` needs no alignment anyway.
-        unsafe { std::ptr::write_unaligned(slot.ptr.cast::<T>(), value) };
+        // SAFETY: the slot is ours per the protocol (claimed) and `len >= size_of::<T>()`
+        // (checked at open); a word-wise atomic copy, so a hostile peer can only tear it.
+        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
         self.raw.commit_put(pos)
     }
 
     fn read(&mut self, pos: u64, slot: SlotPayload) -> T {
+        let mut v = T::zeroed();
         // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
         // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
-        let v = unsafe { std::ptr::read_unaligned(slot.ptr.cast::<T>()) };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
         self.raw.finish_get(pos);
         v
     }
@@ -288,7 +469,7 @@ impl<T: Pod> Queue<T, Plain> {
         match self.raw.try_claim_put() {
             Ok(Some((pos, slot))) => self.commit(pos, slot, value),
             Ok(None) => Err(TryPutError::Full(value)),
-            Err(_) => Err(TryPutError::Corrupted(value)),
+            Err(e) => Err(try_put_error(e, value)),
         }
     }
 
@@ -310,7 +491,7 @@ impl<T: Pod> Queue<T, Plain> {
         match self.raw.try_claim_get() {
             Ok(Some((pos, slot))) => Ok(self.read(pos, slot)),
             Ok(None) => Err(TryGetError::Empty),
-            Err(_) => Err(TryGetError::Corrupted),
+            Err(e) => Err(try_get_error(e)),
         }
     }
 }
@@ -321,14 +502,8 @@ impl<T: Pod> Queue<T, Plain> {
     pub fn put_from(&mut self, value: &T) -> Result<(), PutError<()>> {
         let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
         // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
-        // `value` is private memory, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytemuck::bytes_of(value).as_ptr(),
-                slot.ptr,
-                size_of::<T>(),
-            )
-        };
+        // `value` is private memory.
+        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
         if self.raw.commit_put(pos) {
             Ok(())
         } else {
@@ -341,13 +516,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
         // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
         // `out` is private memory and `T: Pod` accepts any bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                slot.ptr,
-                bytemuck::bytes_of_mut(out).as_mut_ptr(),
-                size_of::<T>(),
-            )
-        };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
         self.raw.finish_get(pos);
         Ok(())
     }
@@ -485,18 +654,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         capacity: usize,
         slot_size: usize,
     ) -> Result<Self, CreateError> {
-        Self::create_flavor(placement, capacity, slot_size, false)
+        Self::builder(capacity)
+            .placement(placement.clone())
+            .slot_size(slot_size)
+            .create()
     }
 
-    pub(crate) fn create_flavor(
+    pub(crate) fn create_shape(
         placement: &Placement,
-        capacity: usize,
-        slot_size: usize,
+        shape: &QueueShape,
         joinable: bool,
     ) -> Result<Self, CreateError> {
-        let slot = slot_size.max(MIN_SERDE_SLOT).next_multiple_of(8);
-        let mut raw =
-            RawQueue::create(placement, &kind::<T, Serde>(joinable), capacity, slot, BOTH)?;
+        let mut raw = RawQueue::create(placement, &kind::<T, Serde>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
         Ok(Self::from_raw(raw))
     }
@@ -544,10 +713,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
             return Ok(KIND_INLINE);
         }
         let len = self.buf.len();
-        let mut seg = SharedMemory::create_named(len + 8).map_err(EncodeFailure::Spill)?;
+        let size = len.checked_add(SPILL_HEADER).ok_or(EncodeFailure::Spill(
+            ipc_core::CreateError::InvalidSize { size: len as u64 },
+        ))?;
+        let mut seg = SharedMemory::create_named(size).map_err(EncodeFailure::Spill)?;
         let written = seg
-            .write(0, &(len as u64).to_ne_bytes())
-            .and_then(|()| seg.write(8, &self.buf));
+            .write(0, &spill_header(self.raw.id(), len))
+            .and_then(|()| seg.write(SPILL_HEADER, &self.buf));
         if written.is_err() {
             return Err(EncodeFailure::Spill(ipc_core::CreateError::InvalidSize {
                 size: len as u64,
@@ -566,36 +738,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         let mut header = [0u8; RECORD_HEADER];
         header[..4].copy_from_slice(&(len as u32).to_ne_bytes());
         header[4..].copy_from_slice(&kind.to_ne_bytes());
-        // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(header.as_ptr(), slot.ptr, RECORD_HEADER);
-        }
+        // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes; word-wise
+        // atomic copies.
+        unsafe { ipc_core::pod::copy_to_shared(&header, slot.ptr) };
         // SAFETY: as above, for the bytes after the header.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.buf.as_ptr(), slot.ptr.add(RECORD_HEADER), len);
-        }
+        unsafe { ipc_core::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
         self.raw.commit_put(pos)
     }
 
+    /// Reads a spilled message into `self.buf` and unlinks its segment, once the segment has
+    /// shown itself to be one of this queue's spills.
     fn unspill(&mut self, name: &[u8]) -> Result<(), TryGetError> {
-        let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
-        if !name.starts_with(ipc_core::NAME_PREFIX) {
-            return Err(TryGetError::Corrupted);
-        }
-        let mut seg = SharedMemory::builder(name)
-            .open()
-            .map_err(TryGetError::Spill)?;
+        let (mut seg, len) = open_spill(self.raw.id(), name)?;
         let _ = seg.unlink();
-        let mut len = [0u8; 8];
-        seg.read(0, &mut len).map_err(|_| TryGetError::Corrupted)?;
-        let len = u64::from_ne_bytes(len);
-        let len = usize::try_from(len).map_err(|_| TryGetError::Corrupted)?;
-        if len > seg.len().saturating_sub(8) {
-            return Err(TryGetError::Corrupted);
-        }
         self.buf.clear();
         self.buf.resize(len, 0);
-        seg.read(8, &mut self.buf)
+        seg.read(SPILL_HEADER, &mut self.buf)
             .map_err(|_| TryGetError::Corrupted)?;
         Ok(())
     }
@@ -604,7 +762,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
         let mut header = [0u8; RECORD_HEADER];
         // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
-        unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), RECORD_HEADER) };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
         let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
         let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
         if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
@@ -614,9 +772,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         self.buf.clear();
         self.buf.resize(len, 0);
         // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
-        unsafe {
-            std::ptr::copy_nonoverlapping(slot.ptr.add(RECORD_HEADER), self.buf.as_mut_ptr(), len)
-        };
+        unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
         self.raw.finish_get(pos);
         if kind == KIND_SPILLED {
             let name = std::mem::take(&mut self.buf);
@@ -684,9 +840,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
                 self.drop_spill(kind);
                 Err(TryPutError::Full(value))
             }
-            Err(_) => {
+            Err(e) => {
                 self.drop_spill(kind);
-                Err(TryPutError::Corrupted(value))
+                Err(try_put_error(e, value))
             }
         }
     }
@@ -709,7 +865,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         match self.raw.try_claim_get() {
             Ok(Some((pos, slot))) => self.read(pos, slot),
             Ok(None) => Err(TryGetError::Empty),
-            Err(_) => Err(TryGetError::Corrupted),
+            Err(e) => Err(try_get_error(e)),
         }
     }
 }
@@ -717,25 +873,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
 impl<T, E: Encoding> Drop for Queue<T, E> {
     fn drop(&mut self) {
         // The last handle of a serde queue removes the segments of large messages nobody got.
-        if E::NAME == Serde::NAME && self.raw.table().count(BOTH) <= 1 {
+        if E::NAME == Serde::NAME && !self.raw.others_alive() {
             while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
                 let mut header = [0u8; RECORD_HEADER];
                 // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
-                unsafe { std::ptr::copy_nonoverlapping(slot.ptr, header.as_mut_ptr(), 8) };
+                unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
                 let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
                 let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
                 if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
                     let mut name = vec![0u8; len];
                     // SAFETY: `len <= slot.len - 8`; the slot is ours.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(slot.ptr.add(8), name.as_mut_ptr(), len)
-                    };
-                    if let Ok(name) = std::str::from_utf8(&name) {
-                        if name.starts_with(ipc_core::NAME_PREFIX) {
-                            if let Ok(mut seg) = SharedMemory::builder(name).open() {
-                                let _ = seg.unlink();
-                            }
-                        }
+                    unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
+                    // Only a spill of this queue is unlinked.
+                    if let Ok((mut seg, _)) = open_spill(self.raw.id(), &name) {
+                        let _ = seg.unlink();
                     }
                 }
                 self.raw.finish_get(pos);

@@ -1,5 +1,13 @@
 //! The engine under `Queue`, `JoinableQueue` and `SimpleQueue`: an MPMC ring of fixed-size byte
 //! slots in one segment (protocol in `mpmc_index.rs`), with blocking, liveness and recovery.
+//!
+//! ## Layout of the payload
+//!
+//! | offset                         | what                                              |
+//! |--------------------------------|---------------------------------------------------|
+//! | 0                              | [`QueueState`] (padded to 128)                     |
+//! | `STATE_BYTES`                  | the participant table: `participants` entries of 16 bytes (padded to 128) |
+//! | `STATE_BYTES + table`          | `capacity` slots of `8 + slot_payload` bytes: the slot word, then the payload |
 
 use std::time::{Duration, Instant};
 
@@ -7,13 +15,17 @@ use ipc_core::{ObjectHandle, ObjectSegment, Placement};
 
 use crate::error::{CreateError, OpenError};
 use crate::layout;
+use crate::membership::{Kernel, Membership, NotAttached, TablePlace};
 use crate::mpmc_index::{self, GetClaim, MpmcIndices, PutClaim, SlotWords, Stuck};
-use crate::participants::{CONSUMER, Membership, PRODUCER, ParticipantTable};
-use crate::primitive::{AtomicU64, CachePadded, Ordering};
+use crate::participants::{
+    CONSUMER, DEFAULT_PARTICIPANTS, ENTRY_BYTES, Entry, MAX_PARTICIPANTS, PRODUCER, Table,
+};
+use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
 
-/// The shared state of a queue (`#[repr(C)]`; the plain fields are written once at creation and
-/// validated by every opener).
+/// The shared state of a queue (`#[repr(C)]`, atomics only: any process may write any of it,
+/// so no process holds a plain reference to a field that another can change). The sizes are
+/// written once at creation and validated by every opener.
 #[repr(C)]
 pub(crate) struct QueueState {
     pub(crate) idx: MpmcIndices,
@@ -25,11 +37,17 @@ pub(crate) struct QueueState {
     pub(crate) unfinished: CachePadded<AtomicU64>,
     /// Bumped when `unfinished` reaches zero (`join` waits on it).
     pub(crate) all_done: Signal,
-    pub(crate) participants: ParticipantTable,
+    /// The roles ever attached (participant table).
+    ever: AtomicU32,
+    /// Entries of the participant table (written at creation).
+    participants: AtomicU32,
     /// Number of slots (written at creation).
-    capacity: u64,
+    capacity: AtomicU64,
     /// Bytes of payload per slot, a multiple of 8 (written at creation).
-    slot_payload: u64,
+    slot_payload: AtomicU64,
+    /// A random 128-bit id (written at creation): the spill segments of large serde messages
+    /// carry it, so a receiver unlinks only segments of this queue.
+    id: [AtomicU64; 2],
 }
 
 const STATE_BYTES: usize = layout::padded(size_of::<QueueState>());
@@ -38,6 +56,20 @@ pub(crate) const MIN_SLOTS: usize = 2;
 
 fn slot_stride(payload: usize) -> Option<usize> {
     payload.checked_next_multiple_of(8)?.checked_add(8)
+}
+
+/// Bytes of a participant table of `n` entries, padded to the payload alignment.
+pub(crate) fn table_bytes(n: usize) -> Option<usize> {
+    n.checked_mul(ENTRY_BYTES)?
+        .checked_next_multiple_of(layout::ALIGN)
+}
+
+/// Bytes of a whole queue: state, table and slots.
+fn queue_bytes(slots: usize, stride: usize, participants: usize) -> Option<usize> {
+    slots
+        .checked_mul(stride)?
+        .checked_add(STATE_BYTES)?
+        .checked_add(table_bytes(participants)?)
 }
 
 /// Where a queue's slots are.
@@ -68,11 +100,32 @@ pub(crate) struct SlotPayload {
     pub(crate) len: usize,
 }
 
+/// How a queue is made.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueShape {
+    pub(crate) capacity: usize,
+    pub(crate) slot_payload: usize,
+    pub(crate) participants: usize,
+}
+
+impl QueueShape {
+    pub(crate) fn new(capacity: usize, slot_payload: usize) -> Self {
+        Self {
+            capacity,
+            slot_payload,
+            participants: DEFAULT_PARTICIPANTS,
+        }
+    }
+}
+
 pub(crate) struct RawQueue {
     seg: ObjectSegment,
     state: *const QueueState,
+    table: TablePlace,
     slots: Slots,
     payload: usize,
+    /// The queue's id, read once at open.
+    id: u128,
     member: Membership,
     spin: Duration,
     /// Count puts in `unfinished` (`JoinableQueue`).
@@ -90,43 +143,69 @@ pub(crate) enum WaitEnd {
     Timeout,
     Disconnected,
     Corrupted,
+    /// A fork child's copy of a handle without a participant entry of its own.
+    NotAttached,
+}
+
+impl From<NotAttached> for WaitEnd {
+    fn from(_: NotAttached) -> Self {
+        WaitEnd::NotAttached
+    }
 }
 
 impl RawQueue {
     pub(crate) fn create(
         placement: &Placement,
         kind: &str,
-        capacity: usize,
-        slot_payload: usize,
+        shape: &QueueShape,
         role: u32,
     ) -> Result<Self, CreateError> {
+        let capacity = shape.capacity;
         let invalid = CreateError::InvalidCapacity { capacity };
-        if capacity == 0 {
+        if capacity == 0 || capacity as u64 > mpmc_index::MAX_CAPACITY {
             return Err(invalid);
         }
+        let participants = shape.participants;
+        if participants == 0 || participants > MAX_PARTICIPANTS {
+            return Err(CreateError::InvalidParticipants { participants });
+        }
         let slots = capacity.max(MIN_SLOTS);
-        let payload = slot_payload
+        let payload = shape
+            .slot_payload
             .checked_next_multiple_of(8)
             .ok_or(CreateError::InvalidCapacity { capacity })?;
         let stride = slot_stride(payload).ok_or(CreateError::InvalidCapacity { capacity })?;
-        let bytes = slots
-            .checked_mul(stride)
-            .and_then(|b| b.checked_add(STATE_BYTES))
-            .ok_or(invalid)?;
+        let bytes = queue_bytes(slots, stride, participants).ok_or(invalid)?;
+        let table = table_bytes(participants).ok_or(CreateError::InvalidCapacity { capacity })?;
         let seg = layout::create(placement, kind, bytes, |base| {
             // SAFETY: the payload is fresh, zeroed, 128-aligned and `bytes` long, so it holds
-            // the state; nobody else sees it before the header is published.
-            let state = unsafe { &mut *base.cast::<QueueState>() };
-            state.capacity = slots as u64;
-            state.slot_payload = payload as u64;
+            // the state; it is atomics only, valid zeroed.
+            let state = unsafe { &*base.cast::<QueueState>() };
+            // ORDERING: Relaxed (all four), published by the header's Release publish.
+            state.capacity.store(slots as u64, Ordering::Relaxed);
+            state.slot_payload.store(payload as u64, Ordering::Relaxed);
+            state
+                .participants
+                .store(participants as u32, Ordering::Relaxed);
+            let id = ipc_core::random_u128();
+            state.id[0].store(id as u64, Ordering::Relaxed);
+            state.id[1].store((id >> 64) as u64, Ordering::Relaxed);
             for i in 0..slots {
-                // SAFETY: slot `i` lies inside the payload (`STATE_BYTES + i * stride < bytes`).
-                let word = unsafe { &*base.add(STATE_BYTES + i * stride).cast::<AtomicU64>() };
+                // SAFETY: slot `i` lies inside the payload
+                // (`STATE_BYTES + table + i * stride < bytes`), 8-aligned.
+                let word = unsafe {
+                    &*base
+                        .add(STATE_BYTES + table + i * stride)
+                        .cast::<AtomicU64>()
+                };
                 // ORDERING: Relaxed, published by the header's Release publish.
                 word.store(mpmc_index::pack(i as u64, 0), Ordering::Relaxed);
             }
         })?;
-        Self::from_segment(seg, role).map_err(|_| CreateError::InvalidCapacity { capacity })
+        Self::from_segment(seg, role).map_err(|e| match e {
+            OpenError::Identity(e) => CreateError::Identity(e),
+            _ => CreateError::InvalidCapacity { capacity },
+        })
     }
 
     pub(crate) fn open(handle: &ObjectHandle, kind: &str, role: u32) -> Result<Self, OpenError> {
@@ -141,42 +220,57 @@ impl RawQueue {
             });
         }
         let base = seg.payload_ptr();
-        // SAFETY: the payload is 128-aligned and at least STATE_BYTES long (checked above); we
-        // copy two plain words out and validate them before use.
-        let (capacity, payload) = unsafe {
-            let s = base.cast::<QueueState>();
-            (
-                std::ptr::read_volatile(&raw const (*s).capacity),
-                std::ptr::read_volatile(&raw const (*s).slot_payload),
-            )
-        };
+        // SAFETY: the payload is 128-aligned and at least STATE_BYTES long (checked above), and
+        // the state is atomics only: every bit pattern is a valid state.
+        let st = unsafe { &*base.cast::<QueueState>() };
+        // ORDERING: Relaxed (all three), ordered after the header's publish by the Acquire in
+        // its validation; each is loaded once and validated before use.
+        let capacity = st.capacity.load(Ordering::Relaxed);
+        let payload = st.slot_payload.load(Ordering::Relaxed);
+        let participants = st.participants.load(Ordering::Relaxed) as usize;
         let bad = OpenError::Corrupted {
-            what: "queue capacity or slot size does not match its segment",
+            what: "queue capacity, slot size or participant table does not match its segment",
         };
         let capacity_us =
             usize::try_from(capacity).map_err(|_| OpenError::Corrupted { what: "capacity" })?;
         let payload_us =
             usize::try_from(payload).map_err(|_| OpenError::Corrupted { what: "slot size" })?;
-        if capacity_us < MIN_SLOTS || payload_us % 8 != 0 {
+        if capacity_us < MIN_SLOTS
+            || capacity > mpmc_index::MAX_CAPACITY
+            || payload_us % 8 != 0
+            || participants == 0
+            || participants > MAX_PARTICIPANTS
+        {
             return Err(bad);
         }
         let stride = slot_stride(payload_us).ok_or(OpenError::Corrupted { what: "slot size" })?;
-        match capacity_us
-            .checked_mul(stride)
-            .and_then(|b| b.checked_add(STATE_BYTES))
-        {
+        match queue_bytes(capacity_us, stride, participants) {
             Some(need) if need == bytes => {}
             _ => return Err(bad),
         }
-        // SAFETY: STATE_BYTES <= bytes, inside the payload.
-        let slots_base = unsafe { base.add(STATE_BYTES) };
-        let state = base.cast::<QueueState>().cast_const();
-        // SAFETY: validated above: the state is mapped for as long as `seg` lives.
-        let table = unsafe { &(*state).participants };
-        let member = Membership::attach(table, role).ok_or(OpenError::TooManyParticipants)?;
+        let table_len = table_bytes(participants).ok_or(OpenError::Corrupted {
+            what: "participant table",
+        })?;
+        // SAFETY: STATE_BYTES + table_len <= bytes (checked above), inside the payload.
+        let slots_base = unsafe { base.add(STATE_BYTES + table_len) };
+        // SAFETY: the table follows the state, 128-aligned, `participants` entries inside the
+        // payload (checked above); entries and `ever` are atomics only and live as long as `seg`.
+        let table = unsafe {
+            TablePlace::new(
+                &raw const st.ever,
+                base.add(STATE_BYTES).cast::<Entry>(),
+                participants,
+            )
+        };
+        let member = Membership::attach(&table.table(), role)?;
+        // ORDERING: Relaxed (both), written before the header's publish, like the sizes.
+        let id = u128::from(st.id[0].load(Ordering::Relaxed))
+            | (u128::from(st.id[1].load(Ordering::Relaxed)) << 64);
         Ok(Self {
+            id,
+            state: base.cast::<QueueState>().cast_const(),
             seg,
-            state,
+            table,
             slots: Slots {
                 base: slots_base,
                 capacity,
@@ -207,6 +301,11 @@ impl RawQueue {
         self.payload
     }
 
+    /// The queue's random id (as read at open).
+    pub(crate) fn id(&self) -> u128 {
+        self.id
+    }
+
     pub(crate) fn set_joinable(&mut self, joinable: bool) {
         self.joinable = joinable;
     }
@@ -225,21 +324,17 @@ impl RawQueue {
     }
 
     pub(crate) fn set_role(&mut self, role: u32) {
-        let state = self.state;
-        // SAFETY: as in `state()`; a raw read to avoid borrowing `self` twice.
-        let table = unsafe { &(*state).participants };
-        self.member.set_role(table, role);
+        let place = self.table;
+        self.member.set_role(&place.table(), role);
     }
 
     pub(crate) fn len(&self) -> Option<usize> {
         mpmc_index::len(&self.state().idx, self.slots.capacity).map(|n| n as usize)
     }
 
-    fn me(&mut self) -> u32 {
-        let state = self.state;
-        // SAFETY: as in `state()`.
-        let table = unsafe { &(*state).participants };
-        self.member.id(table)
+    fn me(&mut self) -> Result<u32, NotAttached> {
+        let place = self.table;
+        self.member.id(&place.table())
     }
 
     fn payload_at(&self, pos: u64) -> SlotPayload {
@@ -252,18 +347,16 @@ impl RawQueue {
         }
     }
 
-    /// Recovers a stuck slot if its claimer is dead; `true` if it did.
+    /// Recovers a stuck slot if its claimer is gone (its entry changed hands or was released,
+    /// or the kernel says its process is dead); `true` if the slot has moved on.
     fn recover(&self, stuck: Stuck) -> bool {
-        let (_, owner) = mpmc_index::unpack(stuck.word);
-        if self.state().participants.is_alive(owner) {
-            return false;
-        }
-        mpmc_index::recover(&self.slots, stuck)
+        let table = self.table();
+        mpmc_index::recover_if_dead(&self.slots, stuck, |id| table.is_alive(id))
     }
 
     /// One attempt to claim a slot for writing.
     fn attempt_put(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
-        let me = self.me();
+        let me = self.me()?;
         loop {
             return match mpmc_index::claim_put(&self.state().idx, &self.slots, me) {
                 PutClaim::Claimed(pos) => Ok(Some(pos)),
@@ -295,6 +388,7 @@ impl RawQueue {
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
         let spin = self.spin;
+        let place = self.table;
         let recover_next = std::cell::Cell::new(false);
         let r = signal::block_on(
             &st.not_full,
@@ -309,7 +403,8 @@ impl RawQueue {
                 // A slice passed: let the next attempt check stuck claimers, and give up if no
                 // consumer is left.
                 recover_next.set(true);
-                if st.participants.ever(CONSUMER) && !st.participants.any_alive(CONSUMER, 0) {
+                let table = place.table();
+                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
                     Err(WaitEnd::Disconnected)
                 } else {
                     Ok(())
@@ -326,7 +421,8 @@ impl RawQueue {
     /// Publishes the slot claimed at `pos`. `false` if the message was lost (the slot was taken
     /// from us).
     pub(crate) fn commit_put(&mut self, pos: u64) -> bool {
-        let me = self.me();
+        // A claim was made under our id, so we have one.
+        let Ok(me) = self.me() else { return false };
         if self.joinable {
             // Counted before the message is visible, so a `task_done` never sees it uncounted.
             // ORDERING: Relaxed, the commit's Release store below publishes it with the message.
@@ -342,7 +438,7 @@ impl RawQueue {
     }
 
     fn attempt_get(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
-        let me = self.me();
+        let me = self.me()?;
         loop {
             return match mpmc_index::claim_get(&self.state().idx, &self.slots, me) {
                 GetClaim::Claimed(pos) => Ok(Some(pos)),
@@ -360,7 +456,7 @@ impl RawQueue {
 
     /// Gives up a slot claimed for writing without publishing anything: it is skipped.
     pub(crate) fn abandon_put(&mut self, pos: u64) {
-        let me = self.me();
+        let Ok(me) = self.me() else { return };
         let stuck = Stuck {
             slot: (pos % self.slots.capacity) as usize,
             word: mpmc_index::pack(pos, me),
@@ -400,7 +496,7 @@ impl RawQueue {
             .word((pos % self.slots.capacity) as usize)
             .load(Ordering::Relaxed);
         let (seq, owner) = mpmc_index::unpack(word);
-        owner != 0 && seq == pos & ((1 << 48) - 1)
+        owner != 0 && mpmc_index::seq_is(seq, pos)
     }
 
     /// Claims the next message, waiting until `deadline`; `Disconnected` once the queue is
@@ -413,6 +509,7 @@ impl RawQueue {
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
         let spin = self.spin;
+        let place = self.table;
         let recover_next = std::cell::Cell::new(false);
         let gone = std::cell::Cell::new(false);
         let r = signal::block_on(
@@ -428,7 +525,8 @@ impl RawQueue {
             || {
                 recover_next.set(true);
                 // Disconnected only after one more attempt (with recovery) finds nothing.
-                gone.set(st.participants.ever(PRODUCER) && !st.participants.any_alive(PRODUCER, 0));
+                let table = place.table();
+                gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
                 Ok(())
             },
         );
@@ -441,23 +539,31 @@ impl RawQueue {
 
     /// Frees the slot of a message read at `pos`.
     pub(crate) fn finish_get(&mut self, pos: u64) {
-        let me = self.me();
-        let _ = mpmc_index::finish_get(&self.slots, pos, me);
+        if let Ok(me) = self.me() {
+            let _ = mpmc_index::finish_get(&self.slots, pos, me);
+        }
         self.state().not_full.notify();
     }
 
-    /// Detached handles of each role that are alive.
-    pub(crate) fn table(&self) -> &ParticipantTable {
-        &self.state().participants
+    /// Whether any other handle (of any process) may still be attached.
+    pub(crate) fn others_alive(&mut self) -> bool {
+        match self.me() {
+            Ok(me) => self.table().any_alive(crate::participants::BOTH, me),
+            // A fork child's copy without an entry: the parent (at least) is attached.
+            Err(NotAttached) => true,
+        }
+    }
+
+    /// The participant table.
+    pub(crate) fn table(&self) -> Table<'_, Kernel> {
+        self.table.table()
     }
 }
 
 impl Drop for RawQueue {
     fn drop(&mut self) {
-        let state = self.state;
-        // SAFETY: as in `state()`.
-        let st = unsafe { &*state };
-        self.member.release(&st.participants);
+        self.member.release(&self.table.table());
+        let st = self.state();
         // Wake sleepers so that they notice who is gone.
         st.not_empty.notify();
         st.not_full.notify();

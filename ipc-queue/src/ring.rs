@@ -21,17 +21,46 @@
 //! `Corrupted`. Slot numbers are always reduced modulo the capacity, so no value can reach
 //! outside the ring.
 
+//! ## Who may push and pop: roles claimed in shared memory
+//!
+//! A ring has one producer and one consumer, and the index protocol above is only sound with
+//! exactly one of each, so each role is a one-holder word in the ring's state (`claim.rs`):
+//! `0` free, `pid << 32 | start_tag` held, `1 << 63 | token` handed over. A second opener of a
+//! held role gets [`OpenError::RoleTaken`]; a role whose holder the kernel says is dead is
+//! taken over by the next opener; a dropped handle frees its role.
+//!
+//! Passing an end to another process is a hand-over: serialising a [`Producer`] or
+//! [`Consumer`] moves its role word to `HandOff(token)` with a fresh random token that the
+//! serialised bytes carry, and the original handle becomes inert (its operations return
+//! `HandedOver`). The first deserialiser presenting the token takes the role; a second
+//! deserialisation of the same bytes is refused (`RoleTaken`). While a hand-over is in flight, the
+//! other end counts its peer as present as long as the inert original handle lives (as a pipe
+//! reader gets EOF only once the writer's last descriptor closes); once that handle drops (or its
+//! process dies), a hand-over nobody took counts as gone. A fork child holding a copy of an
+//! end may act only once it has claimed the role itself (its parent dropped the end or died);
+//! until then its operations return `NotAttached`.
+//!
+//! | role word     | `open` / `open(handle)`           | deserialise with token `t`     | holder's drop | holder serialises |
+//! |---------------|-----------------------------------|--------------------------------|---------------|-------------------|
+//! | Free          | Held(me)                          | Held(me)                       | —             | —                 |
+//! | Held(x), x live or Unknown | `RoleTaken { pid }`  | `RoleTaken { pid }`            | Free          | HandOff(t'), inert |
+//! | Held(x), x dead | Held(me)                        | Held(me)                       | —             | —                 |
+//! | HandOff(t)    | `RoleInTransit`                   | Held(me) if the token is `t`, else `RoleInTransit` | — | —        |
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use serde::{Deserialize, Serialize};
 
+use crate::claim::{self, Taken};
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
 use crate::layout;
-use crate::participants::{CONSUMER, Membership, PRODUCER, ParticipantTable};
-use crate::primitive::CachePadded;
+use crate::membership::{Kernel, current_identity};
+use crate::participants::{Identity, Oracle, split_identity};
+use crate::primitive::{AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
 use crate::spsc_index::{ConsumerIndex, Corrupt, ProducerIndex, SpscIndices};
 
@@ -44,7 +73,44 @@ pub(crate) struct SpscState {
     pub(crate) items: CachePadded<Signal>,
     /// Bumped when space frees up (the producer waits on it).
     pub(crate) space: CachePadded<Signal>,
-    pub(crate) participants: ParticipantTable,
+    /// The producer and consumer role words (see the module docs).
+    pub(crate) roles: CachePadded<Roles>,
+}
+
+/// The two role words of a ring, and for each the identity of the process whose handle made the
+/// hand-over in flight (`#[repr(C)]`, atomics only).
+#[repr(C)]
+pub(crate) struct Roles {
+    producer: AtomicU64,
+    consumer: AtomicU64,
+    /// While the producer word is a hand-over: the process whose (now inert) handle made it, or
+    /// 0 once that handle has dropped.
+    producer_by: AtomicU64,
+    /// The same for the consumer.
+    consumer_by: AtomicU64,
+}
+
+/// Which end of a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Producer,
+    Consumer,
+}
+
+impl SpscState {
+    fn role(&self, end: End) -> &AtomicU64 {
+        match end {
+            End::Producer => &self.roles.producer,
+            End::Consumer => &self.roles.consumer,
+        }
+    }
+
+    fn handed_by(&self, end: End) -> &AtomicU64 {
+        match end {
+            End::Producer => &self.roles.producer_by,
+            End::Consumer => &self.roles.consumer_by,
+        }
+    }
 }
 
 /// The shared parts of a ring inside a segment.
@@ -90,7 +156,8 @@ impl<T: Pod> RingParts<T> {
         unsafe { &*self.state }
     }
 
-    /// Copies `src` into the ring starting at position `pos` (wrapping).
+    /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
+    /// stores (`ipc_core::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
@@ -99,15 +166,14 @@ impl<T: Pod> RingParts<T> {
         let cap = self.capacity as usize;
         let start = (pos % self.capacity) as usize;
         let first = src.len().min(cap - start);
-        // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slots.add(start), first) };
+        // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
+        // no process holds a reference into them (the ring lends none).
+        unsafe { ipc_core::pod::store_slice(&src[..first], self.slots.add(start)) };
         // SAFETY: the remainder wraps to the start of the array, `src.len() - first <= start`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.slots, src.len() - first)
-        };
+        unsafe { ipc_core::pod::store_slice(&src[first..], self.slots) };
     }
 
-    /// Copies slots starting at `pos` (wrapping) into `dst`.
+    /// Copies slots starting at `pos` (wrapping) into `dst`, with word-wise atomic loads.
     ///
     /// # Safety
     /// The slots `pos..pos + dst.len()` must be readable by the caller per the protocol and
@@ -116,17 +182,12 @@ impl<T: Pod> RingParts<T> {
         let cap = self.capacity as usize;
         let start = (pos % self.capacity) as usize;
         let first = dst.len().min(cap - start);
+        let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
         // hostile peer left there are a valid `T`.
-        unsafe { std::ptr::copy_nonoverlapping(self.slots.add(start), dst.as_mut_ptr(), first) };
-        // SAFETY: the remainder wraps to the start of the array.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.slots,
-                dst.as_mut_ptr().add(first),
-                dst.len() - first,
-            )
-        };
+        unsafe { ipc_core::pod::load_slice(self.slots.add(start), a) };
+        // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
+        unsafe { ipc_core::pod::load_slice(self.slots, b) };
     }
 }
 
@@ -177,9 +238,12 @@ impl<T: Pod> RingBuffer<T> {
         let shared = Shared::<T>::from_segment(seg)
             .map_err(|_| CreateError::InvalidCapacity { capacity })?;
         let shared = std::sync::Arc::new(shared);
-        let p = Producer::attach(shared.clone())
-            .map_err(|_| CreateError::InvalidCapacity { capacity })?;
-        let c = Consumer::attach(shared).map_err(|_| CreateError::InvalidCapacity { capacity })?;
+        let fail = |e: OpenError| match e {
+            OpenError::Identity(e) => CreateError::Identity(e),
+            _ => CreateError::InvalidCapacity { capacity },
+        };
+        let p = Producer::attach(shared.clone(), None).map_err(fail)?;
+        let c = Consumer::attach(shared, None).map_err(fail)?;
         Ok((p, c))
     }
 }
@@ -222,22 +286,186 @@ impl<T: Pod> Shared<T> {
     fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
         Self::from_segment(layout::open(handle, &kind::<T>())?)
     }
+
+    fn role(&self, end: End) -> &AtomicU64 {
+        self.parts.state().role(end)
+    }
+
+    fn handed_by(&self, end: End) -> &AtomicU64 {
+        self.parts.state().handed_by(end)
+    }
 }
 
-/// The writing half of a [`RingBuffer`]. Exactly one process may use a given ring's producer
-/// at a time (after `fork`, only one of parent and child).
+fn taken(t: Taken) -> OpenError {
+    match t {
+        Taken::By(who) => OpenError::RoleTaken {
+            pid: split_identity(who).0,
+        },
+        Taken::InTransit => OpenError::RoleInTransit,
+    }
+}
+
+/// Why a handle may not act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    /// It handed its role over (it was serialised).
+    HandedOver,
+    /// It is a fork child's copy and could not claim the role.
+    NotAttached,
+}
+
+/// A handle's hold on its role word.
+struct RoleHold {
+    end: End,
+    /// The holder's identity as written in the word.
+    me: Identity,
+    /// The fork generation the role was claimed in (see `primitive::fork_generation`).
+    generation: u64,
+    /// 0 while this handle holds the role; the token of its hand-over once serialised. An
+    /// atomic because serialising takes `&self`; it is private to this handle (not shared
+    /// memory).
+    handed: AtomicU64,
+}
+
+impl RoleHold {
+    /// Claims the role `end` of `shared`: by hand-over when `token` is that of the word's
+    /// hand-over, else if it is free or its holder is dead.
+    fn claim<T: Pod>(shared: &Shared<T>, end: End, token: Option<u64>) -> Result<Self, OpenError> {
+        let generation = crate::primitive::fork_generation();
+        let me = current_identity().map_err(OpenError::Identity)?;
+        let word = shared.role(end);
+        let by_token = token.is_some_and(|t| claim::take_over(word, t, me));
+        if !by_token {
+            claim::claim(word, me, &Kernel).map_err(taken)?;
+        }
+        Ok(Self {
+            end,
+            me,
+            generation,
+            handed: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether this handle may act; `Ok(true)` when it has just claimed the role in a fork child
+    /// (the caller then reloads its private index from shared memory).
+    #[inline]
+    fn check<T: Pod>(&mut self, shared: &Shared<T>) -> Result<bool, Lost> {
+        if self.generation != crate::primitive::fork_generation() {
+            return self.claim_in_child(shared);
+        }
+        // ORDERING: Relaxed, a private flag of this handle, set by `hand_over` through `&self`
+        // in this same thread (serialising needs no concurrent `&mut`).
+        if self.handed.load(Ordering::Relaxed) != 0 {
+            return Err(Lost::HandedOver);
+        }
+        Ok(false)
+    }
+
+    #[cold]
+    fn claim_in_child<T: Pod>(&mut self, shared: &Shared<T>) -> Result<bool, Lost> {
+        // ORDERING: Relaxed, as in `check`.
+        if self.handed.load(Ordering::Relaxed) != 0 {
+            return Err(Lost::HandedOver);
+        }
+        let me = current_identity().map_err(|_| Lost::NotAttached)?;
+        claim::claim(shared.role(self.end), me, &Kernel).map_err(|_| Lost::NotAttached)?;
+        self.me = me;
+        self.generation = crate::primitive::fork_generation();
+        Ok(true)
+    }
+
+    /// Hands the role over (serialisation): returns the token the serialised handle carries.
+    /// Serialising the same handle again returns the same token.
+    fn hand_over<T: Pod>(&self, shared: &Shared<T>) -> Result<u64, &'static str> {
+        if self.generation != crate::primitive::fork_generation() {
+            return Err(
+                "this ring end does not hold its role in this process (a fork child's copy)",
+            );
+        }
+        let token = claim::new_token(ipc_core::random_u128());
+        // ORDERING: AcqRel on success (Relaxed would do: a private word; AcqRel orders the two
+        // serialisers of one `&Producer` on other threads), Acquire on failure to read the
+        // winner's token.
+        match self
+            .handed
+            .compare_exchange(0, token, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // ORDERING: Relaxed, published by the Release CAS of the hand-over below (its
+                // readers load the role word with Acquire first).
+                shared.handed_by(self.end).store(self.me, Ordering::Relaxed);
+                if claim::hand_over(shared.role(self.end), self.me, token) {
+                    Ok(token)
+                } else {
+                    Err("this ring end's role word no longer names this handle (corrupted)")
+                }
+            }
+            Err(earlier) => Ok(earlier),
+        }
+    }
+
+    /// Frees the role if this handle holds it in this process. An inert handle whose
+    /// hand-over is still in flight records that it has gone, so that the other end stops
+    /// counting on it (as a reader gets EOF once the writer's last descriptor closes): the
+    /// hand-over can still be taken by its token.
+    fn release<T: Pod>(&self, shared: &Shared<T>) {
+        if self.generation != crate::primitive::fork_generation() {
+            return;
+        }
+        // ORDERING: Relaxed, as in `check`.
+        let token = self.handed.load(Ordering::Relaxed);
+        if token == 0 {
+            claim::release(shared.role(self.end), self.me);
+        } else if claim::holder(
+            // ORDERING: Acquire, pairs with the Release CAS of `claim::hand_over`: only a
+            // hand-over still ours (not yet taken) is marked.
+            shared.role(self.end).load(Ordering::Acquire),
+        ) == claim::Holder::HandOff(token)
+        {
+            // ORDERING: Release, pairs with the Acquire in `end_gone`. Relaxed on failure: a
+            // later hand-over (someone else's) owns the word now.
+            let _ = shared.handed_by(self.end).compare_exchange(
+                self.me,
+                0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// Whether the other end's role is gone: free, held by a process the kernel says is dead, or
+/// handed over with nobody having taken it and the handle that made the hand-over gone too.
+fn end_gone(state: &SpscState, end: End) -> bool {
+    if claim::gone(state.role(end), &Kernel) {
+        return true;
+    }
+    // ORDERING: Acquire, pairs with the Release of the hand-over CAS (whose `handed_by` store
+    // comes before it).
+    if let claim::Holder::HandOff(_) = claim::holder(state.role(end).load(Ordering::Acquire)) {
+        // ORDERING: Acquire, pairs with the Release CAS in `RoleHold::release`.
+        let by = state.handed_by(end).load(Ordering::Acquire);
+        return by == 0 || Kernel.liveness(by) == ipc_core::Liveness::Dead;
+    }
+    false
+}
+
+/// The writing half of a [`RingBuffer`]: the ring's one producer. Opening a second producer of
+/// the same ring while this one lives (in any process) fails with [`OpenError::RoleTaken`].
+/// Serialising it (to pass it to a child process) hands the role over to whoever deserialises
+/// it, and this handle goes inert.
 pub struct Producer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ProducerIndex,
-    member: Membership,
+    hold: RoleHold,
     spin: Duration,
 }
 
-/// The reading half of a [`RingBuffer`].
+/// The reading half of a [`RingBuffer`]: the ring's one consumer (claimed like the producer).
 pub struct Consumer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ConsumerIndex,
-    member: Membership,
+    hold: RoleHold,
     spin: Duration,
 }
 
@@ -257,27 +485,36 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
     }
 }
 
+fn corrupt_indices(_: Corrupt) -> OpenError {
+    OpenError::Corrupted {
+        what: "ring indices",
+    }
+}
+
 impl<T: Pod> Producer<T> {
-    fn attach(shared: std::sync::Arc<Shared<T>>) -> Result<Self, OpenError> {
+    fn attach(shared: std::sync::Arc<Shared<T>>, token: Option<u64>) -> Result<Self, OpenError> {
+        let hold = RoleHold::claim(&shared, End::Producer, token)?;
         let parts = shared.parts;
-        let index = ProducerIndex::new(&parts.state().idx, parts.capacity).map_err(|_| {
-            OpenError::Corrupted {
-                what: "ring indices",
+        // Read after the claim, whose Acquire makes the previous producer's last tail visible.
+        let index = match ProducerIndex::new(&parts.state().idx, parts.capacity) {
+            Ok(index) => index,
+            Err(e) => {
+                hold.release(&shared);
+                return Err(corrupt_indices(e));
             }
-        })?;
-        let member = Membership::attach(&parts.state().participants, PRODUCER)
-            .ok_or(OpenError::TooManyParticipants)?;
+        };
         Ok(Self {
             shared,
             index,
-            member,
+            hold,
             spin: signal::DEFAULT_SPIN,
         })
     }
 
-    /// Attaches as the producer of the ring a handle names.
+    /// Attaches as the producer of the ring a handle names. Fails with
+    /// [`OpenError::RoleTaken`] while another live handle is the producer.
     pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::attach(std::sync::Arc::new(Shared::open(handle)?))
+        Self::attach(std::sync::Arc::new(Shared::open(handle)?), None)
     }
 
     /// The handle another process attaches with (as producer or consumer).
@@ -299,14 +536,29 @@ impl<T: Pod> Producer<T> {
         self.shared.parts
     }
 
+    /// Whether this handle may push; reloads the private index after a claim in a fork child.
+    #[inline]
+    fn ready(&mut self) -> Result<(), Lost> {
+        if self.hold.check(&self.shared)? {
+            let parts = self.parts();
+            self.index = ProducerIndex::new(&parts.state().idx, parts.capacity)
+                .map_err(|_| Lost::NotAttached)?;
+        }
+        Ok(())
+    }
+
     /// Pushes one value if a slot is free.
     #[inline]
     pub fn push(&mut self, value: T) -> Result<(), TryPutError<T>> {
+        if let Err(lost) = self.ready() {
+            return Err(lost_put(lost, value));
+        }
         let parts = self.parts();
         match self.index.free(&parts.state().idx, 1) {
             Ok(0) => Err(TryPutError::Full(value)),
             Ok(_) => {
-                // SAFETY: one slot at `tail` is free per the protocol; 1 <= capacity.
+                // SAFETY: one slot at `tail` is free per the protocol and we hold the producer
+                // role; 1 <= capacity.
                 unsafe { parts.write(self.index.tail, std::slice::from_ref(&value)) };
                 self.index.commit(&parts.state().idx, 1);
                 parts.state().items.notify();
@@ -318,6 +570,7 @@ impl<T: Pod> Producer<T> {
 
     /// Pushes as many values of `values` as there are free slots; returns how many.
     pub fn push_slice(&mut self, values: &[T]) -> Result<usize, TryPutError<()>> {
+        self.ready().map_err(|lost| lost_put(lost, ()))?;
         let parts = self.parts();
         let free = self
             .index
@@ -325,7 +578,8 @@ impl<T: Pod> Producer<T> {
             .map_err(|_| TryPutError::Corrupted(()))?;
         let n = (free as usize).min(values.len());
         if n > 0 {
-            // SAFETY: `n` slots from `tail` are free per the protocol; n <= capacity.
+            // SAFETY: `n` slots from `tail` are free per the protocol and we hold the producer
+            // role; n <= capacity.
             unsafe { parts.write(self.index.tail, &values[..n]) };
             self.index.commit(&parts.state().idx, n as u64);
             parts.state().items.notify();
@@ -345,7 +599,6 @@ impl<T: Pod> Producer<T> {
 
     fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         let parts = self.parts();
-        let _ = self.member.id(&parts.state().participants);
         let spin = self.spin;
         let r = signal::block_on(
             &parts.state().space,
@@ -357,7 +610,7 @@ impl<T: Pod> Producer<T> {
                 Err(e) => Attempt::Ready(Err(PutError::from(e))),
             },
             || {
-                if peer_gone(parts.state(), CONSUMER) {
+                if end_gone(parts.state(), End::Consumer) {
                     Err(PutError::Disconnected(value))
                 } else {
                     Ok(())
@@ -372,47 +625,58 @@ impl<T: Pod> Producer<T> {
     }
 }
 
-/// Whether every handle of role `role` that ever attached has gone.
-pub(crate) fn peer_gone(state: &SpscState, role: u32) -> bool {
-    let table = &state.participants;
-    table.ever(role) && !table.any_alive(role, 0)
+fn lost_put<T>(lost: Lost, value: T) -> TryPutError<T> {
+    match lost {
+        Lost::HandedOver => TryPutError::HandedOver(value),
+        Lost::NotAttached => TryPutError::NotAttached(value),
+    }
+}
+
+fn lost_get(lost: Lost) -> TryGetError {
+    match lost {
+        Lost::HandedOver => TryGetError::HandedOver,
+        Lost::NotAttached => TryGetError::NotAttached,
+    }
 }
 
 impl<T: Pod> Drop for Producer<T> {
     fn drop(&mut self) {
         let parts = self.parts();
-        let state = parts.state();
-        self.member.release(&state.participants);
+        self.hold.release(&self.shared);
         // Wake a consumer asleep on an empty ring, so it notices the producer is gone.
-        state.items.notify();
+        parts.state().items.notify();
     }
 }
 
 impl<T: Pod> Consumer<T> {
-    fn attach(shared: std::sync::Arc<Shared<T>>) -> Result<Self, OpenError> {
+    fn attach(shared: std::sync::Arc<Shared<T>>, token: Option<u64>) -> Result<Self, OpenError> {
+        let hold = RoleHold::claim(&shared, End::Consumer, token)?;
         let parts = shared.parts;
-        let index = ConsumerIndex::new(&parts.state().idx, parts.capacity).map_err(|_| {
-            OpenError::Corrupted {
-                what: "ring indices",
+        // Read after the claim, whose Acquire makes the previous consumer's last head visible.
+        let index = match ConsumerIndex::new(&parts.state().idx, parts.capacity) {
+            Ok(index) => index,
+            Err(e) => {
+                hold.release(&shared);
+                return Err(corrupt_indices(e));
             }
-        })?;
-        let member = Membership::attach(&parts.state().participants, CONSUMER)
-            .ok_or(OpenError::TooManyParticipants)?;
+        };
         Ok(Self {
             shared,
             index,
-            member,
+            hold,
             spin: signal::DEFAULT_SPIN,
         })
     }
 
-    /// Attaches as the consumer of the ring a handle names.
+    /// Attaches as the consumer of the ring a handle names. Fails with
+    /// [`OpenError::RoleTaken`] while another live handle is the consumer.
     ///
     /// ```
     /// use ipc_queue::{Consumer, RingBuffer};
     ///
     /// let (mut tx, rx) = RingBuffer::<u32>::new(8)?;
     /// let handle = tx.handle();
+    /// assert!(Consumer::<u32>::open(&handle).is_err()); // `rx` is the consumer
     /// drop(rx);
     /// let mut rx = Consumer::<u32>::open(&handle)?; // in another process, typically
     /// tx.push(7)?;
@@ -420,7 +684,7 @@ impl<T: Pod> Consumer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::attach(std::sync::Arc::new(Shared::open(handle)?))
+        Self::attach(std::sync::Arc::new(Shared::open(handle)?), None)
     }
 
     /// The handle another process attaches with.
@@ -442,8 +706,22 @@ impl<T: Pod> Consumer<T> {
         self.shared.parts
     }
 
-    /// How many values are ready to pop.
+    /// Whether this handle may pop; reloads the private index after a claim in a fork child.
+    #[inline]
+    fn ready(&mut self) -> Result<(), Lost> {
+        if self.hold.check(&self.shared)? {
+            let parts = self.parts();
+            self.index = ConsumerIndex::new(&parts.state().idx, parts.capacity)
+                .map_err(|_| Lost::NotAttached)?;
+        }
+        Ok(())
+    }
+
+    /// How many values are ready to pop (0 for a handle that cannot pop).
     pub fn len(&mut self) -> usize {
+        if self.ready().is_err() {
+            return 0;
+        }
         let parts = self.parts();
         self.index
             .available(&parts.state().idx, u64::MAX)
@@ -456,7 +734,7 @@ impl<T: Pod> Consumer<T> {
     }
 
     pub(crate) fn producer_gone(&self) -> bool {
-        peer_gone(self.shared.parts.state(), PRODUCER)
+        end_gone(self.shared.parts.state(), End::Producer)
     }
 
     pub(crate) fn items_signal(&self) -> &Signal {
@@ -466,12 +744,14 @@ impl<T: Pod> Consumer<T> {
     /// Pops one value if one is ready.
     #[inline]
     pub fn pop(&mut self) -> Result<T, TryGetError> {
+        self.ready().map_err(lost_get)?;
         let parts = self.parts();
         match self.index.available(&parts.state().idx, 1) {
             Ok(0) => Err(TryGetError::Empty),
             Ok(_) => {
                 let mut v = [T::zeroed()];
-                // SAFETY: one slot at `head` is readable per the protocol.
+                // SAFETY: one slot at `head` is readable per the protocol and we hold the
+                // consumer role.
                 unsafe { parts.read(self.index.head, &mut v) };
                 self.index.release(&parts.state().idx, 1);
                 parts.state().space.notify();
@@ -483,6 +763,7 @@ impl<T: Pod> Consumer<T> {
 
     /// Pops as many values as are ready, up to `out.len()`; returns how many.
     pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, TryGetError> {
+        self.ready().map_err(lost_get)?;
         let parts = self.parts();
         let ready = self
             .index
@@ -490,7 +771,8 @@ impl<T: Pod> Consumer<T> {
             .map_err(|_| TryGetError::Corrupted)?;
         let n = (ready as usize).min(out.len());
         if n > 0 {
-            // SAFETY: `n` slots from `head` are readable per the protocol; n <= capacity.
+            // SAFETY: `n` slots from `head` are readable per the protocol and we hold the
+            // consumer role; n <= capacity.
             unsafe { parts.read(self.index.head, &mut out[..n]) };
             self.index.release(&parts.state().idx, n as u64);
             parts.state().space.notify();
@@ -499,7 +781,8 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Pops one value, waiting as long as a producer is alive; `Disconnected` once the ring is
-    /// empty and every producer has gone.
+    /// empty and the producer has gone (dropped, or its process died) without handing its role
+    /// over.
     pub fn pop_blocking(&mut self) -> Result<T, GetError> {
         self.pop_until(None)
     }
@@ -511,7 +794,6 @@ impl<T: Pod> Consumer<T> {
 
     fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
         let parts = self.parts();
-        let _ = self.member.id(&parts.state().participants);
         let spin = self.spin;
         let r = signal::block_on(
             &parts.state().items,
@@ -523,7 +805,7 @@ impl<T: Pod> Consumer<T> {
                 Err(e) => Attempt::Ready(Err(GetError::from(e))),
             },
             || {
-                if peer_gone(parts.state(), PRODUCER) {
+                if end_gone(parts.state(), End::Producer) {
                     Err(GetError::Disconnected)
                 } else {
                     Ok(())
@@ -548,9 +830,64 @@ impl<T: Pod> Consumer<T> {
 impl<T: Pod> Drop for Consumer<T> {
     fn drop(&mut self) {
         let parts = self.parts();
-        let state = parts.state();
-        self.member.release(&state.participants);
+        self.hold.release(&self.shared);
         // Wake a producer asleep on a full ring, so it notices the consumer is gone.
-        state.space.notify();
+        parts.state().space.notify();
+    }
+}
+
+/// What a serialised ring end carries: the ring's handle and the hand-over token.
+#[derive(Serialize, Deserialize)]
+struct WireEnd {
+    handle: ObjectHandle,
+    token: u64,
+}
+
+/// Serialising a producer hands its role over (see the module docs): the bytes carry a
+/// one-time token, the first deserialiser becomes the producer, and this handle goes inert.
+impl<T: Pod> Serialize for Producer<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let token = self
+            .hold
+            .hand_over(&self.shared)
+            .map_err(serde::ser::Error::custom)?;
+        WireEnd {
+            handle: self.handle(),
+            token,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Producer<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = WireEnd::deserialize(d)?;
+        let shared = Shared::open(&wire.handle).map_err(serde::de::Error::custom)?;
+        Self::attach(std::sync::Arc::new(shared), Some(wire.token))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serialising a consumer hands its role over, as for [`Producer`].
+impl<T: Pod> Serialize for Consumer<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let token = self
+            .hold
+            .hand_over(&self.shared)
+            .map_err(serde::ser::Error::custom)?;
+        WireEnd {
+            handle: self.handle(),
+            token,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = WireEnd::deserialize(d)?;
+        let shared = Shared::open(&wire.handle).map_err(serde::de::Error::custom)?;
+        Self::attach(std::sync::Arc::new(shared), Some(wire.token))
+            .map_err(serde::de::Error::custom)
     }
 }

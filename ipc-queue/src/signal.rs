@@ -16,7 +16,9 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_core::futex::{self, WaitResult};
+#[cfg(not(loom))]
+use ipc_core::futex;
+use ipc_core::futex::WaitResult;
 
 use crate::primitive::{AtomicU32, Ordering, fence};
 

@@ -12,6 +12,11 @@ pub(crate) struct SpscIndices {
     pub(crate) tail: CachePadded<AtomicU64>,
 }
 
+/// The largest position either side accepts from shared memory: positions count elements
+/// forever and never come near it, and below it every sum of a position and a capacity stays
+/// far from overflow.
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
+
 /// An index read from shared memory was impossible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Corrupt;
@@ -32,7 +37,7 @@ impl ProducerIndex {
         let tail = state.tail.load(Ordering::Acquire);
         // ORDERING: Acquire, as above.
         let head = state.head.load(Ordering::Acquire);
-        if head > tail || tail - head > capacity {
+        if head > tail || tail - head > capacity || tail > MAX_POSITION {
             return Err(Corrupt);
         }
         Ok(Self {
@@ -85,7 +90,7 @@ impl ConsumerIndex {
         let head = state.head.load(Ordering::Acquire);
         // ORDERING: Acquire, as above.
         let tail = state.tail.load(Ordering::Acquire);
-        if head > tail || tail - head > capacity {
+        if head > tail || tail - head > capacity || tail > MAX_POSITION {
             return Err(Corrupt);
         }
         Ok(Self {

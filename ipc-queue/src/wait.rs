@@ -132,6 +132,7 @@ pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec
     }
 }
 
+#[cfg(not(loom))]
 #[repr(C)]
 struct FutexWaitv {
     val: u64,
@@ -140,10 +141,19 @@ struct FutexWaitv {
     reserved: u32,
 }
 
+#[cfg(not(loom))]
 const SYS_FUTEX_WAITV: libc::c_long = 449;
+#[cfg(not(loom))]
 const FUTEX2_SIZE_U32: u32 = 0x02;
 
+/// Under loom there are no futexes: the model's threads just yield.
+#[cfg(loom)]
+fn sleep_any(_words: &[(&crate::primitive::AtomicU32, u32)], _until: Instant) {
+    loom::thread::yield_now();
+}
+
 /// Sleeps until one of the words differs from its value or is woken, or `until` passes.
+#[cfg(not(loom))]
 fn sleep_any(words: &[(&crate::primitive::AtomicU32, u32)], until: Instant) {
     if words.is_empty() {
         std::thread::sleep(until.saturating_duration_since(Instant::now()));

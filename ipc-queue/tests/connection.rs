@@ -106,3 +106,247 @@ fn echo_across_processes_then_eof_when_the_child_is_killed() {
         assert!(matches!(r, Err(SendError::Disconnected)));
     });
 }
+
+/// A message that says who sent it and which one it is, with a body whose every byte depends on
+/// both, so that a torn or interleaved message cannot pass for a whole one.
+fn message(sender: u32, seq: u32, ring: usize) -> Vec<u8> {
+    // Mostly small, sometimes larger than the ring (streamed through it in pieces); sender
+    // `LARGE` sends only messages larger than the ring, so that it is nearly always in the
+    // middle of one.
+    let len = if sender == LARGE || seq % 97 == 13 {
+        ring * 3 + (seq as usize % 7)
+    } else {
+        8 + (seq as usize * 31 + sender as usize) % 300
+    };
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&sender.to_le_bytes());
+    m.extend_from_slice(&seq.to_le_bytes());
+    let salt = sender.wrapping_mul(0x9e37_79b9) ^ seq.wrapping_mul(0x85eb_ca6b);
+    m.extend((8..len).map(|i| (salt as usize).wrapping_add(i * 131) as u8));
+    m
+}
+
+/// Checks a received message is whole; returns `(sender, seq)`.
+fn check_message(m: &[u8], ring: usize) -> (u32, u32) {
+    assert!(m.len() >= 8, "a message of {} bytes", m.len());
+    let sender = u32::from_le_bytes(m[..4].try_into().unwrap());
+    let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
+    assert!(
+        m == message(sender, seq, ring),
+        "message {sender}/{seq} is torn or interleaved"
+    );
+    (sender, seq)
+}
+
+const SHARED_RING: usize = 4096;
+/// The sender id whose messages are all larger than the ring.
+const LARGE: u32 = 7;
+
+#[test]
+#[ignore]
+fn child_sends_on_a_shared_end() {
+    let (handle, sender, n): (ConnectionHandle, u32, u32) = common::arg();
+    let mut c = Connection::open(&handle).unwrap();
+    for seq in 0..n {
+        c.send_bytes(&message(sender, seq, SHARED_RING)).unwrap();
+    }
+}
+
+#[test]
+#[ignore]
+fn child_sends_on_a_shared_end_forever() {
+    let (handle, sender): (ConnectionHandle, u32) = common::arg();
+    let mut c = Connection::open(&handle).unwrap();
+    for seq in 0.. {
+        if c.send_bytes(&message(sender, seq, SHARED_RING)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Receives until every one of `senders` has delivered `n` messages (each checked whole, once,
+/// in order per sender); messages of `extra` senders are checked whole and in order, counted.
+fn receive_all(rx: &mut Connection, senders: &[u32], n: u32, next: &mut [u32]) {
+    while senders.iter().any(|&s| next[s as usize] < n) {
+        let m = rx.recv_bytes().unwrap();
+        let (s, seq) = check_message(&m, SHARED_RING);
+        assert!(
+            seq >= next[s as usize],
+            "sender {s}: message {seq} twice or out of order"
+        );
+        // A killed sender may lose the one message it was sending, no more.
+        assert!(
+            seq <= next[s as usize] + 1,
+            "sender {s}: messages lost before {seq}"
+        );
+        next[s as usize] = seq + 1;
+    }
+}
+
+#[test]
+fn several_processes_send_on_one_end_and_every_message_arrives_whole_once() {
+    common::watchdog(LIMIT, || {
+        let (mut rx, tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
+        let n = 1500;
+        let handle = tx.handle();
+        let mut kids: Vec<_> = (0..4u32)
+            .map(|s| common::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
+            .collect();
+        // Our own copy of the end sends too, concurrently with the children.
+        let mine = std::thread::spawn(move || {
+            let mut tx = tx;
+            for seq in 0..n {
+                tx.send_bytes(&message(4, seq, SHARED_RING)).unwrap();
+            }
+            tx
+        });
+        let mut next = vec![0u32; 5];
+        receive_all(&mut rx, &[0, 1, 2, 3, 4], n, &mut next);
+        assert!(next.iter().all(|&k| k == n), "{next:?}");
+        for k in &mut kids {
+            assert!(k.wait(LIMIT));
+        }
+        drop(mine.join().unwrap());
+        assert!(matches!(rx.recv_bytes(), Err(RecvError::Disconnected)));
+    });
+}
+
+#[test]
+fn a_sender_killed_mid_stream_loses_at_most_its_message_and_the_others_keep_going() {
+    common::watchdog(LIMIT, || {
+        let (mut rx, tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
+        let handle = tx.handle();
+        drop(tx);
+        let n = 2000;
+        let mut victim = common::spawn(
+            "child_sends_on_a_shared_end_forever",
+            &(handle.clone(), LARGE),
+        );
+        let mut others: Vec<_> = (1..3u32)
+            .map(|s| common::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
+            .collect();
+        let mut next = vec![0u32; 8];
+        // Let the victim deliver a good number, then kill it, most likely mid-message.
+        receive_all(&mut rx, &[LARGE], 100, &mut next);
+        victim.kill();
+        receive_all(&mut rx, &[1, 2], n, &mut next);
+        assert_eq!(&next[1..3], &[n, n]);
+        for o in &mut others {
+            assert!(o.wait(LIMIT));
+        }
+        // Whatever the victim had in flight arrives whole or not at all, then the pipe ends.
+        loop {
+            match rx.recv_bytes() {
+                Ok(m) => {
+                    let (s, seq) = check_message(&m, SHARED_RING);
+                    assert_eq!(s, LARGE);
+                    assert!(seq >= next[LARGE as usize]);
+                    next[LARGE as usize] = seq + 1;
+                }
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn several_receivers_on_one_end_each_get_whole_messages_and_none_twice() {
+    common::watchdog(LIMIT, || {
+        let (rx, mut tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
+        let n = 3000u32;
+        let handle = rx.handle();
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let mut r = Connection::open(&handle).unwrap();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match r.recv_bytes() {
+                            Ok(m) => {
+                                let (s, seq) = check_message(&m, SHARED_RING);
+                                assert_eq!(s, 9);
+                                if seq == u32::MAX {
+                                    return got;
+                                }
+                                got.push(seq);
+                            }
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(rx);
+        for seq in 0..n {
+            tx.send_bytes(&message(9, seq, SHARED_RING)).unwrap();
+        }
+        for _ in 0..3 {
+            tx.send_bytes(&message(9, u32::MAX, SHARED_RING)).unwrap();
+        }
+        let mut all: Vec<u32> = receivers
+            .into_iter()
+            .flat_map(|r| {
+                let got = r.join().unwrap();
+                // Each receiver sees the sender's order.
+                assert!(got.windows(2).all(|w| w[0] < w[1]));
+                got
+            })
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+#[ignore]
+fn child_receives_forever_and_counts() {
+    let (handle, counter): (ConnectionHandle, ipc_core::ObjectHandle) = common::arg();
+    let mut c = Connection::open(&handle).unwrap();
+    let counter = ipc_core::RawArray::<u64>::open(&counter).unwrap();
+    loop {
+        let m = c.recv_bytes().unwrap();
+        let (_, seq) = check_message(&m, SHARED_RING);
+        // The count is the next sequence number expected: the child saw every one before it.
+        assert_eq!(counter.get(0), Some(u64::from(seq)));
+        counter.set(0, u64::from(seq) + 1).unwrap();
+    }
+}
+
+#[test]
+fn a_receiver_killed_mid_message_costs_at_most_that_message() {
+    common::watchdog(LIMIT, || {
+        let (mut tx, mut rx) =
+            pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
+        let counter = ipc_core::RawArray::<u64>::new(1).unwrap();
+        let mut child = common::spawn(
+            "child_receives_forever_and_counts",
+            &(rx.handle(), counter.handle()),
+        );
+        let n = 400u32;
+        let sender = std::thread::spawn(move || {
+            for seq in 0..n {
+                tx.send_bytes(&message(LARGE, seq, SHARED_RING)).unwrap();
+            }
+            tx
+        });
+        // The child reads alone until it has had a good number of messages (each larger than
+        // the ring, so it is nearly always in the middle of one); then it is killed.
+        while counter.get(0) < Some(50) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill();
+        let seen = counter.get(0).unwrap() as u32;
+        // Our handle of the same end takes over: the rest of the message the child was reading
+        // is skipped, and every later message arrives whole, in order.
+        let first = check_message(&rx.recv_bytes().unwrap(), SHARED_RING).1;
+        assert!(
+            first == seen || first == seen + 1,
+            "first message {first} after the child saw {seen}"
+        );
+        for seq in first + 1..n {
+            assert_eq!(check_message(&rx.recv_bytes().unwrap(), SHARED_RING).1, seq);
+        }
+        drop(sender.join().unwrap());
+    });
+}

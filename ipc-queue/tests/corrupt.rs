@@ -138,9 +138,9 @@ proptest! {
         let mut used = 0;
         for n in &sent {
             // Only what fits without waiting: the reader does not read until after the edits.
-            if used + *n + 4 <= 256 {
+            if used + *n + 8 <= 256 {
                 a.send_bytes(&vec![0xab; *n]).unwrap();
-                used += *n + 4;
+                used += *n + 8;
             }
         }
         apply(b.handle().segment(), &e);

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::disallowed_types)]
 
 mod primitive {
-    pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     #[derive(Debug, Default)]
     #[repr(C, align(128))]
@@ -204,5 +204,324 @@ fn mpmc_dead_writer_is_skipped_and_nothing_committed_is_lost() {
         }
         assert_eq!(got, Some(7));
         producer.join().unwrap();
+    });
+}
+
+#[path = "../src/participants.rs"]
+mod participants;
+
+use ipc_core::Liveness;
+use participants::{Entry, Identity, Oracle, Table};
+use primitive::{AtomicU32, Ordering};
+
+/// The kernel in a model: one word per identity (index `pid - 1`): 0 alive, 1 dead, 2 cannot
+/// be asked (`Unknown`).
+#[derive(Clone)]
+struct ModelKernel(Arc<Vec<loom::sync::atomic::AtomicU8>>);
+
+const ALIVE: u8 = 0;
+const DEAD: u8 = 1;
+const UNKNOWN: u8 = 2;
+
+impl ModelKernel {
+    fn new(processes: usize) -> Self {
+        Self(Arc::new(
+            (0..processes)
+                .map(|_| loom::sync::atomic::AtomicU8::new(ALIVE))
+                .collect(),
+        ))
+    }
+
+    fn set(&self, pid: u32, state: u8) {
+        self.0[pid as usize - 1].store(state, Ordering::SeqCst);
+    }
+}
+
+impl Oracle for ModelKernel {
+    fn liveness(&self, who: Identity) -> Liveness {
+        let pid = (who >> 32) as usize;
+        match self
+            .0
+            .get(pid.wrapping_sub(1))
+            .map(|s| s.load(Ordering::SeqCst))
+        {
+            Some(ALIVE) => Liveness::Alive,
+            Some(UNKNOWN) => Liveness::Unknown,
+            _ => Liveness::Dead,
+        }
+    }
+}
+
+fn who(pid: u32) -> Identity {
+    participants::identity(pid, 7)
+}
+
+struct Shared {
+    ring: Arc<Ring>,
+    ever: AtomicU32,
+    entries: Vec<Entry>,
+}
+
+fn shared(cap: u64, entries: usize) -> Arc<Shared> {
+    Arc::new(Shared {
+        ring: ring(cap),
+        ever: AtomicU32::new(0),
+        entries: (0..entries).map(|_| Entry::new()).collect(),
+    })
+}
+
+impl Shared {
+    fn table(&self, k: &ModelKernel) -> Table<'_, ModelKernel> {
+        Table::new(&self.ever, &self.entries, k.clone())
+    }
+}
+
+/// A consumer that waits for one message, recovering a stuck slot only when the table (and the
+/// kernel behind it) says its claimer is gone.
+fn get_waiting(s: &Shared, k: &ModelKernel, me: u32) -> u64 {
+    let r = &*s.ring;
+    loop {
+        match mpmc_index::claim_get(&r.idx, r, me) {
+            GetClaim::Claimed(pos) => {
+                let v = r.data[(pos % r.capacity()) as usize].with(|p| {
+                    // SAFETY: the slot is ours per the protocol; loom checks no write overlaps.
+                    unsafe { *p }
+                });
+                assert!(mpmc_index::finish_get(r, pos, me));
+                return v;
+            }
+            GetClaim::Stuck(stuck) => {
+                let table = s.table(k);
+                mpmc_index::recover_if_dead(r, stuck, |id| table.is_alive(id));
+                loom::thread::yield_now();
+            }
+            GetClaim::Empty => loom::thread::yield_now(),
+            GetClaim::Corrupt => panic!("corrupt"),
+        }
+    }
+}
+
+#[test]
+fn mpmc_a_live_writer_the_kernel_cannot_vouch_for_is_not_judged_dead() {
+    model(|| {
+        let k = ModelKernel::new(2);
+        // The writer's process cannot be asked about (hidepid, EMFILE...): Unknown.
+        k.set(1, UNKNOWN);
+        let s = shared(2, 2);
+        let w = s.table(&k).attach(who(1), participants::PRODUCER).unwrap();
+        let c = s.table(&k).attach(who(2), participants::CONSUMER).unwrap();
+        let (s2, k2) = (s.clone(), k.clone());
+        let writer = loom::thread::spawn(move || {
+            let r = &*s2.ring;
+            let PutClaim::Claimed(pos) = mpmc_index::claim_put(&r.idx, r, w) else {
+                panic!("claim");
+            };
+            r.data[(pos % 2) as usize].with_mut(|p| {
+                // SAFETY: the slot is ours; loom reports any overlapping access by a recoverer.
+                unsafe { *p = 42 }
+            });
+            assert!(
+                mpmc_index::commit_put(r, pos, w),
+                "a live writer lost its slot"
+            );
+            drop(k2);
+        });
+        assert_eq!(get_waiting(&s, &k, c), 42);
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn mpmc_a_dead_writers_slot_is_recovered_while_a_reader_waits() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let s = shared(2, 3);
+        let dead = s.table(&k).attach(who(1), participants::PRODUCER).unwrap();
+        let p = s.table(&k).attach(who(2), participants::PRODUCER).unwrap();
+        let c = s.table(&k).attach(who(3), participants::CONSUMER).unwrap();
+        let (s2, k2) = (s.clone(), k.clone());
+        // Process 1 claims the slot at the tail and is killed before it commits.
+        let victim = loom::thread::spawn(move || {
+            let r = &*s2.ring;
+            let PutClaim::Claimed(_) = mpmc_index::claim_put(&r.idx, r, dead) else {
+                panic!("claim");
+            };
+            k2.set(1, DEAD);
+        });
+        let (s3, k3) = (s.clone(), k.clone());
+        let producer = loom::thread::spawn(move || {
+            let r = &*s3.ring;
+            loop {
+                match mpmc_index::claim_put(&r.idx, r, p) {
+                    PutClaim::Claimed(pos) => {
+                        r.data[(pos % 2) as usize].with_mut(|d| {
+                            // SAFETY: the slot is ours per the protocol.
+                            unsafe { *d = 7 }
+                        });
+                        assert!(mpmc_index::commit_put(r, pos, p));
+                        return;
+                    }
+                    PutClaim::Stuck(stuck) => {
+                        let table = s3.table(&k3);
+                        mpmc_index::recover_if_dead(r, stuck, |id| table.is_alive(id));
+                        loom::thread::yield_now();
+                    }
+                    PutClaim::Full => loom::thread::yield_now(),
+                    PutClaim::Corrupt => panic!("corrupt"),
+                }
+            }
+        });
+        // The reader waits behind the dead claim, recovers it, and gets the live message.
+        assert_eq!(get_waiting(&s, &k, c), 7);
+        victim.join().unwrap();
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn mpmc_a_commit_and_a_recovery_of_the_same_slot_never_both_succeed() {
+    model(|| {
+        let r = ring(2);
+        let PutClaim::Claimed(pos) = mpmc_index::claim_put(&r.idx, &*r, 1) else {
+            panic!("claim");
+        };
+        let stuck = mpmc_index::Stuck {
+            slot: (pos % 2) as usize,
+            word: mpmc_index::pack(pos, 1),
+            reading: false,
+        };
+        let r2 = r.clone();
+        // A peer that believes participant 1 gone (its entry was released) moves the slot on
+        // while participant 1 commits.
+        let recoverer = loom::thread::spawn(move || mpmc_index::recover(&*r2, stuck));
+        let committed = mpmc_index::commit_put(&*r, pos, 1);
+        let recovered = recoverer.join().unwrap();
+        assert!(
+            committed != recovered,
+            "commit {committed}, recovery {recovered}: exactly one must win"
+        );
+        let (seq, owner) = mpmc_index::unpack(r.words[(pos % 2) as usize].load(Ordering::SeqCst));
+        assert_eq!(owner, 0);
+        assert!(mpmc_index::seq_is(
+            seq,
+            if committed { pos + 1 } else { pos + 2 }
+        ));
+    });
+}
+
+#[test]
+fn participants_claim_and_release_never_share_an_entry_or_kill_a_live_id() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let s = shared(2, 2);
+        // Entry 0 belongs to process 1, which the kernel says is dead; entry 1 is free.
+        let old = s.table(&k).attach(who(1), participants::BOTH).unwrap();
+        k.set(1, DEAD);
+        let threads: Vec<_> = [2u32, 3]
+            .into_iter()
+            .map(|pid| {
+                let (s, k) = (s.clone(), k.clone());
+                loom::thread::spawn(move || {
+                    let table = s.table(&k);
+                    let id = table.attach(who(pid), participants::PRODUCER).unwrap();
+                    // (The dead holder's id may still look alive here, for as long as the
+                    // taker of its entry has not stored the new generation: the safe side.)
+                    assert!(table.is_alive(id), "a live holder was judged dead");
+                    id
+                })
+            })
+            .collect();
+        let ids: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_ne!(
+            ids[0] & 0xffff,
+            ids[1] & 0xffff,
+            "two live holders share an entry"
+        );
+        let table = s.table(&k);
+        assert!(table.is_alive(ids[0]) && table.is_alive(ids[1]));
+        assert!(!table.is_alive(old), "a dead holder's id came back");
+        // A release frees the entry for the next claim, under a new generation.
+        table.release(ids[0], who(2));
+        assert!(!table.is_alive(ids[0]));
+        let again = table.attach(who(3), participants::CONSUMER).unwrap();
+        assert_eq!(again & 0xffff, ids[0] & 0xffff);
+        assert_ne!(again, ids[0]);
+        assert!(!table.is_alive(ids[0]));
+    });
+}
+
+#[test]
+fn participants_a_release_racing_an_is_alive_check_never_reports_the_next_holder_dead() {
+    model(|| {
+        let k = ModelKernel::new(2);
+        let s = shared(2, 1);
+        let first = s.table(&k).attach(who(1), participants::BOTH).unwrap();
+        let (s2, k2) = (s.clone(), k.clone());
+        let churn = loom::thread::spawn(move || {
+            let table = s2.table(&k2);
+            table.release(first, who(1));
+            table.attach(who(2), participants::BOTH).unwrap()
+        });
+        // Whatever the interleaving, the first id is alive or not, but a checker never panics.
+        let _ = s.table(&k).is_alive(first);
+        let second = churn.join().unwrap();
+        assert!(s.table(&k).is_alive(second));
+        assert!(!s.table(&k).is_alive(first));
+    });
+}
+
+#[path = "../src/claim.rs"]
+mod claim;
+
+#[test]
+fn role_hand_over_goes_to_its_token_and_never_to_two_holders() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let word = Arc::new(primitive::AtomicU64::new(0));
+        claim::claim(&word, who(1), &k).unwrap();
+        let (w2, k2) = (word.clone(), k.clone());
+        // Process 2 opens the role by handle while process 1 hands it over.
+        let opener = loom::thread::spawn(move || claim::claim(&w2, who(2), &k2).is_ok());
+        let (w3, k3) = (word.clone(), k.clone());
+        // Process 3 deserialises the hand-over (possibly before it is made: then it falls back
+        // to an ordinary claim, which fails while process 1 holds the role).
+        let deserialiser = loom::thread::spawn(move || {
+            claim::take_over(&w3, 5, who(3)) || claim::claim(&w3, who(3), &k3).is_ok()
+        });
+        let handed = claim::hand_over(&word, who(1), 5);
+        assert!(handed, "the holder could not hand over");
+        let opened = opener.join().unwrap();
+        let taken = deserialiser.join().unwrap();
+        assert!(!opened, "an opener took a held or in-transit role");
+        let now = claim::holder(word.load(Ordering::SeqCst));
+        if taken {
+            assert_eq!(now, claim::Holder::Held(who(3)));
+        } else {
+            assert_eq!(now, claim::Holder::HandOff(5));
+        }
+    });
+}
+
+#[test]
+fn a_dead_holders_role_goes_to_exactly_one_of_two_openers() {
+    model(|| {
+        let k = ModelKernel::new(3);
+        let word = Arc::new(primitive::AtomicU64::new(0));
+        claim::claim(&word, who(1), &k).unwrap();
+        k.set(1, DEAD);
+        let openers: Vec<_> = [2u32, 3]
+            .into_iter()
+            .map(|pid| {
+                let (w, k) = (word.clone(), k.clone());
+                loom::thread::spawn(move || claim::claim(&w, who(pid), &k).is_ok())
+            })
+            .collect();
+        let won: Vec<bool> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(won.iter().filter(|&&w| w).count(), 1, "{won:?}");
+        let winner = if won[0] { who(2) } else { who(3) };
+        assert_eq!(
+            claim::holder(word.load(Ordering::SeqCst)),
+            claim::Holder::Held(winner)
+        );
     });
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ipc_core::ObjectHandle;
+use ipc_core::{ObjectHandle, Placement, SharedMemory};
 use ipc_queue::{GetError, PutError, Queue, Serde, TryGetError, TryPutError};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -433,4 +433,257 @@ fn a_consumer_passed_to_a_child_keeps_its_role_and_sees_the_close() {
         .join_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     assert_eq!(got, Ok(2));
+}
+
+#[test]
+fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for() {
+    // Each attached handle holds a descriptor of the segment.
+    assert!(
+        common::raise_fd_limit() > 2100,
+        "the descriptor limit is too low for this test"
+    );
+    let q = Queue::<u64>::builder(4).participants(3).create().unwrap();
+    let _a = Queue::<u64>::open(&q.handle()).unwrap();
+    let b = Queue::<u64>::open(&q.handle()).unwrap();
+    match Queue::<u64>::open(&q.handle()) {
+        Err(ipc_queue::OpenError::TooManyParticipants { limit: 3 }) => {}
+        other => panic!("expected TooManyParticipants, got {other:?}"),
+    }
+    // An entry freed by a dropped handle is reused.
+    drop(b);
+    assert!(Queue::<u64>::open(&q.handle()).is_ok());
+    assert!(Queue::<u64>::builder(4).participants(0).create().is_err());
+    let big = Queue::<u64>::builder(4)
+        .participants(5000)
+        .create()
+        .unwrap();
+    let handles: Vec<_> = (0..2000)
+        .map(|_| Queue::<u64>::open(&big.handle()).unwrap())
+        .collect();
+    assert_eq!(handles.len(), 2000);
+}
+
+#[test]
+fn hundreds_of_handles_attach_to_one_queue() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut handles: Vec<_> = (0..300)
+            .map(|i| {
+                Queue::<u64>::open(&q.handle())
+                    .unwrap_or_else(|e| panic!("handle {i} could not attach: {e}"))
+            })
+            .collect();
+        for (i, h) in handles.iter_mut().enumerate() {
+            h.put(i as u64).unwrap();
+            assert_eq!(q.get().unwrap(), i as u64);
+        }
+    });
+}
+
+/// Forks (from a single-threaded child role) with the queue's participant table full: the fork
+/// child cannot claim an entry of its own, so its inherited handle must refuse to act instead
+/// of claiming slots under its parent's id (which a peer would judge by the parent's life).
+#[test]
+#[ignore]
+fn child_forks_with_a_full_table() {
+    let q = Queue::<u64>::builder(4).participants(16).create().unwrap();
+    let mut extra = Vec::new();
+    loop {
+        match Queue::<u64>::open(&q.handle()) {
+            Ok(h) => extra.push(h),
+            Err(ipc_queue::OpenError::TooManyParticipants { limit }) => {
+                assert_eq!(limit, 16);
+                break;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(extra.len() + 1, 16);
+    let mut q = q;
+    // SAFETY: this role runs alone in its process (one test, one thread); the child only
+    // calls the queue and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match (q.try_put(1), q.try_get()) {
+            (Err(TryPutError::NotAttached(1)), Err(TryGetError::NotAttached)) => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the fork child without running the parent's destructors twice.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(
+        libc::WIFEXITED(status),
+        "the fork child did not exit normally"
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the fork child put a message under its parent's participant id"
+    );
+}
+
+#[test]
+fn a_fork_child_without_an_entry_of_its_own_refuses_to_act() {
+    common::watchdog(LIMIT, || {
+        let mut role = common::spawn("child_forks_with_a_full_table", &());
+        assert!(role.wait(LIMIT));
+    });
+}
+
+#[test]
+fn a_held_sample_is_never_recovered_by_another_handle_of_the_same_process() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<[u64; 64]>::new(2).unwrap();
+        q.put([1; 64]).unwrap();
+        q.put([2; 64]).unwrap();
+        let h = q.handle();
+        let sample = q.get_sample().unwrap();
+        assert_eq!(sample.read(), [1; 64]);
+        // Another handle wants the held slot for a new message: the queue is full (one slot
+        // held by the sample, one full), and its waits pass several recovery slices. The
+        // sample's claimer is alive, so the slot is left alone.
+        let waiter = std::thread::spawn(move || {
+            let mut other = Queue::<[u64; 64]>::open(&h).unwrap();
+            let timed_out = matches!(
+                other.put_timeout([3; 64], Duration::from_millis(200)),
+                Err(PutError::Timeout(_))
+            );
+            let full = matches!(other.try_put([3; 64]), Err(TryPutError::Full(_)));
+            (timed_out, full, other)
+        });
+        let (timed_out, full, mut other) = waiter.join().unwrap();
+        assert!(timed_out && full, "a live sample's slot was taken");
+        assert_eq!(sample.as_bytes(), bytemuck::bytes_of(&[1u64; 64]));
+        drop(sample);
+        other.put([3; 64]).unwrap();
+        assert_eq!(q.get().unwrap(), [2; 64]);
+        assert_eq!(q.get().unwrap(), [3; 64]);
+    });
+}
+/// Forgets a sample (or a loan) taken by a second handle, drops that handle, churns its
+/// participant entry `churn` times, and checks the queue keeps working past the slot.
+fn forgotten_claim_is_reclaimed(loan: bool, churn: usize) {
+    let mut q = Queue::<u64>::new(2).unwrap();
+    let h = q.handle();
+    let mut b = Queue::<u64>::open(&h).unwrap();
+    if loan {
+        std::mem::forget(b.loan().unwrap());
+    } else {
+        q.put(1).unwrap();
+        std::mem::forget(b.get_sample().unwrap());
+    }
+    drop(b);
+    // Other handles take the freed entry again and again (each claim is a new generation);
+    // the last one stays attached.
+    let mut holders = Vec::new();
+    for _ in 0..churn {
+        holders.clear();
+        holders.push(Queue::<u64>::open(&h).unwrap());
+    }
+    for i in 0..20u64 {
+        q.put_timeout(i, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("put {i} past the forgotten slot: {e}"));
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), i);
+    }
+}
+
+#[test]
+fn a_forgotten_sample_is_reclaimed_once_its_handle_drops() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 0));
+}
+
+#[test]
+fn a_forgotten_loan_is_reclaimed_once_its_handle_drops() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(true, 0));
+}
+
+#[test]
+fn a_forgotten_sample_stays_reclaimable_after_its_entry_changed_hands_512_times() {
+    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));
+}
+
+/// Rewrites the record of the inline message `marker` (a `String` in a serde queue) into a
+/// spilled record naming `name`, as a hostile peer could.
+fn forge_spill_record(q: &Queue<String, Serde>, marker: &str, name: &str) {
+    let seg = SharedMemory::attach(&q.handle().segment).unwrap();
+    let mut image = vec![0u8; seg.len()];
+    // SAFETY: nobody holds a loan or sample of this queue.
+    unsafe { seg.read_unguarded(0, &mut image) }.unwrap();
+    let at = image
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the marker is in a slot");
+    // The record: [len u32][kind u32][postcard: 1-byte length, then the string].
+    let record = at - 1 - 8;
+    let mut forged = Vec::new();
+    forged.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+    forged.extend_from_slice(&1u32.to_ne_bytes()); // spilled
+    forged.extend_from_slice(name.as_bytes());
+    // SAFETY: as above.
+    unsafe { seg.write_unguarded(record, &forged) }.unwrap();
+}
+
+#[test]
+fn a_forged_spill_name_is_refused_and_nothing_is_unlinked() {
+    common::watchdog(LIMIT, forged_spill_names_are_refused);
+}
+
+fn forged_spill_names_are_refused() {
+    // Two live named segments a hostile slot might name: another object, and a plain segment
+    // (as Python's `SharedMemory` makes).
+    let object = Queue::<u64>::create(&Placement::NamedRandom, 4).unwrap();
+    let object_name = object
+        .handle()
+        .segment
+        .name()
+        .expect("a named segment")
+        .to_string();
+    let plain = SharedMemory::create_named(4096).unwrap();
+    let plain_name = plain.name().unwrap().to_string();
+    for victim in [&object_name, &plain_name] {
+        let mut q = Queue::<String, Serde>::new(4).unwrap();
+        q.put("MARKER-forged-spill".into()).unwrap();
+        forge_spill_record(&q, "MARKER-forged-spill", victim);
+        assert!(
+            matches!(q.get(), Err(GetError::Corrupted)),
+            "a forged spill record was accepted"
+        );
+        assert!(
+            SharedMemory::builder(victim).open().is_ok(),
+            "the receiver unlinked `{victim}`"
+        );
+        // The last handle's clean-up of unread spills refuses it too.
+        q.put("MARKER-forged-spill".into()).unwrap();
+        forge_spill_record(&q, "MARKER-forged-spill", victim);
+        drop(q);
+        assert!(
+            SharedMemory::builder(victim).open().is_ok(),
+            "the last handle's clean-up unlinked `{victim}`"
+        );
+    }
+    // A genuine spill of another queue is refused as well, and stays for its own receiver.
+    let mut a = Queue::<String, Serde>::new(4).unwrap();
+    a.put("z".repeat(1000)).unwrap();
+    let seg = SharedMemory::attach(&a.handle().segment).unwrap();
+    let mut image = vec![0u8; seg.len()];
+    // SAFETY: nobody holds a loan or sample of `a`.
+    unsafe { seg.read_unguarded(0, &mut image) }.unwrap();
+    let at = image
+        .windows(4)
+        .position(|w| w == ipc_core::NAME_PREFIX.as_bytes())
+        .expect("the spill's name is in a slot");
+    let len = u32::from_ne_bytes(image[at - 8..at - 4].try_into().unwrap()) as usize;
+    let spill_name = std::str::from_utf8(&image[at..at + len])
+        .unwrap()
+        .to_string();
+    let mut b = Queue::<String, Serde>::new(4).unwrap();
+    b.put("MARKER-forged-spill".into()).unwrap();
+    forge_spill_record(&b, "MARKER-forged-spill", &spill_name);
+    assert!(matches!(b.get(), Err(GetError::Corrupted)));
+    assert_eq!(a.get().unwrap(), "z".repeat(1000));
 }

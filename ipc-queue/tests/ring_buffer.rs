@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
-use ipc_queue::{Consumer, GetError, Producer, PutError, RingBuffer, TryGetError, TryPutError};
+use ipc_queue::{
+    Consumer, GetError, OpenError, Producer, PutError, RingBuffer, TryGetError, TryPutError,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -96,9 +98,9 @@ fn across_processes_then_disconnected() {
         let (tx, mut rx) = RingBuffer::<u64>::new(128).unwrap();
         let handle = tx.handle();
         let n = 100_000u64;
-        let mut child = common::spawn("child_produces", &(handle, n));
-        // Our own producer would keep the ring connected.
+        // The child becomes the producer: ours goes first (the role has one holder).
         drop(tx);
+        let mut child = common::spawn("child_produces", &(handle, n));
         let mut sum = 0u64;
         for i in 0..n {
             let v = rx.pop_blocking().unwrap();
@@ -125,8 +127,8 @@ fn child_consumes_forever() {
 fn killed_consumer_disconnects_the_producer() {
     common::watchdog(LIMIT, || {
         let (mut tx, rx) = RingBuffer::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_consumes_forever", &tx.handle());
         drop(rx);
+        let mut child = common::spawn("child_consumes_forever", &tx.handle());
         // Once the child has attached and consumed something, kill it.
         tx.push_blocking(1).unwrap();
         while tx.push(2).is_ok() {}
@@ -159,8 +161,9 @@ fn child_produces_forever() {
 fn killed_producer_disconnects_the_consumer_after_the_last_value() {
     common::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
-        let mut child = common::spawn("child_produces_forever", &tx.handle());
+        let handle = tx.handle();
         drop(tx);
+        let mut child = common::spawn("child_produces_forever", &handle);
         // Values arrive in order, with no gaps, until the producer dies.
         let mut next = 0;
         while next < 1000 {
@@ -178,5 +181,245 @@ fn killed_producer_disconnects_the_consumer_after_the_last_value() {
                 Err(e) => panic!("unexpected {e}"),
             }
         }
+    });
+}
+
+#[test]
+fn a_second_producer_or_consumer_is_refused_while_the_first_lives() {
+    let (tx, rx) = RingBuffer::<u64>::new(8).unwrap();
+    let h = tx.handle();
+    let me = std::process::id();
+    match Producer::<u64>::open(&h) {
+        Err(OpenError::RoleTaken { pid }) => assert_eq!(pid, me),
+        other => panic!("a second producer opened: {other:?}"),
+    }
+    match Consumer::<u64>::open(&h) {
+        Err(OpenError::RoleTaken { pid }) => assert_eq!(pid, me),
+        other => panic!("a second consumer opened: {other:?}"),
+    }
+    // A dropped end frees its role for the next opener.
+    drop(tx);
+    let mut tx = Producer::<u64>::open(&h).unwrap();
+    // (`h` names the descriptor of the first handles' mapping: take a live handle's.)
+    let h = tx.handle();
+    drop(rx);
+    let mut rx = Consumer::<u64>::open(&h).unwrap();
+    tx.push(5).unwrap();
+    assert_eq!(rx.pop().unwrap(), 5);
+}
+
+#[test]
+#[ignore]
+fn child_must_not_become_a_second_producer() {
+    let (handle, parent): (ObjectHandle, u32) = common::arg();
+    match Producer::<u64>::open(&handle) {
+        Err(OpenError::RoleTaken { pid }) => assert_eq!(pid, parent),
+        Err(e) => panic!("unexpected {e}"),
+        Ok(mut tx) => {
+            // What used to happen: a second writer of the same slots.
+            for i in 0..1000 {
+                let _ = tx.push(i);
+            }
+            panic!("a second producer opened in another process");
+        }
+    }
+}
+
+#[test]
+fn a_producer_in_another_process_is_refused_while_ours_lives() {
+    common::watchdog(LIMIT, || {
+        let (mut tx, mut rx) = RingBuffer::<u64>::new(64).unwrap();
+        let mut child = common::spawn(
+            "child_must_not_become_a_second_producer",
+            &(tx.handle(), std::process::id()),
+        );
+        assert!(child.wait(LIMIT), "the child became a second producer");
+        // Our producer and consumer are untouched.
+        for i in 0..200 {
+            tx.push_blocking(i).unwrap();
+            assert_eq!(rx.pop_blocking().unwrap(), i);
+        }
+    });
+}
+
+#[test]
+fn a_killed_producers_role_is_taken_over_by_the_next_opener() {
+    common::watchdog(LIMIT, || {
+        let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
+        let handle = tx.handle();
+        drop(tx);
+        let mut child = common::spawn("child_produces_forever", &handle);
+        let mut next = 0;
+        while next < 100 {
+            assert_eq!(rx.pop_blocking().unwrap(), next);
+            next += 1;
+        }
+        // The child holds the role while it lives.
+        match Producer::<u64>::open(&handle) {
+            Err(OpenError::RoleTaken { pid }) => assert_eq!(pid as i32, child.pid()),
+            other => panic!("expected RoleTaken, got {other:?}"),
+        }
+        child.kill();
+        // The kernel says it is dead: what it pushed drains, then the ring is disconnected...
+        loop {
+            match rx.pop_blocking() {
+                Ok(v) => {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+                Err(GetError::Disconnected) => break,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        // ...and the role is the next opener's.
+        let mut tx = Producer::<u64>::open(&handle).unwrap();
+        tx.push_blocking(u64::MAX).unwrap();
+        assert_eq!(rx.pop_blocking().unwrap(), u64::MAX);
+    });
+}
+
+#[test]
+fn a_serialised_end_is_handed_over_and_the_original_goes_inert() {
+    let (mut tx, mut rx) = RingBuffer::<u64>::new(8).unwrap();
+    let h = tx.handle();
+    let bytes = ipc_core::codec::encode(&tx).unwrap();
+    // Serialising again gives the same hand-over (the same token).
+    assert_eq!(ipc_core::codec::encode(&tx).unwrap(), bytes);
+    assert!(matches!(tx.push(1), Err(TryPutError::HandedOver(1))));
+    assert!(matches!(tx.push_blocking(1), Err(PutError::HandedOver(1))));
+    assert!(matches!(
+        Producer::<u64>::open(&h),
+        Err(OpenError::RoleInTransit)
+    ));
+    // While the hand-over is in flight, the consumer does not see the producer as gone.
+    assert!(matches!(
+        rx.pop_timeout(Duration::from_millis(50)),
+        Err(GetError::Timeout)
+    ));
+    let mut tx2: Producer<u64> = ipc_core::codec::decode(&bytes).unwrap();
+    tx2.push(2).unwrap();
+    assert_eq!(rx.pop().unwrap(), 2);
+    // The bytes were used: a second deserialisation is refused.
+    assert!(ipc_core::codec::decode::<Producer<u64>>(&bytes).is_err());
+    // Dropping the inert original frees nothing.
+    drop(tx);
+    assert!(matches!(
+        Producer::<u64>::open(&h),
+        Err(OpenError::RoleTaken { .. })
+    ));
+    drop(tx2);
+    assert!(Producer::<u64>::open(&h).is_ok());
+    // The consumer travels the same way.
+    let bytes = ipc_core::codec::encode(&rx).unwrap();
+    assert!(matches!(rx.pop(), Err(TryGetError::HandedOver)));
+    let rx2: Consumer<u64> = ipc_core::codec::decode(&bytes).unwrap();
+    assert_eq!(rx2.capacity(), 8);
+}
+
+#[test]
+#[ignore]
+fn child_produces_on_a_handed_over_end() {
+    let (mut tx, n): (Producer<u64>, u64) = common::arg();
+    for i in 0..n {
+        tx.push_blocking(i).unwrap();
+    }
+}
+
+#[test]
+fn a_producer_passed_to_a_child_works_there_while_the_parents_copy_is_inert() {
+    common::watchdog(LIMIT, || {
+        let (mut tx, mut rx) = RingBuffer::<u64>::new(32).unwrap();
+        let n = 10_000u64;
+        // Serialising `tx` into the child's input hands the role over; `tx` stays alive here.
+        let mut child = common::spawn("child_produces_on_a_handed_over_end", &(&tx, n));
+        for i in 0..n {
+            assert_eq!(rx.pop_blocking().unwrap(), i);
+        }
+        assert!(matches!(tx.push(7), Err(TryPutError::HandedOver(7))));
+        assert!(child.wait(LIMIT));
+        assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
+    });
+}
+
+/// From a single-threaded child role: a fork child's copy of a held end refuses to act, and
+/// acts once its parent has let the role go.
+#[test]
+#[ignore]
+fn child_forks_with_a_held_end() {
+    let (mut tx, mut rx) = RingBuffer::<u64>::new(8).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: this role runs alone in its process (one test, one thread); the fork child only
+    // calls the ring, writes to a pipe and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // Our parent holds the producer role (it waits for our byte before dropping it): we
+        // may not push.
+        let mut code = match tx.push(1) {
+            Err(TryPutError::NotAttached(1)) => 0,
+            _ => 1,
+        };
+        // SAFETY: writes one byte from a valid buffer to the pipe's write end.
+        unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) };
+        // Once it drops its producer, the role is ours.
+        let mut waited = 0;
+        loop {
+            match tx.push(2) {
+                Ok(()) => break,
+                Err(TryPutError::NotAttached(_)) if waited < 60_000 => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    waited += 1;
+                }
+                Err(_) => {
+                    code = 2;
+                    break;
+                }
+            }
+        }
+        // SAFETY: ends the fork child without running the parent's destructors twice.
+        unsafe { libc::_exit(code) };
+    }
+    tx.push(1).unwrap();
+    let mut byte = [0u8];
+    // SAFETY: reads one byte into a valid buffer from the pipe's read end.
+    let n = unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) };
+    assert_eq!(n, 1);
+    drop(tx);
+    assert_eq!(rx.pop_blocking().unwrap(), 1);
+    assert_eq!(rx.pop_blocking().unwrap(), 2);
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
+
+#[test]
+fn a_fork_childs_copy_of_a_held_end_waits_for_the_role() {
+    common::watchdog(LIMIT, || {
+        let mut role = common::spawn("child_forks_with_a_held_end", &());
+        assert!(role.wait(LIMIT));
+    });
+}
+
+#[test]
+fn a_hand_over_nobody_takes_counts_as_gone_once_the_original_drops() {
+    common::watchdog(LIMIT, || {
+        let (tx, mut rx) = RingBuffer::<u64>::new(8).unwrap();
+        let bytes = ipc_core::codec::encode(&tx).unwrap();
+        // In flight, with the original alive: the consumer waits for the producer to come.
+        assert!(matches!(
+            rx.pop_timeout(Duration::from_millis(50)),
+            Err(GetError::Timeout)
+        ));
+        // The original goes (say the child meant to take it died first): the consumer is no
+        // longer kept waiting on a producer that may never come.
+        drop(tx);
+        assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
+        // The bytes still carry the role.
+        let mut tx: Producer<u64> = ipc_core::codec::decode(&bytes).unwrap();
+        tx.push(4).unwrap();
+        assert_eq!(rx.pop_blocking().unwrap(), 4);
     });
 }

@@ -91,3 +91,21 @@ pub fn watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send
     });
     rx.recv_timeout(limit).expect("watchdog: the test hung")
 }
+
+/// Raises this process's soft limit on open descriptors to its hard limit (each handle attached
+/// to a segment holds a descriptor; tests that attach thousands of handles need more than the
+/// usual soft limit of 1,024). Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard one is allowed.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    lim.rlim_cur
+}

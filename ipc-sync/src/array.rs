@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
-use ipc_core::pod::{self, AtomicInt};
+use ipc_core::raw::pod::{self, AtomicInt};
 use ipc_core::{CreateError, IndexOutOfBounds, OpenError, Placement};
 
 use crate::lock::{LockGuard, lock_methods};

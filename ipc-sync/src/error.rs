@@ -1,5 +1,5 @@
-//! Errors of the blocking operations. Creating and opening use [`ipc_core::CreateError`] and
-//! [`ipc_core::OpenError`].
+//! Errors of the blocking operations. Creating and opening use [`CreateError`](crate::CreateError)
+//! and [`OpenError`](crate::OpenError), `ipc_core`'s, re-exported at the crate root.
 
 use std::fmt;
 

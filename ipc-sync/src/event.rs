@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_core::futex::Futex;
+use ipc_core::raw::futex::Futex;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::object::{Shared, SharedState, shared_handle};

@@ -87,6 +87,10 @@ pub use error::{
 };
 #[cfg(not(loom))]
 pub use event::{Event, EventState};
+/// The errors of creating and opening an object, and where to create one, from `ipc_core`
+/// (re-exported so that a user of this crate names them from here).
+#[cfg(not(loom))]
+pub use ipc_core::{CreateError, ObjectHandle, OpenError, Placement};
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]

@@ -5,8 +5,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
-use ipc_core::header::fnv1a;
-use ipc_core::{CreateError, ObjectHandle, ObjectSegment, OpenError, Placement, TypeFingerprint};
+use ipc_core::raw::header::fnv1a;
+use ipc_core::raw::{ObjectSegment, TypeFingerprint};
+use ipc_core::{CreateError, ObjectHandle, OpenError, Placement};
 
 /// A shared state type: `#[repr(C)]`, made of atomics only, valid for every bit pattern and
 /// for all zeroes.

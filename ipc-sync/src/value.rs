@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytemuck::Pod;
-use ipc_core::pod::{self, AtomicInt};
+use ipc_core::raw::pod::{self, AtomicInt};
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::lock::{LockGuard, lock_methods};

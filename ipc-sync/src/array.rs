@@ -5,10 +5,10 @@ use std::marker::PhantomData;
 
 use bytemuck::Pod;
 use ipc_core::raw::pod::{self, AtomicInt};
-use ipc_core::{CreateError, IndexOutOfBounds, OpenError, Placement};
+use ipc_core::{CreateError, IndexOutOfBounds, Placement};
 
 use crate::lock::{LockGuard, lock_methods};
-use crate::object::{Shared, shared_handle};
+use crate::object::{Shared, shared_object};
 use crate::raw_lock::LockState;
 
 const KIND: &str = "Array";
@@ -59,20 +59,6 @@ impl<T: Pod> Array<T> {
         Ok(Self { shm })
     }
 
-    /// Attaches through a handle, validating the segment and the type.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens an array created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
-        })
-    }
-
     /// The number of elements.
     pub fn len(&self) -> usize {
         self.shm.len()
@@ -83,15 +69,13 @@ impl<T: Pod> Array<T> {
         self.len() == 0
     }
 
-    fn lock_state(&self) -> &LockState {
+    fn lock_ref(&self) -> &LockState {
         self.shm.state()
     }
 
-    fn make_guard(&self) -> ArrayGuard<'_, T> {
+    fn make_guard<'a>(&'a self, lock: LockGuard<'a>) -> ArrayGuard<'a, T> {
         ArrayGuard {
-            _lock: LockGuard {
-                state: self.lock_state(),
-            },
+            _lock: lock,
             data: self.shm.data(),
             len: self.len(),
             _t: PhantomData,
@@ -164,7 +148,7 @@ impl<T: AtomicInt> Array<T> {
     }
 }
 
-shared_handle!(Array<T>);
+shared_object!(Array<T: Pod>: LockState[T] = KIND);
 
 /// Holds an [`Array`]'s lock. It copies elements in and out instead of lending references,
 /// because the lock-free operations of integer arrays may write them meanwhile.

@@ -38,11 +38,11 @@ use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::BarrierWaitError;
 use crate::lock;
-use crate::object::{Shared, SharedState, shared_handle};
+use crate::object::{Shared, SharedState, shared_object};
 use crate::os::{self, Os};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::raw_lock::{Acquired, LockState};
-use crate::sys::{Liveness, Park, SLICE, passed, pid_of, slice_end, tag_of};
+use crate::sys::{Liveness, Park, SLICE, deadline_after, passed, pid_of, slice_end, tag_of};
 
 const KIND: &str = "Barrier";
 const GEN_MASK: u32 = u32::MAX >> 1;
@@ -99,9 +99,15 @@ impl fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// A barrier for `parties` (1 to 65536) parties, in a new anonymous segment.
-    pub fn new(parties: u32) -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous, parties)
+    fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
+        // ORDERING: Relaxed, written before the segment was published (header Acquire).
+        let parties = shm.state().parties.load(Ordering::Relaxed);
+        if parties == 0 || parties > MAX_PARTIES || shm.len() != parties as usize {
+            return Err(OpenError::Corrupted {
+                what: "barrier party count does not match its slots",
+            });
+        }
+        Ok(Self { shm, parties })
     }
 
     /// A barrier placed as asked.
@@ -116,27 +122,6 @@ impl Barrier {
             st.parties.store(parties, Ordering::Relaxed);
         })?;
         Ok(Self { shm, parties })
-    }
-
-    fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
-        // ORDERING: Relaxed, written before the segment was published (header Acquire).
-        let parties = shm.state().parties.load(Ordering::Relaxed);
-        if parties == 0 || parties > MAX_PARTIES || shm.len() != parties as usize {
-            return Err(OpenError::Corrupted {
-                what: "barrier party count does not match its slots",
-            });
-        }
-        Ok(Self { shm, parties })
-    }
-
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Self::checked(Shared::open(KIND, handle)?)
-    }
-
-    /// Opens a barrier created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Self::checked(Shared::open_named(KIND, name)?)
     }
 
     fn st(&self) -> &BarrierState {
@@ -215,7 +200,7 @@ impl Barrier {
     /// arriving party, but possibly by one that is stopped): a call that could not even arrive
     /// in time breaks the barrier all the same.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
-        self.wait_inner(Some(Instant::now() + timeout))
+        self.wait_inner(Some(deadline_after(timeout)))
     }
 
     /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
@@ -384,4 +369,4 @@ impl Barrier {
     }
 }
 
-shared_handle!(Barrier);
+shared_object!(Barrier: BarrierState[u64] = KIND, Self::checked; new(parties: u32) "A barrier for `parties` (1 to 65536) parties, in a new anonymous segment.");

@@ -31,6 +31,11 @@ impl<G> OwnerDied<G> {
         Self { guard }
     }
 
+    /// The same signal around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
+        OwnerDied::new(f(self.guard))
+    }
+
     /// The guard: the lock is held.
     pub fn into_inner(self) -> G {
         self.guard
@@ -73,6 +78,16 @@ pub enum TryLockError<G> {
     OwnerDied(OwnerDied<G>),
 }
 
+impl<G> TryLockError<G> {
+    /// The same error around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
+        match self {
+            Self::WouldBlock => TryLockError::WouldBlock,
+            Self::OwnerDied(e) => TryLockError::OwnerDied(e.map(f)),
+        }
+    }
+}
+
 impl<G> fmt::Debug for TryLockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -106,6 +121,16 @@ pub enum LockTimeoutError<G> {
     TimedOut,
     /// Acquired, but a previous holder died holding it.
     OwnerDied(OwnerDied<G>),
+}
+
+impl<G> LockTimeoutError<G> {
+    /// The same error around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockTimeoutError<H> {
+        match self {
+            Self::TimedOut => LockTimeoutError::TimedOut,
+            Self::OwnerDied(e) => LockTimeoutError::OwnerDied(e.map(f)),
+        }
+    }
 }
 
 impl<G> fmt::Debug for LockTimeoutError<G> {

@@ -65,12 +65,15 @@ mod object;
 #[cfg(not(loom))]
 mod os;
 mod primitive;
+mod raw_condition;
 mod raw_lock;
 mod raw_semaphore;
 #[cfg(not(loom))]
 mod rlock;
 #[cfg(not(loom))]
 mod semaphore;
+#[cfg(not(loom))]
+mod supplied;
 mod sys;
 #[cfg(not(loom))]
 mod value;
@@ -101,5 +104,7 @@ pub use raw_semaphore::SemaphoreState;
 pub use rlock::{RLock, ReentrantLock, ReentrantLockGuard, ReentrantLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
+#[cfg(not(loom))]
+pub use supplied::SuppliedLock;
 #[cfg(not(loom))]
 pub use value::{Value, ValueGuard};

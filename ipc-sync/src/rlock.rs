@@ -4,11 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use ipc_core::{CreateError, OpenError, Placement};
+use ipc_core::{CreateError, Placement};
 
 use crate::error::{LockTimeoutError, NotOwner, OwnerDied, TryLockError};
 use crate::lock;
-use crate::object::{Shared, SharedState, shared_handle};
+use crate::object::{Shared, SharedState, shared_object};
 use crate::os;
 use crate::primitive::{AtomicU32, Ordering};
 use crate::raw_lock::{Acquired, LockState};
@@ -71,29 +71,10 @@ impl fmt::Debug for ReentrantLock {
 }
 
 impl ReentrantLock {
-    /// A free lock in a new anonymous segment.
-    pub fn new() -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous)
-    }
-
     /// A free lock placed as asked.
     pub fn create(placement: &Placement) -> Result<Self, CreateError> {
         Ok(Self {
             shm: Shared::create(KIND, placement, 0, |_, _| {})?,
-        })
-    }
-
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens a lock created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
         })
     }
 
@@ -170,7 +151,7 @@ impl ReentrantLock {
         &self,
         timeout: Duration,
     ) -> Result<ReentrantLockGuard<'_>, LockTimeoutError<ReentrantLockGuard<'_>>> {
-        self.lock_deadline(Instant::now() + timeout)
+        self.lock_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Acquires (or re-enters) the lock, blocking at most until `deadline`.
@@ -227,7 +208,7 @@ impl ReentrantLock {
     }
 }
 
-shared_handle!(ReentrantLock);
+shared_object!(ReentrantLock: ReentrantLockState[u8] = KIND; new() "A free lock in a new anonymous segment.");
 
 /// One level of a held [`ReentrantLock`]; dropping it releases that level.
 #[must_use = "the level is released as soon as the guard is dropped"]
@@ -254,6 +235,36 @@ impl ReentrantLockGuard<'_> {
     /// Marks the protected state consistent again after [`OwnerDied`].
     pub fn make_consistent(&self) {
         self.lock.st().lock.make_consistent();
+    }
+}
+
+impl ReentrantLockGuard<'_> {
+    /// Releases every level this thread holds (Python's `_release_save`, for a condition's
+    /// wait) and returns the depth to give back to [`restore_depth`](Self::restore_depth) once
+    /// the lock is taken again. The other guards of this thread stay valid: each releases one
+    /// level after the depth is restored.
+    pub(crate) fn release_all(self) -> u32 {
+        let me = std::mem::ManuallyDrop::new(self);
+        let lock = me.lock;
+        if !lock.owned_by_me() {
+            return 1;
+        }
+        let st = lock.st();
+        // ORDERING: Relaxed, only the owning thread writes `depth` while it holds the lock.
+        let depth = st.depth.load(Ordering::Relaxed).max(1);
+        // ORDERING: Relaxed, as above; then one release of the last level.
+        st.depth.store(1, Ordering::Relaxed);
+        let _ = lock.release();
+        depth
+    }
+
+    /// Sets the depth of a lock just taken (at depth 1) by this guard back to `depth`
+    /// (Python's `_acquire_restore`).
+    pub(crate) fn restore_depth(&self, depth: u32) {
+        if self.lock.owned_by_me() {
+            // ORDERING: Relaxed, only the owning thread writes `depth` while it holds the lock.
+            self.lock.st().depth.store(depth.max(1), Ordering::Relaxed);
+        }
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ChildTest, encode, from_env, with_watchdog};
-use ipc_sync::{Array, Event, LockTimeoutError, Value};
+use ipc_sync::{Array, Event, Lock, LockTimeoutError, RLock, Value};
 
 /// Child: Python's documentation example: adds 10 to the value and 1 to every element.
 #[test]
@@ -125,4 +125,78 @@ fn array_bounds_and_named() {
     let empty = Array::<u64>::new(0).unwrap();
     assert!(empty.is_empty());
     assert_eq!(empty.to_vec(), Vec::<u64>::new());
+}
+
+/// Child: holds the supplied lock through the value built on it, writes, says so, and waits to
+/// be killed.
+#[test]
+#[ignore = "child role"]
+fn child_hold_value_on_supplied_lock() {
+    let v: Value<u64> = from_env("VALUE");
+    let held: Event = from_env("HELD");
+    let mut g = v.lock_timeout(common::WATCHDOG).unwrap();
+    g.set(77);
+    held.set();
+    std::thread::sleep(common::WATCHDOG);
+}
+
+#[test]
+fn a_value_on_a_supplied_lock_shares_it_and_reports_its_holders_death() {
+    let lock = Lock::new().unwrap();
+    let v = Value::with_lock(1u64, &lock).unwrap();
+    let other = Value::with_lock(2u64, &lock).unwrap();
+    // One lock: holding it through the lock excludes both values, and the reverse.
+    {
+        let _g = lock.lock().unwrap();
+        assert!(v.try_lock().is_err());
+        assert!(other.try_lock().is_err());
+    }
+    {
+        let _g = v.lock().unwrap();
+        assert!(lock.try_lock().is_err());
+        assert!(other.try_lock().is_err());
+    }
+    // A plain open would take the value's unused lock: refused. With the lock it opens.
+    assert!(Value::<u64>::open(&v.handle()).is_err());
+    assert!(Value::<u64>::open_with_lock(&v.handle(), &RLock::new().unwrap()).is_err());
+    assert_eq!(
+        Value::<u64>::open_with_lock(&v.handle(), &lock)
+            .unwrap()
+            .get(),
+        1
+    );
+    // The child attaches both (the value's serialised form carries the lock's handle), takes the
+    // lock through the value and dies holding it: every user of the lock sees `OwnerDied`.
+    let held = Event::new().unwrap();
+    let child = ChildTest::start(
+        "child_hold_value_on_supplied_lock",
+        &[("VALUE", encode(&v)), ("HELD", encode(&held))],
+    );
+    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(matches!(
+        lock.lock_timeout(Duration::from_millis(50)),
+        Err(LockTimeoutError::TimedOut)
+    ));
+    child.kill();
+    match other.lock_timeout(common::WATCHDOG) {
+        Err(LockTimeoutError::OwnerDied(died)) => died.into_inner().make_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(!lock.is_poisoned());
+    assert_eq!(v.get(), 77);
+}
+
+#[test]
+fn a_value_on_a_supplied_rlock_is_reentrant_for_its_holder() {
+    let rlock = RLock::new().unwrap();
+    let v = Value::with_lock(5i32, &rlock).unwrap();
+    let _outer = rlock.lock().unwrap();
+    // Python: `with v.get_lock(): v.value += 1` works because the default lock is an RLock.
+    let mut g = v.get_lock().unwrap();
+    g.update(|x| *x += 1);
+    assert_eq!(v.get(), 6);
+    drop(g);
+    let h = v.try_clone().unwrap();
+    let t = std::thread::spawn(move || h.try_lock().is_err());
+    assert!(t.join().unwrap(), "another thread must not enter");
 }

@@ -213,6 +213,9 @@ pub enum BarrierWaitError {
     },
     /// This call's deadline passed; as in Python, the barrier is now broken for the others.
     TimedOut,
+    /// This party was the last to arrive and the barrier's action panicked: the barrier is
+    /// broken (Python raises the action's exception in that party and breaks the barrier).
+    ActionFailed,
 }
 
 impl fmt::Display for BarrierWaitError {
@@ -223,8 +226,30 @@ impl fmt::Display for BarrierWaitError {
                 write!(f, "party {pid} died while waiting: the barrier is broken")
             }
             Self::TimedOut => f.write_str("timed out at the barrier: the barrier is now broken"),
+            Self::ActionFailed => {
+                f.write_str("the barrier's action panicked: the barrier is now broken")
+            }
         }
     }
 }
 
 impl std::error::Error for BarrierWaitError {}
+
+/// `Barrier::reset_timeout` did not reset the barrier; nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BarrierResetError {
+    /// The barrier's internal lock was held past the deadline (by a live party that does not
+    /// run: stopped, or descheduled inside its arrival).
+    TimedOut,
+}
+
+impl fmt::Display for BarrierResetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("timed out waiting for the barrier's internal lock"),
+        }
+    }
+}
+
+impl std::error::Error for BarrierResetError {}

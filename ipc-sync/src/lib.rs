@@ -81,12 +81,13 @@ mod value;
 #[cfg(not(loom))]
 pub use array::{Array, ArrayGuard};
 #[cfg(not(loom))]
-pub use barrier::{Barrier, BarrierState, MAX_PARTIES};
+pub use barrier::{Barrier, BarrierAction, BarrierBuilder, BarrierState, MAX_PARTIES, NoAction};
 #[cfg(not(loom))]
 pub use condition::{Condition, ConditionGuard, ConditionState};
 #[cfg(not(loom))]
 pub use error::{
-    BarrierWaitError, LockTimeoutError, NotOwner, OwnerDied, ReleaseError, TryLockError,
+    BarrierResetError, BarrierWaitError, LockTimeoutError, NotOwner, OwnerDied, ReleaseError,
+    TryLockError,
 };
 #[cfg(not(loom))]
 pub use event::{Event, EventState};

@@ -185,7 +185,7 @@ proptest! {
     fn barrier_party_count_is_validated(parties in any::<u32>()) {
         let b = Barrier::new(2).unwrap();
         poke(&b.handle(), 20, &parties.to_ne_bytes());
-        prop_assert_eq!(Barrier::open(&b.handle()).is_ok(), parties == 2);
+        prop_assert_eq!(<Barrier>::open(&b.handle()).is_ok(), parties == 2);
     }
 
     #[test]
@@ -230,7 +230,7 @@ proptest! {
         if let Ok(l) = Lock::open(&handles[0]) { drop(l.lock()); }
         if let Ok(s) = Semaphore::open(&handles[1]) { prop_assert!(s.try_acquire()); }
         if let Ok(e) = Event::open(&handles[2]) { e.set(); }
-        if let Ok(b) = Barrier::open(&handles[3]) { prop_assert_eq!(b.parties(), 2); }
+        if let Ok(b) = <Barrier>::open(&handles[3]) { prop_assert_eq!(b.parties(), 2); }
         if let Ok(v) = Value::<u32>::open(&handles[4]) { prop_assert_eq!(v.get(), 1); }
         if let Ok(a) = Array::<u16>::open(&handles[5]) { prop_assert_eq!(a.to_vec(), vec![1, 2]); }
         if let Ok(m) = Mutex::<u64>::open(&handles[6]) { prop_assert_eq!(*m.lock().unwrap(), 1); }

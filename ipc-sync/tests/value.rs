@@ -200,3 +200,73 @@ fn a_value_on_a_supplied_rlock_is_reentrant_for_its_holder() {
     let t = std::thread::spawn(move || h.try_lock().is_err());
     assert!(t.join().unwrap(), "another thread must not enter");
 }
+
+/// Child: writes the whole slice `2..10` to `k` under the lock, for k = 1..=2000.
+#[test]
+#[ignore = "child role"]
+fn child_write_ranges() {
+    let a: Array<u64> = from_env("ARRAY");
+    for k in 1..=2000u64 {
+        a.write_range(2, &[k; 8]).unwrap();
+    }
+}
+
+#[test]
+fn array_slices_are_read_and_written_whole_under_the_lock() {
+    // Python: arr[2:10] = [k] * 8 in one process, arr[2:10] in another: never half of each.
+    let a = Array::<u64>::new(12).unwrap();
+    let child = ChildTest::start("child_write_ranges", &[("ARRAY", encode(&a))]);
+    let mut last = 0;
+    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    while last != 2000 {
+        assert!(std::time::Instant::now() < deadline, "watchdog: the child's writes");
+        let slice = a.read_range(2..10).unwrap();
+        assert!(slice.iter().all(|&x| x == slice[0]), "torn slice {slice:?}");
+        assert!(slice[0] >= last, "went back from {last} to {}", slice[0]);
+        last = slice[0];
+        if last != 2000 {
+            std::thread::yield_now();
+        }
+    }
+    child.join();
+    assert_eq!(a.read_range(..2).unwrap(), [0, 0]);
+    assert_eq!(a.read_range(10..).unwrap(), [0, 0]);
+    assert_eq!(a.read_range(2..=9).unwrap(), [2000; 8]);
+}
+
+#[test]
+fn array_slice_bounds_are_checked() {
+    let a = Array::from_slice(&[1u16, 2, 3, 4, 5]).unwrap();
+    assert_eq!(a.read_range(1..3).unwrap(), [2, 3]);
+    assert_eq!(a.read_range(5..).unwrap(), Vec::<u16>::new());
+    for bad in [a.read_range(4..6), a.read_range(6..), a.read_range(0..=5)] {
+        assert!(bad.is_err());
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = a.read_range(3..1);
+    assert!(reversed.is_err());
+    assert!(
+        a.read_range((
+            std::ops::Bound::Excluded(usize::MAX),
+            std::ops::Bound::Unbounded
+        ))
+        .is_err()
+    );
+    assert!(a.write_range(3, &[9, 9, 9]).is_err());
+    assert!(a.write_range(usize::MAX, &[9]).is_err());
+    assert_eq!(
+        a.to_vec(),
+        [1, 2, 3, 4, 5],
+        "a refused write writes nothing"
+    );
+    a.write_range(3, &[8, 9]).unwrap();
+    let mut g = a.lock().unwrap();
+    g.write_range(0, &[7]).unwrap();
+    assert_eq!(g.read_range(..).unwrap(), [7, 2, 3, 8, 9]);
+    drop(g);
+    // The lock-free forms, element by element atomic.
+    a.store_range(1, &[20, 30]).unwrap();
+    a.store(4, 90).unwrap();
+    assert_eq!(a.load_range(..).unwrap(), [7, 20, 30, 8, 90]);
+    assert!(a.load_range(..6).is_err() && a.store_range(4, &[1, 2]).is_err());
+}

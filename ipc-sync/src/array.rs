@@ -134,17 +134,20 @@ impl<T: Pod> Array<T> {
         self.lock().unwrap_or_else(crate::OwnerDied::into_inner)
     }
 
-    /// Copies element `index` out under the lock; `None` past the end.
+    /// Copies element `index` out under the lock; `None` past the end (Python's `arr[i]`).
+    #[doc(alias = "__getitem__")]
     pub fn get(&self, index: usize) -> Option<T> {
         self.guard().get(index)
     }
 
-    /// Stores element `index` under the lock.
+    /// Stores element `index` under the lock (Python's `arr[i] = v`).
+    #[doc(alias = "__setitem__")]
     pub fn set(&self, index: usize, value: T) -> Result<(), IndexOutOfBounds> {
         self.guard().set(index, value)
     }
 
-    /// Copies every element out under the lock.
+    /// Copies every element out under the lock (Python's `arr[:]`).
+    #[doc(alias = "get_obj")]
     pub fn to_vec(&self) -> Vec<T> {
         self.guard().to_vec()
     }

@@ -107,6 +107,7 @@ unsafe impl SharedState for BarrierState {}
 /// assert_eq!(TRIPS.load(Ordering::Relaxed), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "action")]
 pub trait BarrierAction: 'static {
     /// Runs once when the barrier trips, in the last party to arrive.
     fn run();
@@ -309,12 +310,12 @@ impl<A: BarrierAction> Barrier<A> {
         self.shm.state()
     }
 
-    /// The number of parties.
+    /// The number of parties (Python's `parties`).
     pub fn parties(&self) -> u32 {
         self.parties
     }
 
-    /// Parties waiting now (0 when broken; a snapshot).
+    /// Parties waiting now (0 when broken; a snapshot; Python's `n_waiting`).
     pub fn n_waiting(&self) -> u32 {
         if self.is_broken() {
             return 0;
@@ -382,11 +383,13 @@ impl<A: BarrierAction> Barrier<A> {
     /// by then, including the one for the internal lock (held for a few instructions by each
     /// arriving party, but possibly by one that is stopped): a call that could not even arrive
     /// in time breaks the barrier all the same.
+    #[doc(alias = "wait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
         self.wait_inner(Some(deadline_after(timeout)))
     }
 
     /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BarrierWaitError> {
         self.wait_inner(Some(deadline))
     }
@@ -566,6 +569,7 @@ impl<A: BarrierAction> Barrier<A> {
 
     /// As [`reset`](Self::reset), waiting at most `timeout` for the internal lock; on
     /// `Err(TimedOut)` nothing changed (the barrier is as it was: broken or not).
+    #[doc(alias = "reset")]
     pub fn reset_timeout(&self, timeout: Duration) -> Result<(), BarrierResetError> {
         self.reset_deadline(deadline_after(timeout))
     }

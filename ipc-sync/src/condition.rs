@@ -154,7 +154,9 @@ impl Condition {
 
 shared_object!(supplied Condition: ConditionState[[u64; 2]] = KIND; new() "A condition with its own lock, in a new anonymous segment.");
 
-/// Holds a [`Condition`]'s lock; waits and notifies.
+/// Holds a [`Condition`]'s lock; waits and notifies. Dropping it releases the lock (Python's
+/// `release()`).
+#[doc(alias = "release")]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
     guard: AnyGuard<'a>,
@@ -184,11 +186,13 @@ impl<'a> ConditionGuard<'a> {
     /// Every internal wait ends by the deadline, taking the lock back included: if its holder
     /// keeps it past the deadline (a process stopped while holding it, say), this returns
     /// `Err(LockTimeoutError::TimedOut)` and the lock is **not** held.
+    #[doc(alias = "wait")]
     pub fn wait_timeout(self, timeout: Duration) -> Result<(Self, bool), LockTimeoutError<Self>> {
         self.wait_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(self, deadline: Instant) -> Result<(Self, bool), LockTimeoutError<Self>> {
         let (cond, depth, notified) = self.release_and_sleep(Some(deadline));
         match Acquire::lock_deadline(cond.lock_ref(), deadline) {

@@ -22,6 +22,7 @@ use std::fmt;
 /// drop(guard);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "EOWNERDEAD")]
 pub struct OwnerDied<G> {
     guard: G,
 }
@@ -200,6 +201,7 @@ impl fmt::Display for NotOwner {
 impl std::error::Error for NotOwner {}
 
 /// `Barrier::wait` did not pass.
+#[doc(alias = "BrokenBarrierError")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BarrierWaitError {

@@ -76,7 +76,8 @@ impl Event {
         self.flag().word().store(0, Ordering::Release);
     }
 
-    /// Whether the flag is set.
+    /// Whether the flag is set (Python's `is_set()`, formerly `isSet()`).
+    #[doc(alias = "isSet")]
     pub fn is_set(&self) -> bool {
         self.flag().load() != 0
     }
@@ -102,11 +103,13 @@ impl Event {
     }
 
     /// Blocks at most `timeout`; returns whether the flag is set (Python's `wait(timeout)`).
+    #[doc(alias = "wait")]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Blocks at most until `deadline`; returns whether the flag is set.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
         if self.spin_for_set() {
             return true;

@@ -161,6 +161,7 @@ macro_rules! lock_methods {
         }
 
         /// Acquires the lock, blocking at most until `deadline`.
+        #[doc(alias = "acquire")]
         pub fn lock_deadline(
             &self,
             deadline: std::time::Instant,
@@ -171,7 +172,9 @@ macro_rules! lock_methods {
             }
         }
 
-        /// Whether some holder has the lock right now (a snapshot, for diagnostics).
+        /// Whether some holder has the lock right now (a snapshot, for diagnostics; Python's
+        /// `locked()`).
+        #[doc(alias = "locked")]
         pub fn is_locked(&self) -> bool {
             $crate::lock::Acquire::is_locked(self.lock_ref())
         }
@@ -248,7 +251,9 @@ impl Lock {
 
 shared_object!(Lock: LockState[u8] = KIND; new() "A free lock in a new anonymous segment.");
 
-/// Holds a [`Lock`] (or the lock of a `Condition`); releases it when dropped.
+/// Holds a [`Lock`] (or the lock of a `Condition`); releases it when dropped (Python's
+/// `release()`, or the end of a `with lock:` block).
+#[doc(alias = "release")]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     pub(crate) state: &'a LockState,

@@ -54,6 +54,7 @@ unsafe impl SharedState for ReentrantLockState {}
 /// let rl = ipc_sync::ReentrantLock::new().unwrap();
 /// send(rl.lock().unwrap()); // a guard cannot move to another thread
 /// ```
+#[doc(alias = "RLock")]
 pub struct ReentrantLock {
     shm: Shared<ReentrantLockState, u8>,
 }
@@ -136,6 +137,7 @@ impl ReentrantLock {
     }
 
     /// Acquires (or re-enters) the lock if possible now; never blocks.
+    #[doc(alias = "acquire")]
     pub fn try_lock(&self) -> Result<ReentrantLockGuard<'_>, TryLockError<ReentrantLockGuard<'_>>> {
         if self.reenter() {
             return Ok(self.guard());
@@ -147,6 +149,7 @@ impl ReentrantLock {
     }
 
     /// Acquires (or re-enters) the lock, blocking at most `timeout`.
+    #[doc(alias = "acquire")]
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -155,6 +158,7 @@ impl ReentrantLock {
     }
 
     /// Acquires (or re-enters) the lock, blocking at most until `deadline`.
+    #[doc(alias = "acquire")]
     pub fn lock_deadline(
         &self,
         deadline: Instant,
@@ -177,7 +181,8 @@ impl ReentrantLock {
         self.st().depth.load(Ordering::Relaxed)
     }
 
-    /// Whether some thread holds the lock (a snapshot).
+    /// Whether some thread holds the lock (a snapshot; Python's `locked()`).
+    #[doc(alias = "locked")]
     pub fn is_locked(&self) -> bool {
         self.st().lock.is_locked()
     }
@@ -210,7 +215,9 @@ impl ReentrantLock {
 
 shared_object!(ReentrantLock: ReentrantLockState[u8] = KIND; new() "A free lock in a new anonymous segment.");
 
-/// One level of a held [`ReentrantLock`]; dropping it releases that level.
+/// One level of a held [`ReentrantLock`]; dropping it releases that level (Python's
+/// `release()`).
+#[doc(alias = "release")]
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct ReentrantLockGuard<'a> {
     lock: &'a ReentrantLock,

@@ -83,12 +83,15 @@ impl Semaphore {
         self.st().try_acquire()
     }
 
-    /// Takes a permit, waiting at most `timeout`; `false` if none came.
+    /// Takes a permit, waiting at most `timeout`; `false` if none came (Python's
+    /// `acquire(timeout=...)`).
+    #[doc(alias = "acquire")]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         self.acquire_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Takes a permit, waiting at most until `deadline`; `false` if none came.
+    #[doc(alias = "acquire")]
     pub fn acquire_deadline(&self, deadline: Instant) -> bool {
         self.st().acquire(Some(deadline), &Os)
     }
@@ -100,6 +103,7 @@ impl Semaphore {
 
     /// Returns `n` permits, waking up to `n` waiters. Refused (nothing changed) past the bound
     /// of a bounded semaphore or past `u32::MAX`.
+    #[doc(alias = "release")]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         self.st().release(n, &Os).map_err(|e| match e {
             ReleaseRefused::PastBound => ReleaseError::PastBound {

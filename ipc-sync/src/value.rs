@@ -136,6 +136,7 @@ impl<T: Pod> Value<T> {
 
     /// Copies the value out under the lock. A dead previous holder is taken over silently (the
     /// value is what it left); use [`lock`](Self::lock) to see [`OwnerDied`](crate::OwnerDied).
+    #[doc(alias = "value")]
     pub fn get(&self) -> T {
         self.lock()
             .unwrap_or_else(crate::OwnerDied::into_inner)
@@ -143,6 +144,7 @@ impl<T: Pod> Value<T> {
     }
 
     /// Stores a value under the lock (a dead previous holder is taken over as in `get`).
+    #[doc(alias = "value")]
     pub fn set(&self, value: T) {
         self.lock()
             .unwrap_or_else(crate::OwnerDied::into_inner)

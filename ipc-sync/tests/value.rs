@@ -219,7 +219,10 @@ fn array_slices_are_read_and_written_whole_under_the_lock() {
     let mut last = 0;
     let deadline = std::time::Instant::now() + common::WATCHDOG;
     while last != 2000 {
-        assert!(std::time::Instant::now() < deadline, "watchdog: the child's writes");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: the child's writes"
+        );
         let slice = a.read_range(2..10).unwrap();
         assert!(slice.iter().all(|&x| x == slice[0]), "torn slice {slice:?}");
         assert!(slice[0] >= last, "went back from {last} to {}", slice[0]);

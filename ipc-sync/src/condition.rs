@@ -114,7 +114,7 @@ impl Condition {
         placement: &Placement,
         lock: impl Into<SuppliedLock<'l>>,
     ) -> Result<Self, CreateError> {
-        Self::create_on(placement, Some(lock.into().to_owned_for_create()?))
+        Self::create_on(placement, Some(lock.into().clone_lock_for_create()?))
     }
 
     fn create_on(placement: &Placement, lock: Option<ExternalLock>) -> Result<Self, CreateError> {

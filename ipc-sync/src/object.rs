@@ -222,7 +222,7 @@ macro_rules! shared_object {
             ) -> Result<Self, ipc_core::OpenError> {
                 <Self as $crate::supplied::OnSuppliedLock>::open_on(
                     handle,
-                    Some(lock.into().to_owned()?),
+                    Some(lock.into().clone_lock()?),
                 )
             }
 

@@ -75,16 +75,16 @@ impl<'a> From<&'a ReentrantLock> for SuppliedLock<'a> {
 
 impl SuppliedLock<'_> {
     /// A handle of its own of the lock.
-    pub(crate) fn to_owned(self) -> Result<ExternalLock, OpenError> {
+    pub(crate) fn clone_lock(self) -> Result<ExternalLock, OpenError> {
         Ok(match self.0 {
             Borrowed::Lock(l) => ExternalLock::Lock(l.try_clone()?),
             Borrowed::RLock(l) => ExternalLock::RLock(l.try_clone()?),
         })
     }
 
-    /// As [`to_owned`](Self::to_owned), for constructors, which report [`CreateError`].
-    pub(crate) fn to_owned_for_create(self) -> Result<ExternalLock, CreateError> {
-        self.to_owned().map_err(|e| match e {
+    /// As [`clone_lock`](Self::clone_lock), for constructors, which report [`CreateError`].
+    pub(crate) fn clone_lock_for_create(self) -> Result<ExternalLock, CreateError> {
+        self.clone_lock().map_err(|e| match e {
             OpenError::Io(e) => CreateError::Io(e),
             other => CreateError::Io(std::io::Error::other(other)),
         })

@@ -104,7 +104,7 @@ impl<T: Pod> Value<T> {
         value: T,
         lock: impl Into<SuppliedLock<'l>>,
     ) -> Result<Self, CreateError> {
-        Self::create_on(placement, value, Some(lock.into().to_owned_for_create()?))
+        Self::create_on(placement, value, Some(lock.into().clone_lock_for_create()?))
     }
 
     fn create_on(

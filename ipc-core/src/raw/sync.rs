@@ -37,8 +37,9 @@
 //!    ```
 //!
 //! Loom's atomics live on the heap of the model, not in a mapping: a model allocates the state
-//! struct (and any slots) with `new`, and [`AtomicU32::from_ptr`]-style views of a mapping exist
-//! only in normal builds. `ipc-core` itself always uses the std-backed atomics of
+//! struct (and any slots) with `new` (not `const` under loom), and the `from_ptr` views of a
+//! mapping exist only in normal builds. Code that builds in both uses what the two share:
+//! `new`, the std methods (through `Deref` normally), `Default` and `Debug`. `ipc-core` itself always uses the std-backed atomics of
 //! [`atomic`](super::atomic), since its syscall layer is outside any model.
 //!
 //! ```
@@ -65,57 +66,10 @@ pub use core::sync::atomic::{Ordering, fence};
 pub use loom::sync::atomic::{Ordering, fence};
 
 #[cfg(loom)]
-pub use self::model::{
+pub use loom::sync::atomic::{
     AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
     AtomicU32, AtomicU64, AtomicUsize,
 };
-
-/// Loom's atomics behind the names and the shape of [`atomic`](super::atomic)'s: newtypes that
-/// dereference to the real type, so that code written against either compiles against both.
-#[cfg(loom)]
-mod model {
-    macro_rules! wrap {
-        ($($name:ident($int:ty)),* $(,)?) => {$(
-            #[doc = concat!("loom's `", stringify!($name), "` (model-checking builds only).")]
-            #[derive(Debug)]
-            pub struct $name(loom::sync::atomic::$name);
-
-            impl $name {
-                /// A new atomic holding `v` (not `const`: loom registers it with the model).
-                pub fn new(v: $int) -> Self {
-                    Self(loom::sync::atomic::$name::new(v))
-                }
-            }
-
-            impl Default for $name {
-                fn default() -> Self {
-                    Self::new(<$int>::default())
-                }
-            }
-
-            impl core::ops::Deref for $name {
-                type Target = loom::sync::atomic::$name;
-                fn deref(&self) -> &Self::Target {
-                    &self.0
-                }
-            }
-        )*};
-    }
-
-    wrap!(
-        AtomicBool(bool),
-        AtomicU8(u8),
-        AtomicU16(u16),
-        AtomicU32(u32),
-        AtomicU64(u64),
-        AtomicUsize(usize),
-        AtomicI8(i8),
-        AtomicI16(i16),
-        AtomicI32(i32),
-        AtomicI64(i64),
-        AtomicIsize(isize),
-    );
-}
 
 /// Atomics for process-private statics (caches, counters, flags that never sit in shared memory
 /// and are never part of a model): std's in every build, with `const fn new`.

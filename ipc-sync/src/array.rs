@@ -2,16 +2,57 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::{Bound, Range, RangeBounds};
 
 use bytemuck::Pod;
-use ipc_core::pod::{self, AtomicInt};
-use ipc_core::{CreateError, IndexOutOfBounds, OpenError, Placement};
+use ipc_core::raw::pod::{self, AtomicInt};
+use ipc_core::{CreateError, IndexOutOfBounds, Placement};
 
 use crate::lock::{LockGuard, lock_methods};
-use crate::object::{Shared, shared_handle};
+use crate::object::{Shared, shared_object};
 use crate::raw_lock::LockState;
 
 const KIND: &str = "Array";
+
+/// The indices `range` names in an array of `len` elements (Python's `arr[a:b]`), checked.
+fn checked_range(
+    range: impl RangeBounds<usize>,
+    len: usize,
+) -> Result<Range<usize>, IndexOutOfBounds> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => Some(s),
+        Bound::Excluded(&s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => Some(len),
+    };
+    match (start, end) {
+        (Some(start), Some(end)) if start <= end && end <= len => Ok(start..end),
+        (start, end) => {
+            let index = start.unwrap_or(usize::MAX);
+            Err(IndexOutOfBounds {
+                index,
+                count: end.unwrap_or(usize::MAX).saturating_sub(index),
+                len,
+            })
+        }
+    }
+}
+
+/// The indices `start..start + count` in an array of `len` elements, checked.
+fn checked_span(start: usize, count: usize, len: usize) -> Result<Range<usize>, IndexOutOfBounds> {
+    match start.checked_add(count) {
+        Some(end) if end <= len => Ok(start..end),
+        _ => Err(IndexOutOfBounds {
+            index: start,
+            count,
+            len,
+        }),
+    }
+}
 
 /// A fixed-length array of `T: Pod` in shared memory with its own robust lock: Python's
 /// `Array('i', [1, 2, 3])`.
@@ -59,20 +100,6 @@ impl<T: Pod> Array<T> {
         Ok(Self { shm })
     }
 
-    /// Attaches through a handle, validating the segment and the type.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens an array created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
-        })
-    }
-
     /// The number of elements.
     pub fn len(&self) -> usize {
         self.shm.len()
@@ -83,15 +110,13 @@ impl<T: Pod> Array<T> {
         self.len() == 0
     }
 
-    fn lock_state(&self) -> &LockState {
+    fn lock_ref(&self) -> &LockState {
         self.shm.state()
     }
 
-    fn make_guard(&self) -> ArrayGuard<'_, T> {
+    fn make_guard<'a>(&'a self, lock: LockGuard<'a>) -> ArrayGuard<'a, T> {
         ArrayGuard {
-            _lock: LockGuard {
-                state: self.lock_state(),
-            },
+            _lock: lock,
             data: self.shm.data(),
             len: self.len(),
             _t: PhantomData,
@@ -109,19 +134,53 @@ impl<T: Pod> Array<T> {
         self.lock().unwrap_or_else(crate::OwnerDied::into_inner)
     }
 
-    /// Copies element `index` out under the lock; `None` past the end.
+    /// Copies element `index` out under the lock; `None` past the end (Python's `arr[i]`).
+    #[doc(alias = "__getitem__")]
     pub fn get(&self, index: usize) -> Option<T> {
         self.guard().get(index)
     }
 
-    /// Stores element `index` under the lock.
+    /// Stores element `index` under the lock (Python's `arr[i] = v`).
+    #[doc(alias = "__setitem__")]
     pub fn set(&self, index: usize, value: T) -> Result<(), IndexOutOfBounds> {
         self.guard().set(index, value)
     }
 
-    /// Copies every element out under the lock.
+    /// Copies every element out under the lock (Python's `arr[:]`).
+    #[doc(alias = "get_obj")]
     pub fn to_vec(&self) -> Vec<T> {
         self.guard().to_vec()
+    }
+
+    /// Copies the elements of `range` out under the lock (Python's `arr[2:7]`); an error, and
+    /// nothing copied, if the range does not lie within the array.
+    ///
+    /// ```
+    /// let a = ipc_sync::Array::from_slice(&[0u8, 1, 2, 3, 4, 5, 6, 7, 8])?;
+    /// assert_eq!(a.read_range(2..7)?, [2, 3, 4, 5, 6]);
+    /// assert_eq!(a.read_range(7..)?, [7, 8]);
+    /// assert!(a.read_range(5..10).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "__getitem__")]
+    pub fn read_range(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>, IndexOutOfBounds> {
+        self.guard().read_range(range)
+    }
+
+    /// Stores `values` at `start..start + values.len()` under the lock, as one update that no
+    /// other locked access sees half done (Python's `arr[4:8] = values`); an error, and nothing
+    /// written, if they do not fit.
+    ///
+    /// ```
+    /// let a = ipc_sync::Array::<i32>::new(10)?;
+    /// a.write_range(4, &[1, 2, 3, 4])?;
+    /// assert_eq!(a.read_range(3..9)?, [0, 1, 2, 3, 4, 0]);
+    /// assert!(a.write_range(8, &[1, 2, 3]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "__setitem__")]
+    pub fn write_range(&self, start: usize, values: &[T]) -> Result<(), IndexOutOfBounds> {
+        self.guard().write_range(start, values)
     }
 }
 
@@ -145,6 +204,45 @@ impl<T: AtomicInt> Array<T> {
         self.slot(index).map(|p| unsafe { pod::load(p) })
     }
 
+    /// Stores element `index` atomically, without the lock.
+    pub fn store(&self, index: usize, value: T) -> Result<(), IndexOutOfBounds> {
+        // SAFETY: as in `load`.
+        self.slot(index).map(|p| unsafe { pod::store(p, value) })
+    }
+
+    /// Loads the elements of `range` without the lock, each one atomically: no element is
+    /// torn, but the range as a whole is not a snapshot (a concurrent writer may have changed
+    /// some elements and not yet others). [`read_range`](Array::read_range) takes the lock.
+    ///
+    /// ```
+    /// let a = ipc_sync::Array::from_slice(&[1u64, 2, 3, 4])?;
+    /// a.fetch_add(2, 10)?;
+    /// assert_eq!(a.load_range(1..3)?, [2, 13]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_range(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>, IndexOutOfBounds> {
+        let r = checked_range(range, self.len())?;
+        let data = self.shm.data();
+        // SAFETY: every index of `r` is below `len`: an aligned integer of at most 8 bytes in
+        // the validated payload, loaded atomically.
+        Ok(r.map(|i| unsafe { pod::load(data.add(i)) }).collect())
+    }
+
+    /// Stores `values` at `start..start + values.len()` without the lock, each element
+    /// atomically (other processes may see some stored and not yet others);
+    /// [`write_range`](Array::write_range) takes the lock. An error, and nothing written, if
+    /// they do not fit.
+    pub fn store_range(&self, start: usize, values: &[T]) -> Result<(), IndexOutOfBounds> {
+        let r = checked_span(start, values.len(), self.len())?;
+        let data = self.shm.data();
+        for (i, &v) in r.zip(values) {
+            // SAFETY: `i < len` (checked above): an aligned integer in the validated payload,
+            // stored atomically.
+            unsafe { pod::store(data.add(i), v) };
+        }
+        Ok(())
+    }
+
     /// Adds atomically to element `index`, without the lock; returns the previous value.
     pub fn fetch_add(&self, index: usize, v: T) -> Result<T, IndexOutOfBounds> {
         // SAFETY: as in `load`.
@@ -164,7 +262,7 @@ impl<T: AtomicInt> Array<T> {
     }
 }
 
-shared_handle!(Array<T>);
+shared_object!(Array<T: Pod>: LockState[T] = KIND);
 
 /// Holds an [`Array`]'s lock. It copies elements in and out instead of lending references,
 /// because the lock-free operations of integer arrays may write them meanwhile.
@@ -217,6 +315,26 @@ impl<T: Pod> ArrayGuard<'_, T> {
     /// Copies every element out.
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.len).filter_map(|i| self.get(i)).collect()
+    }
+
+    /// Copies the elements of `range` out (Python's `arr[2:7]`); an error if the range does not
+    /// lie within the array.
+    pub fn read_range(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>, IndexOutOfBounds> {
+        let r = checked_range(range, self.len)?;
+        Ok(r.filter_map(|i| self.get(i)).collect())
+    }
+
+    /// Stores `values` at `start..start + values.len()` (Python's `arr[4:8] = values`); an
+    /// error, and nothing written, if they do not fit.
+    pub fn write_range(&mut self, start: usize, values: &[T]) -> Result<(), IndexOutOfBounds> {
+        let r = checked_span(start, values.len(), self.len)?;
+        for (i, &v) in r.zip(values) {
+            // SAFETY: `i < len` (checked above): an aligned element of the validated payload,
+            // mapped while the guard lives; `pod::store` is atomic for sizes 1-8, the only
+            // sizes lock-free writers exist for.
+            unsafe { pod::store(self.data.add(i), v) };
+        }
+        Ok(())
     }
 
     /// Read-modify-write of the whole array under the lock: `f` edits a copy, which is then

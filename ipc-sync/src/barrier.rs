@@ -9,11 +9,13 @@
 //! | `word`       | futex word: `generation << 1 | broken`                                 |
 //! | `count`      | parties arrived in this generation; their identities are in the slots |
 //! | `broken_gen` | `generation + 1` of the last generation `reset` broke (0: none)        |
+//! | `timeout`    | the default timeout of `wait`, in nanoseconds plus one (0: none)      |
 //! | slots        | per arrival index: the waiting party's identity word (`tag << 32 | pid`, as in the lock word) |
 //!
 //! | event                  | change                                                  | lock |
 //! |------------------------|---------------------------------------------------------|------|
 //! | a party arrives        | slot written, `count + 1`                               | yes  |
+//! | last party arrives, with an action | its slot written, `count = parties`; runs the action | yes |
 //! | last party arrives     | `count = 0`; generation + 1 by one CAS on `word`: every waiter passes | yes  |
 //! | abort, timeout, death  | `broken` set by one CAS (or `fetch_or`) on `word`: every waiter and later arrival fails | no   |
 //! | `reset`                | `broken_gen = generation + 1`, generation + 1, `count = 0`: waiters fail, the barrier is fresh | yes  |
@@ -25,31 +27,40 @@
 //! passes or breaks. Only arriving and `reset` take the internal lock; a timed `wait` takes it
 //! with its deadline.
 //!
+//! The action (Python's `Barrier(n, action)`) runs in the last party to arrive, holding the
+//! internal lock, before the generation completes, so it runs exactly once per generation that
+//! passes and before any party returns; the last party is in the slots (`count = parties`)
+//! while it runs, so a waiter notices if it dies there. An action that panics breaks the
+//! barrier, and the last party gets `ActionFailed`. A waiter whose deadline passes while the
+//! action runs breaks the generation, as any timeout does.
+//!
 //! Waiters sleep on `word` in slices and, after each slice without a wake, check the recorded
 //! identities of the waiting parties: one the kernel says is dead breaks the barrier. A party's
 //! identity (pid and start-time tag) is one 64-bit word written by one atomic store, so a scan
 //! never pairs one party's pid with another's start time; a party whose liveness the kernel
 //! cannot report (`Unknown`), or that is stopped, is alive.
 
+use std::any::TypeId;
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use ipc_core::{CreateError, OpenError, Placement};
 
-use crate::error::BarrierWaitError;
+use crate::error::{BarrierResetError, BarrierWaitError};
 use crate::lock;
-use crate::object::{Shared, SharedState, shared_handle};
+use crate::object::{Shared, SharedState, shared_object};
 use crate::os::{self, Os};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::raw_lock::{Acquired, LockState};
-use crate::sys::{Liveness, Park, SLICE, passed, pid_of, slice_end, tag_of};
+use crate::sys::{Liveness, Park, SLICE, deadline_after, passed, pid_of, slice_end, tag_of};
 
 const KIND: &str = "Barrier";
 const GEN_MASK: u32 = u32::MAX >> 1;
 /// The largest number of parties.
 pub const MAX_PARTIES: u32 = 1 << 16;
 
-/// The shared state of a [`Barrier`] (32 bytes, atomics only, every bit pattern handled).
+/// The shared state of a [`Barrier`] (40 bytes, atomics only, every bit pattern handled).
 #[repr(C)]
 #[derive(Debug)]
 pub struct BarrierState {
@@ -58,16 +69,68 @@ pub struct BarrierState {
     parties: AtomicU32,
     count: AtomicU32,
     broken_gen: AtomicU32,
+    timeout: AtomicU64,
 }
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<BarrierState>() == 40);
 
 // SAFETY: `#[repr(C)]`, atomics only.
 unsafe impl SharedState for BarrierState {}
+
+/// What a [`Barrier`] runs when it trips (Python's `Barrier(n, action)`): `run` is called by
+/// exactly one party — the last to arrive — once per generation, before any party returns.
+///
+/// The action is a type, not a closure, so that it travels with the barrier: a child process
+/// that receives a `Barrier<MyAction>` runs the same `MyAction::run` if it is the last to arrive
+/// (its type is part of the barrier's fingerprint, so a `Barrier` of another action, or of none,
+/// does not open it). It runs holding the barrier's internal lock: it must not call `wait`,
+/// `reset` or `reset_timeout` on the same barrier (`abort`, `n_waiting` and `is_broken` take no
+/// lock). If it panics, the barrier breaks and the last party gets
+/// [`BarrierWaitError::ActionFailed`].
+///
+/// ```
+/// use ipc_sync::{Barrier, BarrierAction};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static TRIPS: AtomicU32 = AtomicU32::new(0);
+/// struct CountTrips;
+/// impl BarrierAction for CountTrips {
+///     fn run() {
+///         TRIPS.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// let b = Barrier::builder(1).action::<CountTrips>().build()?;
+/// b.wait()?;
+/// b.wait()?;
+/// assert_eq!(TRIPS.load(Ordering::Relaxed), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(alias = "action")]
+pub trait BarrierAction: 'static {
+    /// Runs once when the barrier trips, in the last party to arrive.
+    fn run();
+}
+
+/// The action of a plain [`Barrier`]: none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAction {}
+
+impl BarrierAction for NoAction {
+    fn run() {}
+}
 
 /// A barrier for a fixed number of parties: each `wait` blocks until all have called it, then
 /// all return, each with its arrival index (0 for the first, `parties - 1` for the last).
 ///
 /// A party that dies while others wait, a `wait` that times out, or `abort` break the barrier:
-/// waiters and later arrivals get [`BarrierWaitError`] until `reset`.
+/// waiters and later arrivals get [`BarrierWaitError`] until `reset`. An action (`A`, see
+/// [`BarrierAction`]) and a default timeout for `wait` are set with [`builder`](Self::builder),
+/// as Python's `Barrier(parties, action, timeout)`. A child receives the barrier, action type
+/// included, by deserialising it (`fn child(b: Barrier<MyAction>)`); to attach a plain barrier
+/// by its handle, write `<Barrier>::open(&handle)` (the angle brackets apply the default
+/// `NoAction`), and `Barrier::<MyAction>::open(&handle)` for one with an action.
 ///
 /// ```
 /// use ipc_sync::{Barrier, BarrierWaitError};
@@ -81,41 +144,141 @@ unsafe impl SharedState for BarrierState {}
 /// assert!(b.is_broken());
 /// b.reset();
 /// assert!(!b.is_broken());
+///
+/// // Python: Barrier(2, timeout=0.01): `wait` uses the default timeout.
+/// let b = Barrier::builder(2).timeout(Duration::from_millis(10)).build()?;
+/// assert_eq!(b.wait(), Err(BarrierWaitError::TimedOut));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Barrier {
+pub struct Barrier<A: BarrierAction = NoAction> {
     shm: Shared<BarrierState, u64>,
     parties: u32,
+    _action: PhantomData<fn() -> A>,
 }
 
-impl fmt::Debug for Barrier {
+impl<A: BarrierAction> fmt::Debug for Barrier<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
             .field("parties", &self.parties)
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.is_broken())
+            .field("action", &std::any::type_name::<A>())
             .finish()
     }
 }
 
-impl Barrier {
-    /// A barrier for `parties` (1 to 65536) parties, in a new anonymous segment.
-    pub fn new(parties: u32) -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous, parties)
+/// Builds a [`Barrier`] with a default timeout, an action, or a placement:
+/// Python's `Barrier(parties, action=None, timeout=None)`.
+///
+/// ```
+/// use ipc_sync::{Barrier, Placement};
+/// use std::time::Duration;
+///
+/// let b = Barrier::builder(3)
+///     .timeout(Duration::from_secs(5))
+///     .placement(Placement::NamedRandom)
+///     .build()?;
+/// assert_eq!(b.timeout(), Some(Duration::from_secs(5)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+#[derive(Debug)]
+pub struct BarrierBuilder<A: BarrierAction = NoAction> {
+    parties: u32,
+    timeout: Option<Duration>,
+    placement: Placement,
+    _action: PhantomData<fn() -> A>,
+}
+
+impl<A: BarrierAction> BarrierBuilder<A> {
+    /// The default timeout of [`wait`](Barrier::wait) (Python's `timeout=`); without it,
+    /// `wait` waits as long as no party dies.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
-    /// A barrier placed as asked.
-    pub fn create(placement: &Placement, parties: u32) -> Result<Self, CreateError> {
+    /// Where to create the barrier (anonymous by default).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// The action the last party to arrive runs (Python's `action=`).
+    pub fn action<B: BarrierAction>(self) -> BarrierBuilder<B> {
+        BarrierBuilder {
+            parties: self.parties,
+            timeout: self.timeout,
+            placement: self.placement,
+            _action: PhantomData,
+        }
+    }
+
+    /// Creates the barrier: `InvalidSize` unless there are 1 to 65536 parties.
+    pub fn build(self) -> Result<Barrier<A>, CreateError> {
+        let parties = self.parties;
         if parties == 0 || parties > MAX_PARTIES {
             return Err(CreateError::InvalidSize {
                 size: u64::from(parties),
             });
         }
-        let shm = Shared::create(KIND, placement, parties as usize, |st: &BarrierState, _| {
-            // ORDERING: Relaxed, published by the segment header's Release store.
-            st.parties.store(parties, Ordering::Relaxed);
-        })?;
-        Ok(Self { shm, parties })
+        let timeout = self.timeout.map_or(0, |t| {
+            u64::try_from(t.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        });
+        let kind = Barrier::<A>::kind_name();
+        let shm = Shared::create(
+            &kind,
+            &self.placement,
+            parties as usize,
+            |st: &BarrierState, _| {
+                // ORDERING: Relaxed, published by the segment header's Release store.
+                st.parties.store(parties, Ordering::Relaxed);
+                // ORDERING: Relaxed, as above.
+                st.timeout.store(timeout, Ordering::Relaxed);
+            },
+        )?;
+        Ok(Barrier {
+            shm,
+            parties,
+            _action: PhantomData,
+        })
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` (1 to 65536) parties, with no action and no default timeout, in
+    /// a new anonymous segment.
+    pub fn new(parties: u32) -> Result<Self, CreateError> {
+        Self::builder(parties).build()
+    }
+
+    /// A barrier with no action and no default timeout, placed as asked.
+    pub fn create(placement: &Placement, parties: u32) -> Result<Self, CreateError> {
+        Self::builder(parties).placement(placement.clone()).build()
+    }
+
+    /// A builder for a barrier of `parties` parties, to give it a default timeout, an action
+    /// or a placement.
+    pub fn builder(parties: u32) -> BarrierBuilder {
+        BarrierBuilder {
+            parties,
+            timeout: None,
+            placement: Placement::Anonymous,
+            _action: PhantomData,
+        }
+    }
+}
+
+impl<A: BarrierAction> Barrier<A> {
+    /// The fingerprint kind: the action's type is part of it.
+    fn kind_name() -> String {
+        if TypeId::of::<A>() == TypeId::of::<NoAction>() {
+            KIND.to_owned()
+        } else {
+            format!("{KIND}<{}>", std::any::type_name::<A>())
+        }
     }
 
     fn checked(shm: Shared<BarrierState, u64>) -> Result<Self, OpenError> {
@@ -126,29 +289,33 @@ impl Barrier {
                 what: "barrier party count does not match its slots",
             });
         }
-        Ok(Self { shm, parties })
+        Ok(Self {
+            shm,
+            parties,
+            _action: PhantomData,
+        })
     }
 
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Self::checked(Shared::open(KIND, handle)?)
-    }
-
-    /// Opens a barrier created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Self::checked(Shared::open_named(KIND, name)?)
+    /// The default timeout of [`wait`](Self::wait), if the barrier was built with one
+    /// (Python's `timeout` argument).
+    pub fn timeout(&self) -> Option<Duration> {
+        // ORDERING: Relaxed, written before the segment was published (header Acquire).
+        match self.st().timeout.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_nanos(t - 1)),
+        }
     }
 
     fn st(&self) -> &BarrierState {
         self.shm.state()
     }
 
-    /// The number of parties.
+    /// The number of parties (Python's `parties`).
     pub fn parties(&self) -> u32 {
         self.parties
     }
 
-    /// Parties waiting now (0 when broken; a snapshot).
+    /// Parties waiting now (0 when broken; a snapshot; Python's `n_waiting`).
     pub fn n_waiting(&self) -> u32 {
         if self.is_broken() {
             return 0;
@@ -204,9 +371,11 @@ impl Barrier {
         unsafe { AtomicU64::from_ptr(self.shm.data().add(i)) }
     }
 
-    /// Blocks until every party has arrived; returns this party's arrival index.
+    /// Blocks until every party has arrived; returns this party's arrival index. If the
+    /// barrier was built with a default [`timeout`](Self::timeout), it bounds the wait, as in
+    /// [`wait_timeout`](Self::wait_timeout) (Python's `wait()` with the barrier's timeout).
     pub fn wait(&self) -> Result<u32, BarrierWaitError> {
-        self.wait_inner(None)
+        self.wait_inner(self.timeout().map(deadline_after))
     }
 
     /// As [`wait`](Self::wait), at most `timeout`; when it passes, the barrier breaks (as in
@@ -214,11 +383,13 @@ impl Barrier {
     /// by then, including the one for the internal lock (held for a few instructions by each
     /// arriving party, but possibly by one that is stopped): a call that could not even arrive
     /// in time breaks the barrier all the same.
+    #[doc(alias = "wait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
-        self.wait_inner(Some(Instant::now() + timeout))
+        self.wait_inner(Some(deadline_after(timeout)))
     }
 
     /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BarrierWaitError> {
         self.wait_inner(Some(deadline))
     }
@@ -246,6 +417,9 @@ impl Barrier {
                 return Err(BarrierWaitError::Broken);
             }
             if idx + 1 == parties {
+                if TypeId::of::<A>() != TypeId::of::<NoAction>() && !self.run_action(idx, me) {
+                    return Err(BarrierWaitError::ActionFailed);
+                }
                 // ORDERING: Relaxed, under the lock.
                 st.count.store(0, Ordering::Relaxed);
                 let next = ((generation + 1) & GEN_MASK) << 1;
@@ -315,6 +489,26 @@ impl Barrier {
         }
     }
 
+    /// Runs the action in the last party to arrive (`idx`), holding the internal lock; `false`
+    /// (and the barrier broken) if it panicked.
+    fn run_action(&self, idx: u32, me: crate::sys::Me) -> bool {
+        let st = self.st();
+        // The last party is a waiter like the others while the action runs: in its slot, so a
+        // waiter notices if it dies there.
+        // ORDERING: Relaxed, one store of the whole identity; published by the Release store
+        // of `count` below.
+        self.slot(idx).store(me.word(), Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in the liveness scan.
+        st.count.store(idx + 1, Ordering::Release);
+        if std::panic::catch_unwind(A::run).is_ok() {
+            return true;
+        }
+        // ORDERING: Relaxed, under the lock.
+        st.count.store(0, Ordering::Relaxed);
+        self.break_now();
+        false
+    }
+
     /// A waiting party the kernel says is dead, if any.
     fn dead_party(&self) -> Option<u32> {
         // ORDERING: Acquire, pairs with the Release store of `count` at arrival.
@@ -365,23 +559,41 @@ impl Barrier {
     /// Returns the barrier to its empty, unbroken state; parties waiting now fail with
     /// [`BarrierWaitError::Broken`].
     ///
-    /// It takes the internal lock (held for a few instructions by each arriving party) and, as
-    /// Python's does, waits for it as long as its holder lives: a party stopped inside its
-    /// arrival delays `reset` until it runs again.
+    /// It takes the internal lock (held for a few instructions by each arriving party, and by
+    /// the last one while the action runs) and, as Python's does, waits for it as long as its
+    /// holder lives: a party stopped inside its arrival delays `reset` until it runs again.
+    /// [`reset_timeout`](Self::reset_timeout) bounds that wait.
     pub fn reset(&self) {
-        self.locked(None, |st| {
-            // ORDERING: Relaxed, under the lock.
-            let w = st.word.load(Ordering::Relaxed);
-            let next = ((w >> 1) + 1) & GEN_MASK;
-            // ORDERING: Relaxed, published by the Release store of `word` below.
-            st.broken_gen.store(next, Ordering::Relaxed);
-            // ORDERING: Relaxed, under the lock.
-            st.count.store(0, Ordering::Relaxed);
-            // ORDERING: Release, pairs with the Acquire load of waiters.
-            st.word.store(next << 1, Ordering::Release);
-            Os.wake(&st.word, u32::MAX);
-        });
+        self.locked(None, Self::reset_locked);
+    }
+
+    /// As [`reset`](Self::reset), waiting at most `timeout` for the internal lock; on
+    /// `Err(TimedOut)` nothing changed (the barrier is as it was: broken or not).
+    #[doc(alias = "reset")]
+    pub fn reset_timeout(&self, timeout: Duration) -> Result<(), BarrierResetError> {
+        self.reset_deadline(deadline_after(timeout))
+    }
+
+    /// As [`reset_timeout`](Self::reset_timeout), until `deadline`.
+    pub fn reset_deadline(&self, deadline: Instant) -> Result<(), BarrierResetError> {
+        // Without this process's identity the lock cannot be taken: wait for it until the
+        // deadline too (see `os.rs`).
+        self.locked(Some(deadline), Self::reset_locked)
+            .ok_or(BarrierResetError::TimedOut)
+    }
+
+    fn reset_locked(st: &BarrierState) {
+        // ORDERING: Relaxed, under the lock.
+        let w = st.word.load(Ordering::Relaxed);
+        let next = ((w >> 1) + 1) & GEN_MASK;
+        // ORDERING: Relaxed, published by the Release store of `word` below.
+        st.broken_gen.store(next, Ordering::Relaxed);
+        // ORDERING: Relaxed, under the lock.
+        st.count.store(0, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load of waiters.
+        st.word.store(next << 1, Ordering::Release);
+        Os.wake(&st.word, u32::MAX);
     }
 }
 
-shared_handle!(Barrier);
+shared_object!(Barrier<A: BarrierAction>: BarrierState[u64] = Self::kind_name(), Self::checked);

@@ -3,32 +3,43 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_core::futex::Futex;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::{LockTimeoutError, OwnerDied};
-use crate::lock::{self, LockGuard};
-use crate::object::{Shared, SharedState, shared_handle};
-use crate::primitive::Ordering;
+use crate::lock::{Acquire, lock_methods};
+use crate::object::{Shared, SharedState, shared_object};
+use crate::os::{self, Os};
+use crate::raw_condition::{Slot, WaitQueue, WaitQueueState};
 use crate::raw_lock::LockState;
+use crate::supplied::{AnyGuard, ExternalLock, OnSuppliedLock, SuppliedLock};
 
 const KIND: &str = "Condition";
+/// Waiters that `notify(n)` counts exactly; more wait too, woken by every notify (see
+/// `raw_condition.rs`).
+const SLOTS: usize = 1024;
 
-/// The shared state of a [`Condition`]: its robust lock and a notification sequence number
-/// that waiters sleep on (24 bytes, every bit pattern valid).
+/// The shared state of a [`Condition`]: its own robust lock (unused when it is built on a
+/// supplied lock) and its waiter queue's counters (32 bytes, every bit pattern valid). The
+/// waiters' slots follow as the segment's elements.
 #[repr(C)]
 #[derive(Debug)]
 pub struct ConditionState {
     lock: LockState,
-    seq: Futex,
+    queue: WaitQueueState,
 }
 
 // SAFETY: `#[repr(C)]`, atomics only.
 unsafe impl SharedState for ConditionState {}
 
-/// A condition variable with its own robust lock. `lock` returns a [`ConditionGuard`] that
-/// carries Python's verbs: `wait`, `wait_for`, `notify`, `notify_all` — so they can only be
-/// called holding the lock, as Python requires.
+/// A condition variable over a robust lock: its own, or one the caller supplies
+/// ([`with_lock`](Self::with_lock), Python's `Condition(lock)`). `lock` returns a
+/// [`ConditionGuard`] that carries Python's verbs: `wait`, `wait_for`, `notify`, `notify_all`
+/// — so they can only be called holding the lock, as Python requires.
+///
+/// `notify(n)` wakes exactly `n` of the waiters that wait when it is called (the oldest first),
+/// or all of them if fewer wait; a waiter that died while waiting is skipped, so it swallows no
+/// notification meant for a live one. (Past 1024 simultaneous waiters, the extra ones are woken
+/// by every notification, as a spurious wake-up.)
 ///
 /// ```
 /// use ipc_sync::{Condition, Value};
@@ -45,70 +56,110 @@ unsafe impl SharedState for ConditionState {}
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Condition {
-    shm: Shared<ConditionState, u8>,
+    shm: Shared<ConditionState, [u64; 2]>,
+    lock: Option<ExternalLock>,
 }
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Condition")
-            .field("holder", &self.lock_state().holder())
+            .field("locked", &self.is_locked())
+            .field("supplied_lock", &self.lock.is_some())
             .finish()
     }
 }
 
-impl Condition {
-    /// A condition in a new anonymous segment.
-    pub fn new() -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous)
+impl OnSuppliedLock for Condition {
+    const BASE: &'static str = KIND;
+
+    fn supplied(&self) -> Option<&ExternalLock> {
+        self.lock.as_ref()
     }
 
-    /// A condition placed as asked.
-    pub fn create(placement: &Placement) -> Result<Self, CreateError> {
-        Ok(Self {
-            shm: Shared::create(KIND, placement, 0, |_, _| {})?,
-        })
-    }
-
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens a condition created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
-        })
-    }
-
-    fn lock_state(&self) -> &LockState {
+    fn own_lock(&self) -> &LockState {
         &self.shm.state().lock
     }
 
-    fn seq(&self) -> &Futex {
-        &self.shm.state().seq
+    fn assemble(
+        shm: Shared<ConditionState, [u64; 2]>,
+        lock: Option<ExternalLock>,
+    ) -> Result<Self, OpenError> {
+        if shm.len() == 0 || shm.len() > 1 << 16 {
+            return Err(OpenError::Corrupted {
+                what: "a condition's waiter slots",
+            });
+        }
+        Ok(Self { shm, lock })
+    }
+}
+
+impl Condition {
+    /// A condition with its own lock, placed as asked.
+    pub fn create(placement: &Placement) -> Result<Self, CreateError> {
+        Self::create_on(placement, None)
     }
 
-    fn make_guard(&self) -> ConditionGuard<'_> {
-        ConditionGuard {
-            guard: LockGuard {
-                state: self.lock_state(),
-            },
-            cond: self,
+    /// A condition on the caller's [`Lock`](crate::Lock) or [`ReentrantLock`](crate::RLock)
+    /// (Python's `Condition(lock)`), in a new anonymous segment: its guard holds that lock, so
+    /// `lock.lock()` and `cond.lock()` exclude each other. It keeps a handle of its own of the
+    /// lock, and passing it to a child passes the lock too. Built on a `ReentrantLock`, `wait`
+    /// releases every level the thread holds and restores them after, as Python's does.
+    #[doc(alias = "Condition")]
+    pub fn with_lock<'l>(lock: impl Into<SuppliedLock<'l>>) -> Result<Self, CreateError> {
+        Self::create_with_lock(&Placement::Anonymous, lock)
+    }
+
+    /// As [`with_lock`](Self::with_lock), placed as asked.
+    pub fn create_with_lock<'l>(
+        placement: &Placement,
+        lock: impl Into<SuppliedLock<'l>>,
+    ) -> Result<Self, CreateError> {
+        Self::create_on(placement, Some(lock.into().clone_lock_for_create()?))
+    }
+
+    fn create_on(placement: &Placement, lock: Option<ExternalLock>) -> Result<Self, CreateError> {
+        let kind = crate::supplied::kind_on(KIND, lock.as_ref());
+        Ok(Self {
+            shm: Shared::create(&kind, placement, SLOTS, |_, _| {})?,
+            lock,
+        })
+    }
+
+    fn queue(&self) -> WaitQueue<'_> {
+        let slots = self.shm.data().cast::<Slot>();
+        WaitQueue {
+            state: &self.shm.state().queue,
+            // SAFETY: the elements are `len` pairs of u64 (16 bytes, 8-aligned) in the
+            // validated payload, mapped while `self` lives; a `Slot` is 16 bytes of atomics
+            // (`#[repr(C)]`, align 8), valid for any bytes, and every access to the slots is
+            // atomic.
+            slots: unsafe { std::slice::from_raw_parts(slots, self.shm.len()) },
         }
     }
 
-    lock::lock_methods!(ConditionGuard<'_>);
+    fn make_guard<'a>(&'a self, guard: AnyGuard<'a>) -> ConditionGuard<'a> {
+        ConditionGuard { guard, cond: self }
+    }
+
+    /// The guard of a lock taken back after a wait, with the reentrant depth it had.
+    fn rewrap<'a>(&'a self, depth: u32, guard: AnyGuard<'a>) -> ConditionGuard<'a> {
+        if let AnyGuard::Reentrant(g) = &guard {
+            g.restore_depth(depth);
+        }
+        self.make_guard(guard)
+    }
+
+    lock_methods!(ConditionGuard<'_>);
 }
 
-shared_handle!(Condition);
+shared_object!(supplied Condition: ConditionState[[u64; 2]] = KIND; new() "A condition with its own lock, in a new anonymous segment.");
 
-/// Holds a [`Condition`]'s lock; waits and notifies.
+/// Holds a [`Condition`]'s lock; waits and notifies. Dropping it releases the lock (Python's
+/// `release()`).
+#[doc(alias = "release")]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard<'a> {
-    guard: LockGuard<'a>,
+    guard: AnyGuard<'a>,
     cond: &'a Condition,
 }
 
@@ -122,8 +173,11 @@ impl<'a> ConditionGuard<'a> {
     /// Releases the lock, sleeps until notified, and takes the lock again. Spurious wake-ups
     /// happen: re-check the condition (or use [`wait_for`](Self::wait_for)).
     pub fn wait(self) -> Result<Self, OwnerDied<Self>> {
-        let (cond, _) = self.release_and_sleep(None);
-        cond.lock()
+        let (cond, depth, _) = self.release_and_sleep(None);
+        match Acquire::lock(cond.lock_ref()) {
+            Ok(g) => Ok(cond.rewrap(depth, g)),
+            Err(e) => Err(e.map(|g| cond.rewrap(depth, g))),
+        }
     }
 
     /// As [`wait`](Self::wait), for at most `timeout` in all; the flag is `false` if the
@@ -132,29 +186,43 @@ impl<'a> ConditionGuard<'a> {
     /// Every internal wait ends by the deadline, taking the lock back included: if its holder
     /// keeps it past the deadline (a process stopped while holding it, say), this returns
     /// `Err(LockTimeoutError::TimedOut)` and the lock is **not** held.
+    #[doc(alias = "wait")]
     pub fn wait_timeout(self, timeout: Duration) -> Result<(Self, bool), LockTimeoutError<Self>> {
-        self.wait_deadline(Instant::now() + timeout)
+        self.wait_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// As [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(self, deadline: Instant) -> Result<(Self, bool), LockTimeoutError<Self>> {
-        let (cond, notified) = self.release_and_sleep(Some(deadline));
-        cond.lock_deadline(deadline).map(|g| (g, notified))
+        let (cond, depth, notified) = self.release_and_sleep(Some(deadline));
+        match Acquire::lock_deadline(cond.lock_ref(), deadline) {
+            Ok(g) => Ok((cond.rewrap(depth, g), notified)),
+            Err(e) => Err(e.map(|g| cond.rewrap(depth, g))),
+        }
     }
 
-    /// Releases the lock and sleeps until notified or until `deadline`; `true` if notified.
-    fn release_and_sleep(self, deadline: Option<Instant>) -> (&'a Condition, bool) {
+    /// Takes a ticket, releases the lock (every level of a reentrant one) and sleeps until
+    /// notified or until `deadline`. Returns the condition, the reentrant depth to restore and
+    /// whether it was notified.
+    fn release_and_sleep(self, deadline: Option<Instant>) -> (&'a Condition, u32, bool) {
         let cond = self.cond;
-        let seen = cond.seq().load();
-        drop(self);
-        let notified = loop {
-            match cond.seq().wait_while(|v| v == seen, deadline) {
-                Ok(_) => break true,
-                Err(_) if deadline.is_some() => break false,
-                Err(_) => {}
-            }
+        let queue = cond.queue();
+        // Registered under the lock, so a notify after this (it needs the lock) counts it.
+        let ticket = match os::me() {
+            Some(me) => queue.register(me, &Os),
+            // No identity (a fork child at its descriptor limit): wait as an overflow waiter,
+            // woken by any notification.
+            None => queue.register_anonymous(),
         };
-        (cond, notified)
+        let depth = match self.guard {
+            AnyGuard::Plain(g) => {
+                drop(g);
+                1
+            }
+            AnyGuard::Reentrant(g) => g.release_all(),
+        };
+        let notified = queue.wait(ticket, deadline, &Os);
+        (cond, depth, notified)
     }
 
     /// Python's `wait_for(predicate, timeout)`: waits until `pred()` holds (checked with the
@@ -166,7 +234,7 @@ impl<'a> ConditionGuard<'a> {
         mut pred: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<(Self, bool), LockTimeoutError<Self>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::sys::deadline_after);
         loop {
             if pred() {
                 return Ok((self, true));
@@ -179,28 +247,21 @@ impl<'a> ConditionGuard<'a> {
         }
     }
 
-    /// Wakes one waiter.
+    /// Wakes one waiter (Python's `notify()`): the one that has waited longest, skipping any
+    /// the kernel says died while waiting.
     pub fn notify(&self) {
         self.notify_n(1);
     }
 
-    /// Wakes up to `n` waiters.
+    /// Wakes exactly `n` of the waiters that wait now (the oldest first), or every one of them
+    /// if fewer wait (Python's `notify(n)`). A waiter that died while waiting does not count.
+    #[doc(alias = "notify")]
     pub fn notify_n(&self, n: u32) {
-        // ORDERING: Release, pairs with the Acquire load in `wait`: publishes the state change
-        // made under the lock.
-        self.cond.seq().word().fetch_add(1, Ordering::Release);
-        if n == u32::MAX {
-            self.cond.seq().wake_all();
-        } else {
-            for _ in 0..n {
-                if self.cond.seq().wake_one() == 0 {
-                    break;
-                }
-            }
-        }
+        self.cond.queue().notify(n, os::me(), &Os);
     }
 
     /// Wakes every waiter.
+    #[doc(alias = "notifyAll")]
     pub fn notify_all(&self) {
         self.notify_n(u32::MAX);
     }

@@ -1,5 +1,5 @@
-//! Errors of the blocking operations. Creating and opening use [`ipc_core::CreateError`] and
-//! [`ipc_core::OpenError`].
+//! Errors of the blocking operations. Creating and opening use [`CreateError`](crate::CreateError)
+//! and [`OpenError`](crate::OpenError), `ipc_core`'s, re-exported at the crate root.
 
 use std::fmt;
 
@@ -22,6 +22,7 @@ use std::fmt;
 /// drop(guard);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "EOWNERDEAD")]
 pub struct OwnerDied<G> {
     guard: G,
 }
@@ -29,6 +30,11 @@ pub struct OwnerDied<G> {
 impl<G> OwnerDied<G> {
     pub(crate) fn new(guard: G) -> Self {
         Self { guard }
+    }
+
+    /// The same signal around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
+        OwnerDied::new(f(self.guard))
     }
 
     /// The guard: the lock is held.
@@ -73,6 +79,16 @@ pub enum TryLockError<G> {
     OwnerDied(OwnerDied<G>),
 }
 
+impl<G> TryLockError<G> {
+    /// The same error around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
+        match self {
+            Self::WouldBlock => TryLockError::WouldBlock,
+            Self::OwnerDied(e) => TryLockError::OwnerDied(e.map(f)),
+        }
+    }
+}
+
 impl<G> fmt::Debug for TryLockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -106,6 +122,16 @@ pub enum LockTimeoutError<G> {
     TimedOut,
     /// Acquired, but a previous holder died holding it.
     OwnerDied(OwnerDied<G>),
+}
+
+impl<G> LockTimeoutError<G> {
+    /// The same error around another guard made from this one.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockTimeoutError<H> {
+        match self {
+            Self::TimedOut => LockTimeoutError::TimedOut,
+            Self::OwnerDied(e) => LockTimeoutError::OwnerDied(e.map(f)),
+        }
+    }
 }
 
 impl<G> fmt::Debug for LockTimeoutError<G> {
@@ -175,6 +201,7 @@ impl fmt::Display for NotOwner {
 impl std::error::Error for NotOwner {}
 
 /// `Barrier::wait` did not pass.
+#[doc(alias = "BrokenBarrierError")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BarrierWaitError {
@@ -188,6 +215,9 @@ pub enum BarrierWaitError {
     },
     /// This call's deadline passed; as in Python, the barrier is now broken for the others.
     TimedOut,
+    /// This party was the last to arrive and the barrier's action panicked: the barrier is
+    /// broken (Python raises the action's exception in that party and breaks the barrier).
+    ActionFailed,
 }
 
 impl fmt::Display for BarrierWaitError {
@@ -198,8 +228,30 @@ impl fmt::Display for BarrierWaitError {
                 write!(f, "party {pid} died while waiting: the barrier is broken")
             }
             Self::TimedOut => f.write_str("timed out at the barrier: the barrier is now broken"),
+            Self::ActionFailed => {
+                f.write_str("the barrier's action panicked: the barrier is now broken")
+            }
         }
     }
 }
 
 impl std::error::Error for BarrierWaitError {}
+
+/// `Barrier::reset_timeout` did not reset the barrier; nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BarrierResetError {
+    /// The barrier's internal lock was held past the deadline (by a live party that does not
+    /// run: stopped, or descheduled inside its arrival).
+    TimedOut,
+}
+
+impl fmt::Display for BarrierResetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("timed out waiting for the barrier's internal lock"),
+        }
+    }
+}
+
+impl std::error::Error for BarrierResetError {}

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ipc_core::futex::Futex;
-use ipc_core::{CreateError, OpenError, Placement};
+use ipc_core::raw::futex::Futex;
+use ipc_core::{CreateError, Placement};
 
-use crate::object::{Shared, SharedState, shared_handle};
+use crate::object::{Shared, SharedState, shared_object};
 use crate::primitive::Ordering;
 
 const KIND: &str = "Event";
@@ -53,29 +53,10 @@ impl fmt::Debug for Event {
 }
 
 impl Event {
-    /// A clear event in a new anonymous segment.
-    pub fn new() -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous)
-    }
-
     /// A clear event placed as asked.
     pub fn create(placement: &Placement) -> Result<Self, CreateError> {
         Ok(Self {
             shm: Shared::create(KIND, placement, 0, |_, _| {})?,
-        })
-    }
-
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens an event created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
         })
     }
 
@@ -95,7 +76,8 @@ impl Event {
         self.flag().word().store(0, Ordering::Release);
     }
 
-    /// Whether the flag is set.
+    /// Whether the flag is set (Python's `is_set()`, formerly `isSet()`).
+    #[doc(alias = "isSet")]
     pub fn is_set(&self) -> bool {
         self.flag().load() != 0
     }
@@ -121,11 +103,13 @@ impl Event {
     }
 
     /// Blocks at most `timeout`; returns whether the flag is set (Python's `wait(timeout)`).
+    #[doc(alias = "wait")]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(Instant::now() + timeout)
+        self.wait_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Blocks at most until `deadline`; returns whether the flag is set.
+    #[doc(alias = "wait")]
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
         if self.spin_for_set() {
             return true;
@@ -139,4 +123,4 @@ impl Event {
     }
 }
 
-shared_handle!(Event);
+shared_object!(Event: EventState[u8] = KIND; new() "A clear event in a new anonymous segment.");

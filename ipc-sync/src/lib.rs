@@ -12,14 +12,25 @@
 //! | (none: a lock around a value)         | [`Mutex<T>`]                                            |
 //! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] |
 //! | `Event()`, `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: same verbs, [`wait_timeout`](Event::wait_timeout) |
-//! | `Condition(lock)`, `wait`, `wait_for`, `notify`, `notify_all` | [`Condition`]; the verbs are on its guard |
-//! | `Barrier(n)`, `wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken` | [`Barrier`]: same, [`is_broken`](Barrier::is_broken) |
-//! | `Value('i', 5)`, `get_lock()`, `.value` | [`Value::new`]`(5i32)`, [`get_lock`](Value::get_lock), [`get`](Value::get) / [`set`](Value::set) |
-//! | `Array('i', [1, 2, 3])`               | [`Array::from_slice`]`(&[1, 2, 3])`                     |
+//! | `Condition()`, `Condition(lock)`, `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition::new`], [`Condition::with_lock`]; the verbs are on its guard; `notify_n(n)` wakes exactly `n` |
+//! | `Barrier(n, action, timeout)`, `wait`, `reset`, `abort`, `parties`, `n_waiting`, `broken` | [`Barrier::new`], [`Barrier::builder`] ([`BarrierAction`]); same verbs, [`reset_timeout`](Barrier::reset_timeout), [`is_broken`](Barrier::is_broken) |
+//! | `Value('i', 5)`, `Value('i', 5, lock=l)`, `get_lock()`, `.value` | [`Value::new`]`(5i32)`, [`Value::with_lock`], [`get_lock`](Value::get_lock), [`get`](Value::get) / [`set`](Value::set) |
+//! | `Array('i', [1, 2, 3])`, `arr[2:7]`, `arr[4:8] = xs` | [`Array::from_slice`]`(&[1, 2, 3])`, [`read_range`](Array::read_range), [`write_range`](Array::write_range) |
+//! | `Process(target=f, args=(lock,))`     | `Process::new(f, lock.try_clone()?)`: every object has `try_clone` |
 //!
 //! Every object lives in its own segment (anonymous by default, or named), starts with the
 //! validated `ipc_core` header carrying its own type fingerprint, and serialises to its handle,
-//! so it can be passed to a child process as an argument.
+//! so it can be passed to a child process as an argument; `try_clone` gives a second handle, so
+//! the caller keeps its own. Creating and opening report [`CreateError`] and [`OpenError`].
+//!
+//! Guards release when dropped, so a guard that is not bound to a name releases at once: the
+//! guards are `#[must_use]`.
+//!
+//! ```compile_fail
+//! #![deny(unused_must_use)]
+//! let lock = ipc_sync::Lock::new().unwrap();
+//! lock.lock().unwrap(); // the guard is dropped here: the lock is not held on the next line
+//! ```
 //!
 //! ```
 //! use ipc_sync::{Event, Lock, Value};
@@ -65,12 +76,15 @@ mod object;
 #[cfg(not(loom))]
 mod os;
 mod primitive;
+mod raw_condition;
 mod raw_lock;
 mod raw_semaphore;
 #[cfg(not(loom))]
 mod rlock;
 #[cfg(not(loom))]
 mod semaphore;
+#[cfg(not(loom))]
+mod supplied;
 mod sys;
 #[cfg(not(loom))]
 mod value;
@@ -78,15 +92,20 @@ mod value;
 #[cfg(not(loom))]
 pub use array::{Array, ArrayGuard};
 #[cfg(not(loom))]
-pub use barrier::{Barrier, BarrierState, MAX_PARTIES};
+pub use barrier::{Barrier, BarrierAction, BarrierBuilder, BarrierState, MAX_PARTIES, NoAction};
 #[cfg(not(loom))]
 pub use condition::{Condition, ConditionGuard, ConditionState};
 #[cfg(not(loom))]
 pub use error::{
-    BarrierWaitError, LockTimeoutError, NotOwner, OwnerDied, ReleaseError, TryLockError,
+    BarrierResetError, BarrierWaitError, LockTimeoutError, NotOwner, OwnerDied, ReleaseError,
+    TryLockError,
 };
 #[cfg(not(loom))]
 pub use event::{Event, EventState};
+/// The errors of creating and opening an object, and where to create one, from `ipc_core`
+/// (re-exported so that a user of this crate names them from here).
+#[cfg(not(loom))]
+pub use ipc_core::{CreateError, ObjectHandle, OpenError, Placement};
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
@@ -97,5 +116,7 @@ pub use raw_semaphore::SemaphoreState;
 pub use rlock::{RLock, ReentrantLock, ReentrantLockGuard, ReentrantLockState};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore};
+#[cfg(not(loom))]
+pub use supplied::SuppliedLock;
 #[cfg(not(loom))]
 pub use value::{Value, ValueGuard};

@@ -4,10 +4,10 @@
 use std::fmt;
 use std::time::Instant;
 
-use ipc_core::{CreateError, OpenError, Placement};
+use ipc_core::{CreateError, Placement};
 
-use crate::error::OwnerDied;
-use crate::object::{Shared, shared_handle};
+use crate::error::{LockTimeoutError, OwnerDied, TryLockError};
+use crate::object::{Shared, shared_object};
 use crate::os::{self, Os};
 use crate::raw_lock::{Acquired, LockState};
 use crate::sys::{Me, SLICE, passed, slice_end};
@@ -67,8 +67,62 @@ pub(crate) fn wrap<G>(a: Acquired, guard: G) -> Result<G, OwnerDied<G>> {
     }
 }
 
-/// Generates `lock`, `try_lock`, `lock_timeout` and `lock_deadline` for a type with a method
-/// `lock_state(&self) -> &LockState` and a guard constructor `make_guard(&self)`.
+/// A lock as the generated lock methods see it: how to take it and what guard it gives. The
+/// robust lock in a segment (`&LockState`) gives a [`LockGuard`]; a lock ref that may be a
+/// supplied lock (`crate::supplied::LockRef`) gives whichever guard that lock gives.
+pub(crate) trait Acquire<'a>: Copy {
+    /// The guard that holds the lock.
+    type Guard;
+    /// Blocks until acquired (see the generated `lock`).
+    fn lock(self) -> Result<Self::Guard, OwnerDied<Self::Guard>>;
+    /// Never blocks.
+    fn try_lock(self) -> Result<Self::Guard, TryLockError<Self::Guard>>;
+    /// Blocks at most until `deadline`.
+    fn lock_deadline(self, deadline: Instant)
+    -> Result<Self::Guard, LockTimeoutError<Self::Guard>>;
+    /// Whether somebody holds it (a snapshot).
+    fn is_locked(self) -> bool;
+    /// Whether it is marked inconsistent.
+    fn is_poisoned(self) -> bool;
+}
+
+impl<'a> Acquire<'a> for &'a LockState {
+    type Guard = LockGuard<'a>;
+
+    #[inline]
+    fn lock(self) -> Result<LockGuard<'a>, OwnerDied<LockGuard<'a>>> {
+        wrap(acquire(self), LockGuard { state: self })
+    }
+
+    fn try_lock(self) -> Result<LockGuard<'a>, TryLockError<LockGuard<'a>>> {
+        match acquire_now(self) {
+            Some(a) => Ok(wrap(a, LockGuard { state: self })?),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    fn lock_deadline(
+        self,
+        deadline: Instant,
+    ) -> Result<LockGuard<'a>, LockTimeoutError<LockGuard<'a>>> {
+        match acquire_until(self, deadline) {
+            Some(a) => Ok(wrap(a, LockGuard { state: self })?),
+            None => Err(LockTimeoutError::TimedOut),
+        }
+    }
+
+    fn is_locked(self) -> bool {
+        LockState::is_locked(self)
+    }
+
+    fn is_poisoned(self) -> bool {
+        LockState::is_poisoned(self)
+    }
+}
+
+/// Generates `lock`, `try_lock`, `lock_timeout`, `lock_deadline`, `is_locked` and
+/// `is_poisoned` for a type with `lock_ref(&self) -> impl Acquire` and
+/// `make_guard(&self, <that lock's guard>) -> $guard`.
 macro_rules! lock_methods {
     ($guard:ty) => {
         /// Acquires the lock, blocking as long as another process or thread holds it. A holder
@@ -76,9 +130,12 @@ macro_rules! lock_methods {
         /// then taken over and `Err(OwnerDied)` carries the guard. A holder that is alive —
         /// stopped, descheduled, or one whose liveness the kernel cannot report — keeps it.
         #[doc(alias = "acquire")]
+        #[inline]
         pub fn lock(&self) -> Result<$guard, $crate::OwnerDied<$guard>> {
-            let a = $crate::lock::acquire(self.lock_state());
-            $crate::lock::wrap(a, self.make_guard())
+            match $crate::lock::Acquire::lock(self.lock_ref()) {
+                Ok(g) => Ok(self.make_guard(g)),
+                Err(e) => Err(e.map(|g| self.make_guard(g))),
+            }
         }
 
         /// Acquires the lock if it is free (or the kernel says its holder is dead) now; never
@@ -87,41 +144,45 @@ macro_rules! lock_methods {
         /// taken under an invented one.
         #[doc(alias = "acquire")]
         pub fn try_lock(&self) -> Result<$guard, $crate::TryLockError<$guard>> {
-            match $crate::lock::acquire_now(self.lock_state()) {
-                Some(a) => Ok($crate::lock::wrap(a, self.make_guard())?),
-                None => Err($crate::TryLockError::WouldBlock),
+            match $crate::lock::Acquire::try_lock(self.lock_ref()) {
+                Ok(g) => Ok(self.make_guard(g)),
+                Err(e) => Err(e.map(|g| self.make_guard(g))),
             }
         }
 
         /// Acquires the lock, blocking at most `timeout` (every internal wait, including one
         /// for this process's own identity, ends by then).
+        #[doc(alias = "acquire")]
         pub fn lock_timeout(
             &self,
             timeout: std::time::Duration,
         ) -> Result<$guard, $crate::LockTimeoutError<$guard>> {
-            self.lock_deadline(std::time::Instant::now() + timeout)
+            self.lock_deadline($crate::sys::deadline_after(timeout))
         }
 
         /// Acquires the lock, blocking at most until `deadline`.
+        #[doc(alias = "acquire")]
         pub fn lock_deadline(
             &self,
             deadline: std::time::Instant,
         ) -> Result<$guard, $crate::LockTimeoutError<$guard>> {
-            match $crate::lock::acquire_until(self.lock_state(), deadline) {
-                Some(a) => Ok($crate::lock::wrap(a, self.make_guard())?),
-                None => Err($crate::LockTimeoutError::TimedOut),
+            match $crate::lock::Acquire::lock_deadline(self.lock_ref(), deadline) {
+                Ok(g) => Ok(self.make_guard(g)),
+                Err(e) => Err(e.map(|g| self.make_guard(g))),
             }
         }
 
-        /// Whether some holder has the lock right now (a snapshot, for diagnostics).
+        /// Whether some holder has the lock right now (a snapshot, for diagnostics; Python's
+        /// `locked()`).
+        #[doc(alias = "locked")]
         pub fn is_locked(&self) -> bool {
-            self.lock_state().is_locked()
+            $crate::lock::Acquire::is_locked(self.lock_ref())
         }
 
         /// Whether the lock is marked inconsistent: a holder died and nobody has called
         /// `make_consistent` since.
         pub fn is_poisoned(&self) -> bool {
-            self.lock_state().is_poisoned()
+            $crate::lock::Acquire::is_poisoned(self.lock_ref())
         }
     };
 }
@@ -166,47 +227,33 @@ impl fmt::Debug for Lock {
 }
 
 impl Lock {
-    /// A free lock in a new anonymous segment.
-    pub fn new() -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous)
-    }
-
     /// A free lock placed as asked (anonymous, or named for unrelated processes).
     pub fn create(placement: &Placement) -> Result<Self, CreateError> {
         let shm = Shared::create(KIND, placement, 0, |_, _| {})?;
         Ok(Self { shm })
     }
 
-    /// Attaches to a lock through its handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens a lock created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
-        })
-    }
-
-    fn lock_state(&self) -> &LockState {
+    pub(crate) fn lock_state(&self) -> &LockState {
         self.shm.state()
     }
 
-    fn make_guard(&self) -> LockGuard<'_> {
-        LockGuard {
-            state: self.lock_state(),
-        }
+    fn lock_ref(&self) -> &LockState {
+        self.lock_state()
+    }
+
+    #[inline]
+    fn make_guard<'a>(&'a self, g: LockGuard<'a>) -> LockGuard<'a> {
+        g
     }
 
     lock_methods!(LockGuard<'_>);
 }
 
-shared_handle!(Lock);
+shared_object!(Lock: LockState[u8] = KIND; new() "A free lock in a new anonymous segment.");
 
-/// Holds a [`Lock`] (or the lock of a `Condition`); releases it when dropped.
+/// Holds a [`Lock`] (or the lock of a `Condition`); releases it when dropped (Python's
+/// `release()`, or the end of a `with lock:` block).
+#[doc(alias = "release")]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     pub(crate) state: &'a LockState,

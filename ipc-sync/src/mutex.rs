@@ -8,7 +8,7 @@ use bytemuck::Pod;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::lock::{LockGuard, lock_methods};
-use crate::object::{Shared, shared_handle};
+use crate::object::{Shared, shared_object};
 use crate::raw_lock::LockState;
 
 const KIND: &str = "Mutex";
@@ -39,15 +39,19 @@ impl<T: Pod> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mutex")
             .field("type", &std::any::type_name::<T>())
-            .field("holder", &self.lock_state().holder())
+            .field("holder", &self.lock_ref().holder())
             .finish()
     }
 }
 
 impl<T: Pod> Mutex<T> {
-    /// A mutex holding `value` in a new anonymous segment.
-    pub fn new(value: T) -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous, value)
+    fn checked(shm: Shared<LockState, T>) -> Result<Self, OpenError> {
+        if shm.len() != 1 {
+            return Err(OpenError::Corrupted {
+                what: "a Mutex holds exactly one value",
+            });
+        }
+        Ok(Self { shm })
     }
 
     /// A mutex holding `value`, placed as asked.
@@ -59,34 +63,13 @@ impl<T: Pod> Mutex<T> {
         Ok(Self { shm })
     }
 
-    /// Attaches through a handle, validating the segment and the type.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Self::checked(Shared::open(KIND, handle)?)
-    }
-
-    /// Opens a mutex created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Self::checked(Shared::open_named(KIND, name)?)
-    }
-
-    fn checked(shm: Shared<LockState, T>) -> Result<Self, OpenError> {
-        if shm.len() != 1 {
-            return Err(OpenError::Corrupted {
-                what: "a Mutex holds exactly one value",
-            });
-        }
-        Ok(Self { shm })
-    }
-
-    fn lock_state(&self) -> &LockState {
+    fn lock_ref(&self) -> &LockState {
         self.shm.state()
     }
 
-    fn make_guard(&self) -> MutexGuard<'_, T> {
+    fn make_guard<'a>(&'a self, lock: LockGuard<'a>) -> MutexGuard<'a, T> {
         MutexGuard {
-            lock: LockGuard {
-                state: self.lock_state(),
-            },
+            lock,
             data: self.shm.data(),
             _t: PhantomData,
         }
@@ -95,7 +78,7 @@ impl<T: Pod> Mutex<T> {
     lock_methods!(MutexGuard<'_, T>);
 }
 
-shared_handle!(Mutex<T>);
+shared_object!(Mutex<T: Pod>: LockState[T] = KIND, Self::checked; new(value: T) "A mutex holding `value`, in a new anonymous segment.");
 
 /// Holds a [`Mutex`]; dereferences to the value (a `Mutex` has no lock-free operations, so the
 /// lock is the only way to its bytes).

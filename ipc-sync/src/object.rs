@@ -1,12 +1,14 @@
 //! The segment every object of this crate lives in: the ipc-core header, then a `#[repr(C)]`
 //! state of atomics `S`, then `len` elements of `T` (none for plain locks and events).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
-use ipc_core::header::fnv1a;
-use ipc_core::{CreateError, ObjectHandle, ObjectSegment, OpenError, Placement, TypeFingerprint};
+use ipc_core::raw::header::fnv1a;
+use ipc_core::raw::{ObjectSegment, TypeFingerprint};
+use ipc_core::{CreateError, ObjectHandle, OpenError, Placement};
 
 /// A shared state type: `#[repr(C)]`, made of atomics only, valid for every bit pattern and
 /// for all zeroes.
@@ -161,35 +163,183 @@ impl<S: SharedState, T: Pod> Shared<S, T> {
     }
 }
 
-/// Implements `handle`, `name`, `Serialize` and `Deserialize` for a handle type whose field
-/// `shm` is a `Shared` and which has an `open(&ObjectHandle)` constructor.
-macro_rules! shared_handle {
-    ($ty:ident $(<$t:ident>)?) => {
-        impl$(<$t: bytemuck::Pod>)? $ty$(<$t>)? {
-            /// The handle another process attaches with (through [`open`](Self::open), or by
-            /// deserialising this object, which is what passing it to a child does).
-            pub fn handle(&self) -> ipc_core::ObjectHandle {
-                self.shm.handle()
+/// One kind of object of this crate: a handle type over one segment of state `State` and
+/// elements `Elem`. [`shared_object!`] derives the rest of its public surface from this.
+pub(crate) trait Object: Sized {
+    /// The shared state at the start of the payload.
+    type State: SharedState;
+    /// The elements after it.
+    type Elem: Pod;
+    /// The fingerprint kind a plain [`open`](Shared::open) checks.
+    fn kind() -> Cow<'static, str>;
+    /// Checks what the header cannot (counts, bounds recorded in the state) and wraps the
+    /// segment.
+    fn from_shared(shm: Shared<Self::State, Self::Elem>) -> Result<Self, OpenError>;
+    /// The segment.
+    fn shared(&self) -> &Shared<Self::State, Self::Elem>;
+}
+
+/// Implements [`Object`] for a handle type and derives from it the surface every object of
+/// this crate shares: `open`, `open_named`, `handle`, `name`, `try_clone`, `Serialize` and
+/// `Deserialize`, and optionally `new` (`create` in an anonymous segment).
+///
+/// ```text
+/// shared_object!(Ty<T: Bound>: State[Elem] = kind, from_shared; new(args) "doc");
+/// shared_object!(supplied Ty<T: Bound>: State[Elem] = kind; new(args) "doc");
+/// ```
+///
+/// `from_shared` (a `fn(Shared<State, Elem>) -> Result<Self, OpenError>` that checks what the
+/// header cannot) defaults to wrapping the segment in the field `shm`. The `supplied` form is
+/// for objects that may be built on a supplied lock (see `supplied.rs`): its `try_clone` clones
+/// the lock too, it serialises the lock's handle with its own, and it adds `open_with_lock`.
+macro_rules! shared_object {
+    ($ty:ident $(<$t:ident: $bound:path>)?: $state:ty [$elem:ty] = $kind:expr
+        $(, $from:expr)? $(; new($($arg:ident: $argty:ty),*) $doc:literal)?) => {
+        $crate::object::shared_object!(@object $ty $(<$t: $bound>)?: $state [$elem] = $kind
+            $(, $from)?);
+        $crate::object::shared_object!(@common $ty $(<$t: $bound>)? $(; new($($arg: $argty),*) $doc)?);
+
+        $crate::object::shared_object!(@plain $ty $(<$t: $bound>)?);
+    };
+    (custom $ty:ident $(; new($($arg:ident: $argty:ty),*) $doc:literal)?) => {
+        $crate::object::shared_object!(@common $ty $(; new($($arg: $argty),*) $doc)?);
+        $crate::object::shared_object!(@plain $ty);
+    };
+    (supplied $ty:ident $(<$t:ident: $bound:path>)?: $state:ty [$elem:ty] = $kind:expr
+        $(; new($($arg:ident: $argty:ty),*) $doc:literal)?) => {
+        $crate::object::shared_object!(@object $ty $(<$t: $bound>)?: $state [$elem] = $kind,
+            <Self as $crate::supplied::OnSuppliedLock>::plain);
+        $crate::object::shared_object!(@common $ty $(<$t: $bound>)? $(; new($($arg: $argty),*) $doc)?);
+
+        impl$(<$t: $bound>)? $ty$(<$t>)? {
+            /// Attaches to an object built on a supplied lock (`with_lock`), with a handle of
+            /// that same lock (Python's `lock=` argument): a plain [`open`](Self::open) refuses
+            /// such an object (it would take the object's unused lock of its own), and this
+            /// refuses one built on the other kind of lock.
+            pub fn open_with_lock<'l>(
+                handle: &ipc_core::ObjectHandle,
+                lock: impl Into<$crate::SuppliedLock<'l>>,
+            ) -> Result<Self, ipc_core::OpenError> {
+                <Self as $crate::supplied::OnSuppliedLock>::open_on(
+                    handle,
+                    Some(lock.into().clone_lock()?),
+                )
             }
 
-            /// The segment's name, if this object was created by name.
-            pub fn name(&self) -> Option<&str> {
-                self.shm.name()
+            /// A second handle of the same object (as `std::fs::File::try_clone`), with a second
+            /// handle of its supplied lock, if it has one: so that one can be given away (to a
+            /// [`Process`](ipc_core::Process), which consumes its argument) and the other kept.
+            /// The clone of a named object does not own its name.
+            pub fn try_clone(&self) -> Result<Self, ipc_core::OpenError> {
+                use $crate::supplied::OnSuppliedLock;
+                let lock = self.supplied().map(|l| l.try_clone()).transpose()?;
+                Self::open_on(&self.handle(), lock)
             }
         }
 
-        impl$(<$t: bytemuck::Pod>)? serde::Serialize for $ty$(<$t>)? {
+        impl$(<$t: $bound>)? serde::Serialize for $ty$(<$t>)? {
             fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-                serde::Serialize::serialize(&self.shm.handle(), s)
+                use $crate::supplied::OnSuppliedLock;
+                serde::Serialize::serialize(&self.wire(), s)
             }
         }
 
-        impl<'de $(, $t: bytemuck::Pod)?> serde::Deserialize<'de> for $ty$(<$t>)? {
+        impl<'de $(, $t: $bound)?> serde::Deserialize<'de> for $ty$(<$t>)? {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use $crate::supplied::OnSuppliedLock;
+                let wire = <$crate::supplied::Wire as serde::Deserialize>::deserialize(d)?;
+                Self::from_wire(&wire).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+    (@object $ty:ident $(<$t:ident: $bound:path>)?: $state:ty [$elem:ty] = $kind:expr
+        $(, $from:expr)?) => {
+        impl$(<$t: $bound>)? $crate::object::Object for $ty$(<$t>)? {
+            type State = $state;
+            type Elem = $elem;
+
+            fn kind() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::from($kind)
+            }
+
+            fn from_shared(
+                shm: $crate::object::Shared<$state, $elem>,
+            ) -> Result<Self, ipc_core::OpenError> {
+                $crate::object::shared_object!(@from shm $($from)?)
+            }
+
+            fn shared(&self) -> &$crate::object::Shared<$state, $elem> {
+                &self.shm
+            }
+        }
+    };
+    (@plain $ty:ident $(<$t:ident: $bound:path>)?) => {
+        impl$(<$t: $bound>)? $ty$(<$t>)? {
+            /// A second handle of the same object (as `std::fs::File::try_clone`): its own
+            /// mapping of the same segment, so that one handle can be given away (to a
+            /// [`Process`](ipc_core::Process), which consumes its argument) and the other kept.
+            /// The clone of a named object does not own its name.
+            pub fn try_clone(&self) -> Result<Self, ipc_core::OpenError> {
+                Self::open(&self.handle())
+            }
+        }
+
+        impl$(<$t: $bound>)? serde::Serialize for $ty$(<$t>)? {
+            fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+                serde::Serialize::serialize(&self.handle(), s)
+            }
+        }
+
+        impl<'de $(, $t: $bound)?> serde::Deserialize<'de> for $ty$(<$t>)? {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let handle = <ipc_core::ObjectHandle as serde::Deserialize>::deserialize(d)?;
                 Self::open(&handle).map_err(serde::de::Error::custom)
             }
         }
     };
+    (@from $shm:ident) => { Ok(Self { shm: $shm }) };
+    (@from $shm:ident $from:expr) => { ($from)($shm) };
+    (@common $ty:ident $(<$t:ident: $bound:path>)? $(; new($($arg:ident: $argty:ty),*) $doc:literal)?) => {
+        impl$(<$t: $bound>)? $ty$(<$t>)? {
+            $(
+                #[doc = $doc]
+                #[doc = ""]
+                #[doc = "The same as [`create`](Self::create) with `Placement::Anonymous`."]
+                pub fn new($($arg: $argty),*) -> Result<Self, ipc_core::CreateError> {
+                    Self::create(&ipc_core::Placement::Anonymous $(, $arg)*)
+                }
+            )?
+
+            /// Attaches to the object `handle` names (made by [`handle`](Self::handle) in this
+            /// or another process), validating the segment: its header, its kind and element
+            /// type, and what its state records.
+            pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, ipc_core::OpenError> {
+                let kind = <Self as $crate::object::Object>::kind();
+                <Self as $crate::object::Object>::from_shared($crate::object::Shared::open(
+                    &kind, handle,
+                )?)
+            }
+
+            /// Opens the object created under `name` (`Placement::Named`), validating it as
+            /// [`open`](Self::open) does.
+            pub fn open_named(name: &str) -> Result<Self, ipc_core::OpenError> {
+                let kind = <Self as $crate::object::Object>::kind();
+                <Self as $crate::object::Object>::from_shared(
+                    $crate::object::Shared::open_named(&kind, name)?,
+                )
+            }
+
+            /// The handle another process attaches with (through [`open`](Self::open), or by
+            /// deserialising this object, which is what passing it to a child does).
+            pub fn handle(&self) -> ipc_core::ObjectHandle {
+                <Self as $crate::object::Object>::shared(self).handle()
+            }
+
+            /// The segment's name, if this object was created by name.
+            pub fn name(&self) -> Option<&str> {
+                <Self as $crate::object::Object>::shared(self).name()
+            }
+        }
+    };
 }
-pub(crate) use shared_handle;
+pub(crate) use shared_object;

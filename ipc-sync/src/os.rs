@@ -16,7 +16,7 @@ use std::cell::Cell;
 use std::sync::Once;
 use std::time::Instant;
 
-use ipc_core::futex::{self, WaitResult};
+use ipc_core::raw::futex::{self, WaitResult};
 use ipc_core::{self as core, ProcessIdentity};
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering, private};

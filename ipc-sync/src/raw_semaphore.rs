@@ -13,7 +13,7 @@
 //! | c > 0     | c - 1     | `acquire`, one CAS                                      |
 //! | c         | c + n     | `release(n)`, one CAS, refused past `bound` or `u32::MAX`; wakes `n` if `waiters > 0` |
 //!
-//! Waiters and wakers pair by the store-buffer pattern of `ipc_core::futex`: the waiter
+//! Waiters and wakers pair by the store-buffer pattern of `ipc_core::raw::futex`: the waiter
 //! increments `waiters` and fences (SeqCst) before the kernel re-checks `count == 0`; the waker
 //! changes `count` then fences (SeqCst) before it reads `waiters`. (The loom model found the
 //! pattern without the waiter's fence to lose a wake-up under its rules.) Sleeps are bounded by slices anyway,

@@ -4,11 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use ipc_core::{CreateError, OpenError, Placement};
+use ipc_core::{CreateError, Placement};
 
 use crate::error::{LockTimeoutError, NotOwner, OwnerDied, TryLockError};
 use crate::lock;
-use crate::object::{Shared, SharedState, shared_handle};
+use crate::object::{Shared, SharedState, shared_object};
 use crate::os;
 use crate::primitive::{AtomicU32, Ordering};
 use crate::raw_lock::{Acquired, LockState};
@@ -54,6 +54,7 @@ unsafe impl SharedState for ReentrantLockState {}
 /// let rl = ipc_sync::ReentrantLock::new().unwrap();
 /// send(rl.lock().unwrap()); // a guard cannot move to another thread
 /// ```
+#[doc(alias = "RLock")]
 pub struct ReentrantLock {
     shm: Shared<ReentrantLockState, u8>,
 }
@@ -71,29 +72,10 @@ impl fmt::Debug for ReentrantLock {
 }
 
 impl ReentrantLock {
-    /// A free lock in a new anonymous segment.
-    pub fn new() -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous)
-    }
-
     /// A free lock placed as asked.
     pub fn create(placement: &Placement) -> Result<Self, CreateError> {
         Ok(Self {
             shm: Shared::create(KIND, placement, 0, |_, _| {})?,
-        })
-    }
-
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens a lock created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
         })
     }
 
@@ -155,6 +137,7 @@ impl ReentrantLock {
     }
 
     /// Acquires (or re-enters) the lock if possible now; never blocks.
+    #[doc(alias = "acquire")]
     pub fn try_lock(&self) -> Result<ReentrantLockGuard<'_>, TryLockError<ReentrantLockGuard<'_>>> {
         if self.reenter() {
             return Ok(self.guard());
@@ -166,14 +149,16 @@ impl ReentrantLock {
     }
 
     /// Acquires (or re-enters) the lock, blocking at most `timeout`.
+    #[doc(alias = "acquire")]
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> Result<ReentrantLockGuard<'_>, LockTimeoutError<ReentrantLockGuard<'_>>> {
-        self.lock_deadline(Instant::now() + timeout)
+        self.lock_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Acquires (or re-enters) the lock, blocking at most until `deadline`.
+    #[doc(alias = "acquire")]
     pub fn lock_deadline(
         &self,
         deadline: Instant,
@@ -196,7 +181,8 @@ impl ReentrantLock {
         self.st().depth.load(Ordering::Relaxed)
     }
 
-    /// Whether some thread holds the lock (a snapshot).
+    /// Whether some thread holds the lock (a snapshot; Python's `locked()`).
+    #[doc(alias = "locked")]
     pub fn is_locked(&self) -> bool {
         self.st().lock.is_locked()
     }
@@ -227,9 +213,11 @@ impl ReentrantLock {
     }
 }
 
-shared_handle!(ReentrantLock);
+shared_object!(ReentrantLock: ReentrantLockState[u8] = KIND; new() "A free lock in a new anonymous segment.");
 
-/// One level of a held [`ReentrantLock`]; dropping it releases that level.
+/// One level of a held [`ReentrantLock`]; dropping it releases that level (Python's
+/// `release()`).
+#[doc(alias = "release")]
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct ReentrantLockGuard<'a> {
     lock: &'a ReentrantLock,
@@ -254,6 +242,36 @@ impl ReentrantLockGuard<'_> {
     /// Marks the protected state consistent again after [`OwnerDied`].
     pub fn make_consistent(&self) {
         self.lock.st().lock.make_consistent();
+    }
+}
+
+impl ReentrantLockGuard<'_> {
+    /// Releases every level this thread holds (Python's `_release_save`, for a condition's
+    /// wait) and returns the depth to give back to [`restore_depth`](Self::restore_depth) once
+    /// the lock is taken again. The other guards of this thread stay valid: each releases one
+    /// level after the depth is restored.
+    pub(crate) fn release_all(self) -> u32 {
+        let me = std::mem::ManuallyDrop::new(self);
+        let lock = me.lock;
+        if !lock.owned_by_me() {
+            return 1;
+        }
+        let st = lock.st();
+        // ORDERING: Relaxed, only the owning thread writes `depth` while it holds the lock.
+        let depth = st.depth.load(Ordering::Relaxed).max(1);
+        // ORDERING: Relaxed, as above; then one release of the last level.
+        st.depth.store(1, Ordering::Relaxed);
+        let _ = lock.release();
+        depth
+    }
+
+    /// Sets the depth of a lock just taken (at depth 1) by this guard back to `depth`
+    /// (Python's `_acquire_restore`).
+    pub(crate) fn restore_depth(&self, depth: u32) {
+        if self.lock.owned_by_me() {
+            // ORDERING: Relaxed, only the owning thread writes `depth` while it holds the lock.
+            self.lock.st().depth.store(depth.max(1), Ordering::Relaxed);
+        }
     }
 }
 

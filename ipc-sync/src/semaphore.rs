@@ -1,5 +1,6 @@
 //! `Semaphore` and `BoundedSemaphore`: Python's counting semaphores in shared memory.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::ReleaseError;
-use crate::object::{Shared, shared_handle};
+use crate::object::{Object, Shared, shared_object};
 use crate::os::Os;
 use crate::raw_semaphore::{ReleaseRefused, SemaphoreState};
 
@@ -67,20 +68,6 @@ impl Semaphore {
         })
     }
 
-    /// Attaches through a handle, validating the segment.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open(KIND, handle)?,
-        })
-    }
-
-    /// Opens a semaphore created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Ok(Self {
-            shm: Shared::open_named(KIND, name)?,
-        })
-    }
-
     fn st(&self) -> &SemaphoreState {
         self.shm.state()
     }
@@ -96,12 +83,15 @@ impl Semaphore {
         self.st().try_acquire()
     }
 
-    /// Takes a permit, waiting at most `timeout`; `false` if none came.
+    /// Takes a permit, waiting at most `timeout`; `false` if none came (Python's
+    /// `acquire(timeout=...)`).
+    #[doc(alias = "acquire")]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.acquire_deadline(Instant::now() + timeout)
+        self.acquire_deadline(crate::sys::deadline_after(timeout))
     }
 
     /// Takes a permit, waiting at most until `deadline`; `false` if none came.
+    #[doc(alias = "acquire")]
     pub fn acquire_deadline(&self, deadline: Instant) -> bool {
         self.st().acquire(Some(deadline), &Os)
     }
@@ -113,6 +103,7 @@ impl Semaphore {
 
     /// Returns `n` permits, waking up to `n` waiters. Refused (nothing changed) past the bound
     /// of a bounded semaphore or past `u32::MAX`.
+    #[doc(alias = "release")]
     pub fn release_n(&self, n: u32) -> Result<(), ReleaseError> {
         self.st().release(n, &Os).map_err(|e| match e {
             ReleaseRefused::PastBound => ReleaseError::PastBound {
@@ -137,7 +128,7 @@ impl Semaphore {
     }
 }
 
-shared_handle!(Semaphore);
+shared_object!(Semaphore: SemaphoreState[u8] = KIND);
 
 /// Python's `BoundedSemaphore`: a [`Semaphore`] whose `release` past its initial value is an
 /// error ([`ReleaseError::PastBound`]). Dereferences to `Semaphore` for every operation.
@@ -156,30 +147,16 @@ pub struct BoundedSemaphore {
     sem: Semaphore,
 }
 
-impl BoundedSemaphore {
-    /// A bounded semaphore holding `value` (at least 1) permits, in a new anonymous segment.
-    pub fn new(value: u32) -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous, value)
+impl Object for BoundedSemaphore {
+    type State = SemaphoreState;
+    type Elem = u8;
+
+    fn kind() -> Cow<'static, str> {
+        Cow::Borrowed(KIND)
     }
 
-    /// A bounded semaphore placed as asked.
-    pub fn create(placement: &Placement, value: u32) -> Result<Self, CreateError> {
-        Ok(Self {
-            sem: Semaphore::create(placement, value, true)?,
-        })
-    }
-
-    /// Attaches through a handle; refuses an unbounded semaphore.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Self::checked(Semaphore::open(handle)?)
-    }
-
-    /// Opens a bounded semaphore created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Self::checked(Semaphore::open_named(name)?)
-    }
-
-    fn checked(sem: Semaphore) -> Result<Self, OpenError> {
+    fn from_shared(shm: Shared<SemaphoreState, u8>) -> Result<Self, OpenError> {
+        let sem = Semaphore::from_shared(shm)?;
         if sem.bound().is_none() {
             return Err(OpenError::Corrupted {
                 what: "the semaphore is not bounded",
@@ -188,9 +165,17 @@ impl BoundedSemaphore {
         Ok(Self { sem })
     }
 
-    /// The handle another process attaches with.
-    pub fn handle(&self) -> ipc_core::ObjectHandle {
-        self.sem.handle()
+    fn shared(&self) -> &Shared<SemaphoreState, u8> {
+        &self.sem.shm
+    }
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore placed as asked.
+    pub fn create(placement: &Placement, value: u32) -> Result<Self, CreateError> {
+        Ok(Self {
+            sem: Semaphore::create(placement, value, true)?,
+        })
     }
 }
 
@@ -202,15 +187,4 @@ impl Deref for BoundedSemaphore {
     }
 }
 
-impl serde::Serialize for BoundedSemaphore {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.sem.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for BoundedSemaphore {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let handle = <ipc_core::ObjectHandle as serde::Deserialize>::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
-    }
-}
+shared_object!(custom BoundedSemaphore; new(value: u32) "A bounded semaphore holding `value` (at least 1) permits, in a new anonymous segment.");

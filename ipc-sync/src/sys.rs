@@ -96,3 +96,12 @@ pub(crate) fn slice_end(deadline: Option<Instant>, slice: Duration) -> Instant {
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
+
+/// The deadline `timeout` from now; a timeout too long for the clock (`Duration::MAX`) is about
+/// 34 years, never a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(now)
+}

@@ -3,12 +3,13 @@
 use std::fmt;
 
 use bytemuck::Pod;
-use ipc_core::pod::{self, AtomicInt};
+use ipc_core::raw::pod::{self, AtomicInt};
 use ipc_core::{CreateError, OpenError, Placement};
 
-use crate::lock::{LockGuard, lock_methods};
-use crate::object::{Shared, shared_handle};
+use crate::lock::lock_methods;
+use crate::object::{Shared, shared_object};
 use crate::raw_lock::LockState;
+use crate::supplied::{AnyGuard, ExternalLock, OnSuppliedLock, SuppliedLock};
 
 const KIND: &str = "Value";
 
@@ -32,6 +33,7 @@ const KIND: &str = "Value";
 /// ```
 pub struct Value<T: Pod> {
     shm: Shared<LockState, T>,
+    lock: Option<ExternalLock>,
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
@@ -43,49 +45,84 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
     }
 }
 
-impl<T: Pod> Value<T> {
-    /// A value in a new anonymous segment.
-    pub fn new(value: T) -> Result<Self, CreateError> {
-        Self::create(&Placement::Anonymous, value)
+impl<T: Pod> OnSuppliedLock for Value<T> {
+    const BASE: &'static str = KIND;
+
+    fn supplied(&self) -> Option<&ExternalLock> {
+        self.lock.as_ref()
     }
 
-    /// A value placed as asked.
-    pub fn create(placement: &Placement, value: T) -> Result<Self, CreateError> {
-        let shm = Shared::create(KIND, placement, 1, |_, data: *mut T| {
-            // SAFETY: one aligned element slot (64-byte aligned), not yet shared.
-            unsafe { pod::store(data, value) }
-        })?;
-        Ok(Self { shm })
+    fn own_lock(&self) -> &LockState {
+        self.shm.state()
     }
 
-    /// Attaches through a handle, validating the segment and the type.
-    pub fn open(handle: &ipc_core::ObjectHandle) -> Result<Self, OpenError> {
-        Self::checked(Shared::open(KIND, handle)?)
-    }
-
-    /// Opens a value created under `name`.
-    pub fn open_named(name: &str) -> Result<Self, OpenError> {
-        Self::checked(Shared::open_named(KIND, name)?)
-    }
-
-    fn checked(shm: Shared<LockState, T>) -> Result<Self, OpenError> {
+    fn assemble(shm: Shared<LockState, T>, lock: Option<ExternalLock>) -> Result<Self, OpenError> {
         if shm.len() != 1 {
             return Err(OpenError::Corrupted {
                 what: "a Value holds exactly one element",
             });
         }
-        Ok(Self { shm })
+        Ok(Self { shm, lock })
+    }
+}
+
+impl<T: Pod> Value<T> {
+    /// A value with its own lock, placed as asked.
+    pub fn create(placement: &Placement, value: T) -> Result<Self, CreateError> {
+        Self::create_on(placement, value, None)
     }
 
-    fn lock_state(&self) -> &LockState {
-        self.shm.state()
+    /// A value guarded by the caller's [`Lock`](crate::Lock) or
+    /// [`ReentrantLock`](crate::RLock) instead of a lock of its own (Python's
+    /// `Value(typecode, v, lock=l)`), in a new anonymous segment: `get`, `set` and `lock` take
+    /// that lock, so one lock can guard several values (and a condition). It keeps a handle of
+    /// its own of the lock, and passing it to a child passes the lock too; a holder's death is
+    /// reported as the lock reports it (`OwnerDied`), through whichever object it is seen.
+    ///
+    /// ```
+    /// use ipc_sync::{Lock, Value};
+    ///
+    /// let lock = Lock::new()?;
+    /// let a = Value::with_lock(1u32, &lock)?;
+    /// let b = Value::with_lock(2u32, &lock)?;
+    /// {
+    ///     let _held = lock.lock().unwrap();
+    ///     assert!(a.try_lock().is_err()); // the same lock
+    ///     assert!(b.try_lock().is_err());
+    /// }
+    /// a.lock().unwrap().update(|x| *x += b.load());
+    /// assert_eq!(a.get(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_lock<'l>(value: T, lock: impl Into<SuppliedLock<'l>>) -> Result<Self, CreateError> {
+        Self::create_with_lock(&Placement::Anonymous, value, lock)
     }
 
-    fn make_guard(&self) -> ValueGuard<'_, T> {
+    /// As [`with_lock`](Self::with_lock), placed as asked.
+    pub fn create_with_lock<'l>(
+        placement: &Placement,
+        value: T,
+        lock: impl Into<SuppliedLock<'l>>,
+    ) -> Result<Self, CreateError> {
+        Self::create_on(placement, value, Some(lock.into().clone_lock_for_create()?))
+    }
+
+    fn create_on(
+        placement: &Placement,
+        value: T,
+        lock: Option<ExternalLock>,
+    ) -> Result<Self, CreateError> {
+        let kind = crate::supplied::kind_on(KIND, lock.as_ref());
+        let shm = Shared::create(&kind, placement, 1, |_, data: *mut T| {
+            // SAFETY: one aligned element slot (64-byte aligned), not yet shared.
+            unsafe { pod::store(data, value) }
+        })?;
+        Ok(Self { shm, lock })
+    }
+
+    fn make_guard<'a>(&'a self, lock: AnyGuard<'a>) -> ValueGuard<'a, T> {
         ValueGuard {
-            _lock: LockGuard {
-                state: self.lock_state(),
-            },
+            _lock: lock,
             data: self.shm.data(),
         }
     }
@@ -99,6 +136,7 @@ impl<T: Pod> Value<T> {
 
     /// Copies the value out under the lock. A dead previous holder is taken over silently (the
     /// value is what it left); use [`lock`](Self::lock) to see [`OwnerDied`](crate::OwnerDied).
+    #[doc(alias = "value")]
     pub fn get(&self) -> T {
         self.lock()
             .unwrap_or_else(crate::OwnerDied::into_inner)
@@ -106,6 +144,7 @@ impl<T: Pod> Value<T> {
     }
 
     /// Stores a value under the lock (a dead previous holder is taken over as in `get`).
+    #[doc(alias = "value")]
     pub fn set(&self, value: T) {
         self.lock()
             .unwrap_or_else(crate::OwnerDied::into_inner)
@@ -117,7 +156,7 @@ impl<T: Pod> Value<T> {
 /// because the lock-free operations of integer values may write it meanwhile.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
-    _lock: LockGuard<'a>,
+    _lock: AnyGuard<'a>,
     data: *mut T,
 }
 
@@ -189,4 +228,4 @@ impl<T: AtomicInt> Value<T> {
     }
 }
 
-shared_handle!(Value<T>);
+shared_object!(supplied Value<T: Pod>: LockState[T] = KIND; new(value: T) "A value with its own lock, in a new anonymous segment.");

@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env};
-use ipc_sync::{Condition, LockTimeoutError, Value};
+use common::{ChildTest, encode, from_env, with_watchdog};
+use ipc_sync::{Condition, Lock, LockTimeoutError, RLock, Value};
 
 /// Child: waits until the value reaches 3, then sets it to 100.
 #[test]
@@ -103,4 +103,151 @@ fn wait_timeout_ends_by_its_deadline_while_a_stopped_process_holds_the_lock() {
         }
     });
     assert_eq!(r, "timed out");
+}
+
+/// Child: says it waits (under the lock, so once the parent sees the count under the lock the
+/// child is registered), waits once, and counts the return in `WOKEN`.
+#[test]
+#[ignore = "child role"]
+fn child_wait_once_and_count() {
+    let cond: Condition = from_env("COND");
+    let waiting: Value<u32> = from_env("WAITING");
+    let woken: Value<u32> = from_env("WOKEN");
+    let g = cond.lock_timeout(common::WATCHDOG).unwrap();
+    waiting.fetch_add(1);
+    let (g, _) = g.wait_timeout(common::WATCHDOG).unwrap();
+    woken.fetch_add(1);
+    drop(g);
+}
+
+/// Waits until `n` children wait on `cond` (checked under its lock).
+fn wait_for_waiters(cond: &Condition, waiting: &Value<u32>, n: u32) {
+    common::wait_until("children wait on the condition", || {
+        let _g = cond.lock_timeout(common::WATCHDOG).unwrap();
+        waiting.load() >= n
+    });
+}
+
+#[test]
+fn notify_n_wakes_exactly_n_waiting_processes() {
+    let cond = Condition::new().unwrap();
+    let waiting = Value::new(0u32).unwrap();
+    let woken = Value::new(0u32).unwrap();
+    let env = [
+        ("COND", encode(&cond)),
+        ("WAITING", encode(&waiting)),
+        ("WOKEN", encode(&woken)),
+    ];
+    let kids: Vec<_> = (0..4)
+        .map(|_| ChildTest::start("child_wait_once_and_count", &env))
+        .collect();
+    wait_for_waiters(&cond, &waiting, 4);
+    cond.lock_timeout(common::WATCHDOG).unwrap().notify_n(2);
+    common::wait_until("two waiters return", || woken.load() >= 2);
+    // The other two keep waiting: many of their sleep slices end meanwhile (each re-checks its
+    // slot), and none of them returns.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(woken.load(), 2);
+    cond.lock_timeout(common::WATCHDOG).unwrap().notify();
+    common::wait_until("a third waiter returns", || woken.load() >= 3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(woken.load(), 3);
+    cond.lock_timeout(common::WATCHDOG).unwrap().notify_all();
+    for k in kids {
+        k.join();
+    }
+    assert_eq!(woken.load(), 4);
+}
+
+#[test]
+fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
+    let cond = Condition::new().unwrap();
+    let waiting = Value::new(0u32).unwrap();
+    let woken = Value::new(0u32).unwrap();
+    let env = [
+        ("COND", encode(&cond)),
+        ("WAITING", encode(&waiting)),
+        ("WOKEN", encode(&woken)),
+    ];
+    // The first waiter (the oldest, the one a notify goes to first) is killed while it waits.
+    let first = ChildTest::start("child_wait_once_and_count", &env);
+    wait_for_waiters(&cond, &waiting, 1);
+    let second = ChildTest::start("child_wait_once_and_count", &env);
+    wait_for_waiters(&cond, &waiting, 2);
+    first.kill();
+    cond.lock_timeout(common::WATCHDOG).unwrap().notify();
+    second.join();
+    assert_eq!(woken.load(), 1);
+}
+
+#[test]
+fn a_notify_goes_to_the_threads_that_wait_not_to_the_notifiers_next_wait() {
+    // Ping-pong on one condition: each side notifies, then waits itself. Its own later wait
+    // must not take the notification it just gave.
+    let cond = Condition::new().unwrap();
+    let turn = Value::new(0u32).unwrap();
+    let h = (cond.try_clone().unwrap(), turn.try_clone().unwrap());
+    let other = std::thread::spawn(move || {
+        let (cond, turn) = h;
+        let mut g = cond.lock_timeout(common::WATCHDOG).unwrap();
+        for i in 0..200u32 {
+            while turn.load() != 2 * i + 1 {
+                g = g.wait_timeout(common::WATCHDOG).unwrap().0;
+            }
+            turn.store(2 * i + 2);
+            g.notify();
+        }
+    });
+    let mut g = cond.lock_timeout(common::WATCHDOG).unwrap();
+    for i in 0..200u32 {
+        while turn.load() != 2 * i {
+            g = g.wait_timeout(common::WATCHDOG).unwrap().0;
+        }
+        turn.store(2 * i + 1);
+        g.notify();
+    }
+    drop(g);
+    with_watchdog(move || other.join().unwrap());
+    assert_eq!(turn.load(), 400);
+}
+
+#[test]
+fn a_condition_on_a_supplied_rlock_releases_every_level_while_it_waits() {
+    let rlock = RLock::new().unwrap();
+    let cond = Condition::with_lock(&rlock).unwrap();
+    let flag = Value::new(0u32).unwrap();
+    assert!(Condition::open(&cond.handle()).is_err());
+    let h = (cond.try_clone().unwrap(), flag.try_clone().unwrap());
+    let outer = rlock.lock().unwrap();
+    let g = cond.lock_timeout(common::WATCHDOG).unwrap();
+    assert_eq!(rlock.depth(), 2);
+    let notifier = std::thread::spawn(move || {
+        let (cond, flag) = h;
+        // Gets the lock only if the waiter released both levels.
+        let g = cond.lock_timeout(common::WATCHDOG).unwrap();
+        flag.store(1);
+        g.notify();
+    });
+    let (g, ok) = g
+        .wait_for(|| flag.load() == 1, Some(common::WATCHDOG))
+        .unwrap();
+    assert!(ok);
+    assert_eq!(rlock.depth(), 2, "both levels are restored");
+    drop(g);
+    assert_eq!(rlock.depth(), 1);
+    drop(outer);
+    assert!(!rlock.is_locked());
+    with_watchdog(move || notifier.join().unwrap());
+}
+
+#[test]
+fn a_condition_on_a_supplied_lock_excludes_the_locks_holders() {
+    let lock = Lock::new().unwrap();
+    let cond = Condition::with_lock(&lock).unwrap();
+    {
+        let _g = cond.lock().unwrap();
+        assert!(lock.try_lock().is_err());
+    }
+    let _g = lock.lock().unwrap();
+    assert!(cond.try_lock().is_err());
 }

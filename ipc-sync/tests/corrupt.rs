@@ -137,20 +137,34 @@ proptest! {
     }
 
     #[test]
-    fn condition_state_any_bytes(w in word(), seq in any::<u32>(), waiters in any::<u32>()) {
+    fn condition_state_any_bytes(
+        w in word(),
+        counters in any::<[u32; 4]>(),
+        slots in proptest::collection::vec((0usize..1024, any::<u64>(), any::<u32>()), 0..8),
+        n in any::<u32>(),
+    ) {
+        // The lock word, the waiter queue's counters (next, head, overflow, seq) and some
+        // slots (identity word, state word; the slots start at offset 64).
         let c = Condition::new().unwrap();
         let h = c.handle();
         poke(&h, 0, &w.to_ne_bytes());
-        poke(&h, 16, &seq.to_ne_bytes());
-        poke(&h, 20, &waiters.to_ne_bytes());
+        for (i, v) in counters.iter().enumerate() {
+            poke(&h, 16 + 4 * i, &v.to_ne_bytes());
+        }
+        for (slot, ident, state) in slots {
+            poke(&h, 64 + 16 * slot, &ident.to_ne_bytes());
+            poke(&h, 64 + 16 * slot + 8, &state.to_ne_bytes());
+        }
         let g = match c.lock_timeout(Duration::from_millis(100)) {
             Ok(g) => Some(g),
             Err(LockTimeoutError::OwnerDied(e)) => Some(e.into_inner()),
             Err(_) => None,
         };
         if let Some(g) = g {
-            g.notify_all();
-            let _ = g.wait_timeout(Duration::from_millis(2));
+            g.notify_n(n);
+            if let Ok((g, _)) = g.wait_timeout(Duration::from_millis(2)) {
+                g.notify_all();
+            }
         }
     }
 
@@ -161,10 +175,11 @@ proptest! {
         count in any::<u32>(),
         broken_gen in any::<u32>(),
         slot in any::<u64>(),
+        timeout in any::<u64>(),
     ) {
         // A word naming this live process is a live holder of the internal lock: `reset`
-        // would wait for it as long as it lives, as Python's does (it has no timeout form).
-        // Name a dead namesake (our pid under another start time) instead.
+        // would wait for it as long as it lives, as Python's does (`reset_timeout` is used
+        // below too). Name a dead namesake (our pid under another start time) instead.
         let w = if names_me(w) { w ^ (1 << 32) } else { w };
         let b = Barrier::new(3).unwrap();
         let h = b.handle();
@@ -176,6 +191,13 @@ proptest! {
         poke(&h, 72, &w.to_ne_bytes());
         let _ = b.n_waiting();
         let _ = b.wait_timeout(Duration::from_millis(40));
+        let _ = b.reset_timeout(Duration::from_millis(40));
+        // The default timeout (offset 32): any value is a duration (or none), never a panic.
+        poke(&h, 32, &timeout.to_ne_bytes());
+        let _ = b.timeout();
+        if b.timeout().is_some_and(|t| t <= Duration::from_millis(40)) {
+            let _ = b.wait();
+        }
         b.reset();
         b.abort();
         prop_assert!(b.is_broken());
@@ -185,7 +207,7 @@ proptest! {
     fn barrier_party_count_is_validated(parties in any::<u32>()) {
         let b = Barrier::new(2).unwrap();
         poke(&b.handle(), 20, &parties.to_ne_bytes());
-        prop_assert_eq!(Barrier::open(&b.handle()).is_ok(), parties == 2);
+        prop_assert_eq!(<Barrier>::open(&b.handle()).is_ok(), parties == 2);
     }
 
     #[test]
@@ -230,7 +252,7 @@ proptest! {
         if let Ok(l) = Lock::open(&handles[0]) { drop(l.lock()); }
         if let Ok(s) = Semaphore::open(&handles[1]) { prop_assert!(s.try_acquire()); }
         if let Ok(e) = Event::open(&handles[2]) { e.set(); }
-        if let Ok(b) = Barrier::open(&handles[3]) { prop_assert_eq!(b.parties(), 2); }
+        if let Ok(b) = <Barrier>::open(&handles[3]) { prop_assert_eq!(b.parties(), 2); }
         if let Ok(v) = Value::<u32>::open(&handles[4]) { prop_assert_eq!(v.get(), 1); }
         if let Ok(a) = Array::<u16>::open(&handles[5]) { prop_assert_eq!(a.to_vec(), vec![1, 2]); }
         if let Ok(m) = Mutex::<u64>::open(&handles[6]) { prop_assert_eq!(*m.lock().unwrap(), 1); }

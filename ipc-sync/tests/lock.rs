@@ -419,3 +419,18 @@ fn a_fork_child_dropping_an_inherited_guard_releases_nothing() {
     ChildTest::start("child_fork_with_guard", &[("LOCK", encode(&lock))]).join();
     assert!(!lock.is_locked());
 }
+
+/// The core errors this crate returns are named from it, without a direct `ipc_core` import.
+#[test]
+fn create_and_open_errors_are_named_from_ipc_sync() {
+    let named = Lock::create(&ipc_sync::Placement::NamedRandom).unwrap();
+    let name = named.name().unwrap().to_owned();
+    let missing: Result<Lock, ipc_sync::OpenError> = Lock::open_named("ipc-no-such-lock-here");
+    assert!(matches!(missing, Err(ipc_sync::OpenError::NotFound { .. })));
+    let taken: Result<Lock, ipc_sync::CreateError> =
+        Lock::create(&ipc_sync::Placement::Named(name));
+    assert!(matches!(
+        taken,
+        Err(ipc_sync::CreateError::AlreadyExists { .. })
+    ));
+}

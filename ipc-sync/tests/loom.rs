@@ -17,6 +17,8 @@
 
 #[path = "../src/primitive.rs"]
 mod primitive;
+#[path = "../src/raw_condition.rs"]
+mod raw_condition;
 #[path = "../src/raw_lock.rs"]
 mod raw_lock;
 #[path = "../src/raw_semaphore.rs"]
@@ -31,6 +33,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
 
+use raw_condition::{Slot, Ticket, WaitQueue, WaitQueueState};
 use raw_lock::{Acquired, LockState};
 use raw_semaphore::SemaphoreState;
 use sys::{Liveness, Me, Park};
@@ -469,6 +472,90 @@ fn semaphore_release_reaches_waiter() {
         assert!(sem.acquire(None, &park));
         t.join().unwrap();
         assert_eq!(sem.value(), 0);
+    });
+}
+
+/// A condition's waiter queue in the heap: its counters and `K` slots. The model's callers take
+/// `lock` where the condition's lock is held (registering, notifying).
+struct Queue {
+    lock: loom::sync::Mutex<()>,
+    state: WaitQueueState,
+    slots: Vec<Slot>,
+}
+
+impl Queue {
+    fn new(k: usize) -> Arc<Self> {
+        Arc::new(Self {
+            lock: loom::sync::Mutex::new(()),
+            state: WaitQueueState::new(),
+            slots: (0..k).map(|_| Slot::new()).collect(),
+        })
+    }
+
+    fn queue(&self) -> WaitQueue<'_> {
+        WaitQueue {
+            state: &self.state,
+            slots: &self.slots,
+        }
+    }
+
+    fn register(&self, pid: u32, park: &impl Park) -> Ticket {
+        let _g = self.lock.lock().unwrap();
+        self.queue().register(me(pid), park)
+    }
+
+    fn notify(&self, n: u32, park: &impl Park) -> u32 {
+        let _g = self.lock.lock().unwrap();
+        self.queue().notify(n, Some(me(1)), park)
+    }
+}
+
+/// A waiter whose deadline has passed leaves by one CAS while a `notify` hands out by another:
+/// either it was notified (and the notify counted it) or it left (and the notify went on to the
+/// next waiter). Never both, never neither: `notify(1)` hands out exactly one notification.
+#[test]
+fn condition_notify_counts_exactly_what_it_hands_out() {
+    loom::model(|| {
+        let q = Queue::new(2);
+        let park = BlockingPark::new();
+        let first = q.register(7, &park);
+        let second = q.register(8, &park);
+        assert_eq!((first, second), (Ticket::Slot(0), Ticket::Slot(1)));
+        let past = Some(Instant::now() - std::time::Duration::from_millis(1));
+        let (q1, p1) = (Arc::clone(&q), park.clone());
+        let timing_out = thread::spawn(move || q1.queue().wait(first, past, &p1));
+        let (q2, p2) = (Arc::clone(&q), park.clone());
+        let waiting = thread::spawn(move || q2.queue().wait(second, None, &p2));
+        assert_eq!(q.notify(1, &park), 1, "one waiter was left to notify");
+        if timing_out.join().unwrap() {
+            // The notification went to the first waiter: the second still waits.
+            assert_eq!(q.notify(1, &park), 1);
+        }
+        assert!(waiting.join().unwrap());
+        assert_eq!(q.notify(1, &park), 0, "nobody waits any more");
+    });
+}
+
+/// A waiter the kernel says is dead is skipped: the notification reaches the live one behind it.
+#[test]
+fn condition_notify_skips_a_dead_waiter() {
+    loom::model(|| {
+        let died = Arc::new(AtomicBool::new(false));
+        let park = SpinPark {
+            oracle: Oracle {
+                dying: vec![(7, Arc::clone(&died))],
+                unknown: vec![],
+            },
+        };
+        let q = Queue::new(2);
+        let dead = q.register(7, &park);
+        let live = q.register(8, &park);
+        assert_eq!(dead, Ticket::Slot(0));
+        died.store(true, Ordering::Release);
+        let (q2, p2) = (Arc::clone(&q), park.clone());
+        let waiter = thread::spawn(move || q2.queue().wait(live, None, &p2));
+        assert_eq!(q.notify(1, &park), 1);
+        assert!(waiter.join().unwrap());
     });
 }
 

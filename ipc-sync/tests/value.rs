@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ChildTest, encode, from_env, with_watchdog};
-use ipc_sync::{Array, Event, LockTimeoutError, Value};
+use ipc_sync::{Array, Event, Lock, LockTimeoutError, RLock, Value};
 
 /// Child: Python's documentation example: adds 10 to the value and 1 to every element.
 #[test]
@@ -125,4 +125,151 @@ fn array_bounds_and_named() {
     let empty = Array::<u64>::new(0).unwrap();
     assert!(empty.is_empty());
     assert_eq!(empty.to_vec(), Vec::<u64>::new());
+}
+
+/// Child: holds the supplied lock through the value built on it, writes, says so, and waits to
+/// be killed.
+#[test]
+#[ignore = "child role"]
+fn child_hold_value_on_supplied_lock() {
+    let v: Value<u64> = from_env("VALUE");
+    let held: Event = from_env("HELD");
+    let mut g = v.lock_timeout(common::WATCHDOG).unwrap();
+    g.set(77);
+    held.set();
+    std::thread::sleep(common::WATCHDOG);
+}
+
+#[test]
+fn a_value_on_a_supplied_lock_shares_it_and_reports_its_holders_death() {
+    let lock = Lock::new().unwrap();
+    let v = Value::with_lock(1u64, &lock).unwrap();
+    let other = Value::with_lock(2u64, &lock).unwrap();
+    // One lock: holding it through the lock excludes both values, and the reverse.
+    {
+        let _g = lock.lock().unwrap();
+        assert!(v.try_lock().is_err());
+        assert!(other.try_lock().is_err());
+    }
+    {
+        let _g = v.lock().unwrap();
+        assert!(lock.try_lock().is_err());
+        assert!(other.try_lock().is_err());
+    }
+    // A plain open would take the value's unused lock: refused. With the lock it opens.
+    assert!(Value::<u64>::open(&v.handle()).is_err());
+    assert!(Value::<u64>::open_with_lock(&v.handle(), &RLock::new().unwrap()).is_err());
+    assert_eq!(
+        Value::<u64>::open_with_lock(&v.handle(), &lock)
+            .unwrap()
+            .get(),
+        1
+    );
+    // The child attaches both (the value's serialised form carries the lock's handle), takes the
+    // lock through the value and dies holding it: every user of the lock sees `OwnerDied`.
+    let held = Event::new().unwrap();
+    let child = ChildTest::start(
+        "child_hold_value_on_supplied_lock",
+        &[("VALUE", encode(&v)), ("HELD", encode(&held))],
+    );
+    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(matches!(
+        lock.lock_timeout(Duration::from_millis(50)),
+        Err(LockTimeoutError::TimedOut)
+    ));
+    child.kill();
+    match other.lock_timeout(common::WATCHDOG) {
+        Err(LockTimeoutError::OwnerDied(died)) => died.into_inner().make_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(!lock.is_poisoned());
+    assert_eq!(v.get(), 77);
+}
+
+#[test]
+fn a_value_on_a_supplied_rlock_is_reentrant_for_its_holder() {
+    let rlock = RLock::new().unwrap();
+    let v = Value::with_lock(5i32, &rlock).unwrap();
+    let _outer = rlock.lock().unwrap();
+    // Python: `with v.get_lock(): v.value += 1` works because the default lock is an RLock.
+    let mut g = v.get_lock().unwrap();
+    g.update(|x| *x += 1);
+    assert_eq!(v.get(), 6);
+    drop(g);
+    let h = v.try_clone().unwrap();
+    let t = std::thread::spawn(move || h.try_lock().is_err());
+    assert!(t.join().unwrap(), "another thread must not enter");
+}
+
+/// Child: writes the whole slice `2..10` to `k` under the lock, for k = 1..=2000.
+#[test]
+#[ignore = "child role"]
+fn child_write_ranges() {
+    let a: Array<u64> = from_env("ARRAY");
+    for k in 1..=2000u64 {
+        a.write_range(2, &[k; 8]).unwrap();
+    }
+}
+
+#[test]
+fn array_slices_are_read_and_written_whole_under_the_lock() {
+    // Python: arr[2:10] = [k] * 8 in one process, arr[2:10] in another: never half of each.
+    let a = Array::<u64>::new(12).unwrap();
+    let child = ChildTest::start("child_write_ranges", &[("ARRAY", encode(&a))]);
+    let mut last = 0;
+    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    while last != 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: the child's writes"
+        );
+        let slice = a.read_range(2..10).unwrap();
+        assert!(slice.iter().all(|&x| x == slice[0]), "torn slice {slice:?}");
+        assert!(slice[0] >= last, "went back from {last} to {}", slice[0]);
+        last = slice[0];
+        if last != 2000 {
+            std::thread::yield_now();
+        }
+    }
+    child.join();
+    assert_eq!(a.read_range(..2).unwrap(), [0, 0]);
+    assert_eq!(a.read_range(10..).unwrap(), [0, 0]);
+    assert_eq!(a.read_range(2..=9).unwrap(), [2000; 8]);
+}
+
+#[test]
+fn array_slice_bounds_are_checked() {
+    let a = Array::from_slice(&[1u16, 2, 3, 4, 5]).unwrap();
+    assert_eq!(a.read_range(1..3).unwrap(), [2, 3]);
+    assert_eq!(a.read_range(5..).unwrap(), Vec::<u16>::new());
+    for bad in [a.read_range(4..6), a.read_range(6..), a.read_range(0..=5)] {
+        assert!(bad.is_err());
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = a.read_range(3..1);
+    assert!(reversed.is_err());
+    assert!(
+        a.read_range((
+            std::ops::Bound::Excluded(usize::MAX),
+            std::ops::Bound::Unbounded
+        ))
+        .is_err()
+    );
+    assert!(a.write_range(3, &[9, 9, 9]).is_err());
+    assert!(a.write_range(usize::MAX, &[9]).is_err());
+    assert_eq!(
+        a.to_vec(),
+        [1, 2, 3, 4, 5],
+        "a refused write writes nothing"
+    );
+    a.write_range(3, &[8, 9]).unwrap();
+    let mut g = a.lock().unwrap();
+    g.write_range(0, &[7]).unwrap();
+    assert_eq!(g.read_range(..).unwrap(), [7, 2, 3, 8, 9]);
+    drop(g);
+    // The lock-free forms, element by element atomic.
+    a.store_range(1, &[20, 30]).unwrap();
+    a.store(4, 90).unwrap();
+    assert_eq!(a.load_range(..).unwrap(), [7, 20, 30, 8, 90]);
+    assert!(a.load_range(..6).is_err() && a.store_range(4, &[1, 2]).is_err());
 }

@@ -15,7 +15,9 @@
 //! - [`futex`]: shared futex wait/wake, with a waiter count so that wakers skip the syscall
 //!   when nobody sleeps;
 //! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
-//!   bytes another process may write at the same moment.
+//!   bytes another process may write at the same moment;
+//! - [`sync`]: the one atomic facade the workspace's algorithms are written against (these
+//!   atomics normally, loom's under `--cfg loom`), with `CachePadded`, `Backoff` and a spin hint.
 //!
 //! It is a documented module rather than a hidden one because a custom pool or a new primitive
 //! is a use the workspace means to serve; everything here keeps the same rules as the rest
@@ -26,6 +28,7 @@ pub mod futex;
 pub mod header;
 pub mod object;
 pub mod pod;
+pub mod sync;
 
 pub use header::TypeFingerprint;
 pub use object::ObjectSegment;

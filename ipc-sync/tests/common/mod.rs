@@ -217,7 +217,7 @@ pub(crate) fn with_watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 's
 /// counts from the start of the payload (the state).
 pub(crate) fn poke(handle: &ipc_core::ObjectHandle, offset: usize, bytes: &[u8]) {
     let shm = ipc_core::SharedMemory::attach(&handle.segment).expect("attach");
-    let payload = ipc_core::header::payload_offset(64);
+    let payload = ipc_core::raw::header::payload_offset(64);
     // SAFETY: the tests poke state words (atomics) and never while a guard of the object lends
     // its data out.
     unsafe { shm.write_unguarded(payload + offset, bytes) }.expect("write");
@@ -226,7 +226,7 @@ pub(crate) fn poke(handle: &ipc_core::ObjectHandle, offset: usize, bytes: &[u8])
 /// Reads bytes of an object's shared state.
 pub(crate) fn peek(handle: &ipc_core::ObjectHandle, offset: usize, len: usize) -> Vec<u8> {
     let shm = ipc_core::SharedMemory::attach(&handle.segment).expect("attach");
-    let payload = ipc_core::header::payload_offset(64);
+    let payload = ipc_core::raw::header::payload_offset(64);
     let mut buf = vec![0u8; len];
     // SAFETY: as in `poke`.
     unsafe { shm.read_unguarded(payload + offset, &mut buf) }.expect("read");

@@ -1,0 +1,103 @@
+//! The workspace's one atomic facade: the atomics, [`fence`], [`Ordering`], [`spin_hint`],
+//! [`CachePadded`] and [`Backoff`] that every algorithm on shared memory is written against.
+//!
+//! | build          | `AtomicU32`, `AtomicU64`, ..., `fence`                   | [`private`]     |
+//! |----------------|----------------------------------------------------------|-----------------|
+//! | normal         | the shared-memory atomics of [`atomic`](super::atomic) (std's, `#[repr(transparent)]`) | std's |
+//! | `--cfg loom`   | loom's, behind the same names                            | std's           |
+//!
+//! ## Why one facade
+//!
+//! A lock, a semaphore or a ring index is a state machine over a few atomic words. Written
+//! against these names, the same source file runs on shared memory in the library and on loom's
+//! model atomics in a loom test, so the model checks the code that ships, not a copy of it. If
+//! every crate kept its own facade (the workspace had four), each would have to agree with the
+//! others on the wrapper types (the futex calls of [`futex`](super::futex) take the types of
+//! [`atomic`](super::atomic), so a facade that named std's own types would not pass them) and
+//! on how loom is switched on; one facade in the lowest crate settles both. The workspace's
+//! `clippy.toml` disallows the std atomic types, so a direct use anywhere else is a lint error.
+//!
+//! Process-private statics (a cached identity, a fork generation) are never in shared memory
+//! and never model-checked: they take [`private`]'s atomics, which stay std's under loom (and
+//! have `const fn new`, which loom's do not).
+//!
+//! ## How a crate's loom tests use it
+//!
+//! 1. The crate names atomics only through this module, usually by a one-line
+//!    `primitive.rs`: `pub(crate) use ipc_core::raw::sync::*;`.
+//! 2. The algorithm lives in files that name nothing but `crate::primitive` (and a trait for
+//!    whatever blocks or asks the kernel, which the test replaces with a model).
+//! 3. `tests/loom.rs` includes those files with `#[path = "../src/..."] mod ...;` and runs them
+//!    under `loom::model`. The test is built with `RUSTFLAGS="--cfg loom"`, which reaches
+//!    `ipc-core` too (it must be a dependency of the crate in loom builds as well), so the
+//!    names here are loom's:
+//!
+//!    ```text
+//!    RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p <crate> --release --test loom
+//!    ```
+//!
+//! Loom's atomics live on the heap of the model, not in a mapping: a model allocates the state
+//! struct (and any slots) with `new` (not `const` under loom), and the `from_ptr` views of a
+//! mapping exist only in normal builds. Code that builds in both uses what the two share:
+//! `new`, the std methods (through `Deref` normally), `Default` and `Debug`. `ipc-core` itself always uses the std-backed atomics of
+//! [`atomic`](super::atomic), since its syscall layer is outside any model.
+//!
+//! ```
+//! use ipc_core::raw::sync::{AtomicU32, CachePadded, Ordering};
+//!
+//! let head = CachePadded::new(AtomicU32::new(0));
+//! // ORDERING: Relaxed, a single-threaded example.
+//! head.fetch_add(1, Ordering::Relaxed);
+//! // ORDERING: Relaxed, as above.
+//! assert_eq!(head.load(Ordering::Relaxed), 1);
+//! ```
+
+pub use crossbeam_utils::{Backoff, CachePadded};
+
+#[cfg(not(loom))]
+pub use super::atomic::{
+    AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
+    AtomicU32, AtomicU64, AtomicUsize,
+};
+#[cfg(not(loom))]
+pub use core::sync::atomic::{Ordering, fence};
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{Ordering, fence};
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{
+    AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
+    AtomicU32, AtomicU64, AtomicUsize,
+};
+
+/// Atomics for process-private statics (caches, counters, flags that never sit in shared memory
+/// and are never part of a model): std's in every build, with `const fn new`.
+///
+/// ```
+/// use ipc_core::raw::sync::{Ordering, private::AtomicU64};
+///
+/// static CALLS: AtomicU64 = AtomicU64::new(0);
+/// // ORDERING: Relaxed, a counter that publishes nothing.
+/// CALLS.fetch_add(1, Ordering::Relaxed);
+/// ```
+pub mod private {
+    pub use super::super::atomic::{
+        AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
+        AtomicU32, AtomicU64, AtomicUsize,
+    };
+}
+
+/// The body of a spin loop: a CPU hint normally, a yield to the model's scheduler under loom (a
+/// model that spins without yielding never ends).
+///
+/// ```
+/// ipc_core::raw::sync::spin_hint();
+/// ```
+#[inline]
+pub fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}

@@ -466,3 +466,14 @@ fn every_submission_after_terminate_is_refused_at_the_call() {
     ));
     assert!(pool.map(square, [1u64]).is_err());
 }
+
+#[test]
+fn a_pool_of_two_hundred_workers_maps_like_python() {
+    // Python runs Pool(200); so must we (each worker holds an entry in the shared result
+    // queue's participant table, which is sized for them).
+    let pool = Pool::new(200).unwrap();
+    assert_eq!(pool.worker_pids().len(), 200);
+    let out = pool.map(square, 0..2000u64).unwrap();
+    assert_eq!(out, (0..2000u64).map(square).collect::<Vec<_>>());
+}
+

@@ -119,12 +119,17 @@ impl PoolBuilder {
             None => None,
         };
         let has_init = init.is_some();
-        let mut results = Queue::<ResultMsg, Serde>::create(
-            &Placement::Anonymous,
-            processes * CREDIT + 16,
-            SLOT_SIZE,
-        )
-        .map_err(BuildError::Queue)?;
+        // Every worker attaches to the result queue, and a replaced worker's entry is reused
+        // once the kernel says it is dead: room for twice the workers, and never below the
+        // default.
+        let participants = (2 * processes + 16)
+            .clamp(ipc_queue::DEFAULT_PARTICIPANTS, ipc_queue::MAX_PARTICIPANTS);
+        let mut results = Queue::<ResultMsg, Serde>::builder(processes * CREDIT + 16)
+            .placement(Placement::Anonymous)
+            .slot_size(SLOT_SIZE)
+            .participants(participants)
+            .create()
+            .map_err(BuildError::Queue)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 workers: Vec::new(),

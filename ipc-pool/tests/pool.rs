@@ -477,3 +477,50 @@ fn a_pool_of_two_hundred_workers_maps_like_python() {
     assert_eq!(out, (0..2000u64).map(square).collect::<Vec<_>>());
 }
 
+#[test]
+#[ignore = "child role of a_big_pool_fits_a_default_descriptor_limit"]
+fn role_big_pool_under_1024_descriptors() {
+    if std::env::var("IPC_TEST_BIG_POOL").is_err() {
+        return;
+    }
+    // The common default soft limit; the hard limit stays as it is.
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    if r.rlim_max < 4096 {
+        println!("RESULT skipped");
+        return;
+    }
+    r.rlim_cur = 1024;
+    // SAFETY: lowering the soft limit has no memory effects.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
+    let pool = Pool::new(256).unwrap();
+    let out = pool.map(square, 0..1000u64).unwrap();
+    assert_eq!(out.len(), 1000);
+    println!("RESULT ok");
+}
+
+#[test]
+fn a_big_pool_fits_a_default_descriptor_limit() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "role_big_pool_under_1024_descriptors",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("IPC_TEST_BIG_POOL", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("RESULT "), "{text}");
+}

@@ -809,3 +809,32 @@ pub(crate) fn dont_fork(addr: *mut u8, len: usize) -> io::Result<()> {
     // caller owns (a page-aligned mmap), and no memory is read or written.
     cvt(unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTFORK) }).map(drop)
 }
+
+/// The soft and hard limits of open descriptors (`RLIMIT_NOFILE`).
+pub(crate) fn fd_limits() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer for getrlimit.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) })?;
+    // `rlim_t` is `u64` on 64-bit glibc and may be narrower elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+}
+
+/// Sets the soft limit of open descriptors (at most the hard limit).
+pub(crate) fn set_fd_soft_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: soft.min(hard) as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `r` is a valid rlimit; raising the soft limit up to the hard one needs no
+    // privilege and has no memory effects.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }).map(drop)
+}
+
+/// How many descriptors this process has open (entries of `/proc/self/fd`).
+pub(crate) fn open_fd_count() -> io::Result<u64> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
+}

@@ -570,7 +570,9 @@ impl<R> Process<R> {
         }
         drop(keepalive);
         let _ = self.inner.pid.set(running.pid);
-        if let Some(fd) = running.pidfd.as_ref().and_then(|fd| fd.try_clone().ok()) {
+        // One pidfd per child: the sentinel owns it, `Running` keeps its number (both live
+        // until this `Process` drops). A pool of hundreds of workers counts its descriptors.
+        if let Some(fd) = running.pidfd.take() {
             let _ = self.inner.sentinel.set(fd);
         }
         state.running = Some(running);
@@ -885,6 +887,30 @@ pub fn active_children() -> Vec<ActiveChild> {
             pid: inner.pid.get().copied().unwrap_or(0),
         })
         .collect()
+}
+
+/// Makes room for `more` descriptors beyond those open now: raises this process's soft
+/// `RLIMIT_NOFILE` (never above the hard limit, which needs no privilege) when the soft one is too
+/// low. Returns the soft limit in force afterwards.
+///
+/// Every child a parent keeps costs it a few descriptors (its pidfd, its result channel, and for
+/// a pool worker its task queue): a `Pool` of hundreds of workers calls this, as servers raise
+/// their soft limit at start.
+///
+/// ```
+/// let soft = ipc_core::process::reserve_descriptors(16)?;
+/// assert!(soft >= 16);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn reserve_descriptors(more: u64) -> std::io::Result<u64> {
+    let (soft, hard) = platform::fd_limits()?;
+    let need = platform::open_fd_count()?.saturating_add(more);
+    if need <= soft || hard <= soft {
+        return Ok(soft);
+    }
+    let new = need.max(soft.saturating_mul(2)).min(hard);
+    platform::set_fd_soft_limit(new, hard)?;
+    Ok(new)
 }
 
 /// The number of online CPUs (Python's `cpu_count()`).

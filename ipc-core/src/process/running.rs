@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,10 @@ pub(super) enum Report {
 
 pub(super) struct Running {
     pub(super) pid: u32,
+    /// The child's pidfd until `Process::start` moves it to the process's sentinel, which
+    /// outlives this (both live in the same `Process`); `pidfd_raw` stays valid meanwhile.
     pub(super) pidfd: Option<OwnedFd>,
+    pidfd_raw: Option<RawFd>,
     channel: UnixStream,
     channel_open: bool,
     buf: Vec<u8>,
@@ -58,6 +61,7 @@ impl Running {
         }
         Ok(Self {
             pid,
+            pidfd_raw: pidfd.as_ref().map(AsRawFd::as_raw_fd),
             pidfd,
             channel,
             channel_open: true,
@@ -123,10 +127,9 @@ impl Running {
                 }
             }
             Watch::Orphan => {
-                let ended = match &self.pidfd {
+                let ended = match self.pidfd_raw {
                     Some(fd) => {
-                        platform::poll(&[(fd.as_raw_fd(), libc::POLLIN)], Some(Duration::ZERO))?[0]
-                            != 0
+                        platform::poll(&[(fd, libc::POLLIN)], Some(Duration::ZERO))?[0] != 0
                     }
                     None => !platform::pid_exists(self.pid),
                 };
@@ -187,8 +190,8 @@ impl Running {
             fds.push((self.channel.as_raw_fd(), libc::POLLIN));
         }
         match &self.watch {
-            Watch::Child | Watch::Orphan => match &self.pidfd {
-                Some(fd) => fds.push((fd.as_raw_fd(), libc::POLLIN)),
+            Watch::Child | Watch::Orphan => match self.pidfd_raw {
+                Some(fd) => fds.push((fd, libc::POLLIN)),
                 None => {
                     // Without a pidfd, wake in slices to re-check with waitpid.
                     let slice = Duration::from_millis(10);
@@ -215,8 +218,8 @@ impl Running {
         if self.status.is_some() {
             return Ok(());
         }
-        let r = match &self.pidfd {
-            Some(fd) => platform::pidfd_send_signal(fd.as_raw_fd(), sig),
+        let r = match self.pidfd_raw {
+            Some(fd) => platform::pidfd_send_signal(fd, sig),
             None => platform::kill(self.pid, sig),
         };
         match r {

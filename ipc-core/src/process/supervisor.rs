@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -69,7 +69,9 @@ impl<R: Send> Watched for Process<R> {
 
 struct Entry {
     pid: u32,
-    fd: OwnedFd,
+    /// The process's own pidfd (its sentinel), open as long as `process` lives: no duplicate,
+    /// so a watched worker costs no extra descriptor.
+    fd: RawFd,
     process: Arc<dyn Watched>,
 }
 
@@ -142,7 +144,7 @@ impl Supervisor {
         let fd = process
             .sentinel()
             .ok_or_else(|| std::io::Error::other("the process has no pidfd (Linux 5.3 or later)"))?
-            .try_clone_to_owned()?;
+            .as_raw_fd();
         let mut w = self
             .shared
             .watched
@@ -185,11 +187,8 @@ fn watch_loop(shared: &Shared, tx: &Sender<ProcessExit>) {
     // ORDERING: Acquire, pairs with the Release in `Drop`.
     while !shared.stop.load(Ordering::Acquire) {
         let snapshot: Vec<(u64, u32, std::os::fd::RawFd)> = {
-            use std::os::fd::AsRawFd;
             let w = shared.watched.lock().unwrap_or_else(|p| p.into_inner());
-            w.iter()
-                .map(|(id, e)| (*id, e.pid, e.fd.as_raw_fd()))
-                .collect()
+            w.iter().map(|(id, e)| (*id, e.pid, e.fd)).collect()
         };
         if snapshot.is_empty() {
             std::thread::sleep(SLICE);

@@ -95,6 +95,20 @@ impl<T: Pod> RawValue<T> {
         })
     }
 
+    /// A second handle of the same value (as `std::fs::File::try_clone`): pass one to a
+    /// [`Process`](crate::Process), which consumes its argument, and keep the other.
+    ///
+    /// ```
+    /// let v = ipc_core::RawValue::new(1u32)?;
+    /// let w = v.try_clone()?;
+    /// w.set(2);
+    /// assert_eq!(v.get(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Self::open(&self.handle())
+    }
+
     /// The handle another process attaches with.
     pub fn handle(&self) -> ObjectHandle {
         self.seg.handle()

@@ -394,6 +394,25 @@ impl SharedMemory {
         }
     }
 
+    /// A second handle of the same segment (as `std::fs::File::try_clone`). The clone never
+    /// owns the name: dropping it unlinks nothing.
+    ///
+    /// ```
+    /// let a = ipc_core::SharedMemory::anonymous(16)?;
+    /// a.try_clone()?.write(0, b"x")?;
+    /// let mut b = [0u8];
+    /// a.read(0, &mut b)?;
+    /// assert_eq!(&b, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        let mut clone = Self::attach(&self.handle())?;
+        if self.object {
+            clone.mark_object();
+        }
+        Ok(clone)
+    }
+
     /// The handle that lets another process attach.
     pub fn handle(&self) -> SegmentHandle {
         let kind = match &self.kind {

@@ -13,7 +13,7 @@ use ipc_queue::{GetError, Queue, Serde};
 
 use super::CREDIT;
 use super::death::on_death;
-use super::wire::{Failure, ResultMsg, SLOT_SIZE, TaskMsg, WorkerArgs};
+use super::wire::{BATCH_BYTES, Batch, Failure, ResultMsg, TASK_SLOT_SIZE, TaskMsg, WorkerArgs};
 use super::worker::worker_main;
 use crate::error::{BuildError, TaskError};
 use crate::primitive::{AtomicBool, AtomicU64, Ordering};
@@ -26,14 +26,48 @@ const RESULT_SLICE: Duration = Duration::from_millis(50);
 
 /// Receives a task's encoded output (or why there is none), in the result thread.
 pub(super) type Sink = Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>;
+
 /// A sink bound to its outcome, run once the state lock is released.
-pub(super) type Delivery = Box<dyn FnOnce() + Send>;
+pub(super) struct Delivery {
+    sink: Sink,
+    outcome: Result<Vec<u8>, TaskError>,
+}
+
+impl Delivery {
+    /// Hands the outcome to its sink.
+    pub(super) fn deliver(self) {
+        (self.sink)(self.outcome);
+    }
+}
+
+/// Task ids are handed out in sequence, so they hash as themselves: no SipHash per task.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The sinks of unfinished tasks, by task id.
+pub(super) type Sinks = HashMap<u64, Sink, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// One worker process and what the parent knows of it.
 pub(super) struct Worker {
     pub(super) process: Arc<Process<Result<(), String>>>,
     pub(super) pid: u32,
-    pub(super) queue: Queue<TaskMsg, Serde>,
+    pub(super) queue: Queue<Batch, Serde>,
     /// Tasks handed to it and not yet answered, oldest first (the first is the one it runs).
     pub(super) outstanding: VecDeque<TaskMsg>,
     pub(super) dispatched: u64,
@@ -44,7 +78,7 @@ pub(super) struct Worker {
 pub(super) struct State {
     pub(super) workers: Vec<Worker>,
     pub(super) pending: VecDeque<TaskMsg>,
-    pub(super) sinks: HashMap<u64, Sink>,
+    pub(super) sinks: Sinks,
     pub(super) next_id: u64,
     pub(super) closed: bool,
     /// Replacements in a row that died before finishing a task.
@@ -84,7 +118,7 @@ impl Shared {
     }
 
     pub(super) fn start_worker(&self, slot: u32) -> Result<Worker, BuildError> {
-        let queue = Queue::<TaskMsg, Serde>::create(&Placement::Anonymous, CREDIT, SLOT_SIZE)
+        let queue = Queue::<Batch, Serde>::create(&Placement::Anonymous, CREDIT, TASK_SLOT_SIZE)
             .map_err(BuildError::Queue)?;
         let args = WorkerArgs {
             tasks: queue.handle(),
@@ -123,26 +157,51 @@ impl Shared {
         })
     }
 
-    /// Hands pending tasks to workers with credit left.
+    /// Hands pending tasks to workers with credit left, in batches: the tasks of one function
+    /// at the front of the queue, as many as the worker's credit, its `max_tasks_per_child`
+    /// and one queue slot allow.
     pub(super) fn dispatch(&self, st: &mut State) {
-        while let Some(task) = st.pending.front() {
-            let max = self.config.max_tasks;
+        let max = self.config.max_tasks;
+        while let Some(front) = st.pending.front() {
+            let func = front.func;
             let best = st
                 .workers
                 .iter()
                 .enumerate()
                 .filter(|(_, w)| {
-                    w.alive && w.outstanding.len() < CREDIT && max.is_none_or(|m| w.dispatched < m)
+                    // A worker takes more work once half its credit is back, so that work
+                    // travels in batches rather than a task per answer.
+                    w.alive
+                        && w.outstanding.len() <= CREDIT / 2
+                        && max.is_none_or(|m| w.dispatched < m)
                 })
                 .min_by_key(|(_, w)| w.outstanding.len())
                 .map(|(i, _)| i);
             let Some(i) = best else { return };
+            let w = &st.workers[i];
+            let mut room = CREDIT - w.outstanding.len();
+            if let Some(m) = max {
+                room = room.min((m - w.dispatched) as usize);
+            }
+            // Spread the work: a batch takes at most its share of what is pending.
+            let alive = st.workers.iter().filter(|w| w.alive).count().max(1);
+            room = room.min(st.pending.len().div_ceil(alive)).max(1);
+            let mut tasks = Vec::new();
+            let mut bytes = 0;
+            for t in st.pending.iter().take(room) {
+                if t.func != func || (!tasks.is_empty() && bytes + t.input.len() > BATCH_BYTES) {
+                    break;
+                }
+                bytes += t.input.len();
+                tasks.push((t.id, std::sync::Arc::clone(&t.input)));
+            }
+            let n = tasks.len();
             let w = &mut st.workers[i];
-            match w.queue.try_put(task.clone()) {
+            match w.queue.try_put(Batch { func, tasks }) {
                 Ok(()) => {
-                    w.dispatched += 1;
-                    let task = st.pending.pop_front().expect("front exists");
-                    st.workers[i].outstanding.push_back(task);
+                    w.dispatched += n as u64;
+                    let moved = st.pending.drain(..n);
+                    st.workers[i].outstanding.extend(moved);
                 }
                 // Full or disconnected: the supervisor will report this worker soon.
                 Err(_) => {
@@ -160,7 +219,7 @@ impl Shared {
         outcome: Result<Vec<u8>, TaskError>,
     ) -> Option<Delivery> {
         let sink = st.sinks.remove(&id)?;
-        Some(Box::new(move || sink(outcome)))
+        Some(Delivery { sink, outcome })
     }
 }
 
@@ -194,6 +253,36 @@ pub(super) fn task_error(f: Failure, pid: u32) -> TaskError {
     }
 }
 
+/// The most results the result thread handles under one lock.
+const RESULT_BATCH: usize = 64;
+
+/// Handles one message of the result queue.
+fn handle(shared: &Shared, st: &mut State, msg: ResultMsg, deliveries: &mut Vec<Delivery>) {
+    match msg {
+        ResultMsg::Initialized { .. } => {}
+        ResultMsg::Died {
+            slot,
+            pid,
+            exit_code,
+        } => on_death(shared, st, slot as usize, pid, exit_code, deliveries),
+        ResultMsg::Done { id, slot, outcome } => {
+            let mut pid = 0;
+            if let Some(w) = st.workers.get_mut(slot as usize) {
+                pid = w.pid;
+                if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
+                    w.outstanding.remove(pos);
+                    w.completed += 1;
+                }
+            }
+            st.futile_respawns = 0;
+            let outcome = outcome.map_err(|f| task_error(f, pid));
+            if let Some(d) = shared.finish(st, id, outcome) {
+                deliveries.push(d);
+            }
+        }
+    }
+}
+
 /// Handles results and death notices in queue order, dispatching as credit frees up.
 pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Serde>) {
     loop {
@@ -216,40 +305,19 @@ pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Ser
         let mut deliveries: Vec<Delivery> = Vec::new();
         {
             let mut st = shared.lock();
-            match msg {
-                ResultMsg::Initialized { .. } => {}
-                ResultMsg::Died {
-                    slot,
-                    pid,
-                    exit_code,
-                } => on_death(
-                    &shared,
-                    &mut st,
-                    slot as usize,
-                    pid,
-                    exit_code,
-                    &mut deliveries,
-                ),
-                ResultMsg::Done { id, slot, outcome } => {
-                    let mut pid = 0;
-                    if let Some(w) = st.workers.get_mut(slot as usize) {
-                        pid = w.pid;
-                        if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
-                            w.outstanding.remove(pos);
-                            w.completed += 1;
-                        }
-                    }
-                    st.futile_respawns = 0;
-                    let outcome = outcome.map_err(|f| task_error(f, pid));
-                    if let Some(d) = shared.finish(&mut st, id, outcome) {
-                        deliveries.push(d);
-                    }
+            handle(&shared, &mut st, msg, &mut deliveries);
+            // Whatever else is already there is handled under the same lock, with one dispatch
+            // for all of it.
+            for _ in 0..RESULT_BATCH {
+                match results.try_get() {
+                    Ok(msg) => handle(&shared, &mut st, msg, &mut deliveries),
+                    Err(_) => break,
                 }
             }
             shared.dispatch(&mut st);
         }
         for d in deliveries {
-            d();
+            d.deliver();
         }
         shared.idle.notify_all();
     }

@@ -335,13 +335,30 @@ impl Pool {
     {
         let chunks: Vec<&[I]> = items.chunks(chunksize.max(1)).collect();
         let job = MapJob::<R>::new(chunks.len(), chunksize.max(1));
+        let mut tasks: Vec<(Vec<u8>, super::dispatch::Sink)> = Vec::with_capacity(chunks.len());
+        let mut numbers = Vec::with_capacity(chunks.len());
         for (n, chunk) in chunks.iter().enumerate() {
-            let c = Arc::clone(&job.collector);
-            let r = self.submit_chunk(func, chunk, move |out: Result<Vec<R>, TaskError>| {
-                MapJob::deliver(&c, n, out)
-            });
-            if let Err(e) = r {
-                MapJob::deliver(&job.collector, n, Err(e.into()));
+            match codec::encode(chunk) {
+                Ok(input) => {
+                    let c = Arc::clone(&job.collector);
+                    let sink: super::dispatch::Sink = Box::new(move |out| {
+                        let out = out.and_then(|bytes| {
+                            codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
+                                message: format!("result: {e}"),
+                            })
+                        });
+                        MapJob::deliver(&c, n, out)
+                    });
+                    tasks.push((input, sink));
+                    numbers.push(n);
+                }
+                Err(e) => MapJob::deliver(&job.collector, n, Err(SubmitError::Encode(e).into())),
+            }
+        }
+        if let Err(e) = self.submit_many(func, tasks) {
+            let e: TaskError = e.into();
+            for n in numbers {
+                MapJob::deliver(&job.collector, n, Err(e.clone()));
             }
         }
         job

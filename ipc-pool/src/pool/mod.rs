@@ -169,7 +169,43 @@ impl Pool {
         let id = st.next_id;
         st.next_id += 1;
         st.sinks.insert(id, sink);
-        st.pending.push_back(TaskMsg { id, func, input });
+        st.pending.push_back(TaskMsg {
+            id,
+            func,
+            input: input.into(),
+        });
+        self.shared.dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Submits many tasks of one function at once: one lock, one dispatch (which then hands
+    /// them out in batches). Each task is its encoded input and its sink.
+    fn submit_many(&self, func: FnRef, tasks: Vec<(Vec<u8>, Sink)>) -> Result<(), SubmitError> {
+        let mut st = self.shared.lock();
+        if st.closed || self.shared.stopping() {
+            return Err(SubmitError::Closed);
+        }
+        if let Some(reason) = st.broken.clone() {
+            drop(st);
+            for (_, sink) in tasks {
+                sink(Err(TaskError::WorkerDied {
+                    pid: 0,
+                    exit_code: None,
+                    cause: reason.clone(),
+                }));
+            }
+            return Ok(());
+        }
+        for (input, sink) in tasks {
+            let id = st.next_id;
+            st.next_id += 1;
+            st.sinks.insert(id, sink);
+            st.pending.push_back(TaskMsg {
+                id,
+                func,
+                input: input.into(),
+            });
+        }
         self.shared.dispatch(&mut st);
         Ok(())
     }
@@ -220,7 +256,7 @@ impl Pool {
             }
         }
         for d in deliveries {
-            d();
+            d.deliver();
         }
         self.shared.idle.notify_all();
     }
@@ -271,7 +307,7 @@ impl Pool {
             workers = std::mem::take(&mut st.workers);
         }
         for d in deliveries {
-            d();
+            d.deliver();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();

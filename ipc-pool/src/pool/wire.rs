@@ -2,19 +2,36 @@
 //! results, initializer outcomes and death notices on the shared result queue. Every message
 //! is a typed enum; nothing is a string parsed back.
 
+use std::sync::Arc;
+
 use ipc_core::ObjectHandle;
 use ipc_core::process::{FnKey, FnRef};
 use serde::{Deserialize, Serialize};
 
-/// Bytes of a queue slot: messages up to this size travel in the slot, larger ones spill.
+/// Bytes of a result-queue slot: results up to this size travel in the slot, larger ones spill.
 pub(super) const SLOT_SIZE: usize = 512;
+/// Bytes of a task-queue slot: a batch of small tasks travels in one slot.
+pub(super) const TASK_SLOT_SIZE: usize = 2048;
+/// The most bytes of task inputs the parent packs into one batch (the rest of the slot holds
+/// the reference and the ids).
+pub(super) const BATCH_BYTES: usize = TASK_SLOT_SIZE - 256;
 
-/// One task: the function reference and its encoded input.
-#[derive(Clone, Serialize, Deserialize)]
+/// One task as the parent keeps it: the function reference and its encoded input (shared with
+/// the batch it travels in, and kept to hand the task to another worker if its worker dies).
+#[derive(Clone)]
 pub(crate) struct TaskMsg {
     pub(super) id: u64,
     pub(super) func: FnRef,
-    pub(super) input: Vec<u8>,
+    pub(super) input: Arc<[u8]>,
+}
+
+/// Tasks of one function for one worker, in one queue message: the reference once, then each
+/// task's id and input. The worker runs them in order and answers each on its own, so that the
+/// oldest unanswered task of a dead worker is the one it was running.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Batch {
+    pub(super) func: FnRef,
+    pub(super) tasks: Vec<(u64, Arc<[u8]>)>,
 }
 
 /// Why a task produced no output, as the worker reports it.

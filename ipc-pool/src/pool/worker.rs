@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use ipc_core::process::{FnKey, FnRef, panic_message};
 use ipc_queue::{GetError, Queue, Serde};
 
-use super::wire::{Failure, ResultMsg, TaskMsg, WorkerArgs};
+use super::wire::{Batch, Failure, ResultMsg, WorkerArgs};
 use crate::task;
 
 thread_local! {
@@ -29,7 +29,7 @@ fn run_task(key: &FnKey, func: &FnRef, input: &[u8]) -> Result<Vec<u8>, Failure>
 
 /// The worker process's body.
 pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
-    let mut tasks = Queue::<TaskMsg, Serde>::open_consumer(&args.tasks)
+    let mut tasks = Queue::<Batch, Serde>::open_consumer(&args.tasks)
         .map_err(|e| format!("task queue: {e}"))?;
     let mut results = Queue::<ResultMsg, Serde>::open_producer(&args.results)
         .map_err(|e| format!("result queue: {e}"))?;
@@ -52,24 +52,26 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
     }
     let mut done = 0u64;
     loop {
-        let task = match tasks.get() {
-            Ok(t) => t,
+        let batch = match tasks.get() {
+            Ok(b) => b,
             // The parent is gone or the pool shut down.
             Err(GetError::Disconnected) => return Ok(()),
             Err(e) => return Err(format!("task queue: {e}")),
         };
-        let outcome = run_task(&args.key, &task.func, &task.input);
-        let msg = ResultMsg::Done {
-            id: task.id,
-            slot: args.slot,
-            outcome,
-        };
-        if results.put(msg).is_err() {
-            return Ok(());
-        }
-        done += 1;
-        if args.max_tasks.is_some_and(|m| done >= m) {
-            return Ok(());
+        for (id, input) in &batch.tasks {
+            let outcome = run_task(&args.key, &batch.func, input);
+            let msg = ResultMsg::Done {
+                id: *id,
+                slot: args.slot,
+                outcome,
+            };
+            if results.put(msg).is_err() {
+                return Ok(());
+            }
+            done += 1;
+            if args.max_tasks.is_some_and(|m| done >= m) {
+                return Ok(());
+            }
         }
     }
 }

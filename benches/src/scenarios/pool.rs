@@ -6,7 +6,7 @@
 //! - `ours.pool_map_chunk1` (tasks/s): the same over 100,000 items (10,000) with chunksize 1.
 //! - `ours.pool_apply_rtt` (µs): `apply` one call after another.
 //! - `ours.pool_map@Np` (tasks/s) and `ours.pool_apply_rtt@Np` (µs): the same against the
-//!   number of workers, 1 to 64 (on a machine with fewer cores, that is oversubscribed: the
+//!   number of workers, 1 to 32 (on a machine with fewer cores, that is oversubscribed: the
 //!   point is to see what it costs).
 //! - `ours.pool_chunks_mut` (GB/s): `map_chunks_mut` squares a 1 GiB `SharedSlice<f64>`
 //!   (128 MiB) in place, 2 workers, after one untimed pass that maps the pages into them.
@@ -47,9 +47,12 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 const WORKERS: usize = 2;
-/// The worker counts of the sweeps.
-const SWEEP: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
-const SWEEP_QUICK: [usize; 4] = [1, 4, 16, 64];
+/// The worker counts of the sweeps. Not 64: a pool's queues take at most
+/// `ipc_queue::MAX_PARTICIPANTS` (64) handles, the parent's among them; `Pool::new(64)` succeeds
+/// but its `map` never returns (a 64th worker cannot join), and at 63 workers a `map` may fail
+/// with a worker that "exited normally".
+const SWEEP: [usize; 6] = [1, 2, 4, 8, 16, 32];
+const SWEEP_QUICK: [usize; 4] = [1, 4, 16, 32];
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)

@@ -94,7 +94,10 @@ impl Repeats {
         if self.end.is_some() {
             return None;
         }
-        let figure = match s.run(cfg) {
+        crate::harness::arm(&s.name);
+        let outcome = s.run(cfg);
+        crate::harness::disarm();
+        let figure = match outcome {
             Ok(Outcome::Measured(f)) => s.unit.value_of(f.quantity).map(|v| (v, f.fairness)),
             Ok(Outcome::Skipped(why)) => {
                 self.end = Some(Summary::skipped(why));

@@ -8,7 +8,8 @@
 //!   announces itself before anything is timed;
 //! - the warm-up and the timed window ([`Window`]): never a fork, a setup or a first-touch page
 //!   fault inside the window;
-//! - the stop, the drain of what is in flight, and the check that everything sent arrived.
+//! - the stop, the drain of what is in flight, and the check that everything sent arrived;
+//! - a watchdog: a repeat that has not returned after [`REPEAT_LIMIT`] ends the run, naming it.
 //!
 //! Four shapes cover every scenario:
 //!
@@ -27,6 +28,7 @@ mod stream;
 mod team;
 mod timed;
 mod wait;
+mod watchdog;
 mod window;
 
 pub use control::{REPORT_WORDS, Report};
@@ -37,4 +39,6 @@ pub use stream::{Recv, Sink, Source, stream};
 pub use team::{Member, Team, TeamReport};
 pub use timed::{per_call, timed};
 pub use wait::{Patience, SPINS_BEFORE_YIELD, WAIT_LIMIT, deadline, poll, spin_until};
+pub use watchdog::REPEAT_LIMIT;
+pub(crate) use watchdog::{arm, disarm};
 pub use window::Window;

@@ -5,21 +5,29 @@
 //! Ratios are speed factors, so that above 1 is always better for the first figure: for a
 //! time, `theirs / ours`; for a rate, `ours / theirs`.
 //!
+//! Where the run measured a pair (ours in alternation with its limit), "ours vs limit" is the
+//! median of the paired ratios rather than the ratio of the two medians.
+//!
 //! ```
-//! use benches::report::Outcome;
+//! use benches::report::{Row, Summary};
+//! use benches::Unit;
+//! let m = |x: f64| Summary::of(&[x], &[], Unit::Us);
 //! let rows = vec![
-//!     ("ours.event_rtt", Outcome::measured(&[10.0], "µs")),
-//!     ("python.event_rtt", Outcome::measured(&[20.0], "µs")),
-//!     ("eventfd.pingpong_rtt", Outcome::measured(&[5.0], "µs")),
-//!     ("limit.futex_rtt", Outcome::measured(&[4.0], "µs")),
+//!     Row::new("ours.event_rtt", m(10.0)),
+//!     Row::new("python.event_rtt", m(20.0)),
+//!     Row::new("eventfd.pingpong_rtt", m(5.0)),
+//!     Row::new("limit.futex_rtt", m(4.0)),
 //! ];
-//! let md = benches::compare::render_comparison(&rows);
+//! let md = benches::compare::render_comparison(&rows, &[]);
 //! assert!(md.contains("| `ours.event_rtt` 10.00 µs | `eventfd.pingpong_rtt` 5.000 µs | 0.50× |"));
 //! ```
 
 use std::fmt::Write as _;
 
-use crate::report::{Outcome, format_figure};
+use crate::pairs::PairSummary;
+use crate::report::{Row, Summary, format_figure, measured};
+use crate::scenario::Unit;
+use crate::sweep::{Point, split_name};
 
 /// One kind of work and the scenarios that do it.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +71,7 @@ pub const PATHS: &[Path] = &[
         limit: Some("limit.pingpong_rtt"),
     },
     Path {
-        label: "stream of u64 messages",
+        label: "stream of u64 messages, one call per message",
         ours: &["ours.queue_u64"],
         peers: &["iceoryx2.u64", "ipc_channel.u64", "python.queue_small"],
         limit: Some("limit.spsc_u64"),
@@ -81,10 +89,22 @@ pub const PATHS: &[Path] = &[
         limit: Some("limit.ring_1mib"),
     },
     Path {
-        label: "SPSC ring of u64",
-        ours: &["ours.spsc_u64"],
+        label: "1 MiB messages, written into the slot and read in place",
+        ours: &["ours.loan_1mib"],
+        peers: &["iceoryx2.1mib_loan"],
+        limit: Some("limit.ring_1mib_inplace"),
+    },
+    Path {
+        label: "SPSC ring of u64, push/pop per message",
+        ours: &["ours.ring_u64"],
         peers: &["crossbeam.u64_threads"],
         limit: Some("limit.spsc_u64"),
+    },
+    Path {
+        label: "SPSC ring of u64, slices of 256",
+        ours: &["ours.ring_u64_batch"],
+        peers: &[],
+        limit: Some("limit.spsc_u64_batch"),
     },
     Path {
         label: "lock and unlock, uncontended",
@@ -94,8 +114,8 @@ pub const PATHS: &[Path] = &[
     },
     Path {
         label: "lock and unlock, two processes contending",
-        ours: &["ours.lock_contended_2p"],
-        peers: &["raw_sync.mutex_contended_2p", "pthread.robust_contended_2p"],
+        ours: &["ours.lock_contended@2p"],
+        peers: &["raw_sync.mutex_contended@2p", "pthread.robust_contended@2p"],
         limit: None,
     },
     Path {
@@ -154,45 +174,32 @@ pub const PATHS: &[Path] = &[
     },
 ];
 
-/// A figure in a unit family's base (seconds, or the rate as is), and whether lower is better.
-fn normalise(median: f64, unit: &str) -> (f64, bool) {
-    match unit {
-        "ns" => (median * 1e-9, true),
-        "µs" => (median * 1e-6, true),
-        "ms" => (median * 1e-3, true),
-        "s" => (median, true),
-        _ => (median, false),
-    }
-}
-
 /// The speed factor of `a` over `b` (above 1: `a` is faster), when their units compare.
 ///
 /// ```
 /// use benches::compare::speed_factor;
-/// assert_eq!(speed_factor((2.0, "µs"), (4.0, "µs")), Some(2.0));
-/// let f = speed_factor((1.0, "µs"), (500.0, "ns")).unwrap();
+/// use benches::Unit;
+/// assert_eq!(speed_factor((2.0, Unit::Us), (4.0, Unit::Us)), Some(2.0));
+/// let f = speed_factor((1.0, Unit::Us), (500.0, Unit::Ns)).unwrap();
 /// assert!((f - 0.5).abs() < 1e-9);
-/// assert_eq!(speed_factor((3.0, "GB/s"), (1.5, "GB/s")), Some(2.0));
-/// assert_eq!(speed_factor((3.0, "GB/s"), (1.5, "µs")), None);
-/// assert_eq!(speed_factor((3.0, "ops/s"), (1.5, "GB/s")), None);
+/// assert_eq!(speed_factor((3.0, Unit::GbPerSec), (1.5, Unit::GbPerSec)), Some(2.0));
+/// assert_eq!(speed_factor((3.0, Unit::GbPerSec), (1.5, Unit::Us)), None);
+/// assert_eq!(speed_factor((3.0, Unit::OpsPerSec), (1.5, Unit::GbPerSec)), None);
 /// ```
-pub fn speed_factor(a: (f64, &str), b: (f64, &str)) -> Option<f64> {
-    let (x, x_time) = normalise(a.0, a.1);
-    let (y, y_time) = normalise(b.0, b.1);
-    if x_time != y_time || (!x_time && a.1 != b.1) || x <= 0.0 || y <= 0.0 {
+pub fn speed_factor(a: (f64, Unit), b: (f64, Unit)) -> Option<f64> {
+    if a.0 <= 0.0 || b.0 <= 0.0 {
         return None;
     }
-    Some(if x_time { y / x } else { x / y })
-}
-
-fn measured<'a>(rows: &'a [(&str, Outcome)], name: &str) -> Option<(f64, &'a str)> {
-    rows.iter().find_map(|(n, o)| match o {
-        Outcome::Measured { median, unit, .. } if *n == name => Some((*median, *unit)),
+    match (a.1.seconds(), b.1.seconds()) {
+        (Some(x), Some(y)) => Some(b.0 * y / (a.0 * x)),
+        (None, None) if a.1 == b.1 => Some(a.0 / b.0),
         _ => None,
-    })
+    }
 }
 
-fn cell(name: &str, fig: (f64, &str)) -> String {
+type Fig = (f64, Unit);
+
+fn cell(name: &str, fig: Fig) -> String {
     format!("`{name}` {} {}", format_figure(fig.0), fig.1)
 }
 
@@ -200,9 +207,19 @@ fn ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"))
 }
 
+/// The speed factor of `ours` over `limit` from their paired rounds, if measured.
+fn paired_factor(pairs: &[PairSummary], ours: &str, limit: &str) -> Option<f64> {
+    let p = pairs.iter().find(|p| p.ours == ours && p.limit == limit)?;
+    Some(if p.unit.higher_is_better() {
+        p.ratio.median
+    } else {
+        1.0 / p.ratio.median
+    })
+}
+
 /// The comparison table (Markdown). A path none of whose scenarios ran is left out; a column
 /// without a figure shows `—`.
-pub fn render_comparison(rows: &[(&str, Outcome)]) -> String {
+pub fn render_comparison(rows: &[Row], pairs: &[PairSummary]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -218,7 +235,7 @@ pub fn render_comparison(rows: &[(&str, Outcome)]) -> String {
             .peers
             .iter()
             .filter_map(|n| measured(rows, n).map(|f| (*n, f)))
-            .fold(None::<(&str, (f64, &str))>, |best, cand| match best {
+            .fold(None::<(&str, Fig)>, |best, cand| match best {
                 Some(b) if speed_factor(b.1, cand.1).is_none_or(|f| f >= 1.0) => Some(b),
                 _ => Some(cand),
             });
@@ -226,10 +243,15 @@ pub fn render_comparison(rows: &[(&str, Outcome)]) -> String {
         if ours.is_none() && best.is_none() && limit.is_none() {
             continue;
         }
-        let show =
-            |x: Option<(&str, (f64, &str))>| x.map_or_else(|| "—".to_owned(), |(n, f)| cell(n, f));
-        let factor = |a: Option<(&str, (f64, &str))>, b: Option<(&str, (f64, &str))>| {
+        let show = |x: Option<(&str, Fig)>| x.map_or_else(|| "—".to_owned(), |(n, f)| cell(n, f));
+        let factor = |a: Option<(&str, Fig)>, b: Option<(&str, Fig)>| {
             ratio(a.zip(b).and_then(|(a, b)| speed_factor(a.1, b.1)))
+        };
+        let ours_vs_limit = match ours.zip(limit) {
+            Some(((o, _), (l, _))) => paired_factor(pairs, o, l)
+                .map(|f| format!("{f:.2}× (paired)"))
+                .unwrap_or_else(|| factor(ours, limit)),
+            None => "—".to_owned(),
         };
         let _ = writeln!(
             out,
@@ -239,64 +261,81 @@ pub fn render_comparison(rows: &[(&str, Outcome)]) -> String {
             show(best),
             factor(ours, best),
             show(limit),
-            factor(ours, limit),
+            ours_vs_limit,
             factor(best, limit),
         );
     }
     out
 }
 
-/// The payload sweeps as one Markdown table: a row per sweep (`pipe.rtt`, `iceoryx2.stream`,
-/// …), a column per size, medians in the sweep's unit. Empty when nothing was swept.
+/// The sweeps as Markdown tables, one per axis (payload sizes, numbers of processes): a row
+/// per sweep (`pipe.rtt`, `ours.queue_mpmc`, …), a column per point, medians in the sweep's
+/// unit. Empty when nothing was swept.
 ///
 /// ```
-/// use benches::report::Outcome;
+/// use benches::report::{Row, Summary};
+/// use benches::Unit;
 /// let rows = vec![
-///     ("pipe.rtt@8B", Outcome::measured(&[3.0], "µs")),
-///     ("pipe.rtt@4MiB", Outcome::measured(&[2000.0], "µs")),
+///     Row::new("pipe.rtt@8B", Summary::of(&[3.0], &[], Unit::Us)),
+///     Row::new("pipe.rtt@4MiB", Summary::of(&[2000.0], &[], Unit::Us)),
+///     Row::new("ours.queue_mpmc@2p", Summary::of(&[5e6], &[], Unit::MsgsPerSec)),
 /// ];
 /// let md = benches::compare::render_sweeps(&rows);
 /// assert!(md.contains("| `pipe.rtt` (µs) | 3.000 |"));
-/// assert!(md.trim_end().ends_with("| 2,000 |"));
+/// assert!(md.contains("| 2,000 |"));
+/// assert!(md.contains("| sweep | 2p |"));
 /// ```
-pub fn render_sweeps(rows: &[(&str, Outcome)]) -> String {
-    use crate::sweep::{SIZES, size_label, split_name};
-    let mut bases: Vec<(&str, &str)> = Vec::new();
-    for (name, outcome) in rows {
-        if let (base, Some(_)) = split_name(name) {
-            let unit = match outcome {
-                Outcome::Measured { unit, .. } => unit,
-                _ => "",
+pub fn render_sweeps(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for bytes in [true, false] {
+        let on_axis = |p: &Point| matches!(p, Point::Bytes(_)) == bytes;
+        let mut bases: Vec<(&str, Option<Unit>)> = Vec::new();
+        let mut points: Vec<Point> = Vec::new();
+        for row in rows {
+            let (base, Some(point)) = split_name(&row.name) else {
+                continue;
             };
+            if !on_axis(&point) {
+                continue;
+            }
+            if !points.contains(&point) {
+                points.push(point);
+            }
+            let unit = row.summary.figure().map(|f| f.1);
             match bases.iter_mut().find(|(b, _)| *b == base) {
-                Some((_, u)) if u.is_empty() => *u = unit,
+                Some((_, u)) if u.is_none() => *u = unit,
                 Some(_) => {}
                 None => bases.push((base, unit)),
             }
         }
-    }
-    if bases.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("| sweep |");
-    for size in SIZES {
-        let _ = write!(out, " {} |", size_label(size));
-    }
-    out.push_str("\n|---|");
-    out.push_str(&"---:|".repeat(SIZES.len()));
-    out.push('\n');
-    for (base, unit) in bases {
-        let _ = write!(out, "| `{base}` ({unit}) |");
-        for size in SIZES {
-            let name = format!("{base}@{}", size_label(size));
-            let figure = match rows.iter().find(|(n, _)| *n == name) {
-                Some((_, Outcome::Measured { median, .. })) => format_figure(*median),
-                Some((_, Outcome::Failed(_))) => "failed".to_owned(),
-                _ => "—".to_owned(),
-            };
-            let _ = write!(out, " {figure} |");
+        if bases.is_empty() {
+            continue;
         }
+        points.sort();
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str("| sweep |");
+        for p in &points {
+            let _ = write!(out, " {} |", p.label());
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(points.len()));
         out.push('\n');
+        for (base, unit) in bases {
+            let unit = unit.map_or("", Unit::symbol);
+            let _ = write!(out, "| `{base}` ({unit}) |");
+            for p in &points {
+                let name = format!("{base}@{}", p.label());
+                let figure = match rows.iter().find(|r| r.name == name).map(|r| &r.summary) {
+                    Some(Summary::Measured { median, .. }) => format_figure(*median),
+                    Some(Summary::Failed { .. }) => "failed".to_owned(),
+                    _ => "—".to_owned(),
+                };
+                let _ = write!(out, " {figure} |");
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -307,27 +346,19 @@ mod tests {
 
     #[test]
     fn the_best_peer_is_the_fastest_in_either_direction() {
+        let m = |x: f64, u: Unit| Summary::of(&[x], &[], u);
         let rows = vec![
-            (
-                "ours.lock_contended_2p",
-                Outcome::measured(&[10.0], "ops/s"),
-            ),
-            (
-                "raw_sync.mutex_contended_2p",
-                Outcome::measured(&[20.0], "ops/s"),
-            ),
-            (
-                "pthread.robust_contended_2p",
-                Outcome::measured(&[15.0], "ops/s"),
-            ),
-            ("ours.start_fork", Outcome::measured(&[0.4], "ms")),
-            ("python.start_fork", Outcome::measured(&[1.6], "ms")),
-            ("raw.fork_exit_wait", Outcome::measured(&[200.0], "µs")),
-            ("iceoryx2.u64", Outcome::Failed("broken".into())),
+            Row::new("ours.lock_contended@2p", m(10.0, Unit::OpsPerSec)),
+            Row::new("raw_sync.mutex_contended@2p", m(20.0, Unit::OpsPerSec)),
+            Row::new("pthread.robust_contended@2p", m(15.0, Unit::OpsPerSec)),
+            Row::new("ours.start_fork", m(0.4, Unit::Ms)),
+            Row::new("python.start_fork", m(1.6, Unit::Ms)),
+            Row::new("raw.fork_exit_wait", m(200.0, Unit::Us)),
+            Row::new("iceoryx2.u64", Summary::failed("broken")),
         ];
-        let md = render_comparison(&rows);
+        let md = render_comparison(&rows, &[]);
         assert!(
-            md.contains("`raw_sync.mutex_contended_2p` 20.00 ops/s | 0.50× | — |"),
+            md.contains("`raw_sync.mutex_contended@2p` 20.00 ops/s | 0.50× | — |"),
             "{md}"
         );
         assert!(md.contains("`python.start_fork` 1.600 ms | 4.00× | `raw.fork_exit_wait` 200.0 µs | 0.50× | 0.12× |"), "{md}");

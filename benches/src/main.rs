@@ -1,105 +1,61 @@
-//! `ipc-bench`: runs the benchmark scenarios between real processes and prints a table or JSON.
-//!
-//! ```text
-//! cargo run --release -p benches --bin ipc-bench -- [--quick] [--json | --markdown]
-//!     [--plot DIR] [--pin A,B] [--filter SUBSTR[,SUBSTR…]] [--repeats N] [--list]
-//! ```
-//!
-//! Progress goes to standard error, the table (or the JSON document) to standard output. The exit
-//! status is 1 if any scenario failed (wrong data, a dead peer, a timeout), 2 on a usage error.
+//! `ipc-bench`: runs the benchmark scenarios between real processes and prints a table, Markdown
+//! or JSON. Progress goes to standard error, the report to standard output. The exit status is 1
+//! if any scenario failed (wrong data, a dead peer, a timeout), 2 on a usage error.
 
-use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use benches::report::{
-    Machine, Outcome, format_figure, render_json, render_markdown, render_table,
+    Document, Machine, Row, format_figure, render_fairness_markdown, render_markdown,
+    render_pairs_markdown, render_table,
 };
-use benches::{Config, all, run_scenario};
+use benches::runner::{Progress, Step, plan, run_plan};
+use benches::{Config, all};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 
-const USAGE: &str = "\
-usage: ipc-bench [--quick] [--json | --markdown] [--plot DIR] [--pin A,B]
-                 [--filter SUBSTR[,SUBSTR...]] [--repeats N] [--list]
-
-  --quick            short runs: every scenario in about two minutes in total
-  --json             print {\"machine\": {...}, \"scenarios\": {...}} instead of a table
-  --markdown         print a Markdown table (for pasting) instead of the aligned one
-  --plot DIR         also write DIR/latency.svg and DIR/throughput.svg: the payload sweeps
-                     (scenarios named NAME@SIZE), one line per NAME, log-log
-  --pin A,B          run the parent process on CPU A and every forked child on CPU B
-  --filter SUBSTR    only scenarios whose name contains SUBSTR (comma-separated: any of them;
-                     the option may be repeated)
-  --repeats N        repeats per scenario (default 7, or 3 with --quick)
-  --list             print the scenario names and units, and exit
-";
-
+/// Runs the benchmark scenarios between real processes: ours, the hardware limits and the
+/// peers, each checked for what it moved.
+#[derive(Debug, Parser)]
+#[command(name = "ipc-bench")]
 struct Args {
+    /// Short runs: every scenario in a few minutes in total (150 ms windows, 80 ms for a
+    /// sweep point, 3 repeats, 5 paired rounds, fewer points in some process sweeps)
+    #[arg(long)]
     quick: bool,
+    /// Print the JSON document {"machine", "scenarios", "pairs"} instead of the table
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print Markdown (the comparison, the pairs, the fairness, the sweeps, every scenario)
+    #[arg(long)]
     markdown: bool,
-    plot: Option<std::path::PathBuf>,
-    pin: Option<(usize, usize)>,
+    /// Also write SVG charts of the sweeps into DIR
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// Run this process on CPU A and every forked peer on CPU B (team members run on all CPUs)
+    #[arg(long, value_name = "A,B", value_parser = parse_pin)]
+    pin: Option<Pin>,
+    /// Only scenarios whose name contains SUBSTR (comma-separated: any of them; repeatable)
+    #[arg(long, value_name = "SUBSTR", value_delimiter = ',')]
+    filter: Vec<String>,
+    /// Repeats per scenario, and rounds per pair (default 7; with --quick 3 repeats, 5 rounds)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    repeats: Option<u32>,
+    /// Print the (filtered) scenario names and units, and exit
+    #[arg(long)]
     list: bool,
-    filters: Vec<String>,
-    repeats: Option<usize>,
+    /// Ignored: `cargo bench` passes it to every target
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        quick: false,
-        json: false,
-        markdown: false,
-        plot: None,
-        pin: None,
-        list: false,
-        filters: Vec::new(),
-        repeats: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--quick" => args.quick = true,
-            "--json" => args.json = true,
-            "--markdown" => args.markdown = true,
-            "--plot" => args.plot = Some(value("--plot")?.into()),
-            "--pin" => args.pin = Some(benches::pin::parse_pin(&value("--pin")?)?),
-            "--list" => args.list = true,
-            "--filter" => args.filters.extend(
-                value("--filter")?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            ),
-            "--repeats" => {
-                let v = value("--repeats")?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--repeats: not a number: {v}"))?;
-                if n == 0 {
-                    return Err("--repeats must be at least 1".to_owned());
-                }
-                args.repeats = Some(n);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            // `cargo bench` passes this to every target.
-            "--bench" => {}
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if args.json && args.markdown {
-        return Err("--json and --markdown are exclusive".to_owned());
-    }
-    Ok(args)
+/// The two CPUs of `--pin`.
+#[derive(Debug, Clone, Copy)]
+struct Pin(usize, usize);
+
+fn parse_pin(s: &str) -> Result<Pin, String> {
+    benches::pin::parse_pin(s).map(|(a, b)| Pin(a, b))
 }
 
 /// The names in `/dev/shm` that a peer keeps for the whole machine (not ours: ours never
@@ -126,46 +82,60 @@ fn remove_new_peer_files(before: &[String]) {
 
 fn main() -> ExitCode {
     ipc_core::init();
-    let args = match parse_args() {
+    let args = match Args::try_parse() {
         Ok(a) => a,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("ipc-bench: {msg}");
-            }
-            eprint!("{USAGE}");
-            return ExitCode::from(2);
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let cfg = Config { quick: args.quick };
+    let filters: Vec<&str> = args
+        .filter
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.is_empty())
+        .collect();
     let scenarios: Vec<_> = all()
         .into_iter()
-        .filter(|s| args.filters.is_empty() || args.filters.iter().any(|f| s.name.contains(f)))
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f)))
         .collect();
     if args.list {
         for s in &scenarios {
-            println!("{:<32} {}", s.name, s.unit);
+            let quick = if s.quick { "" } else { "  (not with --quick)" };
+            println!("{:<32} {}{quick}", s.name, s.unit);
         }
         return ExitCode::SUCCESS;
     }
+    let scenarios: Vec<_> = scenarios
+        .into_iter()
+        .filter(|s| s.quick || !cfg.quick)
+        .collect();
     if scenarios.is_empty() {
-        eprintln!("ipc-bench: no scenario matches {:?}", args.filters);
+        eprintln!("ipc-bench: no scenario matches {filters:?}");
         return ExitCode::from(2);
     }
-    let cfg = Config { quick: args.quick };
-    let repeats = args.repeats.unwrap_or(cfg.pick(7, 3));
+    let repeats = args.repeats.map_or(cfg.pick(7, 3), |n| n as usize);
+    let rounds = args.repeats.map_or(cfg.pick(7, 5), |n| n as usize);
     // Peers that keep machine-wide files in /dev/shm (iceoryx2's node management) leave them
     // after their last node; remove those this run brought into being.
     let shm_before = shm_entries();
     let mut machine = Machine::collect(args.quick, repeats);
-    if let Some((parent, child)) = args.pin {
+    if let Some(Pin(parent, child)) = args.pin {
         machine.pin = match benches::pin::pin_parent(parent, child) {
             Ok(took) => format!("pinned: {took}"),
             Err(why) => format!("pinning did not take: {why}"),
         };
         eprintln!("ipc-bench: {}", machine.pin);
     }
+    let steps = plan(scenarios);
     eprintln!(
-        "ipc-bench: {} scenarios × {repeats} repeats on {} ({} cores), {}, {}, python {}",
-        scenarios.len(),
+        "ipc-bench: {} scenarios × {repeats} repeats ({} paired with their limit × {rounds} rounds) on {} ({} cores), {}, {}, python {}",
+        steps.len(),
+        steps
+            .iter()
+            .filter(|s| matches!(s, Step::Paired { .. }))
+            .count(),
         machine.cpu,
         machine.cores,
         machine.kernel,
@@ -176,63 +146,62 @@ fn main() -> ExitCode {
         eprintln!("ipc-bench: this is a debug build; run with --release for real figures");
     }
 
-    let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let mut rows = Vec::with_capacity(scenarios.len());
-    for (i, s) in scenarios.iter().enumerate() {
-        let label = format!("[{:>2}/{}] {}", i + 1, scenarios.len(), s.name);
-        let t = Instant::now();
-        let bar = progress_bar(i, scenarios.len(), started.elapsed().as_secs_f64());
-        let outcome = run_scenario(s, &cfg, repeats, |done, figure| {
-            if tty {
-                eprint!(
-                    "\r\x1b[2K{bar} {label}: repeat {done}/{repeats}: {} {}",
-                    format_figure(figure),
-                    s.unit
-                );
-                let _ = std::io::stderr().flush();
-            }
-        });
-        if tty {
-            eprint!("\r\x1b[2K");
-        }
-        let secs = t.elapsed().as_secs_f64();
-        match &outcome {
-            Outcome::Measured {
-                median, min, max, ..
-            } => eprintln!(
-                "{label}: {} {} (min {}, max {}) in {secs:.1} s",
-                format_figure(*median),
-                s.unit,
-                format_figure(*min),
-                format_figure(*max)
-            ),
-            Outcome::Skipped(why) => eprintln!("{label}: skipped: {why}"),
-            Outcome::Failed(why) => eprintln!("{label}: FAILED: {why}"),
-        }
-        rows.push((s.name, outcome));
-    }
+    let bar = ProgressBar::new(steps.len() as u64).with_style(
+        ProgressStyle::with_template("[{bar:20}] {pos}/{len} {elapsed} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>-"),
+    );
+    let total = steps.len();
+    let step_started = std::cell::Cell::new(Instant::now());
+    let label = |i: usize, name: &str| format!("[{:>3}/{total}] {name}", i + 1);
+    let current = std::cell::RefCell::new(String::new());
+    let (rows, pairs) = run_plan(
+        &steps,
+        &cfg,
+        repeats,
+        rounds,
+        |step, i| {
+            step_started.set(Instant::now());
+            *current.borrow_mut() = label(i, &step.scenario().name);
+            bar.set_message(current.borrow().clone());
+        },
+        &mut |p| {
+            let Progress::Repeat {
+                done, of, figure, ..
+            } = p;
+            bar.set_message(format!(
+                "{}: repeat {done}/{of}: {}",
+                current.borrow(),
+                format_figure(figure)
+            ));
+        },
+        |row| {
+            let secs = step_started.get().elapsed().as_secs_f64();
+            let line = describe(&current.borrow(), row, secs);
+            bar.suspend(|| eprintln!("{line}"));
+            bar.inc(1);
+        },
+    );
+    bar.finish_and_clear();
     benches::scenarios::python::cleanup();
+    remove_new_peer_files(&shm_before);
     eprintln!(
         "ipc-bench: done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
-    remove_new_peer_files(&shm_before);
     let mut failed_output = false;
     if let Some(dir) = &args.plot {
-        match benches::plot::write_charts(
-            dir,
-            &rows,
-            &format!(
-                "{}, {} cores, {}",
-                machine.cpu,
-                machine.cores,
-                &machine.date[..10]
-            ),
-        ) {
+        let title = format!(
+            "{}, {} cores, {}",
+            machine.cpu,
+            machine.cores,
+            &machine.date[..10]
+        );
+        match benches::plot::write_charts(dir, &rows, &title) {
             Ok(files) if files.is_empty() => {
-                eprintln!("ipc-bench: --plot: no payload sweep was measured, no chart written")
+                eprintln!("ipc-bench: --plot: no sweep was measured, no chart written")
             }
             Ok(files) => {
                 for f in files {
@@ -246,25 +215,25 @@ fn main() -> ExitCode {
         }
     }
     if args.json {
-        println!("{}", render_json(&machine, &rows));
+        println!("{}", Document::new(&machine, &rows, &pairs).to_json());
     } else if args.markdown {
-        let comparison = benches::compare::render_comparison(&rows);
-        if comparison.lines().count() > 2 {
-            println!("{comparison}");
-        }
-        let sweeps = benches::compare::render_sweeps(&rows);
-        if !sweeps.is_empty() {
-            println!("{sweeps}");
+        let comparison = benches::compare::render_comparison(&rows, &pairs);
+        for part in [
+            comparison,
+            render_pairs_markdown(&pairs),
+            render_fairness_markdown(&rows),
+            benches::compare::render_sweeps(&rows),
+        ] {
+            if part.lines().count() > 2 {
+                println!("{part}");
+            }
         }
         print!("{}", render_markdown(&machine, &rows));
     } else {
         println!("{} | {}\n", machine.summary(), machine.pin);
-        print!("{}", render_table(&rows));
+        print!("{}", render_table(&rows, &pairs));
     }
-    let failed = rows
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
-        .count();
+    let failed = rows.iter().filter(|r| r.summary.is_failed()).count();
     if failed > 0 {
         eprintln!("ipc-bench: {failed} scenario(s) failed");
         return ExitCode::from(1);
@@ -275,21 +244,12 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `[#####-----] 12/80 0:41 ETA 3:10`: scenarios done so far, time so far and the time left at
-/// the pace so far.
-fn progress_bar(done: usize, total: usize, elapsed: f64) -> String {
-    const WIDTH: usize = 20;
-    let filled = (done * WIDTH).checked_div(total).unwrap_or(0);
-    let clock = |secs: f64| format!("{}:{:02}", secs as u64 / 60, secs as u64 % 60);
-    let eta = if done == 0 {
-        "?".to_owned()
-    } else {
-        clock(elapsed / done as f64 * (total - done) as f64)
-    };
-    format!(
-        "[{}{}] {}",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        format_args!("{} ETA {eta}", clock(elapsed))
-    )
+/// The progress line of a finished scenario.
+fn describe(label: &str, row: &Row, secs: f64) -> String {
+    match row.summary.cells() {
+        Ok(([median, min, max], unit)) => {
+            format!("{label}: {median} {unit} (min {min}, max {max}) in {secs:.1} s")
+        }
+        Err(why) => format!("{label}: {why}"),
+    }
 }

@@ -11,6 +11,10 @@ use std::sync::OnceLock;
 /// The CPU the forked children pin themselves to, set once by [`pin_parent`].
 static CHILD_CPU: OnceLock<usize> = OnceLock::new();
 
+/// The CPUs this process could use before [`pin_parent`] pinned it: the children of a team
+/// (more processes than two CPUs) run on all of them.
+static ALL_CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+
 /// Parses `A,B` (two CPU numbers, which may be equal).
 ///
 /// ```
@@ -38,24 +42,33 @@ pub fn parse_pin(s: &str) -> Result<(usize, usize), String> {
 /// Pins the calling thread (the whole process, when it is single-threaded) to `cpu` and reads
 /// the affinity back: `Ok(())` only if it is now exactly `{cpu}`.
 pub fn pin_current(cpu: usize) -> Result<(), String> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(format!("CPU {cpu} is out of range"));
-    }
+    set_cpus(&[cpu])
+}
+
+/// Lets the calling thread run on exactly `cpus`, and reads the affinity back.
+fn set_cpus(cpus: &[usize]) -> Result<(), String> {
     // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE was checked above, so the bit lies inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(format!("CPU {cpu} is out of range"));
+        }
+        // SAFETY: `cpu` < CPU_SETSIZE was checked above, so the bit lies inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if r != 0 {
         return Err(format!(
-            "sched_setaffinity(CPU {cpu}): {}",
+            "sched_setaffinity({cpus:?}): {}",
             std::io::Error::last_os_error()
         ));
     }
     let now = current_cpus()?;
-    if now != [cpu] {
-        return Err(format!("asked for CPU {cpu}, the kernel allows {now:?}"));
+    if now != cpus {
+        return Err(format!(
+            "asked for CPUs {cpus:?}, the kernel allows {now:?}"
+        ));
     }
     Ok(())
 }
@@ -84,12 +97,14 @@ pub fn current_cpus() -> Result<Vec<usize>, String> {
         .collect())
 }
 
-/// Pins this process to `parent` and arranges for every child of [`fork_child`](crate::fork_child)
+/// Pins this process to `parent` and arranges for every child of [`fork_child`](crate::harness::fork_child)
 /// to pin itself to `child`. Returns a description for the report: `"parent on CPU 0, child on
 /// CPU 1"` when the parent's pin took (a child whose pin does not take fails its scenario), or
 /// the reason it did not.
 pub fn pin_parent(parent: usize, child: usize) -> Result<String, String> {
+    let all = current_cpus()?;
     pin_current(parent)?;
+    let _ = ALL_CPUS.set(all);
     // The children check their own pin as they start; the first call wins.
     let _ = CHILD_CPU.set(child);
     Ok(format!("parent on CPU {parent}, child on CPU {child}"))
@@ -99,6 +114,15 @@ pub fn pin_parent(parent: usize, child: usize) -> Result<String, String> {
 pub(crate) fn pin_child() -> anyhow::Result<()> {
     if let Some(&cpu) = CHILD_CPU.get() {
         pin_current(cpu).map_err(|e| anyhow::anyhow!("--pin: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Called by a freshly forked member of a team: undoes the parent's pin, so that the team
+/// spreads over every CPU the run may use.
+pub(crate) fn unpin_child() -> anyhow::Result<()> {
+    if let Some(all) = ALL_CPUS.get() {
+        set_cpus(all).map_err(|e| anyhow::anyhow!("--pin: {e}"))?;
     }
     Ok(())
 }
@@ -132,6 +156,12 @@ mod tests {
             .join()
             .unwrap();
         assert!(err.is_err());
+        assert!(
+            std::thread::spawn(|| set_cpus(&[]))
+                .join()
+                .unwrap()
+                .is_err()
+        );
         assert!(parse_pin(&format!("0,{}", libc::CPU_SETSIZE)).is_err());
     }
 }

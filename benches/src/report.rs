@@ -1,25 +1,38 @@
-//! What `ipc-bench` prints: the machine description, the aligned table and the JSON document.
+//! What `ipc-bench` prints: the machine description, the aligned table, the Markdown tables
+//! and the JSON document.
 //!
-//! The JSON document has exactly two keys:
+//! The JSON document is one serde type, [`Document`]:
 //!
 //! ```text
 //! {"machine": {"cpu": ..., "cores": ..., "kernel": ..., "rustc": ..., "profile": ...,
-//!              "date": ..., "python": ..., "command": ..., "quick": ..., "repeats": ...},
+//!              "date": ..., "python": ..., "command": ..., "quick": ..., "repeats": ..., "pin": ...},
 //!  "scenarios": {"NAME": {"median": X, "min": Y, "max": Z, "unit": "U"},
+//!                "LOCK@4p": {"median": X, "min": Y, "max": Z, "unit": "ops/s",
+//!                            "fairness": {"min_share": ..., "max_share": ...,
+//!                                         "longest_streak": ..., "handoffs_per_sec": ...}},
 //!                "OTHER": {"skipped": "reason"},
-//!                "BROKEN": {"failed": "message"}}}
+//!                "BROKEN": {"failed": "message"}},
+//!  "pairs": [{"ours": ..., "limit": ..., "what": ..., "unit": ..., "ours_median": ...,
+//!             "limit_median": ..., "ratio": {"median": ..., "min": ..., "max": ...},
+//!             "rounds": ..., "target": "≥ 0.9×" | null, "meets": true | false | null}]}
 //! ```
 //!
-//! Scenarios appear in run order. A measured scenario has `median`, `min`, `max` and `unit`; a
-//! skipped one only `skipped`; a failed one only `failed` (and `ipc-bench` exits with status 1).
+//! Scenarios appear in run order. A measured scenario has `median`, `min`, `max` and `unit`,
+//! and a contended lock also `fairness` (medians over the repeats); a skipped one only
+//! `skipped`; a failed one only `failed` (and `ipc-bench` exits with status 1).
 
 use std::fmt::Write as _;
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
-/// The result of running one scenario.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+use crate::pairs::{PairSummary, Spread};
+use crate::scenario::{Fairness, Unit};
+
+/// What the repeats of one scenario came to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Summary {
     /// Every repeat produced a figure.
     Measured {
         /// The median of the repeats (the mean of the middle two for an even count).
@@ -29,45 +42,145 @@ pub enum Outcome {
         /// The largest figure.
         max: f64,
         /// The unit of all three.
-        unit: &'static str,
+        unit: Unit,
         /// How many repeats.
+        #[serde(skip)]
         repeats: usize,
+        /// For contended locks: the medians of each fairness figure over the repeats.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fairness: Option<Fairness>,
     },
     /// The scenario could not run here (a peer is missing); the reason.
-    Skipped(String),
+    Skipped {
+        /// Why.
+        skipped: String,
+    },
     /// The scenario failed (wrong data, a dead child, a timeout); the message.
-    Failed(String),
+    Failed {
+        /// What went wrong.
+        failed: String,
+    },
 }
 
-impl Outcome {
-    /// Summarises a run's figures.
+impl Summary {
+    /// Summarises a run's figures (and fairness, when every repeat has one).
     ///
     /// ```
-    /// use benches::report::Outcome;
-    /// let o = Outcome::measured(&[3.0, 1.0, 2.0, 10.0], "ns");
-    /// assert_eq!(o, Outcome::Measured { median: 2.5, min: 1.0, max: 10.0, unit: "ns", repeats: 4 });
-    /// assert!(matches!(Outcome::measured(&[], "ns"), Outcome::Failed(_)));
+    /// use benches::{Unit, report::Summary};
+    /// let s = Summary::of(&[3.0, 1.0, 2.0, 10.0], &[], Unit::Ns);
+    /// assert_eq!(s.median(), Some(2.5));
+    /// assert!(matches!(s, Summary::Measured { min: 1.0, max: 10.0, repeats: 4, .. }));
+    /// assert!(matches!(Summary::of(&[], &[], Unit::Ns), Summary::Failed { .. }));
     /// ```
-    pub fn measured(figures: &[f64], unit: &'static str) -> Self {
-        if figures.is_empty() {
-            return Outcome::Failed("no figures".to_owned());
-        }
-        let mut v = figures.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
+    pub fn of(figures: &[f64], fairness: &[Fairness], unit: Unit) -> Self {
+        let Some(spread) = Spread::of(figures) else {
+            return Summary::failed("no figures");
         };
-        Outcome::Measured {
-            median,
-            min: v[0],
-            max: v[n - 1],
+        let median_of = |f: fn(&Fairness) -> f64| {
+            Spread::of(&fairness.iter().map(f).collect::<Vec<_>>()).map_or(0.0, |s| s.median)
+        };
+        let fairness =
+            (!fairness.is_empty() && fairness.len() == figures.len()).then(|| Fairness {
+                min_share: median_of(|f| f.min_share),
+                max_share: median_of(|f| f.max_share),
+                longest_streak: median_of(|f| f.longest_streak as f64) as u64,
+                handoffs_per_sec: median_of(|f| f.handoffs_per_sec),
+            });
+        Summary::Measured {
+            median: spread.median,
+            min: spread.min,
+            max: spread.max,
             unit,
-            repeats: n,
+            repeats: figures.len(),
+            fairness,
         }
     }
+
+    /// A skip with its reason.
+    pub fn skipped(why: impl Into<String>) -> Self {
+        Summary::Skipped {
+            skipped: why.into(),
+        }
+    }
+
+    /// A failure with its message.
+    pub fn failed(why: impl Into<String>) -> Self {
+        Summary::Failed { failed: why.into() }
+    }
+
+    /// The median, if measured.
+    pub fn median(&self) -> Option<f64> {
+        match self {
+            Summary::Measured { median, .. } => Some(*median),
+            _ => None,
+        }
+    }
+
+    /// The median and its unit, if measured.
+    pub fn figure(&self) -> Option<(f64, Unit)> {
+        match self {
+            Summary::Measured { median, unit, .. } => Some((*median, *unit)),
+            _ => None,
+        }
+    }
+
+    /// The median, min and max formatted, with the unit; or `skipped: …` / `FAILED: …`.
+    ///
+    /// ```
+    /// use benches::{Unit, report::Summary};
+    /// let (cells, unit) = Summary::of(&[1.0, 2.0, 3.0], &[], Unit::Us).cells().unwrap();
+    /// assert_eq!((cells, unit), (["2.000".to_owned(), "1.000".to_owned(), "3.000".to_owned()], Unit::Us));
+    /// assert_eq!(Summary::skipped("no peer").cells(), Err("skipped: no peer".to_owned()));
+    /// ```
+    pub fn cells(&self) -> Result<([String; 3], Unit), String> {
+        match self {
+            Summary::Measured {
+                median,
+                min,
+                max,
+                unit,
+                ..
+            } => Ok((
+                [
+                    format_figure(*median),
+                    format_figure(*min),
+                    format_figure(*max),
+                ],
+                *unit,
+            )),
+            Summary::Skipped { skipped } => Err(format!("skipped: {skipped}")),
+            Summary::Failed { failed } => Err(format!("FAILED: {failed}")),
+        }
+    }
+
+    /// Whether the scenario failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Summary::Failed { .. })
+    }
+}
+
+/// One scenario's line of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The scenario's name.
+    pub name: String,
+    /// What its repeats came to.
+    pub summary: Summary,
+}
+
+impl Row {
+    /// A row (for tests and examples).
+    pub fn new(name: &str, summary: Summary) -> Self {
+        Row {
+            name: name.to_owned(),
+            summary,
+        }
+    }
+}
+
+/// The measured median of `name` in `rows`, with its unit.
+pub fn measured(rows: &[Row], name: &str) -> Option<(f64, Unit)> {
+    rows.iter().find(|r| r.name == name)?.summary.figure()
 }
 
 /// Where and how the figures were taken.
@@ -137,11 +250,7 @@ impl Machine {
                 },
                 option_env!("IPC_BENCH_OPT_LEVEL").unwrap_or("?")
             ),
-            date: iso_date(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            ),
+            date: utc_now(),
             python,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             quick,
@@ -187,31 +296,19 @@ fn kernel() -> String {
     )
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
 ///
 /// ```
-/// assert_eq!(benches::report::iso_date(0), "1970-01-01T00:00:00Z");
-/// assert_eq!(benches::report::iso_date(951_782_400), "2000-02-29T00:00:00Z");
+/// let d = benches::report::utc_now();
+/// assert_eq!(d.len(), 20);
+/// assert!(d.ends_with('Z') && d.as_bytes()[10] == b'T');
 /// ```
-pub fn iso_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+pub fn utc_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// A figure with about four significant digits and thousands separators for large ones.
@@ -251,20 +348,45 @@ pub fn format_figure(x: f64) -> String {
     }
 }
 
-/// The aligned table `ipc-bench` prints without `--json`.
+fn ratio_cell(s: &PairSummary) -> String {
+    format!(
+        "{:.2}× [{:.2}–{:.2}]",
+        s.ratio.median, s.ratio.min, s.ratio.max
+    )
+}
+
+fn target_cell(s: &PairSummary) -> String {
+    match (s.target, s.meets) {
+        (Some(t), Some(true)) => format!("{t}: met"),
+        (Some(t), _) => format!("{t}: NOT met"),
+        (None, _) => "—".to_owned(),
+    }
+}
+
+fn fairness_cells(f: &Fairness) -> [String; 3] {
+    [
+        format!("{:.0}–{:.0} %", f.min_share * 100.0, f.max_share * 100.0),
+        format_figure(f.longest_streak as f64),
+        format_figure(f.handoffs_per_sec),
+    ]
+}
+
+/// The aligned table `ipc-bench` prints without `--json` or `--markdown`: every scenario, then
+/// the pairs, then the fairness of the contended locks.
 ///
 /// ```
-/// use benches::report::{Outcome, render_table};
+/// use benches::report::{Row, Summary, render_table};
+/// use benches::Unit;
 /// let rows = vec![
-///     ("limit.pingpong_rtt", Outcome::measured(&[100.0, 110.0, 90.0], "ns")),
-///     ("python.pipe_rtt", Outcome::Skipped("python3 not found".into())),
+///     Row::new("limit.pingpong_rtt", Summary::of(&[100.0, 110.0, 90.0], &[], Unit::Ns)),
+///     Row::new("python.pipe_rtt", Summary::skipped("python3 not found")),
 /// ];
-/// let t = render_table(&rows);
+/// let t = render_table(&rows, &[]);
 /// assert!(t.contains("limit.pingpong_rtt"));
 /// assert!(t.contains("python3 not found"));
 /// ```
-pub fn render_table(rows: &[(&str, Outcome)]) -> String {
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(8);
+pub fn render_table(rows: &[Row], pairs: &[PairSummary]) -> String {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(8).max(8);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -272,48 +394,141 @@ pub fn render_table(rows: &[(&str, Outcome)]) -> String {
         "scenario", "median", "min", "max", "unit"
     );
     let _ = writeln!(out, "{}", "-".repeat(width + 2 + 14 * 3 + 6 + 2 + 8));
-    for (name, outcome) in rows {
-        match outcome {
-            Outcome::Measured {
+    for row in rows {
+        let name = &row.name;
+        let _ = match row.summary.cells() {
+            Ok(([median, min, max], unit)) => writeln!(
+                out,
+                "{name:<width$}  {median:>14}  {min:>14}  {max:>14}  {unit:<8}"
+            ),
+            Err(why) => writeln!(out, "{name:<width$}  {why}"),
+        };
+    }
+    if !pairs.is_empty() {
+        let w = pairs.iter().map(|p| p.ours.len()).max().unwrap_or(0);
+        let lw = pairs.iter().map(|p| p.limit.len()).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\npairs (median of paired ratios [min–max]; a rate's ratio is the share of the limit reached, a time's the multiple of the limit's time)"
+        );
+        for p in pairs {
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:>12} {:<7}  {:<lw$}  {:>12}  {:<22} {}",
+                p.ours,
+                format_figure(p.ours_median),
+                p.unit.symbol(),
+                p.limit,
+                format_figure(p.limit_median),
+                ratio_cell(p),
+                target_cell(p),
+            );
+        }
+    }
+    let fair: Vec<_> = rows
+        .iter()
+        .filter_map(|r| match &r.summary {
+            Summary::Measured {
                 median,
-                min,
-                max,
-                unit,
+                fairness: Some(f),
                 ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "{name:<width$}  {:>14}  {:>14}  {:>14}  {unit:<8}",
-                    format_figure(*median),
-                    format_figure(*min),
-                    format_figure(*max),
-                );
-            }
-            Outcome::Skipped(why) => {
-                let _ = writeln!(out, "{name:<width$}  skipped: {why}");
-            }
-            Outcome::Failed(why) => {
-                let _ = writeln!(out, "{name:<width$}  FAILED: {why}");
-            }
+            } => Some((r, *median, f)),
+            _ => None,
+        })
+        .collect();
+    if !fair.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nfairness (medians: each process's share of the acquisitions, the longest run of one process, handoffs per second)"
+        );
+        for (r, median, f) in fair {
+            let [shares, streak, handoffs] = fairness_cells(f);
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>14} ops/s  shares {shares:<10}  streak {streak:>10}  handoffs {handoffs:>12}/s",
+                r.name,
+                format_figure(median)
+            );
         }
     }
     out
 }
 
-/// The `--markdown` table: the machine line, then one row per scenario (a skipped or failed
-/// scenario says so in the median column).
+/// The pairs as a Markdown table.
+pub fn render_pairs_markdown(pairs: &[PairSummary]) -> String {
+    let mut out = String::new();
+    if pairs.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "| path | ours | limit | ours ÷ limit, median [min–max] | rounds | target |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---:|---|");
+    for p in pairs {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` {} {} | `{}` {} {} | {} | {} | {} |",
+            p.what,
+            p.ours,
+            format_figure(p.ours_median),
+            p.unit,
+            p.limit,
+            format_figure(p.limit_median),
+            p.unit,
+            ratio_cell(p),
+            p.rounds,
+            target_cell(p),
+        );
+    }
+    out
+}
+
+/// The fairness of the contended locks as a Markdown table (empty without any).
+pub fn render_fairness_markdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        if let Summary::Measured {
+            median,
+            unit,
+            fairness: Some(f),
+            ..
+        } = &r.summary
+        {
+            if out.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "| scenario | throughput | shares (min–max) | longest streak | handoffs/s |"
+                );
+                let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            }
+            let [shares, streak, handoffs] = fairness_cells(f);
+            let _ = writeln!(
+                out,
+                "| `{}` | {} {unit} | {shares} | {streak} | {handoffs} |",
+                r.name,
+                format_figure(*median)
+            );
+        }
+    }
+    out
+}
+
+/// The `--markdown` table of every scenario: the machine line, then one row per scenario (a
+/// skipped or failed scenario says so in the median column).
 ///
 /// ```
-/// use benches::report::{Machine, Outcome, render_markdown};
+/// use benches::report::{Machine, Row, Summary, render_markdown};
+/// use benches::Unit;
 /// let rows = vec![
-///     ("pipe.rtt@8B", Outcome::measured(&[3.0, 2.0, 4.0], "µs")),
-///     ("iceoryx2.u64", Outcome::Skipped("built without --features peers".into())),
+///     Row::new("pipe.rtt@8B", Summary::of(&[3.0, 2.0, 4.0], &[], Unit::Us)),
+///     Row::new("iceoryx2.u64", Summary::skipped("built without --features peers")),
 /// ];
 /// let md = render_markdown(&Machine::collect(true, 3), &rows);
 /// assert!(md.contains("| `pipe.rtt@8B` | 3.000 | 2.000 | 4.000 | µs |"));
 /// assert!(md.contains("| `iceoryx2.u64` | skipped: built without --features peers | | | |"));
 /// ```
-pub fn render_markdown(machine: &Machine, rows: &[(&str, Outcome)]) -> String {
+pub fn render_markdown(machine: &Machine, rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -325,90 +540,53 @@ pub fn render_markdown(machine: &Machine, rows: &[(&str, Outcome)]) -> String {
     );
     let _ = writeln!(out, "| scenario | median | min | max | unit |");
     let _ = writeln!(out, "|---|---:|---:|---:|---|");
-    for (name, outcome) in rows {
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        match outcome {
-            Outcome::Measured {
-                median,
-                min,
-                max,
-                unit,
-                ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "| `{name}` | {} | {} | {} | {unit} |",
-                    format_figure(*median),
-                    format_figure(*min),
-                    format_figure(*max)
-                );
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    for row in rows {
+        let name = &row.name;
+        let _ = match row.summary.cells() {
+            Ok(([median, min, max], unit)) => {
+                writeln!(out, "| `{name}` | {median} | {min} | {max} | {unit} |")
             }
-            Outcome::Skipped(why) => {
-                let _ = writeln!(out, "| `{name}` | skipped: {} | | | |", cell(why));
-            }
-            Outcome::Failed(why) => {
-                let _ = writeln!(out, "| `{name}` | FAILED: {} | | | |", cell(why));
-            }
-        }
-    }
-    out
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum JsonOutcome<'a> {
-    Measured {
-        median: f64,
-        min: f64,
-        max: f64,
-        unit: &'a str,
-    },
-    Skipped {
-        skipped: &'a str,
-    },
-    Failed {
-        failed: &'a str,
-    },
-}
-
-/// The `--json` document (one line, scenarios in run order).
-///
-/// ```
-/// use benches::report::{Machine, Outcome, render_json};
-/// let rows = vec![("limit.memcpy_1mib", Outcome::measured(&[10.0], "GB/s"))];
-/// let doc: serde_json::Value =
-///     serde_json::from_str(&render_json(&Machine::collect(true, 1), &rows)).unwrap();
-/// assert_eq!(doc["scenarios"]["limit.memcpy_1mib"]["median"], 10.0);
-/// assert_eq!(doc["scenarios"]["limit.memcpy_1mib"]["unit"], "GB/s");
-/// assert!(doc["machine"]["cores"].as_u64().unwrap() >= 1);
-/// ```
-pub fn render_json(machine: &Machine, rows: &[(&str, Outcome)]) -> String {
-    let machine = serde_json::to_string(machine).unwrap_or_else(|_| "{}".to_owned());
-    let mut out = format!("{{\"machine\":{machine},\"scenarios\":{{");
-    for (i, (name, outcome)) in rows.iter().enumerate() {
-        let value = match outcome {
-            Outcome::Measured {
-                median,
-                min,
-                max,
-                unit,
-                ..
-            } => JsonOutcome::Measured {
-                median: *median,
-                min: *min,
-                max: *max,
-                unit,
-            },
-            Outcome::Skipped(why) => JsonOutcome::Skipped { skipped: why },
-            Outcome::Failed(why) => JsonOutcome::Failed { failed: why },
+            Err(why) => writeln!(out, "| `{name}` | {} | | | |", cell(&why)),
         };
-        if i > 0 {
-            out.push(',');
-        }
-        let key = serde_json::to_string(name).unwrap_or_default();
-        let value = serde_json::to_string(&value).unwrap_or_else(|_| "{}".to_owned());
-        let _ = write!(out, "{key}:{value}");
     }
-    out.push_str("}}");
     out
+}
+
+/// The `--json` document.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    /// Where and how.
+    pub machine: &'a Machine,
+    /// Every scenario, in run order.
+    pub scenarios: IndexMap<&'a str, &'a Summary>,
+    /// The paired measurements.
+    pub pairs: &'a [PairSummary],
+}
+
+impl<'a> Document<'a> {
+    /// The document of a run.
+    pub fn new(machine: &'a Machine, rows: &'a [Row], pairs: &'a [PairSummary]) -> Self {
+        Document {
+            machine,
+            scenarios: rows.iter().map(|r| (r.name.as_str(), &r.summary)).collect(),
+            pairs,
+        }
+    }
+
+    /// The document as one line of JSON.
+    ///
+    /// ```
+    /// use benches::report::{Document, Machine, Row, Summary};
+    /// use benches::Unit;
+    /// let rows = vec![Row::new("limit.memcpy_1mib", Summary::of(&[10.0], &[], Unit::GbPerSec))];
+    /// let m = Machine::collect(true, 1);
+    /// let doc: serde_json::Value = serde_json::from_str(&Document::new(&m, &rows, &[]).to_json()).unwrap();
+    /// assert_eq!(doc["scenarios"]["limit.memcpy_1mib"]["median"], 10.0);
+    /// assert_eq!(doc["scenarios"]["limit.memcpy_1mib"]["unit"], "GB/s");
+    /// assert!(doc["machine"]["cores"].as_u64().unwrap() >= 1);
+    /// ```
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
 }

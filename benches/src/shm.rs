@@ -1,7 +1,7 @@
 //! Shared memory between a benchmark's parent and its forked child.
 //!
 //! A [`SharedBlock`] is an anonymous [`ipc_core::SharedMemory`] (a memfd) created before
-//! [`fork_child`](crate::fork_child): the child inherits the mapping at the same address, so both
+//! [`fork_child`](crate::harness::fork_child): the child inherits the mapping at the same address, so both
 //! processes use the same pointers. The block hands out atomics and futexes at checked offsets
 //! and raw pointers for bulk copies whose exclusivity the scenario's protocol guarantees.
 

@@ -52,6 +52,14 @@ fn run(args: &[&str], limit: Duration) -> Run {
     }
 }
 
+/// Runs `ipc-bench --quick --json` with `args` and returns its document (it must succeed).
+fn run_json(args: &[&str], limit: Duration) -> serde_json::Value {
+    let all: Vec<&str> = ["--quick", "--json"].iter().chain(args).copied().collect();
+    let r = run(&all, limit);
+    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
+    serde_json::from_str(r.stdout.trim()).expect("one JSON document")
+}
+
 fn our_shm_names() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
         .map(|d| {
@@ -66,8 +74,10 @@ fn our_shm_names() -> BTreeSet<String> {
 const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.pingpong_rtt", "ns"),
     ("limit.spsc_u64", "msgs/s"),
+    ("limit.spsc_u64_batch", "msgs/s"),
     ("limit.memcpy_1mib", "GB/s"),
     ("limit.ring_1mib", "GB/s"),
+    ("limit.ring_1mib_inplace", "GB/s"),
     ("limit.futex_rtt", "µs"),
     ("pipe.pingpong_rtt", "µs"),
     ("unix.pingpong_rtt", "µs"),
@@ -108,10 +118,8 @@ fn check_measured(doc: &serde_json::Value, name: &str, unit: &str) {
 #[test]
 fn rust_scenarios_run_verify_and_print_json() {
     let before = our_shm_names();
-    let r = run(
+    let doc = run_json(
         &[
-            "--quick",
-            "--json",
             "--repeats",
             "2",
             "--filter",
@@ -120,10 +128,13 @@ fn rust_scenarios_run_verify_and_print_json() {
         ],
         Duration::from_secs(600),
     );
-    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
-    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
-    let top: Vec<&String> = doc.as_object().expect("object").keys().collect();
-    assert_eq!(top, ["machine", "scenarios"]);
+    let top: BTreeSet<&str> = doc
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(top, BTreeSet::from(["machine", "scenarios", "pairs"]));
     for key in ["cpu", "cores", "kernel", "rustc", "profile", "date"] {
         assert!(!doc["machine"][key].is_null(), "machine.{key} missing");
     }
@@ -139,20 +150,50 @@ fn rust_scenarios_run_verify_and_print_json() {
 }
 
 #[test]
-fn python_scenarios_are_measured_or_skipped_with_a_reason() {
-    let r = run(
+fn pairs_and_teams_report_ratios_and_fairness() {
+    let doc = run_json(
         &[
-            "--quick",
-            "--json",
             "--repeats",
-            "1",
+            "2",
             "--filter",
-            "python.pipe_rtt,python.shm_",
+            "ours.ring_u64_batch,limit.spsc_u64_batch,ours.lock_contended@2p,ours.queue_mpmc@2p",
         ],
         Duration::from_secs(300),
     );
-    assert_eq!(r.code, Some(0), "stderr:\n{}", r.stderr);
-    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    let pairs = doc["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let p = &pairs[0];
+    assert_eq!(p["ours"], "ours.ring_u64_batch");
+    assert_eq!(p["limit"], "limit.spsc_u64_batch");
+    assert_eq!(p["rounds"], 2);
+    let (lo, mid, hi) = (
+        p["ratio"]["min"].as_f64().expect("min"),
+        p["ratio"]["median"].as_f64().expect("median"),
+        p["ratio"]["max"].as_f64().expect("max"),
+    );
+    assert!(0.0 < lo && lo <= mid && mid <= hi, "{p}");
+    assert!(p["meets"].is_boolean(), "{p}");
+    let lock = &doc["scenarios"]["ours.lock_contended@2p"];
+    assert_eq!(lock["unit"], "ops/s", "{lock}");
+    let f = &lock["fairness"];
+    let (min, max) = (
+        f["min_share"].as_f64().expect("min"),
+        f["max_share"].as_f64().expect("max"),
+    );
+    assert!(
+        (0.0..=0.5).contains(&min) && (0.5..=1.0).contains(&max),
+        "{f}"
+    );
+    assert!(f["longest_streak"].as_u64().expect("streak") >= 1, "{f}");
+    check_measured(&doc, "ours.queue_mpmc@2p", "msgs/s");
+}
+
+#[test]
+fn python_scenarios_are_measured_or_skipped_with_a_reason() {
+    let doc = run_json(
+        &["--repeats", "1", "--filter", "python.pipe_rtt,python.shm_"],
+        Duration::from_secs(300),
+    );
     let python = Command::new("python3").arg("--version").output().is_ok();
     for (name, unit) in [
         ("python.pipe_rtt", "µs"),
@@ -194,9 +235,11 @@ fn bad_arguments_are_usage_errors() {
     ] {
         let r = run(args, Duration::from_secs(60));
         assert_eq!(r.code, Some(2), "{args:?}");
+        let stderr = r.stderr.to_lowercase();
         assert!(
-            r.stderr.contains("usage") || r.stderr.contains("no scenario"),
-            "{args:?}"
+            stderr.contains("usage") || stderr.contains("--help") || stderr.contains("no scenario"),
+            "{args:?}: {}",
+            r.stderr
         );
         assert!(r.stdout.is_empty(), "{args:?}");
     }

@@ -9,53 +9,26 @@
 //! Both run in one process, as Python's figure does: creating and opening a segment are
 //! system calls whose cost does not depend on which process makes them.
 
-use std::time::Instant;
-
 use anyhow::{Context, ensure};
 use ipc_core::{OpenError, SharedMemory};
 use shared_memory::ShmemConf;
 
-use crate::{Config, Scenario};
+use crate::harness::per_call;
+use crate::scenario::{Config, Repeat, Scenario, Unit};
 
 /// The scenarios of this group.
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario {
-            name: "core.segment_create_open",
-            unit: "µs",
-            higher_is_better: false,
-            run: segment_create_open,
-        },
-        Scenario {
-            name: "shared_memory.create_open",
-            unit: "µs",
-            higher_is_better: false,
-            run: shared_memory_create_open,
-        },
+        Scenario::new("core.segment_create_open", Unit::Us, segment_create_open),
+        Scenario::new("shared_memory.create_open", Unit::Us, shared_memory_create_open),
     ]
 }
 
 const SIZE: usize = 4096;
-const WARMUP: u64 = 20;
 
-/// Times `cycle(i)` repeatedly for the budget, after a warm-up; microseconds per cycle.
-fn timed(cfg: &Config, mut cycle: impl FnMut(u64) -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    for i in 0..WARMUP {
-        cycle(i)?;
-    }
-    let budget = cfg.budget();
-    let t0 = Instant::now();
-    let mut n = 0u64;
-    while n < 16 || t0.elapsed() < budget {
-        cycle(WARMUP + n)?;
-        n += 1;
-    }
-    Ok(t0.elapsed().as_secs_f64() * 1e6 / n as f64)
-}
-
-fn segment_create_open(cfg: &Config) -> anyhow::Result<Option<f64>> {
+fn segment_create_open(cfg: &Config) -> Repeat {
     let mut last_name = String::new();
-    let figure = timed(cfg, |i| {
+    let figure = per_call(cfg.budget(), |i| {
         let created = SharedMemory::create_named(SIZE).context("create_named")?;
         let name = created.name().context("a named segment has a name")?;
         created.write(0, &i.to_le_bytes())?;
@@ -71,15 +44,15 @@ fn segment_create_open(cfg: &Config) -> anyhow::Result<Option<f64>> {
         Ok(())
     })?;
     match SharedMemory::builder(&last_name).open() {
-        Err(OpenError::NotFound { .. }) => Ok(Some(figure)),
+        Err(OpenError::NotFound { .. }) => Ok(figure.into()),
         Ok(_) => anyhow::bail!("{last_name} is still there after its owner dropped it"),
         Err(e) => Err(e).context("checking that the name is gone"),
     }
 }
 
-fn shared_memory_create_open(cfg: &Config) -> anyhow::Result<Option<f64>> {
+fn shared_memory_create_open(cfg: &Config) -> Repeat {
     let mut last_id = String::new();
-    let figure = timed(cfg, |i| {
+    let figure = per_call(cfg.budget(), |i| {
         let created = ShmemConf::new()
             .size(SIZE)
             .create()
@@ -105,5 +78,5 @@ fn shared_memory_create_open(cfg: &Config) -> anyhow::Result<Option<f64>> {
     })?;
     let gone = ShmemConf::new().os_id(&last_id).open().is_err();
     ensure!(gone, "{last_id} is still there after its owner dropped it");
-    Ok(Some(figure))
+    Ok(figure.into())
 }

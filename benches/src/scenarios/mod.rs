@@ -1,13 +1,42 @@
-//! Scenario groups, one file each.
+//! Scenario groups, one file each: `limit` (the hardware), the peers (`os`, `threads`,
+//! `ipc_channel`, `iceoryx2`, `python`, and the lock peers in `sync`), and ours. Each file has
+//! a `pub fn scenarios() -> Vec<Scenario>`; a new file is one line in the list below.
 
-pub mod core;
-pub mod iceoryx2;
-pub mod ipc_channel;
-pub mod limit;
-pub mod os;
-pub mod pool;
-pub mod process;
-pub mod python;
-pub mod queue;
-pub mod sync;
-pub mod threads;
+use crate::scenario::Scenario;
+
+macro_rules! groups {
+    ($($group:ident,)*) => {
+        $(pub mod $group;)*
+
+        /// Every scenario, in report order (the groups in the order listed).
+        ///
+        /// ```
+        /// let all = benches::all();
+        /// let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        /// assert!(names.contains(&"limit.pingpong_rtt"));
+        /// names.sort();
+        /// names.dedup();
+        /// assert_eq!(names.len(), all.len(), "names are unique");
+        /// ```
+        pub fn all() -> Vec<Scenario> {
+            let mut v = Vec::new();
+            $(v.extend($group::scenarios());)*
+            v
+        }
+    };
+}
+
+groups! {
+    limit,
+    os,
+    threads,
+    ipc_channel,
+    iceoryx2,
+    core,
+    python,
+    sync,
+    pool,
+    manager,
+    process,
+    queue,
+}

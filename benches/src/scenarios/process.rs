@@ -12,50 +12,25 @@
 //! `ipc-bench` is single-threaded, so the `Fork` method runs without accepting any risk.
 
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, ensure};
 use ipc_core::{Process, StartMethod};
 
-use crate::{Config, Scenario};
+use crate::harness::{fork_child, per_call};
+use crate::scenario::{Config, Repeat, Scenario, Unit};
 
 /// The scenarios of this group.
 pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario {
-            name: "ours.start_fork",
-            unit: "ms",
-            higher_is_better: false,
-            run: start_fork,
-        },
-        Scenario {
-            name: "ours.start_spawn",
-            unit: "ms",
-            higher_is_better: false,
-            run: start_spawn,
-        },
-        Scenario {
-            name: "ours.start_forkserver",
-            unit: "ms",
-            higher_is_better: false,
-            run: start_forkserver,
-        },
-        Scenario {
-            name: "raw.fork_exit_wait",
-            unit: "ms",
-            higher_is_better: false,
-            run: fork_exit_wait,
-        },
-        Scenario {
-            name: "raw.reexec_wait",
-            unit: "ms",
-            higher_is_better: false,
-            run: reexec_wait,
-        },
+        Scenario::new("ours.start_fork", Unit::Ms, |cfg| start_join(cfg, StartMethod::Fork)),
+        Scenario::new("ours.start_spawn", Unit::Ms, |cfg| start_join(cfg, StartMethod::Spawn)),
+        Scenario::new("ours.start_forkserver", Unit::Ms, |cfg| {
+            start_join(cfg, StartMethod::ForkServer)
+        }),
+        Scenario::new("raw.fork_exit_wait", Unit::Ms, fork_exit_wait),
+        Scenario::new("raw.reexec_wait", Unit::Ms, reexec_wait),
     ]
 }
-
-const WARMUP: u32 = 3;
 
 /// The environment variable that makes a re-executed `ipc-bench` exit before `main`.
 const EXIT_AT_ONCE: &str = "IPC_BENCH_EXIT_AT_ONCE";
@@ -72,65 +47,34 @@ extern "C" fn exit_at_once() {
 #[unsafe(link_section = ".init_array")]
 static EXIT_AT_ONCE_HOOK: extern "C" fn() = exit_at_once;
 
-/// Times `cycle` repeatedly for the budget (at least 10 times), after a warm-up; ms per cycle.
-fn timed(cfg: &Config, mut cycle: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    for _ in 0..WARMUP {
-        cycle()?;
-    }
-    let budget = cfg.budget();
-    let t0 = Instant::now();
-    let mut n = 0u32;
-    while n < 10 || t0.elapsed() < budget {
-        cycle()?;
-        n += 1;
-    }
-    Ok(t0.elapsed().as_secs_f64() * 1e3 / f64::from(n))
-}
-
 fn noop(x: u32) -> u32 {
     x + 1
 }
 
-fn start_join(cfg: &Config, method: StartMethod) -> anyhow::Result<Option<f64>> {
-    let figure = timed(cfg, || {
+fn start_join(cfg: &Config, method: StartMethod) -> Repeat {
+    Ok(per_call(cfg.budget(), |_| {
         let p = Process::builder().start_method(method).target(noop, 41);
         p.start()
             .with_context(|| format!("start with {method:?}"))?;
         let r = p.join().with_context(|| format!("join with {method:?}"))?;
         ensure!(r == 42, "the child returned {r}");
         Ok(())
-    })?;
-    Ok(Some(figure))
+    })?
+    .into())
 }
 
-fn start_fork(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    start_join(cfg, StartMethod::Fork)
+fn fork_exit_wait(cfg: &Config) -> Repeat {
+    Ok(per_call(cfg.budget(), |_| fork_child(|| Ok(()))?.wait())?.into())
 }
 
-fn start_spawn(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    start_join(cfg, StartMethod::Spawn)
-}
-
-fn start_forkserver(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    start_join(cfg, StartMethod::ForkServer)
-}
-
-fn fork_exit_wait(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    let figure = timed(cfg, || {
-        let child = crate::fork_child(|| Ok(()))?;
-        child.wait()
-    })?;
-    Ok(Some(figure))
-}
-
-fn reexec_wait(cfg: &Config) -> anyhow::Result<Option<f64>> {
-    let figure = timed(cfg, || {
+fn reexec_wait(cfg: &Config) -> Repeat {
+    Ok(per_call(cfg.budget(), |_| {
         let status = Command::new("/proc/self/exe")
             .env(EXIT_AT_ONCE, "1")
             .status()
             .context("re-executing ipc-bench")?;
         ensure!(status.success(), "the re-executed binary failed: {status}");
         Ok(())
-    })?;
-    Ok(Some(figure))
+    })?
+    .into())
 }

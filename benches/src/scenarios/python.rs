@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-use crate::{Config, Scenario, skip};
+use crate::scenario::{Config, Outcome, Repeat, Scenario, Unit};
 
 /// The script, as shipped in `benches/python/`; written to a temporary file when the binary
 /// runs away from its source tree.
@@ -22,35 +22,28 @@ const SCRIPT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_bench.
 /// How long one run of the script may take before it is killed and the repeat fails.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
-macro_rules! python_scenarios {
-    ($( $name:literal, $key:literal, $unit:literal, $higher:literal; )*) => {
-        /// The scenarios of this group.
-        pub fn scenarios() -> Vec<Scenario> {
-            vec![$(
-                Scenario {
-                    name: $name,
-                    unit: $unit,
-                    higher_is_better: $higher,
-                    run: |cfg| run_script(cfg, $key, $unit),
-                },
-            )*]
-        }
-    };
-}
+/// The scenarios: name, the script's scenario key, unit.
+const SCRIPTS: [(&str, &str, Unit); 12] = [
+    ("python.queue_small", "queue_small", Unit::MsgsPerSec),
+    ("python.pipe_rtt", "pipe_rtt", Unit::Us),
+    ("python.pool_map", "pool_map", Unit::TasksPerSec),
+    ("python.pool_map_chunk1", "pool_map_chunk1", Unit::TasksPerSec),
+    ("python.pool_apply_rtt", "pool_apply_rtt", Unit::Us),
+    ("python.value_locked_incr", "value_locked_incr", Unit::OpsPerSec),
+    ("python.event_rtt", "event_rtt", Unit::Us),
+    ("python.start_fork", "start_fork", Unit::Ms),
+    ("python.start_forkserver", "start_forkserver", Unit::Ms),
+    ("python.start_spawn", "start_spawn", Unit::Ms),
+    ("python.shm_create_attach", "shm_create_attach", Unit::Us),
+    ("python.manager_dict_set_rtt", "manager_dict_set_rtt", Unit::Us),
+];
 
-python_scenarios! {
-    "python.queue_small", "queue_small", "msgs/s", true;
-    "python.pipe_rtt", "pipe_rtt", "µs", false;
-    "python.pool_map", "pool_map", "tasks/s", true;
-    "python.pool_map_chunk1", "pool_map_chunk1", "tasks/s", true;
-    "python.pool_apply_rtt", "pool_apply_rtt", "µs", false;
-    "python.value_locked_incr", "value_locked_incr", "ops/s", true;
-    "python.event_rtt", "event_rtt", "µs", false;
-    "python.start_fork", "start_fork", "ms", false;
-    "python.start_forkserver", "start_forkserver", "ms", false;
-    "python.start_spawn", "start_spawn", "ms", false;
-    "python.shm_create_attach", "shm_create_attach", "µs", false;
-    "python.manager_dict_set_rtt", "manager_dict_set_rtt", "µs", false;
+/// The scenarios of this group.
+pub fn scenarios() -> Vec<Scenario> {
+    SCRIPTS
+        .iter()
+        .map(|&(name, key, unit)| Scenario::new(name, unit, move |cfg| run_script(cfg, key, unit)))
+        .collect()
 }
 
 /// `python3 --version` without the prefix, or why Python cannot be used.
@@ -109,9 +102,9 @@ struct ScriptOutput {
     verified: u64,
 }
 
-fn run_script(cfg: &Config, key: &str, unit: &str) -> anyhow::Result<Option<f64>> {
+fn run_script(cfg: &Config, key: &str, unit: Unit) -> Repeat {
     if let Err(reason) = python_version() {
-        return skip(reason);
+        return Ok(Outcome::skipped(reason));
     }
     let script = script_path()?;
     let mut cmd = Command::new("python3");
@@ -158,10 +151,10 @@ fn run_script(cfg: &Config, key: &str, unit: &str) -> anyhow::Result<Option<f64>
         out.scenario
     );
     ensure!(
-        out.unit == unit,
+        out.unit == unit.symbol(),
         "{key}: the script reports {}, expected {unit}",
         out.unit
     );
     ensure!(out.verified > 0, "{key}: the script verified nothing");
-    Ok(Some(out.value))
+    Ok(unit.quantity(out.value).into())
 }

@@ -1,0 +1,114 @@
+//! Forked peers: the child runs a closure and exits; the parent waits for it, or kills it when
+//! the handle drops.
+
+use crate::pin;
+
+/// Where a forked child runs under `--pin A,B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Affinity {
+    /// The peer of a two-process scenario: on CPU `B`.
+    Peer,
+    /// A member of a team: on every CPU the run may use.
+    Any,
+}
+
+/// Runs `f` in a forked child process and returns it; the child exits with status 0 if `f`
+/// returns `Ok` and 1 otherwise. Only for the single-threaded `ipc-bench` binary.
+///
+/// Under `--pin A,B` the child first pins itself to CPU `B` and fails if that does not take.
+/// The child is killed if the parent dies (`PR_SET_PDEATHSIG`), so a crashed run leaves no
+/// spinning process behind. Memory mapped before the fork (an anonymous
+/// [`SharedBlock`](crate::shm::SharedBlock)) is shared at the same address in both processes.
+///
+/// ```no_run
+/// let child = benches::harness::fork_child(|| Ok(()))?;
+/// child.wait()?;
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn fork_child(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Child> {
+    fork_with(Affinity::Peer, f)
+}
+
+pub(crate) fn fork_with(
+    affinity: Affinity,
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Child> {
+    use std::io::Write;
+    // Unflushed output would otherwise be written twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: ipc-bench is single-threaded when it forks, so the child may run arbitrary code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        anyhow::bail!("fork failed: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no memory effects.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        // SAFETY: getppid has no preconditions.
+        let code = if unsafe { libc::getppid() } != parent {
+            // The parent died before the death signal was armed.
+            1
+        } else {
+            let placed = match affinity {
+                Affinity::Peer => pin::pin_child(),
+                Affinity::Any => pin::unpin_child(),
+            };
+            match placed.and_then(|()| f()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("benchmark child failed: {e:#}");
+                    1
+                }
+            }
+        };
+        // SAFETY: _exit ends the child without running the parent's atexit handlers twice.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(Child { pid })
+}
+
+/// A forked child; waiting is explicit, and dropping kills it so nothing is left behind.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+}
+
+impl Child {
+    /// Waits for the child and fails unless it exited with status 0.
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        let status = wait_pid(self.pid)?;
+        self.pid = 0;
+        if status != 0 {
+            anyhow::bail!("benchmark child exited with status {status:#x}");
+        }
+        Ok(())
+    }
+}
+
+fn wait_pid(pid: libc::pid_t) -> anyhow::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(status);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            anyhow::bail!("waitpid: {e}");
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill and waitpid on our own child have no memory-safety preconditions.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = wait_pid(self.pid);
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Paired measurement: each `ours.*` scenario that has a hardware limit (`limit.*`, or `raw.*`
+//! for process start) is run in alternation with it, in short blocks (one repeat each, the
+//! order swapped every round), and the ratio of each adjacent pair is taken. On a machine whose
+//! speed changes from one second to the next (a virtual machine whose vCPUs move, another job
+//! starting) a ratio of two medians taken minutes apart means little; the median of paired
+//! ratios, with their range, does.
+//!
+//! The ratio is ours ÷ limit in the scenario's unit: for a rate, the share of the limit we
+//! reach (1 is the limit); for a time, how many times the limit's time we take (1 is the limit).
+//!
+//! ```
+//! use benches::pairs::{PAIRS, Target};
+//! let ring = PAIRS.iter().find(|p| p.ours == "ours.ring_u64").unwrap();
+//! assert_eq!(ring.limit, "limit.spsc_u64");
+//! assert!(Target::AtLeast(0.9).met(0.95));
+//! assert!(!Target::AtMost(1.3).met(1.5));
+//! ```
+
+use serde::Serialize;
+
+use crate::scenario::Unit;
+
+/// What a ratio should reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// A rate: at least this share of the limit.
+    AtLeast(f64),
+    /// A time: at most this multiple of the limit.
+    AtMost(f64),
+}
+
+impl Target {
+    /// Whether `ratio` meets the target.
+    pub fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::AtLeast(t) => ratio >= t,
+            Target::AtMost(t) => ratio <= t,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::AtLeast(t) => write!(f, "≥ {t}×"),
+            Target::AtMost(t) => write!(f, "≤ {t}×"),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One of our scenarios and the limit it is measured against.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    /// Our scenario.
+    pub ours: &'static str,
+    /// Its limit: the same work with the least code the hardware allows.
+    pub limit: &'static str,
+    /// What the pair measures, in words.
+    pub what: &'static str,
+    /// What the ratio should reach, where the project has set a target.
+    pub target: Option<Target>,
+}
+
+/// Every pair, in report order. A limit may serve several of ours.
+pub const PAIRS: &[Pair] = &[
+    Pair {
+        ours: "ours.ring_u64",
+        limit: "limit.spsc_u64",
+        what: "RingBuffer<u64>, push/pop per message",
+        target: Some(Target::AtLeast(0.9)),
+    },
+    Pair {
+        ours: "ours.ring_u64_batch",
+        limit: "limit.spsc_u64_batch",
+        what: "RingBuffer<u64>, slices of 256",
+        target: Some(Target::AtLeast(0.9)),
+    },
+    Pair {
+        ours: "ours.queue_u64",
+        limit: "limit.spsc_u64",
+        what: "Queue<u64> 1 → 1, put/get",
+        target: Some(Target::AtLeast(0.8)),
+    },
+    Pair {
+        ours: "ours.pipe_rtt",
+        limit: "limit.pingpong_rtt",
+        what: "Connection round trip of a u64, busy",
+        target: Some(Target::AtMost(1.3)),
+    },
+    Pair {
+        ours: "ours.pipe_rtt_sleeping",
+        limit: "limit.futex_rtt",
+        what: "Connection round trip of a u64, sleeping",
+        target: None,
+    },
+    Pair {
+        ours: "ours.event_rtt",
+        limit: "limit.futex_rtt",
+        what: "Event set/wait round trip",
+        target: None,
+    },
+    Pair {
+        ours: "ours.pool_apply_rtt",
+        limit: "limit.futex_rtt",
+        what: "Pool.apply round trip (two wake-ups at least)",
+        target: None,
+    },
+    Pair {
+        ours: "ours.queue_1mib",
+        limit: "limit.ring_1mib",
+        what: "Queue of 1 MiB, copied in and out",
+        target: None,
+    },
+    Pair {
+        ours: "ours.pipe_1mib",
+        limit: "limit.ring_1mib",
+        what: "Connection of 1 MiB, copied in and out",
+        target: None,
+    },
+    Pair {
+        ours: "ours.loan_1mib",
+        limit: "limit.ring_1mib_inplace",
+        what: "Queue of 1 MiB, loaned and read in place",
+        target: None,
+    },
+    Pair {
+        ours: "ours.start_fork",
+        limit: "raw.fork_exit_wait",
+        what: "process start and join, fork",
+        target: Some(Target::AtMost(1.3)),
+    },
+    Pair {
+        ours: "ours.start_spawn",
+        limit: "raw.reexec_wait",
+        what: "process start and join, spawn",
+        target: Some(Target::AtMost(1.3)),
+    },
+    Pair {
+        ours: "ours.start_forkserver",
+        limit: "raw.fork_exit_wait",
+        what: "process start and join, forkserver",
+        target: None,
+    },
+];
+
+/// The pair whose `ours` is `name`.
+pub fn pair_of(name: &str) -> Option<&'static Pair> {
+    PAIRS.iter().find(|p| p.ours == name)
+}
+
+/// The summary of a pair's rounds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairSummary {
+    /// Our scenario.
+    pub ours: &'static str,
+    /// Its limit.
+    pub limit: &'static str,
+    /// What the pair measures.
+    pub what: &'static str,
+    /// The unit of both.
+    pub unit: Unit,
+    /// The median of our figures over the rounds.
+    pub ours_median: f64,
+    /// The median of the limit's figures over the rounds.
+    pub limit_median: f64,
+    /// ours ÷ limit, round by round: median, smallest and largest.
+    pub ratio: Spread,
+    /// How many rounds.
+    pub rounds: usize,
+    /// The target, if one is set.
+    pub target: Option<Target>,
+    /// Whether the median ratio meets it.
+    pub meets: Option<bool>,
+}
+
+/// A median with its range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// The median (the mean of the middle two for an even count).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (none for no values).
+    ///
+    /// ```
+    /// let s = benches::pairs::Spread::of(&[3.0, 1.0, 2.0, 10.0]).unwrap();
+    /// assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
+    /// ```
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+impl Pair {
+    /// Summarises paired rounds: `(ours, limit)` figures, one pair per round.
+    ///
+    /// ```
+    /// use benches::pairs::PAIRS;
+    /// let s = PAIRS[0].summarise(benches::Unit::MsgsPerSec, &[(90.0, 100.0), (40.0, 50.0), (95.0, 100.0)]).unwrap();
+    /// assert_eq!(s.ratio.median, 0.9);
+    /// assert_eq!(s.ratio.min, 0.8);
+    /// assert_eq!(s.meets, Some(true));
+    /// ```
+    pub fn summarise(&self, unit: Unit, rounds: &[(f64, f64)]) -> Option<PairSummary> {
+        let ours: Vec<f64> = rounds.iter().map(|r| r.0).collect();
+        let limit: Vec<f64> = rounds.iter().map(|r| r.1).collect();
+        let ratios: Vec<f64> = rounds.iter().map(|(o, l)| o / l).collect();
+        let ratio = Spread::of(&ratios)?;
+        Some(PairSummary {
+            ours: self.ours,
+            limit: self.limit,
+            what: self.what,
+            unit,
+            ours_median: Spread::of(&ours)?.median,
+            limit_median: Spread::of(&limit)?.median,
+            ratio,
+            rounds: rounds.len(),
+            target: self.target,
+            meets: self.target.map(|t| t.met(ratio.median)),
+        })
+    }
+}

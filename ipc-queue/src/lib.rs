@@ -44,6 +44,7 @@
 
 mod claim;
 mod error;
+mod fork;
 mod joinable_queue;
 mod layout;
 mod membership;

@@ -68,7 +68,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ipc_core::codec::{DecodeError, EncodeError};
-use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use ipc_core::raw::ObjectSegment;
+use ipc_core::{ObjectHandle, Placement};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -285,9 +286,9 @@ impl DirPlace {
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`, inside the ring; nobody holds a reference into the
         // ring's bytes (they are only ever copied, atomically).
-        unsafe { ipc_core::pod::copy_to_shared(&src[..first], self.data.add(start)) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&src[..first], self.data.add(start)) };
         // SAFETY: the rest wraps to the start of the ring: `src.len() - first <= start`.
-        unsafe { ipc_core::pod::copy_to_shared(&src[first..], self.data) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&src[first..], self.data) };
     }
 
     /// Copies ring bytes from position `pos` (wrapping) into `dst`, with word-wise atomic loads.
@@ -300,9 +301,9 @@ impl DirPlace {
         let first = dst.len().min(cap - start);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`, inside the ring; `a` is private memory.
-        unsafe { ipc_core::pod::copy_from_shared(self.data.add(start), a) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(self.data.add(start), a) };
         // SAFETY: the rest wraps to the start of the ring: `b.len() <= start`.
-        unsafe { ipc_core::pod::copy_from_shared(self.data, b) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(self.data, b) };
     }
 }
 

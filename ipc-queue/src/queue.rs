@@ -425,7 +425,7 @@ impl<T: Pod> Queue<T, Plain> {
         debug_assert!(slot.len >= size_of::<T>());
         // SAFETY: the slot is ours per the protocol (claimed) and `len >= size_of::<T>()`
         // (checked at open); a word-wise atomic copy, so a hostile peer can only tear it.
-        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
         self.raw.commit_put(pos)
     }
 
@@ -433,7 +433,7 @@ impl<T: Pod> Queue<T, Plain> {
         let mut v = T::zeroed();
         // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
         // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
         self.raw.finish_get(pos);
         v
     }
@@ -503,7 +503,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
         // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
         // `value` is private memory.
-        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
         if self.raw.commit_put(pos) {
             Ok(())
         } else {
@@ -516,7 +516,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
         // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
         // `out` is private memory and `T: Pod` accepts any bytes.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
         self.raw.finish_get(pos);
         Ok(())
     }
@@ -740,9 +740,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         header[4..].copy_from_slice(&kind.to_ne_bytes());
         // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes; word-wise
         // atomic copies.
-        unsafe { ipc_core::pod::copy_to_shared(&header, slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&header, slot.ptr) };
         // SAFETY: as above, for the bytes after the header.
-        unsafe { ipc_core::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
         self.raw.commit_put(pos)
     }
 
@@ -762,7 +762,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
         let mut header = [0u8; RECORD_HEADER];
         // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, &mut header) };
         let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
         let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
         if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
@@ -772,7 +772,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         self.buf.clear();
         self.buf.resize(len, 0);
         // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
         self.raw.finish_get(pos);
         if kind == KIND_SPILLED {
             let name = std::mem::take(&mut self.buf);
@@ -877,13 +877,13 @@ impl<T, E: Encoding> Drop for Queue<T, E> {
             while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
                 let mut header = [0u8; RECORD_HEADER];
                 // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
-                unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
+                unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, &mut header) };
                 let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
                 let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
                 if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
                     let mut name = vec![0u8; len];
                     // SAFETY: `len <= slot.len - 8`; the slot is ours.
-                    unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
+                    unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
                     // Only a spill of this queue is unlinked.
                     if let Ok((mut seg, _)) = open_spill(self.raw.id(), &name) {
                         let _ = seg.unlink();

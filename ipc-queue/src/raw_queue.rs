@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use ipc_core::raw::ObjectSegment;
+use ipc_core::{ObjectHandle, Placement};
 
 use crate::error::{CreateError, OpenError};
 use crate::layout;

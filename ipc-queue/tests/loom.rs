@@ -1,22 +1,13 @@
-//! loom models of the index protocols. The protocol files are compiled here against loom's
-//! atomics (this file's `primitive` module stands in for the crate's), so every interleaving of
-//! a small run is explored. `LOOM_MAX_PREEMPTIONS=2` or `3` keeps the runs short.
+//! loom models of the index protocols. The protocol files are compiled here from the crate's own
+//! sources, against the crate's `primitive.rs` (the workspace's one atomic facade, which gives
+//! loom's atomics under `--cfg loom`), so every interleaving of a small run is explored.
+//!
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipc-queue --release --test loom`
+#![cfg(loom)]
 #![allow(dead_code, unreachable_pub, clippy::disallowed_types)]
 
-mod primitive {
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
-    #[derive(Debug, Default)]
-    #[repr(C, align(128))]
-    pub(crate) struct CachePadded<T>(pub(crate) T);
-
-    impl<T> core::ops::Deref for CachePadded<T> {
-        type Target = T;
-        fn deref(&self) -> &T {
-            &self.0
-        }
-    }
-}
+#[path = "../src/primitive.rs"]
+mod primitive;
 
 #[path = "../src/spsc_index.rs"]
 mod spsc_index;
@@ -40,8 +31,8 @@ fn spsc_delivers_in_order_without_races() {
         const CAP: u64 = 2;
         const N: u64 = 3;
         let idx = Arc::new(SpscIndices {
-            head: CachePadded(AtomicU64::new(0)),
-            tail: CachePadded(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
         });
         let slots: Arc<Vec<UnsafeCell<u64>>> =
             Arc::new((0..CAP).map(|_| UnsafeCell::new(0)).collect());
@@ -98,8 +89,8 @@ impl SlotWords for Ring {
 fn ring(cap: u64) -> Arc<Ring> {
     Arc::new(Ring {
         idx: MpmcIndices {
-            head: CachePadded(AtomicU64::new(0)),
-            tail: CachePadded(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
         },
         words: (0..cap)
             .map(|i| AtomicU64::new(mpmc_index::pack(i, 0)))

@@ -1027,6 +1027,25 @@ impl Connection {
         )
     }
 
+    /// Whether this end can receive (Python's `Connection.readable`): false only for the
+    /// writing end of a one-way pipe.
+    ///
+    /// ```
+    /// let (r, w) = ipc_queue::pipe_simplex()?;
+    /// assert!(r.readable() && !r.writable());
+    /// assert!(w.writable() && !w.readable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn readable(&self) -> bool {
+        self.rx.is_some()
+    }
+
+    /// Whether this end can send (Python's `Connection.writable`): false only for the reading
+    /// end of a one-way pipe.
+    pub fn writable(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;

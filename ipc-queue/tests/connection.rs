@@ -350,3 +350,15 @@ fn a_receiver_killed_mid_message_costs_at_most_that_message() {
         drop(sender.join().unwrap());
     });
 }
+
+#[test]
+fn readable_and_writable_say_what_an_end_can_do() {
+    let (a, b) = ipc_queue::pipe().unwrap();
+    assert!(a.readable() && a.writable() && b.readable() && b.writable());
+    let (r, w) = ipc_queue::pipe_simplex().unwrap();
+    assert!(r.readable() && !r.writable());
+    assert!(!w.readable() && w.writable());
+    // A handle opened elsewhere keeps what its end can do.
+    let r2 = ipc_queue::Connection::open(&r.handle()).unwrap();
+    assert!(r2.readable() && !r2.writable());
+}

@@ -66,3 +66,42 @@ fn a_queue_moved_to_a_child_disconnects_its_reader_when_the_child_ends() {
     assert_eq!(got, [0, 1, 2]);
     p.join().unwrap();
 }
+
+fn exit_at_once(_: ()) {}
+
+fn send_then_sleep(mut w: Connection) {
+    w.send(&7u32).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Python's `connection.wait([conn, p.sentinel])`: a process's end wakes the wait like a
+/// message does, and a message wakes it while the process lives.
+#[test]
+fn wait_takes_a_process_sentinel_beside_a_connection() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The writer stays open here, so only the child's end can make the wait return.
+        let (mut r, _w) = pipe_simplex().unwrap();
+        let p = Process::new(exit_at_once, ());
+        p.start().unwrap();
+        let mut sentinel = p.sentinel().expect("a started child has a sentinel");
+        let ready = wait(&mut [&mut r, &mut sentinel], None);
+        assert_eq!(ready, [1], "only the sentinel is ready");
+        p.join().unwrap();
+
+        let (mut r, w) = pipe_simplex().unwrap();
+        let p = Process::new(send_then_sleep, w);
+        p.start().unwrap();
+        let mut sentinel = p.sentinel().expect("a started child has a sentinel");
+        let ready = wait(&mut [&mut r, &mut sentinel], None);
+        assert_eq!(ready, [0], "the message, while the child sleeps");
+        assert_eq!(r.recv::<u32>().unwrap(), 7);
+        p.kill().unwrap();
+        let ready = wait(&mut [&mut sentinel], None);
+        assert_eq!(ready, [0]);
+        let _ = p.join();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("watchdog: wait on a sentinel hung");
+}

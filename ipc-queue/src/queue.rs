@@ -322,7 +322,9 @@ impl<T, E: Encoding> Queue<T, E> {
         self.raw.handle()
     }
 
-    /// The number of slots.
+    /// The most messages the queue holds: the capacity it was created with (Python's
+    /// `maxsize`). A queue of one is full after one put, as Python's `Queue(1)` is.
+    #[doc(alias = "maxsize")]
     pub fn capacity(&self) -> usize {
         self.raw.capacity()
     }
@@ -365,7 +367,7 @@ impl<T, E: Encoding> Queue<T, E> {
 }
 
 impl<T: Pod> Queue<T, Plain> {
-    /// A queue of `capacity` slots (at least 2) in a new anonymous segment.
+    /// A queue that holds up to `capacity` messages (at least 1), in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
         Self::create(&Placement::Anonymous, capacity)
     }

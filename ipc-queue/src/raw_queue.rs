@@ -44,6 +44,9 @@ pub(crate) struct QueueState {
     participants: AtomicU32,
     /// Number of slots (written at creation).
     capacity: AtomicU64,
+    /// The most messages the queue holds, the capacity its creator asked for: the slot count,
+    /// or 1 on the two slots a queue of one needs (written at creation; see `mpmc_index.rs`).
+    limit: AtomicU64,
     /// Bytes of payload per slot, a multiple of 8 (written at creation).
     slot_payload: AtomicU64,
     /// A random 128-bit id (written at creation): the spill segments of large serde messages
@@ -52,7 +55,8 @@ pub(crate) struct QueueState {
 }
 
 const STATE_BYTES: usize = layout::padded(size_of::<QueueState>());
-/// The least number of slots (the slot protocol needs two to tell laps apart).
+/// The least number of slots (the slot protocol needs two to tell laps apart; a queue of one
+/// has two slots and a limit of one).
 pub(crate) const MIN_SLOTS: usize = 2;
 
 fn slot_stride(payload: usize) -> Option<usize> {
@@ -78,12 +82,17 @@ fn queue_bytes(slots: usize, stride: usize, participants: usize) -> Option<usize
 struct Slots {
     base: *mut u8,
     capacity: u64,
+    limit: u64,
     stride: usize,
 }
 
 impl SlotWords for Slots {
     fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit
     }
 
     fn word(&self, index: usize) -> &AtomicU64 {
@@ -184,6 +193,7 @@ impl RawQueue {
             let state = unsafe { &*base.cast::<QueueState>() };
             // ORDERING: Relaxed (all four), published by the header's Release publish.
             state.capacity.store(slots as u64, Ordering::Relaxed);
+            state.limit.store(capacity as u64, Ordering::Relaxed);
             state.slot_payload.store(payload as u64, Ordering::Relaxed);
             state
                 .participants
@@ -224,9 +234,10 @@ impl RawQueue {
         // SAFETY: the payload is 128-aligned and at least STATE_BYTES long (checked above), and
         // the state is atomics only: every bit pattern is a valid state.
         let st = unsafe { &*base.cast::<QueueState>() };
-        // ORDERING: Relaxed (all three), ordered after the header's publish by the Acquire in
+        // ORDERING: Relaxed (all four), ordered after the header's publish by the Acquire in
         // its validation; each is loaded once and validated before use.
         let capacity = st.capacity.load(Ordering::Relaxed);
+        let limit = st.limit.load(Ordering::Relaxed);
         let payload = st.slot_payload.load(Ordering::Relaxed);
         let participants = st.participants.load(Ordering::Relaxed) as usize;
         let bad = OpenError::Corrupted {
@@ -238,6 +249,8 @@ impl RawQueue {
             usize::try_from(payload).map_err(|_| OpenError::Corrupted { what: "slot size" })?;
         if capacity_us < MIN_SLOTS
             || capacity > mpmc_index::MAX_CAPACITY
+            || limit == 0
+            || capacity != limit.max(MIN_SLOTS as u64)
             || payload_us % 8 != 0
             || participants == 0
             || participants > MAX_PARTICIPANTS
@@ -275,6 +288,7 @@ impl RawQueue {
             slots: Slots {
                 base: slots_base,
                 capacity,
+                limit,
                 stride,
             },
             payload: payload_us,
@@ -294,8 +308,9 @@ impl RawQueue {
         self.seg.handle()
     }
 
+    /// The most messages the queue holds (the capacity asked for at creation).
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.capacity as usize
+        self.slots.limit as usize
     }
 
     pub(crate) fn payload_size(&self) -> usize {
@@ -330,7 +345,8 @@ impl RawQueue {
     }
 
     pub(crate) fn len(&self) -> Option<usize> {
-        mpmc_index::len(&self.state().idx, self.slots.capacity).map(|n| n as usize)
+        mpmc_index::len(&self.state().idx, self.slots.capacity)
+            .map(|n| n.min(self.slots.limit) as usize)
     }
 
     fn me(&mut self) -> Result<u32, NotAttached> {

@@ -44,6 +44,33 @@ fn fifo_full_empty() {
     }
 }
 
+/// Python's `Queue(maxsize=1)` is full after one put, and so is ours, in both encodings, across
+/// handles and across laps of the two slots underneath.
+#[test]
+fn a_queue_of_one_is_full_after_one_put() {
+    let mut q = Queue::<u64>::new(1).unwrap();
+    assert_eq!(q.capacity(), 1);
+    let mut other = Queue::<u64>::open(&q.handle()).unwrap();
+    for lap in 0..10u64 {
+        q.try_put(lap).unwrap();
+        assert!(q.is_full());
+        assert_eq!(q.len(), 1);
+        assert!(matches!(other.try_put(99), Err(TryPutError::Full(99))));
+        assert!(matches!(
+            other.put_timeout(99, Duration::from_millis(5)),
+            Err(PutError::Timeout(99))
+        ));
+        assert_eq!(other.get().unwrap(), lap);
+        assert!(!q.is_full());
+    }
+    let mut s = Queue::<String, Serde>::new(1).unwrap();
+    s.put("one".into()).unwrap();
+    assert!(matches!(s.try_put("two".into()), Err(TryPutError::Full(_))));
+    assert_eq!(s.get().unwrap(), "one");
+    s.put("two".into()).unwrap();
+    assert_eq!(s.get().unwrap(), "two");
+}
+
 #[test]
 fn structs_travel_by_placement() {
     #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]

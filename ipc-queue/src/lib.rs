@@ -57,6 +57,7 @@ mod raw_queue;
 mod ring;
 mod signal;
 mod simple_queue;
+mod spill;
 mod spsc_index;
 mod wait;
 

@@ -16,6 +16,7 @@ use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryP
 use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
 use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
+use crate::spill::{self, KIND_INLINE, KIND_SPILLED, RECORD_HEADER};
 
 /// `Pod` values are copied into the slot as they are (the default).
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,61 +50,6 @@ impl Encoding for Serde {
 /// to a segment of their own).
 pub const DEFAULT_SLOT_SIZE: usize = 120;
 const MIN_SERDE_SLOT: usize = 64;
-const RECORD_HEADER: usize = 8;
-const KIND_INLINE: u32 = 0;
-const KIND_SPILLED: u32 = 1;
-
-/// The head of a spill segment (a serde message larger than a slot, in a named segment of its
-/// own whose name travels in the slot):
-///
-/// | bytes  | field                                     |
-/// |--------|-------------------------------------------|
-/// | 0..8   | [`SPILL_MAGIC`]                            |
-/// | 8..24  | the id of the queue it was put on (u128, native endian) |
-/// | 24..32 | the message's length (u64, native endian)  |
-/// | 32..   | the encoded message                        |
-///
-/// A receiver unlinks a named segment only after checking the magic and its own queue's id, so a
-/// slot that names some other segment (another object, a plain segment, another queue's spill)
-/// is `Corrupted` and nothing is unlinked. Object segments refuse plain reads altogether.
-const SPILL_HEADER: usize = 32;
-const SPILL_MAGIC: [u8; 8] = *b"IPCQSPL1";
-
-fn spill_header(queue: u128, len: usize) -> [u8; SPILL_HEADER] {
-    let mut h = [0u8; SPILL_HEADER];
-    h[..8].copy_from_slice(&SPILL_MAGIC);
-    h[8..24].copy_from_slice(&queue.to_ne_bytes());
-    h[24..].copy_from_slice(&(len as u64).to_ne_bytes());
-    h
-}
-
-/// Opens the spill segment `name` if it is one of queue `queue`'s, without unlinking it;
-/// returns it with the message's length.
-fn open_spill(queue: u128, name: &[u8]) -> Result<(SharedMemory, usize), TryGetError> {
-    let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
-    if !name.starts_with(ipc_core::NAME_PREFIX) {
-        return Err(TryGetError::Corrupted);
-    }
-    let seg = SharedMemory::builder(name)
-        .open()
-        .map_err(TryGetError::Spill)?;
-    let mut h = [0u8; SPILL_HEADER];
-    // An object segment refuses the read: not a spill.
-    seg.read(0, &mut h).map_err(|_| TryGetError::Corrupted)?;
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&h[8..24]);
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&h[24..]);
-    if h[..8] != SPILL_MAGIC || u128::from_ne_bytes(id) != queue {
-        return Err(TryGetError::Corrupted);
-    }
-    let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| TryGetError::Corrupted)?;
-    if len > seg.len().saturating_sub(SPILL_HEADER) {
-        return Err(TryGetError::Corrupted);
-    }
-    Ok((seg, len))
-}
-
 /// A bounded multi-producer multi-consumer queue in shared memory, like Python's
 /// `multiprocessing.Queue`.
 ///
@@ -162,6 +108,8 @@ fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
         WaitEnd::Disconnected => PutError::Disconnected(value),
         WaitEnd::Corrupted => PutError::Corrupted(value),
         WaitEnd::NotAttached => PutError::NotAttached(value),
+        WaitEnd::Closed => PutError::Closed(value),
+        WaitEnd::ShutDown => PutError::ShutDown(value),
     }
 }
 
@@ -169,6 +117,8 @@ fn try_put_error<T>(e: WaitEnd, value: T) -> TryPutError<T> {
     match e {
         WaitEnd::NotAttached => TryPutError::NotAttached(value),
         WaitEnd::Disconnected => TryPutError::Disconnected(value),
+        WaitEnd::Closed => TryPutError::Closed(value),
+        WaitEnd::ShutDown => TryPutError::ShutDown(value),
         WaitEnd::Timeout | WaitEnd::Corrupted => TryPutError::Corrupted(value),
     }
 }
@@ -179,6 +129,8 @@ fn get_error(e: WaitEnd) -> GetError {
         WaitEnd::Disconnected => GetError::Disconnected,
         WaitEnd::Corrupted => GetError::Corrupted,
         WaitEnd::NotAttached => GetError::NotAttached,
+        WaitEnd::Closed => GetError::Closed,
+        WaitEnd::ShutDown => GetError::ShutDown,
     }
 }
 
@@ -186,6 +138,8 @@ fn try_get_error(e: WaitEnd) -> TryGetError {
     match e {
         WaitEnd::NotAttached => TryGetError::NotAttached,
         WaitEnd::Disconnected => TryGetError::Disconnected,
+        WaitEnd::Closed => TryGetError::Closed,
+        WaitEnd::ShutDown => TryGetError::ShutDown,
         WaitEnd::Timeout | WaitEnd::Corrupted => TryGetError::Corrupted,
     }
 }
@@ -347,17 +301,61 @@ impl<T, E: Encoding> Queue<T, E> {
         self.len() >= self.capacity()
     }
 
-    /// Declares that this handle will put no more messages (Python's `close`): once every
-    /// handle that could put has closed, dropped or died, a blocking `get` on an empty queue
-    /// returns `Disconnected` instead of waiting.
+    /// Declares that this handle will put no more messages (Python's `close`): its later puts
+    /// fail with `Closed` (Python raises `ValueError`), and once every handle that could put has
+    /// closed, dropped or died, a blocking `get` on an empty queue returns `Disconnected`
+    /// instead of waiting. Getting still works.
+    ///
+    /// ```
+    /// use ipc_queue::{PutError, Queue};
+    ///
+    /// let mut q = Queue::<u32>::new(4)?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert!(matches!(q.put(2), Err(PutError::Closed(2))));
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self) {
-        self.raw.set_role(CONSUMER);
+        self.raw.set_role(self.raw.role() & !PRODUCER);
     }
 
-    /// Declares that this handle will get no more messages: once every handle that could get
-    /// has done so, dropped or died, a blocking `put` on a full queue returns `Disconnected`.
+    /// Declares that this handle will get no more messages: its later gets fail with `Closed`,
+    /// and once every handle that could get has done so, dropped or died, a blocking `put` on a
+    /// full queue returns `Disconnected`.
     pub fn close_receiving(&mut self) {
-        self.raw.set_role(PRODUCER);
+        self.raw.set_role(self.raw.role() & !CONSUMER);
+    }
+
+    /// Shuts the queue down for every handle, in every process (Python 3.13's
+    /// `Queue.shutdown(immediate)`): puts fail with `ShutDown` from now on; gets return what is
+    /// in the queue and then fail with `ShutDown`, or fail at once if `immediate`, in which case
+    /// this call discards what is there (a [`JoinableQueue`] counts each discarded message as
+    /// done). Every blocked `put`, `get` and `join` wakes. A shutdown cannot be undone.
+    ///
+    /// A put that was already writing when the shutdown came still lands, as if it had come
+    /// just before (and is discarded if the shutdown is immediate).
+    ///
+    /// ```
+    /// use ipc_queue::{GetError, PutError, Queue};
+    ///
+    /// let mut q = Queue::<u32>::new(4)?;
+    /// q.put(1)?;
+    /// q.shutdown(false);
+    /// assert!(matches!(q.put(2), Err(PutError::ShutDown(2))));
+    /// assert_eq!(q.get()?, 1); // drained first
+    /// assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&mut self, immediate: bool) {
+        self.raw.shutdown(immediate);
+    }
+
+    /// Whether the queue was shut down (by any handle, in any process; Python's
+    /// `is_shutdown`).
+    #[doc(alias = "is_shutdown")]
+    pub fn is_shut_down(&self) -> bool {
+        self.raw.shutdown_state() != crate::raw_queue::OPEN
     }
 
     /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
@@ -669,6 +667,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     ) -> Result<Self, CreateError> {
         let mut raw = RawQueue::create(placement, &kind::<T, Serde>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
+        raw.set_serde(true);
         Ok(Self::from_raw(raw))
     }
 
@@ -698,6 +697,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     ) -> Result<Self, OpenError> {
         let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
         raw.set_joinable(joinable);
+        raw.set_serde(true);
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",
@@ -706,37 +706,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         Ok(Self::from_raw(raw))
     }
 
-    /// Encodes `value` into `self.buf` and, if too large for a slot, into its own segment
-    /// (whose name then goes into `self.buf`). Returns the record kind.
-    fn encode(&mut self, value: &T) -> Result<u32, EncodeFailure> {
+    /// Encodes `value` into `self.buf` and, if too large for a slot, into a spill segment of
+    /// its own (whose name then goes into `self.buf`), returned still owned by this process's
+    /// cleanup tracker until the record is committed (see `spill.rs`).
+    fn encode(&mut self, value: &T) -> Result<Option<SharedMemory>, EncodeFailure> {
         self.buf.clear();
         ipc_core::codec::encode_into(value, &mut self.buf).map_err(EncodeFailure::Encode)?;
         if self.buf.len() <= self.raw.payload_size() - RECORD_HEADER {
-            return Ok(KIND_INLINE);
+            return Ok(None);
         }
-        let len = self.buf.len();
-        let size = len.checked_add(SPILL_HEADER).ok_or(EncodeFailure::Spill(
-            ipc_core::CreateError::InvalidSize { size: len as u64 },
-        ))?;
-        let mut seg = SharedMemory::create_named(size).map_err(EncodeFailure::Spill)?;
-        let written = seg
-            .write(0, &spill_header(self.raw.id(), len))
-            .and_then(|()| seg.write(SPILL_HEADER, &self.buf));
-        if written.is_err() {
-            return Err(EncodeFailure::Spill(ipc_core::CreateError::InvalidSize {
-                size: len as u64,
-            }));
-        }
-        // From here the receiver owns the name: it unlinks it after reading.
-        seg.set_owner(false);
-        let name = seg.name().unwrap_or_default().as_bytes().to_vec();
-        self.buf = name;
-        Ok(KIND_SPILLED)
+        let seg = spill::create(self.raw.id(), &self.buf).map_err(EncodeFailure::Spill)?;
+        self.buf.clear();
+        self.buf
+            .extend_from_slice(seg.name().unwrap_or_default().as_bytes());
+        Ok(Some(seg))
     }
 
-    fn write_record(&mut self, pos: u64, slot: SlotPayload, kind: u32) -> bool {
+    /// Writes the record in `self.buf` into the claimed slot and commits it; a spill is handed
+    /// from this process's tracker to the queue once committed (and removed if the commit
+    /// failed, when dropped while still owned).
+    fn write_record(&mut self, pos: u64, slot: SlotPayload, spilled: Option<SharedMemory>) -> bool {
         let len = self.buf.len();
         debug_assert!(len + RECORD_HEADER <= slot.len);
+        let kind = if spilled.is_some() {
+            KIND_SPILLED
+        } else {
+            KIND_INLINE
+        };
         let mut header = [0u8; RECORD_HEADER];
         header[..4].copy_from_slice(&(len as u32).to_ne_bytes());
         header[4..].copy_from_slice(&kind.to_ne_bytes());
@@ -745,40 +741,42 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         unsafe { ipc_core::raw::pod::copy_to_shared(&header, slot.ptr) };
         // SAFETY: as above, for the bytes after the header.
         unsafe { ipc_core::raw::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
-        self.raw.commit_put(pos)
+        let ok = self.raw.commit_put(pos);
+        if ok {
+            if let Some(seg) = spilled {
+                spill::committed(seg);
+            }
+        }
+        ok
     }
 
-    /// Reads a spilled message into `self.buf` and unlinks its segment, once the segment has
-    /// shown itself to be one of this queue's spills.
-    fn unspill(&mut self, name: &[u8]) -> Result<(), TryGetError> {
-        let (mut seg, len) = open_spill(self.raw.id(), name)?;
-        let _ = seg.unlink();
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        seg.read(SPILL_HEADER, &mut self.buf)
-            .map_err(|_| TryGetError::Corrupted)?;
-        Ok(())
-    }
-
-    /// Copies the record out of a claimed slot, frees the slot, then decodes.
+    /// Copies the record out of a claimed slot; for a spilled message, opens its segment and
+    /// unlinks the name while the slot is still ours (so that a consumer killed at any moment
+    /// leaves no name that neither a slot nor a tracker records), then frees the slot and
+    /// decodes.
     fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
-        let mut header = [0u8; RECORD_HEADER];
         // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
-        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, &mut header) };
-        let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
-        let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
-        if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
+        let Some((len, kind)) = (unsafe { spill::header(&slot) }) else {
             self.raw.finish_get(pos);
             return Err(TryGetError::Corrupted);
-        }
+        };
         self.buf.clear();
         self.buf.resize(len, 0);
-        // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
-        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
-        self.raw.finish_get(pos);
+        // SAFETY: `len <= slot.len - 8` (checked by `header`); the slot is ours.
+        unsafe { spill::body(&slot, &mut self.buf) };
         if kind == KIND_SPILLED {
-            let name = std::mem::take(&mut self.buf);
-            self.unspill(&name)?;
+            let opened = spill::open(self.raw.id(), &self.buf).map(|(mut seg, len)| {
+                let _ = seg.unlink();
+                (seg, len)
+            });
+            self.raw.finish_get(pos);
+            let (seg, len) = opened?;
+            self.buf.clear();
+            self.buf.resize(len, 0);
+            seg.read(spill::SPILL_HEADER, &mut self.buf)
+                .map_err(|_| TryGetError::Corrupted)?;
+        } else {
+            self.raw.finish_get(pos);
         }
         ipc_core::codec::decode(&self.buf).map_err(TryGetError::Decode)
     }
@@ -794,58 +792,46 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     }
 
     fn put_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
-        let kind = match self.encode(&value) {
-            Ok(k) => k,
+        if let Err(e) = self.raw.may_put() {
+            return Err(put_error(e, value));
+        }
+        let spilled = match self.encode(&value) {
+            Ok(s) => s,
             Err(e) => return Err(e.put(value)),
         };
+        // On failure `spilled` drops while still owned: its name goes.
         match self.raw.claim_put(deadline) {
             Ok((pos, slot)) => {
-                if self.write_record(pos, slot, kind) {
+                if self.write_record(pos, slot, spilled) {
                     Ok(())
                 } else {
                     Err(PutError::Corrupted(value))
                 }
             }
-            Err(e) => {
-                self.drop_spill(kind);
-                Err(put_error(e, value))
-            }
-        }
-    }
-
-    fn drop_spill(&mut self, kind: u32) {
-        if kind == KIND_SPILLED {
-            if let Ok(name) = std::str::from_utf8(&self.buf) {
-                if let Ok(mut seg) = SharedMemory::builder(name).open() {
-                    let _ = seg.unlink();
-                }
-            }
+            Err(e) => Err(put_error(e, value)),
         }
     }
 
     /// Puts a value if a slot is free now.
     #[doc(alias = "put_nowait")]
     pub fn try_put(&mut self, value: T) -> Result<(), TryPutError<T>> {
-        let kind = match self.encode(&value) {
-            Ok(k) => k,
+        if let Err(e) = self.raw.may_put() {
+            return Err(try_put_error(e, value));
+        }
+        let spilled = match self.encode(&value) {
+            Ok(s) => s,
             Err(e) => return Err(e.try_put(value)),
         };
         match self.raw.try_claim_put() {
             Ok(Some((pos, slot))) => {
-                if self.write_record(pos, slot, kind) {
+                if self.write_record(pos, slot, spilled) {
                     Ok(())
                 } else {
                     Err(TryPutError::Corrupted(value))
                 }
             }
-            Ok(None) => {
-                self.drop_spill(kind);
-                Err(TryPutError::Full(value))
-            }
-            Err(e) => {
-                self.drop_spill(kind);
-                Err(try_put_error(e, value))
-            }
+            Ok(None) => Err(TryPutError::Full(value)),
+            Err(e) => Err(try_put_error(e, value)),
         }
     }
 
@@ -874,25 +860,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
 
 impl<T, E: Encoding> Drop for Queue<T, E> {
     fn drop(&mut self) {
-        // The last handle of a serde queue removes the segments of large messages nobody got.
+        // The last handle of a serde queue removes the spill segments of the messages nobody
+        // got (the raw queue then releases its entry).
         if E::NAME == Serde::NAME && !self.raw.others_alive() {
-            while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
-                let mut header = [0u8; RECORD_HEADER];
-                // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
-                unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, &mut header) };
-                let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
-                let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
-                if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
-                    let mut name = vec![0u8; len];
-                    // SAFETY: `len <= slot.len - 8`; the slot is ours.
-                    unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
-                    // Only a spill of this queue is unlinked.
-                    if let Ok((mut seg, _)) = open_spill(self.raw.id(), &name) {
-                        let _ = seg.unlink();
-                    }
-                }
-                self.raw.finish_get(pos);
-            }
+            self.raw.discard_all();
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::participants::{
 };
 use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
+use crate::spill;
 
 /// The shared state of a queue (`#[repr(C)]`, atomics only: any process may write any of it,
 /// so no process holds a plain reference to a field that another can change). The sizes are
@@ -38,6 +39,9 @@ pub(crate) struct QueueState {
     pub(crate) unfinished: CachePadded<AtomicU64>,
     /// Bumped when `unfinished` reaches zero (`join` waits on it).
     pub(crate) all_done: Signal,
+    /// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`]: Python's `shutdown(immediate)`. Only ever
+    /// goes up (set by a CAS-free `fetch_max`).
+    shutdown: AtomicU32,
     /// The roles ever attached (participant table).
     ever: AtomicU32,
     /// Entries of the participant table (written at creation).
@@ -55,6 +59,13 @@ pub(crate) struct QueueState {
 }
 
 const STATE_BYTES: usize = layout::padded(size_of::<QueueState>());
+
+/// The queue takes puts and gets.
+pub(crate) const OPEN: u32 = 0;
+/// Shut down: puts fail, gets drain what is there and then fail.
+pub(crate) const SHUT_DOWN: u32 = 1;
+/// Shut down immediately: puts and gets fail, and what was there is discarded.
+pub(crate) const SHUT_DOWN_NOW: u32 = 2;
 /// The least number of slots (the slot protocol needs two to tell laps apart; a queue of one
 /// has two slots and a limit of one).
 pub(crate) const MIN_SLOTS: usize = 2;
@@ -140,6 +151,8 @@ pub(crate) struct RawQueue {
     spin: Duration,
     /// Count puts in `unfinished` (`JoinableQueue`).
     joinable: bool,
+    /// Slots hold serde records (`spill.rs`): draining a slot removes the spill it names.
+    serde: bool,
 }
 
 // SAFETY: the pointers point into `seg`'s mapping, owned by `RawQueue`; every shared access
@@ -148,6 +161,16 @@ unsafe impl Send for RawQueue {}
 // SAFETY: as above; the only per-handle mutable state (`member`, `spin`) needs `&mut self`.
 unsafe impl Sync for RawQueue {}
 
+/// What one attempt to get found.
+enum Got {
+    /// The message at this position is ours to read.
+    Claimed(u64),
+    /// Nothing to read.
+    Empty,
+    /// The next message is being written (or read, a lap back) by a claimer that may be alive.
+    Busy,
+}
+
 /// How a blocked wait ended.
 pub(crate) enum WaitEnd {
     Timeout,
@@ -155,6 +178,10 @@ pub(crate) enum WaitEnd {
     Corrupted,
     /// A fork child's copy of a handle without a participant entry of its own.
     NotAttached,
+    /// This handle does not hold the role (closed for it, or opened without it).
+    Closed,
+    /// The queue was shut down (and, for a get, is empty or was shut down immediately).
+    ShutDown,
 }
 
 impl From<NotAttached> for WaitEnd {
@@ -295,6 +322,7 @@ impl RawQueue {
             member,
             spin: signal::DEFAULT_SPIN,
             joinable: false,
+            serde: false,
         })
     }
 
@@ -324,6 +352,35 @@ impl RawQueue {
 
     pub(crate) fn set_joinable(&mut self, joinable: bool) {
         self.joinable = joinable;
+    }
+
+    pub(crate) fn set_serde(&mut self, serde: bool) {
+        self.serde = serde;
+    }
+
+    /// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`].
+    pub(crate) fn shutdown_state(&self) -> u32 {
+        // ORDERING: Acquire, pairs with the Release `fetch_max` in `shutdown`; publishes nothing
+        // else (whatever was put before stays in the slots, published by their own words).
+        let s = self.state().shutdown.load(Ordering::Acquire);
+        s.min(SHUT_DOWN_NOW)
+    }
+
+    /// Python's `shutdown(immediate)`: from now on puts fail; gets fail once the queue is empty
+    /// (at once if `immediate`, and what is there is discarded by this call). Every blocked
+    /// caller wakes.
+    pub(crate) fn shutdown(&mut self, immediate: bool) {
+        let to = if immediate { SHUT_DOWN_NOW } else { SHUT_DOWN };
+        // ORDERING: Release, pairs with the Acquire in `shutdown_state`; the RMW keeps the
+        // state monotonic whatever order two shutdowns come in.
+        self.state().shutdown.fetch_max(to, Ordering::Release);
+        if immediate {
+            self.discard_all();
+        }
+        let st = self.state();
+        st.not_empty.notify();
+        st.not_full.notify();
+        st.all_done.notify();
     }
 
     pub(crate) fn spin(&self) -> Duration {
@@ -371,8 +428,21 @@ impl RawQueue {
         mpmc_index::recover_if_dead(&self.slots, stuck, |id| table.is_alive(id))
     }
 
+    /// Whether this handle may put now: it holds the producer role and the queue is not shut
+    /// down (checked again at every attempt; a caller checks first to refuse before encoding).
+    pub(crate) fn may_put(&self) -> Result<(), WaitEnd> {
+        if self.member.role() & PRODUCER == 0 {
+            return Err(WaitEnd::Closed);
+        }
+        if self.shutdown_state() != OPEN {
+            return Err(WaitEnd::ShutDown);
+        }
+        Ok(())
+    }
+
     /// One attempt to claim a slot for writing.
     fn attempt_put(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
+        self.may_put()?;
         let me = self.me()?;
         loop {
             return match mpmc_index::claim_put(&self.state().idx, &self.slots, me) {
@@ -451,20 +521,96 @@ impl RawQueue {
             self.state().unfinished.fetch_sub(1, Ordering::Relaxed);
         }
         self.state().not_empty.notify();
+        if ok && self.shutdown_state() == SHUT_DOWN_NOW {
+            // An immediate shutdown came while we were writing: its drain may have passed our
+            // slot already, so discard what is left ourselves (our message too, as if it had
+            // come just before the shutdown).
+            self.discard_all();
+        }
         ok
     }
 
+    /// Takes every message out of the queue and discards it, whatever this handle's roles:
+    /// for the last handle's drop, an immediate shutdown, and the reaper. A serde queue's
+    /// spill segments go with their messages; a joinable queue counts each as done. Returns how
+    /// many were discarded. Stops early at a message a live producer is still writing (that
+    /// producer then finds the shutdown and discards it, or the queue's next drain does).
+    pub(crate) fn discard_all(&mut self) -> u64 {
+        let mut n = 0;
+        loop {
+            let mut claimed = None;
+            for _ in 0..64 {
+                match self.attempt_get_any(true) {
+                    Ok(Got::Claimed(pos)) => {
+                        claimed = Some(pos);
+                        break;
+                    }
+                    Ok(Got::Busy) => std::hint::spin_loop(),
+                    _ => break,
+                }
+            }
+            let Some(pos) = claimed else { return n };
+            if self.serde {
+                let slot = self.payload_at(pos);
+                // SAFETY: the slot is ours (claimed for reading) and lies inside the mapping.
+                unsafe { spill::remove_named_in(&slot, self.id) };
+            }
+            self.finish_get(pos);
+            if self.joinable {
+                self.done_one();
+            }
+            n += 1;
+        }
+    }
+
+    /// Counts one task as done (`JoinableQueue`): `false` if none was unfinished.
+    pub(crate) fn done_one(&self) -> bool {
+        let state = self.state();
+        // ORDERING: AcqRel, the decrement publishes the task's work to `join` (Release) and
+        // orders after earlier decrements (Acquire); Relaxed for the failed read.
+        let r = state
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        match r {
+            Ok(1) => {
+                state.all_done.notify();
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
     fn attempt_get(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
+        if self.member.role() & CONSUMER == 0 {
+            return Err(WaitEnd::Closed);
+        }
+        let shut = self.shutdown_state();
+        if shut == SHUT_DOWN_NOW {
+            return Err(WaitEnd::ShutDown);
+        }
+        match self.attempt_get_any(recover)? {
+            Got::Claimed(pos) => Ok(Some(pos)),
+            // Shut down and empty: nothing more will come. A message still being written by a
+            // live producer (Busy) is waited for.
+            Got::Empty if shut == SHUT_DOWN => Err(WaitEnd::ShutDown),
+            Got::Empty | Got::Busy => Ok(None),
+        }
+    }
+
+    /// One attempt to claim the next message, whatever this handle's roles and the queue's
+    /// shutdown state.
+    fn attempt_get_any(&mut self, recover: bool) -> Result<Got, WaitEnd> {
         let me = self.me()?;
         loop {
             return match mpmc_index::claim_get(&self.state().idx, &self.slots, me) {
-                GetClaim::Claimed(pos) => Ok(Some(pos)),
-                GetClaim::Empty => Ok(None),
+                GetClaim::Claimed(pos) => Ok(Got::Claimed(pos)),
+                GetClaim::Empty => Ok(Got::Empty),
                 GetClaim::Stuck(stuck) => {
                     if recover && self.recover(stuck) {
                         continue;
                     }
-                    Ok(None)
+                    Ok(Got::Busy)
                 }
                 GetClaim::Corrupt => Err(WaitEnd::Corrupted),
             };

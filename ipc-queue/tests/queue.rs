@@ -714,3 +714,140 @@ fn forged_spill_names_are_refused() {
     assert!(matches!(b.get(), Err(GetError::Corrupted)));
     assert_eq!(a.get().unwrap(), "z".repeat(1000));
 }
+
+/// Python raises `ValueError` on `put` after `close()`; so does ours, with the value back.
+#[test]
+fn put_after_close_is_refused() {
+    let mut q = Queue::<u64>::new(4).unwrap();
+    q.put(1).unwrap();
+    q.close();
+    assert!(matches!(q.try_put(2), Err(TryPutError::Closed(2))));
+    assert!(matches!(q.put(3), Err(PutError::Closed(3))));
+    assert!(matches!(q.loan(), Err(PutError::Closed(()))));
+    // Getting still works: close only ends this handle's putting.
+    assert_eq!(q.get().unwrap(), 1);
+    let mut s = Queue::<String, Serde>::new(4).unwrap();
+    s.close();
+    assert!(matches!(s.put("x".repeat(1000)), Err(PutError::Closed(_))));
+    // A handle opened to get only does not put either, and one opened to put does not get.
+    let mut c = Queue::<u64>::open_consumer(&q.handle()).unwrap();
+    assert!(matches!(c.try_put(4), Err(TryPutError::Closed(4))));
+    let mut p = Queue::<u64>::open_producer(&q.handle()).unwrap();
+    p.put(5).unwrap();
+    assert!(matches!(p.try_get(), Err(TryGetError::Closed)));
+    assert_eq!(c.get().unwrap(), 5);
+}
+
+/// Python 3.13's `Queue.shutdown()`: puts fail at once, gets drain what is there, then fail.
+#[test]
+fn shutdown_refuses_puts_and_drains_gets() {
+    let mut q = Queue::<u64>::new(4).unwrap();
+    let mut other = Queue::<u64>::open(&q.handle()).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert!(!other.is_shut_down());
+    q.shutdown(false);
+    assert!(other.is_shut_down());
+    assert!(matches!(other.put(3), Err(PutError::ShutDown(3))));
+    assert!(matches!(other.try_put(3), Err(TryPutError::ShutDown(3))));
+    assert_eq!(other.get().unwrap(), 1);
+    assert_eq!(q.try_get().unwrap(), 2);
+    assert!(matches!(other.get(), Err(GetError::ShutDown)));
+    assert!(matches!(q.try_get(), Err(TryGetError::ShutDown)));
+    // A later immediate shutdown makes it immediate; nothing goes back to open.
+    q.shutdown(true);
+    assert!(q.is_shut_down());
+}
+
+/// `shutdown(immediate=True)`: what is in the queue is discarded (spill segments too), gets fail
+/// at once, and a joinable queue counts the discarded messages as done.
+#[test]
+fn immediate_shutdown_discards_and_fails_gets_at_once() {
+    let mut q = Queue::<String, Serde>::new(4).unwrap();
+    let marker = "immediate-shutdown-spill";
+    let big = format!("{marker}{}", "s".repeat(5000));
+    q.put(big.clone()).unwrap();
+    q.put("small".into()).unwrap();
+    let spills = common::spills_holding(marker.as_bytes());
+    assert_eq!(spills.len(), 1);
+    q.shutdown(true);
+    assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    assert!(matches!(q.put(big), Err(PutError::ShutDown(_))));
+    for name in spills {
+        assert!(
+            !std::path::Path::new(&format!("/dev/shm/{name}")).exists(),
+            "{name} left after an immediate shutdown"
+        );
+    }
+    let mut j = ipc_queue::JoinableQueue::<u64>::new(4).unwrap();
+    j.put(1).unwrap();
+    j.put(2).unwrap();
+    j.put(3).unwrap();
+    assert_eq!(j.get().unwrap(), 1);
+    j.shutdown(true);
+    // Two discarded, one taken and not yet done.
+    assert_eq!(j.unfinished_tasks(), 1);
+    j.task_done().unwrap();
+    assert_eq!(j.unfinished_tasks(), 0);
+}
+
+#[test]
+#[ignore]
+fn child_gets_until_shut_down() {
+    let handle: ObjectHandle = common::arg();
+    let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
+    loop {
+        match q.get() {
+            Ok(_) => {}
+            Err(GetError::ShutDown) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A shutdown wakes every blocked caller, in this process and in others: a get blocked on an
+/// empty queue, a put blocked on a full one.
+#[test]
+fn shutdown_wakes_blocked_callers_everywhere() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(1).unwrap();
+        let h = q.handle();
+        let mut child = common::spawn("child_gets_until_shut_down", &h);
+        let mut getter = Queue::<u64>::open(&h).unwrap();
+        let mut putter = Queue::<u64>::open(&h).unwrap();
+        putter.put(0).unwrap();
+        // Let the child take it, then the queue is empty: the child and `getter` block.
+        while !q.is_empty() {
+            std::thread::yield_now();
+        }
+        putter.put(1).unwrap();
+        // Full again unless the child got it; fill it for the blocked put below.
+        let _ = putter.try_put(2);
+        let g = std::thread::spawn(move || {
+            let mut out = None;
+            while out.is_none() {
+                match getter.get() {
+                    Ok(_) => {}
+                    Err(e) => out = Some(e),
+                }
+            }
+            out.unwrap()
+        });
+        let p = std::thread::spawn(move || {
+            loop {
+                match putter.put(3) {
+                    Ok(()) => {}
+                    Err(e) => return e,
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        q.shutdown(false);
+        assert!(matches!(g.join().unwrap(), GetError::ShutDown));
+        assert!(matches!(p.join().unwrap(), PutError::ShutDown(3)));
+        assert!(
+            child.wait(LIMIT),
+            "the child's blocked get did not end with ShutDown"
+        );
+    });
+}

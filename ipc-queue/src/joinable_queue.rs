@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{CreateError, OpenError};
 use crate::participants::BOTH;
 use crate::primitive::Ordering;
-use crate::queue::{Encoding, Plain, Queue, Serde};
+use crate::queue::{Encoding, Plain, Queue, Serde, wire_role};
 use crate::signal::{self, Attempt, Blocked};
 
 /// `task_done` was called more times than there were items (Python raises `ValueError`).
@@ -188,5 +188,38 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
     /// The handle another process attaches with.
     pub fn handle(&self) -> ObjectHandle {
         self.q.handle()
+    }
+
+    /// Another handle of the same joinable queue (see [`Queue::try_clone`]).
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Self {
+            q: self.q.try_clone()?,
+        })
+    }
+}
+
+/// A joinable queue serialises as its handle and its roles, as a [`Queue`] does, so it can be
+/// passed to a child process (Python pickles a `JoinableQueue` into `Process(args=(q,))`).
+impl<T, E: Encoding> Serialize for JoinableQueue<T, E> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.handle(), self.q.role()).serialize(s)
+    }
+}
+
+impl<'de, T: Pod> serde::Deserialize<'de> for JoinableQueue<T, Plain> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
+        let q = Queue::<T, Plain>::open_flavor(&handle, wire_role(role), true)
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self { q })
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for JoinableQueue<T, Serde> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
+        let q = Queue::<T, Serde>::open_flavor(&handle, wire_role(role), true)
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self { q })
     }
 }

@@ -1015,6 +1015,30 @@ impl Connection {
         }
     }
 
+    /// Another handle of the same end (as `std::fs::File::try_clone`), on the same mapping: pass
+    /// one to a [`Process`](ipc_core::Process), which takes its argument, and keep the other.
+    /// Drop the one you keep to let the reader see end-of-file once the child is done, as
+    /// Python's "close the writer in the parent" does.
+    ///
+    /// ```
+    /// let (mut r, w) = ipc_queue::pipe_simplex()?;
+    /// let mut w2 = w.try_clone()?;
+    /// drop(w);
+    /// w2.send(&1u8)?;
+    /// assert_eq!(r.recv::<u8>()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        let mut c = Self::attach(
+            std::sync::Arc::clone(&self.seg),
+            self.end,
+            self.tx.is_some(),
+            self.rx.is_some(),
+        )?;
+        c.spin = self.spin;
+        Ok(c)
+    }
+
     /// Attaches to the end of a pipe a handle names (typically in a child process). Any number
     /// of handles may be attached to the same end.
     pub fn open(handle: &ConnectionHandle) -> Result<Self, OpenError> {

@@ -263,6 +263,11 @@ impl<T, E: Encoding> Queue<T, E> {
         &self.raw
     }
 
+    /// The roles this handle holds (for its serialised form).
+    pub(crate) fn role(&self) -> u32 {
+        self.raw.role()
+    }
+
     fn from_raw(raw: RawQueue) -> Self {
         Self {
             raw,
@@ -274,6 +279,33 @@ impl<T, E: Encoding> Queue<T, E> {
     /// The handle another process attaches with.
     pub fn handle(&self) -> ObjectHandle {
         self.raw.handle()
+    }
+
+    /// Another handle of the same queue, with the same roles (as `std::fs::File::try_clone`):
+    /// pass one to a [`Process`](ipc_core::Process), which takes its argument, and keep the
+    /// other, as Python's `Process(args=(q,))` leaves the caller its `q`. Both share this
+    /// process's mapping; each is a participant of its own (so it fails only when the
+    /// participant table is full).
+    ///
+    /// ```no_run
+    /// use ipc_core::Process;
+    /// use ipc_queue::Queue;
+    ///
+    /// fn square(mut q: Queue<u64>) {
+    ///     let x = q.get().unwrap();
+    ///     q.put(x * x).unwrap();
+    /// }
+    ///
+    /// let mut q = Queue::<u64>::new(4)?;
+    /// q.put(7)?;
+    /// let p = Process::new(square, q.try_clone()?);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(q.get()?, 49);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Self::from_raw(self.raw.try_clone()?))
     }
 
     /// The most messages the queue holds: the capacity it was created with (Python's
@@ -900,7 +932,7 @@ impl<T, E: Encoding> Serialize for Queue<T, E> {
 }
 
 /// The roles a deserialised handle takes: those it was sent with, or both if none is named.
-fn wire_role(role: u32) -> u32 {
+pub(crate) fn wire_role(role: u32) -> u32 {
     match role & BOTH {
         0 => BOTH,
         r => r,

@@ -9,6 +9,7 @@
 //! | `STATE_BYTES`                  | the participant table: `participants` entries of 16 bytes (padded to 128) |
 //! | `STATE_BYTES + table`          | `capacity` slots of `8 + slot_payload` bytes: the slot word, then the payload |
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc_core::raw::ObjectSegment;
@@ -140,7 +141,8 @@ impl QueueShape {
 }
 
 pub(crate) struct RawQueue {
-    seg: ObjectSegment,
+    /// The mapping, shared by the handles made with `try_clone`.
+    seg: Arc<ObjectSegment>,
     state: *const QueueState,
     table: TablePlace,
     slots: Slots,
@@ -155,7 +157,7 @@ pub(crate) struct RawQueue {
     serde: bool,
 }
 
-// SAFETY: the pointers point into `seg`'s mapping, owned by `RawQueue`; every shared access
+// SAFETY: the pointers point into `seg`'s mapping, kept alive by `RawQueue`; every shared access
 // goes through atomics or through slots owned per the protocol.
 unsafe impl Send for RawQueue {}
 // SAFETY: as above; the only per-handle mutable state (`member`, `spin`) needs `&mut self`.
@@ -240,17 +242,35 @@ impl RawQueue {
                 word.store(mpmc_index::pack(i as u64, 0), Ordering::Relaxed);
             }
         })?;
-        Self::from_segment(seg, role).map_err(|e| match e {
+        Self::from_segment(Arc::new(seg), role).map_err(|e| match e {
             OpenError::Identity(e) => CreateError::Identity(e),
             _ => CreateError::InvalidCapacity { capacity },
         })
     }
 
     pub(crate) fn open(handle: &ObjectHandle, kind: &str, role: u32) -> Result<Self, OpenError> {
-        Self::from_segment(layout::open(handle, kind)?, role)
+        Self::from_segment(Arc::new(layout::open(handle, kind)?), role)
     }
 
-    fn from_segment(seg: ObjectSegment, role: u32) -> Result<Self, OpenError> {
+    /// Another handle of the same queue in this process, on the same mapping, with the same
+    /// roles and options and a participant entry of its own.
+    pub(crate) fn try_clone(&self) -> Result<Self, OpenError> {
+        let member = Membership::attach(&self.table.table(), self.member.role())?;
+        Ok(Self {
+            seg: Arc::clone(&self.seg),
+            state: self.state,
+            table: self.table,
+            slots: self.slots,
+            payload: self.payload,
+            id: self.id,
+            member,
+            spin: self.spin,
+            joinable: self.joinable,
+            serde: self.serde,
+        })
+    }
+
+    fn from_segment(seg: Arc<ObjectSegment>, role: u32) -> Result<Self, OpenError> {
         let bytes = seg.capacity();
         if bytes < STATE_BYTES {
             return Err(OpenError::Corrupted {

@@ -455,6 +455,11 @@ fn end_gone(state: &SpscState, end: End) -> bool {
 /// the same ring while this one lives (in any process) fails with [`OpenError::RoleTaken`].
 /// Serialising it (to pass it to a child process) hands the role over to whoever deserialises
 /// it, and this handle goes inert.
+///
+/// A ring end has no `try_clone`, unlike the queues and pipe ends: it is the ring's one
+/// producer, a single role, and a second handle would be a second producer (the index protocol
+/// is sound only with one). Pass it on (serialise it, or give it to a `Process`), or use a
+/// [`Queue`](crate::Queue) when several processes put.
 pub struct Producer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ProducerIndex,
@@ -463,6 +468,8 @@ pub struct Producer<T: Pod> {
 }
 
 /// The reading half of a [`RingBuffer`]: the ring's one consumer (claimed like the producer).
+///
+/// It has no `try_clone` for the same reason as [`Producer`]: one consumer is a single role.
 pub struct Consumer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ConsumerIndex,

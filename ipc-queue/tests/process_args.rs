@@ -105,3 +105,64 @@ fn wait_takes_a_process_sentinel_beside_a_connection() {
     rx.recv_timeout(Duration::from_secs(120))
         .expect("watchdog: wait on a sentinel hung");
 }
+
+fn square_one(mut q: Queue<u64>) {
+    let x = q.get().unwrap();
+    q.put(x * x).unwrap();
+}
+
+fn finish_one(mut q: ipc_queue::JoinableQueue<u64>) {
+    q.get().unwrap();
+    q.task_done().unwrap();
+}
+
+fn shout(mut q: ipc_queue::SimpleQueue<String>) {
+    let s = q.get().unwrap();
+    q.put(s.to_uppercase()).unwrap();
+}
+
+fn say_hello(mut c: Connection) {
+    c.send(&"hello").unwrap();
+}
+
+/// `Process` takes its argument; `try_clone` leaves the caller a handle of its own, as
+/// Python's `Process(args=(q,))` leaves the caller its `q`. Every shared object of the crate
+/// clones (ring ends are single roles and do not).
+#[test]
+fn a_clone_passed_to_a_process_leaves_the_caller_its_own() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        q.put(9).unwrap();
+        let p = Process::new(square_one, q.try_clone().unwrap());
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(q.get().unwrap(), 81);
+
+        let mut j = ipc_queue::JoinableQueue::<u64>::new(4).unwrap();
+        j.put(1).unwrap();
+        let p = Process::new(finish_one, j.try_clone().unwrap());
+        p.start().unwrap();
+        j.join_timeout(Duration::from_secs(60)).unwrap();
+        p.join().unwrap();
+
+        let mut s = ipc_queue::SimpleQueue::<String>::new().unwrap();
+        s.put("quiet".into()).unwrap();
+        let p = Process::new(shout, s.try_clone().unwrap());
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(s.get().unwrap(), "QUIET");
+
+        let (mut r, w) = pipe_simplex().unwrap();
+        let p = Process::new(say_hello, w.try_clone().unwrap());
+        p.start().unwrap();
+        // Python's pattern: close the parent's writer, read until EOF.
+        drop(w);
+        assert_eq!(r.recv::<String>().unwrap(), "hello");
+        assert!(matches!(r.recv::<String>(), Err(RecvError::Disconnected)));
+        p.join().unwrap();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("watchdog: a cloned handle's child hung");
+}

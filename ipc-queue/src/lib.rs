@@ -54,6 +54,7 @@ mod pipe;
 mod primitive;
 mod queue;
 mod raw_queue;
+mod reaper;
 mod ring;
 mod signal;
 mod simple_queue;

@@ -339,6 +339,9 @@ pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
         .is_ok()
 }
 
+// The queue's own recovery (`RawQueue::recover`) inlines this to read a dead reader's record
+// before the CAS; the loom models check this form.
+#[allow(dead_code)]
 /// Moves a stuck slot on if `alive` says its claimer is gone (see [`recover`]); `true` if the
 /// claimer is gone (the slot has then moved on, by us or by someone else), `false` if it may be
 /// alive (the slot is left alone: only a claimer known gone loses its slot).

@@ -16,6 +16,7 @@ use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryP
 use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
 use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
+use crate::reaper;
 use crate::spill::{self, KIND_INLINE, KIND_SPILLED, RECORD_HEADER};
 
 /// `Pod` values are copied into the slot as they are (the default).
@@ -305,7 +306,11 @@ impl<T, E: Encoding> Queue<T, E> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_clone(&self) -> Result<Self, OpenError> {
-        Ok(Self::from_raw(self.raw.try_clone()?))
+        let raw = self.raw.try_clone()?;
+        if E::NAME == Serde::NAME {
+            reaper::opened(raw.id());
+        }
+        Ok(Self::from_raw(raw))
     }
 
     /// The most messages the queue holds: the capacity it was created with (Python's
@@ -700,6 +705,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         let mut raw = RawQueue::create(placement, &kind::<T, Serde>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
         raw.set_serde(true);
+        reaper::opened(raw.id());
         Ok(Self::from_raw(raw))
     }
 
@@ -730,6 +736,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
         raw.set_joinable(joinable);
         raw.set_serde(true);
+        reaper::opened(raw.id());
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",
@@ -892,10 +899,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
 
 impl<T, E: Encoding> Drop for Queue<T, E> {
     fn drop(&mut self) {
-        // The last handle of a serde queue removes the spill segments of the messages nobody
-        // got (the raw queue then releases its entry).
-        if E::NAME == Serde::NAME && !self.raw.others_alive() {
-            self.raw.discard_all();
+        // A serde queue's spill segments must not outlive it (see `spill.rs` and `reaper.rs`):
+        // the last handle removes those of the messages nobody got; a handle that is the last of
+        // this process while other processes still hold the queue leaves a watch to the reaper,
+        // which drains the queue once they are gone, killed or not. (The raw queue then
+        // releases this handle's entry.)
+        if E::NAME == Serde::NAME && reaper::closing(self.raw.id()) {
+            if !self.raw.others_alive() {
+                self.raw.discard_all();
+            } else if let Ok(watcher) = self.raw.try_clone() {
+                reaper::watch(watcher);
+            }
         }
     }
 }

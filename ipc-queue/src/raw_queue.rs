@@ -443,9 +443,37 @@ impl RawQueue {
 
     /// Recovers a stuck slot if its claimer is gone (its entry changed hands or was released,
     /// or the kernel says its process is dead); `true` if the slot has moved on.
+    ///
+    /// A serde queue's slot left in Reading by a dead consumer may name a spill segment that
+    /// consumer had not unlinked yet: the recoverer copies the record first (nobody writes a
+    /// slot in Reading) and, if its CAS is the one that moves the slot on, removes that spill.
     fn recover(&self, stuck: Stuck) -> bool {
-        let table = self.table();
-        mpmc_index::recover_if_dead(&self.slots, stuck, |id| table.is_alive(id))
+        let (_, owner) = mpmc_index::unpack(stuck.word);
+        if self.table().is_alive(owner) {
+            return false;
+        }
+        let spill_name = (self.serde && stuck.reading)
+            .then(|| {
+                let slot = self.payload_at(stuck.slot as u64);
+                // SAFETY: the slot lies inside the mapping; the copies are word-wise atomic, so a
+                // racing writer (none while the slot is in Reading) could only tear them.
+                match unsafe { spill::header(&slot) } {
+                    Some((len, spill::KIND_SPILLED)) => {
+                        let mut name = vec![0u8; len];
+                        // SAFETY: `len <= slot.len - 8`, checked by `header`.
+                        unsafe { spill::body(&slot, &mut name) };
+                        Some(name)
+                    }
+                    _ => None,
+                }
+            })
+            .flatten();
+        if mpmc_index::recover(&self.slots, stuck) {
+            if let Some(name) = spill_name {
+                spill::remove(self.id, &name);
+            }
+        }
+        true
     }
 
     /// Whether this handle may put now: it holds the producer role and the queue is not shut

@@ -185,38 +185,68 @@ fn a_100_mib_message() {
     });
 }
 
-#[test]
-fn large_messages_left_in_a_dropped_queue_are_removed() {
-    let mut q = Queue::<String, Serde>::new(4).unwrap();
-    q.put("y".repeat(1000)).unwrap();
-    drop(q);
-    // Nothing of ours may remain in /dev/shm: the spill segment was unlinked at drop. Other
-    // tests may create segments concurrently, so only check that a fresh queue's spill goes
-    // away too, by name.
-    let mut q = Queue::<String, Serde>::new(4).unwrap();
-    q.put("z".repeat(1000)).unwrap();
-    let before: HashSet<_> = shm_names();
-    drop(q);
-    let after: HashSet<_> = shm_names();
-    let ours_left: Vec<_> = after
-        .intersection(&before)
-        .filter(|n| !n.is_empty())
-        .collect();
-    // Whatever remains must not be new: every name present before the drop that is still
-    // present belongs to another test (they are all `ipc-` names); ours was unlinked, so the
-    // set shrank or stayed, never grew.
-    assert!(after.len() <= before.len() + 64, "{ours_left:?}");
+/// A marker no other test or program puts in its messages: this test's spills hold it.
+fn marker(test: &str) -> String {
+    format!(
+        "{test}-{}-{:x}",
+        std::process::id(),
+        ipc_core::random_u128()
+    )
 }
 
-fn shm_names() -> HashSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(ipc_core::NAME_PREFIX))
-                .collect()
-        })
-        .unwrap_or_default()
+#[test]
+fn the_last_handle_to_drop_removes_every_spill() {
+    let m = marker("last-drop");
+    let mut q = Queue::<String, Serde>::new(4).unwrap();
+    let mut other = q.try_clone().unwrap();
+    for i in 0..3 {
+        q.put(format!("{m}{i}{}", "y".repeat(1000))).unwrap();
+    }
+    assert_eq!(common::spills_holding(m.as_bytes()).len(), 3);
+    assert_eq!(other.get().unwrap().len(), m.len() + 1001);
+    assert_eq!(common::spills_holding(m.as_bytes()).len(), 2);
+    drop(q);
+    // `other` still holds the queue: nothing is removed yet.
+    assert_eq!(common::spills_holding(m.as_bytes()).len(), 2);
+    drop(other);
+    assert!(common::spills_holding(m.as_bytes()).is_empty());
+}
+
+#[test]
+#[ignore]
+fn child_puts_big_then_holds_the_queue() {
+    let (handle, ready, m): (ObjectHandle, ObjectHandle, String) = common::arg();
+    let mut q = Queue::<String, Serde>::open(&handle).unwrap();
+    for i in 0..2 {
+        q.put(format!("{m}child{i}{}", "c".repeat(2000))).unwrap();
+    }
+    Queue::<u64>::open(&ready).unwrap().put(1).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// The last handle of a queue is SIGKILLed with large messages inside (put by this process and
+/// by the dead one): their spill segments go all the same, through the watch this process left
+/// when its own handle dropped first.
+#[test]
+fn a_killed_last_holder_leaves_no_spill_segments() {
+    common::watchdog(LIMIT, || {
+        let m = marker("killed-last-holder");
+        let mut q = Queue::<String, Serde>::new(8).unwrap();
+        for i in 0..3 {
+            q.put(format!("{m}parent{i}{}", "p".repeat(2000))).unwrap();
+        }
+        let mut ready = Queue::<u64>::new(1).unwrap();
+        let mut child = common::spawn(
+            "child_puts_big_then_holds_the_queue",
+            &(q.handle(), ready.handle(), m.clone()),
+        );
+        ready.get().unwrap();
+        assert_eq!(common::spills_holding(m.as_bytes()).len(), 5);
+        // This process lets go first; the child holds the last handle, and is killed.
+        drop(q);
+        child.kill();
+        common::wait_until_no_spills(m.as_bytes(), LIMIT);
+    });
 }
 
 #[test]

@@ -63,7 +63,7 @@ mod spsc_index;
 mod wait;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
-pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
+pub use joinable_queue::{JoinError, JoinableQueue, TaskDoneError};
 pub use participants::{DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS};
 pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, PipeBuilder, RecvError,

@@ -10,7 +10,7 @@
 //! | offset in a direction         | what                                                  |
 //! |-------------------------------|-------------------------------------------------------|
 //! | 0                             | [`Direction`]: head, tail, signals, the two end claims, sizes |
-//! | `DIRECTION_BYTES`             | the participant table (`participants` entries of 16 bytes) |
+//! | `DIRECTION_BYTES`             | the participant table (`participants` entries of 24 bytes) |
 //! | `DIRECTION_BYTES + table`     | the ring: `capacity` bytes                            |
 //!
 //! End 0 sends on direction 0 and receives on direction 1; end 1 the reverse (simplex: end 1

@@ -186,7 +186,7 @@ impl<T, E: Encoding> QueueBuilder<T, E> {
 
     /// How many handles may be attached at once, across all processes (default
     /// [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS), at most
-    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 16 bytes of the
+    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 24 bytes of the
     /// segment; an open beyond the limit fails with `OpenError::TooManyParticipants`.
     pub fn participants(mut self, participants: usize) -> Self {
         self.participants = participants;
@@ -262,6 +262,10 @@ impl<T, E: Encoding> Queue<T, E> {
 
     pub(crate) fn raw(&self) -> &RawQueue {
         &self.raw
+    }
+
+    pub(crate) fn raw_mut(&mut self) -> &mut RawQueue {
+        &mut self.raw
     }
 
     /// The roles this handle holds (for its serialised form).

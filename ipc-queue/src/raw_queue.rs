@@ -6,7 +6,7 @@
 //! | offset                         | what                                              |
 //! |--------------------------------|---------------------------------------------------|
 //! | 0                              | [`QueueState`] (padded to 128)                     |
-//! | `STATE_BYTES`                  | the participant table: `participants` entries of 16 bytes (padded to 128) |
+//! | `STATE_BYTES`                  | the participant table: `participants` entries of 24 bytes (padded to 128) |
 //! | `STATE_BYTES + table`          | `capacity` slots of `8 + slot_payload` bytes: the slot word, then the payload |
 
 use std::sync::Arc;
@@ -36,7 +36,8 @@ pub(crate) struct QueueState {
     pub(crate) not_empty: CachePadded<Signal>,
     /// Bumped when a slot frees up (putters wait on it).
     pub(crate) not_full: CachePadded<Signal>,
-    /// Messages put but not yet marked done (`JoinableQueue`).
+    /// Messages put but not yet marked done (`JoinableQueue`); see "Joining" in
+    /// `joinable_queue.rs`.
     pub(crate) unfinished: CachePadded<AtomicU64>,
     /// Bumped when `unfinished` reaches zero (`join` waits on it).
     pub(crate) all_done: Signal,
@@ -162,6 +163,30 @@ pub(crate) struct RawQueue {
 unsafe impl Send for RawQueue {}
 // SAFETY: as above; the only per-handle mutable state (`member`, `spin`) needs `&mut self`.
 unsafe impl Sync for RawQueue {}
+
+/// Whether a slot whose word shows no claimer is empty (its message, if any, was read) rather
+/// than holding a committed message. Its sequence tells: Empty(p) holds `p`, Full(p) holds
+/// `p + 1`, for a position `p` of the slot's own index; the 32-bit sequence is placed on the lap
+/// nearest the (possibly stale) head. Anything else counts as not empty.
+fn slot_is_empty(seq: u32, index: usize, head: u64, cap: u64) -> bool {
+    let d = i64::from(seq.wrapping_sub(head as u32) as i32);
+    let pos = head.wrapping_add_signed(d);
+    (pos % cap) as usize == index
+}
+
+/// What `join_check` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinCheck {
+    /// Every task is done.
+    Done,
+    /// Someone alive may still get or finish a task.
+    Wait,
+    /// These unfinished tasks can never be done: every one was taken by a handle that is gone
+    /// (dead, or dropped without `task_done`), or lost with its claimer.
+    Lost(u64),
+    /// Tasks wait in the queue and no handle that could get them is alive.
+    NoConsumer(u64),
+}
 
 /// What one attempt to get found.
 enum Got {
@@ -560,8 +585,10 @@ impl RawQueue {
         let Ok(me) = self.me() else { return false };
         if self.joinable {
             // Counted before the message is visible, so a `task_done` never sees it uncounted.
-            // ORDERING: Relaxed, the commit's Release store below publishes it with the message.
-            self.state().unfinished.fetch_add(1, Ordering::Relaxed);
+            // ORDERING: Release, pairs with the Acquire loads of `join_check`: a joiner that
+            // counts this task also sees our claim of its slot. (The commit's Release below
+            // publishes the count with the message to getters.)
+            self.state().unfinished.fetch_add(1, Ordering::Release);
         }
         let ok = mpmc_index::commit_put(&self.slots, pos, me);
         if !ok && self.joinable {
@@ -611,6 +638,90 @@ impl RawQueue {
         }
     }
 
+    /// Adds `delta` to this handle's `taken` count (`JoinableQueue`); `false` if this handle has
+    /// no entry in this process (a fork child that could not claim one).
+    fn add_taken(&mut self, delta: i64) -> bool {
+        let Ok(me) = self.me() else { return false };
+        let table = self.table.table();
+        let Some(taken) = table.taken(me) else {
+            return false;
+        };
+        // ORDERING: Relaxed, our own entry's count: only this handle writes it.
+        let n = taken.load(Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in `any_live_taken`: a joiner that sees
+        // a lowered count (by `task_done`) also sees the unfinished count lowered before it. A
+        // raised count needs no ordering of its own: it comes before our claim, which a joiner
+        // sees through the slot's word (see "Joining" in `joinable_queue.rs`).
+        taken.store(n.saturating_add_signed(delta), Ordering::Release);
+        true
+    }
+
+    /// Python's `task_done` (`JoinableQueue`): one unfinished task less, and one less in this
+    /// handle's `taken` count if it has any. `false` if no task was unfinished.
+    pub(crate) fn task_done(&mut self) -> bool {
+        // The unfinished count first: a joiner that sees our `taken` count lowered sees this.
+        if !self.done_one() {
+            return false;
+        }
+        let me = self.me().ok();
+        let table = self.table.table();
+        if let Some(taken) = me.and_then(|me| table.taken(me)) {
+            // ORDERING: Relaxed, our own entry's count.
+            if taken.load(Ordering::Relaxed) > 0 {
+                self.add_taken(-1);
+            }
+        }
+        true
+    }
+
+    /// Whether `join` can end, and how (see "Joining" in `joinable_queue.rs`).
+    pub(crate) fn join_check(&self) -> JoinCheck {
+        let st = self.state();
+        // ORDERING: Acquire, pairs with the Release increment of `commit_put` (a counted task's
+        // slot claim is visible to the scan below) and with `task_done`'s AcqRel decrement.
+        let before = st.unfinished.load(Ordering::Acquire);
+        if before == 0 {
+            return JoinCheck::Done;
+        }
+        let table = self.table();
+        // ORDERING: Relaxed, only tells the slots' laps apart (see `slot_is_empty`).
+        let head = st.idx.head.load(Ordering::Relaxed);
+        let mut waiting = false;
+        for index in 0..self.slots.capacity as usize {
+            // ORDERING: Acquire, pairs with the Release CASes of `finish_get` and `commit_put`:
+            // a slot a consumer has released shows its `taken` count raised (it was raised
+            // before the claim).
+            let word = self.slots.word(index).load(Ordering::Acquire);
+            let (seq, owner) = mpmc_index::unpack(word);
+            if owner != 0 {
+                if table.is_alive(owner) {
+                    // Being written or read by a live handle.
+                    return JoinCheck::Wait;
+                }
+                // A dead claimer's message is lost (or skipped): it can never be done.
+                continue;
+            }
+            if !slot_is_empty(seq, index, head, self.slots.capacity) {
+                waiting = true;
+            }
+        }
+        if table.any_live_taken() {
+            return JoinCheck::Wait;
+        }
+        // ORDERING: Acquire, as above.
+        if st.unfinished.load(Ordering::Acquire) != before {
+            return JoinCheck::Wait;
+        }
+        if !waiting {
+            return JoinCheck::Lost(before);
+        }
+        if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
+            JoinCheck::NoConsumer(before)
+        } else {
+            JoinCheck::Wait
+        }
+    }
+
     /// Counts one task as done (`JoinableQueue`): `false` if none was unfinished.
     pub(crate) fn done_one(&self) -> bool {
         let state = self.state();
@@ -637,7 +748,14 @@ impl RawQueue {
         if shut == SHUT_DOWN_NOW {
             return Err(WaitEnd::ShutDown);
         }
-        match self.attempt_get_any(recover)? {
+        // A joinable queue counts the take in our entry before the claim (see "Joining" in
+        // `joinable_queue.rs`), and takes the count back if nothing was claimed.
+        let reserved = self.joinable && self.add_taken(1);
+        let got = self.attempt_get_any(recover);
+        if reserved && !matches!(got, Ok(Got::Claimed(_))) {
+            self.add_taken(-1);
+        }
+        match got? {
             Got::Claimed(pos) => Ok(Some(pos)),
             // Shut down and empty: nothing more will come. A message still being written by a
             // live producer (Busy) is waited for.

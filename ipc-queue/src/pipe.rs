@@ -490,6 +490,7 @@ pub fn pipe() -> Result<(Connection, Connection), CreateError> {
 /// assert!(r.send_bytes(b"no").is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "Pipe")]
 pub fn pipe_simplex() -> Result<(Connection, Connection), CreateError> {
     PipeBuilder::new().duplex(false).create()
 }
@@ -517,6 +518,7 @@ pub fn pipe_with_capacity(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create()`"]
 pub struct PipeBuilder {
     placement: Placement,
     capacity: usize,

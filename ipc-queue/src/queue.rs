@@ -158,6 +158,7 @@ fn try_get_error(e: WaitEnd) -> TryGetError {
 /// s.put("hello".into())?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a builder does nothing until `create()`"]
 pub struct QueueBuilder<T, E: Encoding = Plain> {
     placement: Placement,
     capacity: usize,
@@ -601,6 +602,16 @@ impl<T: Pod> Queue<T, Plain> {
 /// A slot of a [`Queue`] loaned for writing in place. The slot is claimed by this process
 /// alone until `commit` (or drop), so handing out `&mut` to its bytes is sound: no other
 /// process reads them before the commit publishes them.
+///
+/// Dropping a loan without [`commit`](Loan::commit) gives the slot up (nothing is delivered), so
+/// an unused loan is a mistake the compiler points out:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let mut q = ipc_queue::Queue::<u64>::new(2).unwrap();
+/// q.loan().unwrap(); // dropped at once: the slot is skipped
+/// ```
+#[must_use = "a loan that is dropped without `commit` delivers nothing"]
 pub struct Loan<'a, T: Pod> {
     q: &'a mut RawQueue,
     pos: u64,
@@ -646,6 +657,7 @@ impl<T: Pod> Drop for Loan<'_, T> {
 }
 
 /// A received message, read in place; its slot is released on drop.
+#[must_use = "a sample that is dropped at once throws its message away unread"]
 pub struct Sample<'a, T: Pod> {
     q: &'a mut RawQueue,
     pos: u64,

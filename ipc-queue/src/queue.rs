@@ -752,12 +752,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
         raw.set_joinable(joinable);
         raw.set_serde(true);
-        reaper::opened(raw.id());
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",
             });
         }
+        reaper::opened(raw.id());
         Ok(Self::from_raw(raw))
     }
 

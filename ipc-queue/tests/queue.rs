@@ -881,3 +881,87 @@ fn shutdown_wakes_blocked_callers_everywhere() {
         );
     });
 }
+
+/// For ThreadSanitizer (CI runs `threads_*`): one queue, one mapping (the handles are
+/// `try_clone`s), producers and consumers in threads of this process. A missing ordering on a
+/// slot word, or a plain copy over a slot another thread writes, is a reported race; each
+/// message arrives exactly once.
+#[test]
+fn threads_one_queue_shared_by_threads_delivers_each_message_once() {
+    common::watchdog(LIMIT, || {
+        let q = Queue::<[u64; 4]>::new(8).unwrap();
+        let (producers, per) = (2u64, 5_000u64);
+        let mut handles = Vec::new();
+        for p in 0..producers {
+            let mut h = q.try_clone().unwrap();
+            handles.push(std::thread::spawn(move || {
+                for i in 0..per {
+                    let v = (p << 32) | i;
+                    h.put([v, !v, v ^ 0x5555, v.rotate_left(7)]).unwrap();
+                }
+                Vec::new()
+            }));
+        }
+        for _ in 0..2 {
+            let mut h = q.try_clone().unwrap();
+            h.close();
+            handles.push(std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    // Every producer's handle drops when it is done: then `Disconnected`.
+                    match h.get() {
+                        Ok([v, a, b, c]) => {
+                            assert_eq!([a, b, c], [!v, v ^ 0x5555, v.rotate_left(7)]);
+                            got.push(v);
+                        }
+                        Err(GetError::Disconnected) => return got,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        drop(q);
+        let mut all = HashSet::new();
+        for h in handles {
+            for v in h.join().unwrap() {
+                assert!(all.insert(v), "delivered twice: {v:#x}");
+            }
+        }
+        assert_eq!(all.len() as u64, producers * per);
+    });
+}
+
+/// For ThreadSanitizer: serde records and spill segments between threads, and a joinable
+/// queue's counts (`task_done` in the consumers, `join` here).
+#[test]
+fn threads_serde_and_joinable_queues_between_threads() {
+    common::watchdog(LIMIT, || {
+        let mut q = ipc_queue::JoinableQueue::<String, Serde>::new(4).unwrap();
+        let n = 400usize;
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut h = q.try_clone().unwrap();
+                h.close();
+                std::thread::spawn(move || {
+                    let mut count = 0;
+                    while let Ok(s) = h.get() {
+                        let (i, body) = s.split_once(':').unwrap();
+                        let i: usize = i.parse().unwrap();
+                        assert_eq!(body.len(), if i % 10 == 0 { 2000 } else { 10 });
+                        h.task_done().unwrap();
+                        count += 1;
+                    }
+                    count
+                })
+            })
+            .collect();
+        for i in 0..n {
+            let len = if i % 10 == 0 { 2000 } else { 10 };
+            q.put(format!("{i}:{}", "x".repeat(len))).unwrap();
+        }
+        q.join().unwrap();
+        q.shutdown(false);
+        let total: usize = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(total, n);
+    });
+}

@@ -89,7 +89,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// A free entry (for models and tests).
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self {
             owner: AtomicU64::new(0),

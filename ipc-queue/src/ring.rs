@@ -158,7 +158,7 @@ impl<T: Pod> RingParts<T> {
     }
 
     /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
-    /// stores (`ipc_core::pod`): a hostile or confused peer racing the copy can only tear it.
+    /// stores (`ipc_core::raw::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and

@@ -4,8 +4,9 @@
 use std::fs::OpenOptions;
 use std::time::Duration;
 
-use ipc_core::header::{HEADER_SIZE, LAYOUT_VERSION};
-use ipc_core::{ObjectSegment, OpenError, Placement, RawArray, SharedMemory, TypeFingerprint};
+use ipc_core::raw::header::{HEADER_SIZE, LAYOUT_VERSION};
+use ipc_core::raw::{ObjectSegment, TypeFingerprint};
+use ipc_core::{OpenError, Placement, RawArray, SharedMemory};
 use proptest::prelude::*;
 
 const SHORT: Duration = Duration::from_millis(1);

@@ -373,9 +373,9 @@ fn a_segment_holding_an_object_refuses_plain_copies() {
     let plain = SharedMemory::open(&anon.handle().segment).unwrap();
     assert_eq!(plain.write(0, &buf), Err(AccessError::HoldsObject));
     // The object's own segment handle refuses too.
-    let seg = ipc_core::ObjectSegment::open(
+    let seg = ipc_core::raw::ObjectSegment::open(
         &anon.handle(),
-        &ipc_core::TypeFingerprint::of::<u64>("RawArray"),
+        &ipc_core::raw::TypeFingerprint::of::<u64>("RawArray"),
     )
     .unwrap();
     assert_eq!(

@@ -1,0 +1,28 @@
+//! The zenoh backend: nodes, the master's and the hosts' transport.
+//!
+//! | file         | holds                                                          |
+//! |--------------|----------------------------------------------------------------|
+//! | `node.rs`    | `Node`: the zenoh peer session and its configuration            |
+//! | `keys.rs`    | the key expressions                                             |
+//! | `master.rs`  | the master's queryable, subscribers, token and publishers       |
+//! | `host.rs`    | `serve`: find the master, join, run chunks                      |
+
+mod host;
+mod keys;
+mod master;
+mod node;
+
+pub use host::{DEFAULT_WAIT_MASTER, ServeError, ServeOptions, serve};
+pub use node::{DEFAULT_LEASE, Node, NodeBuilder, NodeError};
+
+use crate::error::BuildError;
+use crate::master::{ClusterPool, ClusterPoolBuilder};
+
+impl ClusterPoolBuilder {
+    /// Declares the pool on `node` (its join queryable, results subscriber and liveliness
+    /// token) and starts it; with `min_hosts`, waits for them.
+    pub fn build(self, node: &Node) -> Result<ClusterPool, BuildError> {
+        let job = self.job_name()?.to_owned();
+        self.build_with(|events| master::start(node, &job, events))
+    }
+}

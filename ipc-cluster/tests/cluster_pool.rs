@@ -91,6 +91,8 @@ fn a_pool_over_three_hosts() {
     let done: u64 = stats.iter().map(|h| h.items_done).sum();
     assert!(done >= 2 * 1000 + 3 + 400 + 3, "{stats:?}");
 
+    // The check below sees the hosts and their pools' worker processes.
+    assert!(tagged_processes(&tag).len() >= 3 + 6);
     pool.close();
     pool.join();
     for h in &mut hosts {
@@ -126,4 +128,48 @@ fn an_executor_over_a_host() {
     host.expect_line("SERVE-END", Duration::from_secs(5));
     drop(node);
     assert_no_tagged_processes(&tag);
+}
+
+fn reversed(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + len) as u8).collect()
+}
+
+#[test]
+fn messages_from_8_bytes_to_16_mib() {
+    let _w = Watchdog::arm(Duration::from_secs(180), "messages_from_8_bytes_to_16_mib");
+    let since = SystemTime::now();
+    let tag = unique("tag");
+    let job = unique("job");
+    let (node, endpoint) = master_node();
+    let mut host = spawn_host(&endpoint, &job, "big", 2, &tag);
+    let mut pool = ClusterPool::builder()
+        .job(&job)
+        .min_hosts(1)
+        .build(&node)
+        .unwrap();
+    for len in [8, 1 << 10, 64 << 10, 1 << 20, 16 << 20] {
+        let v = pattern(len);
+        let mut want = v.clone();
+        want.reverse();
+        assert!(pool.apply(reversed, v).unwrap() == want, "{len} bytes");
+    }
+    // Several large items in flight at once, in chunks.
+    let items: Vec<Vec<u8>> = (0..8).map(|i| pattern((1 << 20) + i)).collect();
+    let got = pool.map_chunksize(reversed, items.clone(), 2).unwrap();
+    for (g, mut w) in got.into_iter().zip(items) {
+        w.reverse();
+        assert!(g == w);
+    }
+    pool.close();
+    pool.join();
+    assert!(host.wait(Duration::from_secs(30)).success());
+    drop(pool);
+    drop(node);
+    assert_no_tagged_processes(&tag);
+    assert_no_orphan_segments(since);
 }

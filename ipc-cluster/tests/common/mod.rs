@@ -357,3 +357,15 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }
+
+/// Polls `cond` every 5 ms until it holds or `limit` passes; the time it took, or `None`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}

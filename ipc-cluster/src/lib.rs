@@ -76,6 +76,6 @@ pub use master::{
 pub use wire::Refusal;
 #[cfg(feature = "zenoh")]
 pub use zenoh::{
-    DEFAULT_LEASE, DEFAULT_WAIT_MASTER, Node, NodeBuilder, NodeError, ServeError, ServeOptions,
-    serve,
+    ClusterQueue, DEFAULT_LEASE, DEFAULT_WAIT_MASTER, Node, NodeBuilder, NodeError, QueueError,
+    QueueGetError, QueuePutError, ServeError, ServeOptions, serve,
 };

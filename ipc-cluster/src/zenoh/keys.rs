@@ -7,6 +7,8 @@
 //! | `master/<pool>/host/<host>`                 | a host's liveliness token                     |
 //! | `master/<pool>/tasks/<host>`                | master → host: chunks, shutdown               |
 //! | `master/<pool>/results/<host>`              | host → master: results                        |
+//! | `queue/<name>/owner`                        | a cluster queue owner's liveliness token      |
+//! | `queue/<name>/op`                           | the owner's queryable: put and get            |
 //!
 //! `<pool>` is a random id per `ClusterPool`, so a second pool of the same job on the same node
 //! is a different master; `<host>` is the host's zenoh id and a random suffix.
@@ -35,6 +37,14 @@ pub(crate) fn tasks(job: &str, pool: &str, host: &str) -> String {
 
 pub(crate) fn results(job: &str, pool: &str, host: &str) -> String {
     format!("{ROOT}/{job}/master/{pool}/results/{host}")
+}
+
+pub(crate) fn queue_owner(name: &str) -> String {
+    format!("{ROOT}/queue/{name}/owner")
+}
+
+pub(crate) fn queue_op(name: &str) -> String {
+    format!("{ROOT}/queue/{name}/op")
 }
 
 /// The last chunk of a key expression (a host's or a pool's id).

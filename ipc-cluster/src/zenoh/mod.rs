@@ -1,4 +1,4 @@
-//! The zenoh backend: nodes, the master's and the hosts' transport.
+//! The zenoh backend: nodes, the master's and the hosts' transport, cluster queues.
 //!
 //! | file         | holds                                                          |
 //! |--------------|----------------------------------------------------------------|
@@ -6,14 +6,17 @@
 //! | `keys.rs`    | the key expressions                                             |
 //! | `master.rs`  | the master's queryable, subscribers, token and publishers       |
 //! | `host.rs`    | `serve`: find the master, join, run chunks                      |
+//! | `queue.rs`   | `ClusterQueue`: an `ipc_queue::Queue` reached through queryables |
 
 mod host;
 mod keys;
 mod master;
 mod node;
+mod queue;
 
 pub use host::{DEFAULT_WAIT_MASTER, ServeError, ServeOptions, serve};
 pub use node::{DEFAULT_LEASE, Node, NodeBuilder, NodeError};
+pub use queue::{ClusterQueue, QueueError, QueueGetError, QueuePutError};
 
 use crate::error::BuildError;
 use crate::master::{ClusterPool, ClusterPoolBuilder};

@@ -86,6 +86,7 @@ pub fn all() -> Vec<Scenario> {
     v.extend(scenarios::pool::scenarios());
     v.extend(scenarios::process::scenarios());
     v.extend(scenarios::queue::scenarios());
+    v.extend(scenarios::cluster::scenarios());
     v
 }
 

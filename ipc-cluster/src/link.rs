@@ -1,18 +1,19 @@
 //! The seam between the cluster's logic and a transport (zenoh today; MPI can sit beside it).
 //!
-//! A backend turns what it hears into events on a channel and carries bytes the logic has
-//! encoded; it knows nothing of chunks, credits or keys. The master's logic
-//! ([`crate::master`]) and the host's ([`crate::host`]) are the same whatever carries them.
+//! A backend turns what it hears into calls and carries bytes the logic has encoded; it knows
+//! nothing of chunks, credits or keys. The master's logic ([`crate::master`]) and the host's
+//! ([`crate::host`]) are the same whatever carries them.
 //!
-//! Master side: the backend reports, **in the order it heard them from each peer**, a host's
-//! liveliness appearing ([`MasterEvent::Alive`]), its join request ([`MasterEvent::Join`]),
-//! its messages ([`MasterEvent::Message`]) and its disappearance ([`MasterEvent::Gone`]). Keeping
-//! that order matters: a host's results sent before it died must be handled before its death.
-//! It sends the master's messages to one host with [`MasterLink::send`], in call order.
+//! Master side: the backend calls its [`Events`] with, **in the order it heard them from each
+//! peer**, a host's liveliness appearing ([`MasterEvent::Alive`]), its join request
+//! ([`MasterEvent::Join`]), its messages ([`MasterEvent::Message`]) and its disappearance
+//! ([`MasterEvent::Gone`]). Keeping that order matters: a host's results sent before it died
+//! must be handled before its death. It sends the master's messages to one host with
+//! [`MasterLink::send`], in call order.
 //!
-//! Host side: the backend reports the master's messages ([`HostEvent::Message`]) and the
-//! master's disappearance ([`HostEvent::MasterGone`]); the host sends with
-//! [`HostLink::send`].
+//! Host side: the backend hands the master's messages to [`crate::host::Lanes::on_message`]
+//! and sends the host's with [`HostLink::send`]; it reports the master's disappearance to the
+//! code that serves.
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub(crate) type PeerId = Arc<str>;
 
 /// Answers a join request with the encoded reply.
 pub(crate) type Replier = Box<dyn FnOnce(Vec<u8>) + Send>;
+
+/// Where a master's backend delivers what it hears (called from its receiving threads).
+pub(crate) type Events = Arc<dyn Fn(MasterEvent) + Send + Sync>;
 
 /// What a master's backend reports.
 pub(crate) enum MasterEvent {
@@ -46,16 +50,6 @@ pub(crate) trait MasterLink: Send + Sync {
     fn send(&self, peer: &str, bytes: Vec<u8>);
     /// The peer is gone: release what the backend keeps for it.
     fn forget(&self, peer: &str);
-}
-
-/// What a host's backend reports.
-pub(crate) enum HostEvent {
-    /// The master sent a message (an encoded [`crate::wire::ToHost`]).
-    Message(Vec<u8>),
-    /// The master's liveliness token vanished.
-    MasterGone,
-    /// A chunk given to the local pool finished (its local number); from the pool's callback.
-    Done(u64),
 }
 
 /// How the host's logic sends.

@@ -155,7 +155,7 @@ static INIT_FAILED: OnceLock<RemoteFailure> = OnceLock::new();
 
 /// What every worker process of a host starts with: the host's key, and the cluster's own
 /// initializer if the master set one.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct WorkerInit {
     pub(crate) key: FnKey,
     pub(crate) user: Option<(FnRef, Bytes)>,

@@ -8,6 +8,7 @@
 //! |---------------|------------------------------------------|---------------------------------------|
 //! | host → master | [`JoinRequest`]                          | once, as a query, after the host's liveliness token is declared |
 //! | master → host | [`JoinReply`]                            | its reply: the host's key, or why not |
+//! | host → master | [`FromHost::Ready`]                      | its pool is built and it listens for chunks |
 //! | master → host | [`ToHost::Chunks`]                       | chunks within the host's credit       |
 //! | host → master | [`FromHost::Results`]                    | chunks done (a batch of what is ready) |
 //! | master → host | [`ToHost::Shutdown`]                     | the pool was joined or terminated     |
@@ -98,6 +99,7 @@ impl fmt::Display for Refusal {
 #[derive(Serialize)]
 pub(crate) struct ChunkOut<'a> {
     pub(crate) id: u64,
+    pub(crate) lane: u32,
     pub(crate) func: FnRef,
     pub(crate) input: BytesRef<'a>,
 }
@@ -106,6 +108,8 @@ pub(crate) struct ChunkOut<'a> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct ChunkIn {
     pub(crate) id: u64,
+    /// Which of the host's worker processes runs it (after the ones sent to it before).
+    pub(crate) lane: u32,
     pub(crate) func: FnRef,
     pub(crate) input: Bytes,
 }
@@ -129,8 +133,24 @@ pub(crate) enum ToHost {
 /// Host to master.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromHost {
+    /// The host built its pool and listens for chunks: it may be sent some.
+    Ready,
     /// Chunks done, successfully or not.
     Results(Vec<ChunkResult>),
+}
+
+/// Host to master, as encoded (borrowing the outputs). Same layout as [`FromHost`].
+#[derive(Serialize)]
+pub(crate) enum FromHostOut<'a> {
+    Ready,
+    Results(Vec<ChunkResultOut<'a>>),
+}
+
+/// The outcome of one chunk, as a host encodes it.
+#[derive(Serialize)]
+pub(crate) struct ChunkResultOut<'a> {
+    pub(crate) id: u64,
+    pub(crate) outcome: Result<BytesRef<'a>, &'a RemoteFailure>,
 }
 
 /// The outcome of one chunk.
@@ -192,6 +212,7 @@ mod tests {
         let input = vec![7u8; 1000];
         let out = ToHostOut::Chunks(vec![ChunkOut {
             id: 42,
+            lane: 3,
             func,
             input: BytesRef(&input),
         }]);
@@ -199,7 +220,7 @@ mod tests {
         match codec::decode::<ToHost>(&bytes).unwrap() {
             ToHost::Chunks(c) => {
                 assert_eq!(c.len(), 1);
-                assert_eq!(c[0].id, 42);
+                assert_eq!((c[0].id, c[0].lane), (42, 3));
                 assert_eq!(c[0].func, func);
                 assert_eq!(c[0].input.0, input);
             }

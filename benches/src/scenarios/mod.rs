@@ -1,5 +1,6 @@
 //! Scenario groups, one file each.
 
+pub mod cluster;
 pub mod core;
 pub mod iceoryx2;
 pub mod ipc_channel;

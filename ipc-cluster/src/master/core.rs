@@ -1,28 +1,29 @@
-//! The master's state and scheduler: hosts and their credits, chunks waiting and outstanding,
-//! and what a host's death does to them. Transport-independent: events come from a backend
-//! through [`MasterEvent`]s, handled in order by one thread ([`event_loop`]); messages leave
-//! through a [`MasterLink`].
+//! The master's state and scheduler: hosts, their worker processes ("lanes") and credits,
+//! chunks waiting and outstanding, and what a host's death does to them. Transport-independent:
+//! a backend delivers [`MasterEvent`]s by calling [`Core::handle`] (from its receiving threads,
+//! in the order it heard them from each peer); messages leave through a [`MasterLink`].
 //!
-//! ## Dispatch
-//! Chunks wait in `pending` (in submission order) until some live host has credit: each host
-//! may hold at most `credit` outstanding chunks (by default twice its processes), so a slow host
-//! cannot hoard the work faster ones would take. Each round hands the next chunk to the live
-//! host with the lowest outstanding/credit ratio and sends each host its new chunks as one
-//! message, tagged under that host's key. Sends happen under the state lock, so the order a
-//! host receives its chunks in is the order recorded in its `outstanding` list.
+//! ## Lanes and dispatch
+//! A host with `processes` worker processes runs one single-process `ipc_pool::Pool` per
+//! process: a *lane*. A lane runs its chunks one at a time, in the order it received them, so
+//! its running chunk is always its oldest unanswered one. Each lane may hold `depth` chunks
+//! (the credit per process, by default [`CREDIT_PER_PROCESS`]): enough to keep its process busy
+//! across the network's round trip, few enough that a slow host cannot hoard the work faster
+//! ones would take. Chunks wait in `pending` (in submission order) until some lane of a ready,
+//! live host has room; each round hands the next chunk to the emptiest lane (ties: the least
+//! loaded host) and sends every host its new chunks as one message, tagged under that host's
+//! key. Sends happen under the state lock, so a lane receives its chunks in the order recorded.
 //!
 //! ## Death
-//! A host runs at most `processes` chunks at a time, admitted in arrival order, so the chunks it
-//! is running are exactly the first `processes` of its outstanding list (results it sent before
-//! dying arrive, on the same connection, before the news of its death). When its liveliness
-//! token vanishes, those chunks fail with [`TaskError::WorkerDied`] naming the host
-//! ([`DeathCause::HostLost`]) — a chunk that kills its host fails, rather than killing the next
-//! one — and the rest go back, in order, to the front of `pending` for other hosts. While no
-//! host is alive, waiting chunks wait; after `no_host_timeout` without one they fail with
+//! Results a host sent before dying arrive, on the same connection, before the news of its
+//! death. When its liveliness token vanishes, the oldest unanswered chunk of each of its lanes —
+//! the one that lane was running — fails with [`TaskError::WorkerDied`] naming the host
+//! ([`DeathCause::HostLost`]), so a chunk that kills its host fails rather than killing the next
+//! one; every other chunk it held goes back, in submission order, to the front of `pending`.
+//! While no host is alive, chunks wait; after `no_host_timeout` without one they fail with
 //! [`TaskError::NoHosts`], so nothing waits forever on hosts that are gone.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,17 +40,25 @@ use crate::wire::{
     ChunkOut, FromHost, JoinReply, JoinRequest, PROTOCOL, Refusal, RemoteFailure, ToHostOut,
 };
 
-/// Chunks a host may hold per worker process, by default.
+/// Chunks each worker process of a host may hold, by default.
 pub(crate) const CREDIT_PER_PROCESS: usize = 2;
 
-/// How often the event thread wakes without events (to enforce `no_host_timeout` and to notice
-/// a stop).
+/// By default a worker process may also hold more chunks while they carry at most this many
+/// items together: short tasks sent one by one (`imap`, `apply`, `submit`) then keep it busy
+/// across the network's round trip, while big chunks stay at [`CREDIT_PER_PROCESS`].
+pub(crate) const ITEM_CREDIT_PER_PROCESS: usize = 16;
+
+/// The most chunks a lane holds, whatever the credit.
+const MAX_LANE: usize = 64;
+
+/// How often the ticker thread enforces `no_host_timeout` and stale joins.
 const TICK: Duration = Duration::from_millis(20);
 
 /// How long a join request waits for the host's liveliness token to be seen.
 const JOIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Receives a chunk's encoded output (`Vec<R>`), or why there is none. Runs in the event thread.
+/// Receives a chunk's encoded output (`Vec<R>`), or why there is none. Runs in the thread that
+/// handled the event (a transport's receiving thread, or the caller of `stop`).
 pub(crate) type Sink = Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>;
 
 /// A sink with its outcome, run once the state lock is released.
@@ -58,6 +67,7 @@ type Delivery = (Sink, Result<Vec<u8>, TaskError>);
 /// What the master was built with.
 pub(crate) struct Config {
     pub(crate) build: BuildId,
+    /// Chunks per worker process of a host.
     pub(crate) credit: Option<usize>,
     pub(crate) no_host_timeout: Duration,
     pub(crate) init: Option<(TaskFn, Vec<u8>)>,
@@ -74,15 +84,34 @@ struct Chunk {
 struct Host {
     peer: PeerId,
     stats: HostStats,
-    credit: usize,
     key: FnKey,
-    /// Chunks sent and not answered, in the order sent.
-    outstanding: VecDeque<Chunk>,
+    /// Built its pool and subscribed: may be sent chunks.
+    ready: bool,
+    /// Per worker process: chunks sent and not answered, in the order sent (the first runs).
+    lanes: Vec<VecDeque<Chunk>>,
+    /// Chunks a lane may hold.
+    depth: usize,
+    /// Beyond `depth`, a lane may hold chunks while their items total at most this (0: no).
+    item_credit: usize,
 }
 
 impl Host {
-    fn load(&self) -> f64 {
-        self.outstanding.len() as f64 / self.credit as f64
+    fn outstanding(&self) -> usize {
+        self.lanes.iter().map(VecDeque::len).sum()
+    }
+
+    /// The emptiest lane with room for a chunk of `items` items, and how full it is.
+    fn free_lane(&self, items: usize) -> Option<(usize, usize)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.len() < self.depth
+                    || (l.len() < MAX_LANE
+                        && l.iter().map(|c| c.items).sum::<usize>() + items <= self.item_credit)
+            })
+            .map(|(i, l)| (i, l.len()))
+            .min_by_key(|&(_, n)| n)
     }
 }
 
@@ -106,14 +135,15 @@ struct State {
 /// The master: state, configuration and the way out.
 pub(crate) struct Core {
     state: Mutex<State>,
-    /// Signalled when hosts join or die and when the last outstanding task finishes.
+    /// Signalled when hosts join, become ready or die, and when the last task finishes.
     changed: Condvar,
-    link: Box<dyn MasterLink>,
+    /// Set once the backend is up; taken (and dropped by the pool's owner) when it stops.
+    link: Mutex<Option<Box<dyn MasterLink>>>,
     config: Config,
 }
 
 impl Core {
-    pub(crate) fn new(link: Box<dyn MasterLink>, config: Config) -> Self {
+    pub(crate) fn new(config: Config) -> Self {
         Self {
             state: Mutex::new(State {
                 hosts: Vec::new(),
@@ -128,13 +158,34 @@ impl Core {
                 alone_since: Some(Instant::now()),
             }),
             changed: Condvar::new(),
-            link,
+            link: Mutex::new(None),
             config,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs the backend's link (once it is up) and dispatches what waits.
+    pub(crate) fn set_link(&self, link: Box<dyn MasterLink>) {
+        let mut st = self.lock();
+        *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
+        self.dispatch(&mut st);
+    }
+
+    /// Takes the link out, for its owner to drop outside every lock (undeclaring a backend's
+    /// endpoints may wait for its callbacks, which take the state lock).
+    pub(crate) fn take_link(&self) -> Option<Box<dyn MasterLink>> {
+        let _st = self.lock();
+        self.link.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Sends through the link, if it is there. Called with the state lock held.
+    fn send(&self, peer: &str, bytes: Vec<u8>) {
+        if let Some(link) = self.link.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            link.send(peer, bytes);
+        }
     }
 
     /// Queues one chunk: `func` over `input` (an encoded `Vec<A>` of `items` items); `sink`
@@ -178,9 +229,7 @@ impl Core {
                 fail(&mut st, &mut deliveries, c.id, TaskError::Terminated);
             }
         }
-        for (sink, outcome) in deliveries {
-            sink(outcome);
-        }
+        deliver(deliveries);
         self.changed.notify_all();
     }
 
@@ -205,15 +254,14 @@ impl Core {
         {
             let mut st = self.lock();
             if kill {
-                let pending: Vec<Chunk> = st.pending.drain(..).collect();
-                for c in pending {
-                    fail(&mut st, &mut deliveries, c.id, TaskError::Terminated);
-                }
-                for i in 0..st.hosts.len() {
-                    let out: Vec<Chunk> = st.hosts[i].outstanding.drain(..).collect();
-                    for c in out {
-                        fail(&mut st, &mut deliveries, c.id, TaskError::Terminated);
+                let mut all: Vec<Chunk> = st.pending.drain(..).collect();
+                for h in &mut st.hosts {
+                    for lane in &mut h.lanes {
+                        all.extend(lane.drain(..));
                     }
+                }
+                for c in all {
+                    fail(&mut st, &mut deliveries, c.id, TaskError::Terminated);
                 }
             }
             if !st.stopped {
@@ -221,14 +269,12 @@ impl Core {
                 st.closed = true;
                 if let Ok(bytes) = codec::encode(&ToHostOut::Shutdown) {
                     for h in st.hosts.iter().filter(|h| h.stats.alive) {
-                        self.link.send(&h.peer, bytes.clone());
+                        self.send(&h.peer, bytes.clone());
                     }
                 }
             }
         }
-        for (sink, outcome) in deliveries {
-            sink(outcome);
-        }
+        deliver(deliveries);
         self.changed.notify_all();
     }
 
@@ -257,25 +303,28 @@ impl Core {
             .hosts
             .iter()
             .filter(|h| h.stats.alive)
-            .map(|h| h.credit)
+            .map(|h| h.depth.max(h.item_credit) * h.lanes.len())
             .sum::<usize>()
             .max(1)
     }
 
-    /// Waits until `n` hosts are alive, at most `timeout`.
+    /// Waits until `n` hosts are alive and ready, at most `timeout`.
     pub(crate) fn wait_hosts(&self, n: usize, timeout: Duration) -> Result<usize, WaitHostsError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
-            let alive = st.hosts.iter().filter(|h| h.stats.alive).count();
-            if alive >= n {
-                return Ok(alive);
+            let ready = st.hosts.iter().filter(|h| h.stats.alive && h.ready).count();
+            if ready >= n {
+                return Ok(ready);
             }
             if st.stopped {
                 return Err(WaitHostsError::Closed);
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Err(WaitHostsError::Timeout { wanted: n, alive });
+                return Err(WaitHostsError::Timeout {
+                    wanted: n,
+                    alive: ready,
+                });
             };
             st = self
                 .changed
@@ -285,46 +334,54 @@ impl Core {
         }
     }
 
-    /// Hands pending chunks to live hosts with credit, and sends each host its new ones as one
-    /// message. Called with the lock held, so sends to one host keep the recorded order.
+    /// Hands pending chunks to lanes with room and sends each host its new ones as one message.
+    /// Called with the state lock held, so sends to one host keep the recorded order.
     fn dispatch(&self, st: &mut State) {
         if st.pending.is_empty() || st.stopped {
             return;
         }
-        let mut fresh: Vec<usize> = vec![0; st.hosts.len()];
-        while !st.pending.is_empty() {
+        if self
+            .link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return;
+        }
+        let mut fresh: Vec<Vec<usize>> = st.hosts.iter().map(|h| vec![0; h.lanes.len()]).collect();
+        while let Some(items) = st.pending.front().map(|c| c.items) {
             let best = st
                 .hosts
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| h.stats.alive && h.outstanding.len() < h.credit)
-                .min_by(|(_, a), (_, b)| a.load().total_cmp(&b.load()))
-                .map(|(i, _)| i);
-            let Some(i) = best else { break };
+                .filter(|(_, h)| h.stats.alive && h.ready)
+                .filter_map(|(i, h)| h.free_lane(items).map(|(l, n)| (n, h.outstanding(), i, l)))
+                .min();
+            let Some((_, _, i, l)) = best else { break };
             let Some(chunk) = st.pending.pop_front() else {
                 break;
             };
-            st.hosts[i].outstanding.push_back(chunk);
-            fresh[i] += 1;
+            st.hosts[i].lanes[l].push_back(chunk);
+            fresh[i][l] += 1;
         }
-        for (i, n) in fresh.into_iter().enumerate() {
-            if n == 0 {
+        for (i, per_lane) in fresh.into_iter().enumerate() {
+            if per_lane.iter().all(|&n| n == 0) {
                 continue;
             }
             let h = &st.hosts[i];
-            let start = h.outstanding.len() - n;
-            let chunks: Vec<ChunkOut<'_>> = h
-                .outstanding
-                .range(start..)
-                .map(|c| ChunkOut {
+            let mut chunks: Vec<ChunkOut<'_>> = Vec::new();
+            for (l, n) in per_lane.into_iter().enumerate() {
+                let lane = &h.lanes[l];
+                chunks.extend(lane.range(lane.len() - n..).map(|c| ChunkOut {
                     id: c.id,
+                    lane: l as u32,
                     func: c.func.tag(&h.key),
                     input: BytesRef(&c.input),
-                })
-                .collect();
-            // Encoding a message of byte strings and fixed-size references cannot fail.
+                }));
+            }
+            // Encoding byte strings and fixed-size references cannot fail.
             if let Ok(bytes) = codec::encode(&ToHostOut::Chunks(chunks)) {
-                self.link.send(&h.peer, bytes);
+                self.send(&h.peer, bytes);
             }
         }
     }
@@ -359,9 +416,7 @@ impl Core {
             }
             self.dispatch(&mut st);
         }
-        for (sink, outcome) in deliveries {
-            sink(outcome);
-        }
+        deliver(deliveries);
     }
 
     fn on_join(&self, st: &mut State, peer: PeerId, request: &[u8], reply: Replier) {
@@ -381,12 +436,7 @@ impl Core {
                     Some(&i) if st.hosts[i].stats.alive => st.hosts[i].key,
                     _ => {
                         let key = FnKey::random();
-                        let processes = (r.processes as usize).max(1);
-                        let credit = self
-                            .config
-                            .credit
-                            .unwrap_or(CREDIT_PER_PROCESS * processes)
-                            .max(1);
+                        let processes = (r.processes as usize).clamp(1, 4096);
                         st.by_peer.insert(peer.clone(), st.hosts.len());
                         st.hosts.push(Host {
                             peer,
@@ -399,9 +449,14 @@ impl Core {
                                 items_done: 0,
                                 chunks_failed: 0,
                             },
-                            credit,
                             key,
-                            outstanding: VecDeque::new(),
+                            ready: false,
+                            lanes: (0..processes).map(|_| VecDeque::new()).collect(),
+                            depth: self.config.credit.unwrap_or(CREDIT_PER_PROCESS).max(1),
+                            item_credit: match self.config.credit {
+                                Some(_) => 0,
+                                None => ITEM_CREDIT_PER_PROCESS,
+                            },
                         });
                         st.alone_since = None;
                         self.changed.notify_all();
@@ -430,15 +485,21 @@ impl Core {
         if !st.hosts[i].stats.alive {
             return;
         }
-        let Ok(FromHost::Results(results)) = codec::decode::<FromHost>(bytes) else {
-            return;
+        let results = match codec::decode::<FromHost>(bytes) {
+            Ok(FromHost::Ready) => {
+                st.hosts[i].ready = true;
+                self.changed.notify_all();
+                return;
+            }
+            Ok(FromHost::Results(results)) => results,
+            Err(_) => return,
         };
         for r in results {
             let h = &mut st.hosts[i];
-            let Some(pos) = h.outstanding.iter().position(|c| c.id == r.id) else {
-                continue;
-            };
-            let Some(chunk) = h.outstanding.remove(pos) else {
+            let Some(chunk) = h.lanes.iter_mut().find_map(|lane| {
+                let pos = lane.iter().position(|c| c.id == r.id)?;
+                lane.remove(pos)
+            }) else {
                 continue;
             };
             let outcome = match r.outcome {
@@ -466,41 +527,36 @@ impl Core {
         if let Some((_, reply, _)) = st.parked.remove(peer) {
             refuse(reply, Refusal::NotAlive);
         }
-        let Some(&i) = st.by_peer.get(peer) else {
+        let Some(i) = st.by_peer.remove(peer) else {
             return;
         };
         let h = &mut st.hosts[i];
-        if !h.stats.alive {
-            return;
-        }
         h.stats.alive = false;
-        let running = h.stats.processes.min(h.outstanding.len());
-        let mut out: Vec<Chunk> = h.outstanding.drain(..).collect();
         let (name, pid) = (h.stats.name.clone(), h.stats.pid);
-        let queued = out.split_off(running);
-        for c in out {
-            st.hosts[i].stats.chunks_failed += 1;
-            fail(
-                st,
-                deliveries,
-                c.id,
-                TaskError::WorkerDied {
-                    host: name.clone(),
-                    pid,
-                    cause: DeathCause::HostLost,
-                },
-            );
+        let mut running = Vec::new();
+        let mut queued = Vec::new();
+        for lane in &mut h.lanes {
+            running.extend(lane.pop_front());
+            queued.extend(lane.drain(..));
         }
+        h.stats.chunks_failed += running.len() as u64;
+        for c in running {
+            let e = TaskError::WorkerDied {
+                host: name.clone(),
+                pid,
+                cause: DeathCause::HostLost,
+            };
+            fail(st, deliveries, c.id, e);
+        }
+        queued.sort_by_key(|c| c.id);
         for c in queued.into_iter().rev() {
             st.pending.push_front(c);
         }
-        st.by_peer.remove(peer);
-        self.link.forget(peer);
+        if let Some(link) = self.link.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            link.forget(peer);
+        }
         if !st.hosts.iter().any(|h| h.stats.alive) {
             st.alone_since = Some(Instant::now());
-        }
-        if st.sinks.is_empty() {
-            self.changed.notify_all();
         }
         self.changed.notify_all();
     }
@@ -537,10 +593,14 @@ impl Core {
                 );
             }
         }
-        for (sink, outcome) in deliveries {
-            sink(outcome);
-        }
+        deliver(deliveries);
         self.changed.notify_all();
+    }
+}
+
+fn deliver(deliveries: Vec<Delivery>) {
+    for (sink, outcome) in deliveries {
+        sink(outcome);
     }
 }
 
@@ -591,18 +651,11 @@ fn remote_error(host: &str, f: RemoteFailure) -> TaskError {
     }
 }
 
-/// The master's event thread: handles the backend's events in order until the pool stops.
-pub(crate) fn event_loop(core: Arc<Core>, events: Receiver<MasterEvent>) {
-    loop {
-        match events.recv_timeout(TICK) {
-            Ok(ev) => core.handle(ev),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
+/// The master's ticker thread: enforces the timeouts until the pool stops.
+pub(crate) fn ticker(core: Arc<Core>) {
+    while !core.is_stopped() {
+        std::thread::sleep(TICK);
         core.tick();
-        if core.is_stopped() {
-            break;
-        }
     }
 }
 
@@ -627,17 +680,26 @@ mod tests {
     }
 
     fn core(no_host_timeout: Duration) -> (Core, Sent) {
+        core_with_credit(no_host_timeout, Some(2))
+    }
+
+    fn core_with_credit(no_host_timeout: Duration, credit: Option<usize>) -> (Core, Sent) {
         let sent: Sent = Arc::default();
-        let core = Core::new(
-            Box::new(FakeLink(Arc::clone(&sent))),
-            Config {
-                build: BuildId::current().unwrap(),
-                credit: None,
-                no_host_timeout,
-                init: None,
-            },
-        );
+        let core = Core::new(Config {
+            build: BuildId::current().unwrap(),
+            credit,
+            no_host_timeout,
+            init: None,
+        });
+        core.set_link(Box::new(FakeLink(Arc::clone(&sent))));
         (core, sent)
+    }
+
+    fn ready(core: &Core, peer: &str) {
+        core.handle(MasterEvent::Message {
+            peer: peer.into(),
+            bytes: codec::encode(&FromHost::Ready).unwrap(),
+        });
     }
 
     /// Joins `peer` with `processes`; returns the reply.
@@ -657,20 +719,25 @@ mod tests {
             request,
             reply: Box::new(move |b| tx.send(b).unwrap()),
         });
-        codec::decode(&rx.try_recv().unwrap()).unwrap()
+        let reply = codec::decode(&rx.try_recv().unwrap()).unwrap();
+        ready(core, peer);
+        reply
     }
 
-    /// The chunk ids each peer was sent, in order.
-    fn chunks_sent(sent: &Sent, peer: &str) -> Vec<u64> {
-        sent.lock()
+    /// The (lane, chunk id) pairs each peer was sent, sorted.
+    fn chunks_sent(sent: &Sent, peer: &str) -> Vec<(u32, u64)> {
+        let mut v: Vec<(u32, u64)> = sent
+            .lock()
             .unwrap()
             .iter()
             .filter(|(p, _)| p == peer)
             .flat_map(|(_, b)| match codec::decode::<ToHost>(b).unwrap() {
-                ToHost::Chunks(c) => c.into_iter().map(|c| c.id).collect(),
+                ToHost::Chunks(c) => c.into_iter().map(|c| (c.lane, c.id)).collect(),
                 ToHost::Shutdown => Vec::new(),
             })
-            .collect()
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     type Outcomes = Arc<Mutex<HashMap<u64, Result<Vec<u8>, TaskError>>>>;
@@ -707,21 +774,22 @@ mod tests {
     }
 
     #[test]
-    fn chunks_go_out_within_each_hosts_credit_by_load() {
+    fn chunks_go_to_the_emptiest_lane_within_its_credit() {
         let (core, sent) = core(Duration::from_secs(30));
         let out = submit_n(&core, 10);
+        let build = BuildId::current().unwrap();
         assert!(matches!(
-            join(&core, "a", 1, BuildId::current().unwrap()),
+            join(&core, "a", 1, build),
             JoinReply::Accepted { .. }
         ));
-        assert_eq!(chunks_sent(&sent, "a"), [0, 1]);
+        assert_eq!(chunks_sent(&sent, "a"), [(0, 0), (0, 1)]);
         assert!(matches!(
-            join(&core, "b", 2, BuildId::current().unwrap()),
+            join(&core, "b", 2, build),
             JoinReply::Accepted { .. }
         ));
-        assert_eq!(chunks_sent(&sent, "b"), [2, 3, 4, 5]);
+        assert_eq!(chunks_sent(&sent, "b"), [(0, 2), (0, 4), (1, 3), (1, 5)]);
         answer(&core, "a", &[0]);
-        assert_eq!(chunks_sent(&sent, "a"), [0, 1, 6]);
+        assert_eq!(chunks_sent(&sent, "a"), [(0, 0), (0, 1), (0, 6)]);
         assert_eq!(out.lock().unwrap()[&0].as_ref().unwrap(), &[0]);
         let stats = core.hosts();
         assert_eq!((stats[0].chunks_done, stats[0].items_done), (1, 1));
@@ -732,20 +800,59 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_host_fails_what_it_ran_and_its_queue_goes_elsewhere() {
+    fn by_default_small_chunks_fill_a_lane_further_than_big_ones() {
+        let (core, sent) = core_with_credit(Duration::from_secs(30), None);
+        let _small = submit_n(&core, 40);
+        join(&core, "a", 1, BuildId::current().unwrap());
+        assert_eq!(chunks_sent(&sent, "a").len(), ITEM_CREDIT_PER_PROCESS);
+        let (core, sent) = core_with_credit(Duration::from_secs(30), None);
+        for _ in 0..5 {
+            let input = codec::encode(&vec![1u64; 20]).unwrap();
+            core.submit(TaskFn::map(square), input, 20, Box::new(|_| {}))
+                .unwrap();
+        }
+        join(&core, "a", 1, BuildId::current().unwrap());
+        assert_eq!(chunks_sent(&sent, "a").len(), CREDIT_PER_PROCESS);
+    }
+
+    #[test]
+    fn a_host_gets_nothing_before_it_is_ready() {
+        let (core, sent) = core(Duration::from_secs(30));
+        let _out = submit_n(&core, 2);
+        let (tx, _rx) = std::sync::mpsc::channel();
+        core.handle(MasterEvent::Alive("a".into()));
+        core.handle(MasterEvent::Join {
+            peer: "a".into(),
+            request: codec::encode(&JoinRequest {
+                protocol: PROTOCOL,
+                build: BuildId::current().unwrap(),
+                name: "a".into(),
+                pid: 1,
+                processes: 1,
+            })
+            .unwrap(),
+            reply: Box::new(move |b| tx.send(b).unwrap()),
+        });
+        assert!(chunks_sent(&sent, "a").is_empty());
+        ready(&core, "a");
+        assert_eq!(chunks_sent(&sent, "a"), [(0, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn a_dead_host_fails_what_each_lane_ran_and_its_queue_goes_elsewhere() {
         let (core, sent) = core(Duration::from_secs(30));
         let out = submit_n(&core, 6);
         let build = BuildId::current().unwrap();
         join(&core, "a", 2, build);
-        assert_eq!(chunks_sent(&sent, "a"), [0, 1, 2, 3]);
+        assert_eq!(chunks_sent(&sent, "a"), [(0, 0), (0, 2), (1, 1), (1, 3)]);
         join(&core, "b", 1, build);
-        assert_eq!(chunks_sent(&sent, "b"), [4, 5]);
+        assert_eq!(chunks_sent(&sent, "b"), [(0, 4), (0, 5)]);
         answer(&core, "a", &[1]);
         core.handle(MasterEvent::Gone("a".into()));
-        // `a` ran 0 and 2 (the first two of 0, 2, 3 it had not answered); 3 waits for `b`.
+        // Lane 0 of `a` ran 0, lane 1 ran 3 (1 was answered); 2 waits for `b`.
         {
             let out = out.lock().unwrap();
-            for id in [0, 2] {
+            for id in [0, 3] {
                 match &out[&id] {
                     Err(TaskError::WorkerDied {
                         host,
@@ -756,10 +863,10 @@ mod tests {
                 }
             }
             assert!(out[&1].is_ok());
-            assert!(!out.contains_key(&3));
+            assert!(!out.contains_key(&2));
         }
         answer(&core, "b", &[4]);
-        assert_eq!(chunks_sent(&sent, "b"), [4, 5, 3]);
+        assert_eq!(chunks_sent(&sent, "b"), [(0, 2), (0, 4), (0, 5)]);
         let stats = core.hosts();
         assert!(!stats[0].alive && stats[1].alive);
         assert_eq!(stats[0].chunks_failed, 2);

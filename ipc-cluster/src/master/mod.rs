@@ -15,7 +15,6 @@ mod map;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,10 +24,10 @@ use serde::de::DeserializeOwned;
 
 pub use imap::Imap;
 
-use self::core::{Config, Core, event_loop};
+use self::core::{Config, Core, ticker};
 use crate::BuildId;
 use crate::error::{BuildError, WaitHostsError};
-use crate::link::{MasterEvent, MasterLink};
+use crate::link::{Events, MasterEvent, MasterLink};
 use crate::task::TaskFn;
 
 /// The job name a pool and its hosts meet under unless told otherwise.
@@ -105,9 +104,10 @@ impl ClusterPoolBuilder {
         self
     }
 
-    /// Chunks each host may hold at once (default: twice its worker processes). Lower keeps a
-    /// slow host from holding work faster ones could take; higher hides more network latency.
-    pub fn credit_per_host(mut self, n: usize) -> Self {
+    /// Chunks each worker process of a host may hold at once (default 2: one running, one
+    /// ready behind it). Lower keeps a slow host from holding work faster ones could take;
+    /// higher hides more network latency when tasks are short.
+    pub fn credit_per_process(mut self, n: usize) -> Self {
         self.credit = Some(n);
         self
     }
@@ -142,16 +142,16 @@ impl ClusterPoolBuilder {
         }
     }
 
-    /// Builds over a transport: `start` declares the backend's endpoints, given the sender of
-    /// its events, and returns its link.
+    /// Builds over a transport: `start` declares the backend's endpoints, given where to
+    /// deliver its events, and returns its link.
     pub(crate) fn build_with(
         self,
-        start: impl FnOnce(Sender<MasterEvent>) -> Result<Box<dyn MasterLink>, BuildError>,
+        start: impl FnOnce(Events) -> Result<Box<dyn MasterLink>, BuildError>,
     ) -> Result<ClusterPool, BuildError> {
         self.job_name()?;
         if self.credit == Some(0) {
             return Err(BuildError::InvalidArgument {
-                what: "credit_per_host must be at least 1",
+                what: "credit_per_process must be at least 1",
             });
         }
         let build = BuildId::current().map_err(BuildError::BuildId)?;
@@ -160,22 +160,34 @@ impl ClusterPoolBuilder {
             Some(Err(e)) => return Err(BuildError::InitializerArgument(e)),
             None => None,
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let link = start(tx)?;
-        let core = Arc::new(Core::new(
-            link,
-            Config {
-                build,
-                credit: self.credit,
-                no_host_timeout: self.no_host_timeout,
-                init,
-            },
-        ));
+        let core = Arc::new(Core::new(Config {
+            build,
+            credit: self.credit,
+            no_host_timeout: self.no_host_timeout,
+            init,
+        }));
+        // The backend's callbacks hold the core weakly: the pool owns it, and dropping the pool
+        // drops the link (and with it the callbacks) before the core.
+        let weak = Arc::downgrade(&core);
+        let events: Events = Arc::new(move |event: MasterEvent| {
+            if let Some(core) = weak.upgrade() {
+                core.handle(event);
+            }
+        });
+        let link = start(events)?;
+        core.set_link(link);
         let c = Arc::clone(&core);
-        let thread = std::thread::Builder::new()
-            .name("ipc-cluster-master".into())
-            .spawn(move || event_loop(c, rx))
-            .map_err(BuildError::Thread)?;
+        let thread = match std::thread::Builder::new()
+            .name("ipc-cluster-ticker".into())
+            .spawn(move || ticker(c))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                core.stop(true);
+                drop(core.take_link());
+                return Err(BuildError::Thread(e));
+            }
+        };
         let pool = ClusterPool {
             core,
             thread: Some(thread),
@@ -283,10 +295,12 @@ impl ClusterPool {
         self.stop_thread();
     }
 
+    /// After `stop`: joins the ticker and undeclares the transport's endpoints.
     fn stop_thread(&mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        drop(self.core.take_link());
     }
 
     pub(crate) fn core(&self) -> &Core {

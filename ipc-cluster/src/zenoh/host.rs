@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use ipc_core::StartMethod;
 use ipc_core::codec;
-use ipc_pool::Pool;
 use zenoh::Wait;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
@@ -16,8 +15,8 @@ use zenoh::sample::SampleKind;
 use super::Node;
 use super::keys;
 use crate::BuildId;
-use crate::host::{self, ServeEnd};
-use crate::link::{HostEvent, HostLink};
+use crate::host::{LaneConfig, Lanes, ServeEnd};
+use crate::link::HostLink;
 use crate::master::{DEFAULT_JOB, valid_name};
 use crate::task::WorkerInit;
 use crate::wire::{JoinReply, JoinRequest, PROTOCOL, Refusal};
@@ -183,13 +182,14 @@ impl ServeOptions {
         }
         let build = BuildId::current().map_err(ServeError::BuildId)?;
         let session = node.session();
-        let (events_tx, events) = mpsc::channel::<HostEvent>();
+        // How the service ends: the master says stop (a message) or vanishes (its token).
+        let (end_tx, end) = mpsc::channel::<ServeEnd>();
 
         // Find a master: the first token of the job's masters. Its disappearance later is the
         // master's death.
         let (found_tx, found) = mpsc::channel::<String>();
         let chosen: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let (c, tx) = (Arc::clone(&chosen), events_tx.clone());
+        let (c, tx) = (Arc::clone(&chosen), end_tx.clone());
         let _masters = session
             .liveliness()
             .declare_subscriber(keys::masters(&self.job))
@@ -203,7 +203,7 @@ impl ServeOptions {
                     SampleKind::Delete => {
                         let ours = c.lock().unwrap_or_else(|p| p.into_inner());
                         if ours.as_deref() == Some(pool.as_str()) {
-                            let _ = tx.send(HostEvent::MasterGone);
+                            let _ = tx.send(ServeEnd::MasterGone);
                         }
                     }
                 }
@@ -219,14 +219,6 @@ impl ServeOptions {
         *chosen.lock().unwrap_or_else(|p| p.into_inner()) = Some(pool_id.clone());
 
         let host_id = format!("{}-{:08x}", node.id(), ipc_core::random_u128() as u32);
-        let tx = events_tx.clone();
-        let _tasks = session
-            .declare_subscriber(keys::tasks(&self.job, &pool_id, &host_id))
-            .callback(move |sample| {
-                let _ = tx.send(HostEvent::Message(sample.payload().to_bytes().into_owned()));
-            })
-            .wait()
-            .map_err(ServeError::Transport)?;
         let _token = session
             .liveliness()
             .declare_token(keys::host(&self.job, &pool_id, &host_id))
@@ -263,17 +255,35 @@ impl ServeOptions {
             Err(_) => return Err(ServeError::BadReply),
         };
 
-        let mut builder = Pool::builder().processes(processes);
-        if let Some(m) = self.start_method {
-            builder = builder.start_method(m);
-        }
-        if let Some(n) = self.max_tasks {
-            builder = builder.max_tasks_per_child(n);
-        }
-        let pool =
-            host::build_pool(builder, WorkerInit { key, user: init }).map_err(ServeError::Pool)?;
-        let link = ResultsLink { publisher: results };
-        Ok(host::run(pool, key, &events, &events_tx, &link))
+        let link: Arc<dyn HostLink> = Arc::new(ResultsLink { publisher: results });
+        let config = LaneConfig {
+            processes,
+            start_method: self.start_method,
+            max_tasks: self.max_tasks,
+        };
+        let lanes = Arc::new(
+            Lanes::build(config, &WorkerInit { key, user: init }, link)
+                .map_err(ServeError::Pool)?,
+        );
+        let (l, tx) = (Arc::clone(&lanes), end_tx);
+        let tasks = session
+            .declare_subscriber(keys::tasks(&self.job, &pool_id, &host_id))
+            .callback(move |sample| {
+                if let Some(end) = l.on_message(&sample.payload().to_bytes()) {
+                    let _ = tx.send(end);
+                }
+            })
+            .wait()
+            .map_err(ServeError::Transport)?;
+        // The subscriber is declared before `Ready` leaves on the same connection, so the
+        // master's first chunks find it.
+        lanes.announce();
+        // Bounded by the master: it says stop, or its token vanishes when it dies (at once for
+        // a killed process, within the lease for a silent one).
+        let how = end.recv().unwrap_or(ServeEnd::MasterGone);
+        drop(tasks);
+        lanes.terminate();
+        Ok(how)
     }
 }
 

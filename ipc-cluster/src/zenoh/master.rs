@@ -1,12 +1,12 @@
 //! The master's side of the zenoh backend: the join queryable, the results subscriber, the
 //! hosts' liveliness, the master's own token, and one publisher per host.
 //!
-//! Every callback only turns what zenoh delivered into a [`MasterEvent`] on one channel, in the
-//! order zenoh delivered it, and never blocks; the master's event thread does the rest.
+//! Every callback turns what zenoh delivered into a [`MasterEvent`] and hands it to the master's
+//! logic at once, in zenoh's receiving thread, so events from one host are handled in the order
+//! they came over its connection.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::mpsc::Sender;
 
 use zenoh::Wait;
 use zenoh::liveliness::LivelinessToken;
@@ -18,7 +18,7 @@ use zenoh::sample::SampleKind;
 use super::Node;
 use super::keys;
 use crate::error::BuildError;
-use crate::link::{MasterEvent, MasterLink, PeerId};
+use crate::link::{Events, MasterEvent, MasterLink, PeerId};
 
 pub(crate) struct ZenohMaster {
     session: zenoh::Session,
@@ -40,20 +40,20 @@ fn transport(e: zenoh::Error) -> BuildError {
 pub(crate) fn start(
     node: &Node,
     job: &str,
-    events: Sender<MasterEvent>,
+    events: Events,
 ) -> Result<Box<dyn MasterLink>, BuildError> {
     let session = node.session().clone();
     let pool = format!("{:016x}", ipc_core::random_u128() as u64);
     let base = keys::master(job, &pool);
 
-    let tx = events.clone();
+    let tx = std::sync::Arc::clone(&events);
     let hosts = session
         .liveliness()
         .declare_subscriber(format!("{base}/host/*"))
         .history(true)
         .callback(move |sample| {
             let peer: PeerId = keys::last(sample.key_expr().as_str()).into();
-            let _ = tx.send(match sample.kind() {
+            tx(match sample.kind() {
                 SampleKind::Put => MasterEvent::Alive(peer),
                 SampleKind::Delete => MasterEvent::Gone(peer),
             });
@@ -61,13 +61,13 @@ pub(crate) fn start(
         .wait()
         .map_err(transport)?;
 
-    let tx = events.clone();
+    let tx = std::sync::Arc::clone(&events);
     let results = session
         .declare_subscriber(format!("{base}/results/*"))
         .callback(move |sample| {
             let peer: PeerId = keys::last(sample.key_expr().as_str()).into();
             let bytes = sample.payload().to_bytes().into_owned();
-            let _ = tx.send(MasterEvent::Message { peer, bytes });
+            tx(MasterEvent::Message { peer, bytes });
         })
         .wait()
         .map_err(transport)?;
@@ -85,7 +85,7 @@ pub(crate) fn start(
                 let key = query.key_expr().clone();
                 let _ = query.reply(key, bytes).wait();
             });
-            let _ = tx.send(MasterEvent::Join {
+            tx(MasterEvent::Join {
                 peer,
                 request,
                 reply,

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -244,8 +244,6 @@ struct Owner<T> {
     get_q: Mutex<Queue<T, Serde>>,
     handle: ObjectHandle,
     servers: Vec<JoinHandle<()>>,
-    stop: Sender<()>,
-    // Undeclared before the servers stop: the token first, so callers see `Gone` at once.
     token: Option<LivelinessToken>,
     queryable: Option<Queryable<()>>,
     to_servers: Routes,
@@ -257,16 +255,18 @@ type Routes = Arc<Mutex<Option<(Sender<Query>, Sender<Query>)>>>;
 
 impl<T> Drop for Owner<T> {
     fn drop(&mut self) {
-        self.token.take();
-        self.queryable.take();
+        // Stop taking requests, let the servers answer the ones they hold (a put they made
+        // is answered before the owner is seen leaving), then withdraw the endpoints and last
+        // the token.
         self.to_servers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let _ = self.stop.send(());
         for t in self.servers.drain(..) {
             let _ = t.join();
         }
+        self.queryable.take();
+        self.token.take();
     }
 }
 
@@ -318,29 +318,21 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
         let (get_q, server_put_q, server_get_q) = (open()?, open()?, open()?);
         let (put_tx, put_rx) = mpsc::channel::<Query>();
         let (get_tx, get_rx) = mpsc::channel::<Query>();
-        let (stop, stop_rx) = mpsc::channel::<()>();
-        let stop_rx = Arc::new(Mutex::new(stop_rx));
-        let mut servers = Vec::new();
-        let s = Arc::clone(&stop_rx);
-        servers.push(
-            std::thread::Builder::new()
-                .name("ipc-cluster-queue-put".into())
-                .spawn(move || serve_puts(server_put_q, &put_rx, &s))
-                .map_err(QueueError::Thread)?,
-        );
-        servers.push(
-            std::thread::Builder::new()
-                .name("ipc-cluster-queue-get".into())
-                .spawn(move || serve_gets(server_get_q, &get_rx, &stop_rx))
-                .map_err(QueueError::Thread)?,
-        );
+        let put_server = std::thread::Builder::new()
+            .name("ipc-cluster-queue-put".into())
+            .spawn(move || serve_puts(server_put_q, &put_rx))
+            .map_err(QueueError::Thread)?;
+        let get_server = std::thread::Builder::new()
+            .name("ipc-cluster-queue-get".into())
+            .spawn(move || serve_gets(server_get_q, &get_rx))
+            .map_err(QueueError::Thread)?;
+        let servers = vec![put_server, get_server];
         let to_servers = Arc::new(Mutex::new(Some((put_tx, get_tx))));
         let mut owner = Owner {
             put_q: Mutex::new(q),
             get_q: Mutex::new(get_q),
             handle,
             servers,
-            stop,
             token: None,
             queryable: None,
             to_servers: Arc::clone(&to_servers),
@@ -645,28 +637,13 @@ fn decode_request(query: &Query) -> Option<Request> {
     codec::decode(&query.payload()?.to_bytes()).ok()
 }
 
-/// Waits for the next query, or `None` once the owner stops.
-fn next_query(rx: &Receiver<Query>, stop: &Mutex<Receiver<()>>) -> Option<Query> {
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(q) => return Some(q),
-            Err(RecvTimeoutError::Disconnected) => return None,
-            Err(RecvTimeoutError::Timeout) => {
-                let s = stop.lock().unwrap_or_else(|p| p.into_inner());
-                if !matches!(s.try_recv(), Err(mpsc::TryRecvError::Empty)) {
-                    return None;
-                }
-            }
-        }
-    }
+/// Waits for the next query, or `None` once the owner stops (it drops the routes' senders).
+fn next_query(rx: &Receiver<Query>) -> Option<Query> {
+    rx.recv().ok()
 }
 
-fn serve_puts<T: Serialize + DeserializeOwned>(
-    mut q: Queue<T, Serde>,
-    rx: &Receiver<Query>,
-    stop: &Mutex<Receiver<()>>,
-) {
-    while let Some(query) = next_query(rx, stop) {
+fn serve_puts<T: Serialize + DeserializeOwned>(mut q: Queue<T, Serde>, rx: &Receiver<Query>) {
+    while let Some(query) = next_query(rx) {
         let response = match decode_request(&query) {
             Some(Request::Put { item, wait_us }) => match codec::decode::<T>(&item.0) {
                 Ok(v) => match q.put_timeout(v, Duration::from_micros(wait_us).min(SLICE)) {
@@ -682,12 +659,8 @@ fn serve_puts<T: Serialize + DeserializeOwned>(
     }
 }
 
-fn serve_gets<T: Serialize + DeserializeOwned>(
-    mut q: Queue<T, Serde>,
-    rx: &Receiver<Query>,
-    stop: &Mutex<Receiver<()>>,
-) {
-    while let Some(query) = next_query(rx, stop) {
+fn serve_gets<T: Serialize + DeserializeOwned>(mut q: Queue<T, Serde>, rx: &Receiver<Query>) {
+    while let Some(query) = next_query(rx) {
         let response = match decode_request(&query) {
             Some(Request::Get { wait_us }) => {
                 match q.get_timeout(Duration::from_micros(wait_us).min(SLICE)) {

@@ -12,7 +12,8 @@
 //! | `python -m mpi4py.futures prog.py` (master and workers) | `prog --listen tcp/0.0.0.0:7447` and `prog --cluster-worker --connect tcp/MASTER:7447 --processes N`, [`init`] first in `main` |
 //! | `MPIPoolExecutor()`, `submit`, `map`, `shutdown`    | [`ClusterExecutor`]: `submit` (a `Future`), `map`, `shutdown` |
 //! | `Pool(n)` over hosts: `map`, `imap`, `imap_unordered`, `starmap`, `apply`, `apply_async` | [`ClusterPool`]: the same verbs, `close`, `join`, `terminate` |
-//! | `BaseManager(address, authkey).start()` + a shared `Queue` | [`ClusterQueue`]: an `ipc_queue::Queue` owned by one host, `put`/`get` from any |
+//! | `BaseManager(address, authkey).start()` + a shared `Queue` | `ClusterQueue`: an `ipc_queue::Queue` owned by one host, `put`/`get` from any |
+//! | `Pipe()`, `send`, `recv` (between two hosts)       | `cluster_pipe(&node, name, end, wait)`: a `ClusterConnection` per end |
 //! | `Pool(initializer=f, initargs=(a,))`               | `ClusterPool::builder().initializer(f, a)`: in every worker process of every host |
 //!
 //! The transport sits behind the `zenoh` feature (off by default: zenoh is a large build).
@@ -76,6 +77,7 @@ pub use master::{
 pub use wire::Refusal;
 #[cfg(feature = "zenoh")]
 pub use zenoh::{
-    ClusterQueue, DEFAULT_LEASE, DEFAULT_WAIT_MASTER, Node, NodeBuilder, NodeError, QueueError,
-    QueueGetError, QueuePutError, ServeError, ServeOptions, serve,
+    ClusterConnection, ClusterQueue, DEFAULT_LEASE, DEFAULT_WAIT_MASTER, Node, NodeBuilder,
+    NodeError, PipeEnd, PipeOpenError, PipeRecvError, PipeSendError, QueueError, QueueGetError,
+    QueuePutError, ServeError, ServeOptions, cluster_pipe, serve,
 };

@@ -9,6 +9,8 @@
 //! | `master/<pool>/results/<host>`              | host → master: results                        |
 //! | `queue/<name>/owner`                        | a cluster queue owner's liveliness token      |
 //! | `queue/<name>/op`                           | the owner's queryable: put and get            |
+//! | `pipe/<name>/<a or b>`                      | a pipe end's liveliness token                 |
+//! | `pipe/<name>/<a or b>/in`                   | what is sent to that end                      |
 //!
 //! `<pool>` is a random id per `ClusterPool`, so a second pool of the same job on the same node
 //! is a different master; `<host>` is the host's zenoh id and a random suffix.

@@ -1,4 +1,4 @@
-//! The zenoh backend: nodes, the master's and the hosts' transport, cluster queues.
+//! The zenoh backend: nodes, the master's and the hosts' transport, cluster queues and pipes.
 //!
 //! | file         | holds                                                          |
 //! |--------------|----------------------------------------------------------------|
@@ -7,15 +7,20 @@
 //! | `master.rs`  | the master's queryable, subscribers, token and publishers       |
 //! | `host.rs`    | `serve`: find the master, join, run chunks                      |
 //! | `queue.rs`   | `ClusterQueue`: an `ipc_queue::Queue` reached through queryables |
+//! | `pipe.rs`    | `cluster_pipe`: a point-to-point connection between two nodes    |
 
 mod host;
 mod keys;
 mod master;
 mod node;
+mod pipe;
 mod queue;
 
 pub use host::{DEFAULT_WAIT_MASTER, ServeError, ServeOptions, serve};
 pub use node::{DEFAULT_LEASE, Node, NodeBuilder, NodeError};
+pub use pipe::{
+    ClusterConnection, PipeEnd, PipeOpenError, PipeRecvError, PipeSendError, cluster_pipe,
+};
 pub use queue::{ClusterQueue, QueueError, QueueGetError, QueuePutError};
 
 use crate::error::BuildError;

@@ -125,7 +125,10 @@ fn an_executor_over_a_host() {
     assert_eq!(all.len(), 50);
     ex.shutdown(true, false);
     assert!(host.wait(Duration::from_secs(20)).success());
-    host.expect_line("SERVE-END", Duration::from_secs(5));
+    assert_eq!(
+        host.expect_line("SERVE-END", Duration::from_secs(5)),
+        "Shutdown"
+    );
     drop(node);
     assert_no_tagged_processes(&tag);
 }

@@ -280,7 +280,14 @@ impl ServeOptions {
         lanes.announce();
         // Bounded by the master: it says stop, or its token vanishes when it dies (at once for
         // a killed process, within the lease for a silent one).
-        let how = end.recv().unwrap_or(ServeEnd::MasterGone);
+        let mut how = end.recv().unwrap_or(ServeEnd::MasterGone);
+        if how == ServeEnd::MasterGone {
+            // zenoh sends declarations ahead of data: a master that said `Shutdown` and then
+            // left may have its token's removal overtake the message. Give it a moment.
+            if let Ok(ServeEnd::Shutdown) = end.recv_timeout(super::pipe::CLOSE_GRACE) {
+                how = ServeEnd::Shutdown;
+            }
+        }
         drop(tasks);
         lanes.terminate();
         Ok(how)

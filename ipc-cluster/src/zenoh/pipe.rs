@@ -6,8 +6,14 @@
 //! token; an end opens once it has seen the other's token (so the other's subscriber is there,
 //! declared before the token on the same connection, and nothing sent is lost). Messages are
 //! zenoh publications with `CongestionControl::Block` and reliable delivery, so they arrive
-//! whole, once, in order. When the other end's token vanishes (dropped, killed, cut off past its
-//! lease), `send` returns `Gone`, and `recv` returns what had arrived, then `Gone`.
+//! whole, once, in order.
+//!
+//! An end that is dropped sends a `Close` frame behind its messages, then withdraws its token.
+//! zenoh sends declarations ahead of data, so the token's removal may overtake the last
+//! messages; the other end therefore takes `Close` as the end of the stream, and a removal
+//! without `Close` (a killed end, whose connection's closing comes after everything it
+//! delivered) as the end after [`CLOSE_GRACE`]. Then `send` returns `Gone`, and `recv` returns
+//! what had arrived, then `Gone`.
 //!
 //! | key                          | what                                 |
 //! |------------------------------|--------------------------------------|
@@ -20,8 +26,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ipc_core::codec::{self, DecodeError, EncodeError};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use zenoh::Wait;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::{Publisher, Subscriber};
@@ -30,6 +36,7 @@ use zenoh::sample::SampleKind;
 
 use super::Node;
 use super::keys;
+use crate::bytes::{Bytes, BytesRef};
 use crate::master::valid_name;
 
 /// Which end of a cluster pipe a node opens.
@@ -160,10 +167,30 @@ impl std::error::Error for PipeRecvError {
     }
 }
 
-/// What arrives at an end: messages, and the other end's coming and going, in order.
+/// How long an end waits for the other's `Close` once its token is gone (see the module docs).
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// What one end publishes to the other.
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Data(Bytes),
+    Close,
+}
+
+/// What arrives at an end: frames, and the other end's token going away.
 enum Arrival {
-    Message(Vec<u8>),
+    Frame(Vec<u8>),
     PeerGone,
+}
+
+/// How far the other end's leaving has been seen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    No,
+    /// Its token went away at this instant; its `Close` may still be on the way.
+    TokenGone(Instant),
+    /// Its stream ended.
+    Done,
 }
 
 /// Whether the other end is there (and was ever seen), with a condvar for `open`.
@@ -192,7 +219,7 @@ pub struct ClusterConnection {
     end: PipeEnd,
     out: Publisher<'static>,
     inbox: Mutex<Receiver<Arrival>>,
-    gone: Mutex<bool>,
+    leaving: Mutex<Leaving>,
     peer: Arc<Peer>,
     _token: LivelinessToken,
     _inbox: Subscriber<()>,
@@ -239,7 +266,7 @@ impl ClusterConnection {
         let inbox = session
             .declare_subscriber(format!("{}/in", end_key(name, end)))
             .callback(move |sample| {
-                let _ = inbox_tx.send(Arrival::Message(sample.payload().to_bytes().into_owned()));
+                let _ = inbox_tx.send(Arrival::Frame(sample.payload().to_bytes().into_owned()));
             })
             .wait()
             .map_err(PipeOpenError::Transport)?;
@@ -296,7 +323,7 @@ impl ClusterConnection {
             end,
             out,
             inbox: Mutex::new(rx),
-            gone: Mutex::new(false),
+            leaving: Mutex::new(Leaving::No),
             peer,
             _token: token,
             _inbox: inbox,
@@ -321,7 +348,9 @@ impl ClusterConnection {
             return Err(PipeSendError::Gone);
         }
         let bytes = codec::encode(value).map_err(PipeSendError::Encode)?;
-        self.out.put(bytes).wait().map_err(PipeSendError::Transport)
+        let frame =
+            codec::encode(&FrameOut::Data(BytesRef(&bytes))).map_err(PipeSendError::Encode)?;
+        self.out.put(frame).wait().map_err(PipeSendError::Transport)
     }
 
     /// Receives the next message, waiting for it.
@@ -339,23 +368,44 @@ impl ClusterConnection {
         deadline: Option<Instant>,
     ) -> Result<T, PipeRecvError> {
         let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leaving = self.leaving.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if *gone {
-                // Whatever arrived before the other end left was received first.
-                return match inbox.try_recv() {
-                    Ok(Arrival::Message(b)) => codec::decode(&b).map_err(PipeRecvError::Decode),
-                    _ => Err(PipeRecvError::Gone),
-                };
-            }
-            let next = match deadline {
+            // How long to wait now: until the deadline, and while the other end's token is
+            // gone, no longer than the rest of the grace for its `Close`.
+            let grace_end = match *leaving {
+                Leaving::Done => return Err(PipeRecvError::Gone),
+                Leaving::TokenGone(at) => Some(at + CLOSE_GRACE),
+                Leaving::No => None,
+            };
+            let until = match (deadline, grace_end) {
+                (Some(d), Some(g)) => Some(d.min(g)),
+                (d, g) => d.or(g),
+            };
+            let next = match until {
                 None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => inbox.recv_timeout(d.saturating_duration_since(Instant::now())),
+                Some(u) => inbox.recv_timeout(u.saturating_duration_since(Instant::now())),
             };
             match next {
-                Ok(Arrival::Message(b)) => return codec::decode(&b).map_err(PipeRecvError::Decode),
-                Ok(Arrival::PeerGone) | Err(RecvTimeoutError::Disconnected) => *gone = true,
-                Err(RecvTimeoutError::Timeout) => return Err(PipeRecvError::Timeout),
+                Ok(Arrival::Frame(b)) => match codec::decode::<Frame>(&b) {
+                    Ok(Frame::Data(v)) => {
+                        return codec::decode(&v.0).map_err(PipeRecvError::Decode);
+                    }
+                    Ok(Frame::Close) => *leaving = Leaving::Done,
+                    Err(e) => return Err(PipeRecvError::Decode(e)),
+                },
+                Ok(Arrival::PeerGone) => {
+                    if *leaving == Leaving::No {
+                        *leaving = Leaving::TokenGone(Instant::now());
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => *leaving = Leaving::Done,
+                Err(RecvTimeoutError::Timeout) => {
+                    if grace_end.is_some_and(|g| Instant::now() >= g) {
+                        *leaving = Leaving::Done;
+                    } else {
+                        return Err(PipeRecvError::Timeout);
+                    }
+                }
             }
         }
     }
@@ -368,4 +418,20 @@ impl ClusterConnection {
             .unwrap_or_else(|e| e.into_inner())
             .0
     }
+}
+
+impl Drop for ClusterConnection {
+    fn drop(&mut self) {
+        // Behind every message sent, before the token goes (the fields drop after this).
+        if let Ok(close) = codec::encode(&FrameOut::Close) {
+            let _ = self.out.put(close).wait();
+        }
+    }
+}
+
+/// A [`Frame`] as encoded, borrowing the message. Same layout as [`Frame`].
+#[derive(Serialize)]
+enum FrameOut<'a> {
+    Data(BytesRef<'a>),
+    Close,
 }

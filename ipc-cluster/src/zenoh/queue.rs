@@ -580,13 +580,23 @@ impl Remote {
         } else {
             // Bounded: the query ends (and its callback is dropped, sending `Finished`) at its
             // timeout at the latest.
-            match rx.recv_timeout(wait + MARGIN + MARGIN) {
-                Ok(CallEnd::Reply(bytes)) => match codec::decode::<Response>(&bytes) {
-                    Ok(r) => Call::Reply(r),
-                    Err(_) => Call::Reply(Response::Bad),
-                },
-                Ok(CallEnd::Gone) => Call::Gone,
-                Ok(CallEnd::Finished) | Err(_) => self.settle(),
+            let mut owner_left = false;
+            loop {
+                match rx.recv_timeout(wait + MARGIN + MARGIN) {
+                    Ok(CallEnd::Reply(bytes)) => {
+                        break match codec::decode::<Response>(&bytes) {
+                            Ok(r) => Call::Reply(r),
+                            Err(_) => Call::Reply(Response::Bad),
+                        };
+                    }
+                    // The owner's token went away. zenoh sends declarations ahead of data, so
+                    // an owner that answered and then closed may have its answer still on the
+                    // way: wait for the query's end (at once if the owner was killed, since
+                    // its connection's closing ends the query).
+                    Ok(CallEnd::Gone) => owner_left = true,
+                    Ok(CallEnd::Finished) | Err(_) if owner_left => break Call::Gone,
+                    Ok(CallEnd::Finished) | Err(_) => break self.settle(),
+                }
             }
         };
         self.owner

@@ -39,4 +39,5 @@ groups! {
     manager,
     process,
     queue,
+    cluster,
 }

@@ -21,6 +21,7 @@
 //! | `pipe/<name>/<end>/in`       | what is sent to that end             |
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -220,6 +221,9 @@ pub struct ClusterConnection {
     out: Publisher<'static>,
     inbox: Mutex<Receiver<Arrival>>,
     leaving: Mutex<Leaving>,
+    /// Set once `recv` has seen the end of the stream (`Leaving::Done`): from then on `send`
+    /// and `peer_alive` agree with it, whether or not the token's removal has arrived yet.
+    ended: AtomicBool,
     peer: Arc<Peer>,
     _token: LivelinessToken,
     _inbox: Subscriber<()>,
@@ -324,6 +328,7 @@ impl ClusterConnection {
             out,
             inbox: Mutex::new(rx),
             leaving: Mutex::new(Leaving::No),
+            ended: AtomicBool::new(false),
             peer,
             _token: token,
             _inbox: inbox,
@@ -338,13 +343,7 @@ impl ClusterConnection {
 
     /// Sends `value` (any serde value, any size) to the other end.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), PipeSendError> {
-        if !self
-            .peer
-            .present
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-        {
+        if !self.peer_alive() {
             return Err(PipeSendError::Gone);
         }
         let bytes = codec::encode(value).map_err(PipeSendError::Encode)?;
@@ -369,6 +368,21 @@ impl ClusterConnection {
     ) -> Result<T, PipeRecvError> {
         let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         let mut leaving = self.leaving.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.recv_locked(&inbox, &mut leaving, deadline);
+        if *leaving == Leaving::Done {
+            // ORDERING: a flag read by `send` and `peer_alive` of this process; it guards no
+            // other memory, so Relaxed suffices.
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn recv_locked<T: DeserializeOwned>(
+        &self,
+        inbox: &Receiver<Arrival>,
+        leaving: &mut Leaving,
+        deadline: Option<Instant>,
+    ) -> Result<T, PipeRecvError> {
         loop {
             // How long to wait now: until the deadline, and while the other end's token is
             // gone, no longer than the rest of the grace for its `Close`.
@@ -410,13 +424,17 @@ impl ClusterConnection {
         }
     }
 
-    /// Whether the other end is there now.
+    /// Whether the other end is there now: false once its token is gone, and once `recv` has
+    /// returned `Gone`.
     pub fn peer_alive(&self) -> bool {
-        self.peer
-            .present
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
+        // ORDERING: see `recv_deadline`.
+        !self.ended.load(Ordering::Relaxed)
+            && self
+                .peer
+                .present
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .0
     }
 }
 

@@ -20,8 +20,8 @@
 //! | `pipe/<name>/<end>`          | an end's liveliness token            |
 //! | `pipe/<name>/<end>/in`       | what is sent to that end             |
 
+use crate::primitive::{AtomicBool, Ordering};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

@@ -31,7 +31,6 @@ pub struct FutexWaiter<'a> {
     futex: &'a Futex,
     reg: Registration,
     announced: bool,
-    slice_end: Option<Instant>,
 }
 
 impl<'a> FutexWaiter<'a> {
@@ -41,7 +40,6 @@ impl<'a> FutexWaiter<'a> {
             futex,
             reg: Registration::new(),
             announced: false,
-            slice_end: None,
         }
     }
 
@@ -56,7 +54,8 @@ impl<'a> FutexWaiter<'a> {
     /// One step of waiting while `blocked(current value)` holds, until `deadline` (`None`: no
     /// limit): `Ready(Ok(v))` with the first value for which `blocked` is false,
     /// `Ready(Err(TimedOut))` once the deadline passed, else `Pending` with the task's waker
-    /// registered for a change of the word (re-read at least once per [`SLICE`]).
+    /// registered for a change of the word (re-read at least once per [`SLICE`] by one of the
+    /// word's waiters).
     pub fn poll_wait_while(
         &mut self,
         mut blocked: impl FnMut(u32) -> bool,
@@ -69,8 +68,7 @@ impl<'a> FutexWaiter<'a> {
             self.reg.disarm();
             return Poll::Ready(Ok(v));
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             self.reg.disarm();
             return Poll::Ready(Err(TimedOut));
         }
@@ -86,13 +84,10 @@ impl<'a> FutexWaiter<'a> {
             self.reg.disarm();
             return Poll::Ready(Ok(v));
         }
-        let slice_end = match self.slice_end {
-            Some(e) if e > now => e,
-            _ => now + SLICE,
-        };
-        self.slice_end = Some(slice_end);
-        let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        self.reg.arm(&self.futex.value, v, until, cx.waker());
+        // Sliced: the word is re-read at least once per slice by one of its waiters, so even a
+        // wake a corrupted waiter count made a waker skip costs one slice.
+        self.reg
+            .arm_sliced(&self.futex.value, v, deadline, SLICE, cx.waker());
         Poll::Pending
     }
 }

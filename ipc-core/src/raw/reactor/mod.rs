@@ -53,9 +53,9 @@
 //! |------|--------------------------------------------------------------|------------------------------------|------------------------------------|
 //! | 1    | announces a waiter: count + 1 or a `WAITERS` bit (SeqCst)     |                                    |                                    |
 //! | 2    | reads the word: `v`; checks its condition on the state read after step 1 | changes the state and the word |                              |
-//! | 3    | ready: withdraws, returns `Ready`. Else `arm(word, v, slice end, waker)`, returns `Pending` | reads the count (SeqCst); if raised: `FUTEX_WAKE(word)` |  |
+//! | 3    | ready: withdraws, returns `Ready`. Else `arm_sliced(word, v, deadline, slice, waker)`, returns `Pending` | reads the count (SeqCst); if raised: `FUTEX_WAKE(word)` |  |
 //! | 4    |                                                              |                                    | `futex_waitv(..., word == v, ...)` |
-//! | 5    |                                                              |                                    | woken, `word != v`, or the deadline: wakes the waker, drops the registration |
+//! | 5    |                                                              |                                    | woken or `word != v`: wakes every waker of the entry; its deadline: wakes it; the entry's slice: wakes its oldest |
 //! | 6    | polled again: withdraws the announcement, back to step 1     |                                    |                                    |
 //!
 //! A [`Registration`]'s own states:
@@ -83,11 +83,14 @@
 //! models of `ipc-sync` check steps 1 to 3 of the lock, the semaphore and the condition against
 //! a futex model that really blocks, where a lost wake-up is a deadlock.
 //!
-//! Every registration also has a deadline, at most one *slice* (tens of milliseconds) away, as
-//! every blocking call of the workspace sleeps in slices: when it passes, the future is polled
-//! and re-checks its peers' liveness (a lock holder, a barrier party, a queue's producers)
-//! exactly as the blocking call does, so no future stays pending on a dead peer, and even a
-//! wake a corrupted waiter count made a peer skip costs one slice, never a hang.
+//! Every blocking call of the workspace sleeps in *slices* (tens of milliseconds) and re-checks
+//! its peers' liveness between them (a lock holder, a barrier party, a queue's producers). A
+//! sliced registration ([`arm_sliced`](Registration::arm_sliced)) does the same: each entry
+//! has one slice timer, which wakes the entry's oldest sliced task once per slice; that task
+//! re-checks exactly as the blocking call does, and what it does about a dead peer (a takeover,
+//! a break) changes the word and so wakes all the others. So no future stays pending on a
+//! dead peer, and even a wake that a corrupted waiter count made a peer skip costs one slice,
+//! never a hang.
 //!
 //! ### Cancellation
 //!
@@ -101,8 +104,9 @@
 //! ### Cost
 //!
 //! - Idle: a process whose tasks await sleeps in the kernel; its waiter thread wakes once per
-//!   slice deadline (the earliest of its registrations), so an idle awaiting process costs a
-//!   few microseconds of CPU per slice, near zero.
+//!   slice per awaited word (and at the tasks' own deadlines), and wakes one task then, so an
+//!   idle awaiting process costs a few microseconds of CPU per slice, near zero, however many
+//!   tasks await.
 //! - A wake-up: the peer's `FUTEX_WAKE` (which it pays for a blocking waiter too), the thread's
 //!   return from `futex_waitv`, the table lock, the task's wake; then the task's poll. A task
 //!   that must wait again registers a new value, which rings the doorbell if the thread is
@@ -131,7 +135,7 @@ mod words;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::primitive::{AtomicU32, AtomicU64};
 
@@ -206,18 +210,57 @@ impl Registration {
     /// Read `expected` from the word *after* announcing the waiter to the wakers and before the
     /// last check of the condition (see the [module docs](self)).
     pub fn arm(&mut self, word: &AtomicU32, expected: u32, deadline: Instant, waker: &Waker) {
-        self.arm_at(word.as_ptr() as usize, expected, deadline, waker);
+        self.arm_at(
+            word.as_ptr() as usize,
+            expected,
+            Some(deadline),
+            None,
+            waker,
+        );
     }
 
     /// As [`arm`](Self::arm), on the low 32 bits of a 64-bit word (the half
     /// [`futex::wait_low`](super::futex::wait_low) sleeps on).
     pub fn arm_low(&mut self, word: &AtomicU64, expected: u32, deadline: Instant, waker: &Waker) {
+        let addr = super::futex::low_half(word) as usize;
+        self.arm_at(addr, expected, Some(deadline), None, waker);
+    }
+
+    /// As [`arm`](Self::arm), for a wait that re-checks its peers' liveness every `slice`:
+    /// besides the word and its own `deadline` (`None`: none), the task shares the slice timer
+    /// of every sliced registration of the same word and value, which wakes the oldest of them
+    /// once per `slice`. That one checks (and a dead peer's takeover or break changes the word,
+    /// which wakes all), so a thousand tasks awaiting one word cost one wake-up per slice, not
+    /// a thousand. A task woken so finds its condition unchanged: it checks its peers if a
+    /// whole slice went by since it last did, and arms again.
+    pub fn arm_sliced(
+        &mut self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+        slice: Duration,
+        waker: &Waker,
+    ) {
         self.arm_at(
-            super::futex::low_half(word) as usize,
+            word.as_ptr() as usize,
             expected,
             deadline,
+            Some(slice),
             waker,
         );
+    }
+
+    /// As [`arm_sliced`](Self::arm_sliced), on the low 32 bits of a 64-bit word.
+    pub fn arm_low_sliced(
+        &mut self,
+        word: &AtomicU64,
+        expected: u32,
+        deadline: Option<Instant>,
+        slice: Duration,
+        waker: &Waker,
+    ) {
+        let addr = super::futex::low_half(word) as usize;
+        self.arm_at(addr, expected, deadline, Some(slice), waker);
     }
 
     /// Asks for `waker` to be woken when `deadline` passes: a timer, for a future that has no
@@ -241,7 +284,14 @@ impl Registration {
         }
     }
 
-    fn arm_at(&mut self, addr: usize, expected: u32, deadline: Instant, waker: &Waker) {
+    fn arm_at(
+        &mut self,
+        addr: usize,
+        expected: u32,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        waker: &Waker,
+    ) {
         let key = words::Key { addr, expected };
         if let Some(Armed::Word {
             words: w,
@@ -249,13 +299,13 @@ impl Registration {
             id,
         }) = self.armed
         {
-            if k == key && words::is_current(w) && w.update(key, id, deadline, waker) {
+            if k == key && words::is_current(w) && w.update(key, id, deadline, slice, waker) {
                 return;
             }
         }
         self.disarm();
         let words = words::current();
-        if let Some(id) = words.insert(key, deadline, waker) {
+        if let Some(id) = words.insert(key, deadline, slice, waker) {
             self.armed = Some(Armed::Word { words, key, id });
         }
     }

@@ -231,3 +231,50 @@ fn futex_waiter_counts_itself_while_pending_and_withdraws_on_drop() {
     // ORDERING: Relaxed, as above.
     assert_eq!(f.waiters.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn sliced_registrations_of_one_word_wake_one_task_per_slice() {
+    let word = Box::new(AtomicU32::new(0));
+    let counts: Vec<_> = (0..100).map(|_| Count::waker()).collect();
+    let mut regs: Vec<Registration> = (0..100).map(|_| Registration::new()).collect();
+    let slice = Duration::from_millis(20);
+    let start = Instant::now();
+    for (reg, (_, w)) in regs.iter_mut().zip(&counts) {
+        reg.arm_sliced(&word, 0, None, slice, w);
+    }
+    // The oldest is woken first, then the next oldest (the woken ones do not arm again).
+    counts[0].0.wait_for(1);
+    counts[1].0.wait_for(1);
+    std::thread::sleep(3 * slice);
+    // At most one wake per slice that went by (a ratio, whatever the scheduler did), not one
+    // per task.
+    let woken: u32 = counts.iter().map(|(c, _)| c.get()).sum();
+    let slices = (start.elapsed().as_nanos() / slice.as_nanos()) as u32;
+    assert!(woken <= slices + 1, "{woken} wakes in {slices} slices");
+    // A change wakes every task still registered.
+    // ORDERING: Relaxed, the test only needs the value to change.
+    word.store(1, Ordering::Relaxed);
+    futex::wake(&word, 1);
+    for (c, _) in &counts {
+        c.wait_for(1);
+    }
+}
+
+#[test]
+fn a_sliced_registration_keeps_its_own_deadline() {
+    let word = Box::new(AtomicU32::new(0));
+    let (old, w_old) = Count::waker();
+    let (c, w) = Count::waker();
+    let mut first = Registration::new();
+    first.arm_sliced(&word, 0, None, WATCHDOG, &w_old);
+    let mut reg = Registration::new();
+    reg.arm_sliced(
+        &word,
+        0,
+        Some(Instant::now() + Duration::from_millis(10)),
+        WATCHDOG,
+        &w,
+    );
+    c.wait_for(1);
+    assert_eq!(old.get(), 0);
+}

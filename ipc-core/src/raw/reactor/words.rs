@@ -13,6 +13,15 @@
 //! later: either the thread's kernel check sees `bell != b` (the call returns at once) or the
 //! thread is asleep and the wake reaches it. A registrant that finds the thread awake (not
 //! `sleeping`) rings nothing: the thread takes the lock again before it sleeps, and sees `dirty`.
+//!
+//! ## Timers
+//!
+//! A registration may have a deadline of its own (a timeout: its waker is woken then), and an
+//! entry has at most one *slice* timer, shared by its sliced registrations: when it passes, the
+//! oldest sliced registration is woken (to check its peers' liveness) and the timer restarts.
+//! One task per word and slice is enough to notice a dead peer, since whatever it does about
+//! it (a takeover, a break) changes the word and so wakes all the others; and an idle process
+//! whose thousand tasks await one word then wakes once per slice, not a thousand times.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicPtr;
@@ -39,22 +48,39 @@ pub(super) struct Key {
 #[derive(Debug)]
 struct Waiter {
     waker: Waker,
-    deadline: Instant,
+    /// Its own deadline, if any.
+    deadline: Option<Instant>,
+    /// It wants a wake-up per slice (shared with the entry's other sliced registrations).
+    sliced: bool,
 }
 
 /// Every registration of one key: one kernel entry however many tasks wait on it.
 #[derive(Debug)]
 struct Entry {
     shard: usize,
-    waiters: HashMap<u64, Waiter>,
+    /// By id, so the oldest first.
+    waiters: BTreeMap<u64, Waiter>,
+    /// The shortest slice its sliced registrations asked for.
+    slice: Option<Duration>,
+    /// When the slice timer fires, and its timer id.
+    slice_due: Option<(Instant, u64)>,
+}
+
+/// What a shard's timer is for.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// Registration `id`'s own deadline.
+    Waiter(Key),
+    /// The entry's slice.
+    Slice(Key),
 }
 
 #[derive(Debug)]
 struct Shard {
     /// The keys this shard's thread sleeps on (at most [`SHARD_WORDS`]).
     keys: Vec<Key>,
-    /// Every registration's deadline, earliest first.
-    deadlines: BTreeMap<(Instant, u64), Key>,
+    /// Every timer (registrations' deadlines, entries' slices), earliest first.
+    deadlines: BTreeMap<(Instant, u64), Due>,
     /// `keys` changed since the thread last copied them.
     dirty: bool,
     /// The thread is (about to be) asleep: a change it must see needs a ring.
@@ -133,12 +159,18 @@ impl Words {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `waker` for `key` until `deadline`; returns its id, or `None` if no waiter
-    /// thread could be started (the waker has been woken: the caller polls again).
-    pub(super) fn insert(&'static self, key: Key, deadline: Instant, waker: &Waker) -> Option<u64> {
+    /// Registers `waker` for `key`, with its own `deadline` and a share of the entry's `slice`
+    /// timer (see the module docs); returns its id, or `None` if no waiter thread could be
+    /// started (the waker has been woken: the caller polls again).
+    pub(super) fn insert(
+        &'static self,
+        key: Key,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        waker: &Waker,
+    ) -> Option<u64> {
         let mut t = self.lock();
-        let id = t.next_id;
-        t.next_id = t.next_id.wrapping_add(1);
+        let id = t.fresh_id();
         let (shard, new_key) = match t.entries.get(&key) {
             Some(e) => (e.shard, false),
             None => match t.shard_with_room(self) {
@@ -150,24 +182,27 @@ impl Words {
                 }
             },
         };
-        let entry = t.entries.entry(key).or_insert_with(|| Entry {
+        t.entries.entry(key).or_insert_with(|| Entry {
             shard,
-            waiters: HashMap::new(),
+            waiters: BTreeMap::new(),
+            slice: None,
+            slice_due: None,
         });
-        entry.waiters.insert(
-            id,
-            Waiter {
-                waker: waker.clone(),
-                deadline,
-            },
-        );
+        let waiter = Waiter {
+            waker: waker.clone(),
+            deadline,
+            sliced: slice.is_some(),
+        };
+        let mut earliest = t.add_waiter(key, id, waiter);
+        if let Some(s) = slice {
+            earliest = min_due(earliest, t.share_slice(key, s));
+        }
         let sh = &mut t.shards[shard];
-        sh.deadlines.insert((deadline, id), key);
         if new_key {
             sh.keys.push(key);
             sh.dirty = true;
         }
-        let ring = sh.must_ring(new_key, deadline);
+        let ring = sh.must_ring(new_key, earliest);
         drop(t);
         if let Some(bell) = ring {
             ring_bell(bell);
@@ -175,9 +210,16 @@ impl Words {
         Some(id)
     }
 
-    /// Updates the waker and deadline of registration `id` of `key`; `false` if it is gone
-    /// (fired or never made).
-    pub(super) fn update(&self, key: Key, id: u64, deadline: Instant, waker: &Waker) -> bool {
+    /// Updates the waker, deadline and slice of registration `id` of `key`; `false` if it is
+    /// gone (fired or never made).
+    pub(super) fn update(
+        &self,
+        key: Key,
+        id: u64,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        waker: &Waker,
+    ) -> bool {
         let mut t = self.lock();
         let Some(entry) = t.entries.get_mut(&key) else {
             return false;
@@ -189,14 +231,23 @@ impl Words {
         if !w.waker.will_wake(waker) {
             w.waker.clone_from(waker);
         }
+        w.sliced = slice.is_some();
         let old = std::mem::replace(&mut w.deadline, deadline);
-        if old == deadline {
-            return true;
+        let mut earliest = None;
+        if old != deadline {
+            let sh = &mut t.shards[shard];
+            if let Some(o) = old {
+                sh.deadlines.remove(&(o, id));
+            }
+            if let Some(d) = deadline {
+                sh.deadlines.insert((d, id), Due::Waiter(key));
+                earliest = Some(d);
+            }
         }
-        let sh = &mut t.shards[shard];
-        sh.deadlines.remove(&(old, id));
-        sh.deadlines.insert((deadline, id), key);
-        let ring = sh.must_ring(false, deadline);
+        if let Some(s) = slice {
+            earliest = min_due(earliest, t.share_slice(key, s));
+        }
+        let ring = t.shards[shard].must_ring(false, earliest);
         drop(t);
         if let Some(bell) = ring {
             ring_bell(bell);
@@ -207,21 +258,7 @@ impl Words {
     /// Withdraws registration `id` of `key`, if it has not fired.
     pub(super) fn remove(&self, key: Key, id: u64) {
         let mut t = self.lock();
-        let Some(entry) = t.entries.get_mut(&key) else {
-            return;
-        };
-        let Some(w) = entry.waiters.remove(&id) else {
-            return;
-        };
-        let shard = entry.shard;
-        let empty = entry.waiters.is_empty();
-        t.shards[shard].deadlines.remove(&(w.deadline, id));
-        if empty {
-            t.entries.remove(&key);
-            // The thread may sleep on the key a little longer: a wake for it then finds no
-            // entry. No ring: nothing it must see sooner.
-            t.shards[shard].forget(key);
-        }
+        let w = t.take_waiter(key, id);
         drop(t);
         // Dropped outside the lock: a waker's drop can run arbitrary code.
         drop(w);
@@ -321,8 +358,8 @@ impl Words {
 impl Shard {
     /// Whether a registration just made (a new key, or this deadline) must interrupt the
     /// sleeping thread; clears `sleeping` if so, and returns the bell to ring after the lock.
-    fn must_ring(&mut self, new_key: bool, deadline: Instant) -> Option<&'static AtomicU32> {
-        let sooner = self.sleep_until.is_none_or(|u| deadline < u);
+    fn must_ring(&mut self, new_key: bool, due: Option<Instant>) -> Option<&'static AtomicU32> {
+        let sooner = due.is_some_and(|d| self.sleep_until.is_none_or(|u| d < u));
         if self.sleeping && (new_key || sooner) {
             self.sleeping = false;
             Some(self.doorbell)
@@ -362,38 +399,145 @@ impl Table {
         Some(s)
     }
 
-    /// Fires every registration of `key`: its word changed or was woken.
-    fn fire_key(&mut self, key: Key, wakes: &mut Wakes) {
-        let Some(entry) = self.entries.remove(&key) else {
-            return;
-        };
-        let sh = &mut self.shards[entry.shard];
-        for (id, w) in entry.waiters {
-            sh.deadlines.remove(&(w.deadline, id));
-            wakes.push(w.waker);
-        }
-        sh.forget(key);
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
     }
 
-    /// Fires the registrations of shard `s` whose deadline has passed.
-    fn fire_expired(&mut self, s: usize, now: Instant, wakes: &mut Wakes) {
-        while let Some(entry) = self.shards[s].deadlines.first_entry() {
-            let &(deadline, id) = entry.key();
-            if deadline > now {
-                break;
-            }
-            let key = entry.remove();
-            let Some(e) = self.entries.get_mut(&key) else {
-                continue;
-            };
-            if let Some(w) = e.waiters.remove(&id) {
-                wakes.push(w.waker);
-            }
-            if e.waiters.is_empty() {
-                self.entries.remove(&key);
-                self.shards[s].forget(key);
+    /// Adds a waiter to the (existing) entry of `key`, with its deadline timer; returns that
+    /// deadline.
+    fn add_waiter(&mut self, key: Key, id: u64, waiter: Waiter) -> Option<Instant> {
+        let deadline = waiter.deadline;
+        let entry = self.entries.get_mut(&key)?;
+        let shard = entry.shard;
+        entry.waiters.insert(id, waiter);
+        if let Some(d) = deadline {
+            self.shards[shard]
+                .deadlines
+                .insert((d, id), Due::Waiter(key));
+        }
+        deadline
+    }
+
+    /// Makes sure the entry of `key` has a slice timer no longer than `slice`; returns when it
+    /// fires if that is new or sooner than before.
+    fn share_slice(&mut self, key: Key, slice: Duration) -> Option<Instant> {
+        let due = Instant::now() + slice;
+        let timer = self.fresh_id();
+        let entry = self.entries.get_mut(&key)?;
+        entry.slice = Some(entry.slice.map_or(slice, |s| s.min(slice)));
+        let shard = entry.shard;
+        match entry.slice_due {
+            Some((d, _)) if d <= due => None,
+            old => {
+                entry.slice_due = Some((due, timer));
+                let sh = &mut self.shards[shard];
+                if let Some(o) = old {
+                    sh.deadlines.remove(&o);
+                }
+                sh.deadlines.insert((due, timer), Due::Slice(key));
+                Some(due)
             }
         }
+    }
+
+    /// Removes registration `id` of `key` (and its timer, and the entry if it was the last);
+    /// returns it.
+    fn take_waiter(&mut self, key: Key, id: u64) -> Option<Waiter> {
+        let entry = self.entries.get_mut(&key)?;
+        let w = entry.waiters.remove(&id)?;
+        let shard = entry.shard;
+        let empty = entry.waiters.is_empty();
+        if let Some(d) = w.deadline {
+            self.shards[shard].deadlines.remove(&(d, id));
+        }
+        if empty {
+            self.drop_entry(key);
+        }
+        Some(w)
+    }
+
+    /// Removes the entry of `key` with its slice timer; its shard's thread may sleep on the
+    /// word a little longer (a wake for it then finds no entry). Returns its waiters.
+    fn drop_entry(&mut self, key: Key) -> BTreeMap<u64, Waiter> {
+        let Some(entry) = self.entries.remove(&key) else {
+            return BTreeMap::new();
+        };
+        let sh = &mut self.shards[entry.shard];
+        if let Some(due) = entry.slice_due {
+            sh.deadlines.remove(&due);
+        }
+        sh.forget(key);
+        entry.waiters
+    }
+
+    /// Fires every registration of `key`: its word changed or was woken.
+    fn fire_key(&mut self, key: Key, wakes: &mut Wakes) {
+        let Some(shard) = self.entries.get(&key).map(|e| e.shard) else {
+            return;
+        };
+        for (id, w) in self.drop_entry(key) {
+            if let Some(d) = w.deadline {
+                self.shards[shard].deadlines.remove(&(d, id));
+            }
+            wakes.push(w.waker);
+        }
+    }
+
+    /// Fires the timers of shard `s` that have passed: a registration's deadline wakes it; an
+    /// entry's slice wakes its oldest sliced registration and starts again.
+    fn fire_expired(&mut self, s: usize, now: Instant, wakes: &mut Wakes) {
+        while let Some(timer) = self.shards[s].deadlines.first_entry() {
+            let &(due, id) = timer.key();
+            if due > now {
+                break;
+            }
+            match timer.remove() {
+                Due::Waiter(key) => {
+                    if let Some(w) = self.take_waiter(key, id) {
+                        wakes.push(w.waker);
+                    }
+                }
+                Due::Slice(key) => {
+                    let Some(entry) = self.entries.get_mut(&key) else {
+                        continue;
+                    };
+                    entry.slice_due = None;
+                    let oldest = entry
+                        .waiters
+                        .iter()
+                        .find(|(_, w)| w.sliced)
+                        .map(|(&id, _)| id);
+                    let slice = entry.slice;
+                    if let Some(w) = oldest.and_then(|oldest| self.take_waiter(key, oldest)) {
+                        wakes.push(w.waker);
+                    }
+                    let still_sliced = self
+                        .entries
+                        .get(&key)
+                        .is_some_and(|e| e.waiters.values().any(|w| w.sliced));
+                    match slice {
+                        Some(slice) if still_sliced => {
+                            self.share_slice(key, slice);
+                        }
+                        _ => {
+                            if let Some(e) = self.entries.get_mut(&key) {
+                                e.slice = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The earlier of two optional instants.
+fn min_due(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

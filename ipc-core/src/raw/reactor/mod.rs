@@ -108,9 +108,13 @@
 //!   idle awaiting process costs a few microseconds of CPU per slice, near zero, however many
 //!   tasks await.
 //! - A wake-up: the peer's `FUTEX_WAKE` (which it pays for a blocking waiter too), the thread's
-//!   return from `futex_waitv`, the table lock, the task's wake; then the task's poll. A task
-//!   that must wait again registers a new value, which rings the doorbell if the thread is
-//!   asleep meanwhile: about one thread wake more than a blocking round trip.
+//!   return from `futex_waitv`, the table lock, the task's wake (the runtime's own unpark of
+//!   its thread); then the task's poll: one thread wake more than a blocking round trip. A task
+//!   that must wait again registers a new value, which would ring the doorbell (a second wake of
+//!   the waiter thread) if the thread were asleep by then; so after waking tasks the thread
+//!   *lingers* awake for up to 20 µs, yielding the CPU, until a registration adds a word, which
+//!   then needs no ring. (Measured in `ipc-bench`: `ours.async_event_rtt` and
+//!   `ours.async_event_rtt_blocking_peer`; the benches README has the figures.)
 //! - Dedup wakes every task of an entry together: `k` tasks of one process contending for one
 //!   lock are all woken by each unlock (one of them takes it, the others register again), O(k)
 //!   polls per hand-over. A lock contended by many tasks of one process is better fronted by a

@@ -13,6 +13,8 @@
 //! later: either the thread's kernel check sees `bell != b` (the call returns at once) or the
 //! thread is asleep and the wake reaches it. A registrant that finds the thread awake (not
 //! `sleeping`) rings nothing: the thread takes the lock again before it sleeps, and sees `dirty`.
+//! After waking tasks the thread stays awake (lingers) for up to [`LINGER`], until a new key is
+//! added: the task it just woke usually waits again at once, and so needs no ring.
 //!
 //! ## Timers
 //!
@@ -34,6 +36,10 @@ use crate::primitive::{AtomicU32, Ordering};
 
 /// The words one shard sleeps on besides its doorbell.
 pub(super) const SHARD_WORDS: usize = REACTOR_WAITV_MAX - 1;
+
+/// How long a shard's thread stays awake after waking tasks, for the registration that usually
+/// follows at once (it then needs no ring).
+const LINGER: Duration = Duration::from_micros(20);
 
 /// How long a shard naps between probes where the kernel has no `futex_waitv`.
 const NAP: Duration = Duration::from_millis(1);
@@ -88,6 +94,8 @@ struct Shard {
     /// When the sleeping thread's call times out (`None`: never).
     sleep_until: Option<Instant>,
     doorbell: &'static AtomicU32,
+    /// Counts the keys added, for a thread that lingers awake after waking tasks.
+    added: &'static AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -201,6 +209,8 @@ impl Words {
         if new_key {
             sh.keys.push(key);
             sh.dirty = true;
+            // ORDERING: Relaxed, a hint for a lingering thread (see `linger`).
+            sh.added.fetch_add(1, Ordering::Relaxed);
         }
         let ring = sh.must_ring(new_key, earliest);
         drop(t);
@@ -266,7 +276,10 @@ impl Words {
 
     /// The body of shard `s`'s waiter thread.
     fn run(&'static self, s: usize) {
-        let bell = self.lock().shards[s].doorbell;
+        let (bell, added) = {
+            let t = self.lock();
+            (t.shards[s].doorbell, t.shards[s].added)
+        };
         let mut snapshot: Vec<Key> = Vec::new();
         let mut kernel: Vec<ReactorWaitvEntry> =
             vec![ReactorWaitvEntry::new(bell.as_ptr() as usize, 0)];
@@ -274,9 +287,21 @@ impl Words {
         let mut fired: Vec<usize> = Vec::new();
         let mut no_waitv = false;
         loop {
+            self.lock().fire_expired(s, Instant::now(), &mut wakes);
+            if !wakes.is_empty() {
+                // A task just woken usually waits again at once, on a new value of the same
+                // word: while the thread lingers awake (not `sleeping`), that registration
+                // needs no ring, and the thread takes it into account below. Counted from
+                // before the wakes, so a task that registers at once ends the linger at once.
+                // ORDERING: Relaxed, a hint: the table lock orders the registration itself.
+                let seen = added.load(Ordering::Relaxed);
+                for w in wakes.drain(..) {
+                    w.wake();
+                }
+                linger(added, seen);
+            }
             let until = {
                 let mut t = self.lock();
-                t.fire_expired(s, Instant::now(), &mut wakes);
                 let sh = &mut t.shards[s];
                 if sh.dirty {
                     snapshot.clone_from(&sh.keys);
@@ -297,9 +322,6 @@ impl Words {
                 kernel[0].set_expected(bell.load(Ordering::Acquire));
                 until
             };
-            for w in wakes.drain(..) {
-                w.wake();
-            }
             fired.clear();
             if no_waitv {
                 // No futex_waitv: nap, then probe every word (one FUTEX_WAIT each).
@@ -329,6 +351,16 @@ impl Words {
                 }
             }
         }
+    }
+}
+
+/// Stays awake for at most [`LINGER`] after waking tasks, until a registration adds a key to
+/// the shard (`added` no longer `seen`), yielding the CPU between looks.
+fn linger(added: &AtomicU32, seen: u32) {
+    let start = Instant::now();
+    // ORDERING: Relaxed, as where `seen` was read.
+    while added.load(Ordering::Relaxed) == seen && start.elapsed() < LINGER {
+        std::thread::yield_now();
     }
 }
 
@@ -388,7 +420,9 @@ impl Table {
             .name(format!("ipc-waiter-{s}"))
             .spawn(move || words.run(s))
             .ok()?;
+        let added: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
         self.shards.push(Shard {
+            added,
             keys: Vec::new(),
             deadlines: BTreeMap::new(),
             dirty: false,

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_main};
-use ipc_core::futex::{self, Futex};
+use ipc_core::raw::futex::{self, Futex};
 use ipc_core::{RawValue, SharedMemory};
 use shared_memory::ShmemConf;
 

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, bail};
 use ipc_core::SharedMemory;
-use ipc_core::futex::Futex;
+use ipc_core::raw::futex::Futex;
 
 use crate::primitive::SharedU64;
 

@@ -275,3 +275,23 @@ fn bank_account_lives_in_the_manager() {
          balance after all that: 2100\n"
     );
 }
+
+#[cfg(feature = "cluster")]
+#[test]
+fn cluster_map_loses_one_chunk_with_its_killed_host_and_finishes() {
+    let out = stdout(&run("cluster_map"));
+    for needle in [
+        "2 hosts joined",
+        "SIGKILL host-a",
+        "succeeded: 199 of 200",
+        "failed: item",
+        "host-b  alive",
+        "host-a  dead",
+        "the map finished with one failed chunk",
+    ] {
+        assert!(
+            out.contains(needle),
+            "cluster_map output lacks `{needle}`:\n{out}"
+        );
+    }
+}

@@ -381,8 +381,18 @@ impl SharedMemory {
         }
     }
 
-    /// Attaches to the segment a handle describes.
-    pub fn attach(handle: &SegmentHandle) -> Result<Self, OpenError> {
+    /// Opens the segment a handle describes (what another process does with a handle it was
+    /// sent), as every object of the workspace opens from its handle.
+    ///
+    /// ```
+    /// use ipc_core::SharedMemory;
+    ///
+    /// let seg = SharedMemory::anonymous(64)?;
+    /// let again = SharedMemory::open(&seg.handle())?;
+    /// again.write(0, b"hi")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(handle: &SegmentHandle) -> Result<Self, OpenError> {
         match &handle.kind {
             HandleKind::Named { name } => Self::builder(name).open(),
             HandleKind::Anonymous {
@@ -392,6 +402,12 @@ impl SharedMemory {
                 ino,
             } => attach_anonymous(*holder, *fd, *dev, *ino),
         }
+    }
+
+    /// The earlier name of [`open`](Self::open).
+    #[doc(hidden)]
+    pub fn attach(handle: &SegmentHandle) -> Result<Self, OpenError> {
+        Self::open(handle)
     }
 
     /// A second handle of the same segment (as `std::fs::File::try_clone`). The clone never
@@ -406,7 +422,7 @@ impl SharedMemory {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_clone(&self) -> Result<Self, OpenError> {
-        let mut clone = Self::attach(&self.handle())?;
+        let mut clone = Self::open(&self.handle())?;
         if self.object {
             clone.mark_object();
         }
@@ -648,6 +664,6 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = SegmentHandle::deserialize(d)?;
-        Self::attach(&handle).map_err(serde::de::Error::custom)
+        Self::open(&handle).map_err(serde::de::Error::custom)
     }
 }

@@ -4,8 +4,9 @@
 use std::fs::OpenOptions;
 use std::time::Duration;
 
-use ipc_core::header::{HEADER_SIZE, LAYOUT_VERSION};
-use ipc_core::{ObjectSegment, OpenError, Placement, RawArray, SharedMemory, TypeFingerprint};
+use ipc_core::raw::header::{HEADER_SIZE, LAYOUT_VERSION};
+use ipc_core::raw::{ObjectSegment, TypeFingerprint};
+use ipc_core::{OpenError, Placement, RawArray, SharedMemory};
 use proptest::prelude::*;
 
 const SHORT: Duration = Duration::from_millis(1);
@@ -17,7 +18,7 @@ fn fp() -> TypeFingerprint {
 /// A valid RawArray<u64> segment image of 8 elements.
 fn valid_image() -> Vec<u8> {
     let a = RawArray::<u64>::from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
-    let shm = SharedMemory::attach(&a.handle().segment).unwrap();
+    let shm = SharedMemory::open(&a.handle().segment).unwrap();
     let mut img = vec![0u8; shm.len()];
     // SAFETY: nothing holds a reference into the array (RawArray never lends one).
     unsafe { shm.read_unguarded(0, &mut img) }.unwrap();

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{child_input, spawn_child};
-use ipc_core::futex::{self, Futex, WaitResult};
+use ipc_core::raw::futex::{self, Futex, WaitResult};
 use ipc_core::{ObjectHandle, RawArray};
 
 /// Word 0: the parent's signal; word 1: the child's acknowledgement.

@@ -219,7 +219,7 @@ fn array_and_segment_handles_attach_in_the_child() {
         let seg = SharedMemory::anonymous(64).unwrap();
         let handles = (
             RawArray::open(&array.handle()).unwrap(),
-            SharedMemory::attach(&seg.handle()).unwrap(),
+            SharedMemory::open(&seg.handle()).unwrap(),
         );
         let p = process(method, double_and_mark, handles);
         p.start().unwrap();

@@ -20,7 +20,7 @@ fn anonymous_segment_reads_back_and_reattaches() {
     assert_eq!(seg.len(), 4096);
     assert_eq!(seg.name(), None);
     seg.write(4090, b"abcdef").unwrap();
-    let again = SharedMemory::attach(&seg.handle()).unwrap();
+    let again = SharedMemory::open(&seg.handle()).unwrap();
     let mut buf = [0u8; 6];
     again.read(4090, &mut buf).unwrap();
     assert_eq!(&buf, b"abcdef");
@@ -122,7 +122,7 @@ fn child_writes_into_anonymous_segment() {
         return;
     };
     // The child did not inherit the memfd (it is close-on-exec): it reopens it through /proc.
-    let seg = SharedMemory::attach(&handle).unwrap();
+    let seg = SharedMemory::open(&handle).unwrap();
     let mut buf = [0u8; 5];
     seg.read(0, &mut buf).unwrap();
     assert_eq!(&buf, b"hello");
@@ -370,12 +370,12 @@ fn a_segment_holding_an_object_refuses_plain_copies() {
     assert_eq!(plain.write(300, &buf), Err(AccessError::HoldsObject));
     // Anonymous: attached through the object's handle.
     let anon = RawArray::<u64>::new(4).unwrap();
-    let plain = SharedMemory::attach(&anon.handle().segment).unwrap();
+    let plain = SharedMemory::open(&anon.handle().segment).unwrap();
     assert_eq!(plain.write(0, &buf), Err(AccessError::HoldsObject));
     // The object's own segment handle refuses too.
-    let seg = ipc_core::ObjectSegment::open(
+    let seg = ipc_core::raw::ObjectSegment::open(
         &anon.handle(),
-        &ipc_core::TypeFingerprint::of::<u64>("RawArray"),
+        &ipc_core::raw::TypeFingerprint::of::<u64>("RawArray"),
     )
     .unwrap();
     assert_eq!(

@@ -136,7 +136,7 @@ mod tests {
         // Another type fingerprint: it does not open as a RawArray.
         assert!(RawArray::<u64>::open(&handle).is_err());
         // A plain segment attached to it refuses to copy over it.
-        let plain = SharedMemory::attach(&handle.segment).unwrap();
+        let plain = SharedMemory::open(&handle.segment).unwrap();
         assert_eq!(plain.write(0, &[0; 8]), Err(AccessError::HoldsObject));
         assert_eq!(&data[..], [1, 2, 3]);
     }

@@ -524,3 +524,76 @@ fn a_big_pool_fits_a_default_descriptor_limit() {
     );
     assert!(text.contains("RESULT "), "{text}");
 }
+
+/// Holds its task far longer than any test waits; its argument is large enough to travel in a
+/// spill segment of its own (the task queue's slots hold 512 bytes).
+fn hold_big(s: String) -> usize {
+    std::thread::sleep(Duration::from_secs(300));
+    s.len()
+}
+
+/// The names in `/dev/shm` of queue spill segments whose first bytes hold `marker`.
+fn spills_holding(marker: &str) -> Vec<String> {
+    use std::io::Read;
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(ipc_core::NAME_PREFIX) {
+                return None;
+            }
+            let mut head = vec![0u8; 4096];
+            let n = std::fs::File::open(e.path()).ok()?.read(&mut head).ok()?;
+            let head = &head[..n];
+            let ours = head.starts_with(b"IPCQSPL1")
+                && head.windows(marker.len()).any(|w| w == marker.as_bytes());
+            ours.then_some(name)
+        })
+        .collect()
+}
+
+/// Python's pool leaves nothing behind after `terminate()`; ours neither, whatever the order of
+/// terminate, drop and a worker's death: the task queues' large arguments (spill segments)
+/// still queued when the workers die all go.
+#[test]
+fn terminate_with_queued_big_tasks_leaves_no_spill_segments() {
+    for how in ["terminate", "drop", "a worker killed, then terminate"] {
+        let m = format!(
+            "pool-spill-{}-{:x}-",
+            std::process::id(),
+            ipc_core::random_u128()
+        );
+        let mut pool = Pool::new(2).unwrap();
+        let pending: Vec<_> = (0..20)
+            .map(|i| {
+                pool.apply_async(hold_big, format!("{m}{i:02}{}", "a".repeat(2000)))
+                    .unwrap()
+            })
+            .collect();
+        // Every task is handed out at once (the credit is above 10 per worker); the two the
+        // workers took have had their segments removed already.
+        assert!(
+            wait_until(Duration::from_secs(60), || spills_holding(&m).len() == 18),
+            "{how}: {} spills",
+            spills_holding(&m).len()
+        );
+        match how {
+            "terminate" => pool.terminate(),
+            "drop" => drop(pool),
+            _ => {
+                let victim = pool.worker_pids()[0];
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+                pool.terminate();
+            }
+        }
+        drop(pending);
+        assert!(
+            wait_until(Duration::from_secs(60), || spills_holding(&m).is_empty()),
+            "{how}: spill segments left in /dev/shm: {:?}",
+            spills_holding(&m)
+        );
+    }
+}

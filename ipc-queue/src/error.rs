@@ -159,6 +159,11 @@ pub enum TryPutError<T> {
     /// This handle's role (a ring end) was handed over to another process by serialising the
     /// handle; this handle is inert.
     HandedOver(T),
+    /// This handle puts no more: it was [`close`](crate::Queue::close)d, or opened as a consumer
+    /// only (Python raises `ValueError` on `put` after `close`).
+    Closed(T),
+    /// The queue was [`shutdown`](crate::Queue::shutdown) (Python raises `ShutDown`).
+    ShutDown(T),
 }
 
 /// `put` (`send`) failed; the value comes back.
@@ -181,6 +186,11 @@ pub enum PutError<T> {
     /// This handle's role (a ring end) was handed over to another process by serialising the
     /// handle; this handle is inert.
     HandedOver(T),
+    /// This handle puts no more: it was [`close`](crate::Queue::close)d, or opened as a consumer
+    /// only (Python raises `ValueError` on `put` after `close`).
+    Closed(T),
+    /// The queue was [`shutdown`](crate::Queue::shutdown) (Python raises `ShutDown`).
+    ShutDown(T),
 }
 
 macro_rules! put_error_impls {
@@ -195,7 +205,9 @@ macro_rules! put_error_impls {
                     | Self::Encode(v, _)
                     | Self::Spill(v, _)
                     | Self::NotAttached(v)
-                    | Self::HandedOver(v) => v,
+                    | Self::HandedOver(v)
+                    | Self::Closed(v)
+                    | Self::ShutDown(v) => v,
                 }
             }
         }
@@ -210,6 +222,8 @@ macro_rules! put_error_impls {
                     Self::Spill(_, e) => f.debug_tuple("Spill").field(&"..").field(e).finish(),
                     Self::NotAttached(_) => f.write_str("NotAttached(..)"),
                     Self::HandedOver(_) => f.write_str("HandedOver(..)"),
+                    Self::Closed(_) => f.write_str("Closed(..)"),
+                    Self::ShutDown(_) => f.write_str("ShutDown(..)"),
                 }
             }
         }
@@ -226,6 +240,8 @@ macro_rules! put_error_impls {
                     Self::Spill(_, e) => write!(f, "cannot place a large message: {e}"),
                     Self::NotAttached(_) => f.write_str(NOT_ATTACHED),
                     Self::HandedOver(_) => f.write_str(HANDED_OVER),
+                    Self::Closed(_) => f.write_str(PUT_CLOSED),
+                    Self::ShutDown(_) => f.write_str(SHUT_DOWN),
                 }
             }
         }
@@ -247,6 +263,10 @@ const NOT_ATTACHED: &str = "this handle cannot act in this process: it is a fork
     held by a live process, or the identity is unreadable)";
 const HANDED_OVER: &str = "this end was handed over to another process (its handle was \
     serialised); this handle is inert";
+const PUT_CLOSED: &str = "this handle puts no more: it was closed, or opened to get only";
+const GET_CLOSED: &str =
+    "this handle gets no more: it was closed for receiving, or opened to put only";
+const SHUT_DOWN: &str = "the queue was shut down";
 
 put_error_impls!(TryPutError, Full, "the queue is full");
 put_error_impls!(PutError, Timeout, "timed out waiting for a free slot");
@@ -271,6 +291,12 @@ pub enum TryGetError {
     /// This handle's role (a ring end) was handed over to another process by serialising the
     /// handle; this handle is inert.
     HandedOver,
+    /// This handle gets no more: it was closed for receiving
+    /// ([`close_receiving`](crate::Queue::close_receiving)), or opened as a producer only.
+    Closed,
+    /// The queue was [`shutdown`](crate::Queue::shutdown) and is empty, or was shut down
+    /// immediately (Python raises `ShutDown`).
+    ShutDown,
 }
 
 /// `get` (`recv`) failed.
@@ -293,6 +319,12 @@ pub enum GetError {
     /// This handle's role (a ring end) was handed over to another process by serialising the
     /// handle; this handle is inert.
     HandedOver,
+    /// This handle gets no more: it was closed for receiving
+    /// ([`close_receiving`](crate::Queue::close_receiving)), or opened as a producer only.
+    Closed,
+    /// The queue was [`shutdown`](crate::Queue::shutdown) and is empty, or was shut down
+    /// immediately (Python raises `ShutDown`).
+    ShutDown,
 }
 
 macro_rules! get_error_impls {
@@ -309,6 +341,8 @@ macro_rules! get_error_impls {
                     Self::Spill(e) => write!(f, "cannot open a large message: {e}"),
                     Self::NotAttached => f.write_str(NOT_ATTACHED),
                     Self::HandedOver => f.write_str(HANDED_OVER),
+                    Self::Closed => f.write_str(GET_CLOSED),
+                    Self::ShutDown => f.write_str(SHUT_DOWN),
                 }
             }
         }
@@ -338,6 +372,8 @@ impl From<TryGetError> for GetError {
             TryGetError::Spill(e) => Self::Spill(e),
             TryGetError::NotAttached => Self::NotAttached,
             TryGetError::HandedOver => Self::HandedOver,
+            TryGetError::Closed => Self::Closed,
+            TryGetError::ShutDown => Self::ShutDown,
         }
     }
 }
@@ -352,6 +388,8 @@ impl<T> From<TryPutError<T>> for PutError<T> {
             TryPutError::Spill(v, e) => Self::Spill(v, e),
             TryPutError::NotAttached(v) => Self::NotAttached(v),
             TryPutError::HandedOver(v) => Self::HandedOver(v),
+            TryPutError::Closed(v) => Self::Closed(v),
+            TryPutError::ShutDown(v) => Self::ShutDown(v),
         }
     }
 }

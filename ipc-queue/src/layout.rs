@@ -1,10 +1,11 @@
-//! How this crate's objects sit in an `ipc_core::ObjectSegment`: the header's element type is a
+//! How this crate's objects sit in an `ipc_core::raw::ObjectSegment`: the header's element type is a
 //! byte aligned to 128 (so the payload starts on a cache-line boundary), its capacity is the
 //! payload's size in bytes, and its descriptor names the object kind and layout version, e.g.
 //! `ipc_queue::Queue<u64>/1`. Each object validates the rest of its layout against that size.
 
-use ipc_core::header::fnv1a;
-use ipc_core::{ObjectHandle, ObjectSegment, Placement, TypeFingerprint};
+use ipc_core::raw::header::fnv1a;
+use ipc_core::raw::{ObjectSegment, TypeFingerprint};
+use ipc_core::{ObjectHandle, Placement};
 
 use crate::error::{CreateError, OpenError};
 

@@ -11,12 +11,17 @@
 //! |------------------------------------------|------------------------------------------------------|
 //! | `Queue(maxsize)`                         | [`Queue::<T>::new`](Queue)`(cap)` for `T: Pod`; `Queue::<T, `[`Serde`]`>::new(cap)` for any serde `T` |
 //! | `put`, `get`, `put_nowait`, `get_nowait` | `put`, `get`, `try_put`, `try_get`, `put_timeout`, `get_timeout` |
-//! | `qsize`, `empty`, `full`, `close`        | `len`, `is_empty`, `is_full`, `close`                |
-//! | `JoinableQueue`                          | [`JoinableQueue`]: `task_done`, `join`               |
+//! | `qsize`, `empty`, `full`, `close`        | `len`, `is_empty`, `is_full`, `close` (then `put` fails with `Closed`) |
+//! | `shutdown(immediate)` (3.13)             | [`Queue::shutdown`]                                  |
+//! | `JoinableQueue`                          | [`JoinableQueue`]: `task_done`, `join` (a [`JoinError`] instead of waiting for ever on the dead) |
 //! | `SimpleQueue`                            | [`SimpleQueue`]                                      |
 //! | `Pipe(duplex)`                           | [`pipe`], [`pipe_simplex`] → [`Connection`]s         |
-//! | `connection.wait(objects, timeout)`      | [`wait`]                                             |
+//! | `connection.wait(objects, timeout)`      | [`wait`], with process sentinels among the objects   |
+//! | `Process(args=(q,))`                     | `Process::new(f, q.try_clone()?)`                    |
 //! | (none)                                   | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
+//!
+//! Every queue has a bound (`Queue::new(0)` is an error): the README says why there is no
+//! unbounded queue, and lists every other deliberate difference from Python.
 //!
 //! ```
 //! use ipc_queue::{Queue, RingBuffer, Serde, pipe};
@@ -39,11 +44,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Every object passes to another process by its handle (`handle()`, then `open` there); the
-//! design notes are in the crate's README.
+//! Every object passes to another process by its handle (`handle()`, then `open` there), or as a
+//! `Process` argument; `try_clone()` keeps one for the caller. The design notes are in the
+//! crate's README.
 
 mod claim;
 mod error;
+mod fork;
 mod joinable_queue;
 mod layout;
 mod membership;
@@ -53,14 +60,16 @@ mod pipe;
 mod primitive;
 mod queue;
 mod raw_queue;
+mod reaper;
 mod ring;
 mod signal;
 mod simple_queue;
+mod spill;
 mod spsc_index;
 mod wait;
 
 pub use error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
-pub use joinable_queue::{JoinTimeout, JoinableQueue, TaskDoneError};
+pub use joinable_queue::{JoinError, JoinableQueue, TaskDoneError};
 pub use participants::{DEFAULT_PARTICIPANTS, MAX_PARTICIPANTS};
 pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, PipeBuilder, RecvError,

@@ -91,7 +91,7 @@ pub(crate) struct Membership {
     id: ParticipantId,
     me: Identity,
     role: u32,
-    /// The fork generation the entry was claimed in (see `primitive::fork_generation`).
+    /// The fork generation the entry was claimed in (see `fork::generation`).
     generation: u64,
 }
 
@@ -109,7 +109,7 @@ fn attach_in(
 impl Membership {
     /// Claims an entry of `table` with `role`.
     pub(crate) fn attach(table: &Table<'_, Kernel>, role: u32) -> Result<Self, AttachError> {
-        let generation = crate::primitive::fork_generation();
+        let generation = crate::fork::generation();
         let (id, me) = attach_in(table, role)?;
         Ok(Self {
             id,
@@ -130,7 +130,7 @@ impl Membership {
     /// its parent's id, which peers judge by the parent's life.
     #[inline]
     pub(crate) fn id(&mut self, table: &Table<'_, Kernel>) -> Result<ParticipantId, NotAttached> {
-        if self.generation != crate::primitive::fork_generation() {
+        if self.generation != crate::fork::generation() {
             self.reattach(table)?;
         }
         Ok(self.id)
@@ -146,7 +146,7 @@ impl Membership {
 
     #[cold]
     fn reattach(&mut self, table: &Table<'_, Kernel>) -> Result<(), NotAttached> {
-        let generation = crate::primitive::fork_generation();
+        let generation = crate::fork::generation();
         let (id, me) = attach_in(table, self.role).map_err(|_| NotAttached)?;
         self.id = id;
         self.me = me;
@@ -164,7 +164,7 @@ impl Membership {
 
     /// Releases the entry (only in the process that claimed it).
     pub(crate) fn release(&self, table: &Table<'_, Kernel>) {
-        if self.generation == crate::primitive::fork_generation() {
+        if self.generation == crate::fork::generation() {
             table.release(self.id, self.me);
         }
     }

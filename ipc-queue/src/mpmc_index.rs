@@ -33,6 +33,27 @@
 //! moves from `p` to `p + 1` once slot `p` has left Full(p) or was skipped. Since a slot is only
 //! claimed at the current tail (head), claims happen in position order, every committed message
 //! is read exactly once, and a skipped slot is never read.
+//!
+//! ## A limit below the slot count
+//!
+//! The protocol needs two slots to tell laps apart (with one, Empty(p + 1) and Full(p) would be
+//! the same word), but Python's `Queue(maxsize=1)` is full after one put. So a ring may hold
+//! fewer messages than it has slots: its *limit* `l` ([`SlotWords::limit`]). A producer at tail
+//! `p` may claim slot `p` only once position `p - l` has been read and released, which it sees
+//! in that position's own slot word (the *gate*):
+//!
+//! | gate slot (position `q = p - l`) | word            | the producer at `p`                  |
+//! |----------------------------------|-----------------|--------------------------------------|
+//! | released                         | `seq >= q + cap` | claims slot `p` as usual             |
+//! | Full(q)                          | `seq q+1, 0`     | `Full`: the queue holds `l` messages |
+//! | Writing(q), Reading(q)           | `seq q / q+1, id` | `Stuck`: waits, or recovers it if `id` is gone |
+//! | an older word (Empty(q), ...)    | `seq <= q`       | `Full`: the claim of `q` is not visible to us yet (the tail is read Relaxed), but it was made |
+//!
+//! A released position stays released (a slot's sequence only grows), so a gate seen open
+//! cannot close before the claim's CAS: at most `l` positions from the oldest unreleased one
+//! are ever claimed, i.e. the ring never holds more than `l` messages, without a shared count
+//! (which a process killed between counting and claiming would leave wrong for good). The gate
+//! is read only when `l < cap`, which happens only for `l = 1` on two slots.
 
 use crate::primitive::{AtomicU64, CachePadded, Ordering};
 
@@ -110,6 +131,11 @@ pub(crate) struct Stuck {
 pub(crate) trait SlotWords {
     /// The number of slots.
     fn capacity(&self) -> u64;
+    /// The most messages the ring may hold: between 1 and `capacity` (see "A limit below the
+    /// slot count").
+    fn limit(&self) -> u64 {
+        self.capacity()
+    }
     /// The state word of slot `index` (`index < capacity`).
     fn word(&self, index: usize) -> &AtomicU64;
 }
@@ -140,6 +166,9 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
         let (seq, owner) = unpack(word);
         let d = diff(seq, pos);
         if d == 0 && owner == 0 {
+            if let Gate::Closed(claim) = gate(slots, pos) {
+                return claim;
+            }
             // ORDERING: Acquire on success, as for the load above; Relaxed on failure (retry).
             if slots
                 .word(index)
@@ -170,6 +199,48 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
                 }
             }
         }
+    }
+}
+
+/// What the gate of position `pos` says (see "A limit below the slot count").
+enum Gate {
+    /// The position `limit` places back has been released (or the ring has no gate).
+    Open,
+    /// The ring holds `limit` messages: `Full`, or `Stuck` on a claimer of the gate slot.
+    Closed(PutClaim),
+}
+
+fn gate(slots: &impl SlotWords, pos: u64) -> Gate {
+    let cap = slots.capacity();
+    let limit = slots.limit();
+    if limit >= cap {
+        return Gate::Open;
+    }
+    let Some(q) = pos.checked_sub(limit) else {
+        // No position that far back was ever written.
+        return Gate::Open;
+    };
+    let index = (q % cap) as usize;
+    // ORDERING: Acquire, pairs with the Release CAS of `finish_get` (or a recovery's AcqRel)
+    // that released position `q`: the put that finds room happens after the get that made it,
+    // as in a queue with a lock. Publishes nothing by itself.
+    let word = slots.word(index).load(Ordering::Acquire);
+    let (seq, owner) = unpack(word);
+    let d = diff(seq, q);
+    if d >= cap as i64 {
+        Gate::Open
+    } else if (d == 0 || d == 1) && owner != 0 {
+        Gate::Closed(PutClaim::Stuck(Stuck {
+            slot: index,
+            word,
+            reading: d == 1,
+        }))
+    } else {
+        // Full(q), or an older word of the slot: the tail has passed `q`, so position `q` has
+        // been claimed, but our relaxed view of the tail does not order the claim before this
+        // load, which may still see the slot as it was (Empty(q), or a lap before). Either way
+        // position `q` is not released: the ring holds its `limit` messages.
+        Gate::Closed(PutClaim::Full)
     }
 }
 
@@ -268,6 +339,9 @@ pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
         .is_ok()
 }
 
+// The queue's own recovery (`RawQueue::recover`) inlines this to read a dead reader's record
+// before the CAS; the loom models check this form.
+#[allow(dead_code)]
 /// Moves a stuck slot on if `alive` says its claimer is gone (see [`recover`]); `true` if the
 /// claimer is gone (the slot has then moved on, by us or by someone else), `false` if it may be
 /// alive (the slot is left alone: only a claimer known gone loses its slot).

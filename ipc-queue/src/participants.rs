@@ -6,12 +6,13 @@
 //! This file names only `crate::primitive` and `ipc_core::Liveness`; the kernel is asked through
 //! an [`Oracle`], so `tests/loom.rs` model-checks the claim and release protocol.
 //!
-//! ## An entry (16 bytes)
+//! ## An entry (24 bytes)
 //!
 //! | word    | bits                          | meaning                                        |
 //! |---------|-------------------------------|------------------------------------------------|
 //! | `owner` | 63..32 pid, 31..0 start tag   | the holder's identity, one word; 0: free        |
 //! | `state` | 63..32 generation, 31..0 roles | generation bumped at every claim; the roles held |
+//! | `taken` | 63..0 count                   | a `JoinableQueue`'s tasks this holder got and has not marked done (reset at every claim; written only by the holder) |
 //!
 //! The identity is published by one 64-bit CAS, so no reader ever sees a pid without its start
 //! tag. A participant id is `generation % 2^16 << 16 | (index + 1)`: 32 bits, recorded in queue
@@ -83,6 +84,7 @@ pub(crate) trait Oracle {
 pub(crate) struct Entry {
     owner: AtomicU64,
     state: AtomicU64,
+    taken: AtomicU64,
 }
 
 impl Entry {
@@ -92,13 +94,14 @@ impl Entry {
         Self {
             owner: AtomicU64::new(0),
             state: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
         }
     }
 }
 
 /// Bytes of one entry.
 pub(crate) const ENTRY_BYTES: usize = size_of::<Entry>();
-const _: () = assert!(ENTRY_BYTES == 16);
+const _: () = assert!(ENTRY_BYTES == 24);
 
 /// A participant id: `generation << 16 | (index + 1)`; 0 means "nobody".
 pub(crate) type ParticipantId = u32;
@@ -169,6 +172,9 @@ impl<'a, O: Oracle> Table<'a, O> {
     /// Finishes a claim of `entry` (ours since the CAS on its owner): a new generation and our
     /// roles.
     fn claimed(&self, index: usize, entry: &Entry, role: u32) -> ParticipantId {
+        // ORDERING: Relaxed, our own entry from the CAS on: published by the Release store of
+        // `state` below. A previous holder's count is not ours.
+        entry.taken.store(0, Ordering::Relaxed);
         // ORDERING: Relaxed, our own entry: only the holder writes `state`.
         let generation = (entry.state.load(Ordering::Relaxed) >> 32).wrapping_add(1) as u32;
         // ORDERING: Release, pairs with the Acquire loads of `state` in `is_alive` and the role
@@ -240,6 +246,26 @@ impl<'a, O: Oracle> Table<'a, O> {
             // ORDERING: Acquire, pairs with the CASes of `attach`/`release`.
             let owner = entry.owner.load(Ordering::Acquire);
             self.holder_alive(owner)
+        })
+    }
+
+    /// The `taken` count of our own entry `id` (`JoinableQueue`), if `id` names an entry.
+    pub(crate) fn taken(&self, id: ParticipantId) -> Option<&AtomicU64> {
+        self.entry(id).map(|(_, e)| &e.taken)
+    }
+
+    /// Whether any live holder's `taken` count is above zero: some handle got a task and may
+    /// still mark it done.
+    pub(crate) fn any_live_taken(&self) -> bool {
+        self.entries.iter().any(|entry| {
+            // ORDERING: Acquire, pairs with the Release stores of `taken` (a `task_done`
+            // lowering it after its decrement of the unfinished count): a joiner that reads the
+            // lowered count then sees that decrement.
+            entry.taken.load(Ordering::Acquire) != 0 && {
+                // ORDERING: Acquire, pairs with the CASes of `attach`/`release`.
+                let owner = entry.owner.load(Ordering::Acquire);
+                self.holder_alive(owner)
+            }
         })
     }
 

@@ -10,7 +10,7 @@
 //! | offset in a direction         | what                                                  |
 //! |-------------------------------|-------------------------------------------------------|
 //! | 0                             | [`Direction`]: head, tail, signals, the two end claims, sizes |
-//! | `DIRECTION_BYTES`             | the participant table (`participants` entries of 16 bytes) |
+//! | `DIRECTION_BYTES`             | the participant table (`participants` entries of 24 bytes) |
 //! | `DIRECTION_BYTES + table`     | the ring: `capacity` bytes                            |
 //!
 //! End 0 sends on direction 0 and receives on direction 1; end 1 the reverse (simplex: end 1
@@ -68,7 +68,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ipc_core::codec::{DecodeError, EncodeError};
-use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use ipc_core::raw::ObjectSegment;
+use ipc_core::{ObjectHandle, Placement};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -285,9 +286,9 @@ impl DirPlace {
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`, inside the ring; nobody holds a reference into the
         // ring's bytes (they are only ever copied, atomically).
-        unsafe { ipc_core::pod::copy_to_shared(&src[..first], self.data.add(start)) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&src[..first], self.data.add(start)) };
         // SAFETY: the rest wraps to the start of the ring: `src.len() - first <= start`.
-        unsafe { ipc_core::pod::copy_to_shared(&src[first..], self.data) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&src[first..], self.data) };
     }
 
     /// Copies ring bytes from position `pos` (wrapping) into `dst`, with word-wise atomic loads.
@@ -300,9 +301,9 @@ impl DirPlace {
         let first = dst.len().min(cap - start);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`, inside the ring; `a` is private memory.
-        unsafe { ipc_core::pod::copy_from_shared(self.data.add(start), a) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(self.data.add(start), a) };
         // SAFETY: the rest wraps to the start of the ring: `b.len() <= start`.
-        unsafe { ipc_core::pod::copy_from_shared(self.data, b) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(self.data, b) };
     }
 }
 
@@ -489,6 +490,7 @@ pub fn pipe() -> Result<(Connection, Connection), CreateError> {
 /// assert!(r.send_bytes(b"no").is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "Pipe")]
 pub fn pipe_simplex() -> Result<(Connection, Connection), CreateError> {
     PipeBuilder::new().duplex(false).create()
 }
@@ -516,6 +518,7 @@ pub fn pipe_with_capacity(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `create()`"]
 pub struct PipeBuilder {
     placement: Placement,
     capacity: usize,
@@ -1014,6 +1017,30 @@ impl Connection {
         }
     }
 
+    /// Another handle of the same end (as `std::fs::File::try_clone`), on the same mapping: pass
+    /// one to a [`Process`](ipc_core::Process), which takes its argument, and keep the other.
+    /// Drop the one you keep to let the reader see end-of-file once the child is done, as
+    /// Python's "close the writer in the parent" does.
+    ///
+    /// ```
+    /// let (mut r, w) = ipc_queue::pipe_simplex()?;
+    /// let mut w2 = w.try_clone()?;
+    /// drop(w);
+    /// w2.send(&1u8)?;
+    /// assert_eq!(r.recv::<u8>()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        let mut c = Self::attach(
+            std::sync::Arc::clone(&self.seg),
+            self.end,
+            self.tx.is_some(),
+            self.rx.is_some(),
+        )?;
+        c.spin = self.spin;
+        Ok(c)
+    }
+
     /// Attaches to the end of a pipe a handle names (typically in a child process). Any number
     /// of handles may be attached to the same end.
     pub fn open(handle: &ConnectionHandle) -> Result<Self, OpenError> {
@@ -1024,6 +1051,25 @@ impl Connection {
             handle.send,
             handle.recv,
         )
+    }
+
+    /// Whether this end can receive (Python's `Connection.readable`): false only for the
+    /// writing end of a one-way pipe.
+    ///
+    /// ```
+    /// let (r, w) = ipc_queue::pipe_simplex()?;
+    /// assert!(r.readable() && !r.writable());
+    /// assert!(w.writable() && !w.readable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn readable(&self) -> bool {
+        self.rx.is_some()
+    }
+
+    /// Whether this end can send (Python's `Connection.writable`): false only for the reading
+    /// end of a one-way pipe.
+    pub fn writable(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).

@@ -16,6 +16,8 @@ use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryP
 use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
 use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
+use crate::reaper;
+use crate::spill::{self, KIND_INLINE, KIND_SPILLED, RECORD_HEADER};
 
 /// `Pod` values are copied into the slot as they are (the default).
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,61 +51,6 @@ impl Encoding for Serde {
 /// to a segment of their own).
 pub const DEFAULT_SLOT_SIZE: usize = 120;
 const MIN_SERDE_SLOT: usize = 64;
-const RECORD_HEADER: usize = 8;
-const KIND_INLINE: u32 = 0;
-const KIND_SPILLED: u32 = 1;
-
-/// The head of a spill segment (a serde message larger than a slot, in a named segment of its
-/// own whose name travels in the slot):
-///
-/// | bytes  | field                                     |
-/// |--------|-------------------------------------------|
-/// | 0..8   | [`SPILL_MAGIC`]                            |
-/// | 8..24  | the id of the queue it was put on (u128, native endian) |
-/// | 24..32 | the message's length (u64, native endian)  |
-/// | 32..   | the encoded message                        |
-///
-/// A receiver unlinks a named segment only after checking the magic and its own queue's id, so a
-/// slot that names some other segment (another object, a plain segment, another queue's spill)
-/// is `Corrupted` and nothing is unlinked. Object segments refuse plain reads altogether.
-const SPILL_HEADER: usize = 32;
-const SPILL_MAGIC: [u8; 8] = *b"IPCQSPL1";
-
-fn spill_header(queue: u128, len: usize) -> [u8; SPILL_HEADER] {
-    let mut h = [0u8; SPILL_HEADER];
-    h[..8].copy_from_slice(&SPILL_MAGIC);
-    h[8..24].copy_from_slice(&queue.to_ne_bytes());
-    h[24..].copy_from_slice(&(len as u64).to_ne_bytes());
-    h
-}
-
-/// Opens the spill segment `name` if it is one of queue `queue`'s, without unlinking it;
-/// returns it with the message's length.
-fn open_spill(queue: u128, name: &[u8]) -> Result<(SharedMemory, usize), TryGetError> {
-    let name = std::str::from_utf8(name).map_err(|_| TryGetError::Corrupted)?;
-    if !name.starts_with(ipc_core::NAME_PREFIX) {
-        return Err(TryGetError::Corrupted);
-    }
-    let seg = SharedMemory::builder(name)
-        .open()
-        .map_err(TryGetError::Spill)?;
-    let mut h = [0u8; SPILL_HEADER];
-    // An object segment refuses the read: not a spill.
-    seg.read(0, &mut h).map_err(|_| TryGetError::Corrupted)?;
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&h[8..24]);
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&h[24..]);
-    if h[..8] != SPILL_MAGIC || u128::from_ne_bytes(id) != queue {
-        return Err(TryGetError::Corrupted);
-    }
-    let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| TryGetError::Corrupted)?;
-    if len > seg.len().saturating_sub(SPILL_HEADER) {
-        return Err(TryGetError::Corrupted);
-    }
-    Ok((seg, len))
-}
-
 /// A bounded multi-producer multi-consumer queue in shared memory, like Python's
 /// `multiprocessing.Queue`.
 ///
@@ -162,6 +109,8 @@ fn put_error<T>(e: WaitEnd, value: T) -> PutError<T> {
         WaitEnd::Disconnected => PutError::Disconnected(value),
         WaitEnd::Corrupted => PutError::Corrupted(value),
         WaitEnd::NotAttached => PutError::NotAttached(value),
+        WaitEnd::Closed => PutError::Closed(value),
+        WaitEnd::ShutDown => PutError::ShutDown(value),
     }
 }
 
@@ -169,6 +118,8 @@ fn try_put_error<T>(e: WaitEnd, value: T) -> TryPutError<T> {
     match e {
         WaitEnd::NotAttached => TryPutError::NotAttached(value),
         WaitEnd::Disconnected => TryPutError::Disconnected(value),
+        WaitEnd::Closed => TryPutError::Closed(value),
+        WaitEnd::ShutDown => TryPutError::ShutDown(value),
         WaitEnd::Timeout | WaitEnd::Corrupted => TryPutError::Corrupted(value),
     }
 }
@@ -179,6 +130,8 @@ fn get_error(e: WaitEnd) -> GetError {
         WaitEnd::Disconnected => GetError::Disconnected,
         WaitEnd::Corrupted => GetError::Corrupted,
         WaitEnd::NotAttached => GetError::NotAttached,
+        WaitEnd::Closed => GetError::Closed,
+        WaitEnd::ShutDown => GetError::ShutDown,
     }
 }
 
@@ -186,6 +139,8 @@ fn try_get_error(e: WaitEnd) -> TryGetError {
     match e {
         WaitEnd::NotAttached => TryGetError::NotAttached,
         WaitEnd::Disconnected => TryGetError::Disconnected,
+        WaitEnd::Closed => TryGetError::Closed,
+        WaitEnd::ShutDown => TryGetError::ShutDown,
         WaitEnd::Timeout | WaitEnd::Corrupted => TryGetError::Corrupted,
     }
 }
@@ -203,6 +158,7 @@ fn try_get_error(e: WaitEnd) -> TryGetError {
 /// s.put("hello".into())?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a builder does nothing until `create()`"]
 pub struct QueueBuilder<T, E: Encoding = Plain> {
     placement: Placement,
     capacity: usize,
@@ -231,7 +187,7 @@ impl<T, E: Encoding> QueueBuilder<T, E> {
 
     /// How many handles may be attached at once, across all processes (default
     /// [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS), at most
-    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 16 bytes of the
+    /// [`MAX_PARTICIPANTS`](crate::MAX_PARTICIPANTS)). Each entry takes 24 bytes of the
     /// segment; an open beyond the limit fails with `OpenError::TooManyParticipants`.
     pub fn participants(mut self, participants: usize) -> Self {
         self.participants = participants;
@@ -309,6 +265,15 @@ impl<T, E: Encoding> Queue<T, E> {
         &self.raw
     }
 
+    pub(crate) fn raw_mut(&mut self) -> &mut RawQueue {
+        &mut self.raw
+    }
+
+    /// The roles this handle holds (for its serialised form).
+    pub(crate) fn role(&self) -> u32 {
+        self.raw.role()
+    }
+
     fn from_raw(raw: RawQueue) -> Self {
         Self {
             raw,
@@ -322,7 +287,40 @@ impl<T, E: Encoding> Queue<T, E> {
         self.raw.handle()
     }
 
-    /// The number of slots.
+    /// Another handle of the same queue, with the same roles (as `std::fs::File::try_clone`):
+    /// pass one to a [`Process`](ipc_core::Process), which takes its argument, and keep the
+    /// other, as Python's `Process(args=(q,))` leaves the caller its `q`. Both share this
+    /// process's mapping; each is a participant of its own (so it fails only when the
+    /// participant table is full).
+    ///
+    /// ```no_run
+    /// use ipc_core::Process;
+    /// use ipc_queue::Queue;
+    ///
+    /// fn square(mut q: Queue<u64>) {
+    ///     let x = q.get().unwrap();
+    ///     q.put(x * x).unwrap();
+    /// }
+    ///
+    /// let mut q = Queue::<u64>::new(4)?;
+    /// q.put(7)?;
+    /// let p = Process::new(square, q.try_clone()?);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(q.get()?, 49);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        let raw = self.raw.try_clone()?;
+        if E::NAME == Serde::NAME {
+            reaper::opened(raw.id());
+        }
+        Ok(Self::from_raw(raw))
+    }
+
+    /// The most messages the queue holds: the capacity it was created with (Python's
+    /// `maxsize`). A queue of one is full after one put, as Python's `Queue(1)` is.
+    #[doc(alias = "maxsize")]
     pub fn capacity(&self) -> usize {
         self.raw.capacity()
     }
@@ -345,17 +343,61 @@ impl<T, E: Encoding> Queue<T, E> {
         self.len() >= self.capacity()
     }
 
-    /// Declares that this handle will put no more messages (Python's `close`): once every
-    /// handle that could put has closed, dropped or died, a blocking `get` on an empty queue
-    /// returns `Disconnected` instead of waiting.
+    /// Declares that this handle will put no more messages (Python's `close`): its later puts
+    /// fail with `Closed` (Python raises `ValueError`), and once every handle that could put has
+    /// closed, dropped or died, a blocking `get` on an empty queue returns `Disconnected`
+    /// instead of waiting. Getting still works.
+    ///
+    /// ```
+    /// use ipc_queue::{PutError, Queue};
+    ///
+    /// let mut q = Queue::<u32>::new(4)?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert!(matches!(q.put(2), Err(PutError::Closed(2))));
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&mut self) {
-        self.raw.set_role(CONSUMER);
+        self.raw.set_role(self.raw.role() & !PRODUCER);
     }
 
-    /// Declares that this handle will get no more messages: once every handle that could get
-    /// has done so, dropped or died, a blocking `put` on a full queue returns `Disconnected`.
+    /// Declares that this handle will get no more messages: its later gets fail with `Closed`,
+    /// and once every handle that could get has done so, dropped or died, a blocking `put` on a
+    /// full queue returns `Disconnected`.
     pub fn close_receiving(&mut self) {
-        self.raw.set_role(PRODUCER);
+        self.raw.set_role(self.raw.role() & !CONSUMER);
+    }
+
+    /// Shuts the queue down for every handle, in every process (Python 3.13's
+    /// `Queue.shutdown(immediate)`): puts fail with `ShutDown` from now on; gets return what is
+    /// in the queue and then fail with `ShutDown`, or fail at once if `immediate`, in which case
+    /// this call discards what is there (a [`JoinableQueue`] counts each discarded message as
+    /// done). Every blocked `put`, `get` and `join` wakes. A shutdown cannot be undone.
+    ///
+    /// A put that was already writing when the shutdown came still lands, as if it had come
+    /// just before (and is discarded if the shutdown is immediate).
+    ///
+    /// ```
+    /// use ipc_queue::{GetError, PutError, Queue};
+    ///
+    /// let mut q = Queue::<u32>::new(4)?;
+    /// q.put(1)?;
+    /// q.shutdown(false);
+    /// assert!(matches!(q.put(2), Err(PutError::ShutDown(2))));
+    /// assert_eq!(q.get()?, 1); // drained first
+    /// assert!(matches!(q.get(), Err(GetError::ShutDown)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&mut self, immediate: bool) {
+        self.raw.shutdown(immediate);
+    }
+
+    /// Whether the queue was shut down (by any handle, in any process; Python's
+    /// `is_shutdown`).
+    #[doc(alias = "is_shutdown")]
+    pub fn is_shut_down(&self) -> bool {
+        self.raw.shutdown_state() != crate::raw_queue::OPEN
     }
 
     /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
@@ -365,7 +407,7 @@ impl<T, E: Encoding> Queue<T, E> {
 }
 
 impl<T: Pod> Queue<T, Plain> {
-    /// A queue of `capacity` slots (at least 2) in a new anonymous segment.
+    /// A queue that holds up to `capacity` messages (at least 1), in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
         Self::create(&Placement::Anonymous, capacity)
     }
@@ -425,7 +467,7 @@ impl<T: Pod> Queue<T, Plain> {
         debug_assert!(slot.len >= size_of::<T>());
         // SAFETY: the slot is ours per the protocol (claimed) and `len >= size_of::<T>()`
         // (checked at open); a word-wise atomic copy, so a hostile peer can only tear it.
-        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
         self.raw.commit_put(pos)
     }
 
@@ -433,7 +475,7 @@ impl<T: Pod> Queue<T, Plain> {
         let mut v = T::zeroed();
         // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
         // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
         self.raw.finish_get(pos);
         v
     }
@@ -503,7 +545,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_put(None).map_err(|e| put_error(e, ()))?;
         // SAFETY: the slot is ours (claimed) and holds `size_of::<T>()` bytes (checked at open);
         // `value` is private memory.
-        unsafe { ipc_core::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(bytemuck::bytes_of(value), slot.ptr) };
         if self.raw.commit_put(pos) {
             Ok(())
         } else {
@@ -516,7 +558,7 @@ impl<T: Pod> Queue<T, Plain> {
         let (pos, slot) = self.raw.claim_get(None).map_err(get_error)?;
         // SAFETY: the slot is ours (claimed for reading) and holds `size_of::<T>()` bytes;
         // `out` is private memory and `T: Pod` accepts any bytes.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
+        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(out)) };
         self.raw.finish_get(pos);
         Ok(())
     }
@@ -560,6 +602,16 @@ impl<T: Pod> Queue<T, Plain> {
 /// A slot of a [`Queue`] loaned for writing in place. The slot is claimed by this process
 /// alone until `commit` (or drop), so handing out `&mut` to its bytes is sound: no other
 /// process reads them before the commit publishes them.
+///
+/// Dropping a loan without [`commit`](Loan::commit) gives the slot up (nothing is delivered), so
+/// an unused loan is a mistake the compiler points out:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let mut q = ipc_queue::Queue::<u64>::new(2).unwrap();
+/// q.loan().unwrap(); // dropped at once: the slot is skipped
+/// ```
+#[must_use = "a loan that is dropped without `commit` delivers nothing"]
 pub struct Loan<'a, T: Pod> {
     q: &'a mut RawQueue,
     pos: u64,
@@ -605,6 +657,7 @@ impl<T: Pod> Drop for Loan<'_, T> {
 }
 
 /// A received message, read in place; its slot is released on drop.
+#[must_use = "a sample that is dropped at once throws its message away unread"]
 pub struct Sample<'a, T: Pod> {
     q: &'a mut RawQueue,
     pos: u64,
@@ -667,6 +720,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     ) -> Result<Self, CreateError> {
         let mut raw = RawQueue::create(placement, &kind::<T, Serde>(joinable), shape, BOTH)?;
         raw.set_joinable(joinable);
+        raw.set_serde(true);
+        reaper::opened(raw.id());
         Ok(Self::from_raw(raw))
     }
 
@@ -696,87 +751,87 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     ) -> Result<Self, OpenError> {
         let mut raw = RawQueue::open(handle, &kind::<T, Serde>(joinable), role)?;
         raw.set_joinable(joinable);
+        raw.set_serde(true);
         if raw.payload_size() < MIN_SERDE_SLOT {
             return Err(OpenError::Corrupted {
                 what: "slot too small",
             });
         }
+        reaper::opened(raw.id());
         Ok(Self::from_raw(raw))
     }
 
-    /// Encodes `value` into `self.buf` and, if too large for a slot, into its own segment
-    /// (whose name then goes into `self.buf`). Returns the record kind.
-    fn encode(&mut self, value: &T) -> Result<u32, EncodeFailure> {
+    /// Encodes `value` into `self.buf` and, if too large for a slot, into a spill segment of
+    /// its own (whose name then goes into `self.buf`), returned still owned by this process's
+    /// cleanup tracker until the record is committed (see `spill.rs`).
+    fn encode(&mut self, value: &T) -> Result<Option<SharedMemory>, EncodeFailure> {
         self.buf.clear();
         ipc_core::codec::encode_into(value, &mut self.buf).map_err(EncodeFailure::Encode)?;
         if self.buf.len() <= self.raw.payload_size() - RECORD_HEADER {
-            return Ok(KIND_INLINE);
+            return Ok(None);
         }
-        let len = self.buf.len();
-        let size = len.checked_add(SPILL_HEADER).ok_or(EncodeFailure::Spill(
-            ipc_core::CreateError::InvalidSize { size: len as u64 },
-        ))?;
-        let mut seg = SharedMemory::create_named(size).map_err(EncodeFailure::Spill)?;
-        let written = seg
-            .write(0, &spill_header(self.raw.id(), len))
-            .and_then(|()| seg.write(SPILL_HEADER, &self.buf));
-        if written.is_err() {
-            return Err(EncodeFailure::Spill(ipc_core::CreateError::InvalidSize {
-                size: len as u64,
-            }));
-        }
-        // From here the receiver owns the name: it unlinks it after reading.
-        seg.set_owner(false);
-        let name = seg.name().unwrap_or_default().as_bytes().to_vec();
-        self.buf = name;
-        Ok(KIND_SPILLED)
+        let seg = spill::create(self.raw.id(), &self.buf).map_err(EncodeFailure::Spill)?;
+        self.buf.clear();
+        self.buf
+            .extend_from_slice(seg.name().unwrap_or_default().as_bytes());
+        Ok(Some(seg))
     }
 
-    fn write_record(&mut self, pos: u64, slot: SlotPayload, kind: u32) -> bool {
+    /// Writes the record in `self.buf` into the claimed slot and commits it; a spill is handed
+    /// from this process's tracker to the queue once committed (and removed if the commit
+    /// failed, when dropped while still owned).
+    fn write_record(&mut self, pos: u64, slot: SlotPayload, spilled: Option<SharedMemory>) -> bool {
         let len = self.buf.len();
         debug_assert!(len + RECORD_HEADER <= slot.len);
+        let kind = if spilled.is_some() {
+            KIND_SPILLED
+        } else {
+            KIND_INLINE
+        };
         let mut header = [0u8; RECORD_HEADER];
         header[..4].copy_from_slice(&(len as u32).to_ne_bytes());
         header[4..].copy_from_slice(&kind.to_ne_bytes());
         // SAFETY: the slot is ours (claimed) and holds `slot.len >= len + 8` bytes; word-wise
         // atomic copies.
-        unsafe { ipc_core::pod::copy_to_shared(&header, slot.ptr) };
+        unsafe { ipc_core::raw::pod::copy_to_shared(&header, slot.ptr) };
         // SAFETY: as above, for the bytes after the header.
-        unsafe { ipc_core::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
-        self.raw.commit_put(pos)
+        unsafe { ipc_core::raw::pod::copy_to_shared(&self.buf, slot.ptr.add(RECORD_HEADER)) };
+        let ok = self.raw.commit_put(pos);
+        if ok {
+            if let Some(seg) = spilled {
+                spill::committed(seg);
+            }
+        }
+        ok
     }
 
-    /// Reads a spilled message into `self.buf` and unlinks its segment, once the segment has
-    /// shown itself to be one of this queue's spills.
-    fn unspill(&mut self, name: &[u8]) -> Result<(), TryGetError> {
-        let (mut seg, len) = open_spill(self.raw.id(), name)?;
-        let _ = seg.unlink();
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        seg.read(SPILL_HEADER, &mut self.buf)
-            .map_err(|_| TryGetError::Corrupted)?;
-        Ok(())
-    }
-
-    /// Copies the record out of a claimed slot, frees the slot, then decodes.
+    /// Copies the record out of a claimed slot; for a spilled message, opens its segment and
+    /// unlinks the name while the slot is still ours (so that a consumer killed at any moment
+    /// leaves no name that neither a slot nor a tracker records), then frees the slot and
+    /// decodes.
     fn read(&mut self, pos: u64, slot: SlotPayload) -> Result<T, TryGetError> {
-        let mut header = [0u8; RECORD_HEADER];
         // SAFETY: the slot is ours (claimed for reading) and holds at least 8 bytes.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
-        let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
-        let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
-        if len > slot.len - RECORD_HEADER || kind > KIND_SPILLED {
+        let Some((len, kind)) = (unsafe { spill::header(&slot) }) else {
             self.raw.finish_get(pos);
             return Err(TryGetError::Corrupted);
-        }
+        };
         self.buf.clear();
         self.buf.resize(len, 0);
-        // SAFETY: `len <= slot.len - 8` was checked above; the slot is ours.
-        unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(RECORD_HEADER), &mut self.buf) };
-        self.raw.finish_get(pos);
+        // SAFETY: `len <= slot.len - 8` (checked by `header`); the slot is ours.
+        unsafe { spill::body(&slot, &mut self.buf) };
         if kind == KIND_SPILLED {
-            let name = std::mem::take(&mut self.buf);
-            self.unspill(&name)?;
+            let opened = spill::open(self.raw.id(), &self.buf).map(|(mut seg, len)| {
+                let _ = seg.unlink();
+                (seg, len)
+            });
+            self.raw.finish_get(pos);
+            let (seg, len) = opened?;
+            self.buf.clear();
+            self.buf.resize(len, 0);
+            seg.read(spill::SPILL_HEADER, &mut self.buf)
+                .map_err(|_| TryGetError::Corrupted)?;
+        } else {
+            self.raw.finish_get(pos);
         }
         ipc_core::codec::decode(&self.buf).map_err(TryGetError::Decode)
     }
@@ -792,58 +847,46 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
     }
 
     fn put_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
-        let kind = match self.encode(&value) {
-            Ok(k) => k,
+        if let Err(e) = self.raw.may_put() {
+            return Err(put_error(e, value));
+        }
+        let spilled = match self.encode(&value) {
+            Ok(s) => s,
             Err(e) => return Err(e.put(value)),
         };
+        // On failure `spilled` drops while still owned: its name goes.
         match self.raw.claim_put(deadline) {
             Ok((pos, slot)) => {
-                if self.write_record(pos, slot, kind) {
+                if self.write_record(pos, slot, spilled) {
                     Ok(())
                 } else {
                     Err(PutError::Corrupted(value))
                 }
             }
-            Err(e) => {
-                self.drop_spill(kind);
-                Err(put_error(e, value))
-            }
-        }
-    }
-
-    fn drop_spill(&mut self, kind: u32) {
-        if kind == KIND_SPILLED {
-            if let Ok(name) = std::str::from_utf8(&self.buf) {
-                if let Ok(mut seg) = SharedMemory::builder(name).open() {
-                    let _ = seg.unlink();
-                }
-            }
+            Err(e) => Err(put_error(e, value)),
         }
     }
 
     /// Puts a value if a slot is free now.
     #[doc(alias = "put_nowait")]
     pub fn try_put(&mut self, value: T) -> Result<(), TryPutError<T>> {
-        let kind = match self.encode(&value) {
-            Ok(k) => k,
+        if let Err(e) = self.raw.may_put() {
+            return Err(try_put_error(e, value));
+        }
+        let spilled = match self.encode(&value) {
+            Ok(s) => s,
             Err(e) => return Err(e.try_put(value)),
         };
         match self.raw.try_claim_put() {
             Ok(Some((pos, slot))) => {
-                if self.write_record(pos, slot, kind) {
+                if self.write_record(pos, slot, spilled) {
                     Ok(())
                 } else {
                     Err(TryPutError::Corrupted(value))
                 }
             }
-            Ok(None) => {
-                self.drop_spill(kind);
-                Err(TryPutError::Full(value))
-            }
-            Err(e) => {
-                self.drop_spill(kind);
-                Err(try_put_error(e, value))
-            }
+            Ok(None) => Err(TryPutError::Full(value)),
+            Err(e) => Err(try_put_error(e, value)),
         }
     }
 
@@ -872,24 +915,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
 
 impl<T, E: Encoding> Drop for Queue<T, E> {
     fn drop(&mut self) {
-        // The last handle of a serde queue removes the segments of large messages nobody got.
-        if E::NAME == Serde::NAME && !self.raw.others_alive() {
-            while let Ok(Some((pos, slot))) = self.raw.try_claim_get() {
-                let mut header = [0u8; RECORD_HEADER];
-                // SAFETY: the slot is ours (claimed) and holds at least 8 bytes.
-                unsafe { ipc_core::pod::copy_from_shared(slot.ptr, &mut header) };
-                let len = u32::from_ne_bytes(header[..4].try_into().unwrap_or_default()) as usize;
-                let kind = u32::from_ne_bytes(header[4..].try_into().unwrap_or_default());
-                if kind == KIND_SPILLED && len <= slot.len - RECORD_HEADER {
-                    let mut name = vec![0u8; len];
-                    // SAFETY: `len <= slot.len - 8`; the slot is ours.
-                    unsafe { ipc_core::pod::copy_from_shared(slot.ptr.add(8), &mut name) };
-                    // Only a spill of this queue is unlinked.
-                    if let Ok((mut seg, _)) = open_spill(self.raw.id(), &name) {
-                        let _ = seg.unlink();
-                    }
-                }
-                self.raw.finish_get(pos);
+        // A serde queue's spill segments must not outlive it (see `spill.rs` and `reaper.rs`):
+        // the last handle removes those of the messages nobody got; a handle that is the last of
+        // this process while other processes still hold the queue leaves a watch to the reaper,
+        // which drains the queue once they are gone, killed or not. (The raw queue then
+        // releases this handle's entry.)
+        if E::NAME == Serde::NAME && reaper::closing(self.raw.id()) {
+            if !self.raw.others_alive() {
+                self.raw.discard_all();
+            } else if let Ok(watcher) = self.raw.try_clone() {
+                reaper::watch(watcher);
             }
         }
     }
@@ -927,7 +962,7 @@ impl<T, E: Encoding> Serialize for Queue<T, E> {
 }
 
 /// The roles a deserialised handle takes: those it was sent with, or both if none is named.
-fn wire_role(role: u32) -> u32 {
+pub(crate) fn wire_role(role: u32) -> u32 {
     match role & BOTH {
         0 => BOTH,
         r => r,

@@ -6,12 +6,14 @@
 //! | offset                         | what                                              |
 //! |--------------------------------|---------------------------------------------------|
 //! | 0                              | [`QueueState`] (padded to 128)                     |
-//! | `STATE_BYTES`                  | the participant table: `participants` entries of 16 bytes (padded to 128) |
+//! | `STATE_BYTES`                  | the participant table: `participants` entries of 24 bytes (padded to 128) |
 //! | `STATE_BYTES + table`          | `capacity` slots of `8 + slot_payload` bytes: the slot word, then the payload |
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use ipc_core::raw::ObjectSegment;
+use ipc_core::{ObjectHandle, Placement};
 
 use crate::error::{CreateError, OpenError};
 use crate::layout;
@@ -22,6 +24,7 @@ use crate::participants::{
 };
 use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
+use crate::spill;
 
 /// The shared state of a queue (`#[repr(C)]`, atomics only: any process may write any of it,
 /// so no process holds a plain reference to a field that another can change). The sizes are
@@ -33,16 +36,23 @@ pub(crate) struct QueueState {
     pub(crate) not_empty: CachePadded<Signal>,
     /// Bumped when a slot frees up (putters wait on it).
     pub(crate) not_full: CachePadded<Signal>,
-    /// Messages put but not yet marked done (`JoinableQueue`).
+    /// Messages put but not yet marked done (`JoinableQueue`); see "Joining" in
+    /// `joinable_queue.rs`.
     pub(crate) unfinished: CachePadded<AtomicU64>,
     /// Bumped when `unfinished` reaches zero (`join` waits on it).
     pub(crate) all_done: Signal,
+    /// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`]: Python's `shutdown(immediate)`. Only ever
+    /// goes up (set by a CAS-free `fetch_max`).
+    shutdown: AtomicU32,
     /// The roles ever attached (participant table).
     ever: AtomicU32,
     /// Entries of the participant table (written at creation).
     participants: AtomicU32,
     /// Number of slots (written at creation).
     capacity: AtomicU64,
+    /// The most messages the queue holds, the capacity its creator asked for: the slot count,
+    /// or 1 on the two slots a queue of one needs (written at creation; see `mpmc_index.rs`).
+    limit: AtomicU64,
     /// Bytes of payload per slot, a multiple of 8 (written at creation).
     slot_payload: AtomicU64,
     /// A random 128-bit id (written at creation): the spill segments of large serde messages
@@ -51,7 +61,15 @@ pub(crate) struct QueueState {
 }
 
 const STATE_BYTES: usize = layout::padded(size_of::<QueueState>());
-/// The least number of slots (the slot protocol needs two to tell laps apart).
+
+/// The queue takes puts and gets.
+pub(crate) const OPEN: u32 = 0;
+/// Shut down: puts fail, gets drain what is there and then fail.
+pub(crate) const SHUT_DOWN: u32 = 1;
+/// Shut down immediately: puts and gets fail, and what was there is discarded.
+pub(crate) const SHUT_DOWN_NOW: u32 = 2;
+/// The least number of slots (the slot protocol needs two to tell laps apart; a queue of one
+/// has two slots and a limit of one).
 pub(crate) const MIN_SLOTS: usize = 2;
 
 fn slot_stride(payload: usize) -> Option<usize> {
@@ -77,12 +95,17 @@ fn queue_bytes(slots: usize, stride: usize, participants: usize) -> Option<usize
 struct Slots {
     base: *mut u8,
     capacity: u64,
+    limit: u64,
     stride: usize,
 }
 
 impl SlotWords for Slots {
     fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit
     }
 
     fn word(&self, index: usize) -> &AtomicU64 {
@@ -119,7 +142,8 @@ impl QueueShape {
 }
 
 pub(crate) struct RawQueue {
-    seg: ObjectSegment,
+    /// The mapping, shared by the handles made with `try_clone`.
+    seg: Arc<ObjectSegment>,
     state: *const QueueState,
     table: TablePlace,
     slots: Slots,
@@ -130,13 +154,49 @@ pub(crate) struct RawQueue {
     spin: Duration,
     /// Count puts in `unfinished` (`JoinableQueue`).
     joinable: bool,
+    /// Slots hold serde records (`spill.rs`): draining a slot removes the spill it names.
+    serde: bool,
 }
 
-// SAFETY: the pointers point into `seg`'s mapping, owned by `RawQueue`; every shared access
+// SAFETY: the pointers point into `seg`'s mapping, kept alive by `RawQueue`; every shared access
 // goes through atomics or through slots owned per the protocol.
 unsafe impl Send for RawQueue {}
 // SAFETY: as above; the only per-handle mutable state (`member`, `spin`) needs `&mut self`.
 unsafe impl Sync for RawQueue {}
+
+/// Whether a slot whose word shows no claimer is empty (its message, if any, was read) rather
+/// than holding a committed message. Its sequence tells: Empty(p) holds `p`, Full(p) holds
+/// `p + 1`, for a position `p` of the slot's own index; the 32-bit sequence is placed on the lap
+/// nearest the (possibly stale) head. Anything else counts as not empty.
+fn slot_is_empty(seq: u32, index: usize, head: u64, cap: u64) -> bool {
+    let d = i64::from(seq.wrapping_sub(head as u32) as i32);
+    let pos = head.wrapping_add_signed(d);
+    (pos % cap) as usize == index
+}
+
+/// What `join_check` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinCheck {
+    /// Every task is done.
+    Done,
+    /// Someone alive may still get or finish a task.
+    Wait,
+    /// These unfinished tasks can never be done: every one was taken by a handle that is gone
+    /// (dead, or dropped without `task_done`), or lost with its claimer.
+    Lost(u64),
+    /// Tasks wait in the queue and no handle that could get them is alive.
+    NoConsumer(u64),
+}
+
+/// What one attempt to get found.
+enum Got {
+    /// The message at this position is ours to read.
+    Claimed(u64),
+    /// Nothing to read.
+    Empty,
+    /// The next message is being written (or read, a lap back) by a claimer that may be alive.
+    Busy,
+}
 
 /// How a blocked wait ended.
 pub(crate) enum WaitEnd {
@@ -145,6 +205,10 @@ pub(crate) enum WaitEnd {
     Corrupted,
     /// A fork child's copy of a handle without a participant entry of its own.
     NotAttached,
+    /// This handle does not hold the role (closed for it, or opened without it).
+    Closed,
+    /// The queue was shut down (and, for a get, is empty or was shut down immediately).
+    ShutDown,
 }
 
 impl From<NotAttached> for WaitEnd {
@@ -183,6 +247,7 @@ impl RawQueue {
             let state = unsafe { &*base.cast::<QueueState>() };
             // ORDERING: Relaxed (all four), published by the header's Release publish.
             state.capacity.store(slots as u64, Ordering::Relaxed);
+            state.limit.store(capacity as u64, Ordering::Relaxed);
             state.slot_payload.store(payload as u64, Ordering::Relaxed);
             state
                 .participants
@@ -202,17 +267,35 @@ impl RawQueue {
                 word.store(mpmc_index::pack(i as u64, 0), Ordering::Relaxed);
             }
         })?;
-        Self::from_segment(seg, role).map_err(|e| match e {
+        Self::from_segment(Arc::new(seg), role).map_err(|e| match e {
             OpenError::Identity(e) => CreateError::Identity(e),
             _ => CreateError::InvalidCapacity { capacity },
         })
     }
 
     pub(crate) fn open(handle: &ObjectHandle, kind: &str, role: u32) -> Result<Self, OpenError> {
-        Self::from_segment(layout::open(handle, kind)?, role)
+        Self::from_segment(Arc::new(layout::open(handle, kind)?), role)
     }
 
-    fn from_segment(seg: ObjectSegment, role: u32) -> Result<Self, OpenError> {
+    /// Another handle of the same queue in this process, on the same mapping, with the same
+    /// roles and options and a participant entry of its own.
+    pub(crate) fn try_clone(&self) -> Result<Self, OpenError> {
+        let member = Membership::attach(&self.table.table(), self.member.role())?;
+        Ok(Self {
+            seg: Arc::clone(&self.seg),
+            state: self.state,
+            table: self.table,
+            slots: self.slots,
+            payload: self.payload,
+            id: self.id,
+            member,
+            spin: self.spin,
+            joinable: self.joinable,
+            serde: self.serde,
+        })
+    }
+
+    fn from_segment(seg: Arc<ObjectSegment>, role: u32) -> Result<Self, OpenError> {
         let bytes = seg.capacity();
         if bytes < STATE_BYTES {
             return Err(OpenError::Corrupted {
@@ -223,9 +306,10 @@ impl RawQueue {
         // SAFETY: the payload is 128-aligned and at least STATE_BYTES long (checked above), and
         // the state is atomics only: every bit pattern is a valid state.
         let st = unsafe { &*base.cast::<QueueState>() };
-        // ORDERING: Relaxed (all three), ordered after the header's publish by the Acquire in
+        // ORDERING: Relaxed (all four), ordered after the header's publish by the Acquire in
         // its validation; each is loaded once and validated before use.
         let capacity = st.capacity.load(Ordering::Relaxed);
+        let limit = st.limit.load(Ordering::Relaxed);
         let payload = st.slot_payload.load(Ordering::Relaxed);
         let participants = st.participants.load(Ordering::Relaxed) as usize;
         let bad = OpenError::Corrupted {
@@ -237,6 +321,8 @@ impl RawQueue {
             usize::try_from(payload).map_err(|_| OpenError::Corrupted { what: "slot size" })?;
         if capacity_us < MIN_SLOTS
             || capacity > mpmc_index::MAX_CAPACITY
+            || limit == 0
+            || capacity != limit.max(MIN_SLOTS as u64)
             || payload_us % 8 != 0
             || participants == 0
             || participants > MAX_PARTICIPANTS
@@ -274,12 +360,14 @@ impl RawQueue {
             slots: Slots {
                 base: slots_base,
                 capacity,
+                limit,
                 stride,
             },
             payload: payload_us,
             member,
             spin: signal::DEFAULT_SPIN,
             joinable: false,
+            serde: false,
         })
     }
 
@@ -293,8 +381,9 @@ impl RawQueue {
         self.seg.handle()
     }
 
+    /// The most messages the queue holds (the capacity asked for at creation).
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.capacity as usize
+        self.slots.limit as usize
     }
 
     pub(crate) fn payload_size(&self) -> usize {
@@ -308,6 +397,35 @@ impl RawQueue {
 
     pub(crate) fn set_joinable(&mut self, joinable: bool) {
         self.joinable = joinable;
+    }
+
+    pub(crate) fn set_serde(&mut self, serde: bool) {
+        self.serde = serde;
+    }
+
+    /// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`].
+    pub(crate) fn shutdown_state(&self) -> u32 {
+        // ORDERING: Acquire, pairs with the Release `fetch_max` in `shutdown`; publishes nothing
+        // else (whatever was put before stays in the slots, published by their own words).
+        let s = self.state().shutdown.load(Ordering::Acquire);
+        s.min(SHUT_DOWN_NOW)
+    }
+
+    /// Python's `shutdown(immediate)`: from now on puts fail; gets fail once the queue is empty
+    /// (at once if `immediate`, and what is there is discarded by this call). Every blocked
+    /// caller wakes.
+    pub(crate) fn shutdown(&mut self, immediate: bool) {
+        let to = if immediate { SHUT_DOWN_NOW } else { SHUT_DOWN };
+        // ORDERING: Release, pairs with the Acquire in `shutdown_state`; the RMW keeps the
+        // state monotonic whatever order two shutdowns come in.
+        self.state().shutdown.fetch_max(to, Ordering::Release);
+        if immediate {
+            self.discard_all();
+        }
+        let st = self.state();
+        st.not_empty.notify();
+        st.not_full.notify();
+        st.all_done.notify();
     }
 
     pub(crate) fn spin(&self) -> Duration {
@@ -329,7 +447,8 @@ impl RawQueue {
     }
 
     pub(crate) fn len(&self) -> Option<usize> {
-        mpmc_index::len(&self.state().idx, self.slots.capacity).map(|n| n as usize)
+        mpmc_index::len(&self.state().idx, self.slots.capacity)
+            .map(|n| n.min(self.slots.limit) as usize)
     }
 
     fn me(&mut self) -> Result<u32, NotAttached> {
@@ -349,13 +468,54 @@ impl RawQueue {
 
     /// Recovers a stuck slot if its claimer is gone (its entry changed hands or was released,
     /// or the kernel says its process is dead); `true` if the slot has moved on.
+    ///
+    /// A serde queue's slot left in Reading by a dead consumer may name a spill segment that
+    /// consumer had not unlinked yet: the recoverer copies the record first (nobody writes a
+    /// slot in Reading) and, if its CAS is the one that moves the slot on, removes that spill.
     fn recover(&self, stuck: Stuck) -> bool {
-        let table = self.table();
-        mpmc_index::recover_if_dead(&self.slots, stuck, |id| table.is_alive(id))
+        let (_, owner) = mpmc_index::unpack(stuck.word);
+        if self.table().is_alive(owner) {
+            return false;
+        }
+        let spill_name = (self.serde && stuck.reading)
+            .then(|| {
+                let slot = self.payload_at(stuck.slot as u64);
+                // SAFETY: the slot lies inside the mapping; the copies are word-wise atomic, so a
+                // racing writer (none while the slot is in Reading) could only tear them.
+                match unsafe { spill::header(&slot) } {
+                    Some((len, spill::KIND_SPILLED)) => {
+                        let mut name = vec![0u8; len];
+                        // SAFETY: `len <= slot.len - 8`, checked by `header`.
+                        unsafe { spill::body(&slot, &mut name) };
+                        Some(name)
+                    }
+                    _ => None,
+                }
+            })
+            .flatten();
+        if mpmc_index::recover(&self.slots, stuck) {
+            if let Some(name) = spill_name {
+                spill::remove(self.id, &name);
+            }
+        }
+        true
+    }
+
+    /// Whether this handle may put now: it holds the producer role and the queue is not shut
+    /// down (checked again at every attempt; a caller checks first to refuse before encoding).
+    pub(crate) fn may_put(&self) -> Result<(), WaitEnd> {
+        if self.member.role() & PRODUCER == 0 {
+            return Err(WaitEnd::Closed);
+        }
+        if self.shutdown_state() != OPEN {
+            return Err(WaitEnd::ShutDown);
+        }
+        Ok(())
     }
 
     /// One attempt to claim a slot for writing.
     fn attempt_put(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
+        self.may_put()?;
         let me = self.me()?;
         loop {
             return match mpmc_index::claim_put(&self.state().idx, &self.slots, me) {
@@ -425,8 +585,10 @@ impl RawQueue {
         let Ok(me) = self.me() else { return false };
         if self.joinable {
             // Counted before the message is visible, so a `task_done` never sees it uncounted.
-            // ORDERING: Relaxed, the commit's Release store below publishes it with the message.
-            self.state().unfinished.fetch_add(1, Ordering::Relaxed);
+            // ORDERING: Release, pairs with the Acquire loads of `join_check`: a joiner that
+            // counts this task also sees our claim of its slot. (The commit's Release below
+            // publishes the count with the message to getters.)
+            self.state().unfinished.fetch_add(1, Ordering::Release);
         }
         let ok = mpmc_index::commit_put(&self.slots, pos, me);
         if !ok && self.joinable {
@@ -434,20 +596,187 @@ impl RawQueue {
             self.state().unfinished.fetch_sub(1, Ordering::Relaxed);
         }
         self.state().not_empty.notify();
+        if ok && self.shutdown_state() == SHUT_DOWN_NOW {
+            // An immediate shutdown came while we were writing: its drain may have passed our
+            // slot already, so discard what is left ourselves (our message too, as if it had
+            // come just before the shutdown).
+            self.discard_all();
+        }
         ok
     }
 
+    /// Takes every message out of the queue and discards it, whatever this handle's roles:
+    /// for the last handle's drop, an immediate shutdown, and the reaper. A serde queue's
+    /// spill segments go with their messages; a joinable queue counts each as done. Returns how
+    /// many were discarded. Stops early at a message a live producer is still writing (that
+    /// producer then finds the shutdown and discards it, or the queue's next drain does).
+    pub(crate) fn discard_all(&mut self) -> u64 {
+        let mut n = 0;
+        loop {
+            let mut claimed = None;
+            for _ in 0..64 {
+                match self.attempt_get_any(true) {
+                    Ok(Got::Claimed(pos)) => {
+                        claimed = Some(pos);
+                        break;
+                    }
+                    Ok(Got::Busy) => std::hint::spin_loop(),
+                    _ => break,
+                }
+            }
+            let Some(pos) = claimed else { return n };
+            if self.serde {
+                let slot = self.payload_at(pos);
+                // SAFETY: the slot is ours (claimed for reading) and lies inside the mapping.
+                unsafe { spill::remove_named_in(&slot, self.id) };
+            }
+            self.finish_get(pos);
+            if self.joinable {
+                self.done_one();
+            }
+            n += 1;
+        }
+    }
+
+    /// Adds `delta` to this handle's `taken` count (`JoinableQueue`); `false` if this handle has
+    /// no entry in this process (a fork child that could not claim one).
+    fn add_taken(&mut self, delta: i64) -> bool {
+        let Ok(me) = self.me() else { return false };
+        let table = self.table.table();
+        let Some(taken) = table.taken(me) else {
+            return false;
+        };
+        // ORDERING: Relaxed, our own entry's count: only this handle writes it.
+        let n = taken.load(Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in `any_live_taken`: a joiner that sees
+        // a lowered count (by `task_done`) also sees the unfinished count lowered before it. A
+        // raised count needs no ordering of its own: it comes before our claim, which a joiner
+        // sees through the slot's word (see "Joining" in `joinable_queue.rs`).
+        taken.store(n.saturating_add_signed(delta), Ordering::Release);
+        true
+    }
+
+    /// Python's `task_done` (`JoinableQueue`): one unfinished task less, and one less in this
+    /// handle's `taken` count if it has any. `false` if no task was unfinished.
+    pub(crate) fn task_done(&mut self) -> bool {
+        // The unfinished count first: a joiner that sees our `taken` count lowered sees this.
+        if !self.done_one() {
+            return false;
+        }
+        let me = self.me().ok();
+        let table = self.table.table();
+        if let Some(taken) = me.and_then(|me| table.taken(me)) {
+            // ORDERING: Relaxed, our own entry's count.
+            if taken.load(Ordering::Relaxed) > 0 {
+                self.add_taken(-1);
+            }
+        }
+        true
+    }
+
+    /// Whether `join` can end, and how (see "Joining" in `joinable_queue.rs`).
+    pub(crate) fn join_check(&self) -> JoinCheck {
+        let st = self.state();
+        // ORDERING: Acquire, pairs with the Release increment of `commit_put` (a counted task's
+        // slot claim is visible to the scan below) and with `task_done`'s AcqRel decrement.
+        let before = st.unfinished.load(Ordering::Acquire);
+        if before == 0 {
+            return JoinCheck::Done;
+        }
+        let table = self.table();
+        // ORDERING: Relaxed, only tells the slots' laps apart (see `slot_is_empty`).
+        let head = st.idx.head.load(Ordering::Relaxed);
+        let mut waiting = false;
+        for index in 0..self.slots.capacity as usize {
+            // ORDERING: Acquire, pairs with the Release CASes of `finish_get` and `commit_put`:
+            // a slot a consumer has released shows its `taken` count raised (it was raised
+            // before the claim).
+            let word = self.slots.word(index).load(Ordering::Acquire);
+            let (seq, owner) = mpmc_index::unpack(word);
+            if owner != 0 {
+                if table.is_alive(owner) {
+                    // Being written or read by a live handle.
+                    return JoinCheck::Wait;
+                }
+                // A dead claimer's message is lost (or skipped): it can never be done.
+                continue;
+            }
+            if !slot_is_empty(seq, index, head, self.slots.capacity) {
+                waiting = true;
+            }
+        }
+        if table.any_live_taken() {
+            return JoinCheck::Wait;
+        }
+        // ORDERING: Acquire, as above.
+        if st.unfinished.load(Ordering::Acquire) != before {
+            return JoinCheck::Wait;
+        }
+        if !waiting {
+            return JoinCheck::Lost(before);
+        }
+        if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
+            JoinCheck::NoConsumer(before)
+        } else {
+            JoinCheck::Wait
+        }
+    }
+
+    /// Counts one task as done (`JoinableQueue`): `false` if none was unfinished.
+    pub(crate) fn done_one(&self) -> bool {
+        let state = self.state();
+        // ORDERING: AcqRel, the decrement publishes the task's work to `join` (Release) and
+        // orders after earlier decrements (Acquire); Relaxed for the failed read.
+        let r = state
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        match r {
+            Ok(1) => {
+                state.all_done.notify();
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
     fn attempt_get(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
+        if self.member.role() & CONSUMER == 0 {
+            return Err(WaitEnd::Closed);
+        }
+        let shut = self.shutdown_state();
+        if shut == SHUT_DOWN_NOW {
+            return Err(WaitEnd::ShutDown);
+        }
+        // A joinable queue counts the take in our entry before the claim (see "Joining" in
+        // `joinable_queue.rs`), and takes the count back if nothing was claimed.
+        let reserved = self.joinable && self.add_taken(1);
+        let got = self.attempt_get_any(recover);
+        if reserved && !matches!(got, Ok(Got::Claimed(_))) {
+            self.add_taken(-1);
+        }
+        match got? {
+            Got::Claimed(pos) => Ok(Some(pos)),
+            // Shut down and empty: nothing more will come. A message still being written by a
+            // live producer (Busy) is waited for.
+            Got::Empty if shut == SHUT_DOWN => Err(WaitEnd::ShutDown),
+            Got::Empty | Got::Busy => Ok(None),
+        }
+    }
+
+    /// One attempt to claim the next message, whatever this handle's roles and the queue's
+    /// shutdown state.
+    fn attempt_get_any(&mut self, recover: bool) -> Result<Got, WaitEnd> {
         let me = self.me()?;
         loop {
             return match mpmc_index::claim_get(&self.state().idx, &self.slots, me) {
-                GetClaim::Claimed(pos) => Ok(Some(pos)),
-                GetClaim::Empty => Ok(None),
+                GetClaim::Claimed(pos) => Ok(Got::Claimed(pos)),
+                GetClaim::Empty => Ok(Got::Empty),
                 GetClaim::Stuck(stuck) => {
                     if recover && self.recover(stuck) {
                         continue;
                     }
-                    Ok(None)
+                    Ok(Got::Busy)
                 }
                 GetClaim::Corrupt => Err(WaitEnd::Corrupted),
             };

@@ -52,7 +52,8 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ipc_core::{ObjectHandle, ObjectSegment, Placement};
+use ipc_core::raw::ObjectSegment;
+use ipc_core::{ObjectHandle, Placement};
 use serde::{Deserialize, Serialize};
 
 use crate::claim::{self, Taken};
@@ -157,7 +158,7 @@ impl<T: Pod> RingParts<T> {
     }
 
     /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
-    /// stores (`ipc_core::pod`): a hostile or confused peer racing the copy can only tear it.
+    /// stores (`ipc_core::raw::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
@@ -168,9 +169,9 @@ impl<T: Pod> RingParts<T> {
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
         // no process holds a reference into them (the ring lends none).
-        unsafe { ipc_core::pod::store_slice(&src[..first], self.slots.add(start)) };
+        unsafe { ipc_core::raw::pod::store_slice(&src[..first], self.slots.add(start)) };
         // SAFETY: the remainder wraps to the start of the array, `src.len() - first <= start`.
-        unsafe { ipc_core::pod::store_slice(&src[first..], self.slots) };
+        unsafe { ipc_core::raw::pod::store_slice(&src[first..], self.slots) };
     }
 
     /// Copies slots starting at `pos` (wrapping) into `dst`, with word-wise atomic loads.
@@ -185,9 +186,9 @@ impl<T: Pod> RingParts<T> {
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
         // hostile peer left there are a valid `T`.
-        unsafe { ipc_core::pod::load_slice(self.slots.add(start), a) };
+        unsafe { ipc_core::raw::pod::load_slice(self.slots.add(start), a) };
         // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
-        unsafe { ipc_core::pod::load_slice(self.slots, b) };
+        unsafe { ipc_core::raw::pod::load_slice(self.slots, b) };
     }
 }
 
@@ -319,7 +320,7 @@ struct RoleHold {
     end: End,
     /// The holder's identity as written in the word.
     me: Identity,
-    /// The fork generation the role was claimed in (see `primitive::fork_generation`).
+    /// The fork generation the role was claimed in (see `fork::generation`).
     generation: u64,
     /// 0 while this handle holds the role; the token of its hand-over once serialised. An
     /// atomic because serialising takes `&self`; it is private to this handle (not shared
@@ -331,7 +332,7 @@ impl RoleHold {
     /// Claims the role `end` of `shared`: by hand-over when `token` is that of the word's
     /// hand-over, else if it is free or its holder is dead.
     fn claim<T: Pod>(shared: &Shared<T>, end: End, token: Option<u64>) -> Result<Self, OpenError> {
-        let generation = crate::primitive::fork_generation();
+        let generation = crate::fork::generation();
         let me = current_identity().map_err(OpenError::Identity)?;
         let word = shared.role(end);
         let by_token = token.is_some_and(|t| claim::take_over(word, t, me));
@@ -350,7 +351,7 @@ impl RoleHold {
     /// (the caller then reloads its private index from shared memory).
     #[inline]
     fn check<T: Pod>(&mut self, shared: &Shared<T>) -> Result<bool, Lost> {
-        if self.generation != crate::primitive::fork_generation() {
+        if self.generation != crate::fork::generation() {
             return self.claim_in_child(shared);
         }
         // ORDERING: Relaxed, a private flag of this handle, set by `hand_over` through `&self`
@@ -370,14 +371,14 @@ impl RoleHold {
         let me = current_identity().map_err(|_| Lost::NotAttached)?;
         claim::claim(shared.role(self.end), me, &Kernel).map_err(|_| Lost::NotAttached)?;
         self.me = me;
-        self.generation = crate::primitive::fork_generation();
+        self.generation = crate::fork::generation();
         Ok(true)
     }
 
     /// Hands the role over (serialisation): returns the token the serialised handle carries.
     /// Serialising the same handle again returns the same token.
     fn hand_over<T: Pod>(&self, shared: &Shared<T>) -> Result<u64, &'static str> {
-        if self.generation != crate::primitive::fork_generation() {
+        if self.generation != crate::fork::generation() {
             return Err(
                 "this ring end does not hold its role in this process (a fork child's copy)",
             );
@@ -409,7 +410,7 @@ impl RoleHold {
     /// counting on it (as a reader gets EOF once the writer's last descriptor closes): the
     /// hand-over can still be taken by its token.
     fn release<T: Pod>(&self, shared: &Shared<T>) {
-        if self.generation != crate::primitive::fork_generation() {
+        if self.generation != crate::fork::generation() {
             return;
         }
         // ORDERING: Relaxed, as in `check`.
@@ -454,6 +455,11 @@ fn end_gone(state: &SpscState, end: End) -> bool {
 /// the same ring while this one lives (in any process) fails with [`OpenError::RoleTaken`].
 /// Serialising it (to pass it to a child process) hands the role over to whoever deserialises
 /// it, and this handle goes inert.
+///
+/// A ring end has no `try_clone`, unlike the queues and pipe ends: it is the ring's one
+/// producer, a single role, and a second handle would be a second producer (the index protocol
+/// is sound only with one). Pass it on (serialise it, or give it to a `Process`), or use a
+/// [`Queue`](crate::Queue) when several processes put.
 pub struct Producer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ProducerIndex,
@@ -462,6 +468,8 @@ pub struct Producer<T: Pod> {
 }
 
 /// The reading half of a [`RingBuffer`]: the ring's one consumer (claimed like the producer).
+///
+/// It has no `try_clone` for the same reason as [`Producer`]: one consumer is a single role.
 pub struct Consumer<T: Pod> {
     shared: std::sync::Arc<Shared<T>>,
     index: ConsumerIndex,

@@ -17,8 +17,8 @@
 use std::time::{Duration, Instant};
 
 #[cfg(not(loom))]
-use ipc_core::futex;
-use ipc_core::futex::WaitResult;
+use ipc_core::raw::futex;
+use ipc_core::raw::futex::WaitResult;
 
 use crate::primitive::{AtomicU32, Ordering, fence};
 

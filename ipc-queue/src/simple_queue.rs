@@ -54,6 +54,13 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.q.handle()
     }
 
+    /// Another handle of the same queue (see [`Queue::try_clone`]).
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Self {
+            q: self.q.try_clone()?,
+        })
+    }
+
     /// Puts a value (waits only if the queue is full, while a consumer is alive).
     pub fn put(&mut self, value: T) -> Result<(), PutError<T>> {
         self.q.put(value)
@@ -73,5 +80,21 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// Declares that this handle will put no more values.
     pub fn close(&mut self) {
         self.q.close();
+    }
+}
+
+/// A simple queue serialises as its handle (to pass it to a child process, as Python pickles a
+/// `SimpleQueue` into `Process(args=(q,))`).
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.q.serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            q: <Queue<T, Serde> as serde::Deserialize>::deserialize(d)?,
+        })
     }
 }

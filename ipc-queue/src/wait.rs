@@ -1,31 +1,42 @@
 //! `wait(objects, timeout)`: Python's `multiprocessing.connection.wait` — block until any of
-//! several queues, connections or ring consumers is ready.
+//! several queues, connections, ring consumers or process sentinels is ready.
 //!
 //! The waiter announces itself on every object's signal (so that senders pay the wake syscall),
-//! then sleeps on all their event words at once with `futex_waitv` (Linux 5.16+). Where that
-//! system call is missing it sleeps in short slices instead.
+//! then sleeps on all their event words and on the sentinels' descriptors at once with
+//! `ipc_core::raw::futex::wait_any` (`futex_waitv`, plus a poll of the descriptors).
 
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
 use crate::pipe::Connection;
+use crate::primitive::AtomicU32;
 use crate::queue::{Encoding, Queue};
 use crate::ring::Consumer;
 use crate::signal::Signal;
 
 mod sealed {
+    use std::os::fd::BorrowedFd;
+
     pub trait Sealed {
-        /// Whether a receive would return at once with a message.
+        /// Whether a receive would return at once with a message (a sentinel: its process
+        /// has ended).
         fn ready(&mut self) -> bool;
         /// Whether every sender has gone (a receive would return `Disconnected` at once).
         fn gone(&mut self) -> bool;
         /// The signal senders bump.
         fn signal(&self) -> Option<&super::Signal>;
+        /// A descriptor that becomes readable when the object is ready.
+        fn fd(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
     }
 }
 
-/// Something [`wait`] can wait on: a [`Queue`], a [`Connection`] or a ring [`Consumer`].
+/// Something [`wait`] can wait on: a [`Queue`], a [`Connection`], a ring [`Consumer`], or a
+/// descriptor that becomes readable when something happens, such as a process's sentinel
+/// (`ipc_core::Process::sentinel`, readable once the process has ended).
 pub trait Waitable: sealed::Sealed {}
 
 impl<T, E: Encoding> sealed::Sealed for Queue<T, E> {
@@ -68,12 +79,31 @@ impl<T: Pod> sealed::Sealed for Consumer<T> {
 }
 impl<T: Pod> Waitable for Consumer<T> {}
 
+/// A descriptor is ready when it is readable (or hung up): a pidfd such as
+/// `Process::sentinel()` once its process has ended, a pipe or socket with data.
+impl sealed::Sealed for BorrowedFd<'_> {
+    fn ready(&mut self) -> bool {
+        ipc_core::raw::futex::is_readable(*self)
+    }
+    fn gone(&mut self) -> bool {
+        false
+    }
+    fn signal(&self) -> Option<&Signal> {
+        None
+    }
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(*self)
+    }
+}
+impl Waitable for BorrowedFd<'_> {}
+
 /// How long one sleep lasts at most before readiness and liveness are checked again.
 const SLICE: Duration = Duration::from_millis(20);
 
 /// Waits until at least one of `objects` is ready to receive (or has lost every sender, so a
-/// receive returns at once), or `timeout` passes. Returns the indices of the ready objects
-/// (empty on timeout), like Python's `multiprocessing.connection.wait`.
+/// receive returns at once; or, for a sentinel, its process has ended), or `timeout` passes.
+/// Returns the indices of the ready objects (empty on timeout), like Python's
+/// `multiprocessing.connection.wait`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -87,6 +117,27 @@ const SLICE: Duration = Duration::from_millis(20);
 /// assert!(wait(&mut [&mut q], Some(Duration::from_millis(1))).is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A process's sentinel waits beside connections, as in Python's
+/// `connection.wait([conn, p.sentinel])`:
+///
+/// ```no_run
+/// use ipc_core::Process;
+/// use ipc_queue::{Connection, pipe_simplex, wait};
+///
+/// fn work(mut w: Connection) {
+///     w.send(&"done").unwrap();
+/// }
+///
+/// let (mut r, w) = pipe_simplex()?;
+/// let p = Process::new(work, w);
+/// p.start()?;
+/// let mut sentinel = p.sentinel().expect("started");
+/// let ready = wait(&mut [&mut r, &mut sentinel], None);
+/// assert!(!ready.is_empty()); // a message, the end of the process, or both
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(alias = "connection.wait")]
 pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let ready = |objects: &mut [&mut dyn Waitable]| -> Vec<usize> {
@@ -108,12 +159,13 @@ pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec
             .collect();
         let r = ready(objects);
         if r.is_empty() {
-            let words: Vec<(&crate::primitive::AtomicU32, u32)> = objects
+            let words: Vec<(&AtomicU32, u32)> = objects
                 .iter()
                 .zip(&epochs)
                 .filter_map(|(o, e)| Some((o.signal()?.epoch_word(), (*e)?)))
                 .collect();
-            sleep_any(&words, slice_end);
+            let fds: Vec<BorrowedFd<'_>> = objects.iter().filter_map(|o| o.fd()).collect();
+            sleep_any(&words, &fds, slice_end);
         }
         for (o, e) in objects.iter().zip(&epochs) {
             if let (Some(s), Some(_)) = (o.signal(), e) {
@@ -132,77 +184,19 @@ pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec
     }
 }
 
+/// Sleeps until one of the words differs from its value or is woken, a descriptor becomes
+/// readable, or `until` passes.
 #[cfg(not(loom))]
-#[repr(C)]
-struct FutexWaitv {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
-
-#[cfg(not(loom))]
-const SYS_FUTEX_WAITV: libc::c_long = 449;
-#[cfg(not(loom))]
-const FUTEX2_SIZE_U32: u32 = 0x02;
-
-/// Under loom there are no futexes: the model's threads just yield.
-#[cfg(loom)]
-fn sleep_any(_words: &[(&crate::primitive::AtomicU32, u32)], _until: Instant) {
-    loom::thread::yield_now();
-}
-
-/// Sleeps until one of the words differs from its value or is woken, or `until` passes.
-#[cfg(not(loom))]
-fn sleep_any(words: &[(&crate::primitive::AtomicU32, u32)], until: Instant) {
-    if words.is_empty() {
+fn sleep_any(words: &[(&AtomicU32, u32)], fds: &[BorrowedFd<'_>], until: Instant) {
+    if words.is_empty() && fds.is_empty() {
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         return;
     }
-    let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .map(|(w, v)| FutexWaitv {
-            val: u64::from(*v),
-            uaddr: w.as_ptr() as u64,
-            // Shared futexes: no FUTEX2_PRIVATE, so wakers in other processes reach us.
-            flags: FUTEX2_SIZE_U32,
-            reserved: 0,
-        })
-        .collect();
-    let left = until.saturating_duration_since(Instant::now());
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    #[allow(clippy::useless_conversion)] // time_t and c_long are i64 on 64-bit Linux only
-    let mut nsec = i64::from(now.tv_nsec) + i64::from(left.subsec_nanos());
-    #[allow(clippy::useless_conversion)]
-    let mut sec = i64::from(now.tv_sec) + left.as_secs() as i64 + nsec / 1_000_000_000;
-    nsec %= 1_000_000_000;
-    if sec < 0 {
-        sec = 0;
-    }
-    let abs = libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: nsec as libc::c_long,
-    };
-    // SAFETY: `waiters` is an array of `waiters.len()` futex_waitv records whose addresses are
-    // 4-aligned words inside live mappings (the objects are borrowed for the call); `abs` is a
-    // valid timespec on CLOCK_MONOTONIC.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FUTEX_WAITV,
-            waiters.as_ptr(),
-            waiters.len() as libc::c_uint,
-            0 as libc::c_uint,
-            &abs as *const libc::timespec,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        // No futex_waitv: poll in short naps.
-        std::thread::sleep(left.min(Duration::from_millis(1)));
-    }
+    ipc_core::raw::futex::wait_any(words, fds, Some(until));
+}
+
+/// Under loom there are no futexes: the model's threads just yield.
+#[cfg(loom)]
+fn sleep_any(_words: &[(&AtomicU32, u32)], _fds: &[BorrowedFd<'_>], _until: Instant) {
+    loom::thread::yield_now();
 }

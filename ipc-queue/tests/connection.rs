@@ -350,3 +350,66 @@ fn a_receiver_killed_mid_message_costs_at_most_that_message() {
         drop(sender.join().unwrap());
     });
 }
+
+#[test]
+fn readable_and_writable_say_what_an_end_can_do() {
+    let (a, b) = ipc_queue::pipe().unwrap();
+    assert!(a.readable() && a.writable() && b.readable() && b.writable());
+    let (r, w) = ipc_queue::pipe_simplex().unwrap();
+    assert!(r.readable() && !r.writable());
+    assert!(!w.readable() && w.writable());
+    // A handle opened elsewhere keeps what its end can do.
+    let r2 = ipc_queue::Connection::open(&r.handle()).unwrap();
+    assert!(r2.readable() && !r2.writable());
+}
+
+/// For ThreadSanitizer (CI runs `threads_*`): the two ends of one pipe (one mapping) in two
+/// threads, messages small and larger than the ring (streamed in chunks) both ways, and two
+/// threads sending on clones of one end. A missing ordering on head or tail, or a plain copy
+/// over ring bytes the other thread writes, is a reported race.
+#[test]
+fn threads_pipe_ends_round_trip_between_threads() {
+    common::watchdog(LIMIT, || {
+        let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 1024, true).unwrap();
+        let n = 300u32;
+        let echo = std::thread::spawn(move || {
+            for _ in 0..n {
+                let m = b.recv_bytes().unwrap();
+                b.send_bytes(&m).unwrap();
+            }
+            b
+        });
+        for i in 0..n {
+            let len = if i % 10 == 0 {
+                5000
+            } else {
+                (i % 100) as usize + 1
+            };
+            let m: Vec<u8> = (0..len).map(|k| (k as u32 ^ i) as u8).collect();
+            a.send_bytes(&m).unwrap();
+            assert_eq!(a.recv_bytes().unwrap(), m);
+        }
+        let mut b = echo.join().unwrap();
+        // Two senders on clones of one end, one receiver.
+        let senders: Vec<_> = (0..2u32)
+            .map(|s| {
+                let mut c = a.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    for i in 0..200u32 {
+                        c.send(&(s, i, vec![s as u8; (i % 50) as usize])).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u32; 2];
+        for _ in 0..400 {
+            let (s, i, body): (u32, u32, Vec<u8>) = b.recv().unwrap();
+            assert_eq!(i, next[s as usize]);
+            assert_eq!(body, vec![s as u8; (i % 50) as usize]);
+            next[s as usize] += 1;
+        }
+        for t in senders {
+            t.join().unwrap();
+        }
+    });
+}

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
-use ipc_queue::{JoinableQueue, Serde, SimpleQueue};
+use ipc_queue::{JoinError, JoinableQueue, Queue, Serde, SimpleQueue};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -52,7 +52,7 @@ fn join_returns_once_a_child_has_done_every_task() {
         for i in 0..500 {
             q.put(format!("task {i}")).unwrap();
         }
-        q.join();
+        q.join().unwrap();
         assert_eq!(q.unfinished_tasks(), 0);
         child.kill();
     });
@@ -66,4 +66,72 @@ fn simple_queue_round_trip() {
     let mut other = SimpleQueue::<(u8, String)>::open(&q.handle()).unwrap();
     assert_eq!(other.get().unwrap(), (1, "a".to_string()));
     q.close();
+}
+
+#[test]
+#[ignore]
+fn child_takes_one_task_and_hangs() {
+    let (handle, ready): (ObjectHandle, ObjectHandle) = common::arg();
+    let mut q = JoinableQueue::<u64>::open(&handle).unwrap();
+    let task = q.get().unwrap();
+    Queue::<u64>::open(&ready).unwrap().put(task).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Python's `join` waits for ever once a consumer is killed holding a task; ours counts that
+/// task as lost and says how many, once nothing else can finish.
+#[test]
+fn join_counts_the_tasks_of_a_killed_consumer_as_lost() {
+    common::watchdog(LIMIT, || {
+        let mut q = JoinableQueue::<u64>::new(8).unwrap();
+        let mut ready = Queue::<u64>::new(2).unwrap();
+        let mut child = common::spawn(
+            "child_takes_one_task_and_hangs",
+            &(q.handle(), ready.handle()),
+        );
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        let taken = ready.get().unwrap();
+        // The parent does the two others.
+        for _ in 0..2 {
+            assert_ne!(q.get().unwrap(), taken);
+            q.task_done().unwrap();
+        }
+        // The child lives and holds its task: join waits.
+        assert_eq!(
+            q.join_timeout(Duration::from_millis(100)),
+            Err(JoinError::Timeout { unfinished: 1 })
+        );
+        child.kill();
+        assert_eq!(q.join(), Err(JoinError::TasksLost { lost: 1 }));
+        // Written off, the queue goes on.
+        q.task_done().unwrap();
+        q.join().unwrap();
+        q.put(7).unwrap();
+        assert_eq!(q.get().unwrap(), 7);
+        q.task_done().unwrap();
+        q.join().unwrap();
+    });
+}
+
+/// Tasks that wait with no consumer alive to take them: `join` says so instead of waiting.
+#[test]
+fn join_reports_tasks_no_live_consumer_can_take() {
+    common::watchdog(LIMIT, || {
+        let mut q = JoinableQueue::<u64>::new(8).unwrap();
+        let mut ready = Queue::<u64>::new(2).unwrap();
+        let mut child = common::spawn(
+            "child_takes_one_task_and_hangs",
+            &(q.handle(), ready.handle()),
+        );
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        ready.get().unwrap();
+        // This handle gets no more; the only consumer is the child, which is killed.
+        q.close_receiving();
+        child.kill();
+        assert_eq!(q.join(), Err(JoinError::Disconnected { unfinished: 3 }));
+    });
 }

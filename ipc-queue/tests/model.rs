@@ -30,7 +30,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn plain_queue_matches_vecdeque(cap in 2..9usize, ops in proptest::collection::vec(op(), 1..200)) {
+    fn plain_queue_matches_vecdeque(cap in 1..9usize, ops in proptest::collection::vec(op(), 1..200)) {
         let mut q = Queue::<u64>::new(cap).unwrap();
         let mut other = Queue::<u64>::open(&q.handle()).unwrap();
         let mut model = VecDeque::new();
@@ -68,7 +68,7 @@ proptest! {
     }
 
     #[test]
-    fn serde_queue_matches_vecdeque(cap in 2..6usize, ops in proptest::collection::vec(op(), 1..100)) {
+    fn serde_queue_matches_vecdeque(cap in 1..6usize, ops in proptest::collection::vec(op(), 1..100)) {
         let mut q = Queue::<String, Serde>::new(cap).unwrap();
         let mut model = VecDeque::new();
         for op in ops {

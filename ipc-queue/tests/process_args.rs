@@ -66,3 +66,103 @@ fn a_queue_moved_to_a_child_disconnects_its_reader_when_the_child_ends() {
     assert_eq!(got, [0, 1, 2]);
     p.join().unwrap();
 }
+
+fn exit_at_once(_: ()) {}
+
+fn send_then_sleep(mut w: Connection) {
+    w.send(&7u32).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Python's `connection.wait([conn, p.sentinel])`: a process's end wakes the wait like a
+/// message does, and a message wakes it while the process lives.
+#[test]
+fn wait_takes_a_process_sentinel_beside_a_connection() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The writer stays open here, so only the child's end can make the wait return.
+        let (mut r, _w) = pipe_simplex().unwrap();
+        let p = Process::new(exit_at_once, ());
+        p.start().unwrap();
+        let mut sentinel = p.sentinel().expect("a started child has a sentinel");
+        let ready = wait(&mut [&mut r, &mut sentinel], None);
+        assert_eq!(ready, [1], "only the sentinel is ready");
+        p.join().unwrap();
+
+        let (mut r, w) = pipe_simplex().unwrap();
+        let p = Process::new(send_then_sleep, w);
+        p.start().unwrap();
+        let mut sentinel = p.sentinel().expect("a started child has a sentinel");
+        let ready = wait(&mut [&mut r, &mut sentinel], None);
+        assert_eq!(ready, [0], "the message, while the child sleeps");
+        assert_eq!(r.recv::<u32>().unwrap(), 7);
+        p.kill().unwrap();
+        let ready = wait(&mut [&mut sentinel], None);
+        assert_eq!(ready, [0]);
+        let _ = p.join();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("watchdog: wait on a sentinel hung");
+}
+
+fn square_one(mut q: Queue<u64>) {
+    let x = q.get().unwrap();
+    q.put(x * x).unwrap();
+}
+
+fn finish_one(mut q: ipc_queue::JoinableQueue<u64>) {
+    q.get().unwrap();
+    q.task_done().unwrap();
+}
+
+fn shout(mut q: ipc_queue::SimpleQueue<String>) {
+    let s = q.get().unwrap();
+    q.put(s.to_uppercase()).unwrap();
+}
+
+fn say_hello(mut c: Connection) {
+    c.send(&"hello").unwrap();
+}
+
+/// `Process` takes its argument; `try_clone` leaves the caller a handle of its own, as
+/// Python's `Process(args=(q,))` leaves the caller its `q`. Every shared object of the crate
+/// clones (ring ends are single roles and do not).
+#[test]
+fn a_clone_passed_to_a_process_leaves_the_caller_its_own() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        q.put(9).unwrap();
+        let p = Process::new(square_one, q.try_clone().unwrap());
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(q.get().unwrap(), 81);
+
+        let mut j = ipc_queue::JoinableQueue::<u64>::new(4).unwrap();
+        j.put(1).unwrap();
+        let p = Process::new(finish_one, j.try_clone().unwrap());
+        p.start().unwrap();
+        j.join_timeout(Duration::from_secs(60)).unwrap();
+        p.join().unwrap();
+
+        let mut s = ipc_queue::SimpleQueue::<String>::new().unwrap();
+        s.put("quiet".into()).unwrap();
+        let p = Process::new(shout, s.try_clone().unwrap());
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(s.get().unwrap(), "QUIET");
+
+        let (mut r, w) = pipe_simplex().unwrap();
+        let p = Process::new(say_hello, w.try_clone().unwrap());
+        p.start().unwrap();
+        // Python's pattern: close the parent's writer, read until EOF.
+        drop(w);
+        assert_eq!(r.recv::<String>().unwrap(), "hello");
+        assert!(matches!(r.recv::<String>(), Err(RecvError::Disconnected)));
+        p.join().unwrap();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("watchdog: a cloned handle's child hung");
+}

@@ -423,3 +423,64 @@ fn a_hand_over_nobody_takes_counts_as_gone_once_the_original_drops() {
         assert_eq!(rx.pop_blocking().unwrap(), 4);
     });
 }
+
+/// A record of several words, so that every copy into and out of a slot spans words.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Record {
+    seq: u64,
+    check: u64,
+    pad: [u32; 4],
+}
+
+impl Record {
+    fn new(seq: u64) -> Self {
+        Self {
+            seq,
+            check: !seq,
+            pad: [seq as u32; 4],
+        }
+    }
+}
+
+/// For ThreadSanitizer (CI runs `threads_*`): the two ends of one ring (one mapping) in two
+/// threads of this process, one value and slices at a time. A missing Release on the tail or
+/// Acquire on the head, or a plain copy over a slot the other thread writes, is a reported race.
+#[test]
+fn threads_ring_ends_move_records_in_order() {
+    common::watchdog(LIMIT, || {
+        let (mut tx, mut rx) = RingBuffer::<Record>::new(16).unwrap();
+        let n = 20_000u64;
+        let t = std::thread::spawn(move || {
+            let mut i = 0;
+            while i < n {
+                if i % 3 == 0 {
+                    let batch: Vec<Record> = (i..(i + 5).min(n)).map(Record::new).collect();
+                    i += tx.push_slice(&batch).unwrap() as u64;
+                } else if tx.push(Record::new(i)).is_ok() {
+                    i += 1;
+                }
+            }
+        });
+        let mut next = 0u64;
+        let mut buf = [Record::new(0); 7];
+        while next < n {
+            let got = if next % 2 == 0 {
+                rx.pop_slice(&mut buf).unwrap()
+            } else {
+                match rx.pop_timeout(LIMIT) {
+                    Ok(r) => {
+                        buf[0] = r;
+                        1
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            for r in &buf[..got] {
+                assert_eq!(*r, Record::new(next));
+                next += 1;
+            }
+        }
+        t.join().unwrap();
+    });
+}

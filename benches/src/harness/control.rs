@@ -12,7 +12,7 @@
 //! line stays shared in every cache and a read costs an L1 hit.
 
 use anyhow::{Context, ensure};
-use ipc_core::futex::Futex;
+use ipc_core::raw::futex::Futex;
 
 use super::wait::{Patience, deadline};
 use crate::primitive::{Ordering, SharedU64};

@@ -367,8 +367,8 @@ fn ring_1mib(cfg: &Config, copy_out: bool) -> Repeat {
 /// while they wait.
 fn futex_rtt(cfg: &Config) -> Repeat {
     const STOP: u32 = u32::MAX;
-    struct Wake<'a>(&'a ipc_core::futex::Futex);
-    fn timeout(_: ipc_core::futex::TimedOut) -> anyhow::Error {
+    struct Wake<'a>(&'a ipc_core::raw::futex::Futex);
+    fn timeout(_: ipc_core::raw::futex::TimedOut) -> anyhow::Error {
         anyhow::anyhow!("futex: timed out waiting for the peer")
     }
     impl RoundTrip for Wake<'_> {

@@ -41,4 +41,5 @@ groups! {
     manager,
     process,
     queue,
+    cluster,
 }

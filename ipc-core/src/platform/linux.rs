@@ -161,6 +161,103 @@ pub(crate) fn futex_wake_at(addr: *const u32, count: u32) -> usize {
     if ret < 0 { 0 } else { ret as usize }
 }
 
+/// Outcome of a `futex_waitv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWaitv {
+    /// One of the words was woken (or a signal interrupted the sleep): re-check.
+    Woken,
+    /// One of the words did not hold its expected value when the kernel checked.
+    ValueChanged,
+    /// The deadline passed.
+    TimedOut,
+    /// The kernel has no `futex_waitv` (before Linux 5.16), or refused this many words (more
+    /// than [`FUTEX_WAITV_MAX`]): nothing slept.
+    Unsupported,
+}
+
+/// The most words one `futex_waitv` takes (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// One record of the `futex_waitv` array (`struct futex_waitv` of the kernel's uapi).
+#[repr(C)]
+struct FutexWaitvRecord {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// The system call number of `futex_waitv` (the same on every architecture that has it; libc
+/// does not name it on every target yet).
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+/// `FUTEX2_SIZE_U32`: the word is 32 bits (no `FUTEX2_PRIVATE`: the shared kind, so that a
+/// waker in another process reaches the sleeper).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// `futex_waitv` (Linux 5.16+): sleeps until one of `words` is woken or no longer holds its
+/// expected value, or `timeout` passes (measured on CLOCK_MONOTONIC; `None`: no limit).
+pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> FutexWaitv {
+    if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
+        return FutexWaitv::Unsupported;
+    }
+    let records: Vec<FutexWaitvRecord> = words
+        .iter()
+        .map(|(word, expected)| FutexWaitvRecord {
+            val: u64::from(*expected),
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        })
+        .collect();
+    // The timeout is absolute on the clock named below.
+    let abs = match timeout {
+        Some(left) => {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid out-pointer for the call.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            let nsec = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+            let sec = (now.tv_sec as u64)
+                .saturating_add(left.as_secs())
+                .saturating_add(nsec / 1_000_000_000)
+                .min(i64::MAX as u64);
+            Some(libc::timespec {
+                tv_sec: sec as libc::time_t,
+                tv_nsec: (nsec % 1_000_000_000) as libc::c_long,
+            })
+        }
+        None => None,
+    };
+    let abs_ptr = abs
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `records` is an array of `records.len()` (at most FUTEX_WAITV_MAX) futex_waitv
+    // records whose addresses are aligned u32 words borrowed for the call (the kernel only reads
+    // them and uses their addresses as keys); `abs_ptr` is null or points at `abs`, which lives
+    // until the call returns.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            records.as_ptr(),
+            records.len() as libc::c_uint,
+            0 as libc::c_uint,
+            abs_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if ret >= 0 {
+        return FutexWaitv::Woken;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => FutexWaitv::ValueChanged,
+        Some(libc::ETIMEDOUT) => FutexWaitv::TimedOut,
+        Some(libc::ENOSYS | libc::EINVAL) => FutexWaitv::Unsupported,
+        _ => FutexWaitv::Woken,
+    }
+}
+
 /// What the kernel says of a process id, as [`process_start_time`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PidState {
@@ -479,6 +576,13 @@ pub(crate) fn poll(fds: &[(i32, i16)], timeout: Option<Duration>) -> io::Result<
         return Err(e);
     }
     Ok(pfds.iter().map(|p| p.revents).collect())
+}
+
+/// Waits at most `timeout` (`None`: forever) until one of `fds` is readable or hung up; returns
+/// whether one is (`false` on timeout, on an interrupting signal, or on an error).
+pub(crate) fn poll_readable(fds: &[i32], timeout: Option<Duration>) -> bool {
+    let set: Vec<(i32, i16)> = fds.iter().map(|&fd| (fd, libc::POLLIN)).collect();
+    poll(&set, timeout).is_ok_and(|revents| revents.iter().any(|&r| r != 0))
 }
 
 /// Clears close-on-exec on `fd` (in a child between fork and exec: async-signal-safe).

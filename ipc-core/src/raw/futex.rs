@@ -3,7 +3,9 @@
 //! The futex is the shared kind (no `FUTEX_PRIVATE_FLAG`), so a waiter in one process is woken by
 //! a waker in another, whatever address each has the page mapped at. Timeouts are measured on
 //! the monotonic clock. [`Futex`] pairs the word with a waiter count so that a waker pays the wake
-//! syscall only when somebody announced that it sleeps.
+//! syscall only when somebody announced that it sleeps. [`wait_any`] sleeps on several words
+//! at once (`futex_waitv`), and on descriptors beside them (a process's pidfd), as
+//! `multiprocessing.connection.wait` needs.
 //!
 //! ## The waiter-count protocol
 //!
@@ -18,9 +20,11 @@
 //! syscall that finds nobody, which costs time but never correctness.
 
 use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use crate::platform::{self, FutexWait};
+use crate::platform::{self, FutexWait, FutexWaitv};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// The longest single sleep of [`Futex::wait_while`]: a missed wake-up costs at most this.
@@ -95,6 +99,135 @@ pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> W
 /// Wakes up to `count` sleepers of [`wait_low`] on `word`; returns how many woke.
 pub fn wake_low(word: &AtomicU64, count: u32) -> usize {
     platform::futex_wake_at(low_half(word), count)
+}
+
+/// The longest nap of [`wait_any`] on a kernel without `futex_waitv` (before Linux 5.16): it then
+/// sleeps in naps of this length and returns, so that its caller re-checks.
+pub const NAP: Duration = Duration::from_millis(1);
+
+/// Sleeps until one of `words` is woken or no longer holds its expected value, one of `fds`
+/// becomes readable (or hangs up), or `deadline` passes (`None`: no limit). Returns at once with
+/// [`WaitResult::Woken`] if a descriptor is readable already.
+///
+/// This is what Python's `multiprocessing.connection.wait` needs: shared-memory objects announce
+/// news on futex words, processes announce their end on descriptors (a pidfd, `Process::sentinel`).
+/// The words are shared futexes, as in [`wait`], slept on together with `futex_waitv` (Linux
+/// 5.16+). When descriptors come with words, a helper thread polls the descriptors for the
+/// length of the call and wakes the sleeper through a word of its own, so both kinds wake it at
+/// once; the helper is gone when the call returns. On a kernel without `futex_waitv` (or with more
+/// than 128 words) it naps at most [`NAP`] and returns `Woken`.
+///
+/// Spurious returns happen: callers loop on their own condition.
+///
+/// ```
+/// use ipc_core::raw::futex::{WaitResult, wait_any};
+/// use ipc_core::raw::sync::AtomicU32;
+/// use std::time::{Duration, Instant};
+///
+/// let (a, b) = (AtomicU32::new(0), AtomicU32::new(7));
+/// // `b` does not hold 6: no sleep.
+/// assert_eq!(wait_any(&[(&a, 0), (&b, 6)], &[], None), WaitResult::ValueChanged);
+/// let soon = Some(Instant::now() + Duration::from_millis(5));
+/// assert_ne!(wait_any(&[(&a, 0), (&b, 7)], &[], soon), WaitResult::ValueChanged);
+/// ```
+pub fn wait_any(
+    words: &[(&AtomicU32, u32)],
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> WaitResult {
+    let timeout = match deadline {
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => return WaitResult::TimedOut,
+        },
+        None => None,
+    };
+    let raw: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    if !raw.is_empty() && platform::poll_readable(&raw, Some(Duration::ZERO)) {
+        return WaitResult::Woken;
+    }
+    if raw.is_empty() {
+        return sleep_words(words, timeout);
+    }
+    if words.is_empty() {
+        return if platform::poll_readable(&raw, timeout) {
+            WaitResult::Woken
+        } else {
+            WaitResult::TimedOut
+        };
+    }
+    // Both kinds: a helper thread polls the descriptors (and a pipe that cancels it) and wakes
+    // us through `woken`, which we sleep on beside the caller's words.
+    let Ok((cancel_rx, mut cancel_tx)) = platform::pipe() else {
+        return nap(timeout);
+    };
+    let woken = AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("ipc-wait-any".into())
+            .spawn_scoped(scope, || {
+                let mut set = raw.clone();
+                set.push(cancel_rx.as_raw_fd());
+                platform::poll_readable(&set, timeout);
+                // ORDERING: Release, pairs with the kernel's read of the word in `futex_waitv`
+                // (which sees it or is woken below); publishes nothing else.
+                woken.store(1, Ordering::Release);
+                platform::futex_wake(&woken, 1);
+            });
+        if helper.is_err() {
+            return nap(timeout);
+        }
+        let mut all: Vec<(&AtomicU32, u32)> = words.to_vec();
+        all.push((&woken, 0));
+        let r = sleep_words(&all, timeout);
+        // Ends the helper's poll; the scope joins it.
+        let _ = cancel_tx.write_all(&[1]);
+        r
+    })
+}
+
+/// Whether `fd` is readable (or hung up) right now, without waiting: a pidfd once its process
+/// has ended, a pipe or socket with data or a closed writer.
+///
+/// ```
+/// use std::os::fd::AsFd;
+///
+/// let file = std::fs::File::open("/dev/null")?;
+/// assert!(ipc_core::raw::futex::is_readable(file.as_fd()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn is_readable(fd: BorrowedFd<'_>) -> bool {
+    platform::poll_readable(&[fd.as_raw_fd()], Some(Duration::ZERO))
+}
+
+/// Sleeps on `words` (at least one) with `futex_waitv`, or naps without it.
+fn sleep_words(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> WaitResult {
+    match platform::futex_waitv(words, timeout) {
+        FutexWaitv::Woken => WaitResult::Woken,
+        FutexWaitv::ValueChanged => WaitResult::ValueChanged,
+        FutexWaitv::TimedOut => WaitResult::TimedOut,
+        FutexWaitv::Unsupported => match words {
+            [] => nap(timeout),
+            [(word, expected)] => match platform::futex_wait(word, *expected, timeout) {
+                FutexWait::Woken => WaitResult::Woken,
+                FutexWait::ValueChanged => WaitResult::ValueChanged,
+                FutexWait::TimedOut => WaitResult::TimedOut,
+            },
+            _ => {
+                // ORDERING: Relaxed, a quick look before napping; the caller re-checks with
+                // its own orderings.
+                if words.iter().any(|(w, v)| w.load(Ordering::Relaxed) != *v) {
+                    return WaitResult::ValueChanged;
+                }
+                nap(timeout)
+            }
+        },
+    }
+}
+
+fn nap(timeout: Option<Duration>) -> WaitResult {
+    std::thread::sleep(timeout.map_or(NAP, |t| t.min(NAP)));
+    WaitResult::Woken
 }
 
 /// A futex word with a waiter count, laid out for shared memory (`#[repr(C)]`, 8 bytes, all
@@ -321,6 +454,49 @@ mod tests {
         w.store(8, Ordering::Relaxed);
         wake_low(&w, 1);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn wait_any_wakes_on_any_word() {
+        let words = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let w = Arc::clone(&words);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            // ORDERING: Relaxed, the test only needs the value to change.
+            w.1.store(1, Ordering::Relaxed);
+            wake(&w.1, 1);
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // ORDERING: Relaxed, as above.
+        while words.1.load(Ordering::Relaxed) == 0 {
+            let r = wait_any(&[(&words.0, 0), (&words.1, 0)], &[], Some(deadline));
+            assert_ne!(r, WaitResult::TimedOut);
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn wait_any_wakes_on_a_readable_descriptor_beside_words() {
+        use std::os::fd::AsFd;
+        let word = AtomicU32::new(0);
+        let (rx, mut tx) = platform::pipe().unwrap();
+        assert!(!is_readable(rx.as_fd()));
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.write_all(b"x").unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_readable(rx.as_fd()) {
+            let r = wait_any(&[(&word, 0)], &[rx.as_fd()], Some(deadline));
+            assert_ne!(r, WaitResult::TimedOut);
+        }
+        t.join().unwrap();
+        // Readable already: no sleep at all, with or without words.
+        assert_eq!(
+            wait_any(&[(&word, 0)], &[rx.as_fd()], None),
+            WaitResult::Woken
+        );
+        assert_eq!(wait_any(&[], &[rx.as_fd()], None), WaitResult::Woken);
     }
 
     #[test]

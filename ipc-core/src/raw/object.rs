@@ -105,7 +105,7 @@ impl ObjectSegment {
 
     /// Attaches to a raw segment handle and validates it against `fp`.
     pub fn open_segment(handle: &SegmentHandle, fp: &TypeFingerprint) -> Result<Self, OpenError> {
-        let shm = SharedMemory::attach(handle)?;
+        let shm = SharedMemory::open(handle)?;
         Self::from_shared_memory(shm, fp, header::DEFAULT_INIT_TIMEOUT)
     }
 

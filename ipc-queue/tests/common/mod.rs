@@ -109,3 +109,44 @@ pub fn raise_fd_limit() -> u64 {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     lim.rlim_cur
 }
+
+/// The names in `/dev/shm` of spill segments (large serde messages of a queue) whose first
+/// bytes hold `marker`: a test puts messages that start with a marker of its own and so finds
+/// its own spills, whatever other tests or programs create meanwhile.
+pub fn spills_holding(marker: &[u8]) -> Vec<String> {
+    use std::io::Read;
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(ipc_core::NAME_PREFIX) {
+                return None;
+            }
+            let mut head = vec![0u8; 4096];
+            let n = std::fs::File::open(e.path()).ok()?.read(&mut head).ok()?;
+            let head = &head[..n];
+            let ours =
+                head.starts_with(b"IPCQSPL1") && head.windows(marker.len()).any(|w| w == marker);
+            ours.then_some(name)
+        })
+        .collect()
+}
+
+/// Waits (at most `limit`, a watchdog) until no spill segment holding `marker` is left in
+/// `/dev/shm`; panics with the names left otherwise.
+pub fn wait_until_no_spills(marker: &[u8], limit: Duration) {
+    let end = Instant::now() + limit;
+    loop {
+        let left = spills_holding(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "spill segments left in /dev/shm: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,232 @@
+//! `Node`: this process's zenoh peer session, the one thing every cluster object is built on.
+
+use std::fmt;
+use std::time::Duration;
+
+use zenoh::Wait;
+
+/// The lease zenoh announces by default: a peer that vanishes without closing its connection
+/// (a cut cable, a frozen machine) is declared dead after this long. A killed or crashed process
+/// closes its TCP connections, so its death is seen at once, whatever the lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// This process's place in the cluster: a zenoh peer session (no router, no daemon).
+///
+/// A master listens on an endpoint the hosts know; a host connects to it. Peers find the rest
+/// of the cluster from there (zenoh's gossip through the peers they are connected to); multicast
+/// scouting is off unless asked for, so nothing joins by accident.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ipc_cluster::Node;
+///
+/// // The master:
+/// let master = Node::builder().listen("tcp/0.0.0.0:7447").open()?;
+/// // A host, on another machine, detecting a silent master within 2 s instead of 10 s:
+/// let host = Node::builder()
+///     .connect("tcp/192.0.2.1:7447")
+///     .lease(Duration::from_secs(2))
+///     .open()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Node {
+    session: zenoh::Session,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("zid", &self.session.zid().to_string())
+            .finish()
+    }
+}
+
+/// Builder for [`Node`].
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct NodeBuilder {
+    listen: Vec<String>,
+    connect: Vec<String>,
+    multicast: bool,
+    lease: Option<Duration>,
+}
+
+/// Opening a node failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// An endpoint is not of the form `proto/address:port` (e.g. `tcp/0.0.0.0:7447`).
+    InvalidEndpoint {
+        /// The endpoint given.
+        endpoint: String,
+    },
+    /// The lease is shorter than a millisecond or does not fit zenoh's configuration.
+    InvalidLease,
+    /// zenoh refused a configuration value.
+    Config {
+        /// The configuration key.
+        key: &'static str,
+        /// zenoh's error.
+        source: zenoh::Error,
+    },
+    /// zenoh could not open the session (e.g. the listening port is taken).
+    Open(zenoh::Error),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidEndpoint { endpoint } => write!(
+                f,
+                "invalid endpoint {endpoint:?}: expected proto/address:port, e.g. tcp/0.0.0.0:7447"
+            ),
+            Self::InvalidLease => f.write_str("the lease must be at least 1 ms"),
+            Self::Config { key, .. } => write!(f, "zenoh refused the configuration of {key}"),
+            Self::Open(_) => f.write_str("cannot open the zenoh session"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config { source, .. } => Some(&**source),
+            Self::Open(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// A JSON array of endpoint strings; endpoints are checked to hold no character that needs
+/// escaping.
+fn json_list(items: &[String]) -> Result<String, NodeError> {
+    let mut s = String::from("[");
+    for (i, e) in items.iter().enumerate() {
+        let ok = e.contains('/')
+            && !e.is_empty()
+            && e.chars().all(|c| !c.is_control() && c != '"' && c != '\\');
+        if !ok {
+            return Err(NodeError::InvalidEndpoint {
+                endpoint: e.clone(),
+            });
+        }
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        s.push_str(e);
+        s.push('"');
+    }
+    s.push(']');
+    Ok(s)
+}
+
+impl NodeBuilder {
+    /// Listens on `endpoint` (e.g. `tcp/0.0.0.0:7447`); repeatable. A node that others connect
+    /// to (a master, a queue's owner) listens; without any, the node listens nowhere.
+    pub fn listen(mut self, endpoint: impl Into<String>) -> Self {
+        self.listen.push(endpoint.into());
+        self
+    }
+
+    /// Connects to `endpoint` (e.g. `tcp/192.0.2.1:7447`); repeatable. zenoh keeps retrying in
+    /// the background until the peer is there.
+    pub fn connect(mut self, endpoint: impl Into<String>) -> Self {
+        self.connect.push(endpoint.into());
+        self
+    }
+
+    /// Finds peers by UDP multicast on the local network too (zenoh's scouting; default off,
+    /// so a node meets only the endpoints it was given and the peers they gossip about).
+    pub fn multicast_scouting(mut self, on: bool) -> Self {
+        self.multicast = on;
+        self
+    }
+
+    /// The lease this node announces (default [`DEFAULT_LEASE`], 10 s): a peer that stops
+    /// hearing from it this long (4 keep-alives a lease) declares it dead. Lower it to detect a
+    /// silent death (a network cut, a frozen machine) sooner; a killed process is detected at
+    /// once whatever the lease, because its connections close.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Opens the session.
+    pub fn open(self) -> Result<Node, NodeError> {
+        let mut config = zenoh::Config::default();
+        let mut set = |key: &'static str, value: &str| {
+            config
+                .insert_json5(key, value)
+                .map_err(|source| NodeError::Config { key, source })
+        };
+        set("mode", "\"peer\"")?;
+        set("listen/endpoints", &json_list(&self.listen)?)?;
+        set("connect/endpoints", &json_list(&self.connect)?)?;
+        set(
+            "scouting/multicast/enabled",
+            if self.multicast { "true" } else { "false" },
+        )?;
+        if let Some(lease) = self.lease {
+            let ms = lease.as_millis();
+            if ms == 0 || ms > u128::from(u32::MAX) {
+                return Err(NodeError::InvalidLease);
+            }
+            set("transport/link/tx/lease", &ms.to_string())?;
+        }
+        let session = zenoh::open(config).wait().map_err(NodeError::Open)?;
+        Ok(Node { session })
+    }
+}
+
+impl Node {
+    /// A builder: endpoints to listen on and connect to, scouting, lease.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// A builder from the command line's `--listen ENDPOINT`, `--connect ENDPOINT` (both
+    /// repeatable) and `--lease-ms N`; other arguments are ignored. The master of a program
+    /// launched as `prog --listen tcp/0.0.0.0:7447` opens its node with this.
+    pub fn builder_from_args(args: impl IntoIterator<Item = String>) -> NodeBuilder {
+        let mut b = NodeBuilder::default();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--listen" => {
+                    if let Some(e) = it.next() {
+                        b = b.listen(e);
+                    }
+                }
+                "--connect" => {
+                    if let Some(e) = it.next() {
+                        b = b.connect(e);
+                    }
+                }
+                "--lease-ms" => {
+                    if let Some(ms) = it.next().and_then(|v| v.parse::<u64>().ok()) {
+                        b = b.lease(Duration::from_millis(ms));
+                    }
+                }
+                _ => {}
+            }
+        }
+        b
+    }
+
+    /// The zenoh session, for anything this crate does not wrap.
+    pub fn session(&self) -> &zenoh::Session {
+        &self.session
+    }
+
+    /// This node's zenoh id.
+    pub fn id(&self) -> String {
+        self.session.zid().to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.session.close().wait();
+    }
+}

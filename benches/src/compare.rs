@@ -59,6 +59,12 @@ pub const PATHS: &[Path] = &[
         limit: Some("limit.futex_rtt"),
     },
     Path {
+        label: "wake an awaiting task and back (tokio on both sides)",
+        ours: &["ours.async_event_rtt"],
+        peers: &["tokio.mpsc_rtt"],
+        limit: Some("limit.futex_rtt"),
+    },
+    Path {
         label: "round trip, busy-polling receivers",
         ours: &["ours.pipe_rtt"],
         peers: &[

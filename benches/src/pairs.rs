@@ -106,6 +106,12 @@ pub const PAIRS: &[Pair] = &[
         target: None,
     },
     Pair {
+        ours: "ours.async_event_rtt",
+        limit: "limit.futex_rtt",
+        what: "Event set/wait_async round trip under tokio",
+        target: Some(Target::AtMost(1.0)),
+    },
+    Pair {
         ours: "ours.pool_apply_rtt",
         limit: "limit.futex_rtt",
         what: "Pool.apply round trip (two wake-ups at least)",

@@ -87,6 +87,23 @@ fn lock_counter_counts_40000_and_survives_a_killed_holder() {
     assert_eq!(lines.last(), Some(&"40000"), "{out}");
 }
 
+#[test]
+fn async_wait_wakes_1000_tasks_and_survives_a_killed_holder() {
+    let out = stdout(&run("async_wait"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "event set by the child: 500 tasks woken",
+            "lock released by the child: 500 tasks took it in turn",
+            "the runtime kept running meanwhile: true",
+            "the child returned 42",
+            "holder killed: 1 await ended with OwnerDied, 100 tasks took the lock",
+        ],
+        "{out}"
+    );
+}
+
 fn pid_after<'a>(line: &'a str, prefix: &str) -> &'a str {
     line.strip_prefix(prefix)
         .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"))

@@ -11,6 +11,7 @@
 //! | `sharedctypes.RawValue('i', 5)`                | [`RawValue::new`]`(5i32)`                       |
 //! | `sharedctypes.RawArray('d', 10)`               | [`RawArray::<f64>::new`]`(10)`                  |
 //! | `resource_tracker`                             | automatic for named segments this process created |
+//! | `Process(target, args)`, `start`, `join`       | [`Process::new`]`(f, arg)`, `start`, `join`; async: [`Process::join_async`] |
 //!
 //! ```
 //! use ipc_core::{RawArray, RawValue, SharedMemory};

@@ -48,6 +48,8 @@
 //! `Process` argument; `try_clone()` keeps one for the caller. The design notes are in the
 //! crate's README.
 
+#[cfg(not(loom))]
+mod awaiting;
 mod claim;
 mod error;
 mod fork;
@@ -76,6 +78,8 @@ pub use pipe::{
     SendError, pipe, pipe_simplex, pipe_with_capacity,
 };
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
+#[cfg(not(loom))]
+pub use queue::{Iter, QueueStream};
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
 pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};

@@ -13,11 +13,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{CreateError, GetError, OpenError, PutError, TryGetError, TryPutError};
+
+#[cfg(not(loom))]
+mod asynch;
 use crate::joinable_queue::JoinableQueue;
 use crate::participants::{BOTH, CONSUMER, PRODUCER};
 use crate::raw_queue::{QueueShape, RawQueue, SlotPayload, WaitEnd};
 use crate::reaper;
 use crate::spill::{self, KIND_INLINE, KIND_SPILLED, RECORD_HEADER};
+#[cfg(not(loom))]
+pub use asynch::{Iter, QueueStream};
 
 /// `Pod` values are copied into the slot as they are (the default).
 #[derive(Debug, Clone, Copy, Default)]

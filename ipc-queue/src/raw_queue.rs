@@ -198,6 +198,16 @@ enum Got {
     Busy,
 }
 
+/// What the checks of an async claim decided, carried from one poll to the next (the blocking
+/// claims keep the same in locals).
+#[derive(Debug, Default)]
+pub(crate) struct ClaimFlags {
+    /// The next attempt checks stuck claimers.
+    recover: bool,
+    /// No producer was alive at the last check.
+    gone: bool,
+}
+
 /// How a blocked wait ended.
 pub(crate) enum WaitEnd {
     Timeout,
@@ -864,6 +874,95 @@ impl RawQueue {
             Err(Blocked::Failed(e)) => Err(e),
             Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
         }
+    }
+
+    /// One poll of an async [`claim_put`](Self::claim_put): the same attempts and checks,
+    /// with the waiting done by `wait` (see `awaiting.rs`); `flags` carries what the checks
+    /// decided from one poll to the next.
+    #[cfg(not(loom))]
+    pub(crate) fn poll_claim_put(
+        &mut self,
+        deadline: Option<Instant>,
+        wait: &mut crate::awaiting::SignalWait,
+        flags: &mut ClaimFlags,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
+        let state = self.state;
+        // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
+        let st = unsafe { &*state };
+        let spin = self.spin;
+        let place = self.table;
+        let recover_next = std::cell::Cell::new(flags.recover);
+        let r = wait.poll(
+            &st.not_full,
+            deadline,
+            spin,
+            cx,
+            || match self.attempt_put(recover_next.take()) {
+                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
+                Ok(None) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(e)),
+            },
+            || {
+                recover_next.set(true);
+                let table = place.table();
+                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
+                    Err(WaitEnd::Disconnected)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        flags.recover = recover_next.get();
+        r.map(|r| match r {
+            Ok(pos) => Ok((pos, self.payload_at(pos))),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
+        })
+    }
+
+    /// One poll of an async [`claim_get`](Self::claim_get) (see
+    /// [`poll_claim_put`](Self::poll_claim_put)).
+    #[cfg(not(loom))]
+    pub(crate) fn poll_claim_get(
+        &mut self,
+        deadline: Option<Instant>,
+        wait: &mut crate::awaiting::SignalWait,
+        flags: &mut ClaimFlags,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
+        let state = self.state;
+        // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
+        let st = unsafe { &*state };
+        let spin = self.spin;
+        let place = self.table;
+        let recover_next = std::cell::Cell::new(flags.recover);
+        let gone = std::cell::Cell::new(flags.gone);
+        let r = wait.poll(
+            &st.not_empty,
+            deadline,
+            spin,
+            cx,
+            || match self.attempt_get(recover_next.take()) {
+                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
+                Ok(None) if gone.get() => Attempt::Ready(Err(WaitEnd::Disconnected)),
+                Ok(None) => Attempt::Pending,
+                Err(e) => Attempt::Ready(Err(e)),
+            },
+            || {
+                recover_next.set(true);
+                let table = place.table();
+                gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
+                Ok(())
+            },
+        );
+        flags.recover = recover_next.get();
+        flags.gone = gone.get();
+        r.map(|r| match r {
+            Ok(pos) => Ok((pos, self.payload_at(pos))),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
+        })
     }
 
     /// Frees the slot of a message read at `pos`.

@@ -42,9 +42,13 @@
 
 use std::any::TypeId;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use ipc_core::raw::reactor::Registration;
 use ipc_core::{CreateError, OpenError, Placement};
 
 use crate::error::{BarrierResetError, BarrierWaitError};
@@ -53,7 +57,9 @@ use crate::object::{Shared, SharedState, shared_object};
 use crate::os::{self, Os};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::raw_lock::{Acquired, LockState};
-use crate::sys::{Liveness, Park, SLICE, deadline_after, passed, pid_of, slice_end, tag_of};
+use crate::sys::{
+    Liveness, Park, SLICE, deadline_after, passed, pid_of, renew_slice, slice_end, tag_of,
+};
 
 const KIND: &str = "Barrier";
 const GEN_MASK: u32 = u32::MAX >> 1;
@@ -394,6 +400,81 @@ impl<A: BarrierAction> Barrier<A> {
         self.wait_inner(Some(deadline))
     }
 
+    /// The async form of [`wait`](Self::wait): a future that is ready once every party has
+    /// arrived, for any executor (with the barrier's default timeout, if it has one).
+    ///
+    /// A party that stops waiting breaks the barrier for the others, as a timeout does:
+    /// dropping the future after it has arrived (a runtime's timeout, a `select!` that took
+    /// another branch) breaks the current generation, so the other parties get
+    /// [`BarrierWaitError::Broken`] instead of waiting for a party that left. Dropped before it
+    /// arrived (while it waits for the internal lock), it changes nothing. A party that dies
+    /// breaks the barrier within a slice, as for `wait`.
+    ///
+    /// ```
+    /// use ipc_sync::Barrier;
+    ///
+    /// let b = Barrier::new(1)?;
+    /// assert_eq!(futures::executor::block_on(b.wait_async()), Ok(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "wait")]
+    pub fn wait_async(&self) -> impl Future<Output = Result<u32, BarrierWaitError>> + Send + '_ {
+        self.wait_until_async(self.timeout().map(deadline_after))
+    }
+
+    /// The async form of [`wait_timeout`](Self::wait_timeout) (the timeout counts from this
+    /// call).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<u32, BarrierWaitError>> + Send + '_ {
+        self.wait_until_async(Some(deadline_after(timeout)))
+    }
+
+    /// The async form of [`wait_deadline`](Self::wait_deadline).
+    #[doc(alias = "wait")]
+    pub fn wait_deadline_async(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<u32, BarrierWaitError>> + Send + '_ {
+        self.wait_until_async(Some(deadline))
+    }
+
+    async fn wait_until_async(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
+        let Some(me) = crate::future::me_async(deadline).await else {
+            self.break_now();
+            return Err(BarrierWaitError::TimedOut);
+        };
+        let st = self.st();
+        let Some(a) = crate::future::LockFuture::new(&st.lock, deadline).await else {
+            // As in `wait`: a party that cannot even arrive by its deadline breaks the barrier.
+            self.break_now();
+            return Err(BarrierWaitError::TimedOut);
+        };
+        // From here to the generation wait there is no await: an arrival is never half made.
+        if a == Acquired::OwnerDied {
+            self.break_now();
+            st.lock.make_consistent();
+        }
+        let arrival = self.arrive(st, me);
+        lock::release(&st.lock);
+        let (idx, generation) = arrival?;
+        let Some(generation) = generation else {
+            return Ok(idx);
+        };
+        GenerationWait {
+            barrier: self,
+            idx,
+            generation,
+            deadline,
+            reg: Registration::new(),
+            slice_end: None,
+            done: false,
+        }
+        .await
+    }
+
     fn wait_inner(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
         // Without this process's identity it cannot be recorded as a party: wait for it until
         // the deadline, as for a lock (see `os.rs`).
@@ -401,50 +482,7 @@ impl<A: BarrierAction> Barrier<A> {
             self.break_now();
             return Err(BarrierWaitError::TimedOut);
         };
-        let parties = self.parties;
-        let arrived = self.locked(deadline, |st| {
-            // ORDERING: Relaxed, under the lock.
-            let w = st.word.load(Ordering::Relaxed);
-            if w & 1 != 0 {
-                return Err(BarrierWaitError::Broken);
-            }
-            let generation = w >> 1;
-            // ORDERING: Relaxed, under the lock.
-            let idx = st.count.load(Ordering::Relaxed);
-            if idx >= parties {
-                // Impossible unless a peer wrote it: break rather than trust it.
-                self.break_now();
-                return Err(BarrierWaitError::Broken);
-            }
-            if idx + 1 == parties {
-                if TypeId::of::<A>() != TypeId::of::<NoAction>() && !self.run_action(idx, me) {
-                    return Err(BarrierWaitError::ActionFailed);
-                }
-                // ORDERING: Relaxed, under the lock.
-                st.count.store(0, Ordering::Relaxed);
-                let next = ((generation + 1) & GEN_MASK) << 1;
-                // ORDERING: Release on success, pairs with the Acquire load of waiters: they
-                // pass and see what every party wrote before arriving. Relaxed on failure: the
-                // word changed since it was read under the lock, which only a break (no lock)
-                // can do, so the generation is broken, not passed.
-                if st
-                    .word
-                    .compare_exchange(w, next, Ordering::Release, Ordering::Relaxed)
-                    .is_err()
-                {
-                    return Err(BarrierWaitError::Broken);
-                }
-                Os.wake(&st.word, u32::MAX);
-                return Ok((idx, None));
-            }
-            // ORDERING: Relaxed, one store of the whole identity; published by the Release
-            // store of `count` below.
-            self.slot(idx).store(me.word(), Ordering::Relaxed);
-            // ORDERING: Release, pairs with the Acquire load in the liveness scan: the slot
-            // written above is visible with the count.
-            st.count.store(idx + 1, Ordering::Release);
-            Ok((idx, Some(generation)))
-        });
+        let arrived = self.locked(deadline, |st| self.arrive(st, me));
         let Some(arrival) = arrived else {
             // The internal lock was not free by the deadline (its holder is alive but does not
             // run): a timeout breaks the barrier, as it does for a waiting party.
@@ -489,6 +527,57 @@ impl<A: BarrierAction> Barrier<A> {
         }
     }
 
+    /// Arrives at the barrier, holding the internal lock: `(index, Some(generation))` to wait
+    /// for that generation to pass, `(index, None)` for the last party (the generation passed).
+    fn arrive(
+        &self,
+        st: &BarrierState,
+        me: crate::sys::Me,
+    ) -> Result<(u32, Option<u32>), BarrierWaitError> {
+        let parties = self.parties;
+        // ORDERING: Relaxed, under the lock.
+        let w = st.word.load(Ordering::Relaxed);
+        if w & 1 != 0 {
+            return Err(BarrierWaitError::Broken);
+        }
+        let generation = w >> 1;
+        // ORDERING: Relaxed, under the lock.
+        let idx = st.count.load(Ordering::Relaxed);
+        if idx >= parties {
+            // Impossible unless a peer wrote it: break rather than trust it.
+            self.break_now();
+            return Err(BarrierWaitError::Broken);
+        }
+        if idx + 1 == parties {
+            if TypeId::of::<A>() != TypeId::of::<NoAction>() && !self.run_action(idx, me) {
+                return Err(BarrierWaitError::ActionFailed);
+            }
+            // ORDERING: Relaxed, under the lock.
+            st.count.store(0, Ordering::Relaxed);
+            let next = ((generation + 1) & GEN_MASK) << 1;
+            // ORDERING: Release on success, pairs with the Acquire load of waiters: they
+            // pass and see what every party wrote before arriving. Relaxed on failure: the
+            // word changed since it was read under the lock, which only a break (no lock)
+            // can do, so the generation is broken, not passed.
+            if st
+                .word
+                .compare_exchange(w, next, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                return Err(BarrierWaitError::Broken);
+            }
+            Os.wake(&st.word, u32::MAX);
+            return Ok((idx, None));
+        }
+        // ORDERING: Relaxed, one store of the whole identity; published by the Release
+        // store of `count` below.
+        self.slot(idx).store(me.word(), Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire load in the liveness scan: the slot
+        // written above is visible with the count.
+        st.count.store(idx + 1, Ordering::Release);
+        Ok((idx, Some(generation)))
+    }
+
     /// Runs the action in the last party to arrive (`idx`), holding the internal lock; `false`
     /// (and the barrier broken) if it panicked.
     fn run_action(&self, idx: u32, me: crate::sys::Me) -> bool {
@@ -509,8 +598,12 @@ impl<A: BarrierAction> Barrier<A> {
         false
     }
 
-    /// A waiting party the kernel says is dead, if any.
+    /// A waiting party the kernel says is dead, if any. Parties of this process are alive
+    /// without asking (as a lock's own holder is), and each other identity is asked once per
+    /// scan, so a scan costs one question per other process, not one per party.
     fn dead_party(&self) -> Option<u32> {
+        let me = os::me();
+        let mut alive = std::collections::HashSet::new();
         // ORDERING: Acquire, pairs with the Release store of `count` at arrival.
         let n = self.st().count.load(Ordering::Acquire).min(self.parties);
         (0..n).find_map(|i| {
@@ -518,7 +611,14 @@ impl<A: BarrierAction> Barrier<A> {
             // publishes the slots below it. (A slot rewritten by a later generation meanwhile
             // is still one whole identity; `break_generation` ignores a generation that ended.)
             let w = self.slot(i).load(Ordering::Relaxed);
-            (os::liveness(pid_of(w), tag_of(w)) == Liveness::Dead).then_some(pid_of(w))
+            if me.is_some_and(|me| me.is(w)) || alive.contains(&w) {
+                return None;
+            }
+            if os::liveness(pid_of(w), tag_of(w)) == Liveness::Dead {
+                return Some(pid_of(w));
+            }
+            alive.insert(w);
+            None
         })
     }
 
@@ -593,6 +693,88 @@ impl<A: BarrierAction> Barrier<A> {
         // ORDERING: Release, pairs with the Acquire load of waiters.
         st.word.store(next << 1, Ordering::Release);
         Os.wake(&st.word, u32::MAX);
+    }
+}
+
+/// An arrived party's async wait for its generation to pass (the second half of
+/// `Barrier::wait_async`). Dropped before that, it breaks the generation.
+struct GenerationWait<'a, A: BarrierAction> {
+    barrier: &'a Barrier<A>,
+    idx: u32,
+    generation: u32,
+    deadline: Option<Instant>,
+    reg: Registration,
+    slice_end: Option<Instant>,
+    done: bool,
+}
+
+impl<A: BarrierAction> GenerationWait<'_, A> {
+    fn finish(&mut self, r: Result<u32, BarrierWaitError>) -> Poll<Result<u32, BarrierWaitError>> {
+        self.done = true;
+        self.reg.disarm();
+        Poll::Ready(r)
+    }
+}
+
+impl<A: BarrierAction> Future for GenerationWait<'_, A> {
+    type Output = Result<u32, BarrierWaitError>;
+
+    /// The steps of `wait_inner`'s loop, returning `Pending` where it sleeps. Every change of
+    /// the word is woken unconditionally (no waiter count), so arming on the word as read is
+    /// the whole protocol.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(BarrierWaitError::Broken));
+        }
+        let b = this.barrier;
+        let st = b.st();
+        let generation = this.generation;
+        loop {
+            // ORDERING: Acquire, pairs with the Release stores that complete or break.
+            let w = st.word.load(Ordering::Acquire);
+            if w >> 1 != generation {
+                // ORDERING: Relaxed, written before the generation changed (Release above).
+                let reset = st.broken_gen.load(Ordering::Relaxed) == ((generation + 1) & GEN_MASK);
+                let r = if reset {
+                    Err(BarrierWaitError::Broken)
+                } else {
+                    Ok(this.idx)
+                };
+                return this.finish(r);
+            }
+            if w & 1 != 0 {
+                return this.finish(Err(BarrierWaitError::Broken));
+            }
+            if passed(this.deadline) {
+                if b.break_generation(generation) {
+                    return this.finish(Err(BarrierWaitError::TimedOut));
+                }
+                continue;
+            }
+            let (_, whole_slice) = renew_slice(&mut this.slice_end, SLICE);
+            if whole_slice {
+                if let Some(pid) = b.dead_party() {
+                    if b.break_generation(generation) {
+                        return this.finish(Err(BarrierWaitError::PeerDied { pid }));
+                    }
+                    continue;
+                }
+            }
+            this.reg
+                .arm_sliced(&st.word, w, this.deadline, SLICE, cx.waker());
+            return Poll::Pending;
+        }
+    }
+}
+
+impl<A: BarrierAction> Drop for GenerationWait<'_, A> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.reg.disarm();
+            // A party that leaves breaks the generation, as a timeout does.
+            self.barrier.break_generation(self.generation);
+        }
     }
 }
 

@@ -1,15 +1,19 @@
 //! `Condition`: Python's `multiprocessing.Condition`, a condition variable over a robust lock.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use ipc_core::raw::reactor::Registration;
 use ipc_core::{CreateError, OpenError, Placement};
 
-use crate::error::{LockTimeoutError, OwnerDied};
+use crate::error::{LockTimeoutError, OwnerDied, TryLockError};
 use crate::lock::{Acquire, lock_methods};
 use crate::object::{Shared, SharedState, shared_object};
-use crate::os::{self, Os};
-use crate::raw_condition::{Slot, WaitQueue, WaitQueueState};
+use crate::os::{self, Armer, Os};
+use crate::raw_condition::{Slot, Ticket, WaitQueue, WaitQueueState};
 use crate::raw_lock::LockState;
 use crate::supplied::{AnyGuard, ExternalLock, OnSuppliedLock, SuppliedLock};
 
@@ -150,6 +154,78 @@ impl Condition {
     }
 
     lock_methods!(ConditionGuard<'_>);
+
+    /// Hands a notification on to the next waiter (Python's `asyncio.Condition` does the
+    /// same for a waiter cancelled after it was notified): `notify(1)` under the lock. The lock
+    /// is taken at once if it is free; otherwise this waits for it at most one slice, since it
+    /// runs in a future's `Drop` (a notification is lost only if the lock stays held that long,
+    /// as by a holder that is stopped).
+    fn hand_on_notification(&self) {
+        let guard = match Acquire::try_lock(self.lock_ref()) {
+            Ok(g) => g,
+            Err(TryLockError::OwnerDied(e)) => e.into_inner(),
+            Err(_) => match Acquire::lock_deadline(
+                self.lock_ref(),
+                crate::sys::deadline_after(crate::sys::SLICE),
+            ) {
+                Ok(g) => g,
+                Err(LockTimeoutError::OwnerDied(e)) => e.into_inner(),
+                Err(_) => return,
+            },
+        };
+        self.queue().notify(1, os::me(), &Os);
+        drop(guard);
+    }
+}
+
+/// An async wait for a condition's ticket (the first half of `ConditionGuard::wait_async`):
+/// ready with `true` once notified (or woken spuriously), `false` at its deadline. Dropped
+/// before that, it gives the ticket back, and hands on a notification that had reached it.
+struct TicketWait<'a> {
+    cond: &'a Condition,
+    ticket: Ticket,
+    deadline: Option<Instant>,
+    reg: Registration,
+    done: bool,
+}
+
+impl Future for TicketWait<'_> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(true);
+        }
+        let mut arm = Armer {
+            reg: &mut this.reg,
+            waker: cx.waker(),
+        };
+        match this
+            .cond
+            .queue()
+            .poll_wait(this.ticket, this.deadline, &Os, &mut arm)
+        {
+            Poll::Ready(notified) => {
+                this.done = true;
+                this.reg.disarm();
+                Poll::Ready(notified)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for TicketWait<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.reg.disarm();
+        if self.cond.queue().cancel(self.ticket) {
+            self.cond.hand_on_notification();
+        }
+    }
 }
 
 shared_object!(supplied Condition: ConditionState[[u64; 2]] = KIND; new() "A condition with its own lock, in a new anonymous segment.");
@@ -205,6 +281,14 @@ impl<'a> ConditionGuard<'a> {
     /// notified or until `deadline`. Returns the condition, the reentrant depth to restore and
     /// whether it was notified.
     fn release_and_sleep(self, deadline: Option<Instant>) -> (&'a Condition, u32, bool) {
+        let (cond, depth, ticket) = self.take_ticket_and_release();
+        let notified = cond.queue().wait(ticket, deadline, &Os);
+        (cond, depth, notified)
+    }
+
+    /// Takes a ticket and releases the lock (every level of a reentrant one); returns the
+    /// condition, the reentrant depth to restore and the ticket.
+    fn take_ticket_and_release(self) -> (&'a Condition, u32, Ticket) {
         let cond = self.cond;
         let queue = cond.queue();
         // Registered under the lock, so a notify after this (it needs the lock) counts it.
@@ -221,8 +305,109 @@ impl<'a> ConditionGuard<'a> {
             }
             AnyGuard::Reentrant(g) => g.release_all(),
         };
-        let notified = queue.wait(ticket, deadline, &Os);
-        (cond, depth, notified)
+        (cond, depth, ticket)
+    }
+
+    /// The async form of [`wait`](Self::wait): releases the lock, waits until notified, and
+    /// takes the lock back, for any executor.
+    ///
+    /// The ticket is taken and the lock released **at this call**, as `wait` does (so a
+    /// `notify` made after it counts this waiter even before the future is first polled).
+    /// Dropping the future before it is notified gives the ticket back (a notification that had
+    /// reached it is handed on to the next waiter, as Python's `asyncio.Condition` does);
+    /// dropping it while it takes the lock back takes nothing. A holder that died ends the
+    /// await with `Err(OwnerDied)`, as for `wait`.
+    ///
+    /// ```
+    /// use ipc_sync::Condition;
+    /// use std::time::Duration;
+    ///
+    /// let cond = Condition::new()?;
+    /// futures::executor::block_on(async {
+    ///     let g = cond.lock_async().await.unwrap();
+    ///     // Nobody notifies: the wait ends at its timeout, with the lock held again.
+    ///     let (g, notified) = g.wait_timeout_async(Duration::from_millis(10)).await.unwrap();
+    ///     assert!(!notified);
+    ///     g.notify_all();
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "wait")]
+    pub fn wait_async(self) -> impl Future<Output = Result<Self, OwnerDied<Self>>> + 'a {
+        let (cond, depth, ticket) = self.take_ticket_and_release();
+        let waiting = TicketWait {
+            cond,
+            ticket,
+            deadline: None,
+            reg: Registration::new(),
+            done: false,
+        };
+        async move {
+            waiting.await;
+            loop {
+                match Acquire::lock_until_async(cond.lock_ref(), None).await {
+                    Ok(g) => return Ok(cond.rewrap(depth, g)),
+                    Err(LockTimeoutError::OwnerDied(e)) => {
+                        return Err(e.map(|g| cond.rewrap(depth, g)));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// The async form of [`wait_timeout`](Self::wait_timeout) (the timeout counts from this
+    /// call, which releases the lock as [`wait_async`](Self::wait_async) does).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout_async(
+        self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(Self, bool), LockTimeoutError<Self>>> + 'a {
+        self.wait_deadline_async(crate::sys::deadline_after(timeout))
+    }
+
+    /// The async form of [`wait_deadline`](Self::wait_deadline).
+    #[doc(alias = "wait")]
+    pub fn wait_deadline_async(
+        self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(Self, bool), LockTimeoutError<Self>>> + 'a {
+        let (cond, depth, ticket) = self.take_ticket_and_release();
+        let waiting = TicketWait {
+            cond,
+            ticket,
+            deadline: Some(deadline),
+            reg: Registration::new(),
+            done: false,
+        };
+        async move {
+            let notified = waiting.await;
+            match Acquire::lock_until_async(cond.lock_ref(), Some(deadline)).await {
+                Ok(g) => Ok((cond.rewrap(depth, g), notified)),
+                Err(e) => Err(e.map(|g| cond.rewrap(depth, g))),
+            }
+        }
+    }
+
+    /// The async form of [`wait_for`](Self::wait_for): waits until `pred()` holds (checked
+    /// with the lock held), at most `timeout` in all.
+    #[doc(alias = "wait_for")]
+    pub async fn wait_for_async(
+        mut self,
+        mut pred: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(Self, bool), LockTimeoutError<Self>> {
+        let deadline = timeout.map(crate::sys::deadline_after);
+        loop {
+            if pred() {
+                return Ok((self, true));
+            }
+            self = match deadline {
+                Some(d) if Instant::now() >= d => return Ok((self, false)),
+                Some(d) => self.wait_deadline_async(d).await?.0,
+                None => self.wait_async().await?,
+            };
+        }
     }
 
     /// Python's `wait_for(predicate, timeout)`: waits until `pred()` holds (checked with the

@@ -1,9 +1,11 @@
 //! `Event`: Python's `multiprocessing.Event`, a flag processes wait on.
 
 use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use ipc_core::raw::futex::Futex;
+use ipc_core::raw::reactor::FutexWaiter;
 use ipc_core::{CreateError, Placement};
 
 use crate::object::{Shared, SharedState, shared_object};
@@ -115,6 +117,47 @@ impl Event {
             return true;
         }
         self.flag().wait_while(|v| v == 0, Some(deadline)).is_ok()
+    }
+
+    /// The async form of [`wait`](Self::wait): a future that is ready once the flag is set,
+    /// for any executor. It spins briefly on its first poll as `wait` does, then waits counted
+    /// as a waiter, so `set` wakes it (through `ipc_core::raw::reactor`'s waiter thread).
+    /// Dropping it before it is ready withdraws it; a runtime's timeout composes with it.
+    ///
+    /// ```
+    /// use ipc_sync::Event;
+    ///
+    /// let e = Event::new()?;
+    /// e.set();
+    /// futures::executor::block_on(e.wait_async());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "wait")]
+    pub async fn wait_async(&self) {
+        while !self.wait_until_async(None).await {}
+    }
+
+    /// The async form of [`wait_timeout`](Self::wait_timeout): whether the flag is set, after
+    /// at most `timeout` (counted from this call).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout_async(&self, timeout: Duration) -> impl Future<Output = bool> + Send + '_ {
+        self.wait_until_async(Some(crate::sys::deadline_after(timeout)))
+    }
+
+    /// The async form of [`wait_deadline`](Self::wait_deadline).
+    #[doc(alias = "wait")]
+    pub fn wait_deadline_async(&self, deadline: Instant) -> impl Future<Output = bool> + Send + '_ {
+        self.wait_until_async(Some(deadline))
+    }
+
+    async fn wait_until_async(&self, deadline: Option<Instant>) -> bool {
+        if self.spin_for_set() {
+            return true;
+        }
+        let mut waiter = FutexWaiter::new(self.flag());
+        std::future::poll_fn(|cx| waiter.poll_wait_while(|v| v == 0, deadline, cx))
+            .await
+            .is_ok()
     }
 
     /// Returns whether the flag is set, without blocking (the `try_*` form of `wait`).

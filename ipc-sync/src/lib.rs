@@ -18,6 +18,28 @@
 //! | `Array('i', [1, 2, 3])`, `arr[2:7]`, `arr[4:8] = xs` | [`Array::from_slice`]`(&[1, 2, 3])`, [`read_range`](Array::read_range), [`write_range`](Array::write_range) |
 //! | `Process(target=f, args=(lock,))`     | `Process::new(f, lock.try_clone()?)`: every object has `try_clone` |
 //!
+//! Every blocking call has an async form for any executor, named `x_async` after it:
+//! [`lock_async`](Lock::lock_async), [`acquire_async`](Semaphore::acquire_async),
+//! [`wait_async`](Event::wait_async), [`ConditionGuard::wait_async`],
+//! [`Barrier::wait_async`], and their `*_timeout_async`/`*_deadline_async` forms. (Python's
+//! `asyncio` has locks and events only between coroutines of one event loop, no multiprocessing
+//! ones.) Dropping such a future cancels it cleanly, so a runtime's timeout composes with it;
+//! the README's "Async forms" says what each drop gives back.
+//!
+//! ```
+//! use ipc_sync::{Event, Lock};
+//!
+//! let lock = Lock::new()?;
+//! let done = Event::new()?;
+//! futures::executor::block_on(async {
+//!     let g = lock.lock_async().await.unwrap();
+//!     done.set();
+//!     drop(g);
+//!     done.wait_async().await;
+//! });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Every object lives in its own segment (anonymous by default, or named), starts with the
 //! validated `ipc_core` header carrying its own type fingerprint, and serialises to its handle,
 //! so it can be passed to a child process as an argument; `try_clone` gives a second handle, so
@@ -67,6 +89,8 @@ mod condition;
 mod error;
 #[cfg(not(loom))]
 mod event;
+#[cfg(not(loom))]
+mod future;
 #[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]

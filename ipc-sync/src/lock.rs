@@ -2,6 +2,7 @@
 //! survives the death of its holder.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Instant;
 
 use ipc_core::{CreateError, Placement};
@@ -84,6 +85,12 @@ pub(crate) trait Acquire<'a>: Copy {
     fn is_locked(self) -> bool;
     /// Whether it is marked inconsistent.
     fn is_poisoned(self) -> bool;
+    /// Acquires from a future, until `deadline` (`None`: no limit; then it never returns
+    /// `TimedOut`). Dropped while pending, it holds nothing.
+    fn lock_until_async(
+        self,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Self::Guard, LockTimeoutError<Self::Guard>>> + Send + 'a;
 }
 
 impl<'a> Acquire<'a> for &'a LockState {
@@ -117,6 +124,20 @@ impl<'a> Acquire<'a> for &'a LockState {
 
     fn is_poisoned(self) -> bool {
         LockState::is_poisoned(self)
+    }
+
+    fn lock_until_async(
+        self,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<LockGuard<'a>, LockTimeoutError<LockGuard<'a>>>> + Send + 'a
+    {
+        let acquiring = crate::future::LockFuture::new(self, deadline);
+        async move {
+            match acquiring.await {
+                Some(a) => Ok(wrap(a, LockGuard { state: self })?),
+                None => Err(LockTimeoutError::TimedOut),
+            }
+        }
     }
 }
 
@@ -169,6 +190,59 @@ macro_rules! lock_methods {
             match $crate::lock::Acquire::lock_deadline(self.lock_ref(), deadline) {
                 Ok(g) => Ok(self.make_guard(g)),
                 Err(e) => Err(e.map(|g| self.make_guard(g))),
+            }
+        }
+
+        /// The async form of [`lock`](Self::lock): a future that acquires the lock, for any
+        /// executor. Waiting costs no thread of the caller's: the task is woken by the unlock
+        /// (through `ipc_core::raw::reactor`'s waiter thread), and every slice to check that
+        /// the holder still runs, so a holder that dies ends the await with `Err(OwnerDied)`
+        /// as it ends a blocking `lock`. It spins briefly on its first poll, as `lock` does.
+        /// Dropping the future before it is ready takes nothing: a runtime's timeout
+        /// (`tokio::time::timeout(d, lock.lock_async())`) cancels cleanly.
+        #[doc(alias = "acquire")]
+        pub fn lock_async(
+            &self,
+        ) -> impl std::future::Future<Output = Result<$guard, $crate::OwnerDied<$guard>>> + '_ {
+            async move {
+                loop {
+                    match $crate::lock::Acquire::lock_until_async(self.lock_ref(), None).await {
+                        Ok(g) => return Ok(self.make_guard(g)),
+                        Err($crate::LockTimeoutError::OwnerDied(e)) => {
+                            return Err(e.map(|g| self.make_guard(g)));
+                        }
+                        // Without a deadline the wait does not time out; should it ever
+                        // return so, it is simply taken up again.
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+
+        /// The async form of [`lock_timeout`](Self::lock_timeout): `Err(TimedOut)` once
+        /// `timeout` (counted from this call) has passed without the lock.
+        #[doc(alias = "acquire")]
+        pub fn lock_timeout_async(
+            &self,
+            timeout: std::time::Duration,
+        ) -> impl std::future::Future<Output = Result<$guard, $crate::LockTimeoutError<$guard>>> + '_
+        {
+            self.lock_deadline_async($crate::sys::deadline_after(timeout))
+        }
+
+        /// The async form of [`lock_deadline`](Self::lock_deadline).
+        #[doc(alias = "acquire")]
+        pub fn lock_deadline_async(
+            &self,
+            deadline: std::time::Instant,
+        ) -> impl std::future::Future<Output = Result<$guard, $crate::LockTimeoutError<$guard>>> + '_
+        {
+            async move {
+                match $crate::lock::Acquire::lock_until_async(self.lock_ref(), Some(deadline)).await
+                {
+                    Ok(g) => Ok(self.make_guard(g)),
+                    Err(e) => Err(e.map(|g| self.make_guard(g))),
+                }
             }
         }
 

@@ -14,13 +14,15 @@
 
 use std::cell::Cell;
 use std::sync::Once;
-use std::time::Instant;
+use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use ipc_core::raw::futex::{self, WaitResult};
+use ipc_core::raw::reactor::Registration;
 use ipc_core::{self as core, ProcessIdentity};
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering, private};
-use crate::sys::{Liveness, Me, PID_MASK, Park};
+use crate::sys::{Arm, Liveness, Me, PID_MASK, Park};
 
 /// The real thing: shared futexes and the kernel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +47,32 @@ impl Park for Os {
 
     fn liveness(&self, pid: u32, tag: u32) -> Liveness {
         liveness(pid, tag)
+    }
+}
+
+/// The real [`Arm`]: registers the task's waker with `ipc_core::raw::reactor`, whose waiter
+/// threads sleep on the word in the task's place.
+#[derive(Debug)]
+pub(crate) struct Armer<'a> {
+    pub(crate) reg: &'a mut Registration,
+    pub(crate) waker: &'a Waker,
+}
+
+impl Arm for Armer<'_> {
+    fn arm(&mut self, word: &AtomicU32, expected: u32, deadline: Option<Instant>, slice: Duration) {
+        self.reg
+            .arm_sliced(word, expected, deadline, slice, self.waker);
+    }
+
+    fn arm_low(
+        &mut self,
+        word: &AtomicU64,
+        expected: u32,
+        deadline: Option<Instant>,
+        slice: Duration,
+    ) {
+        self.reg
+            .arm_low_sliced(word, expected, deadline, slice, self.waker);
     }
 }
 

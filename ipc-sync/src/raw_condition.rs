@@ -40,10 +40,11 @@
 //! window is skipped, a waiter whose slot word was overwritten returns as from a spurious
 //! wake-up, and a corrupted `overflow` costs wake-ups only.
 
+use std::task::Poll;
 use std::time::Instant;
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
-use crate::sys::{Liveness, Me, Park, passed, pid_of, slice_end, tag_of};
+use crate::sys::{Arm, Liveness, Me, Park, passed, pid_of, slice_end, tag_of};
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -274,6 +275,95 @@ impl WaitQueue<'_> {
                 // ORDERING: Relaxed, a hint for `notify` (see there).
                 st.overflow.fetch_sub(1, Ordering::Relaxed);
                 woken
+            }
+        }
+    }
+
+    /// One poll of an async wait for `ticket` (the steps of [`wait`](Self::wait), returning
+    /// `Pending` where it would sleep): arms `arm` on the ticket's slot word (or the overflow
+    /// `seq`) with the value its check read. `Ready(true)` if notified (or woken spuriously),
+    /// `Ready(false)` once `deadline` passed without a notification. After `Ready` the ticket
+    /// is spent: neither poll it again nor [`cancel`](Self::cancel) it.
+    pub(crate) fn poll_wait(
+        &self,
+        ticket: Ticket,
+        deadline: Option<Instant>,
+        park: &impl Park,
+        arm: &mut impl Arm,
+    ) -> Poll<bool> {
+        match ticket {
+            Ticket::Slot(t) => {
+                let Some(slot) = self.slot(t) else {
+                    return Poll::Ready(true);
+                };
+                let (waiting, notified) = (word(t, WAITING), word(t, NOTIFIED));
+                // ORDERING: Acquire, pairs with the Release CAS in `notify`.
+                let w = slot.state.load(Ordering::Acquire);
+                if w == notified {
+                    // ORDERING: Release, as in `wait_slot`: the slot is free for the next
+                    // registration.
+                    slot.state.store(word(t, FREE), Ordering::Release);
+                    return Poll::Ready(true);
+                }
+                if w != waiting {
+                    return Poll::Ready(true);
+                }
+                if passed(deadline) {
+                    return Poll::Ready(self.cancel(ticket));
+                }
+                // `notify` wakes a slot it notifies unconditionally: no count to announce in.
+                arm.arm(&slot.state, waiting, deadline, park.slice());
+                Poll::Pending
+            }
+            Ticket::Overflow(seen) => {
+                let st = self.state;
+                // ORDERING: Acquire, pairs with the Release increment in `notify`.
+                if st.seq.load(Ordering::Acquire) != seen {
+                    self.cancel(ticket);
+                    return Poll::Ready(true);
+                }
+                if passed(deadline) {
+                    self.cancel(ticket);
+                    return Poll::Ready(false);
+                }
+                arm.arm(&st.seq, seen, deadline, park.slice());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Gives `ticket` back without waiting further (a deadline passed, or an async wait was
+    /// dropped): a slot leaves by the CAS `WAITING -> FREE`, so a notification is either never
+    /// handed to it or already taken. Returns `true` if the ticket had been notified (the
+    /// notification is consumed here: a dropped waiter's caller hands it on).
+    pub(crate) fn cancel(&self, ticket: Ticket) -> bool {
+        match ticket {
+            Ticket::Slot(t) => {
+                let Some(slot) = self.slot(t) else {
+                    return false;
+                };
+                let (waiting, notified) = (word(t, WAITING), word(t, NOTIFIED));
+                // ORDERING: Release on success (the slot is free for the next registration);
+                // Acquire on failure, pairs with the Release CAS in `notify`.
+                match slot.state.compare_exchange(
+                    waiting,
+                    word(t, FREE),
+                    Ordering::Release,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => false,
+                    Err(now) if now == notified => {
+                        // ORDERING: Release, as for a consumed notification in `wait_slot`.
+                        slot.state.store(word(t, FREE), Ordering::Release);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Ticket::Overflow(_) => {
+                // ORDERING: Relaxed, a hint for `notify` (see there).
+                self.state.overflow.fetch_sub(1, Ordering::Relaxed);
+                false
             }
         }
     }

@@ -38,10 +38,11 @@
 //! recovered with an owner-died signal, never a hang; a forged word naming a live process with
 //! its exact tag is a live holder, so waiters time out.
 
+use std::task::Poll;
 use std::time::Instant;
 
 use crate::primitive::{AtomicU32, AtomicU64, Ordering, spin_hint};
-use crate::sys::{Liveness, Me, Park, passed, pid_of, slice_end, tag_of};
+use crate::sys::{Arm, Liveness, Me, Park, passed, pid_of, renew_slice, slice_end, tag_of};
 
 /// Some waiter may sleep (in the low half of the word, beside the pid).
 pub(crate) const WAITERS: u64 = 1 << 30;
@@ -76,6 +77,18 @@ pub(crate) enum Acquired {
 /// The lock was not acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy;
+
+/// What an async acquisition carries from one poll to the next.
+#[derive(Debug, Default)]
+pub(crate) struct LockWait {
+    /// The first poll spun already: later polls go straight to waiting.
+    spun: bool,
+    /// This waiter has set `WAITERS` (it takes the lock with `WAITERS`, so that its unlock
+    /// wakes the others, and hands a consumed wake-up on if it is cancelled).
+    slept: bool,
+    /// When the current slice ends: the holder's liveness is checked once it has passed.
+    slice_end: Option<Instant>,
+}
 
 /// The low half of a word, as the futex sees it.
 #[inline]
@@ -269,6 +282,100 @@ impl LockState {
             {
                 return Ok(self.recovered());
             }
+        }
+    }
+
+    /// One poll of an async acquisition (the steps of [`lock`](Self::lock), returning
+    /// `Pending` where it would sleep): spins on the first poll as `lock` does, then sets
+    /// `WAITERS` (the announcement unlock reads) and arms `arm` on the low half of the word as
+    /// set, the value its last check read. After a whole slice without the lock, the holder's
+    /// liveness is asked once, and a holder the kernel says is dead is taken over as `lock`
+    /// does. `Ready(Err(Busy))` once `deadline` has passed.
+    pub(crate) fn poll_lock(
+        &self,
+        me: Me,
+        deadline: Option<Instant>,
+        wait: &mut LockWait,
+        park: &impl Park,
+        arm: &mut impl Arm,
+    ) -> Poll<Result<Acquired, Busy>> {
+        let mut spins = if wait.spun { SPIN_LIMIT } else { 0 };
+        let mut checked = false;
+        loop {
+            // ORDERING: Relaxed, the CAS that acquires carries the Acquire.
+            let w = self.word.load(Ordering::Relaxed);
+            if pid_of(w) == 0 {
+                // Once it has waited, it takes the lock as contended, as `lock_slow` does.
+                let bits = if wait.slept { WAITERS } else { w & WAITERS };
+                // ORDERING: Acquire on success, pairs with the Release CAS in `unlock`.
+                // Relaxed on failure: the loop reads the word again.
+                if self
+                    .word
+                    .compare_exchange(w, me.word() | bits, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Poll::Ready(Ok(self.acquired()));
+                }
+                continue;
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            wait.spun = true;
+            if passed(deadline) {
+                return Poll::Ready(Err(Busy));
+            }
+            if !checked {
+                checked = true;
+                let (_, whole_slice) = renew_slice(&mut wait.slice_end, park.slice());
+                if whole_slice && !Self::holder_alive(w, me, park) {
+                    // ORDERING: Acquire on success: takes over from the holder the kernel said
+                    // is dead, and only from it. Relaxed on failure: the loop reads again.
+                    if self
+                        .word
+                        .compare_exchange(
+                            w,
+                            me.word() | WAITERS,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        return Poll::Ready(Ok(self.recovered()));
+                    }
+                    continue;
+                }
+            }
+            let sleeping = w | WAITERS;
+            // ORDERING: Relaxed, announces a sleeper, as in `lock_slow`: the kernel compares the
+            // word before the waiter thread sleeps, and the unlock that must wake reads
+            // `WAITERS` with its CAS (a read-modify-write of the same word).
+            if w & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(w, sleeping, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            wait.slept = true;
+            arm.arm_low(&self.word, low(sleeping), deadline, park.slice());
+            return Poll::Pending;
+        }
+    }
+
+    /// An async acquisition given up (its future dropped): if it had announced itself and the
+    /// lock is free now, the unlock's single wake may have gone to this waiter (through the
+    /// waiter thread): hand it on to one more sleeper.
+    pub(crate) fn cancel_wait(&self, wait: &LockWait, park: &impl Park) {
+        if !wait.slept {
+            return;
+        }
+        // ORDERING: Relaxed, a hint: a stray wake costs a sleeper one more look at the word.
+        if pid_of(self.word.load(Ordering::Relaxed)) == 0 {
+            park.wake_low(&self.word, 1);
         }
     }
 

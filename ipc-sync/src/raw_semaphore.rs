@@ -19,10 +19,11 @@
 //! pattern without the waiter's fence to lose a wake-up under its rules.) Sleeps are bounded by slices anyway,
 //! so a corrupted `waiters` costs latency, never a hang. Every `count` is a legal state.
 
+use std::task::Poll;
 use std::time::Instant;
 
 use crate::primitive::{AtomicU32, Ordering, fence};
-use crate::sys::{Park, passed, slice_end};
+use crate::sys::{Arm, Park, passed, slice_end};
 
 /// The shared state of a semaphore (16 bytes, `#[repr(C)]`, every bit pattern valid).
 #[repr(C)]
@@ -36,6 +37,15 @@ pub struct SemaphoreState {
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<SemaphoreState>() == 16);
+
+/// What an async acquisition carries from one poll to the next.
+#[derive(Debug, Default)]
+pub(crate) struct AcquireWait {
+    /// Counted in `waiters` now.
+    announced: bool,
+    /// Armed at least once: a release's wake may have gone to this waiter.
+    armed: bool,
+}
 
 /// A release was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +128,61 @@ impl SemaphoreState {
             park.wait(&self.count, 0, end);
             // ORDERING: Relaxed, only a hint for wakers.
             self.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One poll of an async acquisition (the steps of [`acquire`](Self::acquire), returning
+    /// `Pending` where it would sleep): announces itself in `waiters` as a sleeper does, then
+    /// arms `arm` on `count` with the value 0 its last check read. `Ready(false)` once
+    /// `deadline` has passed.
+    pub(crate) fn poll_acquire(
+        &self,
+        deadline: Option<Instant>,
+        wait: &mut AcquireWait,
+        park: &impl Park,
+        arm: &mut impl Arm,
+    ) -> Poll<bool> {
+        self.withdraw(wait);
+        loop {
+            if self.try_acquire() {
+                return Poll::Ready(true);
+            }
+            if passed(deadline) {
+                return Poll::Ready(false);
+            }
+            // ORDERING: SeqCst, pairs with the SeqCst fence in `release` (store-buffer pair), as
+            // in `acquire`.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            wait.announced = true;
+            // ORDERING: SeqCst fence, orders the increment before the re-check below; with the
+            // fence in `release`, either the releaser sees the increment or we see its count.
+            fence(Ordering::SeqCst);
+            // ORDERING: Relaxed, ordered after the fence; `try_acquire` takes with Acquire.
+            if self.count.load(Ordering::Relaxed) != 0 {
+                self.withdraw(wait);
+                continue;
+            }
+            wait.armed = true;
+            arm.arm(&self.count, 0, deadline, park.slice());
+            return Poll::Pending;
+        }
+    }
+
+    /// Withdraws an async waiter's announcement, if it made one.
+    pub(crate) fn withdraw(&self, wait: &mut AcquireWait) {
+        if wait.announced {
+            wait.announced = false;
+            // ORDERING: Relaxed, only a hint for wakers.
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An async acquisition given up (its future dropped): withdraws its announcement and, if
+    /// it was armed and a permit is available, hands on the wake-up it may have consumed.
+    pub(crate) fn cancel_wait(&self, wait: &mut AcquireWait, park: &impl Park) {
+        self.withdraw(wait);
+        if wait.armed && self.value() != 0 {
+            park.wake(&self.count, 1);
         }
     }
 

@@ -1,6 +1,7 @@
 //! `ReentrantLock` (Python's `RLock`): a robust lock the owning thread may take again.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,67 @@ impl ReentrantLock {
             return Ok(self.guard());
         }
         match lock::acquire_until(&self.st().lock, deadline) {
+            Some(a) => Ok(self.entered(a)?),
+            None => Err(LockTimeoutError::TimedOut),
+        }
+    }
+
+    /// The async form of [`lock`](Self::lock): acquires (or re-enters) the lock from a future.
+    ///
+    /// The owner of a `ReentrantLock` is a *thread*, in an async program as in a threaded one:
+    /// the thread that polls the future when it completes becomes the owner, and the future
+    /// re-enters at once if the thread that polls it first already holds the lock. The guard
+    /// is not `Send`, so it cannot be held across an `.await` of a task that moves between
+    /// threads (a multi-threaded runtime's `spawn`); on a current-thread runtime or a local
+    /// task set it can, and then every task of that thread re-enters the lock: use a `Lock`
+    /// where tasks must exclude each other. A holder that dies ends the await with
+    /// `Err(OwnerDied)`; dropping the future before it is ready takes nothing.
+    #[doc(alias = "acquire")]
+    pub async fn lock_async(
+        &self,
+    ) -> Result<ReentrantLockGuard<'_>, OwnerDied<ReentrantLockGuard<'_>>> {
+        loop {
+            match self.lock_until_async(None).await {
+                Ok(g) => return Ok(g),
+                Err(LockTimeoutError::OwnerDied(e)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The async form of [`lock_timeout`](Self::lock_timeout) (the timeout counts from this
+    /// call).
+    #[doc(alias = "acquire")]
+    pub fn lock_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<
+        Output = Result<ReentrantLockGuard<'_>, LockTimeoutError<ReentrantLockGuard<'_>>>,
+    > + Send
+    + '_ {
+        self.lock_until_async(Some(crate::sys::deadline_after(timeout)))
+    }
+
+    /// The async form of [`lock_deadline`](Self::lock_deadline).
+    #[doc(alias = "acquire")]
+    pub fn lock_deadline_async(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<
+        Output = Result<ReentrantLockGuard<'_>, LockTimeoutError<ReentrantLockGuard<'_>>>,
+    > + Send
+    + '_ {
+        self.lock_until_async(Some(deadline))
+    }
+
+    pub(crate) async fn lock_until_async(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<ReentrantLockGuard<'_>, LockTimeoutError<ReentrantLockGuard<'_>>> {
+        if self.reenter() {
+            return Ok(self.guard());
+        }
+        match crate::future::LockFuture::new(&self.st().lock, deadline).await {
             Some(a) => Ok(self.entered(a)?),
             None => Err(LockTimeoutError::TimedOut),
         }

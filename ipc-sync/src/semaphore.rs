@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,37 @@ impl Semaphore {
     #[doc(alias = "acquire")]
     pub fn acquire_deadline(&self, deadline: Instant) -> bool {
         self.st().acquire(Some(deadline), &Os)
+    }
+
+    /// The async form of [`acquire`](Self::acquire): a future that takes a permit, for any
+    /// executor. While it waits it is counted as a waiter, so `release` wakes it (through
+    /// `ipc_core::raw::reactor`'s waiter thread). Dropping it before it is ready takes no
+    /// permit and withdraws it from the waiters (and, if a release meant for it came, wakes
+    /// another waiter in its place), so a runtime's timeout composes with it. As with
+    /// `acquire`, a permit a dead holder took is not returned: use a timeout where holders may
+    /// die.
+    #[doc(alias = "acquire")]
+    pub async fn acquire_async(&self) {
+        while !crate::future::AcquireFuture::new(self.st(), None).await {}
+    }
+
+    /// The async form of [`acquire_timeout`](Self::acquire_timeout): `false` if no permit came
+    /// within `timeout` (counted from this call).
+    #[doc(alias = "acquire")]
+    pub fn acquire_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send + '_ {
+        self.acquire_deadline_async(crate::sys::deadline_after(timeout))
+    }
+
+    /// The async form of [`acquire_deadline`](Self::acquire_deadline).
+    #[doc(alias = "acquire")]
+    pub fn acquire_deadline_async(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = bool> + Send + '_ {
+        crate::future::AcquireFuture::new(self.st(), Some(deadline))
     }
 
     /// Returns one permit, waking one waiter.

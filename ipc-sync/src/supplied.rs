@@ -274,4 +274,21 @@ impl<'a> Acquire<'a> for LockRef<'a> {
         self.target()
             .map_or_else(ReentrantLock::is_poisoned, LockState::is_poisoned)
     }
+
+    async fn lock_until_async(
+        self,
+        deadline: Option<Instant>,
+    ) -> Result<AnyGuard<'a>, LockTimeoutError<AnyGuard<'a>>> {
+        match self.target() {
+            Ok(s) => Acquire::lock_until_async(s, deadline)
+                .await
+                .map(AnyGuard::Plain)
+                .map_err(|e| e.map(AnyGuard::Plain)),
+            Err(l) => l
+                .lock_until_async(deadline)
+                .await
+                .map(AnyGuard::Reentrant)
+                .map_err(|e| e.map(AnyGuard::Reentrant)),
+        }
+    }
 }

@@ -83,6 +83,48 @@ pub(crate) trait Park {
     }
 }
 
+/// Where an async form asks to be woken, as the state machines see it: the real one registers
+/// the task's waker with `ipc_core::raw::reactor` (`os.rs`); the loom model records the request
+/// and sleeps on the model futex in its place.
+///
+/// A poll step arms at most once before it returns `Pending`, with the value it read from the
+/// word before its last check of the condition (after announcing itself to the wakers). Every
+/// arm is *sliced*: besides a change of the word and the `deadline`, the task (or, of many tasks
+/// on one word, the oldest) is woken once per `slice`, to re-check its peers.
+pub(crate) trait Arm {
+    /// Wake the task when `*word != expected` (or the word is woken), at `deadline`, or at the
+    /// word's next slice.
+    fn arm(&mut self, word: &AtomicU32, expected: u32, deadline: Option<Instant>, slice: Duration);
+    /// As `arm`, when the low 32 bits of `*word` differ from `expected`.
+    fn arm_low(
+        &mut self,
+        word: &AtomicU64,
+        expected: u32,
+        deadline: Option<Instant>,
+        slice: Duration,
+    );
+}
+
+/// The end of the current slice of an async wait: kept across polls (so that spurious wake-ups
+/// do not postpone a liveness check), renewed once it has passed. Returns it and whether the
+/// previous one had passed (a whole slice went by: time to check the peers).
+pub(crate) fn renew_slice(slice_end: &mut Option<Instant>, slice: Duration) -> (Instant, bool) {
+    let now = Instant::now();
+    match *slice_end {
+        Some(e) if e > now => (e, false),
+        Some(_) => {
+            let e = now + slice;
+            *slice_end = Some(e);
+            (e, true)
+        }
+        None => {
+            let e = now + slice;
+            *slice_end = Some(e);
+            (e, false)
+        }
+    }
+}
+
 /// The earlier of a deadline and the end of the next slice.
 pub(crate) fn slice_end(deadline: Option<Instant>, slice: Duration) -> Instant {
     let end = Instant::now() + slice;

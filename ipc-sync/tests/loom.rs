@@ -26,7 +26,8 @@ mod raw_semaphore;
 #[path = "../src/sys.rs"]
 mod sys;
 
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -34,9 +35,9 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
 
 use raw_condition::{Slot, Ticket, WaitQueue, WaitQueueState};
-use raw_lock::{Acquired, LockState};
-use raw_semaphore::SemaphoreState;
-use sys::{Liveness, Me, Park};
+use raw_lock::{Acquired, LockState, LockWait};
+use raw_semaphore::{AcquireWait, SemaphoreState};
+use sys::{Arm, Liveness, Me, Park};
 
 /// The identity of model process `pid`: its tag is derived from the pid, so a word naming a pid
 /// under any other tag names a process the pid no longer belongs to.
@@ -157,6 +158,37 @@ impl Park for BlockingPark {
 
     fn liveness(&self, pid: u32, tag: u32) -> Liveness {
         Oracle::default().liveness(pid, tag)
+    }
+}
+
+/// The model's reactor for the async forms: a poll step's arm sleeps on the model futex in the
+/// waiter thread's place (the word compared with the value the step read, under the bucket
+/// lock), then the step returns `Pending` and the task polls again, as it would once woken. The
+/// kernel's comparison here comes no later than the real waiter thread's (which sleeps after
+/// the task returned), so a protocol that loses a wake-up here deadlocks, and loom reports it.
+struct ModelArm {
+    park: BlockingPark,
+}
+
+impl Arm for ModelArm {
+    fn arm(
+        &mut self,
+        word: &primitive::AtomicU32,
+        expected: u32,
+        _d: Option<Instant>,
+        _s: Duration,
+    ) {
+        self.park.wait(word, expected, Instant::now());
+    }
+
+    fn arm_low(
+        &mut self,
+        word: &primitive::AtomicU64,
+        expected: u32,
+        _d: Option<Instant>,
+        _s: Duration,
+    ) {
+        self.park.wait_low(word, expected, Instant::now());
     }
 }
 
@@ -556,6 +588,122 @@ fn condition_notify_skips_a_dead_waiter() {
         let waiter = thread::spawn(move || q2.queue().wait(live, None, &p2));
         assert_eq!(q.notify(1, &park), 1);
         assert!(waiter.join().unwrap());
+    });
+}
+
+/// An async acquisition (the poll steps of `lock_async`) waiting on a held lock is woken by the
+/// unlock: `WAITERS` set before the armed value was read, so the unlock wakes the word, or the
+/// comparison sees the unlock. And it sees the holder's writes.
+#[test]
+fn async_lock_wait_is_woken_by_the_unlock() {
+    loom::model(|| {
+        let g = Guarded::new();
+        let park = BlockingPark::new();
+        assert_eq!(g.lock.try_lock_fast(me(1)), Some(Acquired::Clean));
+        let (g2, p2) = (Arc::clone(&g), park.clone());
+        let holder = thread::spawn(move || {
+            g2.set(5);
+            assert!(g2.lock.unlock(me(1), &p2));
+        });
+        let mut wait = LockWait::default();
+        let mut arm = ModelArm { park: park.clone() };
+        let r = loop {
+            if let Poll::Ready(r) = g.lock.poll_lock(me(2), None, &mut wait, &park, &mut arm) {
+                break r;
+            }
+        };
+        assert_eq!(r, Ok(Acquired::Clean));
+        assert_eq!(g.get(), 5);
+        assert!(g.lock.unlock(me(2), &park));
+        holder.join().unwrap();
+    });
+}
+
+/// An async acquisition and a blocking one contend with a holder: the unlock's single wake and
+/// the `WAITERS` each waiter takes the lock with reach both, whichever order they come in.
+#[test]
+fn async_and_blocking_lock_waiters_lose_nobody() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let g = Guarded::new();
+        let park = BlockingPark::new();
+        assert_eq!(g.lock.try_lock_fast(me(1)), Some(Acquired::Clean));
+        let (g2, p2) = (Arc::clone(&g), park.clone());
+        let blocking = thread::spawn(move || {
+            assert!(g2.lock.lock(me(3), None, &p2).is_ok());
+            g2.increment();
+            assert!(g2.lock.unlock(me(3), &p2));
+        });
+        let (g3, p3) = (Arc::clone(&g), park.clone());
+        let holder = thread::spawn(move || assert!(g3.lock.unlock(me(1), &p3)));
+        let mut wait = LockWait::default();
+        let mut arm = ModelArm { park: park.clone() };
+        while g
+            .lock
+            .poll_lock(me(2), None, &mut wait, &park, &mut arm)
+            .is_pending()
+        {}
+        g.increment();
+        assert!(g.lock.unlock(me(2), &park));
+        holder.join().unwrap();
+        blocking.join().unwrap();
+        assert_eq!(g.get(), 2);
+    });
+}
+
+/// An async semaphore acquisition (the poll steps of `acquire_async`) announced in `waiters`
+/// before its armed check is woken by a release: the store-buffer pair of the announcement and
+/// the releaser's fence.
+#[test]
+fn async_semaphore_wait_is_woken_by_a_release() {
+    loom::model(|| {
+        let sem = Arc::new(SemaphoreState::new(0, 0));
+        let park = BlockingPark::new();
+        let (s2, p2) = (Arc::clone(&sem), park.clone());
+        let releaser = thread::spawn(move || s2.release(1, &p2).unwrap());
+        let mut wait = AcquireWait::default();
+        let mut arm = ModelArm { park: park.clone() };
+        while sem
+            .poll_acquire(None, &mut wait, &park, &mut arm)
+            .is_pending()
+        {}
+        sem.withdraw(&mut wait);
+        releaser.join().unwrap();
+        assert_eq!(sem.value(), 0);
+    });
+}
+
+/// An async condition waiter dropped while a `notify` runs: its ticket leaves by the CAS
+/// `WAITING -> FREE`, or it finds the notification and hands it on (`notify(1)` again, as the
+/// future's drop does), so the waiter behind it is notified either way.
+#[test]
+fn a_cancelled_async_condition_wait_hands_its_notification_on() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let q = Queue::new(2);
+        let park = BlockingPark::new();
+        let first = q.register(7, &park);
+        let second = q.register(8, &park);
+        let (q1, p1) = (Arc::clone(&q), park.clone());
+        let cancelling = thread::spawn(move || {
+            if q1.queue().cancel(first) {
+                q1.notify(1, &p1);
+            }
+        });
+        let (q2, p2) = (Arc::clone(&q), park.clone());
+        let waiting = thread::spawn(move || {
+            let mut arm = ModelArm { park: p2.clone() };
+            loop {
+                if let Poll::Ready(n) = q2.queue().poll_wait(second, None, &p2, &mut arm) {
+                    return n;
+                }
+            }
+        });
+        assert_eq!(q.notify(1, &park), 1);
+        cancelling.join().unwrap();
+        assert!(waiting.join().unwrap());
     });
 }
 

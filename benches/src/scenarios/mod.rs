@@ -1,6 +1,7 @@
 //! Scenario groups, one file each: `limit` (the hardware), the peers (`os`, `threads`,
-//! `ipc_channel`, `iceoryx2`, `python`, and the lock peers in `sync`), and ours. Each file has
-//! a `pub fn scenarios() -> Vec<Scenario>`; a new file is one line in the list below.
+//! `ipc_channel`, `iceoryx2`, `python`, the lock peers in `sync`, tokio's channels in
+//! `awaits`), and ours. Each file has a `pub fn scenarios() -> Vec<Scenario>`; a new file is
+//! one line in the list below.
 
 use crate::scenario::Scenario;
 
@@ -35,6 +36,7 @@ groups! {
     core,
     python,
     sync,
+    awaits,
     pool,
     manager,
     process,

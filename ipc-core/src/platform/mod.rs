@@ -1,12 +1,18 @@
 //! Operating-system calls, kept in one place so a port touches only this folder.
 //!
-//! Linux is the tested platform; `linux.rs` holds every syscall the crate makes. A port to another
-//! system provides the same functions in a sibling file.
+//! Linux is the tested platform; `linux.rs` holds the syscalls of segments, futexes, liveness
+//! and processes, and `waitv.rs` those of the reactor's waiter threads (`futex_waitv`, probes,
+//! the descriptor watcher's doorbell). A port to another system provides the same functions in
+//! sibling files.
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "linux")]
+mod waitv;
+#[cfg(target_os = "linux")]
+pub(crate) use waitv::*;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("ipc-core supports Linux only for now; see platform/mod.rs for what a port needs");

@@ -73,6 +73,7 @@ mod exit;
 mod fn_ref;
 mod fork;
 pub(crate) mod forkserver;
+mod join_async;
 mod running;
 pub(crate) mod spawn;
 mod supervisor;
@@ -587,7 +588,7 @@ impl<R> Process<R> {
     {
         // Wait in slices, letting go of the state between them, so that another thread can
         // `terminate`, `kill` or ask `is_alive` while this one joins.
-        let mut state = loop {
+        let state = loop {
             let mut state = self.inner.lock();
             let Some(running) = state.running.as_mut() else {
                 return Err(JoinError::NotStarted);
@@ -605,6 +606,15 @@ impl<R> Process<R> {
             }
             drop(state);
         };
+        self.collect(state)
+    }
+
+    /// The result of a child that has ended (its status is known): takes its final report out
+    /// of the state, forgets the child, and decodes the report.
+    fn collect(&self, mut state: MutexGuard<'_, State>) -> Result<R, JoinError>
+    where
+        R: DeserializeOwned,
+    {
         let Some(running) = state.running.as_mut() else {
             return Err(JoinError::NotStarted);
         };

@@ -206,6 +206,24 @@ impl Running {
         Ok(())
     }
 
+    /// The descriptors whose readiness means news, for a wait that is not a blocking `poll`
+    /// (`Process::join_async`): the result channel while it is open, and what shows the child's
+    /// end (its pidfd, or the fork server's status pipe). The second is `None` where the end
+    /// can only be polled (no pidfd): then the waiter asks again in short slices.
+    pub(super) fn watch_fds(&self) -> (Option<RawFd>, Option<RawFd>) {
+        let channel = self.channel_open.then(|| self.channel.as_raw_fd());
+        let end = match &self.watch {
+            Watch::Child | Watch::Orphan => self.pidfd_raw,
+            Watch::Server(pipe) => Some(pipe.as_raw_fd()),
+        };
+        (channel, end)
+    }
+
+    /// Whether the child's end is known.
+    pub(super) fn ended(&self) -> bool {
+        self.status.is_some()
+    }
+
     /// Non-blocking refresh.
     pub(super) fn refresh(&mut self) -> io::Result<()> {
         self.drain();

@@ -67,7 +67,7 @@ pub fn wake(word: &AtomicU32, count: u32) -> usize {
 }
 
 /// The address of the half of a 64-bit word that holds its low 32 bits.
-fn low_half(word: &AtomicU64) -> *const u32 {
+pub(crate) fn low_half(word: &AtomicU64) -> *const u32 {
     let base = word.as_ptr().cast::<u32>().cast_const();
     if cfg!(target_endian = "little") {
         base
@@ -246,8 +246,8 @@ fn nap(timeout: Option<Duration>) -> WaitResult {
 /// ```
 #[repr(C)]
 pub struct Futex {
-    value: AtomicU32,
-    waiters: AtomicU32,
+    pub(crate) value: AtomicU32,
+    pub(crate) waiters: AtomicU32,
 }
 
 const _: () = assert!(std::mem::size_of::<Futex>() == 8);

@@ -16,6 +16,9 @@
 //!   when nobody sleeps;
 //! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
 //!   bytes another process may write at the same moment;
+//! - [`reactor`]: async waiting on those futex words for any executor (the waiter threads,
+//!   [`Registration`](reactor::Registration), [`FutexWaiter`](reactor::FutexWaiter)); its docs
+//!   fix the workspace's convention for async forms (`x_async`) and the protocol they follow;
 //! - [`sync`]: the one atomic facade the workspace's algorithms are written against (these
 //!   atomics normally, loom's under `--cfg loom`), with `CachePadded`, `Backoff` and a spin hint.
 //!
@@ -28,6 +31,7 @@ pub mod futex;
 pub mod header;
 pub mod object;
 pub mod pod;
+pub mod reactor;
 pub mod sync;
 
 pub use header::TypeFingerprint;

@@ -1,0 +1,154 @@
+//! The async forms under tokio, beside their blocking forms and beside `tokio::sync`.
+//!
+//! - `ours.async_event_rtt` (µs): `ours.event_rtt` with both sides awaiting instead of blocking:
+//!   each side runs a current-thread tokio runtime and awaits `Event::wait_async`; the peer is
+//!   another process. A round trip is two wake-ups through `ipc_core::raw::reactor`: the setter's
+//!   `FUTEX_WAKE` reaches the waiter thread, which wakes the task's waker, which unparks the
+//!   runtime's thread (one more thread hop per direction than the blocking form).
+//! - `ours.async_event_rtt_blocking_peer` (µs): the same, with the peer blocking in
+//!   `Event::wait` (a service awaiting a worker that blocks).
+//! - `tokio.mpsc_rtt` (µs): the same ping-pong between two tasks of one process on a
+//!   two-worker tokio runtime, through two `tokio::sync::mpsc` channels of capacity 1: what an
+//!   async round trip costs without a process boundary.
+
+use anyhow::{Context as _, ensure};
+use ipc_sync::Event;
+
+use crate::harness::{Echo, Peer, RoundTrip, WAIT_LIMIT, round_trips, timed};
+use crate::primitive::{Ordering, SharedU64};
+use crate::scenario::{Config, Quantity, Repeat, Scenario, Unit};
+use crate::shm::SharedBlock;
+
+/// The scenarios of this group.
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario::new("ours.async_event_rtt", Unit::Us, |cfg| {
+            async_event_rtt(cfg, true)
+        }),
+        Scenario::new("ours.async_event_rtt_blocking_peer", Unit::Us, |cfg| {
+            async_event_rtt(cfg, false)
+        }),
+        Scenario::new("tokio.mpsc_rtt", Unit::Us, tokio_mpsc_rtt),
+    ]
+}
+
+const STOP: u64 = u64::MAX;
+
+/// A current-thread tokio runtime, as a single-threaded service would run.
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Either side of the event ping-pong, as in `ours.event_rtt`, awaiting under `rt` (or
+/// blocking, where `rt` is `None`).
+struct AsyncEvents<'a> {
+    ping: Event,
+    pong: Event,
+    seq: &'a SharedU64,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl AsyncEvents<'_> {
+    fn wait(&self, e: &Event) -> anyhow::Result<()> {
+        let set = match &self.rt {
+            Some(rt) => rt.block_on(e.wait_timeout_async(WAIT_LIMIT)),
+            None => e.wait_timeout(WAIT_LIMIT),
+        };
+        ensure!(set, "the event was not set within {WAIT_LIMIT:?}");
+        Ok(())
+    }
+}
+
+impl RoundTrip for AsyncEvents<'_> {
+    fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+        // ORDERING: Relaxed; `set` publishes it and the wait acquires it.
+        self.seq.store(i, Ordering::Relaxed);
+        self.ping.set();
+        self.wait(&self.pong)?;
+        self.pong.clear();
+        Ok(())
+    }
+
+    fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+        // ORDERING: Relaxed, as above.
+        self.seq.store(STOP, Ordering::Relaxed);
+        self.ping.set();
+        Ok(())
+    }
+}
+
+impl Echo for AsyncEvents<'_> {
+    fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+        self.wait(&self.ping)?;
+        self.ping.clear();
+        // ORDERING: Relaxed, ordered after the wait (see `round`).
+        match self.seq.load(Ordering::Relaxed) {
+            STOP => Ok(false),
+            v => {
+                ensure!(v == i, "request {v}, expected {i}");
+                self.pong.set();
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn async_event_rtt(cfg: &Config, peer_awaits: bool) -> Repeat {
+    let block = SharedBlock::new(8)?;
+    let seq = block.u64_at(0)?;
+    let (ping, pong) = (Event::new()?, Event::new()?);
+    let (hp, hq) = (ping.handle(), pong.handle());
+    let mut parent = AsyncEvents {
+        ping,
+        pong,
+        seq,
+        rt: Some(current_thread()?),
+    };
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut parent, || {
+        // Made in the peer, after the fork: a runtime's threads do not survive one.
+        Ok(AsyncEvents {
+            ping: Event::open(&hp)?,
+            pong: Event::open(&hq)?,
+            seq,
+            rt: if peer_awaits {
+                Some(current_thread()?)
+            } else {
+                None
+            },
+        })
+    })?
+    .into())
+}
+
+fn tokio_mpsc_rtt(cfg: &Config) -> Repeat {
+    const BURST: u64 = 64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (to_echo, mut requests) = tokio::sync::mpsc::channel::<u64>(1);
+    let (to_main, mut answers) = tokio::sync::mpsc::channel::<u64>(1);
+    let echo = rt.spawn(async move {
+        while let Some(v) = requests.recv().await {
+            if to_main.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let w = timed(cfg.budget(), |call| {
+        rt.block_on(async {
+            for k in 0..BURST {
+                let v = call * BURST + k;
+                to_echo.send(v).await.context("the echo task ended")?;
+                let back = answers.recv().await.context("the echo task ended")?;
+                ensure!(back == v, "answer {back}, expected {v}");
+            }
+            Ok(BURST)
+        })
+    })?;
+    drop(to_echo);
+    rt.block_on(echo)?;
+    Ok(Quantity::Seconds(w.per_op()).into())
+}

@@ -80,6 +80,8 @@ pub use pipe::{
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
 #[cfg(not(loom))]
 pub use queue::{Iter, QueueStream};
+#[cfg(not(loom))]
+pub use ring::RingStream;
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
 pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};

@@ -91,6 +91,13 @@ impl<T: Pod> Queue<T, Plain> {
     /// The async form of [`get`](Self::get): a future that gets the next value, waiting while a
     /// producer is alive; `Disconnected` once the queue is empty and every producer is gone, as
     /// for `get`. Dropped before it is ready, it claims no message.
+    ///
+    /// Tasks of one process that await one queue should hold clones ([`try_clone`]) of one
+    /// handle: clones share the mapping, so their awaits are one registration of the reactor,
+    /// with one liveness check per slice between them, where handles opened one by one are one
+    /// registration (and one check per slice) each.
+    ///
+    /// [`try_clone`]: Self::try_clone
     #[doc(alias = "get")]
     pub async fn get_async(&mut self) -> Result<T, GetError> {
         let (pos, slot) = self.claim_get_async(None).await?;

@@ -112,6 +112,18 @@ pub const PAIRS: &[Pair] = &[
         target: Some(Target::AtMost(1.0)),
     },
     Pair {
+        ours: "ours.queue_rtt",
+        limit: "limit.futex_rtt",
+        what: "Queue put/get round trip of a u64",
+        target: None,
+    },
+    Pair {
+        ours: "ours.async_queue_rtt",
+        limit: "limit.futex_rtt",
+        what: "Queue put_async/get_async round trip under tokio",
+        target: None,
+    },
+    Pair {
         ours: "ours.pool_apply_rtt",
         limit: "limit.futex_rtt",
         what: "Pool.apply round trip (two wake-ups at least)",

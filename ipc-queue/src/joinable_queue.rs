@@ -265,6 +265,85 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
         }
     }
 
+    /// The async form of [`join`](Self::join): a future that waits until every task put has
+    /// been marked done, for any executor, with the same errors as `join` (tasks whose getters
+    /// are gone give [`JoinError::TasksLost`], tasks nobody alive can get give
+    /// [`JoinError::Disconnected`], each found within a slice of the loss). Dropped before it is
+    /// ready, it leaves nothing behind (it takes nothing; its waiter announcement is withdrawn).
+    ///
+    /// ```
+    /// use ipc_queue::JoinableQueue;
+    ///
+    /// let mut q = JoinableQueue::<u32>::new(4)?;
+    /// let mut worker = q.try_clone()?;
+    /// q.put(1)?;
+    /// std::thread::spawn(move || {
+    ///     worker.get().unwrap();
+    ///     worker.task_done().unwrap();
+    /// });
+    /// futures::executor::block_on(q.join_async())?;
+    /// assert_eq!(q.unfinished_tasks(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    #[doc(alias = "join")]
+    pub async fn join_async(&mut self) -> Result<(), JoinError> {
+        self.join_until_async(None).await
+    }
+
+    /// The async form of [`join_timeout`](Self::join_timeout) (the timeout counts from this
+    /// call).
+    #[cfg(not(loom))]
+    #[doc(alias = "join_timeout")]
+    pub fn join_timeout_async(
+        &mut self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), JoinError>> + '_ {
+        self.join_until_async(Instant::now().checked_add(timeout))
+    }
+
+    /// `join_until` with its wait done by a [`SignalWait`](crate::awaiting::SignalWait).
+    #[cfg(not(loom))]
+    async fn join_until_async(&mut self, deadline: Option<Instant>) -> Result<(), JoinError> {
+        let raw = self.q.raw();
+        let spin = raw.spin();
+        let state = raw.state();
+        let check = || match raw.join_check() {
+            JoinCheck::Done | JoinCheck::Wait => Ok(()),
+            JoinCheck::Lost(lost) => Err(JoinError::TasksLost { lost }),
+            JoinCheck::NoConsumer(unfinished) => Err(JoinError::Disconnected { unfinished }),
+        };
+        // Before any wait, as in `join_until`.
+        check()?;
+        let mut wait = crate::awaiting::SignalWait::new();
+        let r = std::future::poll_fn(|cx| {
+            wait.poll(
+                &state.all_done,
+                deadline,
+                spin,
+                cx,
+                || {
+                    // ORDERING: Acquire, pairs with the AcqRel decrement in `task_done`: the
+                    // tasks' work happens before the join returns.
+                    if state.unfinished.load(Ordering::Acquire) == 0 {
+                        Attempt::Ready(Ok(()))
+                    } else {
+                        Attempt::Pending
+                    }
+                },
+                check,
+            )
+        })
+        .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(Blocked::Failed(e)) => Err(e),
+            Err(Blocked::Timeout) => Err(JoinError::Timeout {
+                unfinished: self.unfinished_tasks(),
+            }),
+        }
+    }
+
     /// The handle another process attaches with.
     pub fn handle(&self) -> ObjectHandle {
         self.q.handle()

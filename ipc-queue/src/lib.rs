@@ -19,6 +19,7 @@
 //! | `connection.wait(objects, timeout)`      | [`wait`], with process sentinels among the objects   |
 //! | `Process(args=(q,))`                     | `Process::new(f, q.try_clone()?)`                    |
 //! | (none)                                   | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
+//! | (none: `asyncio` has no multiprocessing queue) | `put_async`, `get_async` (and `*_timeout_async`), `stream`, `iter` on [`Queue`]; `join_async` on [`JoinableQueue`]; `push_async`, `pop_async`, `stream` on the ring's ends: for any executor, and a dropped future takes nothing |
 //!
 //! Every queue has a bound (`Queue::new(0)` is an error): the README says why there is no
 //! unbounded queue, and lists every other deliberate difference from Python.
@@ -80,6 +81,8 @@ pub use pipe::{
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
 #[cfg(not(loom))]
 pub use queue::{Iter, QueueStream};
+#[cfg(not(loom))]
+pub use ring::RingStream;
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
 pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};

@@ -200,6 +200,7 @@ enum Got {
 
 /// What the checks of an async claim decided, carried from one poll to the next (the blocking
 /// claims keep the same in locals).
+#[cfg(not(loom))]
 #[derive(Debug, Default)]
 pub(crate) struct ClaimFlags {
     /// The next attempt checks stuck claimers.

@@ -65,6 +65,11 @@ use crate::primitive::{AtomicU64, CachePadded, Ordering};
 use crate::signal::{self, Attempt, Blocked, Signal};
 use crate::spsc_index::{ConsumerIndex, Corrupt, ProducerIndex, SpscIndices};
 
+#[cfg(not(loom))]
+mod asynch;
+#[cfg(not(loom))]
+pub use asynch::RingStream;
+
 /// The shared part of one SPSC ring (`#[repr(C)]`, all bit patterns valid).
 #[repr(C)]
 pub(crate) struct SpscState {

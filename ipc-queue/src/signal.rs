@@ -102,6 +102,13 @@ impl Signal {
         }
     }
 
+    /// How many waiters are announced (for tests of the async forms' cancellation).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn waiters(&self) -> u32 {
+        // ORDERING: Relaxed, a snapshot read by the thread that made every change it checks.
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     /// The word itself, for `futex_waitv` over several objects.
     pub(crate) fn epoch_word(&self) -> &AtomicU32 {
         &self.epoch

@@ -7,11 +7,18 @@
 //!   runtime's thread (one more thread hop per direction than the blocking form).
 //! - `ours.async_event_rtt_blocking_peer` (µs): the same, with the peer blocking in
 //!   `Event::wait` (a service awaiting a worker that blocks).
+//! - `ours.async_queue_rtt` (µs): `ours.queue_rtt` with both sides awaiting instead of
+//!   blocking: a `u64` over one `Queue<u64>` (`put_async`) and back over another (`get_async`),
+//!   each side in a current-thread tokio runtime (one `block_on` per round), the peer another
+//!   process; each `get_async` spins for the queue's default spin on its first poll, as `get`
+//!   does, before it registers with the reactor.
 //! - `tokio.mpsc_rtt` (µs): the same ping-pong between two tasks of one process on a
 //!   two-worker tokio runtime, through two `tokio::sync::mpsc` channels of capacity 1: what an
 //!   async round trip costs without a process boundary.
 
 use anyhow::{Context as _, ensure};
+use ipc_core::ObjectHandle;
+use ipc_queue::Queue;
 use ipc_sync::Event;
 
 use crate::harness::{Echo, Peer, RoundTrip, WAIT_LIMIT, round_trips, timed};
@@ -28,6 +35,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("ours.async_event_rtt_blocking_peer", Unit::Us, |cfg| {
             async_event_rtt(cfg, false)
         }),
+        Scenario::new("ours.async_queue_rtt", Unit::Us, |cfg| queue_rtt(cfg, true)),
         Scenario::new("tokio.mpsc_rtt", Unit::Us, tokio_mpsc_rtt),
     ]
 }
@@ -118,6 +126,109 @@ fn async_event_rtt(cfg: &Config, peer_awaits: bool) -> Repeat {
                 None
             },
         })
+    })?
+    .into())
+}
+
+/// Either side of the queue ping-pong: puts on `to`, gets from `from`, awaiting under `rt` (or
+/// blocking, where `rt` is `None`).
+struct QueuePingPong {
+    to: Queue<u64>,
+    from: Queue<u64>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+fn queue_err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+impl QueuePingPong {
+    /// Attaches to the two queues: a producer of `to`, a consumer of `from`.
+    fn open(to: &ObjectHandle, from: &ObjectHandle, awaits: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            to: Queue::<u64>::open_producer(to)?,
+            from: Queue::<u64>::open_consumer(from)?,
+            rt: if awaits { Some(current_thread()?) } else { None },
+        })
+    }
+
+    /// Puts `v`, then gets the answer.
+    fn send_recv(&mut self, v: u64) -> anyhow::Result<u64> {
+        let Self { to, from, rt } = self;
+        match rt {
+            Some(rt) => rt.block_on(async {
+                to.put_timeout_async(v, WAIT_LIMIT).await.map_err(queue_err)?;
+                from.get_timeout_async(WAIT_LIMIT).await.map_err(queue_err)
+            }),
+            None => {
+                to.put_timeout(v, WAIT_LIMIT).map_err(queue_err)?;
+                from.get_timeout(WAIT_LIMIT).map_err(queue_err)
+            }
+        }
+    }
+
+    /// Gets a request.
+    fn recv(&mut self) -> anyhow::Result<u64> {
+        let Self { from, rt, .. } = self;
+        match rt {
+            Some(rt) => rt
+                .block_on(from.get_timeout_async(WAIT_LIMIT))
+                .map_err(queue_err),
+            None => from.get_timeout(WAIT_LIMIT).map_err(queue_err),
+        }
+    }
+
+    /// Puts an answer (or the stop).
+    fn send(&mut self, v: u64) -> anyhow::Result<()> {
+        let Self { to, rt, .. } = self;
+        match rt {
+            Some(rt) => rt
+                .block_on(to.put_timeout_async(v, WAIT_LIMIT))
+                .map_err(queue_err),
+            None => to.put_timeout(v, WAIT_LIMIT).map_err(queue_err),
+        }
+    }
+}
+
+impl RoundTrip for QueuePingPong {
+    fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+        let reply = self.send_recv(i)?;
+        ensure!(reply == i + 1, "got {reply}, expected {}", i + 1);
+        Ok(())
+    }
+
+    fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+        self.send(STOP)
+    }
+}
+
+impl Echo for QueuePingPong {
+    fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+        match self.recv()? {
+            STOP => Ok(false),
+            v => {
+                ensure!(v == i, "got {v}, expected {i}");
+                self.send(v + 1)?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// `ours.queue_rtt` (`awaits` false) and `ours.async_queue_rtt` (true): the same round trip,
+/// blocking or awaiting on both sides.
+pub(super) fn queue_rtt(cfg: &Config, awaits: bool) -> Repeat {
+    let (ping, pong) = (Queue::<u64>::new(1)?, Queue::<u64>::new(1)?);
+    let (hp, hq) = (ping.handle(), pong.handle());
+    let mut parent = QueuePingPong {
+        to: ping,
+        from: pong,
+        rt: if awaits { Some(current_thread()?) } else { None },
+    };
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut parent, || {
+        // Attached in the peer, after the fork, as the runtime is made there: a runtime's
+        // threads do not survive one.
+        QueuePingPong::open(&hq, &hp, awaits)
     })?
     .into())
 }

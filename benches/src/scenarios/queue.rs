@@ -10,6 +10,9 @@
 //! - `ours.queue_serde_small` (msgs/s): `Queue<Small, Serde>` of a small struct with a string.
 //! - `ours.pipe_rtt` (ns): a `u64` over a `pipe()` `Connection` and back, spinning receivers
 //!   (the default spin); `ours.pipe_rtt_sleeping` (µs) with no spin, so both sides sleep.
+//! - `ours.queue_rtt` (µs): a `u64` over one `Queue<u64>` and back over another, `put` and
+//!   `get` with the default spin on both sides; `ours.async_queue_rtt` (in `awaits.rs`) is the
+//!   same round trip with both sides awaiting under tokio.
 //! - `ours.queue_1mib` (GB/s): `Queue<[u64; 131072]>` of 4 slots, `put_from` and `get_into`:
 //!   one copy in, one copy out; compare with `limit.ring_1mib`.
 //! - `ours.loan_1mib` (GB/s): the same queue of 8 slots through `loan` (the message written
@@ -46,6 +49,9 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("ours.pipe_rtt", Unit::Ns, |cfg| pipe_rtt(cfg, None)),
         Scenario::new("ours.pipe_rtt_sleeping", Unit::Us, |cfg| {
             pipe_rtt(cfg, Some(std::time::Duration::ZERO))
+        }),
+        Scenario::new("ours.queue_rtt", Unit::Us, |cfg| {
+            super::awaits::queue_rtt(cfg, false)
         }),
         Scenario::new("ours.queue_1mib", Unit::GbPerSec, queue_1mib),
         Scenario::new("ours.loan_1mib", Unit::GbPerSec, loan_1mib),

@@ -91,6 +91,13 @@ impl<T: Pod> Queue<T, Plain> {
     /// The async form of [`get`](Self::get): a future that gets the next value, waiting while a
     /// producer is alive; `Disconnected` once the queue is empty and every producer is gone, as
     /// for `get`. Dropped before it is ready, it claims no message.
+    ///
+    /// Tasks of one process that await one queue should hold clones ([`try_clone`]) of one
+    /// handle: clones share the mapping, so their awaits are one registration of the reactor,
+    /// with one liveness check per slice between them, where handles opened one by one are one
+    /// registration (and one check per slice) each.
+    ///
+    /// [`try_clone`]: Self::try_clone
     #[doc(alias = "get")]
     pub async fn get_async(&mut self) -> Result<T, GetError> {
         let (pos, slot) = self.claim_get_async(None).await?;
@@ -349,3 +356,67 @@ macro_rules! receiving {
 
 receiving!(Plain, Pod);
 receiving!(Serde, Serialize + DeserializeOwned);
+
+#[cfg(test)]
+mod tests {
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Waker};
+
+    use crate::{JoinableQueue, Queue};
+
+    /// Polls once with a waker that does nothing; `true` if pending.
+    fn pending<F: Future>(fut: Pin<&mut F>) -> bool {
+        fut.poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    }
+
+    #[test]
+    fn a_dropped_pending_get_or_put_leaves_no_waiter_announced() {
+        let mut q = Queue::<u64>::new(1).unwrap();
+        let st = q.raw().state() as *const crate::raw_queue::QueueState;
+        // SAFETY: `q`'s mapping outlives every use below (`q` lives to the end of the test).
+        let st = unsafe { &*st };
+        {
+            let mut get = pin!(q.get_async());
+            assert!(pending(get.as_mut()));
+            assert_eq!(st.not_empty.waiters(), 1, "announced while pending");
+        }
+        assert_eq!(st.not_empty.waiters(), 0, "withdrawn by the drop");
+        q.try_put(1).unwrap();
+        {
+            let mut put = pin!(q.put_async(2));
+            assert!(pending(put.as_mut()));
+            assert_eq!(st.not_full.waiters(), 1);
+        }
+        assert_eq!(st.not_full.waiters(), 0);
+        assert_eq!(q.len(), 1);
+        {
+            let mut stream = q.stream();
+            assert_eq!(
+                futures::executor::block_on(futures::StreamExt::next(&mut stream))
+                    .unwrap()
+                    .unwrap(),
+                1
+            );
+            let mut next = pin!(futures::StreamExt::next(&mut stream));
+            assert!(pending(next.as_mut()));
+        }
+        assert_eq!(st.not_empty.waiters(), 0, "a dropped stream withdraws too");
+    }
+
+    #[test]
+    fn a_dropped_pending_join_leaves_no_waiter_announced() {
+        let mut q = JoinableQueue::<u64>::new(2).unwrap();
+        let st = q.raw().state() as *const crate::raw_queue::QueueState;
+        // SAFETY: as above, `q` lives to the end of the test.
+        let st = unsafe { &*st };
+        q.put(1).unwrap();
+        {
+            let mut join = pin!(q.join_async());
+            assert!(pending(join.as_mut()));
+            assert_eq!(st.all_done.waiters(), 1);
+        }
+        assert_eq!(st.all_done.waiters(), 0);
+        assert_eq!(q.unfinished_tasks(), 1);
+    }
+}

@@ -1,0 +1,660 @@
+//! `Queue`'s async forms (`put_async`, `get_async`, their timeout forms, `stream`) and its
+//! blocking iterator, across real processes, on three executors (tokio current-thread, tokio
+//! multi-thread, `futures::executor`): they complete when a child process acts, they cancel
+//! cleanly when dropped at each of their await points, a producer SIGKILLed while 1,000 tasks
+//! await ends every await with `Disconnected`, and an idle awaiting process uses almost no CPU.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use ipc_core::ObjectHandle;
+use ipc_queue::{GetError, PutError, Queue, Serde, TryGetError};
+
+/// The watchdog of every test: far above any expected run time.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs the future `make()` builds on each executor in turn (a fresh one each time), under the
+/// watchdog.
+fn on_every_executor<F, Fut>(make: F)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let make = Arc::new(make);
+    let m = Arc::clone(&make);
+    common::watchdog(LIMIT, move || futures::executor::block_on(m()));
+    let m = Arc::clone(&make);
+    common::watchdog(LIMIT, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(m())
+    });
+    common::watchdog(LIMIT, move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move { tokio::spawn(make()).await.unwrap() })
+    });
+}
+
+/// Polls `fut` once with a waker that does nothing; `true` if it is still pending. Brings a
+/// future to its await point (spun, announced, registered) before it is dropped or awaited.
+fn pending_after_one_poll<F: Future>(fut: Pin<&mut F>) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    fut.poll(&mut cx).is_pending()
+}
+
+/// Awaits `fut`, adding one to `pending` the first time it returns `Pending` (so that a test
+/// can tell when every task is at its await point).
+async fn counting_pending<F: Future>(
+    fut: F,
+    pending: &ipc_core::raw::atomic::AtomicU32,
+) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut counted = false;
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Pending => {
+            if !counted {
+                counted = true;
+                // ORDERING: Relaxed, a counter the test thread polls; it publishes nothing.
+                pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Poll::Pending
+        }
+        ready => ready,
+    })
+    .await
+}
+
+/// Waits (at most the watchdog) until `counter` reaches `n`.
+fn wait_for_count(counter: &ipc_core::raw::atomic::AtomicU32, n: u32) {
+    let end = std::time::Instant::now() + LIMIT;
+    // ORDERING: Relaxed, as in `counting_pending`.
+    while counter.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "the tasks never all waited"
+        );
+        std::thread::yield_now();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child roles.
+
+/// What `child_serve` does for one command.
+const PUT: u64 = 1 << 32;
+/// Gets one value from the data queue and puts it on the output queue.
+const GET: u64 = 2 << 32;
+/// What the child puts on OUT once it holds its handles.
+const ATTACHED: u64 = u64::MAX;
+
+/// Child: says it is attached on OUT, then for each command on CMD (until every sender is
+/// gone) either puts its low half on the data queue Q (`PUT`) or gets one value from Q
+/// (`GET`); after each command it puts the value put or got on OUT, so that the parent knows
+/// the command is done.
+#[test]
+#[ignore = "child role"]
+fn child_serve() {
+    let (q, cmd, out): (ObjectHandle, ObjectHandle, ObjectHandle) = common::arg();
+    let mut q = Queue::<u64>::open(&q).unwrap();
+    let mut cmd = Queue::<u64>::open_consumer(&cmd).unwrap();
+    let mut out = Queue::<u64>::open_producer(&out).unwrap();
+    out.put(ATTACHED).unwrap();
+    loop {
+        match cmd.get() {
+            Ok(c) if c & !0xffff_ffff == PUT => {
+                q.put(c & 0xffff_ffff).unwrap();
+                out.put(c & 0xffff_ffff).unwrap();
+            }
+            Ok(c) if c & !0xffff_ffff == GET => out.put(q.get().unwrap()).unwrap(),
+            Ok(c) => panic!("unknown command {c:#x}"),
+            Err(GetError::Disconnected) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A data queue served by a `child_serve` child, with the parent's ends of its command and
+/// output queues.
+struct Served {
+    q: Queue<u64>,
+    cmd: Queue<u64>,
+    out: Queue<u64>,
+    child: common::Role,
+}
+
+impl Served {
+    fn new(capacity: usize) -> Self {
+        let q = Queue::<u64>::new(capacity).unwrap();
+        let mut cmd = Queue::<u64>::new(4).unwrap();
+        let mut out = Queue::<u64>::new(4).unwrap();
+        cmd.close_receiving();
+        let child = common::spawn("child_serve", &(q.handle(), cmd.handle(), out.handle()));
+        // Closed once the child is attached (closed earlier, a get could find no producer
+        // alive before the child attaches, and rightly end).
+        assert_eq!(out.get().unwrap(), ATTACHED);
+        out.close();
+        Self { q, cmd, out, child }
+    }
+
+    /// Has the child put `v` on the data queue; returns once it has.
+    fn child_puts(&mut self, v: u64) {
+        child_puts(&mut self.cmd, &mut self.out, v);
+    }
+
+    /// Has the child get one value from the data queue; returns it once it has.
+    fn child_gets(&mut self) -> u64 {
+        child_gets(&mut self.cmd, &mut self.out)
+    }
+
+    /// Ends the child (its command queue disconnects) and checks that it succeeded.
+    fn finish(self) {
+        let Self {
+            q,
+            cmd,
+            out,
+            mut child,
+        } = self;
+        drop(cmd);
+        assert!(child.wait(LIMIT), "the child failed");
+        drop((q, out));
+    }
+}
+
+/// [`Served::child_puts`] on the fields, while the data queue is borrowed.
+fn child_puts(cmd: &mut Queue<u64>, out: &mut Queue<u64>, v: u64) {
+    cmd.put(PUT | v).unwrap();
+    assert_eq!(out.get().unwrap(), v);
+}
+
+/// [`Served::child_gets`] on the fields, while the data queue is borrowed.
+fn child_gets(cmd: &mut Queue<u64>, out: &mut Queue<u64>) -> u64 {
+    cmd.put(GET).unwrap();
+    out.get().unwrap()
+}
+
+/// Child: attaches to Q as its producer, puts 0 (so the parent knows it is attached), then
+/// waits to be killed.
+#[test]
+#[ignore = "child role"]
+fn child_put_one_then_hang() {
+    let q: ObjectHandle = common::arg();
+    let mut q = Queue::<u64>::open_producer(&q).unwrap();
+    q.put(0).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Child: puts 0..N on Q as its producer, then waits to be killed.
+#[test]
+#[ignore = "child role"]
+fn child_put_n_then_hang() {
+    let (q, n): (ObjectHandle, u64) = common::arg();
+    let mut q = Queue::<u64>::open_producer(&q).unwrap();
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Child: puts 0..N on Q as its producer, then exits.
+#[test]
+#[ignore = "child role"]
+fn child_put_n() {
+    let (q, n): (ObjectHandle, u64) = common::arg();
+    let mut q = Queue::<u64>::open_producer(&q).unwrap();
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+/// A queue whose only producer is a `child_put_one_then_hang` child, attached: the parent's
+/// own handle is closed for putting once the child's first put has arrived (closed earlier, a
+/// get could find no producer alive before the child attaches, and rightly end).
+fn queue_fed_by_a_hanging_child(participants: usize) -> (Queue<u64>, common::Role) {
+    let mut q = Queue::<u64>::builder(4)
+        .participants(participants)
+        .create()
+        .unwrap();
+    let child = common::spawn("child_put_one_then_hang", &q.handle());
+    assert_eq!(q.get().unwrap(), 0, "the child's first put");
+    q.close();
+    (q, child)
+}
+
+/// Takes the first value a child producer puts (so that the child is attached), then closes
+/// the parent's handle for putting: from then on the child is the only producer.
+async fn first_then_close(q: &mut Queue<u64>) {
+    assert_eq!(q.get_async().await.unwrap(), 0);
+    q.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completing when a child acts.
+
+#[test]
+fn get_async_completes_when_a_child_puts() {
+    on_every_executor(|| async {
+        let mut s = Served::new(4);
+        {
+            let mut fut = std::pin::pin!(s.q.get_async());
+            // Empty: pending (spun, then armed).
+            assert!(pending_after_one_poll(fut.as_mut()));
+            s.cmd.put(PUT | 42).unwrap();
+            assert_eq!(fut.await.unwrap(), 42);
+        }
+        assert_eq!(s.out.get().unwrap(), 42);
+        // The timeout form too, and a value already there.
+        s.child_puts(43);
+        assert_eq!(s.q.get_timeout_async(LIMIT).await.unwrap(), 43);
+        s.finish();
+    });
+}
+
+#[test]
+fn put_async_waits_on_a_full_queue_until_a_child_gets() {
+    on_every_executor(|| async {
+        let mut s = Served::new(2);
+        s.q.try_put(1).unwrap();
+        s.q.try_put(2).unwrap();
+        {
+            let mut fut = std::pin::pin!(s.q.put_async(3));
+            // Full: pending.
+            assert!(pending_after_one_poll(fut.as_mut()));
+            s.cmd.put(GET).unwrap();
+            fut.await.unwrap();
+        }
+        assert_eq!(s.out.get().unwrap(), 1);
+        {
+            let mut fut = std::pin::pin!(s.q.put_timeout_async(4, LIMIT));
+            assert!(pending_after_one_poll(fut.as_mut()));
+            s.cmd.put(GET).unwrap();
+            fut.await.unwrap();
+        }
+        assert_eq!(s.out.get().unwrap(), 2);
+        assert_eq!(s.q.get_async().await.unwrap(), 3);
+        assert_eq!(s.q.get_async().await.unwrap(), 4);
+        s.finish();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation at every await point.
+
+#[test]
+fn a_dropped_get_async_takes_no_message_at_any_await_point() {
+    on_every_executor(|| async {
+        let mut s = Served::new(4);
+        // Dropped before its first poll.
+        drop(s.q.get_async());
+        // Dropped while armed on an empty queue.
+        {
+            let mut fut = Box::pin(s.q.get_async());
+            assert!(pending_after_one_poll(fut.as_mut()));
+        }
+        // Dropped after its wake-up, before the poll that would have taken the message.
+        {
+            let mut fut = Box::pin(s.q.get_async());
+            assert!(pending_after_one_poll(fut.as_mut()));
+            child_puts(&mut s.cmd, &mut s.out, 7);
+        }
+        // The message is still there, for the next get.
+        assert_eq!(s.q.len(), 1);
+        assert_eq!(s.q.try_get().unwrap(), 7);
+        // A dropped wait consumed no wake-up another one needs: a new await completes when the
+        // child puts.
+        {
+            let mut fut = Box::pin(s.q.get_async());
+            assert!(pending_after_one_poll(fut.as_mut()));
+            drop(fut);
+            let mut fut = std::pin::pin!(s.q.get_async());
+            assert!(pending_after_one_poll(fut.as_mut()));
+            s.cmd.put(PUT | 8).unwrap();
+            assert_eq!(fut.await.unwrap(), 8);
+            assert_eq!(s.out.get().unwrap(), 8);
+        }
+        // The timeout forms end with `Timeout`, taking nothing.
+        assert!(matches!(
+            s.q.get_timeout_async(Duration::from_millis(30)).await,
+            Err(GetError::Timeout)
+        ));
+        assert!(s.q.is_empty());
+        s.finish();
+    });
+}
+
+#[test]
+fn a_dropped_put_async_claims_no_slot_at_any_await_point() {
+    on_every_executor(|| async {
+        let mut s = Served::new(1);
+        s.q.try_put(1).unwrap();
+        // Dropped before its first poll.
+        drop(s.q.put_async(2));
+        // Dropped while armed on a full queue.
+        {
+            let mut fut = Box::pin(s.q.put_async(3));
+            assert!(pending_after_one_poll(fut.as_mut()));
+        }
+        assert_eq!(s.q.len(), 1);
+        // Dropped after its wake-up (the child freed the slot), before the poll that would have
+        // claimed it.
+        {
+            let mut fut = Box::pin(s.q.put_async(4));
+            assert!(pending_after_one_poll(fut.as_mut()));
+            assert_eq!(child_gets(&mut s.cmd, &mut s.out), 1);
+        }
+        // No slot was claimed, no value put: the queue is empty and the slot free.
+        assert!(s.q.is_empty());
+        assert!(matches!(s.q.try_get(), Err(TryGetError::Empty)));
+        s.q.try_put(5).unwrap();
+        // The timeout form ends with `Timeout` and hands the value back.
+        assert!(matches!(
+            s.q.put_timeout_async(6, Duration::from_millis(30)).await,
+            Err(PutError::Timeout(6))
+        ));
+        // Cancelled by a combinator: the losing arm of a `select`, dropped pending.
+        match futures::future::select(Box::pin(s.q.put_async(7)), Box::pin(async {})).await {
+            futures::future::Either::Right(((), put)) => drop(put),
+            futures::future::Either::Left(_) => panic!("the queue is full"),
+        }
+        assert_eq!(s.child_gets(), 5);
+        assert!(s.q.is_empty(), "the dropped puts put nothing");
+        s.finish();
+    });
+}
+
+#[test]
+fn a_runtime_timeout_around_get_async_loses_nothing() {
+    common::watchdog(LIMIT, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut s = Served::new(4);
+                for _ in 0..3 {
+                    let r = tokio::time::timeout(Duration::from_millis(20), s.q.get_async()).await;
+                    assert!(r.is_err(), "nothing was put");
+                }
+                s.child_puts(9);
+                let r = tokio::time::timeout(LIMIT, s.q.get_async()).await;
+                assert_eq!(r.unwrap().unwrap(), 9);
+                s.finish();
+            })
+    });
+}
+
+/// Child: puts one large serde value on Q (a spill), then exits.
+#[test]
+#[ignore = "child role"]
+fn child_get_one_serde() {
+    let q: ObjectHandle = common::arg();
+    let mut q = Queue::<String, Serde>::open_consumer(&q).unwrap();
+    let _ = q.get_timeout(LIMIT).unwrap();
+}
+
+#[test]
+fn a_dropped_serde_put_async_leaves_no_spill_segment() {
+    let marker = format!("queue-async-spill-{}", std::process::id());
+    let m = marker.clone();
+    on_every_executor(move || {
+        let marker = m.clone();
+        async move {
+            let mut q = Queue::<String, Serde>::new(1).unwrap();
+            q.try_put("fills the one slot".into()).unwrap();
+            let big = format!("{marker}{}", "x".repeat(1 << 20));
+            // Encoded (and spilled) at the first poll, then dropped while it waits.
+            {
+                let mut fut = Box::pin(q.put_async(big.clone()));
+                assert!(pending_after_one_poll(fut.as_mut()));
+            }
+            common::wait_until_no_spills(marker.as_bytes(), LIMIT);
+            // A child frees the slot while a second one waits: that one goes through.
+            let mut child = common::spawn("child_get_one_serde", &q.handle());
+            q.put_async(big.clone()).await.unwrap();
+            assert!(child.wait(LIMIT));
+            assert_eq!(q.get_async().await.unwrap(), big);
+        }
+    });
+    common::wait_until_no_spills(marker.as_bytes(), LIMIT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A killed producer.
+
+#[test]
+fn a_killed_producer_ends_1000_get_awaits_with_disconnected() {
+    assert!(
+        common::raise_fd_limit() > 2100,
+        "the descriptor limit is too low for this test"
+    );
+    on_every_executor(|| async {
+        let (q, mut child) = queue_fed_by_a_hanging_child(1100);
+        // Handles opened one by one, each its own mapping: 1,000 words, spread over the
+        // reactor's shards.
+        let handles: Vec<Queue<u64>> = (0..1000)
+            .map(|_| Queue::<u64>::open_consumer(&q.handle()).unwrap())
+            .collect();
+        let pending = Arc::new(ipc_core::raw::atomic::AtomicU32::new(0));
+        let p = Arc::clone(&pending);
+        // Killed once every task awaits.
+        let killer = std::thread::spawn(move || {
+            wait_for_count(&p, 1000);
+            child.kill();
+        });
+        let results = futures::future::join_all(handles.into_iter().map(|mut h| {
+            let pending = Arc::clone(&pending);
+            async move { counting_pending(h.get_async(), &pending).await }
+        }))
+        .await;
+        killer.join().unwrap();
+        assert_eq!(results.len(), 1000);
+        for r in results {
+            assert!(matches!(r, Err(GetError::Disconnected)), "{r:?}");
+        }
+        drop(q);
+    });
+}
+
+#[test]
+fn a_killed_producer_ends_1000_spawned_tasks_with_disconnected() {
+    assert!(
+        common::raise_fd_limit() > 2100,
+        "the descriptor limit is too low for this test"
+    );
+    let (q, mut child) = queue_fed_by_a_hanging_child(1100);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pending = Arc::new(ipc_core::raw::atomic::AtomicU32::new(0));
+    // Clones of one handle share its mapping: the tasks await one word, one registration.
+    let getter = Queue::<u64>::open_consumer(&q.handle()).unwrap();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let mut h = getter.try_clone().unwrap();
+            let pending = Arc::clone(&pending);
+            rt.spawn(async move { counting_pending(h.get_async(), &pending).await })
+        })
+        .collect();
+    wait_for_count(&pending, 1000);
+    child.kill();
+    common::watchdog(LIMIT, move || {
+        rt.block_on(async move {
+            for t in tasks {
+                let r = t.await.unwrap();
+                assert!(matches!(r, Err(GetError::Disconnected)), "{r:?}");
+            }
+        })
+    });
+}
+
+#[test]
+fn the_stream_ends_when_the_producer_is_killed() {
+    on_every_executor(|| async {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut child = common::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
+        first_then_close(&mut q).await;
+        let mut stream = q.stream();
+        for i in 1..10 {
+            assert_eq!(stream.next().await.unwrap().unwrap(), i);
+        }
+        let mut next = std::pin::pin!(stream.next());
+        assert!(pending_after_one_poll(next.as_mut()));
+        child.kill();
+        assert!(next.await.is_none(), "Disconnected ends the stream");
+        assert!(stream.next().await.is_none(), "and it stays ended");
+    });
+}
+
+#[test]
+fn the_stream_and_the_iterator_end_when_the_producer_exits() {
+    on_every_executor(|| async {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut child = common::spawn("child_put_n", &(q.handle(), 100u64));
+        first_then_close(&mut q).await;
+        let got: Vec<u64> = q.stream().map(Result::unwrap).collect().await;
+        assert_eq!(got, (1..100).collect::<Vec<_>>());
+        assert!(child.wait(LIMIT));
+    });
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut child = common::spawn("child_put_n", &(q.handle(), 100u64));
+        assert_eq!(q.get().unwrap(), 0);
+        q.close();
+        let got: Vec<u64> = q.iter().map(Result::unwrap).collect();
+        assert_eq!(got, (1..100).collect::<Vec<_>>());
+        assert!(child.wait(LIMIT));
+    });
+}
+
+#[test]
+fn the_iterator_ends_when_the_producer_is_killed() {
+    common::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut child = common::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
+        assert_eq!(q.get().unwrap(), 0);
+        q.close();
+        let mut it = q.iter();
+        for i in 1..10 {
+            assert_eq!(it.next().unwrap().unwrap(), i);
+        }
+        child.kill();
+        assert!(it.next().is_none());
+        assert!(it.next().is_none());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// No busy polling.
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is a valid out-parameter.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer for the call.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Child: N tasks await a get on an empty queue (EMPTY) and N a put on a full one (FULL,
+/// filled here), while the parent keeps both alive; the CPU time this process uses over one
+/// second of that must be a small fraction of the second. With SEPARATE, each task has a
+/// handle opened on its own (its own mapping, so every task awaits a word of its own, each
+/// with its own slice timer: the idle cost then grows with the number of tasks); otherwise the
+/// tasks' handles are clones of one (one mapping, one word per queue).
+#[test]
+#[ignore = "child role"]
+fn child_idle_awaiting() {
+    let (empty, full, separate, n): (ObjectHandle, ObjectHandle, bool, u64) = common::arg();
+    assert!(common::raise_fd_limit() > 2 * n + 100);
+    let mut filler = Queue::<u64>::open_producer(&full).unwrap();
+    while filler.try_put(0).is_ok() {}
+    let getter = Queue::<u64>::open_consumer(&empty).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pending = Arc::new(ipc_core::raw::atomic::AtomicU32::new(0));
+    for i in 0..2 * n {
+        let pending = Arc::clone(&pending);
+        if i % 2 == 0 {
+            let mut q = if separate {
+                Queue::<u64>::open_consumer(&empty).unwrap()
+            } else {
+                getter.try_clone().unwrap()
+            };
+            rt.spawn(async move {
+                let _ = counting_pending(q.get_async(), &pending).await;
+            });
+        } else {
+            let mut q = if separate {
+                Queue::<u64>::open_producer(&full).unwrap()
+            } else {
+                filler.try_clone().unwrap()
+            };
+            rt.spawn(async move {
+                let _ = counting_pending(q.put_async(i), &pending).await;
+            });
+        }
+    }
+    wait_for_count(&pending, 2 * n as u32);
+    let (cpu0, wall0) = (cpu_time(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
+    let ratio = cpu.as_secs_f64() / wall.as_secs_f64();
+    eprintln!(
+        "idle awaiting ({} tasks, separate {separate}): {cpu:?} of CPU in {wall:?} ({ratio:.4})",
+        2 * n
+    );
+    assert!(ratio < 0.1, "busy polling: {cpu:?} of CPU in {wall:?}");
+    rt.shutdown_background();
+}
+
+/// Runs `child_idle_awaiting` with `n` tasks on each queue.
+fn idle_child(separate: bool, n: u64) {
+    assert!(
+        common::raise_fd_limit() > 2 * n + 100,
+        "the descriptor limit is too low for this test"
+    );
+    let participants = n as usize + 100;
+    let empty = Queue::<u64>::builder(4)
+        .participants(participants)
+        .create()
+        .unwrap();
+    let full = Queue::<u64>::builder(4)
+        .participants(participants)
+        .create()
+        .unwrap();
+    let mut child = common::spawn(
+        "child_idle_awaiting",
+        &(empty.handle(), full.handle(), separate, n),
+    );
+    assert!(child.wait(LIMIT), "the child failed");
+    drop((empty, full));
+}
+
+#[test]
+fn an_idle_awaiting_process_uses_almost_no_cpu() {
+    idle_child(false, 1000);
+}

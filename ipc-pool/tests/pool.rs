@@ -131,6 +131,88 @@ fn apply_starmap_and_async() {
     assert_eq!(r.get().unwrap(), [4, 9]);
 }
 
+/// The items of one task run in one worker, so a task of the whole input reports one pid.
+fn pids_of_tasks(pool: &Pool, chunksize: usize) -> HashSet<u32> {
+    pool.map_async_with(pid_of_worker, 0..64u32, Some(chunksize), |_| {}, |_| {})
+        .unwrap()
+        .get()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn map_and_starmap_async_take_chunksize_callback_and_error_callback() {
+    let pool = Pool::new(2).unwrap();
+    let timeout = Duration::from_secs(30);
+
+    // map_async with a chunksize: the results in order, the callback given the same vector.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let r = pool
+        .map_async_with(
+            square,
+            1..=10u64,
+            Some(3),
+            move |v| tx.send(Ok(v.clone())).unwrap(),
+            move |e| tx2.send(Err(e.clone())).unwrap(),
+        )
+        .unwrap();
+    let expected: Vec<u64> = (1..=10u64).map(square).collect();
+    assert_eq!(r.get().unwrap(), expected);
+    assert_eq!(rx.recv_timeout(timeout).unwrap(), Ok(expected));
+    assert!(rx.try_recv().is_err(), "exactly one of the callbacks runs");
+
+    // A failing task: the error callback, with the structured error, and not the callback.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let r = pool
+        .map_async_with(
+            panics_on_three,
+            1..=5u32,
+            Some(1),
+            move |v| tx.send(Ok(v.clone())).unwrap(),
+            move |e| tx2.send(Err(e.clone())).unwrap(),
+        )
+        .unwrap();
+    assert!(r.get().is_err());
+    match rx.recv_timeout(timeout).unwrap() {
+        Err(TaskError::Panicked { message, .. }) => {
+            assert!(message.contains("three is not allowed"), "{message}")
+        }
+        other => panic!("expected the error callback with a panic, got {other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "exactly one of the callbacks runs");
+
+    // starmap_async with a chunksize and its callback.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pairs: Vec<(i32, i32)> = (0..9).map(|i| (i, 10 * i)).collect();
+    let sums: Vec<i32> = pairs.iter().map(|&(a, b)| a + b).collect();
+    let r = pool
+        .starmap_async_with(
+            add,
+            pairs.clone(),
+            Some(4),
+            move |v| tx.send(v.clone()).unwrap(),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(r.get().unwrap(), sums);
+    assert_eq!(rx.recv_timeout(timeout).unwrap(), sums);
+
+    // starmap and imap_unordered with a chunksize.
+    assert_eq!(pool.starmap_chunksize(add, pairs, 2).unwrap(), sums);
+    let mut got: Vec<u64> = pool
+        .imap_unordered_chunksize(square, 0..20u64, 4)
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..20u64).map(square).collect::<Vec<_>>());
+
+    // The chunksize is the unit of work: one task of all 64 items runs in one worker.
+    assert_eq!(pids_of_tasks(&pool, 64).len(), 1);
+}
+
 #[test]
 fn callbacks_run_in_the_parent() {
     let pool = Pool::new(1).unwrap();

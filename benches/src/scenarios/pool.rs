@@ -6,8 +6,8 @@
 //! - `ours.pool_map_chunk1` (tasks/s): the same over 100,000 items (10,000) with chunksize 1.
 //! - `ours.pool_apply_rtt` (µs): `apply` one call after another.
 //! - `ours.pool_map@Np` (tasks/s) and `ours.pool_apply_rtt@Np` (µs): the same against the
-//!   number of workers, 1 to 32 (on a machine with fewer cores, that is oversubscribed: the
-//!   point is to see what it costs).
+//!   number of workers, 1 to 256 (on a machine with fewer cores, that is oversubscribed: the
+//!   point is to see what it costs; Python runs `Pool(200)`, so must we).
 //! - `ours.pool_chunks_mut` (GB/s): `map_chunks_mut` squares a 1 GiB `SharedSlice<f64>`
 //!   (128 MiB) in place, 2 workers, after one untimed pass that maps the pages into them.
 //! - `threads.chunks_mut` (GB/s): the same work by 2 threads of one process over the same
@@ -48,8 +48,8 @@ pub fn scenarios() -> Vec<Scenario> {
 
 const WORKERS: usize = 2;
 /// The worker counts of the sweeps (oversubscribed on a small machine: that is the point).
-const SWEEP: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
-const SWEEP_QUICK: [usize; 4] = [1, 4, 16, 64];
+const SWEEP: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 256];
+const SWEEP_QUICK: [usize; 5] = [1, 4, 16, 64, 256];
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)

@@ -356,13 +356,71 @@ fn a_manager_runs_its_initializer_before_serving() {
 #[test]
 fn a_manager_hands_out_every_primitive_python_offers() {
     let m = Manager::start().unwrap();
-    let _rlock = m.rlock().unwrap();
-    let s = m.semaphore(2).unwrap();
-    assert!(s.try_acquire());
-    let _b = m.bounded_semaphore(1).unwrap();
-    let _c = m.condition().unwrap();
-    let _barrier = m.barrier(2).unwrap();
+    let rlock = m.rlock().unwrap();
+    let s = m.semaphore(0).unwrap();
+    let b = m.bounded_semaphore(1).unwrap();
+    let c = m.condition().unwrap();
+    let barrier = m.barrier(2).unwrap();
     let a = m.array(&[1u32, 2, 3]).unwrap();
     assert_eq!(a.len(), 3);
-    let _jq = m.joinable_queue::<String>(4).unwrap();
+    let jq = m.joinable_queue::<String>(4).unwrap();
+    // Each works from another process, as Python's managed objects do.
+    let child = Process::new(
+        use_managed_primitives,
+        (
+            rlock.try_clone().unwrap(),
+            s.try_clone().unwrap(),
+            b.try_clone().unwrap(),
+            c.try_clone().unwrap(),
+            barrier.try_clone().unwrap(),
+            a.try_clone().unwrap(),
+            jq.try_clone().unwrap(),
+        ),
+    );
+    child.start().unwrap();
+    let mut jq = jq;
+    assert!(
+        s.acquire_timeout(Duration::from_secs(30)),
+        "the child's release"
+    );
+    assert_eq!(
+        jq.get_timeout(Duration::from_secs(30)).unwrap(),
+        "from the child"
+    );
+    jq.task_done().unwrap();
+    jq.join_timeout(Duration::from_secs(30)).unwrap();
+    barrier.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(a.to_vec(), [1, 42, 3]);
+    // The child released what it took: the bounded semaphore's one permit and the lock.
+    assert!(b.try_acquire());
+    drop(rlock.try_lock().expect("the child released the rlock"));
+    child.join_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(child.exit_code(), Some(0));
+}
+
+type ManagedPrimitives = (
+    ipc_sync::RLock,
+    ipc_sync::Semaphore,
+    ipc_sync::BoundedSemaphore,
+    ipc_sync::Condition,
+    ipc_sync::Barrier,
+    ipc_sync::Array<u32>,
+    ipc_queue::JoinableQueue<String, ipc_queue::Serde>,
+);
+
+fn use_managed_primitives((rlock, s, b, c, barrier, a, mut jq): ManagedPrimitives) {
+    {
+        let _outer = rlock.lock().unwrap();
+        let _inner = rlock.lock().unwrap(); // re-entrant
+        assert!(b.try_acquire());
+        {
+            let g = c.lock().unwrap();
+            a.set(1, 42).unwrap();
+            g.notify_all();
+        }
+        b.release().unwrap();
+    }
+    jq.put("from the child".to_string()).unwrap();
+    s.release().unwrap();
+    barrier.wait().unwrap();
 }

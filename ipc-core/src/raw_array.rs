@@ -259,6 +259,6 @@ impl<T: Pod> Serialize for RawArray<T> {
 impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = ObjectHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        Self::open(&handle).map_err(crate::codec::de_error)
     }
 }

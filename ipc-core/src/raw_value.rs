@@ -183,6 +183,6 @@ impl<T: Pod> Serialize for RawValue<T> {
 impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = ObjectHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        Self::open(&handle).map_err(crate::codec::de_error)
     }
 }

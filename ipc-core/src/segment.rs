@@ -664,6 +664,6 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = SegmentHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        Self::open(&handle).map_err(crate::codec::de_error)
     }
 }

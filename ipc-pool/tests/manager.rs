@@ -271,6 +271,99 @@ fn the_manager_forgets_its_killed_clients() {
     assert_eq!(d.len().unwrap(), 21);
 }
 
+/// Connects (its first call) and stays connected; or returns why the manager refused it.
+fn connect_or_say_why((d, i): (DictProxy<u32, u32>, u32)) -> String {
+    match d.insert(i, 1) {
+        Ok(_) => {
+            std::thread::sleep(Duration::from_secs(120));
+            String::new()
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The lowest descriptor number a process could open next.
+fn lowest_free_fd(pid: u32) -> u64 {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+#[test]
+fn a_manager_out_of_descriptors_refuses_a_new_client_at_once_and_says_why() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, u32>().unwrap();
+    d.insert(0, 0).unwrap();
+    // No descriptor above the ones the manager holds now: every new client's queue fails to
+    // open with EMFILE once the holes below are taken.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: with no new limit, prlimit only writes the current one into `limit`.
+    let r = unsafe {
+        libc::prlimit(
+            m.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    limit.rlim_cur = lowest_free_fd(m.pid());
+    // SAFETY: prlimit reads `limit` and writes nothing (no old-limit pointer); the hard limit
+    // is unchanged.
+    let r = unsafe {
+        libc::prlimit(
+            m.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut children = Vec::new();
+    let mut why = None;
+    for i in 1..=64u32 {
+        let p = Process::new(connect_or_say_why, (d.clone(), i));
+        p.start().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if d.get(&i).unwrap() == Some(1) {
+                break; // connected: the next one
+            }
+            if !p.is_alive() {
+                // Refused when its argument (the proxy) connects, or at its first call.
+                why = Some(match p.join_timeout(Duration::from_secs(30)) {
+                    Ok(message) => message,
+                    Err(e) => e.to_string(),
+                });
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {i} neither connected nor was refused"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        children.push(p);
+        if why.is_some() {
+            break;
+        }
+    }
+    for p in &children {
+        let _ = p.kill();
+        let _ = p.join_timeout(Duration::from_secs(30));
+    }
+    let why = why.expect("64 clients connected to a manager with no descriptor to spare");
+    // The refusal comes from the manager, naming the limit; not the client's connect timeout.
+    assert!(why.contains("RLIMIT_NOFILE"), "{why}");
+    // The manager still serves the clients it has.
+    assert_eq!(d.get(&0).unwrap(), Some(0));
+}
+
 fn store_a_queue(list: ListProxy<ipc_queue::Queue<u64>>) {
     let q = ipc_queue::Queue::<u64>::new(4).unwrap();
     let mut producer = ipc_queue::Queue::<u64>::open_producer(&q.handle()).unwrap();

@@ -369,7 +369,7 @@ impl<'de, T: Pod> serde::Deserialize<'de> for JoinableQueue<T, Plain> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
         let q = Queue::<T, Plain>::open_flavor(&handle, wire_role(role), true)
-            .map_err(serde::de::Error::custom)?;
+            .map_err(ipc_core::codec::de_error)?;
         Ok(Self { q })
     }
 }
@@ -378,7 +378,7 @@ impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for JoinableQ
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
         let q = Queue::<T, Serde>::open_flavor(&handle, wire_role(role), true)
-            .map_err(serde::de::Error::custom)?;
+            .map_err(ipc_core::codec::de_error)?;
         Ok(Self { q })
     }
 }

@@ -1289,6 +1289,6 @@ impl Serialize for Connection {
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = ConnectionHandle::deserialize(d)?;
-        Self::open(&handle).map_err(serde::de::Error::custom)
+        Self::open(&handle).map_err(ipc_core::codec::de_error)
     }
 }

@@ -977,13 +977,13 @@ pub(crate) fn wire_role(role: u32) -> u32 {
 impl<'de, T: Pod> serde::Deserialize<'de> for Queue<T, Plain> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
-        Self::open_as(&handle, wire_role(role)).map_err(serde::de::Error::custom)
+        Self::open_as(&handle, wire_role(role)).map_err(ipc_core::codec::de_error)
     }
 }
 
 impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for Queue<T, Serde> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (handle, role) = <(ObjectHandle, u32)>::deserialize(d)?;
-        Self::open_as(&handle, wire_role(role)).map_err(serde::de::Error::custom)
+        Self::open_as(&handle, wire_role(role)).map_err(ipc_core::codec::de_error)
     }
 }

@@ -875,9 +875,9 @@ impl<T: Pod> Serialize for Producer<T> {
 impl<'de, T: Pod> Deserialize<'de> for Producer<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = WireEnd::deserialize(d)?;
-        let shared = Shared::open(&wire.handle).map_err(serde::de::Error::custom)?;
+        let shared = Shared::open(&wire.handle).map_err(ipc_core::codec::de_error)?;
         Self::attach(std::sync::Arc::new(shared), Some(wire.token))
-            .map_err(serde::de::Error::custom)
+            .map_err(ipc_core::codec::de_error)
     }
 }
 
@@ -899,8 +899,8 @@ impl<T: Pod> Serialize for Consumer<T> {
 impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = WireEnd::deserialize(d)?;
-        let shared = Shared::open(&wire.handle).map_err(serde::de::Error::custom)?;
+        let shared = Shared::open(&wire.handle).map_err(ipc_core::codec::de_error)?;
         Self::attach(std::sync::Arc::new(shared), Some(wire.token))
-            .map_err(serde::de::Error::custom)
+            .map_err(ipc_core::codec::de_error)
     }
 }

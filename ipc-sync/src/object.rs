@@ -248,7 +248,7 @@ macro_rules! shared_object {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 use $crate::supplied::OnSuppliedLock;
                 let wire = <$crate::supplied::Wire as serde::Deserialize>::deserialize(d)?;
-                Self::from_wire(&wire).map_err(serde::de::Error::custom)
+                Self::from_wire(&wire).map_err(ipc_core::codec::de_error)
             }
         }
     };
@@ -293,7 +293,7 @@ macro_rules! shared_object {
         impl<'de $(, $t: $bound)?> serde::Deserialize<'de> for $ty$(<$t>)? {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let handle = <ipc_core::ObjectHandle as serde::Deserialize>::deserialize(d)?;
-                Self::open(&handle).map_err(serde::de::Error::custom)
+                Self::open(&handle).map_err(ipc_core::codec::de_error)
             }
         }
     };

@@ -12,7 +12,8 @@ use super::wire::{Address, Op, Reply, Request, SLOT_SIZE};
 /// How long a client waits between liveness checks of the manager while connecting.
 const CONNECT_SLICE: Duration = Duration::from_millis(50);
 /// How long a live manager may take to take a new connection before the client gives up with
-/// [`ManagerError::Refused`] (a manager that cannot open the client's queue never answers).
+/// [`ManagerError::Refused`]. A manager that cannot open the client's queue refuses at once
+/// (see `server.rs`); this bounds the wait for one that is alive but not serving (stopped).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Conn {

@@ -40,7 +40,7 @@ impl Serialize for NamespaceProxy {
 impl<'de> Deserialize<'de> for NamespaceProxy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = ProxyWire::deserialize(d)?;
-        let m = Manager::attach(w.addr).map_err(serde::de::Error::custom)?;
+        let m = Manager::attach(w.addr).map_err(ipc_core::codec::de_error)?;
         Ok(Self { m, id: w.id })
     }
 }

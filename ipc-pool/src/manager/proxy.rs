@@ -62,7 +62,7 @@ macro_rules! proxy_serde {
         impl<'de, $($g),*> Deserialize<'de> for $name<$($g),*> where $($bound)* {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let w = ProxyWire::deserialize(d)?;
-                let m = Manager::attach(w.addr).map_err(serde::de::Error::custom)?;
+                let m = Manager::attach(w.addr).map_err(ipc_core::codec::de_error)?;
                 Ok(Self { m, id: w.id, _t: PhantomData })
             }
         }

@@ -5,6 +5,12 @@
 //! process is gone: checked every [`PRUNE_SLICE`] while idle, every [`PRUNE_EVERY`] requests,
 //! and whenever a new client's queue cannot be opened (which is how a manager at its descriptor
 //! limit frees what dead clients held before it refuses anyone).
+//!
+//! A manager that still cannot open a new client's queue refuses it at once and says why: it
+//! keeps a few descriptors in reserve ([`Reserve`]), closes them for as long as it takes to
+//! open the client's queue and put the refusal, then takes them back. So a connect to a
+//! manager at its descriptor limit fails with `ManagerError::Refused` naming the limit, never
+//! a wait.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +40,56 @@ enum Object {
     User(Box<dyn std::any::Any>),
 }
 
+/// How many descriptors the manager keeps in reserve: opening a client's queue takes at most
+/// three at once (a pidfd, the duplicated memfd, and the queue's own).
+const RESERVE: usize = 4;
+
+/// Descriptors held so that a manager out of them can still open one queue to refuse a client.
+struct Reserve(Vec<std::fs::File>);
+
+impl Reserve {
+    fn new() -> Self {
+        let mut r = Self(Vec::with_capacity(RESERVE));
+        r.refill();
+        r
+    }
+
+    /// Takes descriptors back up to [`RESERVE`] (as many as the limit allows).
+    fn refill(&mut self) {
+        while self.0.len() < RESERVE {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => self.0.push(f),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Closes the reserve so that the next opens can use its descriptors.
+    fn release(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Tells a client that the manager cannot serve it, on its queue opened with the reserve.
+fn refuse(
+    reserve: &mut Reserve,
+    responses: &ipc_core::ObjectHandle,
+    why: &ipc_queue::OpenError,
+    clients: usize,
+) {
+    reserve.release();
+    if let Ok(mut q) = Queue::<Reply, Serde>::open_producer(responses) {
+        let message = format!(
+            "the manager (pid {}) cannot open this client's reply queue ({why}), with {clients} \
+             clients connected: it is probably at its descriptor limit; raise the manager's \
+             RLIMIT_NOFILE or end other clients",
+            std::process::id()
+        );
+        let _ = q.put_timeout(Reply::Err(WireError::Refused(message)), REPLY_TIMEOUT);
+    }
+    reserve.refill();
+}
+
 /// A connected client: its response queue and its process.
 struct Client {
     responses: Queue<Reply, Serde>,
@@ -59,6 +115,7 @@ pub(super) fn server_main(args: ServerArgs) -> Result<(), String> {
         }
     }
     let mut clients: HashMap<u64, Client> = HashMap::new();
+    let mut reserve = Reserve::new();
     let mut objects: HashMap<u64, Object> = HashMap::new();
     let mut next_id = 1u64;
     let mut since_prune = 0u32;
@@ -97,8 +154,10 @@ pub(super) fn server_main(args: ServerArgs) -> Result<(), String> {
                             },
                         );
                     }
-                    // No queue to answer on: the client's connect times out with `Refused`.
-                    Err(_) => continue,
+                    Err(e) => {
+                        refuse(&mut reserve, &responses, &e, clients.len());
+                        continue;
+                    }
                 }
                 Reply::Unit
             }

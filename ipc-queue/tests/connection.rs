@@ -413,3 +413,37 @@ fn threads_pipe_ends_round_trip_between_threads() {
         }
     });
 }
+
+#[test]
+fn a_thousand_handles_share_one_end_and_a_full_table_is_an_open_error() {
+    // The default table takes 1,024 handles per direction (Python has no such limit; we take
+    // at least as many as a Pool(1000) would need).
+    let (mut a, b) = pipe().unwrap();
+    let mut clones: Vec<Connection> = (0..1000)
+        .map(|i| {
+            b.try_clone()
+                .unwrap_or_else(|e| panic!("clone {i} could not attach: {e}"))
+        })
+        .collect();
+    for (i, c) in clones.iter_mut().enumerate().step_by(37) {
+        c.send(&(i as u64)).unwrap();
+        assert_eq!(a.recv::<u64>().unwrap(), i as u64);
+        a.send(&(i as u64 + 1)).unwrap();
+        assert_eq!(c.recv::<u64>().unwrap(), i as u64 + 1);
+    }
+    drop(clones);
+
+    // A table of three per direction: both ends and one more handle, then a clear error.
+    let (_x, y) = ipc_queue::PipeBuilder::new()
+        .participants(3)
+        .create()
+        .unwrap();
+    let y2 = y.try_clone().unwrap();
+    match y.try_clone() {
+        Err(ipc_queue::OpenError::TooManyParticipants { limit: 3 }) => {}
+        other => panic!("expected TooManyParticipants, got {other:?}"),
+    }
+    // An entry freed by a dropped handle is taken again.
+    drop(y2);
+    assert!(y.try_clone().is_ok());
+}

@@ -76,6 +76,8 @@ struct Sending<'a, 'b> {
     sent: usize,
     /// When this send first waited for the end.
     since: Option<Instant>,
+    /// The future has returned its result.
+    finished: bool,
     /// Check the receivers at the first wait for room (the end took a slice or more to get).
     check_now: bool,
 }
@@ -91,6 +93,7 @@ impl<'a, 'b> Sending<'a, 'b> {
             sent: 0,
             since: None,
             check_now: false,
+            finished: false,
         }
     }
 
@@ -181,7 +184,9 @@ impl Future for Sending<'_, '_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        assert!(!this.finished, "a send future polled after it completed");
         let r = ready!(this.poll_send(cx));
+        this.finished = true;
         // An encoded value's buffer goes back to the connection, for the next send.
         if let Cow::Owned(buf) = std::mem::take(&mut this.data) {
             this.conn.buf = buf;
@@ -213,6 +218,8 @@ struct Receiving<'a> {
     gone: bool,
     /// When this receive first waited (for the end or a chunk).
     since: Option<Instant>,
+    /// The future has returned its result (a stream's never does).
+    finished: bool,
 }
 
 impl<'a> Receiving<'a> {
@@ -226,6 +233,7 @@ impl<'a> Receiving<'a> {
             buf,
             gone: false,
             since: None,
+            finished: false,
         }
     }
 
@@ -373,7 +381,10 @@ impl Future for Receiving<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        ready!(this.poll_receive(cx))?;
+        assert!(!this.finished, "a receive future polled after it completed");
+        let r = ready!(this.poll_receive(cx));
+        this.finished = true;
+        r?;
         Poll::Ready(Ok(std::mem::take(&mut this.buf)))
     }
 }

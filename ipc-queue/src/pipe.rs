@@ -469,6 +469,28 @@ struct Rx {
 /// assert_eq!(a.recv_bytes()?, b"pong");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Every blocking call has an async form for any executor (`send_async`, `recv_async`,
+/// `send_bytes_async`, `recv_bytes_async`, their `*_timeout_async` forms), and the received
+/// messages come as a `futures_core::Stream` ([`stream`](Connection::stream)) or a blocking
+/// iterator ([`iter`](Connection::iter)).
+///
+/// # Cancellation
+///
+/// A future dropped while it waits for the end (another handle is sending or receiving a
+/// message) takes nothing. Past that point:
+///
+/// | dropped while                                   | what happens                             |
+/// |-------------------------------------------------|------------------------------------------|
+/// | a send waits for room for its first chunk        | the send end is freed; nothing was sent  |
+/// | a send waits for room for a later chunk (a message larger than half the ring) | the send end is freed with a prefix published, as by a sender killed there: the receiver drops the prefix (at the next message's first chunk, or after a slice), so this message is not delivered and every other one is, whole |
+/// | a receive waits for its first chunk              | the receive end is freed; nothing was read |
+/// | a receive waits for a later chunk                | the handle keeps the receive end and the bytes read so far: its next receive (async or blocking) continues the message, so nothing is lost; dropping the handle gives the rest up (skipped by the next receiver) |
+///
+/// The timeout forms (blocking or async) end the same way at their deadline, except that a
+/// send's deadline only bounds its waits before the first chunk (`SendError::Timeout` means
+/// nothing was sent). A message of at most half the ring (with its 8-byte header) is written
+/// or read within one poll, so none of this arises for it.
 pub struct Connection {
     tx: Option<Tx>,
     rx: Option<Rx>,

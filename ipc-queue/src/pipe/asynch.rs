@@ -8,19 +8,12 @@
 //!
 //! ## Cancellation
 //!
-//! A future dropped while it waits for an end takes nothing. Past that point:
-//!
-//! | dropped while                                   | what happens                             |
-//! |-------------------------------------------------|------------------------------------------|
-//! | a send waits for room for its first chunk        | the send end is freed; nothing was sent  |
-//! | a send waits for room for a later chunk (a message larger than the ring) | the send end is freed with a prefix published, as by a sender killed there: the receiver drops the prefix (at the next sender's first chunk, or after a slice), so the message is not delivered and every other message is |
-//! | a receive waits for its first chunk              | the receive end is freed; nothing was read |
-//! | a receive waits for a later chunk                | the handle keeps the receive end and the bytes read so far: its next receive (async or blocking) continues the message, so nothing is lost; dropping the handle gives the rest up (skipped by the next receiver) |
-//!
-//! The timeout forms end the same way at their deadline, except that a send's deadline only
-//! bounds the waits before its first chunk (a `Timeout` has sent nothing). A message that fits
-//! the ring (at most half of it, with its 8-byte header) is written or read within one poll, so
-//! none of this arises for it.
+//! The table is in [`Connection`]'s docs. In short: a send or receive future holds its end
+//! only while it moves one message; dropped before its first chunk it frees the end and takes
+//! nothing. A receive dropped halfway through a message larger than the ring leaves that
+//! message with its handle (`Rx::partial`, with the end still claimed), and the next receive
+//! of the handle continues it. A send dropped halfway frees the end with a prefix published,
+//! which the receiver drops as a dead sender's.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -429,7 +422,7 @@ impl Connection {
     /// room). The value is encoded at this call, so the future does not borrow it. A message
     /// larger than the ring streams through it as the receiver reads; dropped before it is
     /// ready, the future sends nothing, except a message larger than the ring dropped halfway,
-    /// whose receiver then drops the part it got (see the [module docs](self)). `Disconnected`
+    /// whose receiver then drops the part it got (see [cancellation](Connection#cancellation)). `Disconnected`
     /// once every receiver has gone, as for `send`.
     ///
     /// ```
@@ -496,7 +489,7 @@ impl Connection {
     /// while a sender may still send; `Disconnected` once every sender has gone and nothing is
     /// left, as for `recv`. Dropped before it is ready, it takes no message, except one larger
     /// than the ring that it was halfway through: this handle then keeps that message's end
-    /// and bytes, and its next receive continues it (see the [module docs](self)).
+    /// and bytes, and its next receive continues it (see [cancellation](Connection#cancellation)).
     #[doc(alias = "recv")]
     pub async fn recv_async<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         self.recv_value_async(None).await
@@ -614,7 +607,7 @@ impl Connection {
 /// [`recv_async`](Connection::recv_async) (or `recv_bytes_async`) returns, and the stream ends
 /// when a receive would return `Disconnected` (every sender gone, nothing left). Other errors
 /// (`Corrupted`, a decode error) are yielded as items. Dropping the stream takes what dropping
-/// a receive future takes (see the [module docs](self)).
+/// a receive future takes (see [cancellation](Connection#cancellation)).
 #[must_use = "a stream does nothing unless polled"]
 pub struct ConnectionStream<'a, T> {
     recv: Receiving<'a>,

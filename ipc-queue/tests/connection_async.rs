@@ -470,6 +470,36 @@ fn a_send_dropped_mid_message_is_not_delivered_and_the_stream_stays_whole() {
 }
 
 #[test]
+fn an_async_receive_that_times_out_mid_message_keeps_it_for_the_next_receive() {
+    common::watchdog(LIMIT, || {
+        let (mut a, mut b) = small_pipe();
+        let seg = a.handle().segment().clone();
+        let big = message(4, 6 * RING + 3);
+        let got = std::thread::scope(|sc| {
+            let mut send = Box::pin(a.send_bytes_async(&big));
+            assert!(poll_once(send.as_mut()).is_pending());
+            futures::executor::block_on(async {
+                assert!(matches!(
+                    b.recv_bytes_timeout_async(Duration::from_millis(5)).await,
+                    Err(RecvError::Timeout)
+                ));
+                // Likewise a value receive (the same message, continued, then decoded).
+                assert!(matches!(
+                    b.recv_timeout_async::<Vec<u8>>(Duration::from_millis(5))
+                        .await,
+                    Err(RecvError::Timeout)
+                ));
+            });
+            assert_ne!(dir0(&seg).recv_claim, 0, "the handle keeps the end");
+            sc.spawn(|| futures::executor::block_on(send).unwrap());
+            futures::executor::block_on(b.recv_bytes_async()).unwrap()
+        });
+        assert!(got == big);
+        assert_eq!(dir0(&seg), idle());
+    });
+}
+
+#[test]
 fn a_dropped_stream_keeps_a_half_read_message_for_the_next_receive() {
     common::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
@@ -582,8 +612,8 @@ fn a_receiver_killed_while_1000_tasks_await_ends_every_send_with_disconnected() 
             })
         })
         .collect();
-    // ORDERING: Relaxed, as above.
     wait_until("1000 tasks started", || {
+        // ORDERING: Relaxed, as above.
         started.load(std::sync::atomic::Ordering::Relaxed) == 1000
     });
     child.kill();

@@ -173,7 +173,8 @@ fn async_round_trips_through_a_child_small_and_larger_than_the_ring() {
     on_every_executor(|| async {
         let (mut a, b) = small_pipe();
         let mut child = common::spawn("child_echo_bytes", &b.handle());
-        drop(b);
+        // Ours is dropped once the child has echoed once (attached, it is a peer of its own).
+        let mut b = Some(b);
         for (tag, n) in [
             (1u8, 0usize),
             (2, 10),
@@ -184,6 +185,7 @@ fn async_round_trips_through_a_child_small_and_larger_than_the_ring() {
             let m = message(tag, n);
             a.send_bytes_async(&m).await.unwrap();
             assert!(a.recv_bytes_async().await.unwrap() == m, "message {tag}");
+            drop(b.take());
         }
         a.send_async(&(7u32, "seven".to_string())).await.unwrap();
         assert_eq!(
@@ -212,9 +214,11 @@ fn stream_yields_what_a_child_sends_and_ends_when_it_exits() {
     on_every_executor(|| async {
         let (mut r, w) = ipc_queue::pipe_simplex().unwrap();
         let mut child = common::spawn("child_send_values", &(w.handle(), 500u32));
+        // Ours goes once the child has sent (attached, it is the sender until it exits).
+        assert_eq!(r.recv_async::<u32>().await.unwrap(), 0);
         drop(w);
         let got: Vec<u32> = r.stream::<u32>().map(Result::unwrap).collect().await;
-        assert_eq!(got, (0..500).collect::<Vec<_>>());
+        assert_eq!(got, (1..500).collect::<Vec<_>>());
         assert!(child.wait(LIMIT));
         assert!(matches!(
             r.recv_async::<u32>().await,
@@ -228,9 +232,10 @@ fn stream_bytes_and_iter_end_on_disconnected() {
     common::watchdog(LIMIT, || {
         let (mut r, w) = ipc_queue::pipe_simplex().unwrap();
         let mut child = common::spawn("child_send_values", &(w.handle(), 300u32));
+        assert_eq!(r.recv::<u32>().unwrap(), 0);
         drop(w);
         let got: Vec<u32> = r.iter::<u32>().map(Result::unwrap).collect();
-        assert_eq!(got, (0..300).collect::<Vec<_>>());
+        assert_eq!(got, (1..300).collect::<Vec<_>>());
         assert!(child.wait(LIMIT));
         assert_eq!(r.iter::<u32>().count(), 0);
 

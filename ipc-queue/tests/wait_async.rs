@@ -81,12 +81,13 @@ fn pidfd(pid: i32) -> OwnedFd {
 // ---------------------------------------------------------------------------------------------
 // Child roles.
 
-/// Child: sends 42 on the end it is given once GO arrives on it, then exits.
+/// Child: says "ready" on the end it is given, sends 42 once "go" arrives on it, then exits.
 #[test]
 #[ignore = "child role"]
 fn child_sends_on_go() {
     let handle: ConnectionHandle = common::arg();
     let mut c = Connection::open(&handle).unwrap();
+    c.send(&"ready").unwrap();
     assert_eq!(c.recv::<String>().unwrap(), "go");
     c.send(&42u32).unwrap();
 }
@@ -110,6 +111,8 @@ fn reports_the_object_a_child_makes_ready_and_then_its_end() {
         let (mut a, b) = pipe().unwrap();
         let mut child = common::spawn("child_sends_on_go", &b.handle());
         drop(b);
+        // Attached: from now on a sender is alive until the child exits.
+        assert_eq!(a.recv_timeout::<String>(LIMIT).unwrap(), "ready");
         let sentinel = pidfd(child.pid());
         let mut fd = sentinel.as_fd();
         {

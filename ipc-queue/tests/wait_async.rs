@@ -110,9 +110,9 @@ fn reports_the_object_a_child_makes_ready_and_then_its_end() {
         let mut q = Queue::<u32>::new(4).unwrap();
         let (mut a, b) = pipe().unwrap();
         let mut child = common::spawn("child_sends_on_go", &b.handle());
-        drop(b);
-        // Attached: from now on a sender is alive until the child exits.
+        // Attached: from now on a sender is alive until the child exits; ours can go.
         assert_eq!(a.recv_timeout::<String>(LIMIT).unwrap(), "ready");
+        drop(b);
         let sentinel = pidfd(child.pid());
         let mut fd = sentinel.as_fd();
         {

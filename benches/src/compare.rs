@@ -60,7 +60,11 @@ pub const PATHS: &[Path] = &[
     },
     Path {
         label: "wake an awaiting task and back (tokio on both sides)",
-        ours: &["ours.async_event_rtt", "ours.async_queue_rtt"],
+        ours: &[
+            "ours.async_event_rtt",
+            "ours.async_queue_rtt",
+            "ours.async_pipe_rtt",
+        ],
         peers: &["tokio.mpsc_rtt"],
         limit: Some("limit.futex_rtt"),
     },

@@ -124,6 +124,12 @@ pub const PAIRS: &[Pair] = &[
         target: None,
     },
     Pair {
+        ours: "ours.async_pipe_rtt",
+        limit: "limit.futex_rtt",
+        what: "Connection send/recv_async round trip under tokio",
+        target: None,
+    },
+    Pair {
         ours: "ours.pool_apply_rtt",
         limit: "limit.futex_rtt",
         what: "Pool.apply round trip (two wake-ups at least)",

@@ -104,6 +104,22 @@ fn async_wait_wakes_1000_tasks_and_survives_a_killed_holder() {
     );
 }
 
+#[test]
+fn async_service_answers_1000_awaiting_tasks_fed_by_a_worker_process() {
+    let out = stdout(&run("async_service"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "1000 tasks await the queue the worker process feeds",
+            "1000 requests answered over the pipe",
+            "the worker checked 1000 answers",
+            "sum of the squares: 332833500",
+        ],
+        "{out}"
+    );
+}
+
 fn pid_after<'a>(line: &'a str, prefix: &str) -> &'a str {
     line.strip_prefix(prefix)
         .unwrap_or_else(|| panic!("`{line}` does not start with `{prefix}`"))

@@ -16,7 +16,8 @@
 //! | `JoinableQueue`                          | [`JoinableQueue`]: `task_done`, `join` (a [`JoinError`] instead of waiting for ever on the dead) |
 //! | `SimpleQueue`                            | [`SimpleQueue`]                                      |
 //! | `Pipe(duplex)`                           | [`pipe`], [`pipe_simplex`] → [`Connection`]s         |
-//! | `connection.wait(objects, timeout)`      | [`wait`], with process sentinels among the objects   |
+//! | `connection.wait(objects, timeout)`      | [`wait`], with process sentinels among the objects; [`wait_async`] |
+//! | (asyncio, a thread per blocking call)    | `*_async` forms: `Queue::get_async`, `Connection::recv_async`, [`Connection::stream`], ... |
 //! | `Process(args=(q,))`                     | `Process::new(f, q.try_clone()?)`                    |
 //! | (none)                                   | [`RingBuffer::new`]`(cap)` → ([`Producer`], [`Consumer`]) |
 //! | (none: `asyncio` has no multiprocessing queue) | `put_async`, `get_async` (and `*_timeout_async`), `stream`, `iter` on [`Queue`]; `join_async` on [`JoinableQueue`]; `push_async`, `pop_async`, `stream` on the ring's ends: for any executor, and a dropped future takes nothing |
@@ -78,6 +79,8 @@ pub use pipe::{
     Connection, ConnectionHandle, DEFAULT_PIPE_CAPACITY, MAX_MESSAGE, PipeBuilder, RecvError,
     SendError, pipe, pipe_simplex, pipe_with_capacity,
 };
+#[cfg(not(loom))]
+pub use pipe::{ConnectionIter, ConnectionStream};
 pub use queue::{DEFAULT_SLOT_SIZE, Encoding, Loan, Plain, Queue, QueueBuilder, Sample, Serde};
 #[cfg(not(loom))]
 pub use queue::{Iter, QueueStream};
@@ -86,4 +89,6 @@ pub use ring::RingStream;
 pub use ring::{Consumer, Producer, RingBuffer};
 pub use signal::DEFAULT_SPIN;
 pub use simple_queue::{SIMPLE_QUEUE_SLOTS, SimpleQueue};
+#[cfg(not(loom))]
+pub use wait::{WaitFuture, wait_async, wait_timeout_async};
 pub use wait::{Waitable, wait};

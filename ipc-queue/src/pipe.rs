@@ -54,8 +54,15 @@
 //!   chunk published: it drops the prefix and waits for a new message. A new sender's `FIRST`
 //!   chunk also ends the prefix.
 //! - a receiver killed mid-message leaves `head` at a chunk boundary inside the message; the next
-//!   receiver skips chunks without `FIRST` (the rest of that message), then reads on. A receive
-//!   that times out mid-message leaves the rest to be skipped the same way.
+//!   receiver skips chunks without `FIRST` (the rest of that message), then reads on.
+//!
+//! A receive that times out mid-message (or a receive future dropped mid-message) keeps the
+//! receive claim and the bytes read so far in its handle: the next receive on that handle
+//! continues the message, so nothing is lost (other receivers of the end wait meanwhile, as
+//! for a slow receiver); dropping the handle gives the rest up, to be skipped as above. A send
+//! that times out has sent nothing: its deadline bounds only the waits before its first chunk.
+//! A send future dropped mid-message frees the send claim with a prefix published, exactly as
+//! a sender killed there: the receiver drops the prefix (see `pipe/asynch.rs`).
 //!
 //! Cost: a send and a receive each pay one CAS to claim and one to free their end (a wake-up only
 //! when someone waits); measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
@@ -84,6 +91,11 @@ use crate::primitive::{AtomicU32, AtomicU64, CachePadded, Ordering};
 use crate::raw_queue::table_bytes;
 use crate::signal::{self, Attempt, Blocked, Signal};
 use crate::spsc_index::MAX_POSITION;
+
+#[cfg(not(loom))]
+mod asynch;
+#[cfg(not(loom))]
+pub use asynch::{ConnectionIter, ConnectionStream};
 
 /// The largest message a connection accepts (1 GiB).
 pub const MAX_MESSAGE: usize = 1 << 30;
@@ -122,6 +134,9 @@ pub enum SendError {
     NotAttached,
     /// The value could not be encoded.
     Encode(EncodeError),
+    /// The deadline passed before the first byte of the message was sent (the timeout forms):
+    /// nothing was sent.
+    Timeout,
 }
 
 /// Receiving on a [`Connection`] failed.
@@ -162,6 +177,7 @@ impl fmt::Display for SendError {
             Self::NotWritable => f.write_str("this end of the pipe is read-only"),
             Self::NotAttached => f.write_str(NOT_ATTACHED),
             Self::Encode(e) => write!(f, "{e}"),
+            Self::Timeout => f.write_str("timed out waiting to send"),
         }
     }
 }
@@ -273,6 +289,13 @@ impl DirPlace {
 
     fn table(&self) -> Table<'_, Kernel> {
         self.table.table()
+    }
+
+    /// Whether every handle of `role` has gone: every sender (`PRODUCER`, a receive would
+    /// return `Disconnected`) or every receiver (`CONSUMER`, a send would).
+    fn role_gone(&self, role: u32) -> bool {
+        let table = self.table();
+        table.ever(role) && !table.any_alive(role, 0)
     }
 
     /// Copies `src` into the ring at position `pos` (wrapping), with word-wise atomic stores.
@@ -424,6 +447,10 @@ struct Rx {
     member: Membership,
     /// A published tail position (at or below the shared tail).
     tail_cache: u64,
+    /// A message this handle began to read and still holds the receive end for (a receive
+    /// that timed out, or a receive future dropped, in the middle of it): its total length and
+    /// the bytes read so far. The next receive on this handle continues it.
+    partial: Option<(usize, Vec<u8>)>,
 }
 
 /// One end of a pipe: `send`/`recv` serde values, or raw bytes.
@@ -442,6 +469,28 @@ struct Rx {
 /// assert_eq!(a.recv_bytes()?, b"pong");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Every blocking call has an async form for any executor (`send_async`, `recv_async`,
+/// `send_bytes_async`, `recv_bytes_async`, their `*_timeout_async` forms), and the received
+/// messages come as a `futures_core::Stream` ([`stream`](Connection::stream)) or a blocking
+/// iterator ([`iter`](Connection::iter)).
+///
+/// # Cancellation
+///
+/// A future dropped while it waits for the end (another handle is sending or receiving a
+/// message) takes nothing. Past that point:
+///
+/// | dropped while                                   | what happens                             |
+/// |-------------------------------------------------|------------------------------------------|
+/// | a send waits for room for its first chunk        | the send end is freed; nothing was sent  |
+/// | a send waits for room for a later chunk (a message larger than half the ring) | the send end is freed with a prefix published, as by a sender killed there: the receiver drops the prefix (at the next message's first chunk, or after a slice), so this message is not delivered and every other one is, whole |
+/// | a receive waits for its first chunk              | the receive end is freed; nothing was read |
+/// | a receive waits for a later chunk                | the handle keeps the receive end and the bytes read so far: its next receive (async or blocking) continues the message, so nothing is lost; dropping the handle gives the rest up (skipped by the next receiver) |
+///
+/// The timeout forms (blocking or async) end the same way at their deadline, except that a
+/// send's deadline only bounds its waits before the first chunk (`SendError::Timeout` means
+/// nothing was sent). A message of at most half the ring (with its 8-byte header) is written
+/// or read within one poll, so none of this arises for it.
 pub struct Connection {
     tx: Option<Tx>,
     rx: Option<Rx>,
@@ -613,17 +662,7 @@ fn claim_end(
         &end.free,
         deadline,
         spin,
-        || {
-            // ORDERING: Relaxed, only picks what to try; the CASes decide.
-            let seen = end.word.load(Ordering::Relaxed);
-            if seen == 0 && claim::try_claim_from(&end.word, 0, me) {
-                return Attempt::Ready(Ok(()));
-            }
-            if seen != 0 {
-                claim::mark_waiting(&end.word, seen);
-            }
-            Attempt::Pending
-        },
+        || claim_attempt(end, me),
         || claim::clear_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
     );
     match r {
@@ -633,11 +672,32 @@ fn claim_end(
     }
 }
 
+/// One attempt of a waiting claim of `end`: takes it if free, else marks it as waited for.
+fn claim_attempt(end: &EndClaim, me: Identity) -> Attempt<(), ClaimWait> {
+    // ORDERING: Relaxed, only picks what to try; the CASes decide.
+    let seen = end.word.load(Ordering::Relaxed);
+    if seen == 0 && claim::try_claim_from(&end.word, 0, me) {
+        return Attempt::Ready(Ok(()));
+    }
+    if seen != 0 {
+        claim::mark_waiting(&end.word, seen);
+    }
+    Attempt::Pending
+}
+
 /// Frees `end` after one message, waking whoever marked it as waited for.
 fn release_end(end: &EndClaim, me: Identity) {
     if claim::release_waited(&end.word, me) {
         end.free.notify();
     }
+}
+
+/// How far [`Tx::write_some`] got.
+enum Wrote {
+    /// The whole message is published.
+    Done,
+    /// The next chunk needs `want` bytes free after `tail`.
+    Full { tail: u64, want: u64 },
 }
 
 fn chunk_header(len: usize, first: Option<usize>) -> [u8; CHUNK_HEADER] {
@@ -670,13 +730,15 @@ impl Tx {
         Ok(head)
     }
 
-    /// Writes one message as chunks; the caller holds the send claim.
-    fn write_message(&mut self, data: &[u8], spin: Duration) -> Result<(), SendError> {
+    /// Publishes as many chunks of `data[*sent..]` as the free space allows; the caller holds
+    /// the send claim. `*sent == 0`: nothing of the message is out yet (its first chunk carries
+    /// `FIRST` and the total).
+    fn write_some(&mut self, data: &[u8], sent: &mut usize) -> Result<Wrote, SendError> {
         let dir = self.dir;
         let st = dir.state();
         let cap = dir.capacity;
         // ORDERING: Acquire, pairs with the Release tail stores of the previous sender (of any
-        // process): we continue right after its last chunk.
+        // process): we continue right after its last chunk (or after our own).
         let mut tail = st.tail.load(Ordering::Acquire);
         if tail > MAX_POSITION {
             return Err(SendError::Corrupted);
@@ -685,55 +747,84 @@ impl Tx {
             self.refresh_head(tail)?;
         }
         let half = (cap / 2) as usize;
-        let mut sent = 0;
         loop {
-            let remaining = data.len() - sent;
+            let remaining = data.len() - *sent;
             let want = (remaining + CHUNK_HEADER).min(half) as u64;
             let mut free = cap - (tail - self.head_cache);
             if free < want {
                 free = cap - (tail - self.refresh_head(tail)?);
             }
             if free < want {
-                free = self.wait_space(tail, want, spin)?;
+                return Ok(Wrote::Full { tail, want });
             }
             let n = remaining.min(free as usize - CHUNK_HEADER);
-            let header = chunk_header(n, (sent == 0).then_some(data.len()));
+            let header = chunk_header(n, (*sent == 0).then_some(data.len()));
             // SAFETY: we hold the send claim, and `8 + n <= free` bytes from `tail` are free:
             // no receiver reads them before our tail store; `8 + n <= capacity`.
             unsafe {
                 dir.write(tail, &header);
-                dir.write(tail + CHUNK_HEADER as u64, &data[sent..sent + n]);
+                dir.write(tail + CHUNK_HEADER as u64, &data[*sent..*sent + n]);
             }
             tail += (CHUNK_HEADER + n) as u64;
             // ORDERING: Release, pairs with the Acquire tail loads of receivers: publishes the
             // chunk's bytes.
             st.tail.store(tail, Ordering::Release);
             st.items.notify();
-            sent += n;
-            if sent == data.len() {
-                return Ok(());
+            *sent += n;
+            if *sent == data.len() {
+                return Ok(Wrote::Done);
             }
         }
     }
 
-    /// Waits until `want` bytes are free after `tail`; `Disconnected` once no receiver is left.
-    fn wait_space(&mut self, tail: u64, want: u64, spin: Duration) -> Result<u64, SendError> {
-        let dir = self.dir;
-        let st = dir.state();
-        let r = signal::block_on(
-            &st.space,
-            None,
-            spin,
-            || match self.refresh_head(tail) {
-                Ok(head) if dir.capacity - (tail - head) >= want => {
-                    Attempt::Ready(Ok(dir.capacity - (tail - head)))
+    /// Writes one message as chunks; the caller holds the send claim. The deadline bounds only
+    /// the wait for room for the first chunk: once part of the message is out, the rest
+    /// follows while a receiver lives, so a `Timeout` has sent nothing.
+    fn write_message(
+        &mut self,
+        data: &[u8],
+        spin: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let mut sent = 0;
+        loop {
+            match self.write_some(data, &mut sent)? {
+                Wrote::Done => return Ok(()),
+                Wrote::Full { tail, want } => {
+                    let deadline = if sent == 0 { deadline } else { None };
+                    self.wait_space(tail, want, spin, deadline)?;
                 }
-                Ok(_) => Attempt::Pending,
+            }
+        }
+    }
+
+    /// Whether `want` bytes are free after `tail` (the caller holds the send claim).
+    fn has_room(&mut self, tail: u64, want: u64) -> Result<bool, SendError> {
+        let head = self.refresh_head(tail)?;
+        Ok(self.dir.capacity - (tail - head) >= want)
+    }
+
+    /// Waits until `want` bytes are free after `tail`, until `deadline`; `Disconnected` once
+    /// no receiver is left.
+    fn wait_space(
+        &mut self,
+        tail: u64,
+        want: u64,
+        spin: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
+        let dir = self.dir;
+        let r = signal::block_on(
+            &dir.state().space,
+            deadline,
+            spin,
+            || match self.has_room(tail, want) {
+                Ok(true) => Attempt::Ready(Ok(())),
+                Ok(false) => Attempt::Pending,
                 Err(e) => Attempt::Ready(Err(e)),
             },
             || {
-                let table = dir.table();
-                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
+                if dir.role_gone(CONSUMER) {
                     Err(SendError::Disconnected)
                 } else {
                     Ok(())
@@ -741,9 +832,9 @@ impl Tx {
             },
         );
         match r {
-            Ok(free) => Ok(free),
+            Ok(()) => Ok(()),
             Err(Blocked::Failed(e)) => Err(e),
-            Err(Blocked::Timeout) => Err(SendError::Disconnected),
+            Err(Blocked::Timeout) => Err(SendError::Timeout),
         }
     }
 }
@@ -770,6 +861,14 @@ impl Sink<'_> {
     fn restart(&mut self) {
         if let Sink::Vec(v) = self {
             v.clear();
+        }
+    }
+
+    /// The first `got` bytes written.
+    fn filled(&self, got: usize) -> &[u8] {
+        match self {
+            Sink::Vec(v) => &v[..got.min(v.len())],
+            Sink::Slice(s) => &s[..got.min(s.len())],
         }
     }
 }
@@ -891,43 +990,39 @@ impl Rx {
         }
     }
 
-    /// Reads one whole message into `sink`; the caller holds the receive claim. Returns its
-    /// length.
-    fn read_message(
-        &mut self,
-        sink: &mut Sink<'_>,
-        spin: Duration,
-        deadline: Option<Instant>,
-    ) -> Result<usize, RecvError> {
-        let dir = self.dir;
+    /// The shared head, validated; the caller holds the receive claim.
+    fn load_head(&mut self) -> Result<u64, RecvError> {
         // ORDERING: Acquire, pairs with the Release head stores of the previous receiver: we
         // continue where it stopped.
-        let mut head = dir.state().head.load(Ordering::Acquire);
+        let head = self.dir.state().head.load(Ordering::Acquire);
         if head > MAX_POSITION {
             return Err(RecvError::Corrupted);
         }
         if self.tail_cache < head {
             self.tail_cache = head;
         }
-        // The message being read: (total, bytes so far).
-        let mut current: Option<(usize, usize)> = None;
+        Ok(head)
+    }
+
+    /// Reads the chunks published from `head` into `sink`, continuing the message `current`
+    /// (its total and the bytes read so far; `None`: none begun); the caller holds the receive
+    /// claim. `Some(total)` once a whole message is read; `None` when it must wait for a chunk.
+    fn read_published(
+        &mut self,
+        head: &mut u64,
+        current: &mut Option<(usize, usize)>,
+        sink: &mut Sink<'_>,
+    ) -> Result<Option<usize>, RecvError> {
+        let dir = self.dir;
         loop {
-            match self.wait_chunk(head, current.is_some(), spin, deadline) {
-                Ok(()) => {}
-                Err(ChunkWait::Abandoned) => {
-                    // Its sender died (or gave up) mid-message: the prefix is lost.
-                    current = None;
-                    sink.restart();
-                    continue;
-                }
-                Err(ChunkWait::Disconnected) => return Err(RecvError::Disconnected),
-                Err(ChunkWait::Timeout) => return Err(RecvError::Timeout),
-                Err(ChunkWait::Corrupted) => return Err(RecvError::Corrupted),
+            if self.available(*head)? < CHUNK_HEADER as u64 {
+                return Ok(None);
             }
-            let (len, first) = self.header_at(head)?;
-            let got = match (first, current) {
+            let (len, first) = self.header_at(*head)?;
+            let got = match (first, *current) {
                 (Some(total), _) => {
                     // A new message (a prefix being read, if any, was abandoned by its sender).
+                    *current = None;
                     if let Sink::Slice(buf) = sink {
                         if total > buf.len() {
                             // Left unread for a receive with a larger buffer.
@@ -935,12 +1030,12 @@ impl Rx {
                         }
                     }
                     sink.restart();
-                    current = Some((total, 0));
+                    *current = Some((total, 0));
                     0
                 }
                 (None, None) => {
                     // The rest of a message nobody is reading.
-                    self.advance(&mut head, CHUNK_HEADER + len);
+                    self.advance(head, CHUNK_HEADER + len);
                     continue;
                 }
                 (None, Some((total, got))) => {
@@ -953,17 +1048,56 @@ impl Rx {
             let room = sink.room(got, len);
             // SAFETY: the chunk's `len` bytes after its header are published (`header_at`
             // checked them against the tail) and `len <= capacity - 8`.
-            unsafe { dir.read(head + CHUNK_HEADER as u64, &mut room[..len]) };
-            self.advance(&mut head, CHUNK_HEADER + len);
-            let Some((total, _)) = current else {
+            unsafe { dir.read(*head + CHUNK_HEADER as u64, &mut room[..len]) };
+            self.advance(head, CHUNK_HEADER + len);
+            let Some((total, _)) = *current else {
                 return Err(RecvError::Corrupted);
             };
             let got = got + len;
             if got == total {
+                *current = None;
+                return Ok(Some(total));
+            }
+            *current = Some((total, got));
+        }
+    }
+
+    /// Reads one whole message into `sink`, continuing `current` (see
+    /// [`read_published`](Self::read_published)); the caller holds the receive claim. Returns
+    /// its length; after an error, `current` is what was read of a message left unfinished.
+    fn read_message(
+        &mut self,
+        sink: &mut Sink<'_>,
+        current: &mut Option<(usize, usize)>,
+        spin: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        let mut head = self.load_head()?;
+        loop {
+            if let Some(total) = self.read_published(&mut head, current, sink)? {
                 return Ok(total);
             }
-            current = Some((total, got));
+            match self.wait_chunk(head, current.is_some(), spin, deadline) {
+                Ok(()) => {}
+                Err(ChunkWait::Abandoned) => {
+                    // Its sender died (or gave up) mid-message: the prefix is lost.
+                    *current = None;
+                    sink.restart();
+                }
+                Err(ChunkWait::Disconnected) => return Err(RecvError::Disconnected),
+                Err(ChunkWait::Timeout) => return Err(RecvError::Timeout),
+                Err(ChunkWait::Corrupted) => return Err(RecvError::Corrupted),
+            }
         }
+    }
+
+    /// The message this handle began to read, if it still holds the receive end for it (a fork
+    /// child's copy of a handle does not: its copy is dropped).
+    fn take_partial(&mut self, me: Identity) -> Option<(usize, Vec<u8>)> {
+        let partial = self.partial.take()?;
+        // ORDERING: Acquire, as the claim's other loads; only we can have stored `me` there.
+        let word = self.dir.state().recv.word.load(Ordering::Acquire);
+        (claim::holder(word) == claim::Holder::Held(me)).then_some(partial)
     }
 }
 
@@ -993,6 +1127,7 @@ impl Connection {
                 dir,
                 member,
                 tail_cache: 0,
+                partial: None,
             })
         } else {
             None
@@ -1097,8 +1232,10 @@ impl Connection {
         r
     }
 
-    /// Receives a serde value, waiting at most `timeout`. A message that was only partly
-    /// received by then is given up (skipped by the next receive).
+    /// Receives a serde value, waiting at most `timeout`. A message larger than the ring that
+    /// was only partly received by then stays with this handle, which keeps the receive end
+    /// for it: the next receive on this handle continues it (dropping the handle gives its rest
+    /// up, skipped by the next receiver).
     pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
         let mut buf = std::mem::take(&mut self.buf);
         let r = self.recv_into_vec(&mut buf, Some(Instant::now() + timeout));
@@ -1119,6 +1256,39 @@ impl Connection {
     /// streams through it). Waits for the send end (held by another sender for one message at
     /// most) and for space while a receiver lives.
     pub fn send_bytes(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_bytes_until(data, None)
+    }
+
+    /// Sends one message of raw bytes, waiting at most `timeout` for the send end and for room
+    /// for its first chunk: `Timeout` means nothing was sent. Once part of a message larger
+    /// than the ring is out, the rest follows (waiting while a receiver lives), so a partly
+    /// sent message is never left behind.
+    pub fn send_bytes_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_bytes_until(data, Some(Instant::now() + timeout))
+    }
+
+    /// Sends a serde value, waiting at most `timeout` (see
+    /// [`send_bytes_timeout`](Self::send_bytes_timeout)).
+    pub fn send_timeout<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        let deadline = Some(Instant::now() + timeout);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let r = ipc_core::codec::encode_into(value, &mut buf)
+            .map_err(SendError::Encode)
+            .and_then(|()| self.send_bytes_until(&buf, deadline));
+        self.buf = buf;
+        r
+    }
+
+    fn send_bytes_until(
+        &mut self,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
         if data.len() > MAX_MESSAGE {
             return Err(SendError::TooLarge { len: data.len() });
         }
@@ -1130,10 +1300,11 @@ impl Connection {
             .identity(&dir.table())
             .map_err(|_| SendError::NotAttached)?;
         let end = &dir.state().send;
-        claim_end(end, me, spin, None).map_err(|e| match e {
-            ClaimWait::Timeout | ClaimWait::Corrupted => SendError::Corrupted,
+        claim_end(end, me, spin, deadline).map_err(|e| match e {
+            ClaimWait::Timeout => SendError::Timeout,
+            ClaimWait::Corrupted => SendError::Corrupted,
         })?;
-        let r = tx.write_message(data, spin);
+        let r = tx.write_message(data, spin, deadline);
         release_end(end, me);
         r
     }
@@ -1174,12 +1345,34 @@ impl Connection {
             .identity(&dir.table())
             .map_err(|_| RecvError::NotAttached)?;
         let end = &dir.state().recv;
-        claim_end(end, me, spin, deadline).map_err(|e| match e {
-            ClaimWait::Timeout => RecvError::Timeout,
-            ClaimWait::Corrupted => RecvError::Corrupted,
-        })?;
-        let r = rx.read_message(sink, spin, deadline);
-        release_end(end, me);
+        let mut current = None;
+        match rx.take_partial(me) {
+            Some((total, bytes)) => {
+                // The rest of the message a receive of this handle began (and we hold the end).
+                if let Sink::Slice(buf) = sink {
+                    if total > buf.len() {
+                        rx.partial = Some((total, bytes));
+                        return Err(RecvError::BufferTooSmall { needed: total });
+                    }
+                }
+                sink.restart();
+                sink.room(0, bytes.len()).copy_from_slice(&bytes);
+                current = Some((total, bytes.len()));
+            }
+            None => claim_end(end, me, spin, deadline).map_err(|e| match e {
+                ClaimWait::Timeout => RecvError::Timeout,
+                ClaimWait::Corrupted => RecvError::Corrupted,
+            })?,
+        }
+        let r = rx.read_message(sink, &mut current, spin, deadline);
+        match (&r, current) {
+            // Timed out mid-message: this handle keeps the end and what it read, for its next
+            // receive.
+            (Err(RecvError::Timeout), Some((total, got))) => {
+                rx.partial = Some((total, sink.filled(got).to_vec()));
+            }
+            _ => release_end(end, me),
+        }
         r
     }
 
@@ -1271,7 +1464,16 @@ impl Drop for Connection {
             // Wake receivers, so that they notice a sender is gone.
             tx.dir.state().items.notify();
         }
-        if let Some(rx) = &self.rx {
+        if let Some(rx) = &mut self.rx {
+            if let Some(me) = rx
+                .partial
+                .take()
+                .and_then(|_| rx.member.identity(&rx.dir.table()).ok())
+            {
+                // The rest of a message this handle began is given up (skipped by the next
+                // receiver, as a dead receiver's).
+                release_end(&rx.dir.state().recv, me);
+            }
             rx.member.release(&rx.dir.table());
             rx.dir.state().space.notify();
         }

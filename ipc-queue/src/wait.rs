@@ -100,6 +100,11 @@ impl Waitable for BorrowedFd<'_> {}
 /// How long one sleep lasts at most before readiness and liveness are checked again.
 const SLICE: Duration = Duration::from_millis(20);
 
+/// How long a future of [`wait_async`] with no deadline and no word to wait on (descriptors
+/// only) stays registered before it polls again.
+#[cfg(not(loom))]
+const REARM: Duration = Duration::from_secs(3600);
+
 /// Waits until at least one of `objects` is ready to receive (or has lost every sender, so a
 /// receive returns at once; or, for a sentinel, its process has ended), or `timeout` passes.
 /// Returns the indices of the ready objects (empty on timeout), like Python's
@@ -181,6 +186,198 @@ pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec
                 return gone;
             }
         }
+    }
+}
+
+/// The async form of [`wait`]: a future that resolves to the indices of the ready objects
+/// (empty once `timeout` passes), for any executor, woken through `ipc_core::raw::reactor` by
+/// whatever wakes a blocking [`wait`] (a message, a sender's end, a process's end). It checks
+/// readiness exactly as `wait` does, so a receive on a ready object returns at once; it takes
+/// nothing, and dropped before it is ready it leaves no waiter announced on any object.
+///
+/// The future borrows the objects; with `W = dyn Waitable + Send` (or one concrete type, such
+/// as `Connection`) it is `Send`, for a multi-thread runtime.
+///
+/// ```
+/// use std::time::Duration;
+/// use ipc_queue::{Queue, Waitable, pipe, wait_async};
+///
+/// let mut q = Queue::<u32>::new(4)?;
+/// let (mut a, mut b) = pipe()?;
+/// futures::executor::block_on(async {
+///     a.send_async(&"hi").await?;
+///     let mut objects: [&mut (dyn Waitable + Send); 2] = [&mut q, &mut b];
+///     assert_eq!(wait_async(&mut objects, None).await, [1]);
+///     assert!(wait_async(&mut objects[..1], Some(Duration::from_millis(1))).await.is_empty());
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+#[doc(alias = "connection.wait")]
+pub fn wait_async<'a, 'b, W: Waitable + ?Sized>(
+    objects: &'a mut [&'b mut W],
+    timeout: Option<Duration>,
+) -> WaitFuture<'a, 'b, W> {
+    WaitFuture {
+        objects,
+        deadline: timeout.map(|t| Instant::now() + t),
+        regs: Vec::new(),
+        announced: false,
+        slice_end: None,
+    }
+}
+
+/// The async form of [`wait`] with a timeout: [`wait_async`]`(objects, Some(timeout))`.
+#[cfg(not(loom))]
+#[doc(alias = "connection.wait")]
+pub fn wait_timeout_async<'a, 'b, W: Waitable + ?Sized>(
+    objects: &'a mut [&'b mut W],
+    timeout: Duration,
+) -> WaitFuture<'a, 'b, W> {
+    wait_async(objects, Some(timeout))
+}
+
+/// The future of [`wait_async`]: the indices of the ready objects, empty on timeout.
+#[cfg(not(loom))]
+#[must_use = "a future does nothing unless polled"]
+pub struct WaitFuture<'a, 'b, W: Waitable + ?Sized> {
+    objects: &'a mut [&'b mut W],
+    deadline: Option<Instant>,
+    /// One registration per object (its word, or its descriptor), plus one timer.
+    regs: Vec<ipc_core::raw::reactor::Registration>,
+    /// Whether the objects' signals count this future among their waiters.
+    announced: bool,
+    slice_end: Option<Instant>,
+}
+
+#[cfg(not(loom))]
+impl<W: Waitable + ?Sized> std::fmt::Debug for WaitFuture<'_, '_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitFuture")
+            .field("objects", &self.objects.len())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl<W: Waitable + ?Sized> Unpin for WaitFuture<'_, '_, W> {}
+
+#[cfg(not(loom))]
+impl<W: Waitable + ?Sized> WaitFuture<'_, '_, W> {
+    fn ready(&mut self) -> Vec<usize> {
+        (0..self.objects.len())
+            .filter(|&i| self.objects[i].ready())
+            .collect()
+    }
+
+    /// Withdraws the announcements of the previous poll.
+    fn withdraw(&mut self) {
+        if std::mem::take(&mut self.announced) {
+            for o in self.objects.iter() {
+                if let Some(s) = o.signal() {
+                    s.finish();
+                }
+            }
+        }
+    }
+
+    /// Ready: withdrawn and disarmed.
+    fn done(&mut self, r: Vec<usize>) -> std::task::Poll<Vec<usize>> {
+        self.withdraw();
+        self.regs.clear();
+        std::task::Poll::Ready(r)
+    }
+}
+
+#[cfg(not(loom))]
+impl<W: Waitable + ?Sized> Future for WaitFuture<'_, '_, W> {
+    type Output = Vec<usize>;
+
+    /// The steps of one round of [`wait`], with `Pending` where it sleeps (the registration
+    /// protocol of `ipc_core::raw::reactor`): look; announce on every signal; look again;
+    /// register every word at the epoch read before that look, and every descriptor.
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Vec<usize>> {
+        let this = self.get_mut();
+        this.withdraw();
+        let r = this.ready();
+        if !r.is_empty() {
+            return this.done(r);
+        }
+        let now = Instant::now();
+        match this.slice_end {
+            Some(e) if e <= now => {
+                // A slice without news: the senders' liveness, as after a slice of `wait`.
+                let gone: Vec<usize> = (0..this.objects.len())
+                    .filter(|&i| this.objects[i].gone())
+                    .collect();
+                if !gone.is_empty() {
+                    this.withdraw();
+                    for &i in &gone {
+                        // The other futures waiting on this object share one slice timer,
+                        // which wakes one of them per slice: wake them all now to find the
+                        // same (a thousand tasks would otherwise take a thousand slices).
+                        if let Some(s) = this.objects[i].signal() {
+                            s.notify();
+                        }
+                    }
+                    return this.done(gone);
+                }
+                this.slice_end = Some(now + SLICE);
+            }
+            Some(_) => {}
+            None => this.slice_end = Some(now + SLICE),
+        }
+        if this.deadline.is_some_and(|d| now >= d) {
+            return this.done(Vec::new());
+        }
+        let epochs: Vec<Option<u32>> = this
+            .objects
+            .iter()
+            .map(|o| o.signal().map(Signal::prepare))
+            .collect();
+        this.announced = true;
+        let r = this.ready();
+        if !r.is_empty() {
+            return this.done(r);
+        }
+        let n = this.objects.len();
+        this.regs
+            .resize_with(n + 1, ipc_core::raw::reactor::Registration::new);
+        // A descriptor or a bare timer wakes at the deadline (or re-arms after a long while);
+        // a word's registration is sliced, sharing the word's slice timer with its other
+        // waiters, so a thousand idle futures cost one wake-up per slice, not a thousand.
+        let until = this.deadline.unwrap_or(now + REARM);
+        let mut words = 0;
+        for (i, (o, e)) in this.objects.iter().zip(&epochs).enumerate() {
+            let reg = &mut this.regs[i];
+            match (o.signal(), e, o.fd()) {
+                (Some(s), Some(e), _) => {
+                    words += 1;
+                    reg.arm_sliced(s.epoch_word(), *e, this.deadline, SLICE, cx.waker());
+                }
+                (_, _, Some(fd)) => reg.arm_fd(fd, until, cx.waker()),
+                _ => reg.disarm(),
+            }
+        }
+        if words == 0 {
+            this.regs[n].arm_timer(until, cx.waker());
+        } else {
+            this.regs[n].disarm();
+        }
+        std::task::Poll::Pending
+    }
+}
+
+#[cfg(not(loom))]
+impl<W: Waitable + ?Sized> Drop for WaitFuture<'_, '_, W> {
+    fn drop(&mut self) {
+        self.regs.clear();
+        self.withdraw();
     }
 }
 

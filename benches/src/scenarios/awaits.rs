@@ -12,6 +12,9 @@
 //!   each side in a current-thread tokio runtime (one `block_on` per round), the peer another
 //!   process; each `get_async` spins for the queue's default spin on its first poll, as `get`
 //!   does, before it registers with the reactor.
+//! - `ours.async_pipe_rtt` (µs): `ours.pipe_rtt` with both sides awaiting instead of blocking:
+//!   a `u64` over a `pipe()` `Connection` and back, each side a current-thread tokio runtime
+//!   awaiting `send_bytes_async` / `recv_bytes_async`; the peer is another process.
 //! - `tokio.mpsc_rtt` (µs): the same ping-pong between two tasks of one process on a
 //!   two-worker tokio runtime, through two `tokio::sync::mpsc` channels of capacity 1: what an
 //!   async round trip costs without a process boundary.
@@ -37,6 +40,7 @@ pub fn scenarios() -> Vec<Scenario> {
         }),
         Scenario::new("ours.async_queue_rtt", Unit::Us, |cfg| queue_rtt(cfg, true)),
         Scenario::new("tokio.mpsc_rtt", Unit::Us, tokio_mpsc_rtt),
+        Scenario::new("ours.async_pipe_rtt", Unit::Us, async_pipe_rtt),
     ]
 }
 
@@ -262,4 +266,76 @@ fn tokio_mpsc_rtt(cfg: &Config) -> Repeat {
     drop(to_echo);
     rt.block_on(echo)?;
     Ok(Quantity::Seconds(w.per_op()).into())
+}
+
+/// Either end of the `u64` ping-pong of `ours.pipe_rtt`, awaiting under a current-thread
+/// runtime: the parent sends `i`, the peer answers `i + 1`; `u64::MAX` stops the peer.
+struct AsyncPipe {
+    conn: ipc_queue::Connection,
+    rt: tokio::runtime::Runtime,
+}
+
+impl AsyncPipe {
+    fn send(&mut self, v: u64) -> anyhow::Result<()> {
+        let bytes = v.to_le_bytes();
+        self.rt
+            .block_on(self.conn.send_bytes_async(&bytes))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn recv(&mut self) -> anyhow::Result<u64> {
+        let got = self
+            .rt
+            .block_on(self.conn.recv_bytes_timeout_async(WAIT_LIMIT))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bytes: [u8; 8] = got
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("a message of {} bytes", got.len()))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+}
+
+impl RoundTrip for AsyncPipe {
+    fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+        self.send(i)?;
+        let reply = self.recv()?;
+        ensure!(reply == i + 1, "got {reply}, expected {}", i + 1);
+        Ok(())
+    }
+
+    fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+        self.send(STOP)
+    }
+}
+
+impl Echo for AsyncPipe {
+    fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+        match self.recv()? {
+            STOP => Ok(false),
+            v => {
+                ensure!(v == i, "got {v}, expected {i}");
+                self.send(v + 1)?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn async_pipe_rtt(cfg: &Config) -> Repeat {
+    let (a, b) = ipc_queue::pipe()?;
+    let handle = b.handle();
+    drop(b);
+    let mut parent = AsyncPipe {
+        conn: a,
+        rt: current_thread()?,
+    };
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut parent, move || {
+        // Made in the peer, after the fork: a runtime's threads do not survive one.
+        Ok(AsyncPipe {
+            conn: ipc_queue::Connection::open(&handle)?,
+            rt: current_thread()?,
+        })
+    })?
+    .into())
 }

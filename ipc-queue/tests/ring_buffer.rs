@@ -85,8 +85,7 @@ fn wrong_type_is_refused() {
 #[test]
 #[ignore]
 fn child_produces() {
-    let (handle, n): (ObjectHandle, u64) = common::arg();
-    let mut tx = Producer::<u64>::open(&handle).unwrap();
+    let (mut tx, n): (Producer<u64>, u64) = common::arg();
     for i in 0..n {
         tx.push_blocking(i).unwrap();
     }
@@ -96,16 +95,20 @@ fn child_produces() {
 fn across_processes_then_disconnected() {
     common::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(128).unwrap();
-        let handle = tx.handle();
         let n = 100_000u64;
-        // The child becomes the producer: ours goes first (the role has one holder).
-        drop(tx);
-        let mut child = common::spawn("child_produces", &(handle, n));
+        // The child becomes the producer: ours is handed over to it.
+        let mut child = common::spawn("child_produces", &(&tx, n));
+        let mut tx = Some(tx);
         let mut sum = 0u64;
         for i in 0..n {
             let v = rx.pop_blocking().unwrap();
             assert_eq!(v, i);
             sum += v;
+            if i == 0 {
+                // The child holds the role now; until it did, the inert original kept the
+                // producer present.
+                tx.take();
+            }
         }
         assert_eq!(sum, n * (n - 1) / 2);
         assert!(child.wait(LIMIT));
@@ -116,8 +119,7 @@ fn across_processes_then_disconnected() {
 #[test]
 #[ignore]
 fn child_consumes_forever() {
-    let handle: ObjectHandle = common::arg();
-    let mut rx = Consumer::<u64>::open(&handle).unwrap();
+    let mut rx: Consumer<u64> = common::arg();
     loop {
         let _ = rx.pop_blocking();
     }
@@ -127,12 +129,15 @@ fn child_consumes_forever() {
 fn killed_consumer_disconnects_the_producer() {
     common::watchdog(LIMIT, || {
         let (mut tx, rx) = RingBuffer::<u64>::new(4).unwrap();
-        drop(rx);
-        let mut child = common::spawn("child_consumes_forever", &tx.handle());
+        // The consumer end itself goes to the child (its role is handed over); the inert
+        // original stays until the child has taken the role, so that until then the ring
+        // counts its consumer as present.
+        let mut child = common::spawn("child_consumes_forever", &rx);
         // Once the child has attached and consumed something, kill it.
         tx.push_blocking(1).unwrap();
         while tx.push(2).is_ok() {}
-        tx.push_blocking(3).unwrap();
+        tx.push_blocking(3).unwrap(); // room only once the child pops: it holds the role
+        drop(rx);
         child.kill();
         let mut result = Ok(());
         for i in 0..100 {
@@ -148,8 +153,7 @@ fn killed_consumer_disconnects_the_producer() {
 #[test]
 #[ignore]
 fn child_produces_forever() {
-    let handle: ObjectHandle = common::arg();
-    let mut tx = Producer::<u64>::open(&handle).unwrap();
+    let mut tx: Producer<u64> = common::arg();
     let mut i = 0u64;
     loop {
         let _ = tx.push_blocking(i);
@@ -161,11 +165,11 @@ fn child_produces_forever() {
 fn killed_producer_disconnects_the_consumer_after_the_last_value() {
     common::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
-        let handle = tx.handle();
-        drop(tx);
-        let mut child = common::spawn("child_produces_forever", &handle);
+        let mut child = common::spawn("child_produces_forever", &tx);
         // Values arrive in order, with no gaps, until the producer dies.
-        let mut next = 0;
+        assert_eq!(rx.pop_blocking().unwrap(), 0);
+        drop(tx); // the child holds the role
+        let mut next = 1;
         while next < 1000 {
             assert_eq!(rx.pop_blocking().unwrap(), next);
             next += 1;
@@ -247,9 +251,10 @@ fn a_killed_producers_role_is_taken_over_by_the_next_opener() {
     common::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
         let handle = tx.handle();
-        drop(tx);
-        let mut child = common::spawn("child_produces_forever", &handle);
-        let mut next = 0;
+        let mut child = common::spawn("child_produces_forever", &tx);
+        assert_eq!(rx.pop_blocking().unwrap(), 0);
+        drop(tx); // the child holds the role
+        let mut next = 1;
         while next < 100 {
             assert_eq!(rx.pop_blocking().unwrap(), next);
             next += 1;

@@ -4,6 +4,7 @@
 //! cargo build --features mpi -p examples --example mpi_map
 //! mpirun -n 3 target/debug/examples/mpi_map              # add --oversubscribe on small machines
 //! mpirun -n 3 target/debug/examples/mpi_map --processes 2  # two worker processes per rank
+//!                                                          # (default: tasks run in the ranks)
 //! mpirun -n 3 target/debug/examples/mpi_map --executor     # MpiExecutor: submit, map, shutdown
 //! mpirun -n 3 target/debug/examples/mpi_map --kill-a-rank  # Open MPI aborts the whole job
 //! ```
@@ -25,8 +26,12 @@ fn add(a: u64, b: u64) -> u64 {
 }
 
 fn whoami(_: u32) -> u32 {
-    // The worker process's parent is its rank's fork server, a child of the rank.
+    // The serving rank itself, or with --processes N one of its worker processes.
     std::process::id()
+}
+
+fn boom(x: u64) -> u64 {
+    panic!("no square for {x}")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse())
         .transpose()?
-        .unwrap_or(1);
+        .unwrap_or(0);
     let kill = args.iter().any(|a| a == "--kill-a-rank");
     if args.iter().any(|a| a == "--executor") {
         // mpi4py.futures's MPIPoolExecutor: submit returns a future.
@@ -75,6 +80,10 @@ fn main() -> anyhow::Result<()> {
     println!("apply_async awaited: {}", futures::executor::block_on(fut)?);
     let imap: Result<Vec<u64>, _> = pool.imap(square, 0..5u64).collect();
     println!("imap: {:?}", imap?);
+    match pool.apply(boom, 7) {
+        Err(e) => println!("a panic fails its task only: {e}"),
+        Ok(v) => println!("unexpected: {v}"),
+    }
     let pids: std::collections::BTreeSet<u32> = pool.map(whoami, 0..64u32)?.into_iter().collect();
     println!("tasks ran in {} worker processes", pids.len());
     for h in pool.hosts() {

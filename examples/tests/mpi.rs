@@ -144,6 +144,8 @@ fn assert_map_output(out: &Output, ranks: u32) {
         "apply: 144".to_owned(),
         "apply_async awaited: 169".to_owned(),
         "imap: [0, 1, 4, 9, 16]".to_owned(),
+        "a panic fails its task only:".to_owned(),
+        "no square for 7".to_owned(),
         "pool joined; the other ranks have left".to_owned(),
     ] {
         assert!(

@@ -12,7 +12,8 @@
 //! Rank 0 is the master: a [`ClusterPool`] whose hosts are the other ranks, with the same
 //! scheduler, handshake (build id, per-host keys), tagged function references and wire format
 //! as the zenoh backend; only the transport differs. Every other rank is a host: it runs the
-//! chunks it is sent on `ipc_pool` pools of its own worker processes (`processes` per rank).
+//! chunks it is sent itself, or on `ipc_pool` pools of its own worker processes (`processes`
+//! per rank).
 
 mod engine;
 mod error;
@@ -82,10 +83,14 @@ impl fmt::Debug for MpiPoolBuilder {
 }
 
 impl MpiPoolBuilder {
-    /// Worker processes each host rank runs its chunks on (default 1; one rank per machine
-    /// with `processes(cores)` keeps shared memory the path inside a machine).
+    /// Worker processes each serving rank runs its chunks on. 0 (the default) runs them in
+    /// the rank itself, one at a time: the fastest, but a task that crashes (not a panic: a
+    /// panic fails its task) takes the rank, hence the job, down. `n` ≥ 1 runs them on `n`
+    /// worker processes of the rank (`ipc_pool` pools): one rank per machine with
+    /// `processes(cores)` keeps shared memory the path inside a machine, and a worker that
+    /// dies fails only its task.
     pub fn processes(mut self, n: usize) -> Self {
-        self.processes = n.max(1);
+        self.processes = n;
         self
     }
 
@@ -125,7 +130,7 @@ impl MpiPoolBuilder {
     /// [`crate::init`].
     pub fn from_world(self) -> Result<Option<MpiPool>, MpiError> {
         let method = self.start_method.unwrap_or_else(ipc_core::get_start_method);
-        if method == StartMethod::ForkServer {
+        if self.processes > 0 && method == StartMethod::ForkServer {
             warm_fork_server().map_err(MpiError::ForkServer)?;
         }
         let config = LaneConfig {
@@ -283,7 +288,7 @@ impl MpiPool {
     pub fn builder() -> MpiPoolBuilder {
         MpiPoolBuilder {
             cluster: ClusterPool::builder(),
-            processes: 1,
+            processes: 0,
             start_method: None,
             hosts_timeout: Duration::from_secs(60),
         }

@@ -30,6 +30,11 @@ fn whoami(_: u32) -> u32 {
     std::process::id()
 }
 
+fn reversed(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
 fn boom(x: u64) -> u64 {
     panic!("no square for {x}")
 }
@@ -80,6 +85,15 @@ fn main() -> anyhow::Result<()> {
     println!("apply_async awaited: {}", futures::executor::block_on(fut)?);
     let imap: Result<Vec<u64>, _> = pool.imap(square, 0..5u64).collect();
     println!("imap: {:?}", imap?);
+    // Messages far above MPI's eager limit, both ways at once (one per task): sends must not
+    // wait for the peer's receive.
+    let big: Vec<Vec<u8>> = (0..16u8).map(|i| vec![i; 256 << 10]).collect();
+    let back = pool.map_chunksize(reversed, big.clone(), 1)?;
+    if back == big.into_iter().map(reversed).collect::<Vec<_>>() {
+        println!("large: 16 items of 256 KiB there and back");
+    } else {
+        println!("large: the items came back wrong");
+    }
     match pool.apply(boom, 7) {
         Err(e) => println!("a panic fails its task only: {e}"),
         Ok(v) => println!("unexpected: {v}"),

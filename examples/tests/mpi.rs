@@ -2,7 +2,10 @@
 //! job, over shared memory and over TCP on loopback, and with a rank SIGKILLed mid-pool.
 //!
 //! Without `mpirun` on the machine these tests say so and pass, unless `CI` is set: in CI
-//! they must run (`.ci/run` installs Open MPI).
+//! they must run (`.ci/run` installs Open MPI). Run them with
+//! `cargo test -p examples --features mpi` (which builds the examples too), or build the
+//! example first (`cargo build -p examples --features mpi --example mpi_map`) when selecting
+//! `--test mpi` alone, which does not.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -43,6 +46,7 @@ static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// process of the job may be left.
 fn mpirun(ranks: u32, mca: &[&str], args: &[&str]) -> Output {
     let _one = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
+    let shm_before = shm_entries();
     let bin = example_bin("mpi_map");
     assert!(bin.exists(), "{} is not built", bin.display());
     let mut cmd = Command::new("mpirun");
@@ -76,7 +80,40 @@ fn mpirun(ranks: u32, mca: &[&str], args: &[&str]) -> Output {
     }
     let out = child.wait_with_output().expect("output");
     assert_no_leftovers(&bin);
+    assert_no_new_shm(&shm_before);
     out
+}
+
+/// Our segments (`ipc-*`) and Open MPI's shared-memory transport's (`vader_segment.*`).
+fn shm_entries() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ipc-") || n.starts_with("vader_segment"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nothing the job created in /dev/shm outlives it (the cleanup after a SIGKILL is
+/// asynchronous, so this waits for it, within a watchdog).
+fn assert_no_new_shm(before: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new: Vec<String> = shm_entries()
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left in /dev/shm after the job: {new:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// No live process runs `bin` any more (the ranks, their fork servers, their workers); their
@@ -145,6 +182,7 @@ fn assert_map_output(out: &Output, ranks: u32) {
         "apply_async awaited: 169".to_owned(),
         "imap: [0, 1, 4, 9, 16]".to_owned(),
         "a panic fails its task only:".to_owned(),
+        "large: 16 items of 256 KiB there and back".to_owned(),
         "no square for 7".to_owned(),
         "pool joined; the other ranks have left".to_owned(),
     ] {

@@ -7,6 +7,7 @@
 //!                                                          # (default: tasks run in the ranks)
 //! mpirun -n 3 target/debug/examples/mpi_map --executor     # MpiExecutor: submit, map, shutdown
 //! mpirun -n 3 target/debug/examples/mpi_map --kill-a-rank  # Open MPI aborts the whole job
+//! mpirun -n 3 target/debug/examples/mpi_map --idle 2       # CPU the ranks use while idle
 //! ```
 //!
 //! Rank 0 is the master and prints; every other rank serves inside `MpiPool::from_world` and
@@ -115,6 +116,43 @@ fn main() -> anyhow::Result<()> {
         let done = pool.map_chunksize(square, 0..20_000u64, 1)?.len();
         let rate = done as f64 / t.elapsed().as_secs_f64();
         println!("apply round trip {rtt:?}; map with chunksize 1: {rate:.0} tasks/s");
+    }
+    if let Some(secs) = args
+        .iter()
+        .position(|a| a == "--idle")
+        .and_then(|i| args.get(i + 1))
+    {
+        // How much CPU the serving ranks burn while the pool has nothing to do.
+        let secs: u64 = secs.parse()?;
+        let cpu = |pid: u32| -> u64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            // utime and stime, fields 14 and 15 of stat (11 and 12 after the command).
+            fields
+                .get(11)
+                .and_then(|u| u.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+        };
+        let pids: Vec<u32> = pool.hosts().iter().map(|h| h.pid).collect();
+        let before: u64 = pids.iter().map(|&p| cpu(p)).sum();
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        let after: u64 = pids.iter().map(|&p| cpu(p)).sum();
+        // SAFETY: sysconf with a valid name; no memory is involved.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        println!(
+            "idle for {secs} s: the {} serving ranks used {} ms of CPU together",
+            pids.len(),
+            (after - before) * 1000 / ticks
+        );
     }
     if kill {
         let victim = pool.hosts().last().map(|h| h.pid).expect("a serving rank");

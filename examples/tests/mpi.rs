@@ -206,7 +206,7 @@ fn map_over_shared_memory() {
     if !have_mpirun() {
         return;
     }
-    assert_map_output(&mpirun(3, &[], &[]), 3);
+    assert_map_output(&mpirun(4, &[], &[]), 4);
 }
 
 #[test]

@@ -231,6 +231,45 @@ impl Drop for Wire {
 /// A message for a rank.
 type Outgoing = (Rank, Vec<u8>);
 
+/// A join request's answer to come: whoever holds it answers (the master's logic), and if it
+/// is dropped unanswered (the pool went away meanwhile) the rank is refused, so it never waits
+/// for a reply that cannot come.
+struct PendingReply {
+    rank: Rank,
+    slot: Arc<Mutex<Vec<Outgoing>>>,
+    answered: bool,
+}
+
+impl PendingReply {
+    fn answer(mut self, bytes: Vec<u8>) {
+        self.push(bytes);
+        self.answered = true;
+    }
+
+    fn push(&self, bytes: Vec<u8>) {
+        self.slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.rank, bytes));
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.push(refusal());
+        }
+    }
+}
+
+/// An encoded `JoinReply::Refused(Refusal::Closed)`.
+fn refusal() -> Vec<u8> {
+    let refused = crate::wire::JoinReply::Refused(crate::wire::Refusal::Closed);
+    // A unit variant always encodes; were it not to, the empty reply fails to decode at the
+    // rank, which then leaves all the same (`MpiError::BadReply`).
+    ipc_core::codec::encode(&refused).unwrap_or_default()
+}
+
 /// The master's loop (rank 0): every other rank is a host. Ends when the pool is done
 /// (`Finish`) and every host said goodbye. Without `events` (the pool was never built) it
 /// only dismisses the hosts.
@@ -261,19 +300,14 @@ pub(crate) fn serve_master(wire: &mut Wire, events: Option<Events>, rx: &mpsc::R
                 continue;
             }
             match tag {
-                TAG_JOIN if finishing => {
-                    let refused = crate::wire::JoinReply::Refused(crate::wire::Refusal::Closed);
-                    if let Ok(b) = ipc_core::codec::encode(&refused) {
-                        wire.send(rank, TAG_REPLY, b);
-                    }
-                }
+                TAG_JOIN if finishing => wire.send(rank, TAG_REPLY, refusal()),
                 TAG_JOIN => {
-                    let slot = Arc::clone(&reply_slot);
-                    let reply = Box::new(move |b: Vec<u8>| {
-                        slot.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((rank, b));
-                    });
+                    let pending = PendingReply {
+                        rank,
+                        slot: Arc::clone(&reply_slot),
+                        answered: false,
+                    };
+                    let reply = Box::new(move |b: Vec<u8>| pending.answer(b));
                     events(MasterEvent::Join {
                         peer: peer(rank),
                         request: bytes,
@@ -315,5 +349,30 @@ mod tests {
         }
         assert_eq!(rank_of("rank-x"), None);
         assert_eq!(rank_of("host-1"), None);
+    }
+
+    #[test]
+    fn a_join_dropped_unanswered_is_refused() {
+        use crate::wire::{JoinReply, Refusal};
+        let slot = Arc::new(Mutex::new(Vec::new()));
+        let answered = PendingReply {
+            rank: 1,
+            slot: Arc::clone(&slot),
+            answered: false,
+        };
+        answered.answer(vec![7]);
+        drop(PendingReply {
+            rank: 2,
+            slot: Arc::clone(&slot),
+            answered: false,
+        });
+        let sent = slot.lock().unwrap();
+        assert_eq!(sent[0], (1, vec![7]));
+        assert_eq!(sent[1].0, 2);
+        assert!(matches!(
+            ipc_core::codec::decode::<JoinReply>(&sent[1].1),
+            Ok(JoinReply::Refused(Refusal::Closed))
+        ));
+        assert_eq!(sent.len(), 2);
     }
 }

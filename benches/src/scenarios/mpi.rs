@@ -13,6 +13,8 @@
 //! - `*.apply_rtt` (µs): one call after another (`apply`; `submit(..).result()`).
 //! - `*.map_chunk1` (tasks/s): a map of 20,000 `u64` (2,000 with `--quick`) with chunksize 1,
 //!   one task per message, after an untimed warm-up map.
+//! - `mpi.map` (tasks/s): 1,000,000 `u64` (100,000) with Python's default chunksize, as
+//!   `ours.pool_map` and `cluster.map`.
 //! - `_tcp`: ours with Open MPI forced onto TCP over loopback (`--mca btl self,tcp`);
 //!   `_backoff0`: mpi4py with `MPI4PY_FUTURES_BACKOFF=0` (its pollers never sleep).
 
@@ -59,8 +61,10 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         ours("mpi.apply_rtt", "apply_rtt", Unit::Us, false),
         ours("mpi.map_chunk1", "map_chunk1", Unit::TasksPerSec, false),
+        ours("mpi.map", "map", Unit::TasksPerSec, false),
         ours("mpi.apply_rtt_tcp", "apply_rtt", Unit::Us, true),
         ours("mpi.map_chunk1_tcp", "map_chunk1", Unit::TasksPerSec, true),
+        ours("mpi.map_tcp", "map", Unit::TasksPerSec, true),
         theirs("mpi4py.futures_apply_rtt", "apply_rtt", Unit::Us, false),
         theirs(
             "mpi4py.futures_map_chunk1",
@@ -293,6 +297,18 @@ mod rank {
                     .context("warm-up")?;
                 let t = Instant::now();
                 let out = pool.map_chunksize(square, 0..n, 1)?;
+                let dt = t.elapsed().as_secs_f64();
+                ensure!(
+                    out.iter().enumerate().all(|(i, &v)| v == square(i as u64)),
+                    "wrong results"
+                );
+                (n as f64 / dt, "tasks/s", n)
+            }
+            "map" => {
+                let n = pick(1_000_000, 100_000);
+                pool.map(square, 0..n / 10).context("warm-up")?;
+                let t = Instant::now();
+                let out = pool.map(square, 0..n)?;
                 let dt = t.elapsed().as_secs_f64();
                 ensure!(
                     out.iter().enumerate().all(|(i, &v)| v == square(i as u64)),

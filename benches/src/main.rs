@@ -82,6 +82,11 @@ fn remove_new_peer_files(before: &[String]) {
 
 fn main() -> ExitCode {
     ipc_core::init();
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.iter().any(|a| a == benches::scenarios::mpi::RANK_FLAG) {
+        // A rank of an `mpi.*` job, started by mpirun.
+        return ExitCode::from(benches::scenarios::mpi::rank_main(&raw));
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

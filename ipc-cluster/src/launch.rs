@@ -18,6 +18,7 @@ use std::time::Duration;
 pub const WORKER_FLAG: &str = "--cluster-worker";
 
 /// A worker host's command line.
+#[cfg_attr(not(feature = "zenoh"), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WorkerArgs {
     pub(crate) connect: Vec<String>,
@@ -32,6 +33,7 @@ pub(crate) struct WorkerArgs {
 
 /// `Some(usage error)` or the parsed flags; arguments that are not ours are left to the
 /// program.
+#[cfg_attr(not(feature = "zenoh"), allow(dead_code))]
 pub(crate) fn parse(args: &[String]) -> Result<WorkerArgs, String> {
     let mut w = WorkerArgs {
         connect: Vec::new(),

@@ -18,7 +18,9 @@
 //!
 //! The transport sits behind the `zenoh` feature (off by default: zenoh is a large build).
 //! Without it the crate holds the transport-independent parts only (errors, results, the
-//! scheduler) and [`init`] refuses `--cluster-worker`.
+//! scheduler) and [`init`] refuses `--cluster-worker`. The feature `mpi` adds the same pool over
+//! the ranks of an `mpirun` or `srun` job (`MpiPool`, `MpiExecutor`, on rsmpi): rank 0 holds
+//! the pool, the other ranks serve it; a rank's death aborts the whole job, as MPI does.
 //!
 //! ```no_run
 //! # #[cfg(feature = "zenoh")] {
@@ -48,7 +50,7 @@
 //! limits.
 
 // Without a backend the transport-independent machinery has no caller outside the tests.
-#![cfg_attr(not(feature = "zenoh"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "zenoh", feature = "mpi")), allow(dead_code))]
 
 mod async_result;
 mod build_id;
@@ -59,6 +61,8 @@ mod host;
 mod launch;
 mod link;
 mod master;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod primitive;
 mod task;
 mod wire;
@@ -74,6 +78,8 @@ pub use launch::{WORKER_FLAG, init};
 pub use master::{
     ClusterPool, ClusterPoolBuilder, DEFAULT_JOB, DEFAULT_NO_HOST_TIMEOUT, HostStats, Imap,
 };
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiError, MpiExecutor, MpiPool, MpiPoolBuilder};
 pub use wire::Refusal;
 #[cfg(feature = "zenoh")]
 pub use zenoh::{

@@ -86,7 +86,7 @@ pub(crate) fn check_chunk(r: &FnRef, key: &FnKey) -> bool {
 }
 
 /// Runs the chunk function `r` on `input` into `out`, after checking its tag under `key`.
-fn call_chunk(
+pub(crate) fn call_chunk(
     r: &FnRef,
     key: &FnKey,
     input: &[u8],

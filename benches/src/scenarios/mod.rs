@@ -42,4 +42,5 @@ groups! {
     process,
     queue,
     cluster,
+    mpi,
 }

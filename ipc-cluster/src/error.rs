@@ -294,3 +294,9 @@ impl std::error::Error for BuildError {
         }
     }
 }
+
+impl ipc_pool::raw::TaskFailure for TaskError {
+    fn result_taken() -> Self {
+        TaskError::ResultTaken
+    }
+}

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::async_result::AsyncResult;
+use crate::AsyncResult;
 use crate::error::SubmitError;
 use crate::master::{ClusterPool, Imap};
 

@@ -52,7 +52,6 @@
 // Without a backend the transport-independent machinery has no caller outside the tests.
 #![cfg_attr(not(any(feature = "zenoh", feature = "mpi")), allow(dead_code))]
 
-mod async_result;
 mod build_id;
 mod bytes;
 mod error;
@@ -69,7 +68,13 @@ mod wire;
 #[cfg(feature = "zenoh")]
 mod zenoh;
 
-pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
+/// The pending result of a task submitted to a cluster pool: `ipc_pool`'s [`AsyncResult`]
+/// (Python's `AsyncResult` and a `Future`), failing with this crate's [`TaskError`].
+pub type AsyncResult<T> = ipc_pool::AsyncResult<T, TaskError>;
+/// Why [`AsyncResult::get_timeout`] returned no value.
+pub type GetTimeoutError<T> = ipc_pool::GetTimeoutError<T, TaskError>;
+/// `get_timeout` ended at its timeout: the result is handed back, to wait on again.
+pub type Timeout<T> = ipc_pool::Timeout<T, TaskError>;
 pub use build_id::BuildId;
 pub use error::{BuildError, DeathCause, MapError, SubmitError, TaskError, WaitHostsError};
 pub use executor::ClusterExecutor;

@@ -1,5 +1,9 @@
 //! `AsyncResult<T>`: the result of a task submitted to a pool, Python's `AsyncResult` and a
 //! `std::future::Future` in one.
+//!
+//! It is generic over the error a task fails with (`E`, [`TaskError`] by default) so that other
+//! pools built on this crate (`ipc-cluster`'s, whose errors name a host) hand out the same type:
+//! a [`ResultSlot`] is the producing side, fulfilled once by whoever collects the result.
 
 use std::fmt;
 use std::future::Future;
@@ -10,25 +14,51 @@ use std::time::{Duration, Instant};
 
 use crate::error::TaskError;
 
-type SuccessCallback<T> = Box<dyn FnOnce(&T) + Send>;
-type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
+/// A callback run with the value of a task that succeeded.
+pub type SuccessCallback<T> = Box<dyn FnOnce(&T) + Send>;
+/// A callback run with the error of a task that failed.
+pub type ErrorCallback<E = TaskError> = Box<dyn FnOnce(&E) + Send>;
 
-struct SlotState<T> {
-    outcome: Option<Result<T, TaskError>>,
-    waker: Option<Waker>,
-    on_success: Option<SuccessCallback<T>>,
-    on_error: Option<ErrorCallback>,
+/// What a task's error type gives an [`AsyncResult`]: the error of a result already taken out.
+pub trait TaskFailure {
+    /// The result was already taken out (by `.await` or an earlier `get`).
+    fn result_taken() -> Self;
 }
 
-pub(crate) struct Slot<T> {
-    state: Mutex<SlotState<T>>,
+impl TaskFailure for TaskError {
+    fn result_taken() -> Self {
+        TaskError::ResultTaken
+    }
+}
+
+struct SlotState<T, E> {
+    outcome: Option<Result<T, E>>,
+    waker: Option<Waker>,
+    on_success: Option<SuccessCallback<T>>,
+    on_error: Option<ErrorCallback<E>>,
+}
+
+/// The producing side of an [`AsyncResult`]: fulfilled once, by whoever collects the task's
+/// outcome (a pool's result thread), which runs the matching callback and wakes every waiter.
+pub struct ResultSlot<T, E = TaskError> {
+    state: Mutex<SlotState<T, E>>,
     ready: Condvar,
 }
 
-impl<T> Slot<T> {
-    pub(crate) fn new(
+impl<T, E> fmt::Debug for ResultSlot<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResultSlot")
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl<T, E> ResultSlot<T, E> {
+    /// An empty slot, with the callbacks `fulfil` runs (Python's `callback` and
+    /// `error_callback`).
+    pub fn new(
         on_success: Option<SuccessCallback<T>>,
-        on_error: Option<ErrorCallback>,
+        on_error: Option<ErrorCallback<E>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(SlotState {
@@ -41,13 +71,13 @@ impl<T> Slot<T> {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SlotState<T>> {
+    fn lock(&self) -> MutexGuard<'_, SlotState<T, E>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Delivers the outcome once (later deliveries are ignored), runs the matching callback in
     /// the calling (result-handling) thread, and wakes every waiter.
-    pub(crate) fn fulfil(&self, outcome: Result<T, TaskError>) {
+    pub fn fulfil(&self, outcome: Result<T, E>) {
         let mut st = self.lock();
         if st.outcome.is_some() {
             return;
@@ -74,7 +104,8 @@ impl<T> Slot<T> {
         }
     }
 
-    pub(crate) fn is_ready(&self) -> bool {
+    /// Whether the slot was fulfilled.
+    pub fn is_ready(&self) -> bool {
         self.lock().outcome.is_some()
     }
 }
@@ -96,11 +127,11 @@ impl<T> Slot<T> {
 /// ```
 #[must_use = "an AsyncResult is how the task's result (or failure) comes back"]
 #[doc(alias = "Future")]
-pub struct AsyncResult<T> {
-    slot: Arc<Slot<T>>,
+pub struct AsyncResult<T, E = TaskError> {
+    slot: Arc<ResultSlot<T, E>>,
 }
 
-impl<T> fmt::Debug for AsyncResult<T> {
+impl<T, E> fmt::Debug for AsyncResult<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
             .field("ready", &self.ready())
@@ -109,32 +140,32 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 /// `get_timeout` ended at its timeout: the result is handed back, to wait on again.
-pub struct Timeout<T>(pub AsyncResult<T>);
+pub struct Timeout<T, E = TaskError>(pub AsyncResult<T, E>);
 
-impl<T> fmt::Debug for Timeout<T> {
+impl<T, E> fmt::Debug for Timeout<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Timeout(..)")
     }
 }
 
-impl<T> fmt::Display for Timeout<T> {
+impl<T, E> fmt::Display for Timeout<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("the task's result was not ready before the timeout")
     }
 }
 
-impl<T> std::error::Error for Timeout<T> {}
+impl<T, E> std::error::Error for Timeout<T, E> {}
 
 /// Why [`AsyncResult::get_timeout`] returned no value.
 #[non_exhaustive]
-pub enum GetTimeoutError<T> {
+pub enum GetTimeoutError<T, E = TaskError> {
     /// Not ready yet; the result is handed back.
-    Timeout(Timeout<T>),
+    Timeout(Timeout<T, E>),
     /// The task failed.
-    Failed(TaskError),
+    Failed(E),
 }
 
-impl<T> fmt::Debug for GetTimeoutError<T> {
+impl<T, E: fmt::Debug> fmt::Debug for GetTimeoutError<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout(t) => t.fmt(f),
@@ -143,7 +174,7 @@ impl<T> fmt::Debug for GetTimeoutError<T> {
     }
 }
 
-impl<T> fmt::Display for GetTimeoutError<T> {
+impl<T, E: fmt::Display> fmt::Display for GetTimeoutError<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout(t) => t.fmt(f),
@@ -152,7 +183,7 @@ impl<T> fmt::Display for GetTimeoutError<T> {
     }
 }
 
-impl<T> std::error::Error for GetTimeoutError<T> {
+impl<T, E: std::error::Error + 'static> std::error::Error for GetTimeoutError<T, E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Timeout(_) => None,
@@ -161,8 +192,9 @@ impl<T> std::error::Error for GetTimeoutError<T> {
     }
 }
 
-impl<T> AsyncResult<T> {
-    pub(crate) fn from_slot(slot: Arc<Slot<T>>) -> Self {
+impl<T, E> AsyncResult<T, E> {
+    /// The result `slot` will be fulfilled with.
+    pub fn from_slot(slot: Arc<ResultSlot<T, E>>) -> Self {
         Self { slot }
     }
 
@@ -202,15 +234,17 @@ impl<T> AsyncResult<T> {
         }
         true
     }
+}
 
+impl<T, E: TaskFailure> AsyncResult<T, E> {
     /// Blocks until the task finishes and returns its value, or why it failed.
-    pub fn get(self) -> Result<T, TaskError> {
+    pub fn get(self) -> Result<T, E> {
         self.wait();
         self.take()
     }
 
     /// Like [`get`](Self::get), but gives up at `timeout`, handing the result back.
-    pub fn get_timeout(self, timeout: Duration) -> Result<T, GetTimeoutError<T>> {
+    pub fn get_timeout(self, timeout: Duration) -> Result<T, GetTimeoutError<T, E>> {
         if self.wait_timeout(timeout) {
             self.take().map_err(GetTimeoutError::Failed)
         } else {
@@ -218,17 +252,17 @@ impl<T> AsyncResult<T> {
         }
     }
 
-    fn take(&self) -> Result<T, TaskError> {
+    fn take(&self) -> Result<T, E> {
         self.slot
             .lock()
             .outcome
             .take()
-            .unwrap_or(Err(TaskError::ResultTaken))
+            .unwrap_or_else(|| Err(E::result_taken()))
     }
 }
 
-impl<T> Future for AsyncResult<T> {
-    type Output = Result<T, TaskError>;
+impl<T, E> Future for AsyncResult<T, E> {
+    type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = self.slot.lock();
@@ -250,7 +284,7 @@ mod tests {
 
     #[test]
     fn get_after_fulfil() {
-        let slot = Slot::new(None, None);
+        let slot = ResultSlot::<u32>::new(None, None);
         let r = AsyncResult::from_slot(Arc::clone(&slot));
         assert!(!r.ready());
         assert_eq!(r.successful(), None);
@@ -263,7 +297,7 @@ mod tests {
 
     #[test]
     fn timeout_hands_the_result_back() {
-        let slot = Slot::<u32>::new(None, None);
+        let slot = ResultSlot::<u32>::new(None, None);
         let r = AsyncResult::from_slot(Arc::clone(&slot));
         let Err(GetTimeoutError::Timeout(Timeout(r))) = r.get_timeout(Duration::from_millis(5))
         else {
@@ -284,7 +318,7 @@ mod tests {
     fn callbacks_run_once() {
         let hits = Arc::new(AtomicUsize::new(0));
         let h = Arc::clone(&hits);
-        let slot = Slot::<u32>::new(
+        let slot = ResultSlot::<u32>::new(
             Some(Box::new(move |v| {
                 h.fetch_add(*v as usize, Ordering::SeqCst);
             })),
@@ -304,7 +338,7 @@ mod tests {
 
     #[test]
     fn future_wakes_when_fulfilled() {
-        let slot = Slot::<u32>::new(None, None);
+        let slot = ResultSlot::<u32>::new(None, None);
         let mut r = AsyncResult::from_slot(Arc::clone(&slot));
         let flag = Arc::new(Flag(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&flag));

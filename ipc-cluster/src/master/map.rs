@@ -9,9 +9,10 @@ use serde::de::DeserializeOwned;
 
 use super::ClusterPool;
 use super::collect::MapJob;
-use crate::async_result::{AsyncResult, Slot};
+use crate::AsyncResult;
 use crate::error::{MapError, SubmitError, TaskError};
 use crate::task::TaskFn;
+use ipc_pool::raw::ResultSlot;
 
 /// Decodes a chunk's output as `Vec<R>`.
 pub(super) fn decode_chunk<R: DeserializeOwned>(
@@ -143,7 +144,7 @@ impl ClusterPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(f, arg, Slot::new(None, None))
+        self.apply_async_inner(f, arg, ResultSlot::<_, TaskError>::new(None, None))
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and `error_callback`: one of
@@ -163,7 +164,7 @@ impl ClusterPool {
         self.apply_async_inner(
             f,
             arg,
-            Slot::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
+            ResultSlot::<_, TaskError>::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
         )
     }
 
@@ -171,7 +172,7 @@ impl ClusterPool {
         &self,
         f: fn(A) -> R,
         arg: A,
-        slot: Arc<Slot<R>>,
+        slot: Arc<ResultSlot<R, TaskError>>,
     ) -> Result<AsyncResult<R>, SubmitError>
     where
         A: Serialize + DeserializeOwned,

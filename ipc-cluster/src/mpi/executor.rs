@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{MpiError, MpiPool};
-use crate::async_result::AsyncResult;
+use crate::AsyncResult;
 use crate::error::SubmitError;
 use crate::master::Imap;
 

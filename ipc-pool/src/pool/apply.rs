@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
-use crate::async_result::{AsyncResult, Slot};
+use crate::async_result::{AsyncResult, ResultSlot};
 use crate::error::{SubmitError, TaskError};
 use crate::task;
 
@@ -36,7 +36,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(f, arg, Slot::new(None, None))
+        self.apply_async_inner(f, arg, ResultSlot::new(None, None))
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and `error_callback`: one of
@@ -56,7 +56,7 @@ impl Pool {
         self.apply_async_inner(
             f,
             arg,
-            Slot::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
+            ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
         )
     }
 
@@ -64,7 +64,7 @@ impl Pool {
         &self,
         f: fn(A) -> R,
         arg: A,
-        slot: Arc<Slot<R>>,
+        slot: Arc<ResultSlot<R>>,
     ) -> Result<AsyncResult<R>, SubmitError>
     where
         A: Serialize + DeserializeOwned,

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::async_result::{AsyncResult, Slot};
+use crate::async_result::{AsyncResult, ResultSlot};
 use crate::error::{MapError, SubmitError, TaskError};
 
 /// Callbacks of an async map, as Python's `callback` and `error_callback`.
@@ -97,7 +97,7 @@ impl<R: Send + 'static> MapJob<R> {
         on_success: OnSuccess<R>,
         on_error: OnError,
     ) -> Result<AsyncResult<Vec<R>>, SubmitError> {
-        let slot = Slot::new(on_success, on_error);
+        let slot = ResultSlot::new(on_success, on_error);
         let mut g = self.collector.0.lock().unwrap_or_else(|p| p.into_inner());
         match g.finished.take() {
             Some(r) => slot.fulfil(r.map_err(|e| e.error)),

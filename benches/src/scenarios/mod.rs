@@ -36,11 +36,13 @@ groups! {
     core,
     python,
     sync,
-    awaits,
     pool,
     manager,
     process,
     queue,
+    // After `process`: the async scenarios leave the reactor's waiter threads running in this
+    // process, and `ours.start_fork` refuses to fork a multi-threaded process.
+    awaits,
     cluster,
     mpi,
 }

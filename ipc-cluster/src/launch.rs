@@ -29,6 +29,9 @@ pub(crate) struct WorkerArgs {
     pub(crate) wait_master: Option<Duration>,
     pub(crate) lease: Option<Duration>,
     pub(crate) multicast: bool,
+    pub(crate) tls_root_ca: Option<String>,
+    pub(crate) tls_certificate: Option<String>,
+    pub(crate) tls_private_key: Option<String>,
 }
 
 /// `Some(usage error)` or the parsed flags; arguments that are not ours are left to the
@@ -44,6 +47,9 @@ pub(crate) fn parse(args: &[String]) -> Result<WorkerArgs, String> {
         wait_master: None,
         lease: None,
         multicast: false,
+        tls_root_ca: None,
+        tls_certificate: None,
+        tls_private_key: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,18 +80,28 @@ pub(crate) fn parse(args: &[String]) -> Result<WorkerArgs, String> {
                 w.lease = Some(Duration::from_millis(ms));
             }
             "--multicast" => w.multicast = true,
+            "--tls-root-ca" => w.tls_root_ca = Some(value("--tls-root-ca")?),
+            "--tls-certificate" => w.tls_certificate = Some(value("--tls-certificate")?),
+            "--tls-private-key" => w.tls_private_key = Some(value("--tls-private-key")?),
             _ => {}
         }
     }
     if w.connect.is_empty() && !w.multicast {
         return Err("a worker host needs --connect ENDPOINT (the master's), or --multicast".into());
     }
+    let tls = [&w.tls_root_ca, &w.tls_certificate, &w.tls_private_key];
+    if tls.iter().any(|f| f.is_some()) && !tls.iter().all(|f| f.is_some()) {
+        return Err(
+            "TLS needs all three of --tls-root-ca, --tls-certificate and --tls-private-key".into(),
+        );
+    }
     Ok(w)
 }
 
 const USAGE: &str = "usage: PROGRAM --cluster-worker --connect tcp/MASTER:7447 [--processes N] \
                      [--job NAME] [--name NAME] [--wait-master SECONDS] [--lease-ms MS] \
-                     [--listen ENDPOINT] [--multicast]";
+                     [--listen ENDPOINT] [--multicast] [--tls-root-ca FILE --tls-certificate FILE \
+                     --tls-private-key FILE]";
 
 /// Call first in `main`. Prepares `ipc_core` ([`ipc_core::init`]), then, if the command line
 /// holds `--cluster-worker`, serves as a worker host and exits the process: status 0 when the
@@ -94,7 +110,9 @@ const USAGE: &str = "usage: PROGRAM --cluster-worker --connect tcp/MASTER:7447 [
 ///
 /// Worker flags: `--connect ENDPOINT` (repeatable; the master's), `--processes N` (default: the
 /// CPU count), `--job NAME`, `--name NAME`, `--wait-master SECONDS` (default 30),
-/// `--lease-ms MS`, `--listen ENDPOINT`, `--multicast`. Other arguments are ignored.
+/// `--lease-ms MS`, `--listen ENDPOINT`, `--multicast`, and with the feature `tls`
+/// `--tls-root-ca FILE --tls-certificate FILE --tls-private-key FILE` (mutual TLS on `tls/`
+/// endpoints, see `NodeBuilder::tls`). Other arguments are ignored.
 ///
 /// ```no_run
 /// ipc_cluster::init(); // first in `main`; then the master's code
@@ -128,6 +146,22 @@ fn run_worker(args: &[String]) -> i32 {
     }
     if let Some(l) = w.lease {
         b = b.lease(l);
+    }
+    #[cfg(feature = "tls")]
+    {
+        b = b.tls_parts(
+            w.tls_root_ca.map(Into::into),
+            w.tls_certificate.map(Into::into),
+            w.tls_private_key.map(Into::into),
+        );
+    }
+    #[cfg(not(feature = "tls"))]
+    if w.tls_root_ca.is_some() {
+        eprintln!(
+            "ipc-cluster: this program was built without the `tls` feature of ipc-cluster; it \
+             cannot use --tls-root-ca, --tls-certificate, --tls-private-key\n{USAGE}"
+        );
+        return 2;
     }
     let node = match b.open() {
         Ok(n) => n,
@@ -211,5 +245,23 @@ mod tests {
         assert!(parse(&args("--cluster-worker")).is_err());
         assert!(parse(&args("--cluster-worker --connect")).is_err());
         assert!(parse(&args("--cluster-worker --connect tcp/a:1 --processes x")).is_err());
+        assert!(
+            parse(&args(
+                "--cluster-worker --connect tls/a:1 --tls-root-ca ca.pem"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_the_tls_flags() {
+        let w = parse(&args(
+            "--cluster-worker --connect tls/10.0.0.1:7447 --tls-root-ca ca.pem \
+             --tls-certificate node.pem --tls-private-key node.key",
+        ))
+        .unwrap();
+        assert_eq!(w.tls_root_ca.as_deref(), Some("ca.pem"));
+        assert_eq!(w.tls_certificate.as_deref(), Some("node.pem"));
+        assert_eq!(w.tls_private_key.as_deref(), Some("node.key"));
     }
 }

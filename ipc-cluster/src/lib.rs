@@ -18,9 +18,13 @@
 //!
 //! The transport sits behind the `zenoh` feature (off by default: zenoh is a large build).
 //! Without it the crate holds the transport-independent parts only (errors, results, the
-//! scheduler) and [`init`] refuses `--cluster-worker`. The feature `mpi` adds the same pool over
-//! the ranks of an `mpirun` or `srun` job (`MpiPool`, `MpiExecutor`, on rsmpi): rank 0 holds
-//! the pool, the other ranks serve it; a rank's death aborts the whole job, as MPI does.
+//! scheduler) and [`init`] refuses `--cluster-worker`. The feature `tls` (implies `zenoh`) adds
+//! mutual TLS on `tls/host:port` endpoints: `Node::builder().tls(TlsFiles { root_ca,
+//! certificate, private_key })`, or `--tls-root-ca`, `--tls-certificate` and
+//! `--tls-private-key` on the command line; a peer whose certificate the cluster's authority
+//! did not sign is refused. The feature `mpi` adds the same pool over the ranks of an `mpirun`
+//! or `srun` job (`MpiPool`, `MpiExecutor`, on rsmpi): rank 0 holds the pool, the other ranks
+//! serve it; a rank's death aborts the whole job, as MPI does.
 //!
 //! ```no_run
 //! # #[cfg(feature = "zenoh")] {
@@ -86,6 +90,8 @@ pub use master::{
 #[cfg(feature = "mpi")]
 pub use mpi::{MpiError, MpiExecutor, MpiPool, MpiPoolBuilder};
 pub use wire::Refusal;
+#[cfg(feature = "tls")]
+pub use zenoh::TlsFiles;
 #[cfg(feature = "zenoh")]
 pub use zenoh::{
     ClusterConnection, ClusterQueue, DEFAULT_LEASE, DEFAULT_WAIT_MASTER, Node, NodeBuilder,

@@ -17,6 +17,8 @@ mod pipe;
 mod queue;
 
 pub use host::{DEFAULT_WAIT_MASTER, ServeError, ServeOptions, serve};
+#[cfg(feature = "tls")]
+pub use node::TlsFiles;
 pub use node::{DEFAULT_LEASE, Node, NodeBuilder, NodeError};
 pub use pipe::{
     ClusterConnection, PipeEnd, PipeOpenError, PipeRecvError, PipeSendError, cluster_pipe,

@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::asynch::{poll_once, runtime};
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -26,41 +27,13 @@ const RING: usize = 4096;
 /// The bytes before a segment's payload.
 const PAYLOAD: usize = 256;
 
-/// Runs the future `make()` builds on each executor in turn (a fresh one each time), under the
-/// watchdog.
+/// Runs the future `make()` builds on each executor in turn, under the watchdog.
 fn on_every_executor<F, Fut>(make: F)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let make = Arc::new(make);
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || futures::executor::block_on(m()));
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(m())
-    });
-    common::watchdog(LIMIT, move || {
-        runtime().block_on(async move { tokio::spawn(make()).await.unwrap() })
-    });
-}
-
-/// A multi-thread tokio runtime.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Polls `fut` once with a waker that does nothing.
-fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
+    common::asynch::on_every_executor(LIMIT, make);
 }
 
 /// A pipe with small rings: `(end 0, end 1)`; end 0 sends on direction 0, which end 1 reads.
@@ -117,12 +90,8 @@ fn idle() -> Dir0 {
 }
 
 /// Polls `cond` until it holds (a watchdog, not a timing assertion).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + LIMIT;
-    while !cond() {
-        assert!(Instant::now() < end, "watchdog: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    common::asynch::wait_until(LIMIT, what, cond);
 }
 
 // ---------------------------------------------------------------------------------------------

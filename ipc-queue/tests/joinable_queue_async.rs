@@ -5,10 +5,9 @@
 
 mod common;
 
+use common::asynch::pending_after_one_poll;
+
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Context;
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
@@ -17,38 +16,13 @@ use ipc_queue::{JoinError, JoinableQueue, Queue};
 /// The watchdog of every test: far above any expected run time.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs the future `make()` builds on each executor in turn (a fresh one each time), under the
-/// watchdog.
+/// Runs the future `make()` builds on each executor in turn, under the watchdog.
 fn on_every_executor<F, Fut>(make: F)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let make = Arc::new(make);
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || futures::executor::block_on(m()));
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(m())
-    });
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move { tokio::spawn(make()).await.unwrap() })
-    });
-}
-
-/// Polls `fut` once with a waker that does nothing; `true` if it is still pending.
-fn pending_after_one_poll<F: Future>(fut: Pin<&mut F>) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    fut.poll(&mut cx).is_pending()
+    common::asynch::on_every_executor(LIMIT, make);
 }
 
 /// Child: gets tasks from Q and marks each done, until killed.

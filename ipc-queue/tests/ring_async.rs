@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::asynch::{counting_pending, pending_after_one_poll};
+
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,69 +22,18 @@ use ipc_queue::{Consumer, GetError, Producer, PutError, Queue, RingBuffer, TryGe
 /// The watchdog of every test: far above any expected run time.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs the future `make()` builds on each executor in turn (a fresh one each time), under the
-/// watchdog.
+/// Runs the future `make()` builds on each executor in turn, under the watchdog.
 fn on_every_executor<F, Fut>(make: F)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let make = Arc::new(make);
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || futures::executor::block_on(m()));
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(m())
-    });
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move { tokio::spawn(make()).await.unwrap() })
-    });
-}
-
-/// Polls `fut` once with a waker that does nothing; `true` if it is still pending.
-fn pending_after_one_poll<F: Future>(fut: Pin<&mut F>) -> bool {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    fut.poll(&mut cx).is_pending()
-}
-
-/// Awaits `fut`, adding one to `pending` the first time it returns `Pending`.
-async fn counting_pending<F: Future>(fut: F, pending: &AtomicU32) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let mut counted = false;
-    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
-        Poll::Pending => {
-            if !counted {
-                counted = true;
-                // ORDERING: Relaxed, a counter the test thread polls; it publishes nothing.
-                pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Poll::Pending
-        }
-        ready => ready,
-    })
-    .await
+    common::asynch::on_every_executor(LIMIT, make);
 }
 
 /// Waits (at most the watchdog) until `counter` reaches `n`.
 fn wait_for_count(counter: &AtomicU32, n: u32) {
-    let end = std::time::Instant::now() + LIMIT;
-    // ORDERING: Relaxed, as in `counting_pending`.
-    while counter.load(std::sync::atomic::Ordering::Relaxed) < n {
-        assert!(
-            std::time::Instant::now() < end,
-            "the tasks never all waited"
-        );
-        std::thread::yield_now();
-    }
+    common::asynch::wait_for_count(LIMIT, counter, n);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::asynch::runtime;
+
 use std::future::Future;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
@@ -22,33 +24,13 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// The bytes before a segment's payload.
 const PAYLOAD: usize = 256;
 
+/// Runs the future `make()` builds on each executor in turn, under the watchdog.
 fn on_every_executor<F, Fut>(make: F)
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let make = Arc::new(make);
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || futures::executor::block_on(m()));
-    let m = Arc::clone(&make);
-    common::watchdog(LIMIT, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(m())
-    });
-    common::watchdog(LIMIT, move || {
-        runtime().block_on(async move { tokio::spawn(make()).await.unwrap() })
-    });
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::asynch::on_every_executor(LIMIT, make);
 }
 
 /// The waiters on the chunks of direction 0 of a pipe (the one end 1 receives): see
@@ -61,12 +43,9 @@ fn items_waiters(handle: &ObjectHandle) -> u32 {
     u32::from_ne_bytes(b)
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + LIMIT;
-    while !cond() {
-        assert!(Instant::now() < end, "watchdog: {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+/// Polls `cond` until it holds (a watchdog, not a timing assertion).
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    common::asynch::wait_until(LIMIT, what, cond);
 }
 
 /// A pidfd of `pid` (readable once the process has ended), as `Process::sentinel` gives.

@@ -2,6 +2,8 @@
 //! role test, with its input in an environment variable.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod asynch;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

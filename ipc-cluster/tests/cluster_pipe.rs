@@ -68,7 +68,7 @@ fn end_role() {
 }
 
 #[test]
-fn a_killed_end_gives_gone_after_what_it_sent() {
+fn a_killed_end_gives_gone_after_what_arrived() {
     let _w = Watchdog::arm(Duration::from_secs(60), "killed pipe end");
     let tag = unique("tag");
     let name = unique("p");
@@ -77,9 +77,21 @@ fn a_killed_end_gives_gone_after_what_it_sent() {
     let a = cluster_pipe(&node, &name, PipeEnd::First, Duration::from_secs(30)).unwrap();
     child.expect_line("SENT", Duration::from_secs(30));
     child.kill9();
-    for i in 0..3u64 {
-        assert_eq!(a.recv::<u64>().unwrap(), i);
+    // A `send` that returned has handed the message to zenoh, not yet to the network: a
+    // SIGKILL may lose what the killed process had not written out. What arrived comes out
+    // whole and in order, then `Gone`.
+    let mut got = Vec::new();
+    loop {
+        match a.recv::<u64>() {
+            Ok(v) => got.push(v),
+            Err(PipeRecvError::Gone) => break,
+            Err(e) => panic!("expected the messages, then Gone: {e}"),
+        }
     }
+    assert!(
+        got.len() <= 3 && got.iter().copied().eq(0..got.len() as u64),
+        "{got:?}"
+    );
     assert!(matches!(a.recv::<u64>(), Err(PipeRecvError::Gone)));
     assert!(matches!(a.send(&7u64), Err(PipeSendError::Gone)));
     assert_no_tagged_processes(&tag);

@@ -13,7 +13,9 @@
 //! messages; the other end therefore takes `Close` as the end of the stream, and a removal
 //! without `Close` (a killed end, whose connection's closing comes after everything it
 //! delivered) as the end after [`CLOSE_GRACE`]. Then `send` returns `Gone`, and `recv` returns
-//! what had arrived, then `Gone`.
+//! what had arrived, then `Gone`. A `send` that returned has handed its message to zenoh's
+//! transmission queue in the sending process, not to the kernel: a SIGKILL of that process can
+//! lose what zenoh had not written out yet (a dropped end's `Close` comes behind everything).
 //!
 //! | key                          | what                                 |
 //! |------------------------------|--------------------------------------|

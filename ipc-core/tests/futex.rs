@@ -1,12 +1,10 @@
 //! Futex wait/wake between two processes through a shared segment.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{child_input, spawn_child};
 use ipc_core::raw::futex::{self, Futex, WaitResult};
 use ipc_core::{ObjectHandle, RawArray};
+use ipc_testkit::{child_input, spawn};
 
 /// Word 0: the parent's signal; word 1: the child's acknowledgement.
 fn words(a: &RawArray<u32>) -> (&Futex, &Futex) {
@@ -41,7 +39,7 @@ fn child_waits_then_acks() {
 #[test]
 fn futex_wakes_across_processes() {
     let a = RawArray::<u32>::new(4).unwrap();
-    let child = spawn_child("child_waits_then_acks", &a.handle());
+    let child = spawn("child_waits_then_acks", &a.handle());
     let (signal, ack) = words(&a);
     let watchdog = Some(Instant::now() + Duration::from_secs(60));
     assert_eq!(ack.wait_while(|v| v == 0, watchdog), Ok(1));
@@ -49,7 +47,7 @@ fn futex_wakes_across_processes() {
     std::thread::sleep(Duration::from_millis(50));
     signal.store_and_wake_all(42);
     assert_eq!(ack.wait_while(|v| v < 2, watchdog), Ok(2));
-    child.wait_success(Duration::from_secs(60));
+    child.join();
 }
 
 #[test]

@@ -2,36 +2,13 @@
 //! `RLIMIT_NOFILE`) cannot read `/proc`, and must then judge every live process alive, itself
 //! included, and cache nothing from the failed lookup.
 
-mod common;
-
-use common::spawn_child;
 use ipc_core::{Liveness, ProcessIdentity};
-
-/// Opens `/dev/null` until the descriptor table is full; returns the descriptors taken.
-fn exhaust_descriptors() -> Vec<std::fs::File> {
-    // A low limit keeps this quick; the child is ours alone.
-    let limit = libc::rlimit {
-        rlim_cur: 64,
-        rlim_max: 64,
-    };
-    // SAFETY: setrlimit with a valid struct has no memory effects.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let mut files = Vec::new();
-    loop {
-        match std::fs::File::open("/dev/null") {
-            Ok(f) => files.push(f),
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
-                return files;
-            }
-        }
-    }
-}
+use ipc_testkit::{WATCHDOG, exhaust_descriptors, spawn};
 
 #[test]
 #[ignore = "child role of out_of_descriptors_nobody_is_judged_dead"]
 fn child_out_of_descriptors() {
-    let Some(parent_start) = common::child_input::<u64>() else {
+    let Some(parent_start) = ipc_testkit::child_input::<u64>() else {
         return;
     };
     let me = ProcessIdentity::current().expect("cached before main");
@@ -89,9 +66,9 @@ fn child_out_of_descriptors() {
 #[test]
 fn out_of_descriptors_nobody_is_judged_dead() {
     let me = ProcessIdentity::current().unwrap();
-    let mut child = spawn_child("child_out_of_descriptors", &me.start_time());
-    assert_eq!(child.read_tagged("RESULT "), "ok");
-    assert!(child.child().wait().unwrap().success());
+    let mut child = spawn("child_out_of_descriptors", &me.start_time());
+    assert_eq!(child.expect_line("RESULT ", WATCHDOG), "ok");
+    assert!(child.wait(WATCHDOG).success());
 }
 
 #[test]

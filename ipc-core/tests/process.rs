@@ -11,39 +11,9 @@ use ipc_core::{
     JoinError, Process, ProcessIdentity, RawArray, RawValue, Runnable, SharedMemory, SignalError,
     StartError, StartMethod,
 };
+use ipc_testkit::WATCHDOG;
+use ipc_testkit::process::{START_METHODS as METHODS, join_within, process};
 use serde::{Deserialize, Serialize};
-
-/// Every wait in these tests is bounded by this watchdog.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::ForkServer,
-];
-
-fn process<A, R>(method: StartMethod, f: fn(A) -> R, arg: A) -> Process<R>
-where
-    A: Serialize + for<'de> Deserialize<'de> + Send + 'static,
-    R: Serialize + for<'de> Deserialize<'de>,
-{
-    Process::builder()
-        .start_method(method)
-        .accept_fork_with_threads(true)
-        .target(f, arg)
-}
-
-/// Joins under the watchdog; a child still running then is killed and the test fails.
-fn join<R: Serialize + for<'de> Deserialize<'de>>(p: &Process<R>) -> Result<R, JoinError> {
-    match p.join_timeout(WATCHDOG) {
-        Err(JoinError::Timeout) => {
-            let _ = p.kill();
-            let _ = p.join();
-            panic!("watchdog: {} did not end in {WATCHDOG:?}", p.name());
-        }
-        other => other,
-    }
-}
 
 fn square(x: u64) -> u64 {
     x * x
@@ -91,7 +61,7 @@ fn returns_the_result_with_each_method() {
         let p = process(method, square, 7);
         assert_eq!(p.exit_code(), None);
         p.start().unwrap();
-        assert_eq!(join(&p).unwrap(), 49, "{method:?}");
+        assert_eq!(join_within(&p, WATCHDOG).unwrap(), 49, "{method:?}");
         assert_eq!(p.exit_code(), Some(0), "{method:?}");
         assert!(!p.is_alive());
     }
@@ -104,7 +74,7 @@ fn child_pid_is_its_own() {
         p.start().unwrap();
         let pid = p.pid().unwrap();
         assert_ne!(pid, std::process::id());
-        assert_eq!(join(&p).unwrap(), pid, "{method:?}");
+        assert_eq!(join_within(&p, WATCHDOG).unwrap(), pid, "{method:?}");
     }
 }
 
@@ -113,7 +83,7 @@ fn panic_gives_its_message_and_exit_code_1() {
     for method in METHODS {
         let p = process(method, panics, format!("boom with {method:?}"));
         p.start().unwrap();
-        match join(&p) {
+        match join_within(&p, WATCHDOG) {
             Err(JoinError::Panicked { message }) => {
                 assert_eq!(message, format!("boom with {method:?}"))
             }
@@ -129,7 +99,10 @@ fn exit_3_gives_exit_code_3() {
         let p = process(method, exits, 3);
         p.start().unwrap();
         assert!(
-            matches!(join(&p), Err(JoinError::Exited { code: 3 })),
+            matches!(
+                join_within(&p, WATCHDOG),
+                Err(JoinError::Exited { code: 3 })
+            ),
             "{method:?}"
         );
         assert_eq!(p.exit_code(), Some(3), "{method:?}");
@@ -142,7 +115,7 @@ fn exit_0_without_result_is_result_missing() {
         let p = process(method, exits, 0);
         p.start().unwrap();
         assert!(
-            matches!(join(&p), Err(JoinError::ResultMissing)),
+            matches!(join_within(&p, WATCHDOG), Err(JoinError::ResultMissing)),
             "{method:?}"
         );
         assert_eq!(p.exit_code(), Some(0), "{method:?}");
@@ -161,7 +134,7 @@ fn terminate_gives_minus_15_and_kill_minus_9() {
             } else {
                 p.kill().unwrap();
             }
-            match join(&p) {
+            match join_within(&p, WATCHDOG) {
                 Err(JoinError::Signaled { signal }) => assert_eq!(signal, sig, "{method:?}"),
                 other => panic!("{method:?}: expected a signal, got {other:?}"),
             }
@@ -187,7 +160,10 @@ fn join_timeout_returns_and_the_child_keeps_running() {
         let pid = p.pid().unwrap();
         assert!(ProcessIdentity::of_pid(pid).unwrap().is_some());
         p.kill().unwrap();
-        assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 9 })));
+        assert!(matches!(
+            join_within(&p, WATCHDOG),
+            Err(JoinError::Signaled { signal: 9 })
+        ));
     }
 }
 
@@ -197,7 +173,7 @@ fn a_raw_value_handle_attaches_in_the_child() {
         let value = RawValue::new(10u64).unwrap();
         let p = process(method, add_five, RawValue::open(&value.handle()).unwrap());
         p.start().unwrap();
-        assert_eq!(join(&p).unwrap(), 15, "{method:?}");
+        assert_eq!(join_within(&p, WATCHDOG).unwrap(), 15, "{method:?}");
         assert_eq!(value.get(), 15, "{method:?}");
     }
 }
@@ -223,7 +199,7 @@ fn array_and_segment_handles_attach_in_the_child() {
         );
         let p = process(method, double_and_mark, handles);
         p.start().unwrap();
-        assert_eq!(join(&p).unwrap(), 12, "{method:?}");
+        assert_eq!(join_within(&p, WATCHDOG).unwrap(), 12, "{method:?}");
         assert_eq!(array.to_vec(), [2, 4, 6], "{method:?}");
         let mut buf = [0u8; 4];
         seg.read(0, &mut buf).unwrap();
@@ -244,7 +220,7 @@ fn start_twice_and_join_unstarted_are_errors() {
     assert_eq!(p.pid(), None);
     p.start().unwrap();
     assert!(matches!(p.start(), Err(StartError::AlreadyStarted)));
-    assert_eq!(join(&p).unwrap(), 4);
+    assert_eq!(join_within(&p, WATCHDOG).unwrap(), 4);
     // The result was taken: a second join says so.
     assert!(matches!(p.join(), Err(JoinError::ResultMissing)));
 }
@@ -290,7 +266,7 @@ fn argument_decode_failure_is_reported() {
     for method in METHODS {
         let p = process(method, takes_refused, Refused);
         p.start().unwrap();
-        match join(&p) {
+        match join_within(&p, WATCHDOG) {
             // postcard reports custom errors without their text.
             Err(JoinError::ArgumentDecode { message }) => assert!(!message.is_empty()),
             other => panic!("{method:?}: expected ArgumentDecode, got {other:?}"),
@@ -331,7 +307,7 @@ fn names_and_parent_as_in_python() {
             .accept_fork_with_threads(true)
             .target(who_am_i, ());
         p.start().unwrap();
-        let (name, parent_pid, parent_name) = join(&p).unwrap();
+        let (name, parent_pid, parent_name) = join_within(&p, WATCHDOG).unwrap();
         assert_eq!(name, "Alice");
         assert_eq!(parent_pid, Some(std::process::id()));
         assert_eq!(parent_name.as_deref(), Some("MainProcess"));
@@ -353,7 +329,10 @@ fn active_children_lists_running_ones_and_reaps_the_rest() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // Reaped by active_children, the outcome is still there for join.
-    assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 9 })));
+    assert!(matches!(
+        join_within(&p, WATCHDOG),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
 }
 
 #[derive(Serialize, Deserialize)]
@@ -377,7 +356,10 @@ fn the_runnable_form_runs_with_each_method() {
             .accept_fork_with_threads(true)
             .runnable(Summer { upto: 10 });
         p.start().unwrap();
-        assert_eq!(join(&p).unwrap(), (55, "summer".to_string()));
+        assert_eq!(
+            join_within(&p, WATCHDOG).unwrap(),
+            (55, "summer".to_string())
+        );
     }
 }
 
@@ -510,7 +492,7 @@ fn role_fork_server_killed() {
     // SAFETY: kill has no memory effects; `server` is our own child process.
     assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
     // The orphaned child still runs; join waits for it, then says its status is lost.
-    match join(&p) {
+    match join_within(&p, WATCHDOG) {
         Err(JoinError::StatusLost) => {}
         other => panic!("expected StatusLost, got {other:?}"),
     }
@@ -519,7 +501,7 @@ fn role_fork_server_killed() {
     // The next start brings up a new server.
     let q = process(StartMethod::ForkServer, square, 5);
     q.start().unwrap();
-    assert_eq!(join(&q).unwrap(), 25);
+    assert_eq!(join_within(&q, WATCHDOG).unwrap(), 25);
     println!("ROLE_OK");
 }
 
@@ -590,7 +572,7 @@ fn a_runnable_is_named_after_its_type() {
     let p = Process::from_runnable(Summer { upto: 3 });
     assert!(p.name().starts_with("Summer-"), "{}", p.name());
     p.start().unwrap();
-    let (sum, name) = join(&p).unwrap();
+    let (sum, name) = join_within(&p, WATCHDOG).unwrap();
     assert_eq!(sum, 6);
     assert_eq!(name, p.name());
 }
@@ -604,7 +586,7 @@ fn a_child_keeps_the_start_method_that_started_it() {
     for method in METHODS {
         let p = process(method, my_start_method, ());
         p.start().unwrap();
-        assert_eq!(join(&p).unwrap(), method);
+        assert_eq!(join_within(&p, WATCHDOG).unwrap(), method);
     }
 }
 
@@ -665,7 +647,10 @@ fn interrupt_sends_sigint() {
         let p = process(method, sleeps, WATCHDOG.as_millis() as u64);
         p.start().unwrap();
         p.interrupt().unwrap();
-        assert!(matches!(join(&p), Err(JoinError::Signaled { signal: 2 })));
+        assert!(matches!(
+            join_within(&p, WATCHDOG),
+            Err(JoinError::Signaled { signal: 2 })
+        ));
         assert_eq!(p.exit_code(), Some(-2));
     }
 }

@@ -2,64 +2,11 @@
 //! tokio multi-thread, `futures::executor`): results, a result larger than the socket buffer,
 //! timeouts, a child killed while awaited, many children joined at once, and a dropped join.
 
-use std::future::Future;
 use std::time::Duration;
 
-use ipc_core::{JoinError, Process, StartMethod};
-use serde::{Deserialize, Serialize};
-
-/// Every wait in these tests is bounded by this watchdog.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::ForkServer,
-];
-
-fn process<A, R>(method: StartMethod, f: fn(A) -> R, arg: A) -> Process<R>
-where
-    A: Serialize + for<'de> Deserialize<'de> + Send + 'static,
-    R: Serialize + for<'de> Deserialize<'de>,
-{
-    Process::builder()
-        .start_method(method)
-        .accept_fork_with_threads(true)
-        .target(f, arg)
-}
-
-/// Runs `make()`'s future on each executor in turn, each bounded by the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let watched = |fut: Fut| async move {
-        tokio::time::timeout(WATCHDOG, fut)
-            .await
-            .expect("watchdog: the future did not finish");
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(watched(make()));
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async { tokio::spawn(watched(make())).await.unwrap() });
-    // `futures::executor` has no timer: the watchdog runs on a thread of its own.
-    let fut = make();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        futures::executor::block_on(fut);
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(WATCHDOG)
-        .expect("watchdog: the future did not finish");
-}
+use ipc_core::{JoinError, StartMethod};
+use ipc_testkit::process::{START_METHODS as METHODS, process};
+use ipc_testkit::{WATCHDOG, on_every_executor};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -77,7 +24,7 @@ fn sleeps(ms: u64) -> u64 {
 #[test]
 fn join_async_returns_the_result_with_each_method() {
     for method in METHODS {
-        on_every_executor(move || async move {
+        on_every_executor(WATCHDOG, move || async move {
             let p = process(method, square, 12);
             p.start().unwrap();
             assert_eq!(p.join_async().await.unwrap(), 144);
@@ -89,7 +36,7 @@ fn join_async_returns_the_result_with_each_method() {
 #[test]
 fn a_result_larger_than_the_socket_buffer_is_read_while_awaited() {
     for method in METHODS {
-        on_every_executor(move || async move {
+        on_every_executor(WATCHDOG, move || async move {
             let p = process(method, big, 4 << 20);
             p.start().unwrap();
             let v = p.join_async().await.unwrap();
@@ -101,7 +48,7 @@ fn a_result_larger_than_the_socket_buffer_is_read_while_awaited() {
 
 #[test]
 fn join_timeout_async_times_out_and_the_child_stays_joinable() {
-    on_every_executor(|| async {
+    on_every_executor(WATCHDOG, || async {
         let p = process(StartMethod::ForkServer, sleeps, 300);
         p.start().unwrap();
         assert!(matches!(
@@ -122,7 +69,7 @@ fn join_timeout_async_times_out_and_the_child_stays_joinable() {
 #[test]
 fn a_child_killed_while_awaited_ends_the_join() {
     for method in METHODS {
-        on_every_executor(move || async move {
+        on_every_executor(WATCHDOG, move || async move {
             let p = process(method, sleeps, 60_000);
             p.start().unwrap();
             let join = p.join_async();

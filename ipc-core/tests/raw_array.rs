@@ -1,11 +1,7 @@
 //! `RawArray<T>`: bounds, slices, atomics per element, handles.
 
-mod common;
-
-use std::time::Duration;
-
-use common::{child_input, spawn_child};
 use ipc_core::{ObjectHandle, Placement, RawArray};
+use ipc_testkit::{child_input, spawn};
 
 #[test]
 fn elements_and_bounds() {
@@ -68,7 +64,7 @@ fn child_adds_one() {
 #[test]
 fn child_adds_one_to_each_element() {
     let a = RawArray::from_slice(&[1i32, 2, 3]).unwrap();
-    spawn_child("child_adds_one", &a.handle()).wait_success(Duration::from_secs(60));
+    spawn("child_adds_one", &a.handle()).join();
     assert_eq!(a.to_vec(), [2, 3, 4]);
 }
 

@@ -1,12 +1,8 @@
 //! `RawValue<T>`: typed values, atomics across processes, type checks on open.
 
-mod common;
-
-use std::time::Duration;
-
 use bytemuck::{Pod, Zeroable};
-use common::{child_input, spawn_child};
 use ipc_core::{ObjectHandle, OpenError, Placement, RawValue};
+use ipc_testkit::{child_input, spawn};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
@@ -102,12 +98,12 @@ fn child_increments() {
 #[test]
 fn two_processes_increment_without_losing_any() {
     let v = RawValue::new(0u64).unwrap();
-    let a = spawn_child("child_increments", &v.handle());
-    let b = spawn_child("child_increments", &v.handle());
+    let a = spawn("child_increments", &v.handle());
+    let b = spawn("child_increments", &v.handle());
     for _ in 0..INCREMENTS {
         v.fetch_add(1);
     }
-    a.wait_success(Duration::from_secs(60));
-    b.wait_success(Duration::from_secs(60));
+    a.join();
+    b.join();
     assert_eq!(v.get(), 3 * INCREMENTS);
 }

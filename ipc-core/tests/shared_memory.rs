@@ -1,14 +1,12 @@
 //! `SharedMemory`: anonymous and named segments, handles across processes, Python interop, and
 //! the cleanup tracker under SIGKILL.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{child_input, eventually, have_python, spawn_child};
 use ipc_core::{CreateError, OpenError, SegmentHandle, SharedMemory};
+use ipc_testkit::{WATCHDOG, child_input, eventually, have_python, spawn};
 
 fn shm_path(name: &str) -> String {
     format!("/dev/shm/{name}")
@@ -133,8 +131,8 @@ fn child_writes_into_anonymous_segment() {
 fn anonymous_segment_reaches_a_spawned_child() {
     let seg = SharedMemory::anonymous(4096).unwrap();
     seg.write(0, b"hello").unwrap();
-    let child = spawn_child("child_writes_into_anonymous_segment", &seg.handle());
-    child.wait_success(Duration::from_secs(60));
+    let child = spawn("child_writes_into_anonymous_segment", &seg.handle());
+    child.join();
     let mut buf = [0u8; 5];
     seg.read(0, &mut buf).unwrap();
     assert_eq!(&buf, b"HELLO");
@@ -167,11 +165,11 @@ fn sigkilled_creator_leaves_no_long_name() {
 }
 
 fn sigkilled_creator_leaves_no(name: Option<String>) {
-    let mut child = spawn_child("child_creates_named_segment_and_sleeps", &name);
-    let name = child.read_tagged("NAME ");
+    let mut child = spawn("child_creates_named_segment_and_sleeps", &name);
+    let name = child.expect_line("NAME ", WATCHDOG);
     assert!(name.starts_with(ipc_core::NAME_PREFIX));
     assert!(Path::new(&shm_path(&name)).exists());
-    child.kill9();
+    child.kill();
     let took = eventually(Duration::from_secs(10), || {
         !Path::new(&shm_path(&name)).exists()
     });
@@ -205,18 +203,18 @@ fn child_outlives_its_tracker() {
 
 #[test]
 fn a_killed_tracker_is_replaced_and_its_names_still_cleaned() {
-    let mut child = spawn_child("child_outlives_its_tracker", &());
-    let first = child.read_tagged_keep("FIRST ");
-    let long = child.read_tagged_keep("LONG ");
-    let tracker: u32 = child.read_tagged_keep("TRACKER ").parse().unwrap();
+    let mut child = spawn("child_outlives_its_tracker", &());
+    let first = child.expect_line("FIRST ", WATCHDOG);
+    let long = child.expect_line("LONG ", WATCHDOG);
+    let tracker: u32 = child.expect_line("TRACKER ", WATCHDOG).parse().unwrap();
     // SAFETY: kill has no memory effects; the pid is the child's tracker, which outlives
     // nothing of ours.
     assert_eq!(unsafe { libc::kill(tracker as i32, libc::SIGKILL) }, 0);
-    let second = child.read_tagged("SECOND ");
+    let second = child.expect_line("SECOND ", WATCHDOG);
     for name in [&first, &long, &second] {
         assert!(Path::new(&shm_path(name)).exists(), "{name}");
     }
-    child.kill9();
+    child.kill();
     for name in [&first, &long, &second] {
         let gone = eventually(Duration::from_secs(10), || {
             !Path::new(&shm_path(name)).exists()
@@ -243,7 +241,7 @@ fn attacher_exit_does_not_unlink() {
     // CPython gh-82300: an attaching process's tracker unlinks a segment it does not own.
     let seg = SharedMemory::create_named(64).unwrap();
     let name = seg.name().unwrap().to_owned();
-    spawn_child("child_opens_named_and_exits", &name).wait_success(Duration::from_secs(60));
+    spawn("child_opens_named_and_exits", &name).join();
     std::thread::sleep(Duration::from_millis(50));
     assert!(Path::new(&shm_path(&name)).exists());
     let mut b = [0u8; 1];

@@ -6,61 +6,20 @@
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ipc_core::raw::atomic::AtomicU32;
 use std::time::Duration;
 
-use common::{ChildTest, WATCHDOG, encode, from_env, peek, poke, wait_until, with_watchdog};
+use common::{holder_pid, live_holder_word, peek, poke};
 use ipc_sync::{
     Barrier, BarrierWaitError, Condition, Event, Lock, LockTimeoutError, Mutex, RLock, Semaphore,
 };
-
-/// Runs the future `make()` builds on each executor in turn (a fresh one each time), under the
-/// watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let make = Arc::new(make);
-    let m = Arc::clone(&make);
-    with_watchdog(move || futures::executor::block_on(m()));
-    let m = Arc::clone(&make);
-    with_watchdog(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(m())
-    });
-    with_watchdog(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move { tokio::spawn(make()).await.unwrap() })
-    });
-}
-
-/// A multi-thread tokio runtime for the many-task tests.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Polls `fut` once with a waker that does nothing; `true` if it is still pending. Used to
-/// bring a future to an await point before dropping it.
-fn pending_after_one_poll<F: Future>(fut: std::pin::Pin<&mut F>) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    fut.poll(&mut cx).is_pending()
-}
+use ipc_testkit::{
+    Role, WATCHDOG, cpu_time, encode, from_env, on_every_executor, on_one_thread_executors,
+    pending_after_one_poll, runtime, spawn_with_env, wait_until, watchdog,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Child roles.
@@ -84,10 +43,10 @@ fn child_hold_lock() {
 
 /// Starts `child_hold_lock` on `lock` and waits until it holds it; returns the child and the
 /// event that makes it release.
-fn hold_in_child(lock: &Lock) -> (ChildTest, Event) {
+fn hold_in_child(lock: &Lock) -> (Role, Event) {
     let held = Event::new().unwrap();
     let release = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_hold_lock",
         &[
             ("LOCK", encode(lock)),
@@ -124,7 +83,7 @@ fn child_wait_at_barrier() {
 fn lock_async_completes_when_another_process_releases() {
     let lock = Lock::new().unwrap();
     let handle = lock.handle();
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let lock = Lock::open(&handle).unwrap();
         async move {
             let (child, release) = hold_in_child(&lock);
@@ -144,7 +103,7 @@ fn lock_timeout_async_times_out_and_dropped_waits_take_nothing() {
     let lock = Arc::new(Lock::new().unwrap());
     let (child, release) = hold_in_child(&lock);
     let l = Arc::clone(&lock);
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let l = Arc::clone(&l);
         async move {
             assert!(matches!(
@@ -159,14 +118,14 @@ fn lock_timeout_async_times_out_and_dropped_waits_take_nothing() {
     });
     // A runtime's own timeout.
     let l = Arc::clone(&lock);
-    with_watchdog(move || {
+    watchdog(WATCHDOG, move || {
         runtime().block_on(async move {
             let r = tokio::time::timeout(Duration::from_millis(30), l.lock_async()).await;
             assert!(r.is_err(), "the lock is held by the child");
         })
     });
     // Nothing was taken by the dropped waits: the child still holds, then releases.
-    assert_ne!(common::holder_pid(&peek(&lock.handle(), 0, 8)), 0);
+    assert_ne!(holder_pid(&peek(&lock.handle(), 0, 8)), 0);
     release.set();
     child.join();
     assert!(lock.try_lock().is_ok(), "nobody else holds it");
@@ -176,7 +135,7 @@ fn lock_timeout_async_times_out_and_dropped_waits_take_nothing() {
 #[test]
 fn killed_holder_ends_1000_awaits_one_of_them_with_owner_died() {
     let lock = Arc::new(Lock::new().unwrap());
-    let (child, _release) = hold_in_child(&lock);
+    let (mut child, _release) = hold_in_child(&lock);
     let done = Arc::new(AtomicU32::new(0));
     let died = Arc::new(AtomicU32::new(0));
     let (l, d, dd) = (Arc::clone(&lock), Arc::clone(&done), Arc::clone(&died));
@@ -206,7 +165,7 @@ fn killed_holder_ends_1000_awaits_one_of_them_with_owner_died() {
     // ORDERING: Relaxed, a snapshot: nobody can have the lock while the child holds it.
     assert_eq!(done.load(Ordering::Relaxed), 0);
     child.kill();
-    with_watchdog(move || {
+    watchdog(WATCHDOG, move || {
         rt.block_on(async move {
             for t in tasks {
                 t.await.unwrap();
@@ -226,26 +185,13 @@ fn killed_holder_ends_1000_awaits_one_of_them_with_owner_died() {
 fn mutex_lock_async_guards_the_value() {
     let m = Mutex::new(0u64).unwrap();
     let mh = m.handle();
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let m = Mutex::<u64>::open(&mh).unwrap();
         async move {
             *m.lock_async().await.unwrap() += 1;
         }
     });
     assert_eq!(*m.lock().unwrap(), 3);
-}
-
-/// Runs `f` on `futures::executor` and a current-thread tokio runtime: executors that poll a
-/// task on one thread, as a `ReentrantLock` guard held across an await needs.
-fn on_one_thread_executors<Fut: Future<Output = ()>>(f: impl Fn() -> Fut + Send + 'static) {
-    with_watchdog(move || {
-        futures::executor::block_on(f());
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f());
-    });
 }
 
 #[test]
@@ -277,7 +223,7 @@ fn semaphore_waiters(s: &Semaphore) -> u32 {
 fn acquire_async_waits_for_a_release_from_another_thread() {
     let s = Semaphore::new(0).unwrap();
     let h = s.handle();
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let s = Semaphore::open(&h).unwrap();
         let releaser = Semaphore::open(&h).unwrap();
         async move {
@@ -298,7 +244,7 @@ fn acquire_async_waits_for_a_release_from_another_thread() {
 fn dropped_acquire_takes_no_permit_and_leaves_no_waiter() {
     let s = Arc::new(Semaphore::new(0).unwrap());
     let s2 = Arc::clone(&s);
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let s = Arc::clone(&s2);
         async move {
             assert!(!s.acquire_timeout_async(Duration::from_millis(20)).await);
@@ -323,10 +269,10 @@ fn event_waiters(e: &Event) -> u32 {
 
 #[test]
 fn wait_async_wakes_when_another_process_sets_the_event() {
-    on_every_executor(|| async {
+    on_every_executor(WATCHDOG, || async {
         let event = Event::new().unwrap();
         let go = Event::new().unwrap();
-        let child = ChildTest::start(
+        let child = spawn_with_env(
             "child_set_event",
             &[("EVENT", encode(&event)), ("GO", encode(&go))],
         );
@@ -344,7 +290,7 @@ fn wait_async_wakes_when_another_process_sets_the_event() {
 fn dropped_event_wait_leaves_no_waiter() {
     let e = Arc::new(Event::new().unwrap());
     let e2 = Arc::clone(&e);
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let e = Arc::clone(&e2);
         async move {
             assert!(!e.wait_timeout_async(Duration::from_millis(20)).await);
@@ -360,7 +306,7 @@ fn dropped_event_wait_leaves_no_waiter() {
 fn thousand_tasks_wake_on_one_set_from_another_process() {
     let event = Arc::new(Event::new().unwrap());
     let go = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_set_event",
         &[("EVENT", encode(&*event)), ("GO", encode(&go))],
     );
@@ -371,9 +317,11 @@ fn thousand_tasks_wake_on_one_set_from_another_process() {
             rt.spawn(async move { e.wait_async().await })
         })
         .collect();
-    wait_until("1000 tasks wait", || event_waiters(&event) == 1000);
+    wait_until(WATCHDOG, "1000 tasks wait", || {
+        event_waiters(&event) == 1000
+    });
     go.set();
-    with_watchdog(move || {
+    watchdog(WATCHDOG, move || {
         rt.block_on(async move {
             for t in tasks {
                 t.await.unwrap();
@@ -389,7 +337,7 @@ fn thousand_timed_waits_end_on_an_event_whose_setter_was_killed() {
     // The only process that would set the event is killed: every await ends at its timeout.
     let event = Arc::new(Event::new().unwrap());
     let go = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_set_event",
         &[("EVENT", encode(&*event)), ("GO", encode(&go))],
     );
@@ -401,7 +349,7 @@ fn thousand_timed_waits_end_on_an_event_whose_setter_was_killed() {
         })
         .collect();
     child.kill();
-    let set = with_watchdog(move || {
+    let set = watchdog(WATCHDOG, move || {
         rt.block_on(async move {
             let mut set = 0;
             for t in tasks {
@@ -421,7 +369,7 @@ fn thousand_timed_waits_end_on_an_event_whose_setter_was_killed() {
 fn condition_wait_async_is_notified_by_another_thread() {
     let cond = Condition::new().unwrap();
     let h = cond.handle();
-    on_every_executor(move || {
+    on_every_executor(WATCHDOG, move || {
         let cond = Condition::open(&h).unwrap();
         let notifier = Condition::open(&h).unwrap();
         async move {
@@ -441,7 +389,7 @@ fn condition_wait_async_is_notified_by_another_thread() {
 
 #[test]
 fn a_dropped_condition_wait_gives_its_ticket_back() {
-    with_watchdog(|| {
+    watchdog(WATCHDOG, || {
         futures::executor::block_on(async {
             let cond = Condition::new().unwrap();
             // A waits, then is dropped before any notification.
@@ -467,7 +415,7 @@ fn a_dropped_condition_wait_gives_its_ticket_back() {
 
 #[test]
 fn a_notification_that_reached_a_dropped_wait_is_handed_on() {
-    with_watchdog(|| {
+    watchdog(WATCHDOG, || {
         futures::executor::block_on(async {
             let cond = Condition::new().unwrap();
             let a = Box::pin(cond.lock_async().await.unwrap().wait_async());
@@ -489,7 +437,7 @@ fn a_notification_that_reached_a_dropped_wait_is_handed_on() {
 
 #[test]
 fn a_condition_wait_dropped_while_taking_the_lock_back_takes_nothing() {
-    with_watchdog(|| {
+    watchdog(WATCHDOG, || {
         futures::executor::block_on(async {
             let cond = Condition::new().unwrap();
             let mut a = Box::pin(cond.lock_async().await.unwrap().wait_async());
@@ -510,9 +458,9 @@ fn a_condition_wait_dropped_while_taking_the_lock_back_takes_nothing() {
 
 #[test]
 fn barrier_wait_async_passes_with_a_child_process() {
-    on_every_executor(|| async {
+    on_every_executor(WATCHDOG, || async {
         let b = Barrier::new(2).unwrap();
-        let child = ChildTest::start("child_wait_at_barrier", &[("BARRIER", encode(&b))]);
+        let child = spawn_with_env("child_wait_at_barrier", &[("BARRIER", encode(&b))]);
         let i = b.wait_timeout_async(WATCHDOG).await.unwrap();
         assert!(i < 2);
         child.join();
@@ -522,7 +470,7 @@ fn barrier_wait_async_passes_with_a_child_process() {
 
 #[test]
 fn dropping_an_arrived_barrier_wait_breaks_the_barrier() {
-    on_every_executor(|| async {
+    on_every_executor(WATCHDOG, || async {
         let b = Barrier::new(2).unwrap();
         let mut fut = Box::pin(b.wait_async());
         assert!(pending_after_one_poll(fut.as_mut()));
@@ -546,8 +494,8 @@ fn a_barrier_wait_dropped_before_it_arrived_changes_nothing() {
     // The internal lock (the state's first word) held by a live process that does not run
     // (this one, as a stopped party would be): the wait cannot arrive.
     let me = std::process::id();
-    poke(&h, 0, &common::live_holder_word(me));
-    with_watchdog(move || {
+    poke(&h, 0, &live_holder_word(me));
+    watchdog(WATCHDOG, move || {
         futures::executor::block_on(async {
             let b = <Barrier>::open(&h).unwrap();
             let mut fut = Box::pin(b.wait_async());
@@ -565,8 +513,8 @@ fn a_barrier_wait_dropped_before_it_arrived_changes_nothing() {
 fn a_party_killed_while_1000_tasks_wait_breaks_the_barrier() {
     // 1000 tasks, the child, and one party that never comes.
     let b = Arc::new(Barrier::new(1002).unwrap());
-    let child = ChildTest::start("child_wait_at_barrier", &[("BARRIER", encode(&*b))]);
-    wait_until("the child waits", || b.n_waiting() == 1);
+    let mut child = spawn_with_env("child_wait_at_barrier", &[("BARRIER", encode(&*b))]);
+    wait_until(WATCHDOG, "the child waits", || b.n_waiting() == 1);
     let rt = runtime();
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -574,9 +522,9 @@ fn a_party_killed_while_1000_tasks_wait_breaks_the_barrier() {
             rt.spawn(async move { b.wait_async().await })
         })
         .collect();
-    wait_until("1001 parties wait", || b.n_waiting() == 1001);
+    wait_until(WATCHDOG, "1001 parties wait", || b.n_waiting() == 1001);
     child.kill();
-    let results = with_watchdog(move || {
+    let results = watchdog(WATCHDOG, move || {
         rt.block_on(async move {
             let mut r = Vec::new();
             for t in tasks {
@@ -600,18 +548,6 @@ fn a_party_killed_while_1000_tasks_wait_breaks_the_barrier() {
 
 // ---------------------------------------------------------------------------------------------
 // No busy polling.
-
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the call.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
 
 /// Child: 1,000 tasks await a lock held by the parent, an event never set, a semaphore never
 /// released and a barrier that never fills; the CPU time the process uses over one second of
@@ -655,5 +591,5 @@ fn child_idle_awaiting() {
 fn an_idle_awaiting_process_uses_almost_no_cpu() {
     let lock = Lock::new().unwrap();
     let _g = lock.lock().unwrap();
-    ChildTest::start("child_idle_awaiting", &[("LOCK", encode(&lock))]).join();
+    spawn_with_env("child_idle_awaiting", &[("LOCK", encode(&lock))]).join();
 }

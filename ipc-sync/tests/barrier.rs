@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, wait_until, with_watchdog};
+use common::{holder_pid, live_holder_word, peek, poke};
+use ipc_testkit::{WATCHDOG, encode, from_env, spawn_with_env, wait_until, watchdog};
 use std::sync::OnceLock;
 
 use ipc_sync::{Barrier, BarrierAction, BarrierResetError, BarrierWaitError, Value};
@@ -17,7 +18,7 @@ fn child_pass_twice() {
     let b: Barrier = from_env("BARRIER");
     let seen: Value<u64> = from_env("SEEN");
     for _ in 0..2 {
-        let i = b.wait_timeout(common::WATCHDOG).unwrap();
+        let i = b.wait_timeout(WATCHDOG).unwrap();
         seen.fetch_add(1 << (8 * i));
     }
 }
@@ -28,14 +29,14 @@ fn three_processes_pass_with_distinct_indices() {
     let seen = Value::new(0u64).unwrap();
     let kids: Vec<_> = (0..2)
         .map(|_| {
-            ChildTest::start(
+            spawn_with_env(
                 "child_pass_twice",
                 &[("BARRIER", encode(&b)), ("SEEN", encode(&seen))],
             )
         })
         .collect();
     for _ in 0..2 {
-        let i = b.wait_timeout(common::WATCHDOG).unwrap();
+        let i = b.wait_timeout(WATCHDOG).unwrap();
         seen.fetch_add(1 << (8 * i));
     }
     for k in kids {
@@ -52,20 +53,19 @@ fn three_processes_pass_with_distinct_indices() {
 #[ignore = "child role"]
 fn child_wait_forever() {
     let b: Barrier = from_env("BARRIER");
-    let _ = b.wait_timeout(common::WATCHDOG);
+    let _ = b.wait_timeout(WATCHDOG);
 }
 
 #[test]
 fn a_party_killed_while_waiting_breaks_the_barrier() {
     let b = Barrier::new(3).unwrap();
-    let child = ChildTest::start("child_wait_forever", &[("BARRIER", encode(&b))]);
+    let mut child = spawn_with_env("child_wait_forever", &[("BARRIER", encode(&b))]);
     let h = b.handle();
-    let waiter =
-        std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(common::WATCHDOG));
+    let waiter = std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(WATCHDOG));
     // Wait until both the child and the thread wait, then kill the child.
-    wait_until("two parties wait", || b.n_waiting() >= 2);
+    wait_until(WATCHDOG, "two parties wait", || b.n_waiting() >= 2);
     child.kill();
-    let r = with_watchdog(move || waiter.join().unwrap());
+    let r = watchdog(WATCHDOG, move || waiter.join().unwrap());
     assert!(
         matches!(
             r,
@@ -74,10 +74,7 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
         "{r:?}"
     );
     assert!(b.is_broken());
-    assert_eq!(
-        b.wait_timeout(common::WATCHDOG),
-        Err(BarrierWaitError::Broken)
-    );
+    assert_eq!(b.wait_timeout(WATCHDOG), Err(BarrierWaitError::Broken));
     b.reset();
     assert!(!b.is_broken());
 }
@@ -86,23 +83,21 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
 fn abort_and_reset_release_waiters() {
     let b = Barrier::new(2).unwrap();
     let h = b.handle();
-    let waiter =
-        std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(common::WATCHDOG));
-    wait_until("a party waits", || b.n_waiting() >= 1);
+    let waiter = std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(WATCHDOG));
+    wait_until(WATCHDOG, "a party waits", || b.n_waiting() >= 1);
     b.reset();
     assert_eq!(
-        with_watchdog(move || waiter.join().unwrap()),
+        watchdog(WATCHDOG, move || waiter.join().unwrap()),
         Err(BarrierWaitError::Broken)
     );
     assert!(!b.is_broken());
 
     let h = b.handle();
-    let waiter =
-        std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(common::WATCHDOG));
-    wait_until("a party waits", || b.n_waiting() >= 1);
+    let waiter = std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(WATCHDOG));
+    wait_until(WATCHDOG, "a party waits", || b.n_waiting() >= 1);
     b.abort();
     assert_eq!(
-        with_watchdog(move || waiter.join().unwrap()),
+        watchdog(WATCHDOG, move || waiter.join().unwrap()),
         Err(BarrierWaitError::Broken)
     );
     assert!(b.is_broken());
@@ -110,10 +105,9 @@ fn abort_and_reset_release_waiters() {
 
     // After the reset the barrier works again.
     let h = b.handle();
-    let other =
-        std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(common::WATCHDOG));
-    let mine = b.wait_timeout(common::WATCHDOG).unwrap();
-    let theirs = with_watchdog(move || other.join().unwrap()).unwrap();
+    let other = std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(WATCHDOG));
+    let mine = b.wait_timeout(WATCHDOG).unwrap();
+    let theirs = watchdog(WATCHDOG, move || other.join().unwrap()).unwrap();
     assert_eq!(mine + theirs, 1);
     assert_eq!(b.parties(), 2);
     assert!(Barrier::new(0).is_err());
@@ -124,24 +118,23 @@ fn abort_and_reset_release_waiters() {
 #[ignore = "child role"]
 fn child_wait_once() {
     let b: Barrier = from_env("BARRIER");
-    b.wait_timeout(common::WATCHDOG).unwrap();
+    b.wait_timeout(WATCHDOG).unwrap();
 }
 
 #[test]
 fn a_stopped_party_does_not_break_the_barrier() {
     let b = Barrier::new(3).unwrap();
-    let child = ChildTest::start("child_wait_once", &[("BARRIER", encode(&b))]);
+    let child = spawn_with_env("child_wait_once", &[("BARRIER", encode(&b))]);
     let h = b.handle();
-    let waiter =
-        std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(common::WATCHDOG));
-    wait_until("two parties wait", || b.n_waiting() >= 2);
+    let waiter = std::thread::spawn(move || <Barrier>::open(&h).unwrap().wait_timeout(WATCHDOG));
+    wait_until(WATCHDOG, "two parties wait", || b.n_waiting() >= 2);
     child.stop();
     // Many liveness checks of the waiting thread pass while the party is stopped: it is alive.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!b.is_broken());
     child.resume();
-    assert!(b.wait_timeout(common::WATCHDOG).is_ok());
-    assert!(with_watchdog(move || waiter.join().unwrap()).is_ok());
+    assert!(b.wait_timeout(WATCHDOG).is_ok());
+    assert!(watchdog(WATCHDOG, move || waiter.join().unwrap()).is_ok());
     child.join();
 }
 
@@ -163,25 +156,29 @@ fn child_reset_loop() {
 fn a_stopped_holder_of_the_internal_lock_does_not_outlast_wait_timeout() {
     let b = Barrier::new(2).unwrap();
     let started = Value::new(0u64).unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_reset_loop",
         &[("BARRIER", encode(&b)), ("SEEN", encode(&started))],
     );
-    wait_until("the child resets", || started.load() == 1);
+    wait_until(WATCHDOG, "the child resets", || started.load() == 1);
     // Stop the child until it is stopped inside a reset, holding the internal lock.
     let h = b.handle();
-    wait_until("the child stopped holding the internal lock", || {
-        child.stop();
-        if common::holder_pid(&common::peek(&h, 0, 8)) == child.pid() {
-            return true;
-        }
-        child.resume();
-        false
-    });
+    wait_until(
+        WATCHDOG,
+        "the child stopped holding the internal lock",
+        || {
+            child.stop();
+            if holder_pid(&peek(&h, 0, 8)) == child.pid() {
+                return true;
+            }
+            child.resume();
+            false
+        },
+    );
     // It cannot arrive (the lock is held by a live process that does not run), so the timeout
     // ends the call and breaks the barrier.
     let h2 = b.handle();
-    let r = with_watchdog(move || {
+    let r = watchdog(WATCHDOG, move || {
         <Barrier>::open(&h2)
             .unwrap()
             .wait_timeout(Duration::from_millis(200))
@@ -189,7 +186,7 @@ fn a_stopped_holder_of_the_internal_lock_does_not_outlast_wait_timeout() {
     assert_eq!(r, Err(BarrierWaitError::TimedOut));
     assert!(b.is_broken());
     // `abort` takes no lock either.
-    with_watchdog(move || <Barrier>::open(&h).unwrap().abort());
+    watchdog(WATCHDOG, move || <Barrier>::open(&h).unwrap().abort());
     child.resume();
     started.store(2);
     child.join();
@@ -201,7 +198,7 @@ fn a_stopped_holder_of_the_internal_lock_does_not_outlast_wait_timeout() {
 #[test]
 #[ignore = "child role"]
 fn child_idle() {
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
 }
 
 #[test]
@@ -210,7 +207,7 @@ fn a_waiting_party_times_out_while_a_stopped_process_holds_the_internal_lock() {
     // word names a SIGSTOPped child). The waiter's deadline still ends its call, and breaks the
     // barrier, without the lock.
     let b = Barrier::new(2).unwrap();
-    let idle = ChildTest::start("child_idle", &[]);
+    let idle = spawn_with_env("child_idle", &[]);
     idle.stop();
     let h = b.handle();
     let waiter = std::thread::spawn(move || {
@@ -218,15 +215,15 @@ fn a_waiting_party_times_out_while_a_stopped_process_holds_the_internal_lock() {
             .unwrap()
             .wait_timeout(Duration::from_millis(300))
     });
-    wait_until("a party waits", || b.n_waiting() >= 1);
-    common::poke(&b.handle(), 0, &common::live_holder_word(idle.pid()));
+    wait_until(WATCHDOG, "a party waits", || b.n_waiting() >= 1);
+    poke(&b.handle(), 0, &live_holder_word(idle.pid()));
     assert_eq!(
-        with_watchdog(move || waiter.join().unwrap()),
+        watchdog(WATCHDOG, move || waiter.join().unwrap()),
         Err(BarrierWaitError::TimedOut)
     );
     assert!(b.is_broken());
     // Free the lock again (as if the stopped holder had finished) and reset.
-    common::poke(&b.handle(), 0, &[0; 8]);
+    poke(&b.handle(), 0, &[0; 8]);
     b.reset();
     assert!(!b.is_broken());
 }
@@ -252,7 +249,7 @@ const ROUNDS: u64 = 20;
 fn pass_rounds_with_action(b: &Barrier<CountTrips>, last: &Value<u64>) {
     let trips = TRIPS.get().unwrap();
     for round in 0..ROUNDS {
-        let i = b.wait_timeout(common::WATCHDOG).unwrap();
+        let i = b.wait_timeout(WATCHDOG).unwrap();
         assert!(
             trips.load() > round,
             "the action ran before the party returned"
@@ -286,7 +283,7 @@ fn the_action_runs_once_per_trip_in_the_last_party() {
         ("TRIPS", encode(&trips)),
     ];
     let kids: Vec<_> = (0..2)
-        .map(|_| ChildTest::start("child_pass_rounds_with_action", &env))
+        .map(|_| spawn_with_env("child_pass_rounds_with_action", &env))
         .collect();
     let _ = TRIPS.set(trips.try_clone().unwrap());
     pass_rounds_with_action(&b, &last);
@@ -310,9 +307,9 @@ impl BarrierAction for Panics {
 fn an_action_that_panics_breaks_the_barrier() {
     let b = Barrier::builder(2).action::<Panics>().build().unwrap();
     let other = b.try_clone().unwrap();
-    let t = std::thread::spawn(move || other.wait_timeout(common::WATCHDOG));
-    let mine = b.wait_timeout(common::WATCHDOG);
-    let theirs = with_watchdog(move || t.join().unwrap());
+    let t = std::thread::spawn(move || other.wait_timeout(WATCHDOG));
+    let mine = b.wait_timeout(WATCHDOG);
+    let theirs = watchdog(WATCHDOG, move || t.join().unwrap());
     let mut results = [mine, theirs];
     results.sort_by_key(|r| format!("{r:?}"));
     assert_eq!(
@@ -347,7 +344,7 @@ fn wait_uses_the_default_timeout_given_at_creation() {
         <Barrier>::open(&b.handle()).unwrap().timeout(),
         Some(Duration::from_millis(100))
     );
-    ChildTest::start(
+    spawn_with_env(
         "child_wait_with_default_timeout",
         &[("BARRIER", encode(&b))],
     )
@@ -360,19 +357,19 @@ fn wait_uses_the_default_timeout_given_at_creation() {
 #[test]
 fn reset_timeout_returns_by_its_deadline_while_a_stopped_process_holds_the_internal_lock() {
     let b = Barrier::new(2).unwrap();
-    let idle = ChildTest::start("child_idle", &[]);
+    let idle = spawn_with_env("child_idle", &[]);
     idle.stop();
     // The internal lock's word names a live process that does not run.
-    common::poke(&b.handle(), 0, &common::live_holder_word(idle.pid()));
+    poke(&b.handle(), 0, &live_holder_word(idle.pid()));
     let h = b.handle();
-    let r = with_watchdog(move || {
+    let r = watchdog(WATCHDOG, move || {
         <Barrier>::open(&h)
             .unwrap()
             .reset_timeout(Duration::from_millis(200))
     });
     assert_eq!(r, Err(BarrierResetError::TimedOut));
-    common::poke(&b.handle(), 0, &[0; 8]);
-    assert_eq!(b.reset_timeout(common::WATCHDOG), Ok(()));
+    poke(&b.handle(), 0, &[0; 8]);
+    assert_eq!(b.reset_timeout(WATCHDOG), Ok(()));
 }
 
 /// Set in the child of `a_last_party_killed_inside_the_action_breaks_the_barrier`.
@@ -385,7 +382,7 @@ impl BarrierAction for Stall {
     fn run() {
         if let Some(stalled) = STALLED.get() {
             stalled.store(1);
-            std::thread::sleep(common::WATCHDOG);
+            std::thread::sleep(WATCHDOG);
         }
     }
 }
@@ -396,7 +393,7 @@ impl BarrierAction for Stall {
 fn child_arrive_last_and_stall() {
     let b: Barrier<Stall> = from_env("BARRIER");
     let _ = STALLED.set(from_env("STALLED"));
-    let _ = b.wait_timeout(common::WATCHDOG);
+    let _ = b.wait_timeout(WATCHDOG);
 }
 
 #[test]
@@ -404,18 +401,18 @@ fn a_last_party_killed_inside_the_action_breaks_the_barrier() {
     let b = Barrier::builder(2).action::<Stall>().build().unwrap();
     let stalled = Value::new(0u64).unwrap();
     let other = b.try_clone().unwrap();
-    let waiter = std::thread::spawn(move || other.wait_timeout(common::WATCHDOG));
-    wait_until("a party waits", || b.n_waiting() >= 1);
-    let child = ChildTest::start(
+    let waiter = std::thread::spawn(move || other.wait_timeout(WATCHDOG));
+    wait_until(WATCHDOG, "a party waits", || b.n_waiting() >= 1);
+    let mut child = spawn_with_env(
         "child_arrive_last_and_stall",
         &[("BARRIER", encode(&b)), ("STALLED", encode(&stalled))],
     );
-    wait_until("the action runs", || stalled.load() == 1);
+    wait_until(WATCHDOG, "the action runs", || stalled.load() == 1);
     child.kill();
-    let r = with_watchdog(move || waiter.join().unwrap());
+    let r = watchdog(WATCHDOG, move || waiter.join().unwrap());
     assert!(matches!(r, Err(BarrierWaitError::PeerDied { .. })), "{r:?}");
     assert!(b.is_broken());
     // The dead party held the internal lock: the next reset takes it over.
-    assert_eq!(b.reset_timeout(common::WATCHDOG), Ok(()));
+    assert_eq!(b.reset_timeout(WATCHDOG), Ok(()));
     assert!(!b.is_broken());
 }

@@ -1,12 +1,10 @@
 //! `Event` across processes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env};
 use ipc_core::Placement;
 use ipc_sync::Event;
+use ipc_testkit::{WATCHDOG, encode, from_env, spawn_with_env};
 
 /// Child: waits for `GO`, then sets `DONE`.
 #[test]
@@ -14,7 +12,7 @@ use ipc_sync::Event;
 fn child_wait_then_answer() {
     let go: Event = from_env("GO");
     let done: Event = from_env("DONE");
-    assert!(go.wait_timeout(common::WATCHDOG));
+    assert!(go.wait_timeout(WATCHDOG));
     done.set();
 }
 
@@ -22,13 +20,13 @@ fn child_wait_then_answer() {
 fn set_wakes_a_waiting_process() {
     let go = Event::new().unwrap();
     let done = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_wait_then_answer",
         &[("GO", encode(&go)), ("DONE", encode(&done))],
     );
     assert!(!done.wait_timeout(Duration::from_millis(30)));
     go.set();
-    assert!(done.wait_timeout(common::WATCHDOG));
+    assert!(done.wait_timeout(WATCHDOG));
     child.join();
 }
 

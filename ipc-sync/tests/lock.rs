@@ -4,9 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, poke, with_watchdog};
+use common::{peek, poke};
 use ipc_core::Placement;
 use ipc_sync::{Event, Lock, LockTimeoutError, TryLockError, Value};
+use ipc_testkit::{
+    Role, WATCHDOG, encode, exhaust_descriptors, from_env, spawn_with_env, watchdog,
+};
 
 /// Child: takes the lock, says so, then waits to be killed (or released).
 #[test]
@@ -15,20 +18,20 @@ fn child_hold_lock() {
     let lock: Lock = from_env("LOCK");
     let held: Event = from_env("HELD");
     let release: Event = from_env("RELEASE");
-    let g = match lock.lock_timeout(common::WATCHDOG) {
+    let g = match lock.lock_timeout(WATCHDOG) {
         Ok(g) => g,
         Err(LockTimeoutError::OwnerDied(e)) => e.into_inner(),
         Err(e) => panic!("{e}"),
     };
     held.set();
-    assert!(release.wait_timeout(common::WATCHDOG));
+    assert!(release.wait_timeout(WATCHDOG));
     drop(g);
 }
 
-fn hold_in_child(lock: &Lock) -> (ChildTest, Event) {
+fn hold_in_child(lock: &Lock) -> (Role, Event) {
     let held = Event::new().unwrap();
     let release = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_hold_lock",
         &[
             ("LOCK", encode(lock)),
@@ -36,10 +39,7 @@ fn hold_in_child(lock: &Lock) -> (ChildTest, Event) {
             ("RELEASE", encode(&release)),
         ],
     );
-    assert!(
-        held.wait_timeout(common::WATCHDOG),
-        "child never took the lock"
-    );
+    assert!(held.wait_timeout(WATCHDOG), "child never took the lock");
     (child, release)
 }
 
@@ -53,14 +53,9 @@ fn other_process_excludes_and_releases() {
         Err(LockTimeoutError::TimedOut)
     ));
     release.set();
-    let g = with_watchdog({
+    let g = watchdog(WATCHDOG, {
         let h = lock.handle();
-        move || {
-            Lock::open(&h)
-                .unwrap()
-                .lock_timeout(common::WATCHDOG)
-                .is_ok()
-        }
+        move || Lock::open(&h).unwrap().lock_timeout(WATCHDOG).is_ok()
     });
     assert!(g, "a released lock is clean");
     child.join();
@@ -70,14 +65,14 @@ fn other_process_excludes_and_releases() {
 #[test]
 fn killed_holder_wakes_blocked_waiter_with_owner_died() {
     let lock = Lock::new().unwrap();
-    let (child, _release) = hold_in_child(&lock);
+    let (mut child, _release) = hold_in_child(&lock);
     let h = lock.handle();
     // A waiter blocks in another thread before the holder dies.
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let lock = Lock::open(&h).unwrap();
         tx.send(()).unwrap();
-        match lock.lock_timeout(common::WATCHDOG) {
+        match lock.lock_timeout(WATCHDOG) {
             Ok(_) => "clean",
             Err(LockTimeoutError::OwnerDied(died)) => {
                 let g = died.into_inner();
@@ -90,17 +85,17 @@ fn killed_holder_wakes_blocked_waiter_with_owner_died() {
     rx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(50));
     child.kill();
-    let outcome = with_watchdog(move || waiter.join().unwrap());
+    let outcome = watchdog(WATCHDOG, move || waiter.join().unwrap());
     assert_eq!(outcome, "owner died");
     // Made consistent: the next holder is clean.
-    assert!(lock.lock_timeout(common::WATCHDOG).is_ok());
+    assert!(lock.lock_timeout(WATCHDOG).is_ok());
     assert!(!lock.is_poisoned());
 }
 
 #[test]
 fn owner_died_persists_until_made_consistent() {
     let lock = Lock::new().unwrap();
-    let (child, _release) = hold_in_child(&lock);
+    let (mut child, _release) = hold_in_child(&lock);
     child.kill();
     // try_lock sees the dead holder at once.
     match lock.try_lock() {
@@ -135,10 +130,10 @@ fn recycled_pid_is_not_taken_for_the_holder() {
         other => panic!("expected OwnerDied, got {other:?}"),
     }
     poke(&h, 0, &holder_word(1, init.start_tag().wrapping_add(7)));
-    let got = with_watchdog(move || {
+    let got = watchdog(WATCHDOG, move || {
         let lock = Lock::open(&h).unwrap();
         matches!(
-            lock.lock_timeout(common::WATCHDOG),
+            lock.lock_timeout(WATCHDOG),
             Err(LockTimeoutError::OwnerDied(_))
         )
     });
@@ -170,7 +165,7 @@ fn child_increment() {
     let value: Value<u64> = from_env("VALUE");
     let n: u64 = std::env::var("N").unwrap().parse().unwrap();
     for _ in 0..n {
-        let _g = lock.lock_timeout(common::WATCHDOG).unwrap();
+        let _g = lock.lock_timeout(WATCHDOG).unwrap();
         // A non-atomic read-modify-write: only the lock keeps it exact.
         let v = value.load();
         value.store(v + 1);
@@ -184,7 +179,7 @@ fn processes_increment_exactly() {
     let n = 2000u64;
     let children: Vec<_> = (0..3)
         .map(|_| {
-            ChildTest::start(
+            spawn_with_env(
                 "child_increment",
                 &[
                     ("LOCK", encode(&lock)),
@@ -229,7 +224,7 @@ fn a_stopped_holder_keeps_its_lock() {
     child.stop();
     // Stopped for longer than any grace period the lock ever had: a stopped process is alive.
     let h = lock.handle();
-    let first = with_watchdog(move || {
+    let first = watchdog(WATCHDOG, move || {
         let lock = Lock::open(&h).unwrap();
         outcome(lock.lock_timeout(Duration::from_millis(1500)))
     });
@@ -242,12 +237,12 @@ fn a_stopped_holder_keeps_its_lock() {
     let waiter = std::thread::spawn(move || {
         let lock = Lock::open(&h).unwrap();
         tx.send(()).unwrap();
-        outcome(lock.lock_timeout(common::WATCHDOG))
+        outcome(lock.lock_timeout(WATCHDOG))
     });
     rx.recv().unwrap();
     child.resume();
     release.set();
-    assert_eq!(with_watchdog(move || waiter.join().unwrap()), "locked");
+    assert_eq!(watchdog(WATCHDOG, move || waiter.join().unwrap()), "locked");
     child.join();
     assert!(!lock.is_poisoned());
 }
@@ -262,7 +257,7 @@ fn child_churn() {
     started.set();
     while !stop.is_set() {
         for _ in 0..1000 {
-            drop(lock.lock_timeout(common::WATCHDOG).unwrap());
+            drop(lock.lock_timeout(WATCHDOG).unwrap());
         }
     }
 }
@@ -275,7 +270,7 @@ fn a_holder_stopped_anywhere_in_lock_or_unlock_keeps_its_lock() {
     let lock = Lock::new().unwrap();
     let started = Event::new().unwrap();
     let stop = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_churn",
         &[
             ("LOCK", encode(&lock)),
@@ -283,7 +278,7 @@ fn a_holder_stopped_anywhere_in_lock_or_unlock_keeps_its_lock() {
             ("RELEASE", encode(&stop)),
         ],
     );
-    assert!(started.wait_timeout(common::WATCHDOG));
+    assert!(started.wait_timeout(WATCHDOG));
     let mut held_stops = 0;
     for _ in 0..40 {
         std::thread::sleep(Duration::from_millis(3));
@@ -291,7 +286,7 @@ fn a_holder_stopped_anywhere_in_lock_or_unlock_keeps_its_lock() {
         if lock.is_locked() {
             held_stops += 1;
             let h = lock.handle();
-            let r = with_watchdog(move || {
+            let r = watchdog(WATCHDOG, move || {
                 outcome(
                     Lock::open(&h)
                         .unwrap()
@@ -334,7 +329,7 @@ fn an_unlock_never_releases_a_thiefs_lock() {
     let g = lock.lock().unwrap();
     poke(&h, 0, &word);
     drop(g);
-    assert_eq!(common::peek(&h, 0, 8), word);
+    assert_eq!(peek(&h, 0, 8), word);
     assert!(lock.is_locked());
     // The thief is alive: nobody takes it over.
     assert!(matches!(
@@ -351,7 +346,7 @@ fn an_unlock_never_releases_a_thiefs_lock() {
 #[ignore = "child role"]
 fn child_fork_without_identity() {
     let lock: Lock = from_env("LOCK");
-    let files = common::exhaust_descriptors();
+    let files = exhaust_descriptors();
     // SAFETY: the fork child only tries the lock (no allocation on the paths taken: the
     // identity lookup fails with EMFILE, the timed wait sleeps) and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
@@ -382,7 +377,7 @@ fn child_fork_without_identity() {
 #[test]
 fn a_process_without_its_identity_never_locks() {
     let lock = Lock::new().unwrap();
-    ChildTest::start("child_fork_without_identity", &[("LOCK", encode(&lock))]).join();
+    spawn_with_env("child_fork_without_identity", &[("LOCK", encode(&lock))]).join();
     assert!(!lock.is_locked());
     assert!(lock.try_lock().is_ok());
 }
@@ -416,7 +411,7 @@ fn child_fork_with_guard() {
 #[test]
 fn a_fork_child_dropping_an_inherited_guard_releases_nothing() {
     let lock = Lock::new().unwrap();
-    ChildTest::start("child_fork_with_guard", &[("LOCK", encode(&lock))]).join();
+    spawn_with_env("child_fork_with_guard", &[("LOCK", encode(&lock))]).join();
     assert!(!lock.is_locked());
 }
 

@@ -1,11 +1,9 @@
 //! `Mutex<T>` across processes: the guarded value, and a holder killed mid-update.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, with_watchdog};
 use ipc_sync::{Event, LockTimeoutError, Mutex};
+use ipc_testkit::{WATCHDOG, encode, exhaust_descriptors, from_env, spawn_with_env, watchdog};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
@@ -23,7 +21,7 @@ fn child_half_transfer() {
     let mut g = m.lock().unwrap();
     g.a -= 5;
     held.set();
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
     g.b += 5;
 }
 
@@ -31,11 +29,11 @@ fn child_half_transfer() {
 fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
     let m = Mutex::new(Account { a: 100, b: 0 }).unwrap();
     let held = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_half_transfer",
         &[("MUTEX", encode(&m)), ("HELD", encode(&held))],
     );
-    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(held.wait_timeout(WATCHDOG));
     // While the holder lives, waiting ends at the timeout.
     assert!(matches!(
         m.lock_timeout(Duration::from_millis(40)),
@@ -47,7 +45,7 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
     ));
     child.kill();
     let h = m.handle();
-    let repaired = with_watchdog(move || {
+    let repaired = watchdog(WATCHDOG, move || {
         let m = Mutex::<Account>::open(&h).unwrap();
         match m.lock_timeout(Duration::from_secs(30)) {
             Err(LockTimeoutError::OwnerDied(e)) => {
@@ -62,10 +60,7 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
         }
     });
     assert!(repaired);
-    assert_eq!(
-        *m.lock_timeout(common::WATCHDOG).unwrap(),
-        Account { a: 95, b: 5 }
-    );
+    assert_eq!(*m.lock_timeout(WATCHDOG).unwrap(), Account { a: 95, b: 5 });
 }
 
 /// Child: adds 1 to each field `N` times.
@@ -74,7 +69,7 @@ fn killed_mid_update_reports_owner_died_with_the_half_done_value() {
 fn child_add() {
     let m: Mutex<Account> = from_env("MUTEX");
     for _ in 0..1000 {
-        let mut g = m.lock_timeout(common::WATCHDOG).unwrap();
+        let mut g = m.lock_timeout(WATCHDOG).unwrap();
         g.a += 1;
         g.b += 1;
     }
@@ -84,7 +79,7 @@ fn child_add() {
 fn two_processes_update_under_the_lock() {
     let m = Mutex::new(Account { a: 0, b: 0 }).unwrap();
     let kids: Vec<_> = (0..2)
-        .map(|_| ChildTest::start("child_add", &[("MUTEX", encode(&m))]))
+        .map(|_| spawn_with_env("child_add", &[("MUTEX", encode(&m))]))
         .collect();
     for k in kids {
         k.join();
@@ -109,7 +104,7 @@ fn child_hold_at_descriptor_limit() {
     let m: Mutex<u64> = from_env("MUTEX");
     let mut g = m.lock().unwrap();
     *g = 1;
-    let files = common::exhaust_descriptors();
+    let files = exhaust_descriptors();
     match m.try_lock() {
         Err(ipc_sync::TryLockError::WouldBlock) => {}
         Ok(_) => panic!("try_lock handed out a second guard"),
@@ -139,7 +134,7 @@ fn child_hold_at_descriptor_limit() {
 #[test]
 fn a_holder_at_its_descriptor_limit_is_not_robbed() {
     let m = Mutex::new(0u64).unwrap();
-    ChildTest::start("child_hold_at_descriptor_limit", &[("MUTEX", encode(&m))]).join();
-    assert_eq!(*m.lock_timeout(common::WATCHDOG).unwrap(), 2);
+    spawn_with_env("child_hold_at_descriptor_limit", &[("MUTEX", encode(&m))]).join();
+    assert_eq!(*m.lock_timeout(WATCHDOG).unwrap(), 2);
     assert!(!m.is_poisoned());
 }

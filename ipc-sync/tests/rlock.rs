@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, poke, with_watchdog};
+use common::poke;
 use ipc_sync::{Event, LockTimeoutError, NotOwner, RLock, TryLockError};
+use ipc_testkit::{WATCHDOG, encode, from_env, spawn_with_env, watchdog};
 
 #[test]
 fn reenters_on_the_same_thread_and_excludes_others() {
@@ -52,23 +53,23 @@ fn child_hold_twice() {
     let _a = rl.lock().unwrap();
     let _b = rl.lock().unwrap();
     held.set();
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
 }
 
 #[test]
 fn killed_owner_hands_over_with_owner_died() {
     let rl = RLock::new().unwrap();
     let held = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_hold_twice",
         &[("RLOCK", encode(&rl)), ("HELD", encode(&held))],
     );
-    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(held.wait_timeout(WATCHDOG));
     assert!(matches!(rl.try_lock(), Err(TryLockError::WouldBlock)));
     let h = rl.handle();
     let waiter = std::thread::spawn(move || {
         let rl = RLock::open(&h).unwrap();
-        let g = match rl.lock_timeout(common::WATCHDOG) {
+        let g = match rl.lock_timeout(WATCHDOG) {
             Err(LockTimeoutError::OwnerDied(died)) => died.into_inner(),
             _ => return None,
         };
@@ -81,7 +82,7 @@ fn killed_owner_hands_over_with_owner_died() {
     child.kill();
     // The new owner starts at depth 1, and one release frees the lock.
     assert_eq!(
-        with_watchdog(move || waiter.join().unwrap()),
+        watchdog(WATCHDOG, move || waiter.join().unwrap()),
         Some((1, false))
     );
 }

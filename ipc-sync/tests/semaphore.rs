@@ -1,11 +1,9 @@
 //! `Semaphore` and `BoundedSemaphore` across processes, and what a dead holder's permit means.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, with_watchdog};
 use ipc_sync::{BoundedSemaphore, Event, ReleaseError, Semaphore};
+use ipc_testkit::{WATCHDOG, encode, from_env, spawn_with_env, watchdog};
 
 #[test]
 fn counts_and_bounds() {
@@ -38,18 +36,18 @@ fn child_acquire() {
     let s: Semaphore = from_env("SEM");
     let ready: Event = from_env("READY");
     ready.set();
-    assert!(s.acquire_timeout(common::WATCHDOG));
+    assert!(s.acquire_timeout(WATCHDOG));
 }
 
 #[test]
 fn release_wakes_a_blocked_process() {
     let s = Semaphore::new(0).unwrap();
     let ready = Event::new().unwrap();
-    let child = ChildTest::start(
+    let child = spawn_with_env(
         "child_acquire",
         &[("SEM", encode(&s)), ("READY", encode(&ready))],
     );
-    assert!(ready.wait_timeout(common::WATCHDOG));
+    assert!(ready.wait_timeout(WATCHDOG));
     std::thread::sleep(Duration::from_millis(30));
     s.release().unwrap();
     child.join();
@@ -62,9 +60,9 @@ fn release_wakes_a_blocked_process() {
 fn child_take_permit() {
     let s: Semaphore = from_env("SEM");
     let held: Event = from_env("HELD");
-    assert!(s.acquire_timeout(common::WATCHDOG));
+    assert!(s.acquire_timeout(WATCHDOG));
     held.set();
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
 }
 
 #[test]
@@ -72,16 +70,16 @@ fn a_dead_holders_permit_is_lost_until_released_by_someone() {
     // Permits are not owned (as in Python and POSIX): the permit leaves with the dead process.
     let s = Semaphore::new(1).unwrap();
     let held = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_take_permit",
         &[("SEM", encode(&s)), ("HELD", encode(&held))],
     );
-    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(held.wait_timeout(WATCHDOG));
     child.kill();
     assert_eq!(s.value(), 0);
     // A waiter with a timeout does not hang on the dead holder.
     let h = s.handle();
-    let got = with_watchdog(move || {
+    let got = watchdog(WATCHDOG, move || {
         Semaphore::open(&h)
             .unwrap()
             .acquire_timeout(Duration::from_millis(100))

@@ -1,11 +1,9 @@
 //! `Value<T>` and `Array<T>` across processes, and a holder of the value's lock killed.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ChildTest, encode, from_env, with_watchdog};
 use ipc_sync::{Array, Event, Lock, LockTimeoutError, RLock, Value};
+use ipc_testkit::{WATCHDOG, encode, from_env, spawn_with_env, watchdog};
 
 /// Child: Python's documentation example: adds 10 to the value and 1 to every element.
 #[test]
@@ -13,10 +11,8 @@ use ipc_sync::{Array, Event, Lock, LockTimeoutError, RLock, Value};
 fn child_add_ten() {
     let v: Value<i32> = from_env("VALUE");
     let a: Array<i32> = from_env("ARRAY");
-    v.lock_timeout(common::WATCHDOG)
-        .unwrap()
-        .update(|x| *x += 10);
-    a.lock_timeout(common::WATCHDOG)
+    v.lock_timeout(WATCHDOG).unwrap().update(|x| *x += 10);
+    a.lock_timeout(WATCHDOG)
         .unwrap()
         .update(|xs| xs.iter_mut().for_each(|x| *x += 1));
 }
@@ -25,7 +21,7 @@ fn child_add_ten() {
 fn child_updates_value_and_array() {
     let v = Value::new(5i32).unwrap();
     let a = Array::from_slice(&[1i32, 2, 3]).unwrap();
-    ChildTest::start(
+    spawn_with_env(
         "child_add_ten",
         &[("VALUE", encode(&v)), ("ARRAY", encode(&a))],
     )
@@ -52,7 +48,7 @@ fn atomic_increments_need_no_lock() {
     let a = Array::<u32>::new(3).unwrap();
     let kids: Vec<_> = (0..2)
         .map(|_| {
-            ChildTest::start(
+            spawn_with_env(
                 "child_atomic_add",
                 &[("VALUE", encode(&v)), ("ARRAY", encode(&a))],
             )
@@ -76,18 +72,18 @@ fn child_hold_value_lock() {
     let mut g = v.get_lock().unwrap();
     g.set(99);
     held.set();
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
 }
 
 #[test]
 fn killed_holder_of_value_lock() {
     let v = Value::new(1u64).unwrap();
     let held = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_hold_value_lock",
         &[("VALUE", encode(&v)), ("HELD", encode(&held))],
     );
-    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(held.wait_timeout(WATCHDOG));
     assert!(matches!(
         v.lock_timeout(Duration::from_millis(50)),
         Err(LockTimeoutError::TimedOut)
@@ -95,7 +91,7 @@ fn killed_holder_of_value_lock() {
     let h = v.handle();
     let waiter = std::thread::spawn(move || {
         let v = Value::<u64>::open(&h).unwrap();
-        match v.lock_timeout(common::WATCHDOG) {
+        match v.lock_timeout(WATCHDOG) {
             Err(LockTimeoutError::OwnerDied(died)) => {
                 let g = died.into_inner();
                 g.make_consistent();
@@ -106,7 +102,7 @@ fn killed_holder_of_value_lock() {
     });
     std::thread::sleep(Duration::from_millis(30));
     child.kill();
-    assert_eq!(with_watchdog(move || waiter.join().unwrap()), 99);
+    assert_eq!(watchdog(WATCHDOG, move || waiter.join().unwrap()), 99);
     // `get` and `set` work on after the repair.
     v.set(3);
     assert_eq!(v.get(), 3);
@@ -134,10 +130,10 @@ fn array_bounds_and_named() {
 fn child_hold_value_on_supplied_lock() {
     let v: Value<u64> = from_env("VALUE");
     let held: Event = from_env("HELD");
-    let mut g = v.lock_timeout(common::WATCHDOG).unwrap();
+    let mut g = v.lock_timeout(WATCHDOG).unwrap();
     g.set(77);
     held.set();
-    std::thread::sleep(common::WATCHDOG);
+    std::thread::sleep(WATCHDOG);
 }
 
 #[test]
@@ -168,17 +164,17 @@ fn a_value_on_a_supplied_lock_shares_it_and_reports_its_holders_death() {
     // The child attaches both (the value's serialised form carries the lock's handle), takes the
     // lock through the value and dies holding it: every user of the lock sees `OwnerDied`.
     let held = Event::new().unwrap();
-    let child = ChildTest::start(
+    let mut child = spawn_with_env(
         "child_hold_value_on_supplied_lock",
         &[("VALUE", encode(&v)), ("HELD", encode(&held))],
     );
-    assert!(held.wait_timeout(common::WATCHDOG));
+    assert!(held.wait_timeout(WATCHDOG));
     assert!(matches!(
         lock.lock_timeout(Duration::from_millis(50)),
         Err(LockTimeoutError::TimedOut)
     ));
     child.kill();
-    match other.lock_timeout(common::WATCHDOG) {
+    match other.lock_timeout(WATCHDOG) {
         Err(LockTimeoutError::OwnerDied(died)) => died.into_inner().make_consistent(),
         other => panic!("expected OwnerDied, got {other:?}"),
     }
@@ -215,9 +211,9 @@ fn child_write_ranges() {
 fn array_slices_are_read_and_written_whole_under_the_lock() {
     // Python: arr[2:10] = [k] * 8 in one process, arr[2:10] in another: never half of each.
     let a = Array::<u64>::new(12).unwrap();
-    let child = ChildTest::start("child_write_ranges", &[("ARRAY", encode(&a))]);
+    let child = spawn_with_env("child_write_ranges", &[("ARRAY", encode(&a))]);
     let mut last = 0;
-    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    let deadline = std::time::Instant::now() + WATCHDOG;
     while last != 2000 {
         assert!(
             std::time::Instant::now() < deadline,

@@ -1,8 +1,6 @@
 //! `pipe()` and `Connection`: framing, streaming of messages larger than the ring, and peers
 //! that exit or are killed.
 
-mod common;
-
 use std::time::Duration;
 
 use ipc_core::Placement;
@@ -41,7 +39,7 @@ fn recv_bytes_into_uses_the_callers_buffer() {
 
 #[test]
 fn messages_larger_than_the_ring_stream_through_it() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 4096, true).unwrap();
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
         let expected = big.clone();
@@ -71,7 +69,7 @@ fn simplex_ends_refuse_the_other_direction() {
 #[test]
 #[ignore]
 fn child_echoes() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     while let Ok(v) = c.recv::<Vec<u64>>() {
         c.send(&v).unwrap();
@@ -80,9 +78,9 @@ fn child_echoes() {
 
 #[test]
 fn echo_across_processes_then_eof_when_the_child_is_killed() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut parent, child_end) = pipe().unwrap();
-        let mut child = common::spawn("child_echoes", &child_end.handle());
+        let mut child = ipc_testkit::spawn("child_echoes", &child_end.handle());
         for i in 0..200u64 {
             let v: Vec<u64> = (0..i).collect();
             parent.send(&v).unwrap();
@@ -145,7 +143,7 @@ const LARGE: u32 = 7;
 #[test]
 #[ignore]
 fn child_sends_on_a_shared_end() {
-    let (handle, sender, n): (ConnectionHandle, u32, u32) = common::arg();
+    let (handle, sender, n): (ConnectionHandle, u32, u32) = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     for seq in 0..n {
         c.send_bytes(&message(sender, seq, SHARED_RING)).unwrap();
@@ -155,7 +153,7 @@ fn child_sends_on_a_shared_end() {
 #[test]
 #[ignore]
 fn child_sends_on_a_shared_end_forever() {
-    let (handle, sender): (ConnectionHandle, u32) = common::arg();
+    let (handle, sender): (ConnectionHandle, u32) = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     for seq in 0.. {
         if c.send_bytes(&message(sender, seq, SHARED_RING)).is_err() {
@@ -185,12 +183,12 @@ fn receive_all(rx: &mut Connection, senders: &[u32], n: u32, next: &mut [u32]) {
 
 #[test]
 fn several_processes_send_on_one_end_and_every_message_arrives_whole_once() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut rx, tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
         let n = 1500;
         let handle = tx.handle();
         let mut kids: Vec<_> = (0..4u32)
-            .map(|s| common::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
+            .map(|s| ipc_testkit::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
             .collect();
         // Our own copy of the end sends too, concurrently with the children.
         let mine = std::thread::spawn(move || {
@@ -204,7 +202,7 @@ fn several_processes_send_on_one_end_and_every_message_arrives_whole_once() {
         receive_all(&mut rx, &[0, 1, 2, 3, 4], n, &mut next);
         assert!(next.iter().all(|&k| k == n), "{next:?}");
         for k in &mut kids {
-            assert!(k.wait(LIMIT));
+            assert!(k.wait(LIMIT).success());
         }
         drop(mine.join().unwrap());
         assert!(matches!(rx.recv_bytes(), Err(RecvError::Disconnected)));
@@ -213,17 +211,17 @@ fn several_processes_send_on_one_end_and_every_message_arrives_whole_once() {
 
 #[test]
 fn a_sender_killed_mid_stream_loses_at_most_its_message_and_the_others_keep_going() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut rx, tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
         let handle = tx.handle();
         drop(tx);
         let n = 2000;
-        let mut victim = common::spawn(
+        let mut victim = ipc_testkit::spawn(
             "child_sends_on_a_shared_end_forever",
             &(handle.clone(), LARGE),
         );
         let mut others: Vec<_> = (1..3u32)
-            .map(|s| common::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
+            .map(|s| ipc_testkit::spawn("child_sends_on_a_shared_end", &(handle.clone(), s, n)))
             .collect();
         let mut next = vec![0u32; 8];
         // Let the victim deliver a good number, then kill it, most likely mid-message.
@@ -232,7 +230,7 @@ fn a_sender_killed_mid_stream_loses_at_most_its_message_and_the_others_keep_goin
         receive_all(&mut rx, &[1, 2], n, &mut next);
         assert_eq!(&next[1..3], &[n, n]);
         for o in &mut others {
-            assert!(o.wait(LIMIT));
+            assert!(o.wait(LIMIT).success());
         }
         // Whatever the victim had in flight arrives whole or not at all, then the pipe ends.
         loop {
@@ -252,7 +250,7 @@ fn a_sender_killed_mid_stream_loses_at_most_its_message_and_the_others_keep_goin
 
 #[test]
 fn several_receivers_on_one_end_each_get_whole_messages_and_none_twice() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (rx, mut tx) = pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
         let n = 3000u32;
         let handle = rx.handle();
@@ -301,7 +299,7 @@ fn several_receivers_on_one_end_each_get_whole_messages_and_none_twice() {
 #[test]
 #[ignore]
 fn child_receives_forever_and_counts() {
-    let (handle, counter): (ConnectionHandle, ipc_core::ObjectHandle) = common::arg();
+    let (handle, counter): (ConnectionHandle, ipc_core::ObjectHandle) = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     let counter = ipc_core::RawArray::<u64>::open(&counter).unwrap();
     loop {
@@ -315,11 +313,11 @@ fn child_receives_forever_and_counts() {
 
 #[test]
 fn a_receiver_killed_mid_message_costs_at_most_that_message() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, mut rx) =
             pipe_with_capacity(&Placement::Anonymous, SHARED_RING, true).unwrap();
         let counter = ipc_core::RawArray::<u64>::new(1).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_receives_forever_and_counts",
             &(rx.handle(), counter.handle()),
         );
@@ -369,7 +367,7 @@ fn readable_and_writable_say_what_an_end_can_do() {
 /// over ring bytes the other thread writes, is a reported race.
 #[test]
 fn threads_pipe_ends_round_trip_between_threads() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 1024, true).unwrap();
         let n = 300u32;
         let echo = std::thread::spawn(move || {

@@ -6,11 +6,6 @@
 //! tasks await ends every await with `Disconnected`, and an idle awaiting process uses almost
 //! no CPU.
 
-mod common;
-
-use common::asynch::{poll_once, runtime};
-
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,21 +15,13 @@ use ipc_core::{ObjectHandle, Placement, SharedMemory};
 use ipc_queue::{
     Connection, ConnectionHandle, PipeBuilder, RecvError, SendError, pipe_with_capacity,
 };
+use ipc_testkit::{cpu_time, on_every_executor, poll_once, runtime, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// The ring of the pipes below: messages above half of it stream through in chunks.
 const RING: usize = 4096;
 /// The bytes before a segment's payload.
 const PAYLOAD: usize = 256;
-
-/// Runs the future `make()` builds on each executor in turn, under the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    common::asynch::on_every_executor(LIMIT, make);
-}
 
 /// A pipe with small rings: `(end 0, end 1)`; end 0 sends on direction 0, which end 1 reads.
 fn small_pipe() -> (Connection, Connection) {
@@ -89,11 +76,6 @@ fn idle() -> Dir0 {
     }
 }
 
-/// Polls `cond` until it holds (a watchdog, not a timing assertion).
-fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    common::asynch::wait_until(LIMIT, what, cond);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Child roles.
 
@@ -101,7 +83,7 @@ fn wait_until(what: &str, cond: impl FnMut() -> bool) {
 #[test]
 #[ignore = "child role"]
 fn child_echo_bytes() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     while let Ok(m) = c.recv_bytes() {
         c.send_bytes(&m).unwrap();
@@ -112,7 +94,7 @@ fn child_echo_bytes() {
 #[test]
 #[ignore = "child role"]
 fn child_send_values() {
-    let (handle, n): (ConnectionHandle, u32) = common::arg();
+    let (handle, n): (ConnectionHandle, u32) = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     for i in 0..n {
         c.send(&i).unwrap();
@@ -124,7 +106,7 @@ fn child_send_values() {
 #[test]
 #[ignore = "child role"]
 fn child_holds_an_end() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     if c.writable() {
         c.send_bytes(b"ready").unwrap();
@@ -139,9 +121,9 @@ fn child_holds_an_end() {
 
 #[test]
 fn async_round_trips_through_a_child_small_and_larger_than_the_ring() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (mut a, b) = small_pipe();
-        let mut child = common::spawn("child_echo_bytes", &b.handle());
+        let mut child = ipc_testkit::spawn("child_echo_bytes", &b.handle());
         // Ours is dropped once the child has echoed once (attached, it is a peer of its own).
         let mut b = Some(b);
         for (tag, n) in [
@@ -174,21 +156,21 @@ fn async_round_trips_through_a_child_small_and_larger_than_the_ring() {
         assert!(a.recv_bytes_timeout_async(LIMIT).await.unwrap() == message(8, 5000));
         // Our end gone: the child's receive returns `Disconnected` and it exits.
         drop(a);
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
     });
 }
 
 #[test]
 fn stream_yields_what_a_child_sends_and_ends_when_it_exits() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (mut r, w) = ipc_queue::pipe_simplex().unwrap();
-        let mut child = common::spawn("child_send_values", &(w.handle(), 500u32));
+        let mut child = ipc_testkit::spawn("child_send_values", &(w.handle(), 500u32));
         // Ours goes once the child has sent (attached, it is the sender until it exits).
         assert_eq!(r.recv_async::<u32>().await.unwrap(), 0);
         drop(w);
         let got: Vec<u32> = r.stream::<u32>().map(Result::unwrap).collect().await;
         assert_eq!(got, (1..500).collect::<Vec<_>>());
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert!(matches!(
             r.recv_async::<u32>().await,
             Err(RecvError::Disconnected)
@@ -198,14 +180,14 @@ fn stream_yields_what_a_child_sends_and_ends_when_it_exits() {
 
 #[test]
 fn stream_bytes_and_iter_end_on_disconnected() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut r, w) = ipc_queue::pipe_simplex().unwrap();
-        let mut child = common::spawn("child_send_values", &(w.handle(), 300u32));
+        let mut child = ipc_testkit::spawn("child_send_values", &(w.handle(), 300u32));
         assert_eq!(r.recv::<u32>().unwrap(), 0);
         drop(w);
         let got: Vec<u32> = r.iter::<u32>().map(Result::unwrap).collect();
         assert_eq!(got, (1..300).collect::<Vec<_>>());
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert_eq!(r.iter::<u32>().count(), 0);
 
         let (mut r, mut w) = small_pipe();
@@ -229,7 +211,7 @@ fn stream_bytes_and_iter_end_on_disconnected() {
 
 #[test]
 fn a_runtimes_timeout_on_recv_takes_nothing() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         runtime().block_on(async {
             let (mut a, mut b) = small_pipe();
             let r = tokio::time::timeout(Duration::from_millis(20), b.recv_bytes_async()).await;
@@ -251,7 +233,7 @@ fn a_runtimes_timeout_on_recv_takes_nothing() {
 
 #[test]
 fn a_recv_dropped_while_it_waits_for_a_message_or_for_the_end_takes_nothing() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let mut b2 = b.try_clone().unwrap();
         let seg = a.handle().segment().clone();
@@ -282,7 +264,7 @@ fn a_recv_dropped_while_it_waits_for_a_message_or_for_the_end_takes_nothing() {
 
 #[test]
 fn a_recv_dropped_mid_message_leaves_the_rest_to_the_next_receive_async_or_blocking() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let seg = a.handle().segment().clone();
         let big = message(9, 4 * RING + 5);
@@ -353,7 +335,7 @@ fn a_recv_dropped_mid_message_leaves_the_rest_to_the_next_receive_async_or_block
 
 #[test]
 fn a_send_dropped_while_it_waits_for_the_end_or_for_room_sends_nothing() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let mut a2 = a.try_clone().unwrap();
         let seg = b.handle().segment().clone();
@@ -402,7 +384,7 @@ fn a_send_dropped_while_it_waits_for_the_end_or_for_room_sends_nothing() {
 
 #[test]
 fn a_send_dropped_mid_message_is_not_delivered_and_the_stream_stays_whole() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let seg = b.handle().segment().clone();
         a.send_bytes(b"before").unwrap();
@@ -445,7 +427,7 @@ fn a_send_dropped_mid_message_is_not_delivered_and_the_stream_stays_whole() {
 
 #[test]
 fn an_async_receive_that_times_out_mid_message_keeps_it_for_the_next_receive() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let seg = a.handle().segment().clone();
         let big = message(4, 6 * RING + 3);
@@ -475,7 +457,7 @@ fn an_async_receive_that_times_out_mid_message_keeps_it_for_the_next_receive() {
 
 #[test]
 fn a_dropped_stream_keeps_a_half_read_message_for_the_next_receive() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = small_pipe();
         let big = message(2, 3 * RING);
         a.send_bytes(b"one").unwrap();
@@ -500,13 +482,13 @@ fn a_dropped_stream_keeps_a_half_read_message_for_the_next_receive() {
 /// A pipe whose end 0 is held by a child (`child_holds_an_end`, attached once it has sent
 /// "ready"); returns the child and end 1 (ours). Our own end 0 is dropped, so the child is the
 /// only sender of direction 0 and the only receiver of direction 1.
-fn pipe_with_a_child_peer() -> (common::Role, Connection) {
+fn pipe_with_a_child_peer() -> (ipc_testkit::Role, Connection) {
     let (a, mut b) = PipeBuilder::new()
         .capacity(RING)
         .participants(2048)
         .create()
         .unwrap();
-    let child = common::spawn("child_holds_an_end", &a.handle());
+    let child = ipc_testkit::spawn("child_holds_an_end", &a.handle());
     assert_eq!(b.recv_bytes_timeout(LIMIT).unwrap(), b"ready");
     drop(a);
     (child, b)
@@ -514,7 +496,7 @@ fn pipe_with_a_child_peer() -> (common::Role, Connection) {
 
 #[test]
 fn a_sender_killed_while_1000_tasks_await_ends_every_await_with_disconnected() {
-    common::raise_fd_limit();
+    ipc_testkit::raise_fd_limit();
     let (mut child, b) = pipe_with_a_child_peer();
     let seg = b.handle().segment().clone();
     let rt = runtime();
@@ -531,12 +513,12 @@ fn a_sender_killed_while_1000_tasks_await_ends_every_await_with_disconnected() {
         })
         .collect();
     // One task holds the receive end and waits for a chunk, the others wait for the end.
-    wait_until("1000 tasks await", || {
+    wait_until(LIMIT, "1000 tasks await", || {
         let d = dir0(&seg);
         d.items_waiters == 1 && d.recv_waiters == 999
     });
     child.kill();
-    let results = common::watchdog(LIMIT, move || {
+    let results = ipc_testkit::watchdog(LIMIT, move || {
         rt.block_on(async move {
             let mut r = Vec::new();
             for t in tasks {
@@ -566,7 +548,7 @@ fn a_sender_killed_while_1000_tasks_await_ends_every_await_with_disconnected() {
 
 #[test]
 fn a_receiver_killed_while_1000_tasks_await_ends_every_send_with_disconnected() {
-    common::raise_fd_limit();
+    ipc_testkit::raise_fd_limit();
     let (mut child, b) = pipe_with_a_child_peer();
     let rt = runtime();
     let started = Arc::new(ipc_core::raw::atomic::AtomicU32::new(0));
@@ -586,12 +568,12 @@ fn a_receiver_killed_while_1000_tasks_await_ends_every_send_with_disconnected() 
             })
         })
         .collect();
-    wait_until("1000 tasks started", || {
+    wait_until(LIMIT, "1000 tasks started", || {
         // ORDERING: Relaxed, as above.
         started.load(std::sync::atomic::Ordering::Relaxed) == 1000
     });
     child.kill();
-    let results = common::watchdog(LIMIT, move || {
+    let results = ipc_testkit::watchdog(LIMIT, move || {
         rt.block_on(async move {
             let mut r = Vec::new();
             for t in tasks {
@@ -613,26 +595,14 @@ fn a_receiver_killed_while_1000_tasks_await_ends_every_send_with_disconnected() 
 // ---------------------------------------------------------------------------------------------
 // No busy polling.
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the call.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Child: 1,000 tasks await a pipe whose live sender (the parent) sends nothing (receives), and
 /// 500 more await room on a full ring whose live receiver reads nothing (sends), and a stream;
 /// the CPU time the process uses over one second of that must be a small fraction of it.
 #[test]
 #[ignore = "child role"]
 fn child_idle_awaiting() {
-    common::raise_fd_limit();
-    let (recv_end, send_end): (ConnectionHandle, ConnectionHandle) = common::arg();
+    ipc_testkit::raise_fd_limit();
+    let (recv_end, send_end): (ConnectionHandle, ConnectionHandle) = ipc_testkit::arg();
     let rx = Connection::open(&recv_end).unwrap();
     let mut tx = Connection::open(&send_end).unwrap();
     // Fill the ring the parent never reads.
@@ -677,9 +647,9 @@ fn an_idle_awaiting_process_uses_almost_no_cpu() {
         .participants(2048)
         .create()
         .unwrap();
-    let mut child = common::spawn("child_idle_awaiting", &(b.handle(), c.handle()));
+    let mut child = ipc_testkit::spawn("child_idle_awaiting", &(b.handle(), c.handle()));
     assert!(
-        child.wait(LIMIT),
+        child.wait(LIMIT).success(),
         "the child measured busy polling (see its stderr)"
     );
     drop((a, b, c, d));

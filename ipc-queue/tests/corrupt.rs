@@ -2,8 +2,6 @@
 //! MPMC queue in both encodings, pipe framing). Every operation must give `Ok` or `Err` —
 //! never a panic, a hang or an out-of-bounds access. `PROPTEST_CASES` raises the case count.
 
-mod common;
-
 use std::time::Duration;
 
 use ipc_core::{ObjectHandle, SharedMemory};

@@ -1,7 +1,5 @@
 //! `JoinableQueue` and `SimpleQueue`, in one process and across processes.
 
-mod common;
-
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
@@ -31,7 +29,7 @@ fn joinable_and_plain_queues_do_not_mix() {
 #[test]
 #[ignore]
 fn child_works_through_tasks() {
-    let handle: ObjectHandle = common::arg();
+    let handle: ObjectHandle = ipc_testkit::arg();
     let mut q = JoinableQueue::<String, Serde>::open(&handle).unwrap();
     loop {
         match q.get() {
@@ -46,9 +44,9 @@ fn child_works_through_tasks() {
 
 #[test]
 fn join_returns_once_a_child_has_done_every_task() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = JoinableQueue::<String, Serde>::new(8).unwrap();
-        let mut child = common::spawn("child_works_through_tasks", &q.handle());
+        let mut child = ipc_testkit::spawn("child_works_through_tasks", &q.handle());
         for i in 0..500 {
             q.put(format!("task {i}")).unwrap();
         }
@@ -71,7 +69,7 @@ fn simple_queue_round_trip() {
 #[test]
 #[ignore]
 fn child_takes_one_task_and_hangs() {
-    let (handle, ready): (ObjectHandle, ObjectHandle) = common::arg();
+    let (handle, ready): (ObjectHandle, ObjectHandle) = ipc_testkit::arg();
     let mut q = JoinableQueue::<u64>::open(&handle).unwrap();
     let task = q.get().unwrap();
     Queue::<u64>::open(&ready).unwrap().put(task).unwrap();
@@ -82,10 +80,10 @@ fn child_takes_one_task_and_hangs() {
 /// task as lost and says how many, once nothing else can finish.
 #[test]
 fn join_counts_the_tasks_of_a_killed_consumer_as_lost() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = JoinableQueue::<u64>::new(8).unwrap();
         let mut ready = Queue::<u64>::new(2).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_takes_one_task_and_hangs",
             &(q.handle(), ready.handle()),
         );
@@ -118,10 +116,10 @@ fn join_counts_the_tasks_of_a_killed_consumer_as_lost() {
 /// Tasks that wait with no consumer alive to take them: `join` says so instead of waiting.
 #[test]
 fn join_reports_tasks_no_live_consumer_can_take() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = JoinableQueue::<u64>::new(8).unwrap();
         let mut ready = Queue::<u64>::new(2).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_takes_one_task_and_hangs",
             &(q.handle(), ready.handle()),
         );

@@ -3,33 +3,20 @@
 //! when a child has done every task, it ends with the same errors as `join` when the child is
 //! killed holding a task or no consumer is left, and a dropped join leaves the queue as it was.
 
-mod common;
-
-use common::asynch::pending_after_one_poll;
-
-use std::future::Future;
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
 use ipc_queue::{JoinError, JoinableQueue, Queue};
+use ipc_testkit::{on_every_executor, pending_after_one_poll};
 
 /// The watchdog of every test: far above any expected run time.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs the future `make()` builds on each executor in turn, under the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    common::asynch::on_every_executor(LIMIT, make);
-}
 
 /// Child: gets tasks from Q and marks each done, until killed.
 #[test]
 #[ignore = "child role"]
 fn child_does_tasks() {
-    let handle: ObjectHandle = common::arg();
+    let handle: ObjectHandle = ipc_testkit::arg();
     let mut q = JoinableQueue::<u64>::open(&handle).unwrap();
     loop {
         q.get().unwrap();
@@ -41,7 +28,7 @@ fn child_does_tasks() {
 #[test]
 #[ignore = "child role"]
 fn child_takes_one_task_and_hangs() {
-    let (handle, ready): (ObjectHandle, ObjectHandle) = common::arg();
+    let (handle, ready): (ObjectHandle, ObjectHandle) = ipc_testkit::arg();
     let mut q = JoinableQueue::<u64>::open(&handle).unwrap();
     let task = q.get().unwrap();
     Queue::<u64>::open(&ready).unwrap().put(task).unwrap();
@@ -52,7 +39,7 @@ fn child_takes_one_task_and_hangs() {
 
 #[test]
 fn join_async_completes_once_a_child_has_done_every_task() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = JoinableQueue::<u64>::new(8).unwrap();
         // Nothing to wait for: ready at once.
         q.join_async().await.unwrap();
@@ -64,7 +51,7 @@ fn join_async_completes_once_a_child_has_done_every_task() {
             // No consumer yet: pending.
             assert!(pending_after_one_poll(join.as_mut()));
         }
-        let mut child = common::spawn("child_does_tasks", &q.handle());
+        let mut child = ipc_testkit::spawn("child_does_tasks", &q.handle());
         for i in 3..100 {
             q.put_async(i).await.unwrap();
         }
@@ -78,10 +65,10 @@ fn join_async_completes_once_a_child_has_done_every_task() {
 
 #[test]
 fn join_async_counts_the_task_of_a_killed_consumer_as_lost() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = JoinableQueue::<u64>::new(8).unwrap();
         let mut ready = Queue::<u64>::new(2).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_takes_one_task_and_hangs",
             &(q.handle(), ready.handle()),
         );
@@ -118,10 +105,10 @@ fn join_async_counts_the_task_of_a_killed_consumer_as_lost() {
 
 #[test]
 fn join_async_reports_tasks_no_live_consumer_can_take() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = JoinableQueue::<u64>::new(8).unwrap();
         let mut ready = Queue::<u64>::new(2).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_takes_one_task_and_hangs",
             &(q.handle(), ready.handle()),
         );
@@ -140,7 +127,7 @@ fn join_async_reports_tasks_no_live_consumer_can_take() {
 
 #[test]
 fn a_runtime_timeout_around_join_async_leaves_the_queue_joinable() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -151,7 +138,7 @@ fn a_runtime_timeout_around_join_async_leaves_the_queue_joinable() {
                 q.put(1).unwrap();
                 let r = tokio::time::timeout(Duration::from_millis(20), q.join_async()).await;
                 assert!(r.is_err(), "one task is unfinished");
-                let mut child = common::spawn("child_does_tasks", &q.handle());
+                let mut child = ipc_testkit::spawn("child_does_tasks", &q.handle());
                 let r = tokio::time::timeout(LIMIT, q.join_async()).await;
                 assert_eq!(r.unwrap(), Ok(()));
                 child.kill();

@@ -1,8 +1,6 @@
 //! `Queue<T>`: semantics in one process, then across processes with producers and consumers
 //! SIGKILLed mid-stream.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -101,7 +99,7 @@ fn open_validates_the_type() {
 
 #[test]
 fn mpmc_threads_deliver_each_message_once() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let q = Queue::<u64>::new(16).unwrap();
         let h = q.handle();
         let producers = 3u64;
@@ -174,7 +172,7 @@ fn serde_type_mismatch_is_a_decode_error_not_a_panic() {
 
 #[test]
 fn a_100_mib_message() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<Vec<u64>, Serde>::new(2).unwrap();
         let n = 100 * 1024 * 1024 / 8;
         let v: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
@@ -202,20 +200,20 @@ fn the_last_handle_to_drop_removes_every_spill() {
     for i in 0..3 {
         q.put(format!("{m}{i}{}", "y".repeat(1000))).unwrap();
     }
-    assert_eq!(common::spills_holding(m.as_bytes()).len(), 3);
+    assert_eq!(ipc_testkit::spills_holding(m.as_bytes()).len(), 3);
     assert_eq!(other.get().unwrap().len(), m.len() + 1001);
-    assert_eq!(common::spills_holding(m.as_bytes()).len(), 2);
+    assert_eq!(ipc_testkit::spills_holding(m.as_bytes()).len(), 2);
     drop(q);
     // `other` still holds the queue: nothing is removed yet.
-    assert_eq!(common::spills_holding(m.as_bytes()).len(), 2);
+    assert_eq!(ipc_testkit::spills_holding(m.as_bytes()).len(), 2);
     drop(other);
-    assert!(common::spills_holding(m.as_bytes()).is_empty());
+    assert!(ipc_testkit::spills_holding(m.as_bytes()).is_empty());
 }
 
 #[test]
 #[ignore]
 fn child_puts_big_then_holds_the_queue() {
-    let (handle, ready, m): (ObjectHandle, ObjectHandle, String) = common::arg();
+    let (handle, ready, m): (ObjectHandle, ObjectHandle, String) = ipc_testkit::arg();
     let mut q = Queue::<String, Serde>::open(&handle).unwrap();
     for i in 0..2 {
         q.put(format!("{m}child{i}{}", "c".repeat(2000))).unwrap();
@@ -229,30 +227,30 @@ fn child_puts_big_then_holds_the_queue() {
 /// when its own handle dropped first.
 #[test]
 fn a_killed_last_holder_leaves_no_spill_segments() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let m = marker("killed-last-holder");
         let mut q = Queue::<String, Serde>::new(8).unwrap();
         for i in 0..3 {
             q.put(format!("{m}parent{i}{}", "p".repeat(2000))).unwrap();
         }
         let mut ready = Queue::<u64>::new(1).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_puts_big_then_holds_the_queue",
             &(q.handle(), ready.handle(), m.clone()),
         );
         ready.get().unwrap();
-        assert_eq!(common::spills_holding(m.as_bytes()).len(), 5);
+        assert_eq!(ipc_testkit::spills_holding(m.as_bytes()).len(), 5);
         // This process lets go first; the child holds the last handle, and is killed.
         drop(q);
         child.kill();
-        common::wait_until_no_spills(m.as_bytes(), LIMIT);
+        ipc_testkit::wait_until_no_spills(m.as_bytes(), LIMIT);
     });
 }
 
 #[test]
 #[ignore]
 fn child_puts_forever() {
-    let (handle, id): (ObjectHandle, u64) = common::arg();
+    let (handle, id): (ObjectHandle, u64) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_producer(&handle).unwrap();
     let mut i = 0u64;
     loop {
@@ -264,7 +262,7 @@ fn child_puts_forever() {
 #[test]
 #[ignore]
 fn child_puts_n() {
-    let (handle, id, n): (ObjectHandle, u64, u64) = common::arg();
+    let (handle, id, n): (ObjectHandle, u64, u64) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_producer(&handle).unwrap();
     for i in 0..n {
         q.put((id << 32) | i).unwrap();
@@ -290,13 +288,13 @@ fn drain_checked(q: &mut Queue<u64>, next: &mut [u64]) {
 
 #[test]
 fn producer_killed_mid_stream_loses_at_most_one_and_the_queue_keeps_working() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(8).unwrap();
         let h = q.handle();
         let n = 20_000;
-        let mut victim = common::spawn("child_puts_forever", &(h.clone(), 0u64));
+        let mut victim = ipc_testkit::spawn("child_puts_forever", &(h.clone(), 0u64));
         let mut others: Vec<_> = (1..3u64)
-            .map(|id| common::spawn("child_puts_n", &(h.clone(), id, n)))
+            .map(|id| ipc_testkit::spawn("child_puts_n", &(h.clone(), id, n)))
             .collect();
         let mut next = vec![0u64; 3];
         // Wait until the victim has delivered a good number, then kill it mid-stream.
@@ -311,7 +309,7 @@ fn producer_killed_mid_stream_loses_at_most_one_and_the_queue_keeps_working() {
         q.close();
         drain_checked(&mut q, &mut next);
         for o in &mut others {
-            assert!(o.wait(LIMIT));
+            assert!(o.wait(LIMIT).success());
         }
         // The survivors' messages all arrived, exactly once and in order.
         assert_eq!(next[1], n);
@@ -322,11 +320,11 @@ fn producer_killed_mid_stream_loses_at_most_one_and_the_queue_keeps_working() {
 
 #[test]
 fn every_producer_killed_gives_disconnected() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
         let h = q.handle();
         let mut kids: Vec<_> = (0..3u64)
-            .map(|id| common::spawn("child_puts_forever", &(h.clone(), id)))
+            .map(|id| ipc_testkit::spawn("child_puts_forever", &(h.clone(), id)))
             .collect();
         let mut next = vec![0u64; 3];
         while next.iter().any(|&n| n < 100) {
@@ -348,7 +346,7 @@ fn every_producer_killed_gives_disconnected() {
 #[test]
 #[ignore]
 fn child_gets_forever() {
-    let handle: ObjectHandle = common::arg();
+    let handle: ObjectHandle = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
     loop {
         let _ = q.get();
@@ -357,9 +355,9 @@ fn child_gets_forever() {
 
 #[test]
 fn consumer_killed_makes_put_fail_instead_of_blocking() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_gets_forever", &q.handle());
+        let mut child = ipc_testkit::spawn("child_gets_forever", &q.handle());
         q.close_receiving();
         // The child is attached once it has taken something from a full queue.
         for i in 0..8 {
@@ -405,7 +403,7 @@ const MARK: u64 = 1 << 40;
 #[test]
 #[ignore]
 fn child_counts_marked() {
-    let (handle, counter): (ObjectHandle, ObjectHandle) = common::arg();
+    let (handle, counter): (ObjectHandle, ObjectHandle) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
     let counter = ipc_core::RawArray::<u64>::open(&counter).unwrap();
     let mut last = None;
@@ -429,12 +427,13 @@ fn child_counts_marked() {
 
 #[test]
 fn consumer_killed_mid_stream_leaves_the_queue_working_for_the_others() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(8).unwrap();
         let counter = ipc_core::RawArray::<u64>::new(1).unwrap();
         let h = q.handle();
-        let mut victim = common::spawn("child_gets_forever", &h);
-        let mut survivor = common::spawn("child_counts_marked", &(h.clone(), counter.handle()));
+        let mut victim = ipc_testkit::spawn("child_gets_forever", &h);
+        let mut survivor =
+            ipc_testkit::spawn("child_counts_marked", &(h.clone(), counter.handle()));
         q.close_receiving();
         for i in 0..20_000 {
             q.put(i).unwrap();
@@ -446,7 +445,7 @@ fn consumer_killed_mid_stream_leaves_the_queue_working_for_the_others() {
             q.put(MARK + i).unwrap();
         }
         drop(q);
-        assert!(survivor.wait(LIMIT));
+        assert!(survivor.wait(LIMIT).success());
         assert_eq!(counter.get(0), Some(m));
     });
 }
@@ -496,7 +495,7 @@ fn a_consumer_passed_to_a_child_keeps_its_role_and_sees_the_close() {
 fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for() {
     // Each attached handle holds a descriptor of the segment.
     assert!(
-        common::raise_fd_limit() > 2100,
+        ipc_testkit::raise_fd_limit() > 2100,
         "the descriptor limit is too low for this test"
     );
     let q = Queue::<u64>::builder(4).participants(3).create().unwrap();
@@ -522,7 +521,7 @@ fn a_full_participant_table_is_an_open_error_and_a_larger_one_can_be_asked_for()
 
 #[test]
 fn hundreds_of_handles_attach_to_one_queue() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
         let mut handles: Vec<_> = (0..300)
             .map(|i| {
@@ -586,15 +585,15 @@ fn child_forks_with_a_full_table() {
 
 #[test]
 fn a_fork_child_without_an_entry_of_its_own_refuses_to_act() {
-    common::watchdog(LIMIT, || {
-        let mut role = common::spawn("child_forks_with_a_full_table", &());
-        assert!(role.wait(LIMIT));
+    ipc_testkit::watchdog(LIMIT, || {
+        let mut role = ipc_testkit::spawn("child_forks_with_a_full_table", &());
+        assert!(role.wait(LIMIT).success());
     });
 }
 
 #[test]
 fn a_held_sample_is_never_recovered_by_another_handle_of_the_same_process() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<[u64; 64]>::new(2).unwrap();
         q.put([1; 64]).unwrap();
         q.put([2; 64]).unwrap();
@@ -651,17 +650,17 @@ fn forgotten_claim_is_reclaimed(loan: bool, churn: usize) {
 
 #[test]
 fn a_forgotten_sample_is_reclaimed_once_its_handle_drops() {
-    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 0));
+    ipc_testkit::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 0));
 }
 
 #[test]
 fn a_forgotten_loan_is_reclaimed_once_its_handle_drops() {
-    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(true, 0));
+    ipc_testkit::watchdog(LIMIT, || forgotten_claim_is_reclaimed(true, 0));
 }
 
 #[test]
 fn a_forgotten_sample_stays_reclaimable_after_its_entry_changed_hands_512_times() {
-    common::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));
+    ipc_testkit::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));
 }
 
 /// Rewrites the record of the inline message `marker` (a `String` in a serde queue) into a
@@ -687,7 +686,7 @@ fn forge_spill_record(q: &Queue<String, Serde>, marker: &str, name: &str) {
 
 #[test]
 fn a_forged_spill_name_is_refused_and_nothing_is_unlinked() {
-    common::watchdog(LIMIT, forged_spill_names_are_refused);
+    ipc_testkit::watchdog(LIMIT, forged_spill_names_are_refused);
 }
 
 fn forged_spill_names_are_refused() {
@@ -798,7 +797,7 @@ fn immediate_shutdown_discards_and_fails_gets_at_once() {
     let big = format!("{marker}{}", "s".repeat(5000));
     q.put(big.clone()).unwrap();
     q.put("small".into()).unwrap();
-    let spills = common::spills_holding(marker.as_bytes());
+    let spills = ipc_testkit::spills_holding(marker.as_bytes());
     assert_eq!(spills.len(), 1);
     q.shutdown(true);
     assert!(matches!(q.get(), Err(GetError::ShutDown)));
@@ -824,7 +823,7 @@ fn immediate_shutdown_discards_and_fails_gets_at_once() {
 #[test]
 #[ignore]
 fn child_gets_until_shut_down() {
-    let handle: ObjectHandle = common::arg();
+    let handle: ObjectHandle = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
     loop {
         match q.get() {
@@ -839,10 +838,10 @@ fn child_gets_until_shut_down() {
 /// empty queue, a put blocked on a full one.
 #[test]
 fn shutdown_wakes_blocked_callers_everywhere() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(1).unwrap();
         let h = q.handle();
-        let mut child = common::spawn("child_gets_until_shut_down", &h);
+        let mut child = ipc_testkit::spawn("child_gets_until_shut_down", &h);
         let mut getter = Queue::<u64>::open(&h).unwrap();
         let mut putter = Queue::<u64>::open(&h).unwrap();
         putter.put(0).unwrap();
@@ -876,7 +875,7 @@ fn shutdown_wakes_blocked_callers_everywhere() {
         assert!(matches!(g.join().unwrap(), GetError::ShutDown));
         assert!(matches!(p.join().unwrap(), PutError::ShutDown(3)));
         assert!(
-            child.wait(LIMIT),
+            child.wait(LIMIT).success(),
             "the child's blocked get did not end with ShutDown"
         );
     });
@@ -888,7 +887,7 @@ fn shutdown_wakes_blocked_callers_everywhere() {
 /// message arrives exactly once.
 #[test]
 fn threads_one_queue_shared_by_threads_delivers_each_message_once() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let q = Queue::<[u64; 4]>::new(8).unwrap();
         let (producers, per) = (2u64, 5_000u64);
         let mut handles = Vec::new();
@@ -935,7 +934,7 @@ fn threads_one_queue_shared_by_threads_delivers_each_message_once() {
 /// queue's counts (`task_done` in the consumers, `join` here).
 #[test]
 fn threads_serde_and_joinable_queues_between_threads() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = ipc_queue::JoinableQueue::<String, Serde>::new(4).unwrap();
         let n = 400usize;
         let consumers: Vec<_> = (0..2)

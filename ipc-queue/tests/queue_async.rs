@@ -4,35 +4,18 @@
 //! cleanly when dropped at each of their await points, a producer SIGKILLed while 1,000 tasks
 //! await ends every await with `Disconnected`, and an idle awaiting process uses almost no CPU.
 
-mod common;
-
-use common::asynch::{counting_pending, pending_after_one_poll};
-
-use ipc_core::raw::atomic::AtomicU32;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use ipc_core::ObjectHandle;
 use ipc_queue::{GetError, PutError, Queue, Serde, TryGetError};
+use ipc_testkit::{
+    counting_pending, cpu_time, on_every_executor, pending_after_one_poll, wait_for_count,
+};
 
 /// The watchdog of every test: far above any expected run time.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs the future `make()` builds on each executor in turn, under the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    common::asynch::on_every_executor(LIMIT, make);
-}
-
-/// Waits (at most the watchdog) until `counter` reaches `n`.
-fn wait_for_count(counter: &AtomicU32, n: u32) {
-    common::asynch::wait_for_count(LIMIT, counter, n);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Child roles.
@@ -51,7 +34,7 @@ const ATTACHED: u64 = u64::MAX;
 #[test]
 #[ignore = "child role"]
 fn child_serve() {
-    let (q, cmd, out): (ObjectHandle, ObjectHandle, ObjectHandle) = common::arg();
+    let (q, cmd, out): (ObjectHandle, ObjectHandle, ObjectHandle) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open(&q).unwrap();
     let mut cmd = Queue::<u64>::open_consumer(&cmd).unwrap();
     let mut out = Queue::<u64>::open_producer(&out).unwrap();
@@ -76,7 +59,7 @@ struct Served {
     q: Queue<u64>,
     cmd: Queue<u64>,
     out: Queue<u64>,
-    child: common::Role,
+    child: ipc_testkit::Role,
 }
 
 impl Served {
@@ -85,7 +68,7 @@ impl Served {
         let mut cmd = Queue::<u64>::new(4).unwrap();
         let mut out = Queue::<u64>::new(4).unwrap();
         cmd.close_receiving();
-        let child = common::spawn("child_serve", &(q.handle(), cmd.handle(), out.handle()));
+        let child = ipc_testkit::spawn("child_serve", &(q.handle(), cmd.handle(), out.handle()));
         // Closed once the child is attached (closed earlier, a get could find no producer
         // alive before the child attaches, and rightly end).
         assert_eq!(out.get().unwrap(), ATTACHED);
@@ -112,7 +95,7 @@ impl Served {
             mut child,
         } = self;
         drop(cmd);
-        assert!(child.wait(LIMIT), "the child failed");
+        assert!(child.wait(LIMIT).success(), "the child failed");
         drop((q, out));
     }
 }
@@ -134,7 +117,7 @@ fn child_gets(cmd: &mut Queue<u64>, out: &mut Queue<u64>) -> u64 {
 #[test]
 #[ignore = "child role"]
 fn child_put_one_then_hang() {
-    let q: ObjectHandle = common::arg();
+    let q: ObjectHandle = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_producer(&q).unwrap();
     q.put(0).unwrap();
     loop {
@@ -146,7 +129,7 @@ fn child_put_one_then_hang() {
 #[test]
 #[ignore = "child role"]
 fn child_put_n_then_hang() {
-    let (q, n): (ObjectHandle, u64) = common::arg();
+    let (q, n): (ObjectHandle, u64) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_producer(&q).unwrap();
     for i in 0..n {
         q.put(i).unwrap();
@@ -160,7 +143,7 @@ fn child_put_n_then_hang() {
 #[test]
 #[ignore = "child role"]
 fn child_put_n() {
-    let (q, n): (ObjectHandle, u64) = common::arg();
+    let (q, n): (ObjectHandle, u64) = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_producer(&q).unwrap();
     for i in 0..n {
         q.put(i).unwrap();
@@ -170,12 +153,12 @@ fn child_put_n() {
 /// A queue whose only producer is a `child_put_one_then_hang` child, attached: the parent's
 /// own handle is closed for putting once the child's first put has arrived (closed earlier, a
 /// get could find no producer alive before the child attaches, and rightly end).
-fn queue_fed_by_a_hanging_child(participants: usize) -> (Queue<u64>, common::Role) {
+fn queue_fed_by_a_hanging_child(participants: usize) -> (Queue<u64>, ipc_testkit::Role) {
     let mut q = Queue::<u64>::builder(4)
         .participants(participants)
         .create()
         .unwrap();
-    let child = common::spawn("child_put_one_then_hang", &q.handle());
+    let child = ipc_testkit::spawn("child_put_one_then_hang", &q.handle());
     assert_eq!(q.get().unwrap(), 0, "the child's first put");
     q.close();
     (q, child)
@@ -193,7 +176,7 @@ async fn first_then_close(q: &mut Queue<u64>) {
 
 #[test]
 fn get_async_completes_when_a_child_puts() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(4);
         {
             let mut fut = std::pin::pin!(s.q.get_async());
@@ -212,7 +195,7 @@ fn get_async_completes_when_a_child_puts() {
 
 #[test]
 fn put_async_waits_on_a_full_queue_until_a_child_gets() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(2);
         s.q.try_put(1).unwrap();
         s.q.try_put(2).unwrap();
@@ -242,7 +225,7 @@ fn put_async_waits_on_a_full_queue_until_a_child_gets() {
 
 #[test]
 fn a_dropped_get_async_takes_no_message_at_any_await_point() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(4);
         // Dropped before its first poll.
         drop(s.q.get_async());
@@ -284,7 +267,7 @@ fn a_dropped_get_async_takes_no_message_at_any_await_point() {
 
 #[test]
 fn a_dropped_put_async_claims_no_slot_at_any_await_point() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(1);
         s.q.try_put(1).unwrap();
         // Dropped before its first poll.
@@ -324,7 +307,7 @@ fn a_dropped_put_async_claims_no_slot_at_any_await_point() {
 
 #[test]
 fn a_runtime_timeout_around_get_async_loses_nothing() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -348,7 +331,7 @@ fn a_runtime_timeout_around_get_async_loses_nothing() {
 #[test]
 #[ignore = "child role"]
 fn child_get_one_serde() {
-    let q: ObjectHandle = common::arg();
+    let q: ObjectHandle = ipc_testkit::arg();
     let mut q = Queue::<String, Serde>::open_consumer(&q).unwrap();
     let _ = q.get_timeout(LIMIT).unwrap();
 }
@@ -357,7 +340,7 @@ fn child_get_one_serde() {
 fn a_dropped_serde_put_async_leaves_no_spill_segment() {
     let marker = format!("queue-async-spill-{}", std::process::id());
     let m = marker.clone();
-    on_every_executor(move || {
+    on_every_executor(LIMIT, move || {
         let marker = m.clone();
         async move {
             let mut q = Queue::<String, Serde>::new(1).unwrap();
@@ -368,15 +351,15 @@ fn a_dropped_serde_put_async_leaves_no_spill_segment() {
                 let mut fut = Box::pin(q.put_async(big.clone()));
                 assert!(pending_after_one_poll(fut.as_mut()));
             }
-            common::wait_until_no_spills(marker.as_bytes(), LIMIT);
+            ipc_testkit::wait_until_no_spills(marker.as_bytes(), LIMIT);
             // A child frees the slot while a second one waits: that one goes through.
-            let mut child = common::spawn("child_get_one_serde", &q.handle());
+            let mut child = ipc_testkit::spawn("child_get_one_serde", &q.handle());
             q.put_async(big.clone()).await.unwrap();
-            assert!(child.wait(LIMIT));
+            assert!(child.wait(LIMIT).success());
             assert_eq!(q.get_async().await.unwrap(), big);
         }
     });
-    common::wait_until_no_spills(marker.as_bytes(), LIMIT);
+    ipc_testkit::wait_until_no_spills(marker.as_bytes(), LIMIT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,10 +368,10 @@ fn a_dropped_serde_put_async_leaves_no_spill_segment() {
 #[test]
 fn a_killed_producer_ends_1000_get_awaits_with_disconnected() {
     assert!(
-        common::raise_fd_limit() > 2100,
+        ipc_testkit::raise_fd_limit() > 2100,
         "the descriptor limit is too low for this test"
     );
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (q, mut child) = queue_fed_by_a_hanging_child(1100);
         // Handles opened one by one, each its own mapping: 1,000 words, spread over the
         // reactor's shards.
@@ -399,7 +382,7 @@ fn a_killed_producer_ends_1000_get_awaits_with_disconnected() {
         let p = Arc::clone(&pending);
         // Killed once every task awaits.
         let killer = std::thread::spawn(move || {
-            wait_for_count(&p, 1000);
+            wait_for_count(LIMIT, &p, 1000);
             child.kill();
         });
         let results = futures::future::join_all(handles.into_iter().map(|mut h| {
@@ -419,7 +402,7 @@ fn a_killed_producer_ends_1000_get_awaits_with_disconnected() {
 #[test]
 fn a_killed_producer_ends_1000_spawned_tasks_with_disconnected() {
     assert!(
-        common::raise_fd_limit() > 2100,
+        ipc_testkit::raise_fd_limit() > 2100,
         "the descriptor limit is too low for this test"
     );
     let (q, mut child) = queue_fed_by_a_hanging_child(1100);
@@ -438,9 +421,9 @@ fn a_killed_producer_ends_1000_spawned_tasks_with_disconnected() {
             rt.spawn(async move { counting_pending(h.get_async(), &pending).await })
         })
         .collect();
-    wait_for_count(&pending, 1000);
+    wait_for_count(LIMIT, &pending, 1000);
     child.kill();
-    common::watchdog(LIMIT, move || {
+    ipc_testkit::watchdog(LIMIT, move || {
         rt.block_on(async move {
             for t in tasks {
                 let r = t.await.unwrap();
@@ -452,9 +435,9 @@ fn a_killed_producer_ends_1000_spawned_tasks_with_disconnected() {
 
 #[test]
 fn the_stream_ends_when_the_producer_is_killed() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = Queue::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
+        let mut child = ipc_testkit::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
         first_then_close(&mut q).await;
         let mut stream = q.stream();
         for i in 1..10 {
@@ -470,30 +453,30 @@ fn the_stream_ends_when_the_producer_is_killed() {
 
 #[test]
 fn the_stream_and_the_iterator_end_when_the_producer_exits() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = Queue::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_put_n", &(q.handle(), 100u64));
+        let mut child = ipc_testkit::spawn("child_put_n", &(q.handle(), 100u64));
         first_then_close(&mut q).await;
         let got: Vec<u64> = q.stream().map(Result::unwrap).collect().await;
         assert_eq!(got, (1..100).collect::<Vec<_>>());
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
     });
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_put_n", &(q.handle(), 100u64));
+        let mut child = ipc_testkit::spawn("child_put_n", &(q.handle(), 100u64));
         assert_eq!(q.get().unwrap(), 0);
         q.close();
         let got: Vec<u64> = q.iter().map(Result::unwrap).collect();
         assert_eq!(got, (1..100).collect::<Vec<_>>());
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
     });
 }
 
 #[test]
 fn the_iterator_ends_when_the_producer_is_killed() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
+        let mut child = ipc_testkit::spawn("child_put_n_then_hang", &(q.handle(), 10u64));
         assert_eq!(q.get().unwrap(), 0);
         q.close();
         let mut it = q.iter();
@@ -509,18 +492,6 @@ fn the_iterator_ends_when_the_producer_is_killed() {
 // ---------------------------------------------------------------------------------------------
 // No busy polling.
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the call.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Child: N tasks await a get on an empty queue (EMPTY) and N a put on a full one (FULL,
 /// filled here), while the parent keeps both alive; the CPU time this process uses over one
 /// second of that must be a small fraction of the second. With SEPARATE, each task has a
@@ -530,8 +501,8 @@ fn cpu_time() -> Duration {
 #[test]
 #[ignore = "child role"]
 fn child_idle_awaiting() {
-    let (empty, full, separate, n): (ObjectHandle, ObjectHandle, bool, u64) = common::arg();
-    assert!(common::raise_fd_limit() > 2 * n + 100);
+    let (empty, full, separate, n): (ObjectHandle, ObjectHandle, bool, u64) = ipc_testkit::arg();
+    assert!(ipc_testkit::raise_fd_limit() > 2 * n + 100);
     let mut filler = Queue::<u64>::open_producer(&full).unwrap();
     while filler.try_put(0).is_ok() {}
     let getter = Queue::<u64>::open_consumer(&empty).unwrap();
@@ -563,7 +534,7 @@ fn child_idle_awaiting() {
             });
         }
     }
-    wait_for_count(&pending, 2 * n as u32);
+    wait_for_count(LIMIT, &pending, 2 * n as u32);
     let (cpu0, wall0) = (cpu_time(), std::time::Instant::now());
     std::thread::sleep(Duration::from_secs(1));
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
@@ -579,7 +550,7 @@ fn child_idle_awaiting() {
 /// Runs `child_idle_awaiting` with `n` tasks on each queue.
 fn idle_child(separate: bool, n: u64) {
     assert!(
-        common::raise_fd_limit() > 2 * n + 100,
+        ipc_testkit::raise_fd_limit() > 2 * n + 100,
         "the descriptor limit is too low for this test"
     );
     let participants = n as usize + 100;
@@ -591,11 +562,11 @@ fn idle_child(separate: bool, n: u64) {
         .participants(participants)
         .create()
         .unwrap();
-    let mut child = common::spawn(
+    let mut child = ipc_testkit::spawn(
         "child_idle_awaiting",
         &(empty.handle(), full.handle(), separate, n),
     );
-    assert!(child.wait(LIMIT), "the child failed");
+    assert!(child.wait(LIMIT).success(), "the child failed");
     drop((empty, full));
 }
 

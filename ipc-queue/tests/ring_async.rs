@@ -5,11 +5,6 @@
 //! await (one ring each) ends every await with `Disconnected`, a killed consumer ends a push,
 //! and an idle awaiting process uses almost no CPU.
 
-mod common;
-
-use common::asynch::{counting_pending, pending_after_one_poll};
-
-use std::future::Future;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -18,23 +13,12 @@ use futures::StreamExt;
 use ipc_core::ObjectHandle;
 use ipc_core::raw::atomic::AtomicU32;
 use ipc_queue::{Consumer, GetError, Producer, PutError, Queue, RingBuffer, TryGetError};
+use ipc_testkit::{
+    counting_pending, cpu_time, on_every_executor, pending_after_one_poll, wait_for_count,
+};
 
 /// The watchdog of every test: far above any expected run time.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs the future `make()` builds on each executor in turn, under the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    common::asynch::on_every_executor(LIMIT, make);
-}
-
-/// Waits (at most the watchdog) until `counter` reaches `n`.
-fn wait_for_count(counter: &AtomicU32, n: u32) {
-    common::asynch::wait_for_count(LIMIT, counter, n);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Child roles.
@@ -53,7 +37,7 @@ const ATTACHED: u64 = u64::MAX;
 #[ignore = "child role"]
 fn child_serve() {
     let (mut tx, mut rx, cmd, out): (Producer<u64>, Consumer<u64>, ObjectHandle, ObjectHandle) =
-        common::arg();
+        ipc_testkit::arg();
     let mut cmd = Queue::<u64>::open_consumer(&cmd).unwrap();
     let mut out = Queue::<u64>::open_producer(&out).unwrap();
     out.put(ATTACHED).unwrap();
@@ -78,7 +62,7 @@ struct Served {
     rx: Consumer<u64>,
     cmd: Queue<u64>,
     out: Queue<u64>,
-    child: common::Role,
+    child: ipc_testkit::Role,
 }
 
 impl Served {
@@ -89,7 +73,7 @@ impl Served {
         let mut out = Queue::<u64>::new(4).unwrap();
         cmd.close_receiving();
         // Serialising the ends hands them over to the child; ours go inert.
-        let child = common::spawn(
+        let child = ipc_testkit::spawn(
             "child_serve",
             &(&child_tx, &child_rx, cmd.handle(), out.handle()),
         );
@@ -117,7 +101,7 @@ impl Served {
             mut child,
         } = self;
         drop(cmd);
-        assert!(child.wait(LIMIT), "the child failed");
+        assert!(child.wait(LIMIT).success(), "the child failed");
         drop((tx, rx, out));
     }
 }
@@ -138,8 +122,8 @@ fn child_pops(cmd: &mut Queue<u64>, out: &mut Queue<u64>) -> u64 {
 #[test]
 #[ignore = "child role"]
 fn child_push_n_then_hang() {
-    common::raise_fd_limit();
-    let (txs, n): (Vec<Producer<u64>>, u64) = common::arg();
+    ipc_testkit::raise_fd_limit();
+    let (txs, n): (Vec<Producer<u64>>, u64) = ipc_testkit::arg();
     let mut txs = txs;
     for tx in &mut txs {
         for i in 0..n {
@@ -155,7 +139,7 @@ fn child_push_n_then_hang() {
 #[test]
 #[ignore = "child role"]
 fn child_push_n() {
-    let (mut tx, n): (Producer<u64>, u64) = common::arg();
+    let (mut tx, n): (Producer<u64>, u64) = ipc_testkit::arg();
     for i in 0..n {
         tx.push_blocking(i).unwrap();
     }
@@ -165,7 +149,7 @@ fn child_push_n() {
 #[test]
 #[ignore = "child role"]
 fn child_pop_n_then_hang() {
-    let (mut rx, n): (Consumer<u64>, u64) = common::arg();
+    let (mut rx, n): (Consumer<u64>, u64) = ipc_testkit::arg();
     for _ in 0..n {
         rx.pop_blocking().unwrap();
     }
@@ -179,7 +163,7 @@ fn child_pop_n_then_hang() {
 
 #[test]
 fn pop_async_completes_when_a_child_pushes() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(4);
         {
             let mut fut = std::pin::pin!(s.rx.pop_async());
@@ -201,7 +185,7 @@ fn pop_async_completes_when_a_child_pushes() {
 
 #[test]
 fn push_async_waits_on_a_full_ring_until_a_child_pops() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(2);
         s.tx.push(1).unwrap();
         s.tx.push(2).unwrap();
@@ -230,7 +214,7 @@ fn push_async_waits_on_a_full_ring_until_a_child_pops() {
 
 #[test]
 fn a_dropped_pop_async_pops_nothing_at_any_await_point() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(4);
         // Dropped before its first poll.
         drop(s.rx.pop_async());
@@ -277,7 +261,7 @@ fn a_dropped_pop_async_pops_nothing_at_any_await_point() {
 
 #[test]
 fn a_dropped_push_async_pushes_nothing_at_any_await_point() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut s = Served::new(1);
         s.tx.push(1).unwrap();
         drop(s.tx.push_async(2));
@@ -315,14 +299,14 @@ fn a_dropped_push_async_pushes_nothing_at_any_await_point() {
 #[test]
 fn a_killed_producer_ends_1000_pop_awaits_with_disconnected() {
     assert!(
-        common::raise_fd_limit() > 4100,
+        ipc_testkit::raise_fd_limit() > 4100,
         "the descriptor limit is too low for this test"
     );
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..1000)
             .map(|_| RingBuffer::<u64>::new(4).unwrap())
             .unzip();
-        let mut child = common::spawn("child_push_n_then_hang", &(&txs, 1u64));
+        let mut child = ipc_testkit::spawn("child_push_n_then_hang", &(&txs, 1u64));
         // Each ring's first value: the child holds every producer.
         for rx in &mut rxs {
             assert_eq!(rx.pop_blocking().unwrap(), 0);
@@ -331,7 +315,7 @@ fn a_killed_producer_ends_1000_pop_awaits_with_disconnected() {
         let pending = Arc::new(AtomicU32::new(0));
         let p = Arc::clone(&pending);
         let killer = std::thread::spawn(move || {
-            wait_for_count(&p, 1000);
+            wait_for_count(LIMIT, &p, 1000);
             child.kill();
         });
         let results = futures::future::join_all(rxs.iter_mut().map(|rx| {
@@ -349,9 +333,9 @@ fn a_killed_producer_ends_1000_pop_awaits_with_disconnected() {
 
 #[test]
 fn a_killed_consumer_ends_push_async_with_disconnected() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (mut tx, rx) = RingBuffer::<u64>::new(2).unwrap();
-        let mut child = common::spawn("child_pop_n_then_hang", &(&rx, 1u64));
+        let mut child = ipc_testkit::spawn("child_pop_n_then_hang", &(&rx, 1u64));
         // Fill the ring; the third push waits for the child's pop, so the child holds the
         // consumer role by then, and the inert original can go.
         tx.push_async(1).await.unwrap();
@@ -367,9 +351,9 @@ fn a_killed_consumer_ends_push_async_with_disconnected() {
 
 #[test]
 fn the_stream_ends_when_the_producer_is_killed() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (tx, mut rx) = RingBuffer::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_push_n_then_hang", &(vec![&tx], 10u64));
+        let mut child = ipc_testkit::spawn("child_push_n_then_hang", &(vec![&tx], 10u64));
         let mut stream = rx.stream();
         for i in 0..10 {
             assert_eq!(stream.next().await.unwrap().unwrap(), i);
@@ -386,9 +370,9 @@ fn the_stream_ends_when_the_producer_is_killed() {
 
 #[test]
 fn the_stream_ends_when_the_producer_exits() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let (tx, mut rx) = RingBuffer::<u64>::new(4).unwrap();
-        let mut child = common::spawn("child_push_n", &(&tx, 100u64));
+        let mut child = ipc_testkit::spawn("child_push_n", &(&tx, 100u64));
         let mut stream = rx.stream();
         assert_eq!(stream.next().await.unwrap().unwrap(), 0);
         // The inert original counts the producer present until it drops: the child has taken
@@ -396,7 +380,7 @@ fn the_stream_ends_when_the_producer_exits() {
         drop(tx);
         let rest: Vec<u64> = stream.map(Result::unwrap).collect().await;
         assert_eq!(rest, (1..100).collect::<Vec<_>>());
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert!(matches!(rx.pop_async().await, Err(GetError::Disconnected)));
         assert!(matches!(rx.pop(), Err(TryGetError::Empty)));
     });
@@ -405,25 +389,13 @@ fn the_stream_ends_when_the_producer_exits() {
 // ---------------------------------------------------------------------------------------------
 // No busy polling.
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the call.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Child: tasks await a pop on each empty ring of RXS and a push on each full ring of TXS,
 /// while the parent holds the other ends; the CPU time this process uses over one second of
 /// that must be a small fraction of the second.
 #[test]
 #[ignore = "child role"]
 fn child_idle_awaiting() {
-    let (rxs, txs): (Vec<Consumer<u64>>, Vec<Producer<u64>>) = common::arg();
+    let (rxs, txs): (Vec<Consumer<u64>>, Vec<Producer<u64>>) = ipc_testkit::arg();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -444,7 +416,7 @@ fn child_idle_awaiting() {
             let _ = counting_pending(tx.push_async(1), &pending).await;
         });
     }
-    wait_for_count(&pending, n);
+    wait_for_count(LIMIT, &pending, n);
     let (cpu0, wall0) = (cpu_time(), std::time::Instant::now());
     std::thread::sleep(Duration::from_secs(1));
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
@@ -461,7 +433,7 @@ fn an_idle_awaiting_process_uses_almost_no_cpu() {
         (0..4).map(|_| RingBuffer::<u64>::new(4).unwrap()).unzip();
     let (to_parent, from_child): (Vec<_>, Vec<_>) =
         (0..4).map(|_| RingBuffer::<u64>::new(4).unwrap()).unzip();
-    let mut child = common::spawn("child_idle_awaiting", &(&from_parent, &to_parent));
-    assert!(child.wait(LIMIT), "the child failed");
+    let mut child = ipc_testkit::spawn("child_idle_awaiting", &(&from_parent, &to_parent));
+    assert!(child.wait(LIMIT).success(), "the child failed");
     drop((to_child, from_parent, to_parent, from_child));
 }

@@ -1,7 +1,5 @@
 //! The SPSC ring: in one process with threads, and across processes, with peers killed.
 
-mod common;
-
 use std::time::Duration;
 
 use ipc_core::ObjectHandle;
@@ -13,7 +11,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn fifo_across_threads_single_and_slices() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, mut rx) = RingBuffer::<u64>::new(64).unwrap();
         let n = 200_000u64;
         let t = std::thread::spawn(move || {
@@ -85,7 +83,7 @@ fn wrong_type_is_refused() {
 #[test]
 #[ignore]
 fn child_produces() {
-    let (mut tx, n): (Producer<u64>, u64) = common::arg();
+    let (mut tx, n): (Producer<u64>, u64) = ipc_testkit::arg();
     for i in 0..n {
         tx.push_blocking(i).unwrap();
     }
@@ -93,11 +91,11 @@ fn child_produces() {
 
 #[test]
 fn across_processes_then_disconnected() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(128).unwrap();
         let n = 100_000u64;
         // The child becomes the producer: ours is handed over to it.
-        let mut child = common::spawn("child_produces", &(&tx, n));
+        let mut child = ipc_testkit::spawn("child_produces", &(&tx, n));
         let mut tx = Some(tx);
         let mut sum = 0u64;
         for i in 0..n {
@@ -111,7 +109,7 @@ fn across_processes_then_disconnected() {
             }
         }
         assert_eq!(sum, n * (n - 1) / 2);
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
     });
 }
@@ -119,7 +117,7 @@ fn across_processes_then_disconnected() {
 #[test]
 #[ignore]
 fn child_consumes_forever() {
-    let mut rx: Consumer<u64> = common::arg();
+    let mut rx: Consumer<u64> = ipc_testkit::arg();
     loop {
         let _ = rx.pop_blocking();
     }
@@ -127,12 +125,12 @@ fn child_consumes_forever() {
 
 #[test]
 fn killed_consumer_disconnects_the_producer() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, rx) = RingBuffer::<u64>::new(4).unwrap();
         // The consumer end itself goes to the child (its role is handed over); the inert
         // original stays until the child has taken the role, so that until then the ring
         // counts its consumer as present.
-        let mut child = common::spawn("child_consumes_forever", &rx);
+        let mut child = ipc_testkit::spawn("child_consumes_forever", &rx);
         // Once the child has attached and consumed something, kill it.
         tx.push_blocking(1).unwrap();
         while tx.push(2).is_ok() {}
@@ -153,7 +151,7 @@ fn killed_consumer_disconnects_the_producer() {
 #[test]
 #[ignore]
 fn child_produces_forever() {
-    let mut tx: Producer<u64> = common::arg();
+    let mut tx: Producer<u64> = ipc_testkit::arg();
     let mut i = 0u64;
     loop {
         let _ = tx.push_blocking(i);
@@ -163,9 +161,9 @@ fn child_produces_forever() {
 
 #[test]
 fn killed_producer_disconnects_the_consumer_after_the_last_value() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
-        let mut child = common::spawn("child_produces_forever", &tx);
+        let mut child = ipc_testkit::spawn("child_produces_forever", &tx);
         // Values arrive in order, with no gaps, until the producer dies.
         assert_eq!(rx.pop_blocking().unwrap(), 0);
         drop(tx); // the child holds the role
@@ -215,7 +213,7 @@ fn a_second_producer_or_consumer_is_refused_while_the_first_lives() {
 #[test]
 #[ignore]
 fn child_must_not_become_a_second_producer() {
-    let (handle, parent): (ObjectHandle, u32) = common::arg();
+    let (handle, parent): (ObjectHandle, u32) = ipc_testkit::arg();
     match Producer::<u64>::open(&handle) {
         Err(OpenError::RoleTaken { pid }) => assert_eq!(pid, parent),
         Err(e) => panic!("unexpected {e}"),
@@ -231,13 +229,16 @@ fn child_must_not_become_a_second_producer() {
 
 #[test]
 fn a_producer_in_another_process_is_refused_while_ours_lives() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, mut rx) = RingBuffer::<u64>::new(64).unwrap();
-        let mut child = common::spawn(
+        let mut child = ipc_testkit::spawn(
             "child_must_not_become_a_second_producer",
             &(tx.handle(), std::process::id()),
         );
-        assert!(child.wait(LIMIT), "the child became a second producer");
+        assert!(
+            child.wait(LIMIT).success(),
+            "the child became a second producer"
+        );
         // Our producer and consumer are untouched.
         for i in 0..200 {
             tx.push_blocking(i).unwrap();
@@ -248,10 +249,10 @@ fn a_producer_in_another_process_is_refused_while_ours_lives() {
 
 #[test]
 fn a_killed_producers_role_is_taken_over_by_the_next_opener() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(16).unwrap();
         let handle = tx.handle();
-        let mut child = common::spawn("child_produces_forever", &tx);
+        let mut child = ipc_testkit::spawn("child_produces_forever", &tx);
         assert_eq!(rx.pop_blocking().unwrap(), 0);
         drop(tx); // the child holds the role
         let mut next = 1;
@@ -261,7 +262,7 @@ fn a_killed_producers_role_is_taken_over_by_the_next_opener() {
         }
         // The child holds the role while it lives.
         match Producer::<u64>::open(&handle) {
-            Err(OpenError::RoleTaken { pid }) => assert_eq!(pid as i32, child.pid()),
+            Err(OpenError::RoleTaken { pid }) => assert_eq!(pid, child.pid()),
             other => panic!("expected RoleTaken, got {other:?}"),
         }
         child.kill();
@@ -324,7 +325,7 @@ fn a_serialised_end_is_handed_over_and_the_original_goes_inert() {
 #[test]
 #[ignore]
 fn child_produces_on_a_handed_over_end() {
-    let (mut tx, n): (Producer<u64>, u64) = common::arg();
+    let (mut tx, n): (Producer<u64>, u64) = ipc_testkit::arg();
     for i in 0..n {
         tx.push_blocking(i).unwrap();
     }
@@ -332,16 +333,16 @@ fn child_produces_on_a_handed_over_end() {
 
 #[test]
 fn a_producer_passed_to_a_child_works_there_while_the_parents_copy_is_inert() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, mut rx) = RingBuffer::<u64>::new(32).unwrap();
         let n = 10_000u64;
         // Serialising `tx` into the child's input hands the role over; `tx` stays alive here.
-        let mut child = common::spawn("child_produces_on_a_handed_over_end", &(&tx, n));
+        let mut child = ipc_testkit::spawn("child_produces_on_a_handed_over_end", &(&tx, n));
         for i in 0..n {
             assert_eq!(rx.pop_blocking().unwrap(), i);
         }
         assert!(matches!(tx.push(7), Err(TryPutError::HandedOver(7))));
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
     });
 }
@@ -402,15 +403,15 @@ fn child_forks_with_a_held_end() {
 
 #[test]
 fn a_fork_childs_copy_of_a_held_end_waits_for_the_role() {
-    common::watchdog(LIMIT, || {
-        let mut role = common::spawn("child_forks_with_a_held_end", &());
-        assert!(role.wait(LIMIT));
+    ipc_testkit::watchdog(LIMIT, || {
+        let mut role = ipc_testkit::spawn("child_forks_with_a_held_end", &());
+        assert!(role.wait(LIMIT).success());
     });
 }
 
 #[test]
 fn a_hand_over_nobody_takes_counts_as_gone_once_the_original_drops() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(8).unwrap();
         let bytes = ipc_core::codec::encode(&tx).unwrap();
         // In flight, with the original alive: the consumer waits for the producer to come.
@@ -453,7 +454,7 @@ impl Record {
 /// Acquire on the head, or a plain copy over a slot the other thread writes, is a reported race.
 #[test]
 fn threads_ring_ends_move_records_in_order() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut tx, mut rx) = RingBuffer::<Record>::new(16).unwrap();
         let n = 20_000u64;
         let t = std::thread::spawn(move || {

@@ -1,7 +1,5 @@
 //! `wait()` over queues, connections and ring consumers.
 
-mod common;
-
 use std::time::Duration;
 
 use ipc_queue::{Connection, ConnectionHandle, Queue, RingBuffer, pipe, wait};
@@ -31,7 +29,7 @@ fn reports_ready_objects_and_times_out() {
 
 #[test]
 fn wakes_on_another_thread_sending() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = pipe().unwrap();
         let mut q = Queue::<u32>::new(4).unwrap();
         let t = std::thread::spawn(move || {
@@ -49,7 +47,7 @@ fn wakes_on_another_thread_sending() {
 #[test]
 #[ignore]
 fn child_sends_then_exits() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     c.send(&42u32).unwrap();
@@ -57,13 +55,13 @@ fn child_sends_then_exits() {
 
 #[test]
 fn wakes_on_another_process_and_reports_eof() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, b) = pipe().unwrap();
-        let mut child = common::spawn("child_sends_then_exits", &b.handle());
+        let mut child = ipc_testkit::spawn("child_sends_then_exits", &b.handle());
         let ready = wait(&mut [&mut a], None);
         assert_eq!(ready, [0]);
         assert_eq!(a.recv::<u32>().unwrap(), 42);
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         drop(b);
         // Every sender gone: ready, and the receive says so at once.
         assert_eq!(wait(&mut [&mut a], None), [0]);

@@ -3,10 +3,6 @@
 //! executors: it reports the ready objects, times out, cancels cleanly, ends for 1,000 tasks
 //! when their sender is SIGKILLed, and an idle awaiting process uses almost no CPU.
 
-mod common;
-
-use common::asynch::runtime;
-
 use std::future::Future;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
@@ -19,19 +15,11 @@ use ipc_queue::{
     Connection, ConnectionHandle, PipeBuilder, Queue, Waitable, pipe, wait_async,
     wait_timeout_async,
 };
+use ipc_testkit::{cpu_time, on_every_executor, runtime, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// The bytes before a segment's payload.
 const PAYLOAD: usize = 256;
-
-/// Runs the future `make()` builds on each executor in turn, under the watchdog.
-fn on_every_executor<F, Fut>(make: F)
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    common::asynch::on_every_executor(LIMIT, make);
-}
 
 /// The waiters on the chunks of direction 0 of a pipe (the one end 1 receives): see
 /// `connection_async.rs` for the layout.
@@ -41,11 +29,6 @@ fn items_waiters(handle: &ObjectHandle) -> u32 {
     // SAFETY: a diagnostic read of an atomic counter; a torn value only fails an assertion.
     unsafe { shm.read_unguarded(PAYLOAD + 256 + 4, &mut b) }.expect("read");
     u32::from_ne_bytes(b)
-}
-
-/// Polls `cond` until it holds (a watchdog, not a timing assertion).
-fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    common::asynch::wait_until(LIMIT, what, cond);
 }
 
 /// A pidfd of `pid` (readable once the process has ended), as `Process::sentinel` gives.
@@ -64,7 +47,7 @@ fn pidfd(pid: i32) -> OwnedFd {
 #[test]
 #[ignore = "child role"]
 fn child_sends_on_go() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     c.send(&"ready").unwrap();
     assert_eq!(c.recv::<String>().unwrap(), "go");
@@ -75,7 +58,7 @@ fn child_sends_on_go() {
 #[test]
 #[ignore = "child role"]
 fn child_holds_an_end() {
-    let handle: ConnectionHandle = common::arg();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let mut c = Connection::open(&handle).unwrap();
     c.send_bytes(b"ready").unwrap();
     std::thread::sleep(LIMIT);
@@ -85,14 +68,14 @@ fn child_holds_an_end() {
 
 #[test]
 fn reports_the_object_a_child_makes_ready_and_then_its_end() {
-    on_every_executor(|| async {
+    on_every_executor(LIMIT, || async {
         let mut q = Queue::<u32>::new(4).unwrap();
         let (mut a, b) = pipe().unwrap();
-        let mut child = common::spawn("child_sends_on_go", &b.handle());
+        let mut child = ipc_testkit::spawn("child_sends_on_go", &b.handle());
         // Attached: from now on a sender is alive until the child exits; ours can go.
         assert_eq!(a.recv_timeout::<String>(LIMIT).unwrap(), "ready");
         drop(b);
-        let sentinel = pidfd(child.pid());
+        let sentinel = pidfd(child.pid() as i32);
         let mut fd = sentinel.as_fd();
         {
             let mut objects: [&mut (dyn Waitable + Send); 3] = [&mut q, &mut a, &mut fd];
@@ -112,7 +95,7 @@ fn reports_the_object_a_child_makes_ready_and_then_its_end() {
         // gone: a receive returns at once), found after a slice as by `wait`.
         let mut objects: [&mut (dyn Waitable + Send); 2] = [&mut a, &mut fd];
         assert_eq!(wait_async(&mut objects[1..], None).await, [0]);
-        assert!(child.wait(LIMIT));
+        assert!(child.wait(LIMIT).success());
         assert_eq!(wait_async(&mut objects[..1], None).await, [0]);
         // A queue with a value.
         q.put(1).unwrap();
@@ -122,7 +105,7 @@ fn reports_the_object_a_child_makes_ready_and_then_its_end() {
 
 #[test]
 fn a_dropped_wait_leaves_no_waiter_and_loses_no_wake_up() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (mut a, mut b) = pipe().unwrap();
         let mut b2 = b.try_clone().unwrap();
         let seg = a.handle().segment().clone();
@@ -147,7 +130,7 @@ fn a_dropped_wait_leaves_no_waiter_and_loses_no_wake_up() {
 
 #[test]
 fn a_runtimes_timeout_composes_with_wait_async() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         runtime().block_on(async {
             let (_a, mut b) = pipe().unwrap();
             let seg = b.handle().segment().clone();
@@ -163,10 +146,10 @@ fn a_runtimes_timeout_composes_with_wait_async() {
 
 #[test]
 fn a_sender_killed_while_1000_tasks_wait_reports_it_to_every_one() {
-    common::raise_fd_limit();
+    ipc_testkit::raise_fd_limit();
     let (a, mut b) = PipeBuilder::new().participants(2048).create().unwrap();
     let seg = a.handle().segment().clone();
-    let mut child = common::spawn("child_holds_an_end", &a.handle());
+    let mut child = ipc_testkit::spawn("child_holds_an_end", &a.handle());
     assert_eq!(b.recv_bytes_timeout(LIMIT).unwrap(), b"ready");
     drop(a);
     let rt = runtime();
@@ -180,9 +163,9 @@ fn a_sender_killed_while_1000_tasks_wait_reports_it_to_every_one() {
             })
         })
         .collect();
-    wait_until("1000 tasks wait", || items_waiters(&seg) == 1000);
+    wait_until(LIMIT, "1000 tasks wait", || items_waiters(&seg) == 1000);
     child.kill();
-    let results = common::watchdog(LIMIT, move || {
+    let results = ipc_testkit::watchdog(LIMIT, move || {
         rt.block_on(async move {
             let mut r = Vec::new();
             for t in tasks {
@@ -197,18 +180,6 @@ fn a_sender_killed_while_1000_tasks_wait_reports_it_to_every_one() {
     assert!(b.recv::<u8>().is_err());
 }
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the call.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// Child: 1,000 tasks wait on a connection whose live sender (the parent) sends nothing, with
 /// an empty queue and the parent's pidfd beside it; the CPU time over one second must be a
 /// small fraction of the second. (Each *distinct* word awaited costs one wake-up per slice, as
@@ -216,8 +187,8 @@ fn cpu_time() -> Duration {
 #[test]
 #[ignore = "child role"]
 fn child_idle_waiting() {
-    common::raise_fd_limit();
-    let handle: ConnectionHandle = common::arg();
+    ipc_testkit::raise_fd_limit();
+    let handle: ConnectionHandle = ipc_testkit::arg();
     let conn = Connection::open(&handle).unwrap();
     let queue = Queue::<u32>::new(1).unwrap();
     // SAFETY: getppid has no preconditions.
@@ -246,9 +217,9 @@ fn child_idle_waiting() {
 #[test]
 fn an_idle_waiting_process_uses_almost_no_cpu() {
     let (a, b) = PipeBuilder::new().participants(2048).create().unwrap();
-    let mut child = common::spawn("child_idle_waiting", &b.handle());
+    let mut child = ipc_testkit::spawn("child_idle_waiting", &b.handle());
     assert!(
-        child.wait(LIMIT),
+        child.wait(LIMIT).success(),
         "the child measured busy polling (see its stderr)"
     );
     drop((a, b));

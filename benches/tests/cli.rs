@@ -2,9 +2,10 @@
 //! verifies what they moved, and prints the documented JSON document.
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use ipc_testkit::{output_within, shm_names};
 
 const EXE: &str = env!("CARGO_BIN_EXE_ipc-bench");
 
@@ -16,39 +17,11 @@ struct Run {
 
 /// Runs ipc-bench with a watchdog: killed (and the test failed) after `limit`.
 fn run(args: &[&str], limit: Duration) -> Run {
-    let mut child = Command::new(EXE)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ipc-bench");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).map(|_| s)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).map(|_| s)
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ipc-bench {args:?} ran longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let out = output_within(Command::new(EXE).args(args), limit);
     Run {
-        code: status.code(),
-        stdout: out_reader.join().expect("reader").expect("utf-8 stdout"),
-        stderr: err_reader.join().expect("reader").expect("utf-8 stderr"),
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
     }
 }
 
@@ -61,14 +34,7 @@ fn run_json(args: &[&str], limit: Duration) -> serde_json::Value {
 }
 
 fn our_shm_names() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("ipc-") || n.starts_with("shmem_"))
-                .collect()
-        })
-        .unwrap_or_default()
+    shm_names(&["ipc-", "shmem_"])
 }
 
 const RUST_SCENARIOS: &[(&str, &str)] = &[

@@ -7,28 +7,18 @@
 //! example first (`cargo build -p examples --features mpi --example mpi_map`) when selecting
 //! `--test mpi` alone, which does not.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-/// The binary cargo built for example `name` (target/<profile>/examples/<name>).
-fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join(name)
-}
+use ipc_testkit::{
+    assert_no_new_shm, example_bin, have_command, output_within, processes_running, shm_names,
+    wait_until_none_left,
+};
 
 /// Whether `mpirun` is there; without it outside CI, the test is skipped with a message.
 fn have_mpirun() -> bool {
-    let found = Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = have_command("mpirun", &["--version"]);
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -39,6 +29,10 @@ fn have_mpirun() -> bool {
     found
 }
 
+/// Our segments (`ipc-*`) and Open MPI's shared-memory transport's (`vader_segment.*`): nothing
+/// the job created in /dev/shm may outlive it.
+const SHM_PREFIXES: &[&str] = &["ipc-", "vader_segment"];
+
 /// One job at a time: the leftover check looks for any process of the example.
 static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -46,7 +40,7 @@ static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// process of the job may be left.
 fn mpirun(ranks: u32, mca: &[&str], args: &[&str]) -> Output {
     let _one = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
-    let shm_before = shm_entries();
+    let shm_before = shm_names(SHM_PREFIXES);
     let bin = example_bin("mpi_map");
     assert!(bin.exists(), "{} is not built", bin.display());
     let mut cmd = Command::new("mpirun");
@@ -58,106 +52,21 @@ fn mpirun(ranks: u32, mca: &[&str], args: &[&str]) -> Output {
     for m in mca {
         cmd.arg(m);
     }
-    let mut child = cmd
-        .arg(&bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mpirun");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "watchdog: mpirun did not finish\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = output_within(cmd.arg(&bin).args(args), Duration::from_secs(120));
     assert_no_leftovers(&bin);
-    assert_no_new_shm(&shm_before);
+    // The cleanup after a SIGKILL is asynchronous: wait for it, within a watchdog.
+    assert_no_new_shm(&shm_before, SHM_PREFIXES, Duration::from_secs(30));
     out
-}
-
-/// Our segments (`ipc-*`) and Open MPI's shared-memory transport's (`vader_segment.*`).
-fn shm_entries() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("ipc-") || n.starts_with("vader_segment"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Nothing the job created in /dev/shm outlives it (the cleanup after a SIGKILL is
-/// asynchronous, so this waits for it, within a watchdog).
-fn assert_no_new_shm(before: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let new: Vec<String> = shm_entries()
-            .into_iter()
-            .filter(|n| !before.contains(n))
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left in /dev/shm after the job: {new:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// No live process runs `bin` any more (the ranks, their fork servers, their workers); their
 /// exit is asynchronous to mpirun's, so this waits for them, within a watchdog.
 fn assert_no_leftovers(bin: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = running(bin);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes of {} are left: {left:?}",
-            bin.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Pids of live (not zombie) processes whose executable is `bin`.
-fn running(bin: &Path) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let exe = std::fs::read_link(e.path().join("exe"));
-        if exe.as_deref().ok() != Some(bin) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next());
-        if !matches!(state, Some("Z" | "X")) {
-            pids.push(pid);
-        }
-    }
-    pids
+    wait_until_none_left(
+        Duration::from_secs(30),
+        &format!("processes of {} are left", bin.display()),
+        || processes_running(bin),
+    );
 }
 
 fn text(out: &Output) -> (String, String) {

@@ -1,46 +1,25 @@
 //! The examples double as end-to-end tests: each one is run as a real program (the binary cargo
 //! built for it) and its output is checked against what its documentation promises.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The binary cargo built for example `name` (target/<profile>/examples/<name>).
-fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join(name)
-}
+use ipc_testkit::{example_bin, output_within};
 
 /// Runs example `name` with a watchdog and returns its output; fails if it does not succeed.
 fn run(name: &str) -> Output {
+    run_with(name, &[])
+}
+
+/// Runs example `name` with arguments and a watchdog; fails unless it succeeds.
+fn run_with(name: &str, args: &[&str]) -> Output {
     let bin = example_bin(name);
     assert!(
         bin.exists(),
         "{} is not built (cargo test builds examples)",
         bin.display()
     );
-    let mut child = Command::new(&bin)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn example");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("watchdog: example {name} did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = output_within(Command::new(&bin).args(args), Duration::from_secs(120));
     assert!(
         out.status.success(),
         "example {name} failed: {}\n{}",
@@ -178,20 +157,6 @@ fn daemon_child_is_gone_after_its_parent() {
     let out = stdout(&run("daemon"));
     assert!(out.contains("is alive: true"), "{out}");
     assert!(out.contains("is gone after its parent exited"), "{out}");
-}
-
-/// Runs example `name` with arguments; fails unless it succeeds.
-fn run_with(name: &str, args: &[&str]) -> Output {
-    let out = Command::new(example_bin(name))
-        .args(args)
-        .output()
-        .expect("run example");
-    assert!(
-        out.status.success(),
-        "example {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

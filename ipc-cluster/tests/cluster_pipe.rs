@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use ipc_cluster::{Node, PipeEnd, PipeRecvError, PipeSendError, cluster_pipe};
+use ipc_testkit::{Watchdog, assert_no_tagged_processes, unique};
 
 #[test]
 fn two_ends_exchange_messages_in_order_both_ways() {
@@ -76,7 +77,7 @@ fn a_killed_end_gives_gone_after_what_arrived() {
     let mut child = spawn_role("end_role", &format!("connect={endpoint};name={name}"), &tag);
     let a = cluster_pipe(&node, &name, PipeEnd::First, Duration::from_secs(30)).unwrap();
     child.expect_line("SENT", Duration::from_secs(30));
-    child.kill9();
+    child.kill();
     // A `send` that returned has handed the message to zenoh, not yet to the network: a
     // SIGKILL may lose what the killed process had not written out. What arrived comes out
     // whole and in order, then `Gone`.

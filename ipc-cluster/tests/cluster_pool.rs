@@ -7,6 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use ipc_cluster::{ClusterExecutor, ClusterPool, TaskError};
+use ipc_testkit::{
+    Role, Watchdog, assert_no_orphan_segments, assert_no_tagged_processes, block_on,
+    tagged_processes, unique,
+};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -40,7 +44,7 @@ fn a_pool_over_three_hosts() {
     let tag = unique("tag");
     let job = unique("job");
     let (node, endpoint) = master_node();
-    let mut hosts: Vec<Proc> = (0..3)
+    let mut hosts: Vec<Role> = (0..3)
         .map(|i| spawn_host(&endpoint, &job, &format!("h{i}"), 2, &tag))
         .collect();
     let mut pool = ClusterPool::builder()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use ipc_cluster::{ClusterQueue, Node, QueueGetError, QueuePutError};
+use ipc_testkit::{Watchdog, assert_no_tagged_processes, unique};
 
 fn item(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| (k + i) as u8).collect()
@@ -97,7 +98,7 @@ fn a_killed_owner_gives_gone() {
         // Blocked in `get` on an empty queue, with no timeout, when the owner dies.
         let waiter = s.spawn(|| q.get());
         std::thread::sleep(Duration::from_millis(100));
-        owner.kill9();
+        owner.kill();
         assert!(matches!(waiter.join().unwrap(), Err(QueueGetError::Gone)));
     });
     assert!(matches!(q.put(5), Err(QueuePutError::Gone(5))));

@@ -10,6 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use ipc_cluster::{ClusterPool, DeathCause, Node, TaskError};
+use ipc_testkit::{
+    Role, Watchdog, assert_no_orphan_segments, assert_no_tagged_processes, eventually, unique,
+};
 
 fn slow_double(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(30));
@@ -46,7 +49,7 @@ fn a_host_sigkilled_mid_map_fails_one_chunk_and_the_map_finishes() {
                 .any(|h| h.name == "victim" && h.items_done >= 3)
         });
         assert!(started.is_some(), "the victim never ran a task");
-        victim.kill9();
+        victim.kill();
         map.join().unwrap()
     });
     assert_eq!(results.len() as u64, n);
@@ -115,11 +118,11 @@ fn the_master_sigkilled_makes_every_host_stop_and_exit() {
     let port = free_port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut master = spawn_role("master_role", &format!("listen={endpoint};job={job}"), &tag);
-    let mut hosts: Vec<Proc> = (0..2)
+    let mut hosts: Vec<Role> = (0..2)
         .map(|i| spawn_host(&endpoint, &job, &format!("h{i}"), 2, &tag))
         .collect();
     master.expect_line("RUNNING", Duration::from_secs(60));
-    master.kill9();
+    master.kill();
     for h in &mut hosts {
         // Bounded: the hosts see the master's connection close at once; the bound is generous
         // for a loaded machine, and no timing is asserted.

@@ -13,6 +13,7 @@ use common::*;
 use ipc_cluster::{
     ClusterPool, Node, NodeError, PipeEnd, PipeOpenError, ServeOptions, TlsFiles, cluster_pipe,
 };
+use ipc_testkit::{Role, Watchdog, assert_no_tagged_processes, unique};
 
 /// How long a refused peer is given to meet the other end: zenoh retries a refused connection
 /// in the background, so a refusal shows as no peer within the wait.
@@ -160,7 +161,7 @@ fn tls_host_role() {
     std::process::exit(code);
 }
 
-fn spawn_tls_host(endpoint: &str, job: &str, pki: &Pki, who: &str, tag: &str) -> Proc {
+fn spawn_tls_host(endpoint: &str, job: &str, pki: &Pki, who: &str, tag: &str) -> Role {
     let dir = pki.dir.to_str().expect("a UTF-8 temporary directory");
     spawn_role(
         "tls_host_role",

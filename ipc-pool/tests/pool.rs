@@ -2,10 +2,11 @@
 //! failure, timeouts, dropping with tasks in flight, max tasks per child, imap laziness.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_core::{ObjectHandle, ProcessIdentity, RawValue};
 use ipc_pool::{BuildError, Executor, GetTimeoutError, MapError, Pool, SharedSlice, TaskError};
+use ipc_testkit::{block_on, eventually, spills_holding};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -49,17 +50,6 @@ fn double_all(xs: &mut [f64]) {
     for x in xs {
         *x *= 2.0;
     }
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 #[test]
@@ -283,7 +273,7 @@ fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
     // Other work keeps flowing meanwhile.
     let others = pool.map_async(sleep_ms, vec![20; 20]).unwrap();
     assert!(
-        wait_until(Duration::from_secs(60), || marker.get() != 0),
+        eventually(Duration::from_secs(60), || marker.get() != 0).is_some(),
         "task never started"
     );
     let victim = marker.get();
@@ -312,10 +302,13 @@ fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
             .len(),
         20
     );
-    assert!(wait_until(Duration::from_secs(30), || {
-        let pids = pool.worker_pids();
-        pids.len() == 2 && !pids.contains(&victim)
-    }));
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let pids = pool.worker_pids();
+            pids.len() == 2 && !pids.contains(&victim)
+        })
+        .is_some()
+    );
     assert_eq!(pool.map(square, 0..50).unwrap().len(), 50);
 }
 
@@ -385,9 +378,10 @@ fn dropping_a_pool_with_tasks_in_flight_leaves_no_worker() {
     assert!(matches!(pending.get(), Err(TaskError::Terminated)));
     assert!(queued.get().is_err());
     for pid in pids {
-        let gone = wait_until(Duration::from_secs(10), || {
+        let gone = eventually(Duration::from_secs(10), || {
             matches!(ProcessIdentity::of_pid(pid), Ok(None))
-        });
+        })
+        .is_some();
         assert!(gone, "worker {pid} outlived its pool");
     }
 }
@@ -435,26 +429,6 @@ fn map_chunks_mut_works_in_place() {
     assert!(data.iter().enumerate().all(|(i, x)| *x == 2.0 * i as f64));
 }
 
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn executor_futures_can_be_awaited() {
     let ex = Executor::new(2).unwrap();
@@ -499,10 +473,11 @@ fn a_process_that_ended_at_once_can_still_be_watched() {
         // pidfd looked up by pid now would fail (or name a process that reused the pid).
         if method == ipc_core::StartMethod::ForkServer {
             assert!(
-                wait_until(Duration::from_secs(10), || matches!(
+                eventually(Duration::from_secs(10), || matches!(
                     ProcessIdentity::of_pid(pid),
                     Ok(None)
-                )),
+                ))
+                .is_some(),
                 "the child did not end"
             );
         }
@@ -614,28 +589,6 @@ fn hold_big(s: String) -> usize {
     s.len()
 }
 
-/// The names in `/dev/shm` of queue spill segments whose first bytes hold `marker`.
-fn spills_holding(marker: &str) -> Vec<String> {
-    use std::io::Read;
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(ipc_core::NAME_PREFIX) {
-                return None;
-            }
-            let mut head = vec![0u8; 4096];
-            let n = std::fs::File::open(e.path()).ok()?.read(&mut head).ok()?;
-            let head = &head[..n];
-            let ours = head.starts_with(b"IPCQSPL1")
-                && head.windows(marker.len()).any(|w| w == marker.as_bytes());
-            ours.then_some(name)
-        })
-        .collect()
-}
-
 /// Python's pool leaves nothing behind after `terminate()`; ours neither, whatever the order of
 /// terminate, drop and a worker's death: the task queues' large arguments (spill segments)
 /// still queued when the workers die all go.
@@ -647,6 +600,7 @@ fn terminate_with_queued_big_tasks_leaves_no_spill_segments() {
             std::process::id(),
             ipc_core::random_u128()
         );
+        let spills = || spills_holding(m.as_bytes());
         let mut pool = Pool::new(2).unwrap();
         let pending: Vec<_> = (0..20)
             .map(|i| {
@@ -657,9 +611,9 @@ fn terminate_with_queued_big_tasks_leaves_no_spill_segments() {
         // Every task is handed out at once (the credit is above 10 per worker); the two the
         // workers took have had their segments removed already.
         assert!(
-            wait_until(Duration::from_secs(60), || spills_holding(&m).len() == 18),
+            eventually(Duration::from_secs(60), || spills().len() == 18).is_some(),
             "{how}: {} spills",
-            spills_holding(&m).len()
+            spills().len()
         );
         match how {
             "terminate" => pool.terminate(),
@@ -673,9 +627,9 @@ fn terminate_with_queued_big_tasks_leaves_no_spill_segments() {
         }
         drop(pending);
         assert!(
-            wait_until(Duration::from_secs(60), || spills_holding(&m).is_empty()),
+            eventually(Duration::from_secs(60), || spills().is_empty()).is_some(),
             "{how}: spill segments left in /dev/shm: {:?}",
-            spills_holding(&m)
+            spills()
         );
     }
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `cmd` with its stdout and stderr captured (read on threads of their own, so that a
-/// talkative program never blocks on a full pipe) and returns its output; past `limit` (a
-/// watchdog) the program is killed and the test fails, showing what it printed.
+/// Runs `cmd` as [`Command::output`] does (stdin empty, stdout and stderr captured, here read on
+/// threads of their own so that a talkative program never blocks on a full pipe) and returns its
+/// output; past `limit` (a watchdog) the program is killed and the test fails, showing what it
+/// printed.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CreateError, OpenError};
 use crate::header::TypeFingerprint;
 use crate::pod::{self, AtomicInt};
-use crate::raw::object::{ObjectHandle, ObjectSegment, Placement};
+use crate::raw::object::{ObjectHandle, ObjectSegment, Placement, segment_handle_methods};
 
 const KIND: &str = "RawArray";
 
@@ -126,27 +126,16 @@ impl<T: Pod> RawArray<T> {
         })
     }
 
-    /// A second handle of the same array (as `std::fs::File::try_clone`): pass one to a
-    /// [`Process`](crate::Process), which consumes its argument, and keep the other.
-    ///
-    /// ```
-    /// let a = ipc_core::RawArray::from_slice(&[1u8, 2])?;
-    /// a.try_clone()?.set(0, 9)?;
-    /// assert_eq!(a.to_vec(), [9, 2]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn try_clone(&self) -> Result<Self, OpenError> {
-        Self::open(&self.handle())
-    }
-
-    /// The handle another process attaches with.
-    pub fn handle(&self) -> ObjectHandle {
-        self.seg.handle()
-    }
-
-    /// The segment's name, if it is named.
-    pub fn name(&self) -> Option<&str> {
-        self.seg.name()
+    segment_handle_methods! {
+        /// A second handle of the same array (as `std::fs::File::try_clone`): pass one to a
+        /// [`Process`](crate::Process), which consumes its argument, and keep the other.
+        ///
+        /// ```
+        /// let a = ipc_core::RawArray::from_slice(&[1u8, 2])?;
+        /// a.try_clone()?.set(0, 9)?;
+        /// assert_eq!(a.to_vec(), [9, 2]);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
     }
 
     /// The number of elements.

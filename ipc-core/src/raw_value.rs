@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CreateError, OpenError};
 use crate::header::TypeFingerprint;
 use crate::pod::{self, AtomicInt};
-use crate::raw::object::{ObjectHandle, ObjectSegment, Placement};
+use crate::raw::object::{ObjectHandle, ObjectSegment, Placement, segment_handle_methods};
 
 const KIND: &str = "RawValue";
 
@@ -95,28 +95,17 @@ impl<T: Pod> RawValue<T> {
         })
     }
 
-    /// A second handle of the same value (as `std::fs::File::try_clone`): pass one to a
-    /// [`Process`](crate::Process), which consumes its argument, and keep the other.
-    ///
-    /// ```
-    /// let v = ipc_core::RawValue::new(1u32)?;
-    /// let w = v.try_clone()?;
-    /// w.set(2);
-    /// assert_eq!(v.get(), 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn try_clone(&self) -> Result<Self, OpenError> {
-        Self::open(&self.handle())
-    }
-
-    /// The handle another process attaches with.
-    pub fn handle(&self) -> ObjectHandle {
-        self.seg.handle()
-    }
-
-    /// The segment's name, if it is named.
-    pub fn name(&self) -> Option<&str> {
-        self.seg.name()
+    segment_handle_methods! {
+        /// A second handle of the same value (as `std::fs::File::try_clone`): pass one to a
+        /// [`Process`](crate::Process), which consumes its argument, and keep the other.
+        ///
+        /// ```
+        /// let v = ipc_core::RawValue::new(1u32)?;
+        /// let w = v.try_clone()?;
+        /// w.set(2);
+        /// assert_eq!(v.get(), 2);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
     }
 
     fn ptr(&self) -> *mut T {

@@ -139,58 +139,53 @@ impl From<ipc_core::CreateError> for CreateError {
     }
 }
 
-/// `try_put` (`put_nowait`, `push`) refused a value; the value comes back.
-#[non_exhaustive]
-pub enum TryPutError<T> {
-    /// No free slot right now.
-    Full(T),
-    /// Every handle that could receive has gone (dropped, or its process exited).
-    Disconnected(T),
-    /// The shared state holds an impossible value.
-    Corrupted(T),
-    /// The value could not be encoded.
-    Encode(T, EncodeError),
-    /// A message too large for a slot could not be placed in its own segment.
-    Spill(T, ipc_core::CreateError),
-    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
-    /// participant entry of its own (the table is full, or the child's identity could not be
-    /// read). It never acts under its parent's id.
-    NotAttached(T),
-    /// This handle's role (a ring end) was handed over to another process by serialising the
-    /// handle; this handle is inert.
-    HandedOver(T),
-    /// This handle puts no more: it was [`close`](crate::Queue::close)d, or opened as a consumer
-    /// only (Python raises `ValueError` on `put` after `close`).
-    Closed(T),
-    /// The queue was [`shutdown`](crate::Queue::shutdown) (Python raises `ShutDown`).
-    ShutDown(T),
+/// The errors of a put: the reason of its own first (`$first`), then the reasons every put
+/// shares; each variant hands the value back.
+macro_rules! put_error_enum {
+    ($(#[$doc:meta])* $name:ident { $(#[$first_doc:meta])* $first:ident }) => {
+        $(#[$doc])*
+        #[non_exhaustive]
+        pub enum $name<T> {
+            $(#[$first_doc])*
+            $first(T),
+            /// Every handle that could receive has gone (dropped, or its process exited).
+            Disconnected(T),
+            /// The shared state holds an impossible value.
+            Corrupted(T),
+            /// The value could not be encoded.
+            Encode(T, EncodeError),
+            /// A message too large for a slot could not be placed in its own segment.
+            Spill(T, ipc_core::CreateError),
+            /// This handle cannot act in this process: it is a fork child's copy that could not
+            /// claim a participant entry of its own (the table is full, or the child's identity
+            /// could not be read). It never acts under its parent's id.
+            NotAttached(T),
+            /// This handle's role (a ring end) was handed over to another process by serialising
+            /// the handle; this handle is inert.
+            HandedOver(T),
+            /// This handle puts no more: it was [`close`](crate::Queue::close)d, or opened as a
+            /// consumer only (Python raises `ValueError` on `put` after `close`).
+            Closed(T),
+            /// The queue was [`shutdown`](crate::Queue::shutdown) (Python raises `ShutDown`).
+            ShutDown(T),
+        }
+    };
 }
 
-/// `put` (`send`) failed; the value comes back.
-#[non_exhaustive]
-pub enum PutError<T> {
-    /// The deadline passed with the queue full.
-    Timeout(T),
-    /// Every handle that could receive has gone (dropped, or its process exited).
-    Disconnected(T),
-    /// The shared state holds an impossible value.
-    Corrupted(T),
-    /// The value could not be encoded.
-    Encode(T, EncodeError),
-    /// A message too large for a slot could not be placed in its own segment.
-    Spill(T, ipc_core::CreateError),
-    /// This handle cannot act in this process: it is a fork child's copy that could not claim a
-    /// participant entry of its own (the table is full, or the child's identity could not be
-    /// read). It never acts under its parent's id.
-    NotAttached(T),
-    /// This handle's role (a ring end) was handed over to another process by serialising the
-    /// handle; this handle is inert.
-    HandedOver(T),
-    /// This handle puts no more: it was [`close`](crate::Queue::close)d, or opened as a consumer
-    /// only (Python raises `ValueError` on `put` after `close`).
-    Closed(T),
-    /// The queue was [`shutdown`](crate::Queue::shutdown) (Python raises `ShutDown`).
-    ShutDown(T),
+put_error_enum! {
+    /// `try_put` (`put_nowait`, `push`) refused a value; the value comes back.
+    TryPutError {
+        /// No free slot right now.
+        Full
+    }
+}
+
+put_error_enum! {
+    /// `put` (`send`) failed; the value comes back.
+    PutError {
+        /// The deadline passed with the queue full.
+        Timeout
+    }
 }
 
 macro_rules! put_error_impls {

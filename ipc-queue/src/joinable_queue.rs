@@ -47,7 +47,7 @@ use crate::error::{CreateError, OpenError};
 use crate::participants::BOTH;
 use crate::primitive::Ordering;
 use crate::queue::{Encoding, Plain, Queue, Serde, wire_role};
-use crate::raw_queue::JoinCheck;
+use crate::raw_queue::{JoinCheck, QueueState, RawQueue};
 use crate::signal::{self, Attempt, Blocked};
 
 /// `task_done` was called more times than there were items (Python raises `ValueError`).
@@ -234,28 +234,10 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
         let raw = self.q.raw();
         let spin = raw.spin();
         let state = raw.state();
-        let check = || match raw.join_check() {
-            JoinCheck::Done | JoinCheck::Wait => Ok(()),
-            JoinCheck::Lost(lost) => Err(JoinError::TasksLost { lost }),
-            JoinCheck::NoConsumer(unfinished) => Err(JoinError::Disconnected { unfinished }),
-        };
+        let check = || join_check(raw);
         // Before any wait, so that a join with nothing left to wait for returns at once.
         check()?;
-        let r = signal::block_on(
-            &state.all_done,
-            deadline,
-            spin,
-            || {
-                // ORDERING: Acquire, pairs with the AcqRel decrement in `task_done`: the tasks'
-                // work happens before `join` returns.
-                if state.unfinished.load(Ordering::Acquire) == 0 {
-                    Attempt::Ready(Ok(()))
-                } else {
-                    Attempt::Pending
-                }
-            },
-            check,
-        );
+        let r = signal::block_on(&state.all_done, deadline, spin, || all_done(state), check);
         match r {
             Ok(()) => Ok(()),
             Err(Blocked::Failed(e)) => Err(e),
@@ -308,11 +290,7 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
         let raw = self.q.raw();
         let spin = raw.spin();
         let state = raw.state();
-        let check = || match raw.join_check() {
-            JoinCheck::Done | JoinCheck::Wait => Ok(()),
-            JoinCheck::Lost(lost) => Err(JoinError::TasksLost { lost }),
-            JoinCheck::NoConsumer(unfinished) => Err(JoinError::Disconnected { unfinished }),
-        };
+        let check = || join_check(raw);
         // Before any wait, as in `join_until`.
         check()?;
         let mut wait = crate::awaiting::SignalWait::new();
@@ -322,15 +300,7 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
                 deadline,
                 spin,
                 cx,
-                || {
-                    // ORDERING: Acquire, pairs with the AcqRel decrement in `task_done`: the
-                    // tasks' work happens before the join returns.
-                    if state.unfinished.load(Ordering::Acquire) == 0 {
-                        Attempt::Ready(Ok(()))
-                    } else {
-                        Attempt::Pending
-                    }
-                },
+                || all_done(state),
                 check,
             )
         })
@@ -380,5 +350,27 @@ impl<'de, T: Serialize + DeserializeOwned> serde::Deserialize<'de> for JoinableQ
         let q = Queue::<T, Serde>::open_flavor(&handle, wire_role(role), true)
             .map_err(ipc_core::codec::de_error)?;
         Ok(Self { q })
+    }
+}
+
+/// One attempt of a join's wait (blocking or async): ready once no task is unfinished.
+#[inline]
+fn all_done(state: &QueueState) -> Attempt<(), JoinError> {
+    // ORDERING: Acquire, pairs with the AcqRel decrement in `task_done`: the tasks' work happens
+    // before the join returns.
+    if state.unfinished.load(Ordering::Acquire) == 0 {
+        Attempt::Ready(Ok(()))
+    } else {
+        Attempt::Pending
+    }
+}
+
+/// The check of a join before it waits and at the end of each slice (blocking or async): the
+/// tasks lost with a dead consumer, or no consumer left to do the unfinished ones.
+fn join_check(raw: &RawQueue) -> Result<(), JoinError> {
+    match raw.join_check() {
+        JoinCheck::Done | JoinCheck::Wait => Ok(()),
+        JoinCheck::Lost(lost) => Err(JoinError::TasksLost { lost }),
+        JoinCheck::NoConsumer(unfinished) => Err(JoinError::Disconnected { unfinished }),
     }
 }

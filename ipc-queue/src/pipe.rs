@@ -291,6 +291,16 @@ impl DirPlace {
         self.table.table()
     }
 
+    /// The check at the end of each slice of a wait for room (blocking or async):
+    /// `Disconnected` once no receiver is left.
+    fn receivers_check(&self) -> Result<(), SendError> {
+        if self.role_gone(CONSUMER) {
+            Err(SendError::Disconnected)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether every handle of `role` has gone: every sender (`PRODUCER`, a receive would
     /// return `Disconnected`) or every receiver (`CONSUMER`, a send would).
     fn role_gone(&self, role: u32) -> bool {
@@ -581,6 +591,19 @@ impl Default for PipeBuilder {
     }
 }
 
+/// Builder setters: each stores its argument in the field of the same name.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 impl PipeBuilder {
     /// A duplex anonymous pipe of [`DEFAULT_PIPE_CAPACITY`] bytes per direction.
     pub fn new() -> Self {
@@ -592,29 +615,16 @@ impl PipeBuilder {
         }
     }
 
-    /// Where the segment goes.
-    pub fn placement(mut self, placement: Placement) -> Self {
-        self.placement = placement;
-        self
-    }
-
-    /// Bytes of each direction's ring (rounded up to 128).
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
-    /// Both ends send and receive (default), or end 0 only receives and end 1 only sends.
-    pub fn duplex(mut self, duplex: bool) -> Self {
-        self.duplex = duplex;
-        self
-    }
-
-    /// How many handles may be attached to each direction at once, across all processes
-    /// (default [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS)).
-    pub fn participants(mut self, participants: usize) -> Self {
-        self.participants = participants;
-        self
+    setters! {
+        /// Where the segment goes.
+        placement: Placement;
+        /// Bytes of each direction's ring (rounded up to 128).
+        capacity: usize;
+        /// Both ends send and receive (default), or end 0 only receives and end 1 only sends.
+        duplex: bool;
+        /// How many handles may be attached to each direction at once, across all processes
+        /// (default [`DEFAULT_PARTICIPANTS`](crate::DEFAULT_PARTICIPANTS)).
+        participants: usize;
     }
 
     /// Creates the pipe: `(end 0, end 1)`.
@@ -798,6 +808,17 @@ impl Tx {
         }
     }
 
+    /// One attempt of a wait for room (blocking or async): ready once `want` bytes are free
+    /// after `tail`.
+    #[inline]
+    fn room_attempt(&mut self, tail: u64, want: u64) -> Attempt<(), SendError> {
+        match self.has_room(tail, want) {
+            Ok(true) => Attempt::Ready(Ok(())),
+            Ok(false) => Attempt::Pending,
+            Err(e) => Attempt::Ready(Err(e)),
+        }
+    }
+
     /// Whether `want` bytes are free after `tail` (the caller holds the send claim).
     fn has_room(&mut self, tail: u64, want: u64) -> Result<bool, SendError> {
         let head = self.refresh_head(tail)?;
@@ -818,18 +839,8 @@ impl Tx {
             &dir.state().space,
             deadline,
             spin,
-            || match self.has_room(tail, want) {
-                Ok(true) => Attempt::Ready(Ok(())),
-                Ok(false) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(e)),
-            },
-            || {
-                if dir.role_gone(CONSUMER) {
-                    Err(SendError::Disconnected)
-                } else {
-                    Ok(())
-                }
-            },
+            || self.room_attempt(tail, want),
+            || dir.receivers_check(),
         );
         match r {
             Ok(()) => Ok(()),

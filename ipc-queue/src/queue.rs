@@ -411,6 +411,31 @@ impl<T, E: Encoding> Queue<T, E> {
     }
 }
 
+/// The ways to attach to an existing queue, the same for every encoding: each goes through the
+/// impl's own `open_flavor`, which checks the slots against the encoding.
+macro_rules! open_forms {
+    () => {
+        /// Attaches to the queue a handle names, as producer and consumer.
+        pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
+            Self::open_as(handle, BOTH)
+        }
+
+        /// Attaches as a producer only (its death or drop can disconnect consumers).
+        pub fn open_producer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+            Self::open_as(handle, PRODUCER)
+        }
+
+        /// Attaches as a consumer only.
+        pub fn open_consumer(handle: &ObjectHandle) -> Result<Self, OpenError> {
+            Self::open_as(handle, CONSUMER)
+        }
+
+        fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
+            Self::open_flavor(handle, role, false)
+        }
+    };
+}
+
 impl<T: Pod> Queue<T, Plain> {
     /// A queue that holds up to `capacity` messages (at least 1), in a new anonymous segment.
     pub fn new(capacity: usize) -> Result<Self, CreateError> {
@@ -434,24 +459,7 @@ impl<T: Pod> Queue<T, Plain> {
         Ok(Self::from_raw(raw))
     }
 
-    /// Attaches to the queue a handle names, as producer and consumer.
-    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, BOTH)
-    }
-
-    /// Attaches as a producer only (its death or drop can disconnect consumers).
-    pub fn open_producer(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, PRODUCER)
-    }
-
-    /// Attaches as a consumer only.
-    pub fn open_consumer(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, CONSUMER)
-    }
-
-    fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        Self::open_flavor(handle, role, false)
-    }
+    open_forms!();
 
     pub(crate) fn open_flavor(
         handle: &ObjectHandle,
@@ -730,24 +738,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
         Ok(Self::from_raw(raw))
     }
 
-    /// Attaches to the queue a handle names, as producer and consumer.
-    pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, BOTH)
-    }
-
-    /// Attaches as a producer only.
-    pub fn open_producer(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, PRODUCER)
-    }
-
-    /// Attaches as a consumer only.
-    pub fn open_consumer(handle: &ObjectHandle) -> Result<Self, OpenError> {
-        Self::open_as(handle, CONSUMER)
-    }
-
-    fn open_as(handle: &ObjectHandle, role: u32) -> Result<Self, OpenError> {
-        Self::open_flavor(handle, role, false)
-    }
+    open_forms!();
 
     pub(crate) fn open_flavor(
         handle: &ObjectHandle,

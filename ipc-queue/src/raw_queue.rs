@@ -209,6 +209,14 @@ pub(crate) struct ClaimFlags {
     gone: bool,
 }
 
+/// Which side of the queue a claim takes: a free slot to write (put) or a message to read (get).
+#[cfg(not(loom))]
+#[derive(Clone, Copy)]
+enum Side {
+    Put,
+    Get,
+}
+
 /// How a blocked wait ended.
 pub(crate) enum WaitEnd {
     Timeout,
@@ -888,38 +896,7 @@ impl RawQueue {
         flags: &mut ClaimFlags,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
-        let state = self.state;
-        // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
-        let st = unsafe { &*state };
-        let spin = self.spin;
-        let place = self.table;
-        let recover_next = std::cell::Cell::new(flags.recover);
-        let r = wait.poll(
-            &st.not_full,
-            deadline,
-            spin,
-            cx,
-            || match self.attempt_put(recover_next.take()) {
-                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
-                Ok(None) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(e)),
-            },
-            || {
-                recover_next.set(true);
-                let table = place.table();
-                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
-                    Err(WaitEnd::Disconnected)
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        flags.recover = recover_next.get();
-        r.map(|r| match r {
-            Ok(pos) => Ok((pos, self.payload_at(pos))),
-            Err(Blocked::Failed(e)) => Err(e),
-            Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
-        })
+        self.poll_claim(Side::Put, deadline, wait, flags, cx)
     }
 
     /// One poll of an async [`claim_get`](Self::claim_get) (see
@@ -932,29 +909,64 @@ impl RawQueue {
         flags: &mut ClaimFlags,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
+        self.poll_claim(Side::Get, deadline, wait, flags, cx)
+    }
+
+    /// One poll of an async claim of `side`, with the attempts and checks of the blocking
+    /// claims: at the end of a slice a put gives up at once when no consumer is left (as
+    /// [`claim_put`](Self::claim_put)), a get only after one more attempt (with recovery) finds
+    /// nothing once no producer is left (as [`claim_get`](Self::claim_get)).
+    #[cfg(not(loom))]
+    #[inline]
+    fn poll_claim(
+        &mut self,
+        side: Side,
+        deadline: Option<Instant>,
+        wait: &mut crate::awaiting::SignalWait,
+        flags: &mut ClaimFlags,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
         let state = self.state;
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
+        let (signal, peer) = match side {
+            Side::Put => (&st.not_full, CONSUMER),
+            Side::Get => (&st.not_empty, PRODUCER),
+        };
         let spin = self.spin;
         let place = self.table;
         let recover_next = std::cell::Cell::new(flags.recover);
         let gone = std::cell::Cell::new(flags.gone);
         let r = wait.poll(
-            &st.not_empty,
+            signal,
             deadline,
             spin,
             cx,
-            || match self.attempt_get(recover_next.take()) {
-                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
-                Ok(None) if gone.get() => Attempt::Ready(Err(WaitEnd::Disconnected)),
-                Ok(None) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(e)),
+            || {
+                let recover = recover_next.take();
+                let attempt = match side {
+                    Side::Put => self.attempt_put(recover),
+                    Side::Get => self.attempt_get(recover),
+                };
+                match attempt {
+                    Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
+                    Ok(None) if gone.get() => Attempt::Ready(Err(WaitEnd::Disconnected)),
+                    Ok(None) => Attempt::Pending,
+                    Err(e) => Attempt::Ready(Err(e)),
+                }
             },
             || {
                 recover_next.set(true);
                 let table = place.table();
-                gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
-                Ok(())
+                let none_left = table.ever(peer) && !table.any_alive(peer, 0);
+                match side {
+                    Side::Put if none_left => Err(WaitEnd::Disconnected),
+                    Side::Put => Ok(()),
+                    Side::Get => {
+                        gone.set(none_left);
+                        Ok(())
+                    }
+                }
             },
         );
         flags.recover = recover_next.get();

@@ -162,3 +162,27 @@ impl ObjectSegment {
         self.shm.name()
     }
 }
+
+/// The handle methods of every typed view of an [`ObjectSegment`] held in a `seg` field (with an
+/// `open(&ObjectHandle)` of its own): a second handle, the handle another process attaches with,
+/// and the segment's name. The docs of `try_clone` (with an example of the type) are given.
+macro_rules! segment_handle_methods {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn try_clone(&self) -> Result<Self, OpenError> {
+            Self::open(&self.handle())
+        }
+
+        /// The handle another process attaches with.
+        pub fn handle(&self) -> ObjectHandle {
+            self.seg.handle()
+        }
+
+        /// The segment's name, if it is named.
+        pub fn name(&self) -> Option<&str> {
+            self.seg.name()
+        }
+    };
+}
+
+pub(crate) use segment_handle_methods;

@@ -148,18 +148,8 @@ impl<'a, 'b> Sending<'a, 'b> {
                 deadline,
                 spin,
                 cx,
-                || match tx.has_room(tail, want) {
-                    Ok(true) => Attempt::Ready(Ok(())),
-                    Ok(false) => Attempt::Pending,
-                    Err(e) => Attempt::Ready(Err(e)),
-                },
-                || {
-                    if dir.role_gone(CONSUMER) {
-                        Err(SendError::Disconnected)
-                    } else {
-                        Ok(())
-                    }
-                },
+                || tx.room_attempt(tail, want),
+                || dir.receivers_check(),
             );
             match ready!(room) {
                 Ok(()) => {}

@@ -44,37 +44,47 @@ impl<T, E: Encoding> Queue<T, E> {
     }
 }
 
-impl<T: Pod> Queue<T, Plain> {
-    /// The async form of [`put`](Self::put): a future that puts `value`, waiting for a free
-    /// slot as long as a consumer is alive, for any executor (woken through
-    /// `ipc_core::raw::reactor` by the getter that frees a slot). Dropped before it is ready,
-    /// it claims no slot (the value is dropped with it).
-    ///
-    /// ```
-    /// use ipc_queue::Queue;
-    ///
-    /// let mut q = Queue::<u64>::new(4)?;
-    /// futures::executor::block_on(async {
-    ///     q.put_async(7).await?;
-    ///     assert_eq!(q.get_async().await?, 7);
-    ///     Ok::<_, Box<dyn std::error::Error>>(())
-    /// })?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[doc(alias = "put")]
-    pub async fn put_async(&mut self, value: T) -> Result<(), PutError<T>> {
-        self.put_until_async(value, None).await
-    }
+/// `put_async` and `put_timeout_async`, the same for every encoding (the docs of `put_async`
+/// given): both go through the impl's own `put_until_async`.
+macro_rules! put_async_forms {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        #[doc(alias = "put")]
+        pub async fn put_async(&mut self, value: T) -> Result<(), PutError<T>> {
+            self.put_until_async(value, None).await
+        }
 
-    /// The async form of [`put_timeout`](Self::put_timeout) (the timeout counts from this
-    /// call).
-    #[doc(alias = "put")]
-    pub fn put_timeout_async(
-        &mut self,
-        value: T,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<(), PutError<T>>> + '_ {
-        self.put_until_async(value, deadline(timeout))
+        /// The async form of [`put_timeout`](Self::put_timeout) (the timeout counts from this
+        /// call).
+        #[doc(alias = "put")]
+        pub fn put_timeout_async(
+            &mut self,
+            value: T,
+            timeout: Duration,
+        ) -> impl Future<Output = Result<(), PutError<T>>> + '_ {
+            self.put_until_async(value, deadline(timeout))
+        }
+    };
+}
+
+impl<T: Pod> Queue<T, Plain> {
+    put_async_forms! {
+        /// The async form of [`put`](Self::put): a future that puts `value`, waiting for a free
+        /// slot as long as a consumer is alive, for any executor (woken through
+        /// `ipc_core::raw::reactor` by the getter that frees a slot). Dropped before it is ready,
+        /// it claims no slot (the value is dropped with it).
+        ///
+        /// ```
+        /// use ipc_queue::Queue;
+        ///
+        /// let mut q = Queue::<u64>::new(4)?;
+        /// futures::executor::block_on(async {
+        ///     q.put_async(7).await?;
+        ///     assert_eq!(q.get_async().await?, 7);
+        ///     Ok::<_, Box<dyn std::error::Error>>(())
+        /// })?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
     }
 
     async fn put_until_async(
@@ -120,23 +130,10 @@ impl<T: Pod> Queue<T, Plain> {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T, Serde> {
-    /// The async form of [`put`](Self::put) (see `Queue<T, Plain>::put_async`). The value is
-    /// encoded at the first poll; a future dropped while it waits for a slot claims none, and a
-    /// spill segment made for it is removed.
-    #[doc(alias = "put")]
-    pub async fn put_async(&mut self, value: T) -> Result<(), PutError<T>> {
-        self.put_until_async(value, None).await
-    }
-
-    /// The async form of [`put_timeout`](Self::put_timeout) (the timeout counts from this
-    /// call).
-    #[doc(alias = "put")]
-    pub fn put_timeout_async(
-        &mut self,
-        value: T,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<(), PutError<T>>> + '_ {
-        self.put_until_async(value, deadline(timeout))
+    put_async_forms! {
+        /// The async form of [`put`](Self::put) (see `Queue<T, Plain>::put_async`). The value is
+        /// encoded at the first poll; a future dropped while it waits for a slot claims none, and a
+        /// spill segment made for it is removed.
     }
 
     async fn put_until_async(
@@ -359,16 +356,11 @@ receiving!(Serde, Serialize + DeserializeOwned);
 
 #[cfg(test)]
 mod tests {
-    use std::pin::{Pin, pin};
-    use std::task::{Context, Waker};
+    use std::pin::pin;
+
+    use ipc_testkit::pending_after_one_poll as pending;
 
     use crate::{JoinableQueue, Queue};
-
-    /// Polls once with a waker that does nothing; `true` if pending.
-    fn pending<F: Future>(fut: Pin<&mut F>) -> bool {
-        fut.poll(&mut Context::from_waker(Waker::noop()))
-            .is_pending()
-    }
 
     #[test]
     fn a_dropped_pending_get_or_put_leaves_no_waiter_announced() {

@@ -231,16 +231,11 @@ impl<T: Pod> futures_core::FusedStream for RingStream<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::pin::{Pin, pin};
-    use std::task::{Context, Waker};
+    use std::pin::pin;
+
+    use ipc_testkit::pending_after_one_poll as pending;
 
     use crate::RingBuffer;
-
-    /// Polls once with a waker that does nothing; `true` if pending.
-    fn pending<F: Future>(fut: Pin<&mut F>) -> bool {
-        fut.poll(&mut Context::from_waker(Waker::noop()))
-            .is_pending()
-    }
 
     #[test]
     fn a_dropped_pending_push_or_pop_leaves_no_waiter_announced() {

@@ -162,15 +162,27 @@ impl<T: Pod> RingParts<T> {
         unsafe { &*self.state }
     }
 
+    /// The slot of position `pos`: a mask for a power-of-two capacity (no division on the
+    /// per-message path), else the remainder.
+    #[inline]
+    fn slot(&self, pos: u64) -> usize {
+        if self.capacity.is_power_of_two() {
+            (pos & (self.capacity - 1)) as usize
+        } else {
+            (pos % self.capacity) as usize
+        }
+    }
+
     /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
     /// stores (`ipc_core::raw::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
     /// `src.len() <= capacity`.
+    #[inline]
     pub(crate) unsafe fn write(&self, pos: u64, src: &[T]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.slot(pos);
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
         // no process holds a reference into them (the ring lends none).
@@ -184,9 +196,10 @@ impl<T: Pod> RingParts<T> {
     /// # Safety
     /// The slots `pos..pos + dst.len()` must be readable by the caller per the protocol and
     /// `dst.len() <= capacity`.
+    #[inline]
     pub(crate) unsafe fn read(&self, pos: u64, dst: &mut [T]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.slot(pos);
         let first = dst.len().min(cap - start);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a

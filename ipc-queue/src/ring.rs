@@ -614,8 +614,14 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Pushes one value, waiting for a free slot as long as a consumer is alive.
+    #[inline]
     pub fn push_blocking(&mut self, value: T) -> Result<(), PutError<T>> {
-        self.push_until(value, None)
+        // The common case, a free slot, without the set-up of a wait.
+        match self.push(value) {
+            Ok(()) => Ok(()),
+            Err(TryPutError::Full(value)) => self.push_until(value, None),
+            Err(e) => Err(PutError::from(e)),
+        }
     }
 
     /// Pushes one value, waiting at most `timeout` for a free slot.
@@ -623,6 +629,7 @@ impl<T: Pod> Producer<T> {
         self.push_until(value, Some(Instant::now() + timeout))
     }
 
+    #[inline(never)]
     fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         let parts = self.parts();
         let spin = self.spin;
@@ -809,8 +816,14 @@ impl<T: Pod> Consumer<T> {
     /// Pops one value, waiting as long as a producer is alive; `Disconnected` once the ring is
     /// empty and the producer has gone (dropped, or its process died) without handing its role
     /// over.
+    #[inline]
     pub fn pop_blocking(&mut self) -> Result<T, GetError> {
-        self.pop_until(None)
+        // The common case, a ready value, without the set-up of a wait.
+        match self.pop() {
+            Ok(v) => Ok(v),
+            Err(TryGetError::Empty) => self.pop_until(None),
+            Err(e) => Err(GetError::from(e)),
+        }
     }
 
     /// Pops one value, waiting at most `timeout`.
@@ -818,6 +831,7 @@ impl<T: Pod> Consumer<T> {
         self.pop_until(Some(Instant::now() + timeout))
     }
 
+    #[inline(never)]
     fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
         let parts = self.parts();
         let spin = self.spin;

@@ -162,15 +162,27 @@ impl<T: Pod> RingParts<T> {
         unsafe { &*self.state }
     }
 
+    /// The slot of position `pos`: a mask for a power-of-two capacity (no division on the
+    /// per-message path), else the remainder.
+    #[inline]
+    fn slot(&self, pos: u64) -> usize {
+        if self.capacity.is_power_of_two() {
+            (pos & (self.capacity - 1)) as usize
+        } else {
+            (pos % self.capacity) as usize
+        }
+    }
+
     /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic
     /// stores (`ipc_core::raw::pod`): a hostile or confused peer racing the copy can only tear it.
     ///
     /// # Safety
     /// The slots `pos..pos + src.len()` must be owned by the caller (free per the protocol) and
     /// `src.len() <= capacity`.
+    #[inline]
     pub(crate) unsafe fn write(&self, pos: u64, src: &[T]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.slot(pos);
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
         // no process holds a reference into them (the ring lends none).
@@ -184,9 +196,10 @@ impl<T: Pod> RingParts<T> {
     /// # Safety
     /// The slots `pos..pos + dst.len()` must be readable by the caller per the protocol and
     /// `dst.len() <= capacity`.
+    #[inline]
     pub(crate) unsafe fn read(&self, pos: u64, dst: &mut [T]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.slot(pos);
         let first = dst.len().min(cap - start);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
@@ -601,8 +614,14 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Pushes one value, waiting for a free slot as long as a consumer is alive.
+    #[inline]
     pub fn push_blocking(&mut self, value: T) -> Result<(), PutError<T>> {
-        self.push_until(value, None)
+        // The common case, a free slot, without the set-up of a wait.
+        match self.push(value) {
+            Ok(()) => Ok(()),
+            Err(TryPutError::Full(value)) => self.push_until(value, None),
+            Err(e) => Err(PutError::from(e)),
+        }
     }
 
     /// Pushes one value, waiting at most `timeout` for a free slot.
@@ -610,6 +629,7 @@ impl<T: Pod> Producer<T> {
         self.push_until(value, Some(Instant::now() + timeout))
     }
 
+    #[inline(never)]
     fn push_until(&mut self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         let parts = self.parts();
         let spin = self.spin;
@@ -796,8 +816,14 @@ impl<T: Pod> Consumer<T> {
     /// Pops one value, waiting as long as a producer is alive; `Disconnected` once the ring is
     /// empty and the producer has gone (dropped, or its process died) without handing its role
     /// over.
+    #[inline]
     pub fn pop_blocking(&mut self) -> Result<T, GetError> {
-        self.pop_until(None)
+        // The common case, a ready value, without the set-up of a wait.
+        match self.pop() {
+            Ok(v) => Ok(v),
+            Err(TryGetError::Empty) => self.pop_until(None),
+            Err(e) => Err(GetError::from(e)),
+        }
     }
 
     /// Pops one value, waiting at most `timeout`.
@@ -805,6 +831,7 @@ impl<T: Pod> Consumer<T> {
         self.pop_until(Some(Instant::now() + timeout))
     }
 
+    #[inline(never)]
     fn pop_until(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
         let parts = self.parts();
         let spin = self.spin;

@@ -2,25 +2,30 @@
 //!
 //! | side   | steps                                                                          |
 //! |--------|--------------------------------------------------------------------------------|
-//! | waiter | `e = epoch`; `waiters += 1` (SeqCst); re-check its condition; `futex_wait(epoch, e)`; `waiters -= 1` |
-//! | waker  | change the shared state; `waiters += 0` (SeqCst RMW); if it was `> 0`: `epoch += 1`, `futex_wake` |
+//! | waiter | `e = epoch`; `waiters += 1` (SeqCst); `barrier::heavy()`; re-check its condition; `futex_wait(epoch, e)`; `waiters -= 1` |
+//! | waker  | change the shared state; `barrier::light()`; load `waiters`; if it was `> 0`: `epoch += 1`, `futex_wake` |
 //!
-//! The two read-modify-writes of `waiters` are ordered one way or the other: either the waker's
-//! comes second and sees the waiter's increment (and then bumps the epoch, so the waiter's
-//! `futex_wait` returns at once or is woken), or the waiter's comes second and synchronises with
-//! the waker's, so its re-check sees the waker's change. A waker pays no syscall when nobody waits. A waiter killed
-//! while asleep leaves the count one too high, which costs later wakers a syscall, never a hang.
+//! The waker's change and the waiter's increment are the two stores of the store-buffer
+//! pattern, and [`ipc_core::raw::barrier`] puts a full barrier between each side's store and
+//! load: either the waker's load of `waiters` sees the increment (and it bumps the epoch, so the
+//! waiter's `futex_wait` returns at once or is woken), or the waiter's re-check sees the
+//! waker's change. The waker's barrier is a compiler fence: a push or a pop that finds nobody
+//! asleep pays one load of a line nobody writes, no locked instruction and no syscall. The
+//! waiter pays one `membarrier` call before it sleeps, after it has spun (see [`block_on`]).
+//! `tests/loom.rs` model-checks the protocol with the barrier pair as two SeqCst fences,
+//! against a futex model that really blocks, so a lost wake-up is a deadlock loom reports.
 //!
-//! Waits sleep in bounded slices and re-check liveness between them, so nobody sleeps forever on
-//! a peer that died.
+//! A waiter killed while asleep leaves the count one too high, which costs later wakers a
+//! syscall, never a hang. Waits sleep in bounded slices and re-check liveness between them, so
+//! nobody sleeps forever on a peer that died.
 
 use std::time::{Duration, Instant};
 
-#[cfg(not(loom))]
-use ipc_core::raw::futex;
 use ipc_core::raw::futex::WaitResult;
+#[cfg(not(loom))]
+use ipc_core::raw::{barrier, futex};
 
-use crate::primitive::{AtomicU32, Ordering, fence};
+use crate::primitive::{AtomicU32, Ordering};
 
 /// How long one sleep lasts at most before liveness is checked again.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
@@ -48,15 +53,24 @@ impl std::fmt::Debug for Signal {
 }
 
 impl Signal {
+    /// A signal on the model's heap (in a mapping, a zeroed `Signal` is a fresh one).
+    #[cfg(loom)]
+    #[allow(dead_code)] // only the models of `tests/loom.rs` build one on the heap
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
     /// Wakes every waiter, if any announced itself. Call after changing the shared state.
     #[inline]
     pub(crate) fn notify(&self) {
-        // ORDERING: SeqCst read-modify-write (adding nothing), pairs with the SeqCst increment
-        // in `prepare`: both are RMWs of `waiters`, so one comes first in its modification
-        // order. If ours is first, the waiter's increment reads from a release sequence headed
-        // by ours and its re-check sees the caller's change; if the waiter's is first, we read
-        // its count and wake it. On x86 a locked add is also cheaper than `mfence`.
-        if self.waiters.fetch_add(0, Ordering::SeqCst) != 0 {
+        light_barrier();
+        // ORDERING: Relaxed, ordered after the caller's change by the barrier above, which
+        // pairs with the heavy barrier in `prepare`: either this load sees the waiter's
+        // increment, or the waiter's re-check sees the caller's change.
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
     }
@@ -68,17 +82,18 @@ impl Signal {
         self.epoch.fetch_add(1, Ordering::Release);
         #[cfg(not(loom))]
         futex::wake(&self.epoch, i32::MAX as u32);
+        #[cfg(loom)]
+        model_futex::wake();
     }
 
     /// Announces a waiter; returns the epoch to sleep on. Re-check the condition afterwards.
     pub(crate) fn prepare(&self) -> u32 {
         // ORDERING: Acquire, pairs with the Release increment in `wake`.
         let epoch = self.epoch.load(Ordering::Acquire);
-        // ORDERING: SeqCst, pairs with the SeqCst RMW in `notify`: either the waker sees this
-        // increment, or our re-check of the condition sees the waker's change.
+        // ORDERING: SeqCst, the waiter's store of the store-buffer pair; the heavy barrier
+        // below orders it before the caller's re-check against every waker's `light` barrier.
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        // ORDERING: SeqCst fence, orders the increment before the caller's re-check loads.
-        fence(Ordering::SeqCst);
+        heavy_barrier();
         epoch
     }
 
@@ -96,8 +111,8 @@ impl Signal {
         }
         #[cfg(loom)]
         {
-            let _ = (epoch, deadline);
-            loom::thread::yield_now();
+            let _ = deadline;
+            model_futex::wait(&self.epoch, epoch);
             WaitResult::Woken
         }
     }
@@ -112,6 +127,53 @@ impl Signal {
     /// The word itself, for `futex_waitv` over several objects.
     pub(crate) fn epoch_word(&self) -> &AtomicU32 {
         &self.epoch
+    }
+}
+
+/// The waker's half of the barrier pair (see the module docs).
+#[inline]
+fn light_barrier() {
+    #[cfg(not(loom))]
+    barrier::light();
+    // ORDERING: SeqCst fence, what `barrier::light` amounts to against `barrier::heavy`.
+    #[cfg(loom)]
+    crate::primitive::fence(Ordering::SeqCst);
+}
+
+/// The waiter's half of the barrier pair.
+fn heavy_barrier() {
+    // `false` is the one case the pair cannot cover (see `ipc_core::raw::barrier`); the sleep
+    // that follows is bounded by `SLICE` in any case, after which the waiter re-checks.
+    #[cfg(not(loom))]
+    let _covered = barrier::heavy();
+    // ORDERING: SeqCst fence, what `barrier::heavy` amounts to against `barrier::light`.
+    #[cfg(loom)]
+    crate::primitive::fence(Ordering::SeqCst);
+}
+
+/// A futex for loom models that really blocks: `wait` compares the word and sleeps under one
+/// mutex (the kernel's hash-bucket lock), `wake` notifies under it, so a lost wake-up is a
+/// deadlock loom reports.
+#[cfg(loom)]
+mod model_futex {
+    use crate::primitive::{AtomicU32, Ordering};
+
+    loom::lazy_static! {
+        static ref BUCKET: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    }
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32) {
+        let guard = BUCKET.0.lock().unwrap();
+        // ORDERING: SeqCst, under the bucket lock as the kernel compares the word.
+        if word.load(Ordering::SeqCst) == expected {
+            drop(BUCKET.1.wait(guard).unwrap());
+        }
+    }
+
+    pub(super) fn wake() {
+        let _guard = BUCKET.0.lock().unwrap();
+        BUCKET.1.notify_all();
     }
 }
 

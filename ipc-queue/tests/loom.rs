@@ -559,3 +559,59 @@ fn a_dead_holders_role_goes_to_exactly_one_of_two_openers() {
         );
     });
 }
+
+#[path = "../src/signal.rs"]
+mod signal;
+
+/// A waiter that blocks on `signal` until `flag` is set, as a blocking pop waits for a push.
+fn wait_for_flag(signal: &signal::Signal, flag: &primitive::AtomicU64) {
+    let r: Result<(), signal::Blocked<()>> = signal::block_on(
+        signal,
+        None,
+        std::time::Duration::ZERO,
+        // ORDERING: Acquire, pairs with the setter's Release store.
+        || match flag.load(Ordering::Acquire) {
+            0 => signal::Attempt::Pending,
+            _ => signal::Attempt::Ready(Ok(())),
+        },
+        || Ok(()),
+    );
+    assert!(r.is_ok());
+}
+
+#[test]
+fn signal_a_change_followed_by_notify_always_wakes_the_waiter() {
+    // The model futex blocks for real: if the waker's barrier and its load of the waiter count
+    // could both miss the waiter, the waiter would sleep forever and loom would report it.
+    model(|| {
+        let s = Arc::new((signal::Signal::new(), primitive::AtomicU64::new(0)));
+        let s2 = s.clone();
+        let waiter = loom::thread::spawn(move || wait_for_flag(&s2.0, &s2.1));
+        // ORDERING: Release, publishes the change the waiter checks.
+        s.1.store(1, Ordering::Release);
+        s.0.notify();
+        waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn signal_two_waiters_and_two_changes_each_wake_what_they_must() {
+    model(|| {
+        let s = Arc::new((
+            signal::Signal::new(),
+            primitive::AtomicU64::new(0),
+            primitive::AtomicU64::new(0),
+        ));
+        let (a, b) = (s.clone(), s.clone());
+        let first = loom::thread::spawn(move || wait_for_flag(&a.0, &a.1));
+        let second = loom::thread::spawn(move || wait_for_flag(&b.0, &b.2));
+        // ORDERING: Release, as above.
+        s.1.store(1, Ordering::Release);
+        s.0.notify();
+        // ORDERING: Release, as above.
+        s.2.store(1, Ordering::Release);
+        s.0.notify();
+        first.join().unwrap();
+        second.join().unwrap();
+    });
+}

@@ -90,6 +90,39 @@ fn child_produces() {
 }
 
 #[test]
+#[ignore]
+fn child_echoes_without_spinning() {
+    let (mut rx, mut tx, n): (Consumer<u64>, Producer<u64>, u64) = common::arg();
+    rx.set_spin(Duration::ZERO);
+    tx.set_spin(Duration::ZERO);
+    for _ in 0..n {
+        let v = rx.pop_blocking().unwrap();
+        tx.push_blocking(v + 1).unwrap();
+    }
+}
+
+/// With no spinning, every wait of both processes goes to sleep on the futex: each message is
+/// a wake-up across processes through the waker's light barrier and the sleeper's membarrier.
+#[test]
+fn a_ping_pong_that_sleeps_on_every_message_delivers_every_one() {
+    common::watchdog(LIMIT, || {
+        let (ping_tx, ping_rx) = RingBuffer::<u64>::new(4).unwrap();
+        let (pong_tx, pong_rx) = RingBuffer::<u64>::new(4).unwrap();
+        let n = 2_000u64;
+        let mut child = common::spawn("child_echoes_without_spinning", &(&ping_rx, &pong_tx, n));
+        drop((ping_rx, pong_tx));
+        let (mut tx, mut rx) = (ping_tx, pong_rx);
+        tx.set_spin(Duration::ZERO);
+        rx.set_spin(Duration::ZERO);
+        for i in 0..n {
+            tx.push_blocking(2 * i).unwrap();
+            assert_eq!(rx.pop_blocking().unwrap(), 2 * i + 1);
+        }
+        assert!(child.wait(LIMIT));
+    });
+}
+
+#[test]
 fn across_processes_then_disconnected() {
     ipc_testkit::watchdog(LIMIT, || {
         let (tx, mut rx) = RingBuffer::<u64>::new(128).unwrap();

@@ -1,14 +1,19 @@
 //! Operating-system calls, kept in one place so a port touches only this folder.
 //!
 //! Linux is the tested platform; `linux.rs` holds the syscalls of segments, futexes, liveness
-//! and processes, and `waitv.rs` those of the reactor's waiter threads (`futex_waitv`, probes,
-//! the descriptor watcher's doorbell). A port to another system provides the same functions in
+//! and processes, `waitv.rs` those of the reactor's waiter threads (`futex_waitv`, probes,
+//! the descriptor watcher's doorbell), and `membarrier.rs` the heavy side of the asymmetric
+//! barrier. A port to another system provides the same functions in
 //! sibling files.
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "linux")]
+mod membarrier;
+#[cfg(target_os = "linux")]
+pub(crate) use membarrier::*;
 #[cfg(target_os = "linux")]
 mod waitv;
 #[cfg(target_os = "linux")]

@@ -212,7 +212,7 @@ pub(crate) fn reactor_eventfd_drain(fd: BorrowedFd<'_>) {
 
 /// Registers `child` to run in every fork child, right after the fork (it must only do what is
 /// async-signal-safe: store to atomics).
-pub(crate) fn reactor_atfork(child: extern "C" fn()) {
+pub(crate) fn at_fork_child(child: extern "C" fn()) {
     // SAFETY: `child` is an `extern "C"` function; the caller promises it only does what is
     // async-signal-safe, which is all a fork child of a multi-threaded process may do.
     unsafe { libc::pthread_atfork(None, None, Some(child)) };

@@ -12,6 +12,8 @@
 //! - [`header`]: that header's layout and validation;
 //! - [`atomic`]: atomics laid out for shared memory (the only ones the workspace names, so that
 //!   its loom models can swap them);
+//! - [`barrier`]: an asymmetric full barrier (a compiler fence on the waker's side,
+//!   `membarrier` on the sleeper's), so that a waker checks for sleepers at no cost;
 //! - [`futex`]: shared futex wait/wake, with a waiter count so that wakers skip the syscall
 //!   when nobody sleeps;
 //! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
@@ -27,6 +29,7 @@
 //! (shared memory is untrusted input, every `unsafe` states its contract).
 
 pub mod atomic;
+pub mod barrier;
 pub mod futex;
 pub mod header;
 pub mod object;

@@ -153,21 +153,65 @@ pub unsafe fn copy_to_shared(src: &[u8], dst: *mut u8) {
     }
 }
 
-/// [`copy_from_shared`] for a slice of `Pod` values.
+/// [`copy_from_shared`] for a slice of `Pod` values. One value of 4 or 8 bytes at an address
+/// aligned to its size (a ring's `u64` slot) is one Relaxed atomic load.
 ///
 /// # Safety
 /// As for [`copy_from_shared`], for `dst.len()` elements at `src`.
+#[inline]
 pub unsafe fn load_slice<T: Pod>(src: *const T, dst: &mut [T]) {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {
+            if let [out] = dst {
+                if src.cast::<$u>().is_aligned() {
+                    // SAFETY: the contract covers `size_of::<T>()` bytes at `src`, aligned for
+                    // this width (checked); every access by others is atomic.
+                    let a = unsafe { <$a>::from_ptr(src.cast::<$u>().cast_mut()) };
+                    // ORDERING: Relaxed, as in `copy_from_shared`.
+                    let bits = a.load(Ordering::Relaxed);
+                    *out = bytemuck::pod_read_unaligned(&bits.to_ne_bytes());
+                    return;
+                }
+            }
+        };
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => {}
+    }
     // SAFETY: the caller's contract covers `size_of_val(dst)` bytes at `src`; `T: Pod`, so
     // any bytes make valid values.
     unsafe { copy_from_shared(src.cast::<u8>(), bytemuck::cast_slice_mut(dst)) }
 }
 
-/// [`copy_to_shared`] for a slice of `Pod` values.
+/// [`copy_to_shared`] for a slice of `Pod` values. One value of 4 or 8 bytes at an address
+/// aligned to its size is one Relaxed atomic store.
 ///
 /// # Safety
 /// As for [`copy_to_shared`], for `src.len()` elements at `dst`.
+#[inline]
 pub unsafe fn store_slice<T: Pod>(src: &[T], dst: *mut T) {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {
+            if let [value] = src {
+                if dst.cast::<$u>().is_aligned() {
+                    let bits: $u = bytemuck::pod_read_unaligned(bytemuck::bytes_of(value));
+                    // SAFETY: the contract covers `size_of::<T>()` bytes at `dst`, aligned for
+                    // this width (checked); every access by others is atomic.
+                    let a = unsafe { <$a>::from_ptr(dst.cast::<$u>()) };
+                    // ORDERING: Relaxed, as in `copy_to_shared`.
+                    a.store(bits, Ordering::Relaxed);
+                    return;
+                }
+            }
+        };
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => {}
+    }
     // SAFETY: the caller's contract covers `size_of_val(src)` bytes at `dst`.
     unsafe { copy_to_shared(bytemuck::cast_slice(src), dst.cast::<u8>()) }
 }

@@ -124,7 +124,7 @@ extern "C" fn forget_in_child() {
 
 /// This process's reactor, created on first use.
 pub(super) fn current() -> &'static Words {
-    AT_FORK.call_once(|| platform::reactor_atfork(forget_in_child));
+    AT_FORK.call_once(|| platform::at_fork_child(forget_in_child));
     // ORDERING: Acquire, pairs with the Release CAS below: the reactor is fully built.
     let p = CURRENT.load(Ordering::Acquire);
     if !p.is_null() {

@@ -92,7 +92,7 @@ fn child_produces() {
 #[test]
 #[ignore]
 fn child_echoes_without_spinning() {
-    let (mut rx, mut tx, n): (Consumer<u64>, Producer<u64>, u64) = common::arg();
+    let (mut rx, mut tx, n): (Consumer<u64>, Producer<u64>, u64) = ipc_testkit::arg();
     rx.set_spin(Duration::ZERO);
     tx.set_spin(Duration::ZERO);
     for _ in 0..n {
@@ -105,11 +105,12 @@ fn child_echoes_without_spinning() {
 /// a wake-up across processes through the waker's light barrier and the sleeper's membarrier.
 #[test]
 fn a_ping_pong_that_sleeps_on_every_message_delivers_every_one() {
-    common::watchdog(LIMIT, || {
+    ipc_testkit::watchdog(LIMIT, || {
         let (ping_tx, ping_rx) = RingBuffer::<u64>::new(4).unwrap();
         let (pong_tx, pong_rx) = RingBuffer::<u64>::new(4).unwrap();
         let n = 2_000u64;
-        let mut child = common::spawn("child_echoes_without_spinning", &(&ping_rx, &pong_tx, n));
+        let mut child =
+            ipc_testkit::spawn("child_echoes_without_spinning", &(&ping_rx, &pong_tx, n));
         drop((ping_rx, pong_tx));
         let (mut tx, mut rx) = (ping_tx, pong_rx);
         tx.set_spin(Duration::ZERO);

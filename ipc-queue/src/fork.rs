@@ -18,6 +18,7 @@ extern "C" fn after_fork_in_child() {
 /// This process's fork generation: 0 in a process that was not forked from one that asked, and
 /// one more in each fork child.
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn generation() -> u64 {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {

@@ -184,11 +184,14 @@ impl<T: Pod> RingParts<T> {
         let cap = self.capacity as usize;
         let start = self.slot(pos);
         let first = src.len().min(cap - start);
+        let (a, b) = src.split_at(first);
         // SAFETY: `start + first <= cap`: inside the slot array; the caller owns these slots and
         // no process holds a reference into them (the ring lends none).
-        unsafe { ipc_core::raw::pod::store_slice(&src[..first], self.slots.add(start)) };
-        // SAFETY: the remainder wraps to the start of the array, `src.len() - first <= start`.
-        unsafe { ipc_core::raw::pod::store_slice(&src[first..], self.slots) };
+        unsafe { ipc_core::raw::pod::store_slice(a, self.slots.add(start)) };
+        if !b.is_empty() {
+            // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
+            unsafe { ipc_core::raw::pod::store_slice(b, self.slots) };
+        }
     }
 
     /// Copies slots starting at `pos` (wrapping) into `dst`, with word-wise atomic loads.
@@ -205,8 +208,10 @@ impl<T: Pod> RingParts<T> {
         // SAFETY: `start + first <= cap`: inside the slot array. `T: Pod`, so any bytes a
         // hostile peer left there are a valid `T`.
         unsafe { ipc_core::raw::pod::load_slice(self.slots.add(start), a) };
-        // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
-        unsafe { ipc_core::raw::pod::load_slice(self.slots, b) };
+        if !b.is_empty() {
+            // SAFETY: the remainder wraps to the start of the array, `b.len() <= start`.
+            unsafe { ipc_core::raw::pod::load_slice(self.slots, b) };
+        }
     }
 }
 
@@ -363,6 +368,14 @@ impl RoleHold {
             generation,
             handed: AtomicU64::new(0),
         })
+    }
+
+    /// Whether this handle holds its role as it did at the last call, with nothing to reload:
+    /// the fast paths' check (two loads of this process's memory).
+    #[inline(always)]
+    fn steady(&self) -> bool {
+        // ORDERING: Relaxed, as in `check`.
+        self.generation == crate::fork::generation() && self.handed.load(Ordering::Relaxed) == 0
     }
 
     /// Whether this handle may act; `Ok(true)` when it has just claimed the role in a fork child
@@ -574,8 +587,33 @@ impl<T: Pod> Producer<T> {
     }
 
     /// Pushes one value if a slot is free.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, value: T) -> Result<(), TryPutError<T>> {
+        // The per-message path, small enough to inline into the caller's loop: a handle that
+        // holds its role and a cached view with a free slot.
+        if self.hold.steady() && self.index.tail - self.index.head_cache < self.index.capacity {
+            self.write_one(value);
+            return Ok(());
+        }
+        self.push_checked(value)
+    }
+
+    /// Writes and publishes one value into the free slot at `tail`, and wakes a sleeping
+    /// consumer if there is one.
+    #[inline(always)]
+    fn write_one(&mut self, value: T) {
+        let parts = self.parts();
+        // SAFETY: the slot at `tail` is free per the protocol (the caller checked) and we hold
+        // the producer role; 1 <= capacity.
+        unsafe { parts.write(self.index.tail, std::slice::from_ref(&value)) };
+        self.index.commit(&parts.state().idx, 1);
+        parts.state().items.notify();
+    }
+
+    /// [`push`](Self::push) when the fast path could not decide: a role to check or reclaim,
+    /// or a cached head to refresh.
+    #[inline(never)]
+    fn push_checked(&mut self, value: T) -> Result<(), TryPutError<T>> {
         if let Err(lost) = self.ready() {
             return Err(lost_put(lost, value));
         }
@@ -583,11 +621,7 @@ impl<T: Pod> Producer<T> {
         match self.index.free(&parts.state().idx, 1) {
             Ok(0) => Err(TryPutError::Full(value)),
             Ok(_) => {
-                // SAFETY: one slot at `tail` is free per the protocol and we hold the producer
-                // role; 1 <= capacity.
-                unsafe { parts.write(self.index.tail, std::slice::from_ref(&value)) };
-                self.index.commit(&parts.state().idx, 1);
-                parts.state().items.notify();
+                self.write_one(value);
                 Ok(())
             }
             Err(Corrupt) => Err(TryPutError::Corrupted(value)),
@@ -775,21 +809,38 @@ impl<T: Pod> Consumer<T> {
     }
 
     /// Pops one value if one is ready.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Result<T, TryGetError> {
+        // The per-message path, small enough to inline into the caller's loop: a handle that
+        // holds its role and a cached view with a value in it.
+        if self.hold.steady() && self.index.tail_cache != self.index.head {
+            return Ok(self.read_one());
+        }
+        self.pop_checked()
+    }
+
+    /// Reads and releases the value at `head`, and wakes a sleeping producer if there is one.
+    #[inline(always)]
+    fn read_one(&mut self) -> T {
+        let parts = self.parts();
+        let mut v = [T::zeroed()];
+        // SAFETY: the slot at `head` is readable per the protocol (the caller checked) and we
+        // hold the consumer role.
+        unsafe { parts.read(self.index.head, &mut v) };
+        self.index.release(&parts.state().idx, 1);
+        parts.state().space.notify();
+        v[0]
+    }
+
+    /// [`pop`](Self::pop) when the fast path could not decide: a role to check or reclaim, or
+    /// a cached tail to refresh.
+    #[inline(never)]
+    fn pop_checked(&mut self) -> Result<T, TryGetError> {
         self.ready().map_err(lost_get)?;
         let parts = self.parts();
         match self.index.available(&parts.state().idx, 1) {
             Ok(0) => Err(TryGetError::Empty),
-            Ok(_) => {
-                let mut v = [T::zeroed()];
-                // SAFETY: one slot at `head` is readable per the protocol and we hold the
-                // consumer role.
-                unsafe { parts.read(self.index.head, &mut v) };
-                self.index.release(&parts.state().idx, 1);
-                parts.state().space.notify();
-                Ok(v[0])
-            }
+            Ok(_) => Ok(self.read_one()),
             Err(Corrupt) => Err(TryGetError::Corrupted),
         }
     }

@@ -52,6 +52,7 @@ pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
 /// needs (`ipc-cluster`'s pools use them with errors of their own).
 pub mod raw {
     pub use crate::async_result::{ErrorCallback, ResultSlot, SuccessCallback, TaskFailure};
+    pub use crate::error::PoolFailure;
 }
 pub use error::{BuildError, MapError, SubmitError, TaskError};
 pub use executor::Executor;

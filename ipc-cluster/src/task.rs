@@ -32,9 +32,10 @@ const KIND_CHUNK: u8 = 1;
 const KIND_INIT: u8 = 2;
 
 /// A trampoline paired with the function it calls, in this process; only the typed
-/// constructors below make one, so the pairing is always right.
+/// constructors below make one, so the pairing is always right. (Public only as the cluster
+/// pool's `ChunkPool::Func`, which users get from `ChunkPool::map_func`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TaskFn {
+pub struct TaskFn {
     kind: u8,
     tramp: usize,
     func: usize,

@@ -1,17 +1,15 @@
 //! `map`, `starmap` and their async forms, and the zero-copy maps: `map_pod` (plain data placed
 //! in shared arrays) and `map_chunks_mut` (a caller's `SharedSlice` lent in chunks).
 
-use std::sync::Arc;
-
 use ipc_core::process::FnRef;
 use ipc_core::{RawArray, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::collect::MapJob;
 use super::{Pool, default_chunksize};
 use crate::async_result::AsyncResult;
 use crate::error::{MapError, SubmitError, TaskError};
+use crate::raw::{ChunkPool, MapJob};
 use crate::shared_slice::SharedSlice;
 use crate::task::{self, ChunkInput, PlainInput};
 
@@ -87,8 +85,7 @@ impl Pool {
             // SAFETY: as above.
             return unsafe { self.map_plain(func, &items, chunksize) };
         }
-        let func = task::map(self.key(), f);
-        self.map_func(func, &items, chunksize).get_map()
+        self.submit_map(self.map_func(f), &items, chunksize).get()
     }
 
     /// Zero-copy map for plain data: the items are placed once in a shared array, each worker
@@ -162,7 +159,7 @@ impl Pool {
         input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
         let chunksize = chunksize.max(1);
         let starts: Vec<usize> = (0..n).step_by(chunksize).collect();
-        let job = MapJob::<()>::new(starts.len(), chunksize);
+        let job = MapJob::<(), TaskError>::new(starts.len(), chunksize);
         let (input_handle, output_handle) = (input.handle(), output.handle());
         for (k, start) in starts.into_iter().enumerate() {
             let task = PlainInput {
@@ -171,23 +168,20 @@ impl Pool {
                 start,
                 len: chunksize.min(n - start),
             };
-            let c = Arc::clone(&job.collector);
+            let j = job.clone();
             let r = match codec::encode(&task) {
                 Ok(bytes) => self.submit_raw(
                     func,
                     bytes,
-                    Box::new(move |out| {
-                        let out = out.map(|_| Vec::new());
-                        MapJob::deliver(&c, k, out)
-                    }),
+                    Box::new(move |out| j.deliver(k, out.map(|_| Vec::new()))),
                 ),
                 Err(e) => Err(SubmitError::Encode(e)),
             };
             if let Err(e) = r {
-                MapJob::deliver(&job.collector, k, Err(e.into()));
+                job.deliver(k, Err(e.into()));
             }
         }
-        job.get_map()?;
+        job.get()?;
         let keep = input.len() + output.len() <= SCRATCH_MAX;
         let mut out: Vec<R> = Vec::with_capacity(n);
         // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
@@ -251,11 +245,10 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.ensure_open()?;
-        let func = task::map(self.key(), f);
         let items: Vec<A> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
-        self.map_func(func, &items, chunk)
-            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
+        let job = self.submit_map(self.map_func(f), &items, chunk);
+        Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 
     /// `f(a, b)` for every pair, in order (Python's `starmap`), with Python's default
@@ -289,7 +282,7 @@ impl Pool {
     {
         let func = task::star(self.key(), f);
         let items: Vec<(A, B)> = items.into_iter().collect();
-        self.map_func(func, &items, chunksize).get_map()
+        self.submit_map(func, &items, chunksize).get()
     }
 
     /// Like [`starmap`](Self::starmap), returning at once (Python's `starmap_async`).
@@ -325,43 +318,8 @@ impl Pool {
         let func = task::star(self.key(), f);
         let items: Vec<(A, B)> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
-        self.map_func(func, &items, chunk)
-            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
-    }
-
-    fn map_func<I: Serialize, R>(&self, func: FnRef, items: &[I], chunksize: usize) -> MapJob<R>
-    where
-        R: DeserializeOwned + Send + 'static,
-    {
-        let chunks: Vec<&[I]> = items.chunks(chunksize.max(1)).collect();
-        let job = MapJob::<R>::new(chunks.len(), chunksize.max(1));
-        let mut tasks: Vec<(Vec<u8>, super::dispatch::Sink)> = Vec::with_capacity(chunks.len());
-        let mut numbers = Vec::with_capacity(chunks.len());
-        for (n, chunk) in chunks.iter().enumerate() {
-            match codec::encode(chunk) {
-                Ok(input) => {
-                    let c = Arc::clone(&job.collector);
-                    let sink: super::dispatch::Sink = Box::new(move |out| {
-                        let out = out.and_then(|bytes| {
-                            codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
-                                message: format!("result: {e}"),
-                            })
-                        });
-                        MapJob::deliver(&c, n, out)
-                    });
-                    tasks.push((input, sink));
-                    numbers.push(n);
-                }
-                Err(e) => MapJob::deliver(&job.collector, n, Err(SubmitError::Encode(e).into())),
-            }
-        }
-        if let Err(e) = self.submit_many(func, tasks) {
-            let e: TaskError = e.into();
-            for n in numbers {
-                MapJob::deliver(&job.collector, n, Err(e.clone()));
-            }
-        }
-        job
+        let job = self.submit_map(func, &items, chunk);
+        Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 
     /// Zero-copy map over a [`SharedSlice`]: the slice is cut into chunks of `chunk_len`
@@ -397,14 +355,14 @@ impl Pool {
             .step_by(chunk_len)
             .map(|s| (s, chunk_len.min(array.len() - s)))
             .collect();
-        let job = MapJob::<()>::new(bounds.len(), 1);
+        let job = MapJob::<(), TaskError>::new(bounds.len(), 1);
         for (n, (start, len)) in bounds.into_iter().enumerate() {
             let input = ChunkInput {
                 array: handle.clone(),
                 start,
                 len,
             };
-            let c = Arc::clone(&job.collector);
+            let j = job.clone();
             let r = match codec::encode(&input) {
                 Ok(bytes) => self.submit_raw(
                     func,
@@ -417,15 +375,15 @@ impl Pool {
                                 }
                             })
                         });
-                        MapJob::deliver(&c, n, out)
+                        j.deliver(n, out)
                     }),
                 ),
                 Err(e) => Err(SubmitError::Encode(e)),
             };
             if let Err(e) = r {
-                MapJob::deliver(&job.collector, n, Err(e.into()));
+                job.deliver(n, Err(e.into()));
             }
         }
-        job.get_map().map(drop)
+        job.get().map(drop)
     }
 }

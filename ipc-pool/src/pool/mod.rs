@@ -56,7 +56,7 @@ use wire::TaskMsg;
 
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::primitive::Ordering;
-use crate::raw::{Chunk, ChunkPool};
+use crate::raw::{Chunk, ChunkPool, ExecutorPool};
 use crate::task;
 
 /// How many tasks each worker may have outstanding: enough to hide the round trip, few enough
@@ -298,6 +298,30 @@ impl ChunkPool for Pool {
 
     fn imap_window(&self) -> usize {
         2 * CREDIT * self.processes
+    }
+}
+
+impl ExecutorPool for Pool {
+    type Chunks = Self;
+
+    fn chunks(&self) -> &Self {
+        self
+    }
+
+    fn cancel_pending(&self) {
+        Pool::cancel_pending(self);
+    }
+
+    fn close(&self) {
+        Pool::close(self);
+    }
+
+    fn join(&mut self) {
+        Pool::join(self);
+    }
+
+    fn terminate(&mut self) {
+        Pool::terminate(self);
     }
 }
 

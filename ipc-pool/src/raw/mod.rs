@@ -8,6 +8,7 @@
 //! | [`ChunkPool`], [`Chunk`], [`Sink`] | a pool as a backend that runs a function over chunks of encoded items |
 //! | [`Imap`] | the lazy `imap`/`imap_unordered` over any [`ChunkPool`], results put back in order |
 //! | [`MapJob`] | a `map`'s chunks gathered in order, waited for or as an [`AsyncResult`] |
+//! | [`ExecutorPool`] | what the generic [`Executor`](crate::Executor) drives |
 //!
 //! [`AsyncResult`]: crate::AsyncResult
 
@@ -20,3 +21,4 @@ pub use self::collect::MapJob;
 pub use self::imap::Imap;
 pub use crate::async_result::{ErrorCallback, ResultSlot, SuccessCallback, TaskFailure};
 pub use crate::error::PoolFailure;
+pub use crate::executor::ExecutorPool;

@@ -1,7 +1,6 @@
 //! `map`, `starmap` and their async forms, and the zero-copy maps: `map_pod` (plain data placed
 //! in shared arrays) and `map_chunks_mut` (a caller's `SharedSlice` lent in chunks).
 
-use ipc_core::process::FnRef;
 use ipc_core::{RawArray, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,39 +10,13 @@ use crate::async_result::AsyncResult;
 use crate::error::{MapError, SubmitError, TaskError};
 use crate::raw::{ChunkPool, MapJob};
 use crate::shared_slice::SharedSlice;
-use crate::task::{self, ChunkInput, PlainInput};
+use crate::task::{self, ChunkInput, Plain, PlainInput};
 
-/// Below this chunksize a plain `map` of primitive numbers goes through the codec: placing a
+/// Below this chunksize a `map` of primitive numbers goes through the codec: placing a
 /// few items in shared arrays costs more than encoding them.
 const PLAIN_MIN_CHUNK: usize = 64;
 /// The most input plus output bytes of a plain map kept mapped for the next one.
 const SCRATCH_MAX: usize = 64 << 20;
-
-/// Whether `T` is a primitive number (no padding, valid for every bit pattern). Stable Rust has
-/// no specialisation, so `map` (whose items need only serde) cannot ask for a trait bound here
-/// without forcing one on every caller's type; the fourteen primitive number types are recognised
-/// by `TypeId` instead, and [`Pool::map_pod`] is the explicit zero-copy path for any `Pod`.
-fn is_primitive<T: 'static>() -> bool {
-    use std::any::TypeId;
-    let t = TypeId::of::<T>();
-    [
-        TypeId::of::<u8>(),
-        TypeId::of::<u16>(),
-        TypeId::of::<u32>(),
-        TypeId::of::<u64>(),
-        TypeId::of::<u128>(),
-        TypeId::of::<usize>(),
-        TypeId::of::<i8>(),
-        TypeId::of::<i16>(),
-        TypeId::of::<i32>(),
-        TypeId::of::<i64>(),
-        TypeId::of::<i128>(),
-        TypeId::of::<isize>(),
-        TypeId::of::<f32>(),
-        TypeId::of::<f64>(),
-    ]
-    .contains(&t)
-}
 
 impl Pool {
     /// Applies `f` to every item and returns the results in order (Python's `map`), with
@@ -65,9 +38,13 @@ impl Pool {
 
     /// [`map`](Self::map) with an explicit chunksize.
     ///
-    /// When `A` and `R` are primitive numbers and chunks are large, the items travel by
-    /// placement in shared memory (as with [`map_pod`](Self::map_pod)) instead of through the
-    /// codec.
+    /// When `A` and `R` are primitive numbers (`u8` to `u128`, `i8` to `i128`, `usize`,
+    /// `isize`, `f32`, `f64`) and chunks are large, the items travel by placement in shared
+    /// memory (as with [`map_pod`](Self::map_pod)) instead of through the codec. `map` takes
+    /// any serde type, so it has no trait bound to choose the path by: stable Rust cannot ask
+    /// whether a generic type implements a trait, and a bound would shut every other type out.
+    /// The primitive numbers are recognised at run time instead (a sealed list, each checked
+    /// `Pod` by the compiler); [`map_pod`](Self::map_pod) is the zero-copy path for any `Pod`.
     pub fn map_chunksize<A, R>(
         &self,
         f: fn(A) -> R,
@@ -79,11 +56,10 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        if chunksize >= PLAIN_MIN_CHUNK && is_primitive::<A>() && is_primitive::<R>() {
-            // SAFETY: primitive numbers have no padding and are valid for every bit pattern.
-            let func = unsafe { task::plain(self.key(), f) };
-            // SAFETY: as above.
-            return unsafe { self.map_plain(func, &items, chunksize) };
+        if chunksize >= PLAIN_MIN_CHUNK {
+            if let (Some(a), Some(r)) = (Plain::number(), Plain::number()) {
+                return self.map_plain(f, &items, chunksize, (a, r));
+            }
         }
         self.submit_map(self.map_func(f), &items, chunksize).get()
     }
@@ -109,21 +85,18 @@ impl Pool {
         items: &[A],
     ) -> Result<Vec<R>, MapError> {
         let chunk = default_chunksize(items.len(), self.processes);
-        // SAFETY: `Pod` types have no padding and are valid for every bit pattern.
-        let func = unsafe { task::plain(self.key(), f) };
-        // SAFETY: as above.
-        unsafe { self.map_plain(func, items, chunk) }
+        self.map_plain(f, items, chunk, (Plain::pod(), Plain::pod()))
     }
 
-    /// # Safety
-    /// `A` and `R` must have no padding and be valid for every bit pattern, and `func` must
-    /// have been made by `task::plain::<A, R>`.
-    unsafe fn map_plain<A: 'static, R: 'static>(
+    /// `f` over `items` through shared arrays; `plain` proves `A` and `R` plain data.
+    fn map_plain<A: 'static, R: 'static>(
         &self,
-        func: FnRef,
+        f: fn(A) -> R,
         items: &[A],
         chunksize: usize,
+        plain: (Plain<A>, Plain<R>),
     ) -> Result<Vec<R>, MapError> {
+        let func = task::plain(self.key(), f, plain.0, plain.1);
         self.ensure_open().map_err(|e| MapError {
             index: 0,
             error: e.into(),
@@ -154,7 +127,7 @@ impl Pool {
                 RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?,
             ),
         };
-        // SAFETY: `items` is `in_bytes` initialised bytes (the caller guarantees no padding).
+        // SAFETY: `items` is `in_bytes` initialised bytes (`plain.0` proves `A` has no padding).
         let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), in_bytes) };
         input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
         let chunksize = chunksize.max(1);
@@ -185,8 +158,8 @@ impl Pool {
         let keep = input.len() + output.len() <= SCRATCH_MAX;
         let mut out: Vec<R> = Vec::with_capacity(n);
         // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
-        // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
-        // caller's guarantee), so after the copy the first `n` elements are initialised. The
+        // finished, so nobody writes the output array any more; any bytes are a valid `R` (proved
+        // by `plain.1`), so after the copy the first `n` elements are initialised. The
         // copy is a shared copy (word-wise atomic) of the pool's own array.
         unsafe {
             let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out_bytes);

@@ -16,6 +16,8 @@ use ipc_core::{ObjectHandle, ObjectSegment, TypeFingerprint, codec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::raw::map_chunk;
+
 /// Decodes an input, runs the user function, encodes the output into `out`.
 type Trampoline = fn(usize, &[u8], &mut Vec<u8>) -> Result<(), String>;
 
@@ -132,9 +134,7 @@ fn map_tramp<A: DeserializeOwned, R: Serialize>(
     // SAFETY: `f` was made from an `fn(A) -> R` in `map`, the only constructor that pairs it
     // with this trampoline, and authenticated by `call`; fn pointers are address-sized.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let items: Vec<A> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(f).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, f)
 }
 
 fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
@@ -144,9 +144,7 @@ fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
 ) -> Result<(), String> {
     // SAFETY: as in `map_tramp`, for `fn(A, B) -> R` made by `star`.
     let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    let items: Vec<(A, B)> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(|(a, b)| f(a, b)).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, |(a, b): (A, B)| f(a, b))
 }
 
 /// The input of a chunk task: which slice, which elements.

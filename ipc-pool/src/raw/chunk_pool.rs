@@ -146,6 +146,20 @@ pub trait ChunkPool {
     }
 }
 
+/// The worker's side of a chunk: decodes `input` as the `Vec<A>` that
+/// [`ChunkPool::submit_chunk`] encoded, applies `f` to each item in order and encodes the
+/// `Vec<R>` of results into `out`, which `submit_chunk` decodes. The error says which half
+/// failed.
+pub fn map_chunk<A: DeserializeOwned, R: Serialize>(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    f: impl FnMut(A) -> R,
+) -> Result<(), String> {
+    let items: Vec<A> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
+    let results: Vec<R> = items.into_iter().map(f).collect();
+    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+}
+
 /// Decodes a chunk's output as `Vec<R>`.
 fn decode_chunk<R: DeserializeOwned, E: PoolFailure>(out: Result<Vec<u8>, E>) -> Result<Vec<R>, E> {
     out.and_then(|bytes| {

@@ -6,6 +6,7 @@
 //! | [`ResultSlot`], [`SuccessCallback`], [`ErrorCallback`] | the producing side of an [`AsyncResult`] and the callbacks it runs |
 //! | [`TaskFailure`], [`PoolFailure`] | what a task's error type gives the machinery below |
 //! | [`ChunkPool`], [`Chunk`], [`Sink`] | a pool as a backend that runs a function over chunks of encoded items |
+//! | [`map_chunk`] | the worker's side of a chunk: decode the items, apply the function, encode the results |
 //! | [`Imap`] | the lazy `imap`/`imap_unordered` over any [`ChunkPool`], results put back in order |
 //! | [`MapJob`] | a `map`'s chunks gathered in order, waited for or as an [`AsyncResult`] |
 //! | [`ExecutorPool`] | what the generic [`Executor`](crate::Executor) drives |
@@ -16,7 +17,7 @@ mod chunk_pool;
 mod collect;
 mod imap;
 
-pub use self::chunk_pool::{Chunk, ChunkPool, Sink};
+pub use self::chunk_pool::{Chunk, ChunkPool, Sink, map_chunk};
 pub use self::collect::MapJob;
 pub use self::imap::Imap;
 pub use crate::async_result::{ErrorCallback, ResultSlot, SuccessCallback, TaskFailure};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ipc_core::codec::EncodeError;
+use ipc_pool::raw::{PoolFailure, TaskFailure};
 
 /// How a worker process or a whole host ended, as the master learned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,64 +158,18 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
-/// A task of `map` (or `starmap`, `imap`) failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapError {
-    /// The index of the first input item of the failed chunk.
-    pub index: usize,
-    /// Why it failed.
-    pub error: TaskError,
-}
+/// A task of `map` (or `starmap`, `imap`) failed: `ipc_pool`'s [`MapError`](ipc_pool::MapError)
+/// (`index`, the first input item of the failed chunk, and `error`), with this crate's
+/// [`TaskError`].
+pub type MapError = ipc_pool::MapError<TaskError>;
 
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "item {}: {}", self.index, self.error)
-    }
-}
-
-impl std::error::Error for MapError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-/// Submitting to a cluster pool failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SubmitError {
-    /// The pool was closed or terminated: it accepts no new tasks.
-    Closed,
-    /// The argument could not be encoded.
-    Encode(EncodeError),
-}
-
-impl fmt::Display for SubmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Closed => f.write_str("the cluster pool is closed: it accepts no new tasks"),
-            Self::Encode(e) => write!(f, "cannot encode the task's argument: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SubmitError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Encode(e) => Some(e),
-            Self::Closed => None,
-        }
-    }
-}
+/// Submitting to a cluster pool failed: `ipc_pool`'s [`SubmitError`](ipc_pool::SubmitError)
+/// (`Closed`, or `Encode` with the argument's encoding error), for this crate's [`TaskError`].
+pub type SubmitError = ipc_pool::SubmitError<TaskError>;
 
 impl From<SubmitError> for TaskError {
     fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Closed => TaskError::Terminated,
-            SubmitError::Encode(e) => TaskError::Codec {
-                host: None,
-                message: e.to_string(),
-            },
-        }
+        Self::from_submit(e)
     }
 }
 
@@ -295,8 +250,23 @@ impl std::error::Error for BuildError {
     }
 }
 
-impl ipc_pool::raw::TaskFailure for TaskError {
+impl TaskFailure for TaskError {
     fn result_taken() -> Self {
         TaskError::ResultTaken
+    }
+}
+
+impl PoolFailure for TaskError {
+    const POOL: &'static str = "cluster pool";
+
+    fn terminated() -> Self {
+        TaskError::Terminated
+    }
+
+    fn codec(message: String) -> Self {
+        TaskError::Codec {
+            host: None,
+            message,
+        }
     }
 }

@@ -1,17 +1,17 @@
 //! `ClusterExecutor`: Python's `concurrent.futures` interface (as `mpi4py.futures`'s
-//! `MPIPoolExecutor` gives it) on a [`ClusterPool`].
+//! `MPIPoolExecutor` gives it) on a [`ClusterPool`]: `ipc_pool`'s [`Executor`] over it.
 
-use std::fmt;
+use ipc_pool::Executor;
+use ipc_pool::raw::ExecutorPool;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use crate::master::ClusterPool;
 
-use crate::AsyncResult;
-use crate::error::SubmitError;
-use crate::master::{ClusterPool, Imap};
-
-/// A cluster pool with the `concurrent.futures` interface: [`submit`](Self::submit) returns a
-/// future ([`AsyncResult`] implements [`std::future::Future`]).
+/// A cluster pool with the `concurrent.futures` interface: [`submit`](Executor::submit)
+/// returns a future ([`AsyncResult`](crate::AsyncResult) implements
+/// [`std::future::Future`]); `map` is lazy, `shutdown(wait, cancel_futures)` stops the executor
+/// and tells the hosts to stop. With `cancel_futures`, tasks no host has taken yet fail with
+/// [`TaskError::Terminated`](crate::TaskError::Terminated); without `wait`, every unfinished
+/// task does.
 ///
 /// Unlike `mpi4py.futures`, a host killed mid-task fails only the futures it was running; the
 /// others run on the remaining hosts.
@@ -36,63 +36,28 @@ use crate::master::{ClusterPool, Imap};
 /// ```
 #[doc(alias = "MPIPoolExecutor")]
 #[doc(alias = "ProcessPoolExecutor")]
-#[must_use = "dropping an executor shuts it down"]
-pub struct ClusterExecutor {
-    pool: ClusterPool,
-}
+pub type ClusterExecutor = Executor<ClusterPool>;
 
-impl fmt::Debug for ClusterExecutor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterExecutor")
-            .field("pool", &self.pool)
-            .finish()
-    }
-}
+impl ExecutorPool for ClusterPool {
+    type Chunks = Self;
 
-impl ClusterExecutor {
-    /// An executor over a cluster pool built as you like.
-    pub fn from_pool(pool: ClusterPool) -> Self {
-        Self { pool }
+    fn chunks(&self) -> &Self {
+        self
     }
 
-    /// Schedules `f(arg)` on some host; the returned future resolves to its result.
-    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, SubmitError>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.pool.apply_async(f, arg)
+    fn cancel_pending(&self) {
+        self.core().cancel_pending();
     }
 
-    /// `f` over the items, results in order, lazily (Python's `Executor.map`).
-    pub fn map<'e, A, R, I>(&'e self, f: fn(A) -> R, items: I) -> Imap<'e, A, R>
-    where
-        A: Serialize + DeserializeOwned + 'e,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.pool.imap(f, items)
+    fn close(&self) {
+        ClusterPool::close(self);
     }
 
-    /// Stops the executor and tells the hosts to stop. With `wait`, tasks on hosts finish
-    /// first; with `cancel_futures`, tasks no host has taken yet fail with
-    /// [`TaskError::Terminated`](crate::TaskError::Terminated); without `wait`, every
-    /// unfinished task does.
-    pub fn shutdown(mut self, wait: bool, cancel_futures: bool) {
-        self.pool.close();
-        if cancel_futures {
-            self.pool.core().cancel_pending();
-        }
-        if wait {
-            self.pool.join();
-        } else {
-            self.pool.terminate();
-        }
+    fn join(&mut self) {
+        ClusterPool::join(self);
     }
 
-    /// The underlying pool.
-    pub fn pool(&self) -> &ClusterPool {
-        &self.pool
+    fn terminate(&mut self) {
+        ClusterPool::terminate(self);
     }
 }

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use ipc_core::codec;
 use ipc_core::process::{FnKey, FnRef};
+use ipc_pool::raw::map_chunk;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +33,10 @@ const KIND_CHUNK: u8 = 1;
 const KIND_INIT: u8 = 2;
 
 /// A trampoline paired with the function it calls, in this process; only the typed
-/// constructors below make one, so the pairing is always right.
+/// constructors below make one, so the pairing is always right. (Public only as the cluster
+/// pool's `ChunkPool::Func`, which users get from `ChunkPool::map_func`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TaskFn {
+pub struct TaskFn {
     kind: u8,
     tramp: usize,
     func: usize,
@@ -121,9 +123,7 @@ fn map_tramp<A: DeserializeOwned, R: Serialize>(
     // pairs it with this trampoline, and authenticated by `call_chunk`; fn pointers are
     // address-sized.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let items: Vec<A> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(f).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, f)
 }
 
 fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
@@ -133,9 +133,7 @@ fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
 ) -> Result<(), String> {
     // SAFETY: as in `map_tramp`, for `fn(A, B) -> R` made by `TaskFn::star`.
     let f = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    let items: Vec<(A, B)> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(|(a, b)| f(a, b)).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, |(a, b): (A, B)| f(a, b))
 }
 
 fn init_tramp<A: DeserializeOwned>(f: usize, input: &[u8]) -> Result<(), String> {

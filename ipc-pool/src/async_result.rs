@@ -25,12 +25,6 @@ pub trait TaskFailure {
     fn result_taken() -> Self;
 }
 
-impl TaskFailure for TaskError {
-    fn result_taken() -> Self {
-        TaskError::ResultTaken
-    }
-}
-
 struct SlotState<T, E> {
     outcome: Option<Result<T, E>>,
     waker: Option<Waker>,

@@ -1,9 +1,13 @@
 //! Errors of pools and their tasks: one enum per operation, causes through `source()`.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 
 use ipc_core::codec::EncodeError;
+
+use crate::async_result::TaskFailure;
 
 /// Why a task produced no value. Like Python's `RemoteTraceback`, a failure in a worker says
 /// where it happened: the worker's pid, and for a panic its message and location.
@@ -89,22 +93,26 @@ impl fmt::Display for TaskError {
 impl std::error::Error for TaskError {}
 
 /// A task of `map` (or `starmap`, `imap`) failed.
+///
+/// Generic over the error a task fails with (`E`, [`TaskError`] by default), as
+/// [`AsyncResult`](crate::AsyncResult) is, so that pools built on this crate (`ipc-cluster`'s)
+/// report their own task errors through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapError {
+pub struct MapError<E = TaskError> {
     /// The index of the first input item of the failed task (with a chunksize above 1, the
     /// failing item is one of the `chunksize` items from here).
     pub index: usize,
     /// Why it failed.
-    pub error: TaskError,
+    pub error: E,
 }
 
-impl fmt::Display for MapError {
+impl<E: fmt::Display> fmt::Display for MapError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "item {}: {}", self.index, self.error)
     }
 }
 
-impl std::error::Error for MapError {
+impl<E: std::error::Error + 'static> std::error::Error for MapError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
     }
@@ -182,40 +190,95 @@ impl std::error::Error for BuildError {
 }
 
 /// Submitting to a pool failed.
-#[derive(Debug)]
+///
+/// Generic over the error a task of the pool fails with (`E`, [`TaskError`] by default), which
+/// says what the pool is called in the message and what a refused task becomes
+/// ([`PoolFailure::from_submit`]).
 #[non_exhaustive]
-pub enum SubmitError {
+pub enum SubmitError<E = TaskError> {
     /// The pool was closed or terminated: it accepts no new tasks.
     Closed,
     /// The argument could not be encoded.
     Encode(EncodeError),
+    /// Never built (its first field has no value): it ties the error to its task error type.
+    #[doc(hidden)]
+    Never(Infallible, PhantomData<fn() -> E>),
 }
 
-impl fmt::Display for SubmitError {
+impl<E> fmt::Debug for SubmitError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Closed => f.write_str("the pool is closed: it accepts no new tasks"),
-            Self::Encode(e) => write!(f, "cannot encode the task's argument: {e}"),
+            Self::Closed => f.write_str("Closed"),
+            Self::Encode(e) => f.debug_tuple("Encode").field(e).finish(),
+            Self::Never(never, _) => match *never {},
         }
     }
 }
 
-impl std::error::Error for SubmitError {
+impl<E: PoolFailure> fmt::Display for SubmitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => write!(f, "the {} is closed: it accepts no new tasks", E::POOL),
+            Self::Encode(e) => write!(f, "cannot encode the task's argument: {e}"),
+            Self::Never(never, _) => match *never {},
+        }
+    }
+}
+
+impl<E: PoolFailure> std::error::Error for SubmitError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Encode(e) => Some(e),
             Self::Closed => None,
+            Self::Never(never, _) => match *never {},
+        }
+    }
+}
+
+/// What the machinery of [`crate::raw`] needs of a task's error, beyond [`TaskFailure`]: what a
+/// refused or cancelled task becomes, what a task whose data did not travel becomes, and what the
+/// pool is called in messages.
+pub trait PoolFailure: TaskFailure + Sized {
+    /// The pool's name in messages (`"pool"`: "the pool is closed").
+    const POOL: &'static str;
+
+    /// The pool was terminated, or closed, before the task ran.
+    fn terminated() -> Self;
+
+    /// The task's argument or result could not be encoded or decoded (in this process).
+    fn codec(message: String) -> Self;
+
+    /// What a task refused at submission becomes: `Closed` fails as terminated, an argument
+    /// that did not encode as a codec failure.
+    fn from_submit(e: SubmitError<Self>) -> Self {
+        match e {
+            SubmitError::Closed => Self::terminated(),
+            SubmitError::Encode(e) => Self::codec(e.to_string()),
+            SubmitError::Never(never, _) => match never {},
         }
     }
 }
 
 impl From<SubmitError> for TaskError {
     fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Closed => TaskError::Terminated,
-            SubmitError::Encode(e) => TaskError::Codec {
-                message: e.to_string(),
-            },
-        }
+        Self::from_submit(e)
+    }
+}
+
+impl TaskFailure for TaskError {
+    fn result_taken() -> Self {
+        TaskError::ResultTaken
+    }
+}
+
+impl PoolFailure for TaskError {
+    const POOL: &'static str = "pool";
+
+    fn terminated() -> Self {
+        TaskError::Terminated
+    }
+
+    fn codec(message: String) -> Self {
+        TaskError::Codec { message }
     }
 }

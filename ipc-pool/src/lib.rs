@@ -42,17 +42,11 @@ mod manager;
 mod pool;
 pub mod prelude;
 mod primitive;
+pub mod raw;
 mod shared_slice;
 mod task;
 
 pub use async_result::{AsyncResult, GetTimeoutError, Timeout};
-
-/// The building blocks of a pool of your own that hands out this crate's [`AsyncResult`]: the
-/// slot a result is delivered through, the callbacks it runs, and what a task's error type
-/// needs (`ipc-cluster`'s pools use them with errors of their own).
-pub mod raw {
-    pub use crate::async_result::{ErrorCallback, ResultSlot, SuccessCallback, TaskFailure};
-}
 pub use error::{BuildError, MapError, SubmitError, TaskError};
 pub use executor::Executor;
 pub use ipc_core::process::{ProcessExit, Supervisor};

@@ -7,11 +7,16 @@
 //! parent made. Tasks cross shared memory that any process of the same user could write; the
 //! tag is what keeps a forged task from making a worker jump anywhere.
 
+use std::any::TypeId;
+use std::marker::PhantomData;
+
 use bytemuck::Pod;
 use ipc_core::process::{FnKey, FnRef};
 use ipc_core::{ObjectHandle, ObjectSegment, TypeFingerprint, codec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::raw::map_chunk;
 
 /// Decodes an input, runs the user function, encodes the output into `out`.
 type Trampoline = fn(usize, &[u8], &mut Vec<u8>) -> Result<(), String>;
@@ -51,15 +56,61 @@ pub(crate) fn chunks<T: Pod>(key: &FnKey, f: fn(&mut [T])) -> FnRef {
     unsafe { task(key, chunk_tramp::<T>, f as usize) }
 }
 
+/// Proof that `T` is plain data: no padding, no pointers, valid for every bit pattern. Only
+/// [`Plain::pod`] (a `Pod` bound) and [`Plain::number`] (one of the sealed [`Number`] types)
+/// make one, so a plain map holding a `Plain<T>` may move `T`s as bytes.
+pub(crate) struct Plain<T>(PhantomData<fn() -> T>);
+
+impl<T: Pod> Plain<T> {
+    /// Any `Pod` type is plain data.
+    pub(crate) fn pod() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: 'static> Plain<T> {
+    /// `Some` when `T` is a primitive number. A caller generic over any serde type cannot ask
+    /// for a [`Number`] bound (stable Rust has no specialisation, and the bound would narrow
+    /// what it accepts), so the type is recognised at run time among the `Number` impls.
+    pub(crate) fn number() -> Option<Self> {
+        is_number(TypeId::of::<T>()).then_some(Self(PhantomData))
+    }
+}
+
+/// The primitive numbers, which a plain `map` recognises. Private, hence sealed; the compiler
+/// checks that each is `Pod`.
+trait Number: Pod + 'static {}
+
+/// The `TypeId` of a [`Number`] type (so that only `Number`s, which are `Pod`, can be listed).
+fn number_id<T: Number>() -> TypeId {
+    TypeId::of::<T>()
+}
+
+macro_rules! numbers {
+    ($($t:ty),*) => {
+        $(impl Number for $t {})*
+
+        /// Whether `id` is the type of one of the `Number` impls above.
+        fn is_number(id: TypeId) -> bool {
+            false $(|| id == number_id::<$t>())*
+        }
+    };
+}
+
+numbers!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+);
+
 /// `fn(A) -> R` over a chunk of a plain input array, into a plain output array: input
 /// [`PlainInput`]. Nothing but the bounds is encoded.
-///
-/// # Safety
-/// `A` and `R` must be plain data: no padding, no pointers, valid for every bit pattern
-/// (`bytemuck::Pod`, or a primitive number).
-pub(crate) unsafe fn plain<A: 'static, R: 'static>(key: &FnKey, f: fn(A) -> R) -> FnRef {
-    // SAFETY: `plain_tramp::<A, R>` transmutes its function to `fn(A) -> R`; the caller
-    // guarantees the plain-data contract it relies on.
+pub(crate) fn plain<A: 'static, R: 'static>(
+    key: &FnKey,
+    f: fn(A) -> R,
+    _: Plain<A>,
+    _: Plain<R>,
+) -> FnRef {
+    // SAFETY: `plain_tramp::<A, R>` transmutes its function to `fn(A) -> R`; the `Plain`
+    // proofs give the plain-data contract it relies on.
     unsafe { task(key, plain_tramp::<A, R>, f as usize) }
 }
 
@@ -83,9 +134,7 @@ fn map_tramp<A: DeserializeOwned, R: Serialize>(
     // SAFETY: `f` was made from an `fn(A) -> R` in `map`, the only constructor that pairs it
     // with this trampoline, and authenticated by `call`; fn pointers are address-sized.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let items: Vec<A> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(f).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, f)
 }
 
 fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
@@ -95,9 +144,7 @@ fn star_tramp<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
 ) -> Result<(), String> {
     // SAFETY: as in `map_tramp`, for `fn(A, B) -> R` made by `star`.
     let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(f) };
-    let items: Vec<(A, B)> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(|(a, b)| f(a, b)).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    map_chunk(input, out, |(a, b): (A, B)| f(a, b))
 }
 
 /// The input of a chunk task: which slice, which elements.
@@ -179,8 +226,9 @@ fn plain_tramp<A: 'static, R: 'static>(
         ));
     }
     for i in task.start..task.start + task.len {
-        // SAFETY: element i lies inside the input array (checked above); `plain`'s contract
-        // makes any bytes a valid `A`; the parent does not write the input while the job runs.
+        // SAFETY: element i lies inside the input array (checked above); the `Plain` proofs
+        // `plain` takes make any bytes a valid `A`; the parent does not write the input while
+        // the job runs.
         let a = unsafe { std::ptr::read_unaligned(src.add(i * sa).cast::<A>()) };
         let r = f(a);
         // SAFETY: element i lies inside the output array (checked above), and this task is the
@@ -222,6 +270,19 @@ mod tests {
 
     fn double(x: u32) -> u64 {
         u64::from(x) * 2
+    }
+
+    #[test]
+    fn only_primitive_numbers_are_recognised_as_plain() {
+        assert!(Plain::<u8>::number().is_some());
+        assert!(Plain::<u64>::number().is_some());
+        assert!(Plain::<isize>::number().is_some());
+        assert!(Plain::<f32>::number().is_some());
+        assert!(Plain::<bool>::number().is_none());
+        assert!(Plain::<char>::number().is_none());
+        assert!(Plain::<(u32, u32)>::number().is_none());
+        assert!(Plain::<[u64; 2]>::number().is_none());
+        assert!(Plain::<String>::number().is_none());
     }
 
     #[test]

@@ -59,7 +59,7 @@ const JOIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Receives a chunk's encoded output (`Vec<R>`), or why there is none. Runs in the thread that
 /// handled the event (a transport's receiving thread, or the caller of `stop`).
-pub(crate) type Sink = Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>;
+pub(crate) type Sink = ipc_pool::raw::Sink<TaskError>;
 
 /// A sink with its outcome, run once the state lock is released.
 type Delivery = (Sink, Result<Vec<u8>, TaskError>);
@@ -188,28 +188,28 @@ impl Core {
         }
     }
 
-    /// Queues one chunk: `func` over `input` (an encoded `Vec<A>` of `items` items); `sink`
-    /// receives the encoded `Vec<R>`.
+    /// Queues chunks of `func`, all or none: each an encoded `Vec<A>` of `items` items, whose
+    /// `sink` receives the encoded `Vec<R>`.
     pub(crate) fn submit(
         &self,
         func: TaskFn,
-        input: Vec<u8>,
-        items: usize,
-        sink: Sink,
+        chunks: Vec<ipc_pool::raw::Chunk<TaskError>>,
     ) -> Result<(), SubmitError> {
         let mut st = self.lock();
         if st.closed || st.stopped {
             return Err(SubmitError::Closed);
         }
-        let id = st.next_id;
-        st.next_id += 1;
-        st.sinks.insert(id, sink);
-        st.pending.push_back(Chunk {
-            id,
-            func,
-            input,
-            items,
-        });
+        for c in chunks {
+            let id = st.next_id;
+            st.next_id += 1;
+            st.sinks.insert(id, c.sink);
+            st.pending.push_back(Chunk {
+                id,
+                func,
+                input: c.input,
+                items: c.items,
+            });
+        }
         self.dispatch(&mut st);
         Ok(())
     }
@@ -746,15 +746,14 @@ mod tests {
         let out: Outcomes = Arc::default();
         for i in 0..n {
             let o = Arc::clone(&out);
-            core.submit(
-                TaskFn::map(square),
-                codec::encode(&vec![i]).unwrap(),
-                1,
-                Box::new(move |r| {
+            let chunk = ipc_pool::raw::Chunk {
+                input: codec::encode(&vec![i]).unwrap(),
+                items: 1,
+                sink: Box::new(move |r| {
                     o.lock().unwrap().insert(i, r);
                 }),
-            )
-            .unwrap();
+            };
+            core.submit(TaskFn::map(square), vec![chunk]).unwrap();
         }
         out
     }
@@ -808,8 +807,13 @@ mod tests {
         let (core, sent) = core_with_credit(Duration::from_secs(30), None);
         for _ in 0..5 {
             let input = codec::encode(&vec![1u64; 20]).unwrap();
-            core.submit(TaskFn::map(square), input, 20, Box::new(|_| {}))
-                .unwrap();
+            let sink = Box::new(|_| {});
+            let chunk = ipc_pool::raw::Chunk {
+                input,
+                items: 20,
+                sink,
+            };
+            core.submit(TaskFn::map(square), vec![chunk]).unwrap();
         }
         join(&core, "a", 1, BuildId::current().unwrap());
         assert_eq!(chunks_sent(&sent, "a").len(), CREDIT_PER_PROCESS);
@@ -960,7 +964,7 @@ mod tests {
                 .any(|(_, b)| matches!(codec::decode::<ToHost>(b), Ok(ToHost::Shutdown)))
         );
         assert!(matches!(
-            core.submit(TaskFn::map(square), Vec::new(), 0, Box::new(|_| {})),
+            core.submit(TaskFn::map(square), Vec::new()),
             Err(SubmitError::Closed)
         ));
     }

@@ -1,52 +1,39 @@
-//! `map`, `starmap`, `apply` and `apply_async` over the cluster.
+//! `map`, `starmap`, `apply` and `apply_async` over the cluster, and the [`ChunkPool`] they
+//! (and `imap`) stand on.
 
-use std::sync::Arc;
-
-use ipc_core::codec;
 use ipc_pool::default_chunksize;
+use ipc_pool::raw::{Chunk, ChunkPool, ResultSlot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::ClusterPool;
-use super::collect::MapJob;
 use crate::AsyncResult;
 use crate::error::{MapError, SubmitError, TaskError};
 use crate::task::TaskFn;
-use ipc_pool::raw::ResultSlot;
 
-/// Decodes a chunk's output as `Vec<R>`.
-pub(super) fn decode_chunk<R: DeserializeOwned>(
-    out: Result<Vec<u8>, TaskError>,
-) -> Result<Vec<R>, TaskError> {
-    out.and_then(|bytes| {
-        codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
-            host: None,
-            message: format!("result: {e}"),
-        })
-    })
+impl ChunkPool for ClusterPool {
+    type Func = TaskFn;
+    type TaskError = TaskError;
+
+    fn map_func<A: DeserializeOwned, R: Serialize>(&self, f: fn(A) -> R) -> TaskFn {
+        TaskFn::map(f)
+    }
+
+    fn submit_encoded(
+        &self,
+        func: TaskFn,
+        chunks: Vec<Chunk<TaskError>>,
+    ) -> Result<(), SubmitError> {
+        self.core().submit(func, chunks)
+    }
+
+    /// Twice the live hosts' credit.
+    fn imap_window(&self) -> usize {
+        2 * self.core().total_credit()
+    }
 }
 
 impl ClusterPool {
-    /// Submits `func` over one chunk of items; `deliver` receives the decoded `Vec<R>`.
-    pub(super) fn submit_chunk<A, R>(
-        &self,
-        func: TaskFn,
-        items: &[A],
-        deliver: impl FnOnce(Result<Vec<R>, TaskError>) + Send + 'static,
-    ) -> Result<(), SubmitError>
-    where
-        A: Serialize,
-        R: DeserializeOwned + 'static,
-    {
-        let input = codec::encode(items).map_err(SubmitError::Encode)?;
-        self.core().submit(
-            func,
-            input,
-            items.len(),
-            Box::new(move |out| deliver(decode_chunk(out))),
-        )
-    }
-
     /// Applies `f` to every item and returns the results in order (Python's `map`), with
     /// Python's default chunksize over the live hosts' processes. On failure, the error of the
     /// first failed item; to keep the results of the others, use [`imap`](Self::imap).
@@ -76,7 +63,7 @@ impl ClusterPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        self.map_func(TaskFn::map(f), &items, chunksize)
+        self.submit_map(TaskFn::map(f), &items, chunksize).get()
     }
 
     /// Applies `f` to every pair (Python's `starmap`).
@@ -108,24 +95,7 @@ impl ClusterPool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<(A, B)> = items.into_iter().collect();
-        self.map_func(TaskFn::star(f), &items, chunksize)
-    }
-
-    fn map_func<T: Serialize, R: DeserializeOwned + Send + 'static>(
-        &self,
-        func: TaskFn,
-        items: &[T],
-        chunksize: usize,
-    ) -> Result<Vec<R>, MapError> {
-        let chunksize = chunksize.max(1);
-        let job = MapJob::<R>::new(items.len().div_ceil(chunksize), chunksize);
-        for (k, chunk) in items.chunks(chunksize).enumerate() {
-            let j = job.clone();
-            if let Err(e) = self.submit_chunk(func, chunk, move |out| j.deliver(k, out)) {
-                job.deliver(k, Err(e.into()));
-            }
-        }
-        job.get()
+        self.submit_map(TaskFn::star(f), &items, chunksize).get()
     }
 
     /// Runs `f(arg)` on some host and waits for its result (Python's `apply`).
@@ -144,7 +114,7 @@ impl ClusterPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(f, arg, ResultSlot::<_, TaskError>::new(None, None))
+        self.submit_apply(f, arg, ResultSlot::new(None, None))
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and `error_callback`: one of
@@ -161,36 +131,7 @@ impl ClusterPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(
-            f,
-            arg,
-            ResultSlot::<_, TaskError>::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
-        )
-    }
-
-    fn apply_async_inner<A, R>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        slot: Arc<ResultSlot<R, TaskError>>,
-    ) -> Result<AsyncResult<R>, SubmitError>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let s = Arc::clone(&slot);
-        self.submit_chunk(
-            TaskFn::map(f),
-            std::slice::from_ref(&arg),
-            move |r: Result<Vec<R>, TaskError>| {
-                s.fulfil(r.and_then(|mut v| {
-                    v.pop().ok_or(TaskError::Codec {
-                        host: None,
-                        message: "empty result".into(),
-                    })
-                }))
-            },
-        )?;
-        Ok(AsyncResult::from_slot(slot))
+        let slot = ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error)));
+        self.submit_apply(f, arg, slot)
     }
 }

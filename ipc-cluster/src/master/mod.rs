@@ -4,11 +4,12 @@
 //! |--------------|------------------------------------------------------------------------|
 //! | `mod.rs`     | `ClusterPool`, its builder, `HostStats`, `close`/`join`/`terminate`      |
 //! | `core.rs`    | the state, credit-based dispatch, joins, results, a host's death        |
-//! | `map.rs`     | `map`, `starmap`, `apply`, `apply_async`                                 |
-//! | `collect.rs` | gathering a map's chunks in order                                        |
-//! | `imap.rs`    | the lazy `imap` iterators                                                |
+//! | `map.rs`     | `map`, `starmap`, `apply`, `apply_async`; the pool as an `ipc_pool` `ChunkPool` |
+//! | `imap.rs`    | the lazy `imap` verbs                                                    |
+//!
+//! Cutting work in chunks, `imap`'s reassembly and a map's gathering are `ipc_pool::raw`'s,
+//! shared with `ipc_pool::Pool`.
 
-mod collect;
 pub(crate) mod core;
 mod imap;
 mod map;

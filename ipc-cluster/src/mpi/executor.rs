@@ -1,17 +1,18 @@
-//! `MpiExecutor`: `mpi4py.futures`'s `MPIPoolExecutor` interface on an [`MpiPool`].
+//! `MpiExecutor`: `mpi4py.futures`'s `MPIPoolExecutor` interface on an [`MpiPool`]:
+//! `ipc_pool`'s [`Executor`] over it, plus `from_world`.
 
 use std::fmt;
+use std::ops::Deref;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ipc_pool::Executor;
+use ipc_pool::raw::ExecutorPool;
 
 use super::{MpiError, MpiPool};
-use crate::AsyncResult;
-use crate::error::SubmitError;
-use crate::master::Imap;
+use crate::master::ClusterPool;
 
-/// `concurrent.futures` over MPI ranks: [`submit`](Self::submit) returns a future
-/// ([`AsyncResult`] implements [`std::future::Future`]).
+/// `concurrent.futures` over MPI ranks: `ipc_pool`'s [`Executor`] over an [`MpiPool`], to which
+/// it dereferences for [`submit`](Executor::submit) (a future: [`AsyncResult`](crate::AsyncResult)
+/// implements [`std::future::Future`]), `map` and `pool`.
 ///
 /// ```no_run
 /// use ipc_cluster::MpiExecutor;
@@ -31,14 +32,12 @@ use crate::master::Imap;
 /// ```
 #[doc(alias = "MPIPoolExecutor")]
 #[must_use = "dropping an executor shuts it down"]
-pub struct MpiExecutor {
-    pool: MpiPool,
-}
+pub struct MpiExecutor(Executor<MpiPool>);
 
 impl fmt::Debug for MpiExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MpiExecutor")
-            .field("pool", &self.pool)
+            .field("pool", self.0.pool())
             .finish()
     }
 }
@@ -52,47 +51,46 @@ impl MpiExecutor {
 
     /// An executor over a pool built as you like.
     pub fn from_pool(pool: MpiPool) -> Self {
-        Self { pool }
-    }
-
-    /// Schedules `f(arg)` on some rank; the returned future resolves to its result.
-    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, SubmitError>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.pool.apply_async(f, arg)
-    }
-
-    /// `f` over the items, results in order, lazily (Python's `Executor.map`).
-    pub fn map<'e, A, R, I>(&'e self, f: fn(A) -> R, items: I) -> Imap<'e, A, R>
-    where
-        A: Serialize + DeserializeOwned + 'e,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: 'e,
-    {
-        self.pool.imap(f, items)
+        Self(Executor::from_pool(pool))
     }
 
     /// Stops the executor and the other ranks, then finalises MPI. With `wait`, submitted
     /// tasks finish first; with `cancel_futures`, tasks no rank has taken yet fail with
     /// [`TaskError::Terminated`](crate::TaskError::Terminated); without `wait`, every
     /// unfinished task does.
-    pub fn shutdown(mut self, wait: bool, cancel_futures: bool) {
-        self.pool.close();
-        if cancel_futures {
-            self.pool.cluster().core().cancel_pending();
-        }
-        if wait {
-            self.pool.join();
-        } else {
-            self.pool.terminate();
-        }
+    pub fn shutdown(self, wait: bool, cancel_futures: bool) {
+        self.0.shutdown(wait, cancel_futures);
+    }
+}
+
+impl Deref for MpiExecutor {
+    type Target = Executor<MpiPool>;
+
+    fn deref(&self) -> &Executor<MpiPool> {
+        &self.0
+    }
+}
+
+impl ExecutorPool for MpiPool {
+    type Chunks = ClusterPool;
+
+    fn chunks(&self) -> &ClusterPool {
+        self.cluster()
     }
 
-    /// The underlying pool.
-    pub fn pool(&self) -> &MpiPool {
-        &self.pool
+    fn cancel_pending(&self) {
+        self.cluster().cancel_pending();
+    }
+
+    fn close(&self) {
+        MpiPool::close(self);
+    }
+
+    fn join(&mut self) {
+        MpiPool::join(self);
+    }
+
+    fn terminate(&mut self) {
+        MpiPool::terminate(self);
     }
 }

@@ -1,14 +1,12 @@
 //! `apply` and `apply_async`: one call in a worker.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
 use crate::async_result::{AsyncResult, ResultSlot};
 use crate::error::{SubmitError, TaskError};
-use crate::task;
+use crate::raw::ChunkPool;
 
 impl Pool {
     /// Runs `f(arg)` in a worker and waits for its result (Python's `apply`).
@@ -36,7 +34,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(f, arg, ResultSlot::new(None, None))
+        self.submit_apply(f, arg, ResultSlot::new(None, None))
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and `error_callback`: one of
@@ -53,36 +51,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async_inner(
-            f,
-            arg,
-            ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error))),
-        )
-    }
-
-    fn apply_async_inner<A, R>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        slot: Arc<ResultSlot<R>>,
-    ) -> Result<AsyncResult<R>, SubmitError>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let func = task::map(self.key(), f);
-        let s = Arc::clone(&slot);
-        self.submit_chunk(
-            func,
-            std::slice::from_ref(&arg),
-            move |r: Result<Vec<R>, TaskError>| {
-                s.fulfil(r.and_then(|mut v| {
-                    v.pop().ok_or(TaskError::Codec {
-                        message: "empty result".into(),
-                    })
-                }))
-            },
-        )?;
-        Ok(AsyncResult::from_slot(slot))
+        let slot = ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error)));
+        self.submit_apply(f, arg, slot)
     }
 }

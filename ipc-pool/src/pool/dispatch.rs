@@ -25,7 +25,7 @@ const SUPERVISOR_SLICE: Duration = Duration::from_millis(20);
 const RESULT_SLICE: Duration = Duration::from_millis(50);
 
 /// Receives a task's encoded output (or why there is none), in the result thread.
-pub(super) type Sink = Box<dyn FnOnce(Result<Vec<u8>, TaskError>) + Send>;
+pub(super) type Sink = crate::raw::Sink<TaskError>;
 
 /// A sink bound to its outcome, run once the state lock is released.
 pub(super) struct Delivery {

@@ -1,51 +1,22 @@
 //! `map`, `starmap` and their async forms, and the zero-copy maps: `map_pod` (plain data placed
 //! in shared arrays) and `map_chunks_mut` (a caller's `SharedSlice` lent in chunks).
 
-use std::sync::Arc;
-
-use ipc_core::process::FnRef;
 use ipc_core::{RawArray, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::collect::MapJob;
 use super::{Pool, default_chunksize};
 use crate::async_result::AsyncResult;
 use crate::error::{MapError, SubmitError, TaskError};
+use crate::raw::{ChunkPool, MapJob};
 use crate::shared_slice::SharedSlice;
-use crate::task::{self, ChunkInput, PlainInput};
+use crate::task::{self, ChunkInput, Plain, PlainInput};
 
-/// Below this chunksize a plain `map` of primitive numbers goes through the codec: placing a
+/// Below this chunksize a `map` of primitive numbers goes through the codec: placing a
 /// few items in shared arrays costs more than encoding them.
 const PLAIN_MIN_CHUNK: usize = 64;
 /// The most input plus output bytes of a plain map kept mapped for the next one.
 const SCRATCH_MAX: usize = 64 << 20;
-
-/// Whether `T` is a primitive number (no padding, valid for every bit pattern). Stable Rust has
-/// no specialisation, so `map` (whose items need only serde) cannot ask for a trait bound here
-/// without forcing one on every caller's type; the fourteen primitive number types are recognised
-/// by `TypeId` instead, and [`Pool::map_pod`] is the explicit zero-copy path for any `Pod`.
-fn is_primitive<T: 'static>() -> bool {
-    use std::any::TypeId;
-    let t = TypeId::of::<T>();
-    [
-        TypeId::of::<u8>(),
-        TypeId::of::<u16>(),
-        TypeId::of::<u32>(),
-        TypeId::of::<u64>(),
-        TypeId::of::<u128>(),
-        TypeId::of::<usize>(),
-        TypeId::of::<i8>(),
-        TypeId::of::<i16>(),
-        TypeId::of::<i32>(),
-        TypeId::of::<i64>(),
-        TypeId::of::<i128>(),
-        TypeId::of::<isize>(),
-        TypeId::of::<f32>(),
-        TypeId::of::<f64>(),
-    ]
-    .contains(&t)
-}
 
 impl Pool {
     /// Applies `f` to every item and returns the results in order (Python's `map`), with
@@ -67,9 +38,13 @@ impl Pool {
 
     /// [`map`](Self::map) with an explicit chunksize.
     ///
-    /// When `A` and `R` are primitive numbers and chunks are large, the items travel by
-    /// placement in shared memory (as with [`map_pod`](Self::map_pod)) instead of through the
-    /// codec.
+    /// When `A` and `R` are primitive numbers (`u8` to `u128`, `i8` to `i128`, `usize`,
+    /// `isize`, `f32`, `f64`) and chunks are large, the items travel by placement in shared
+    /// memory (as with [`map_pod`](Self::map_pod)) instead of through the codec. `map` takes
+    /// any serde type, so it has no trait bound to choose the path by: stable Rust cannot ask
+    /// whether a generic type implements a trait, and a bound would shut every other type out.
+    /// The primitive numbers are recognised at run time instead (a sealed list, each checked
+    /// `Pod` by the compiler); [`map_pod`](Self::map_pod) is the zero-copy path for any `Pod`.
     pub fn map_chunksize<A, R>(
         &self,
         f: fn(A) -> R,
@@ -81,14 +56,12 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let items: Vec<A> = items.into_iter().collect();
-        if chunksize >= PLAIN_MIN_CHUNK && is_primitive::<A>() && is_primitive::<R>() {
-            // SAFETY: primitive numbers have no padding and are valid for every bit pattern.
-            let func = unsafe { task::plain(self.key(), f) };
-            // SAFETY: as above.
-            return unsafe { self.map_plain(func, &items, chunksize) };
+        if chunksize >= PLAIN_MIN_CHUNK {
+            if let (Some(a), Some(r)) = (Plain::number(), Plain::number()) {
+                return self.map_plain(f, &items, chunksize, (a, r));
+            }
         }
-        let func = task::map(self.key(), f);
-        self.map_func(func, &items, chunksize).get_map()
+        self.submit_map(self.map_func(f), &items, chunksize).get()
     }
 
     /// Zero-copy map for plain data: the items are placed once in a shared array, each worker
@@ -112,21 +85,18 @@ impl Pool {
         items: &[A],
     ) -> Result<Vec<R>, MapError> {
         let chunk = default_chunksize(items.len(), self.processes);
-        // SAFETY: `Pod` types have no padding and are valid for every bit pattern.
-        let func = unsafe { task::plain(self.key(), f) };
-        // SAFETY: as above.
-        unsafe { self.map_plain(func, items, chunk) }
+        self.map_plain(f, items, chunk, (Plain::pod(), Plain::pod()))
     }
 
-    /// # Safety
-    /// `A` and `R` must have no padding and be valid for every bit pattern, and `func` must
-    /// have been made by `task::plain::<A, R>`.
-    unsafe fn map_plain<A: 'static, R: 'static>(
+    /// `f` over `items` through shared arrays; `plain` proves `A` and `R` plain data.
+    fn map_plain<A: 'static, R: 'static>(
         &self,
-        func: FnRef,
+        f: fn(A) -> R,
         items: &[A],
         chunksize: usize,
+        plain: (Plain<A>, Plain<R>),
     ) -> Result<Vec<R>, MapError> {
+        let func = task::plain(self.key(), f, plain.0, plain.1);
         self.ensure_open().map_err(|e| MapError {
             index: 0,
             error: e.into(),
@@ -157,12 +127,12 @@ impl Pool {
                 RawArray::<u8>::new(out_bytes).map_err(|e| fail(e.to_string()))?,
             ),
         };
-        // SAFETY: `items` is `in_bytes` initialised bytes (the caller guarantees no padding).
+        // SAFETY: `items` is `in_bytes` initialised bytes (`plain.0` proves `A` has no padding).
         let bytes = unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), in_bytes) };
         input.write(0, bytes).map_err(|e| fail(e.to_string()))?;
         let chunksize = chunksize.max(1);
         let starts: Vec<usize> = (0..n).step_by(chunksize).collect();
-        let job = MapJob::<()>::new(starts.len(), chunksize);
+        let job = MapJob::<(), TaskError>::new(starts.len(), chunksize);
         let (input_handle, output_handle) = (input.handle(), output.handle());
         for (k, start) in starts.into_iter().enumerate() {
             let task = PlainInput {
@@ -171,28 +141,25 @@ impl Pool {
                 start,
                 len: chunksize.min(n - start),
             };
-            let c = Arc::clone(&job.collector);
+            let j = job.clone();
             let r = match codec::encode(&task) {
                 Ok(bytes) => self.submit_raw(
                     func,
                     bytes,
-                    Box::new(move |out| {
-                        let out = out.map(|_| Vec::new());
-                        MapJob::deliver(&c, k, out)
-                    }),
+                    Box::new(move |out| j.deliver(k, out.map(|_| Vec::new()))),
                 ),
                 Err(e) => Err(SubmitError::Encode(e)),
             };
             if let Err(e) = r {
-                MapJob::deliver(&job.collector, k, Err(e.into()));
+                job.deliver(k, Err(e.into()));
             }
         }
-        job.get_map()?;
+        job.get()?;
         let keep = input.len() + output.len() <= SCRATCH_MAX;
         let mut out: Vec<R> = Vec::with_capacity(n);
         // SAFETY: the capacity holds `n` elements of `out_bytes` bytes in all; every task has
-        // finished, so nobody writes the output array any more; any bytes are a valid `R` (the
-        // caller's guarantee), so after the copy the first `n` elements are initialised. The
+        // finished, so nobody writes the output array any more; any bytes are a valid `R` (proved
+        // by `plain.1`), so after the copy the first `n` elements are initialised. The
         // copy is a shared copy (word-wise atomic) of the pool's own array.
         unsafe {
             let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out_bytes);
@@ -251,11 +218,10 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.ensure_open()?;
-        let func = task::map(self.key(), f);
         let items: Vec<A> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
-        self.map_func(func, &items, chunk)
-            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
+        let job = self.submit_map(self.map_func(f), &items, chunk);
+        Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 
     /// `f(a, b)` for every pair, in order (Python's `starmap`), with Python's default
@@ -289,7 +255,7 @@ impl Pool {
     {
         let func = task::star(self.key(), f);
         let items: Vec<(A, B)> = items.into_iter().collect();
-        self.map_func(func, &items, chunksize).get_map()
+        self.submit_map(func, &items, chunksize).get()
     }
 
     /// Like [`starmap`](Self::starmap), returning at once (Python's `starmap_async`).
@@ -325,43 +291,8 @@ impl Pool {
         let func = task::star(self.key(), f);
         let items: Vec<(A, B)> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
-        self.map_func(func, &items, chunk)
-            .into_async(Some(Box::new(on_success)), Some(Box::new(on_error)))
-    }
-
-    fn map_func<I: Serialize, R>(&self, func: FnRef, items: &[I], chunksize: usize) -> MapJob<R>
-    where
-        R: DeserializeOwned + Send + 'static,
-    {
-        let chunks: Vec<&[I]> = items.chunks(chunksize.max(1)).collect();
-        let job = MapJob::<R>::new(chunks.len(), chunksize.max(1));
-        let mut tasks: Vec<(Vec<u8>, super::dispatch::Sink)> = Vec::with_capacity(chunks.len());
-        let mut numbers = Vec::with_capacity(chunks.len());
-        for (n, chunk) in chunks.iter().enumerate() {
-            match codec::encode(chunk) {
-                Ok(input) => {
-                    let c = Arc::clone(&job.collector);
-                    let sink: super::dispatch::Sink = Box::new(move |out| {
-                        let out = out.and_then(|bytes| {
-                            codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
-                                message: format!("result: {e}"),
-                            })
-                        });
-                        MapJob::deliver(&c, n, out)
-                    });
-                    tasks.push((input, sink));
-                    numbers.push(n);
-                }
-                Err(e) => MapJob::deliver(&job.collector, n, Err(SubmitError::Encode(e).into())),
-            }
-        }
-        if let Err(e) = self.submit_many(func, tasks) {
-            let e: TaskError = e.into();
-            for n in numbers {
-                MapJob::deliver(&job.collector, n, Err(e.clone()));
-            }
-        }
-        job
+        let job = self.submit_map(func, &items, chunk);
+        Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 
     /// Zero-copy map over a [`SharedSlice`]: the slice is cut into chunks of `chunk_len`
@@ -397,14 +328,14 @@ impl Pool {
             .step_by(chunk_len)
             .map(|s| (s, chunk_len.min(array.len() - s)))
             .collect();
-        let job = MapJob::<()>::new(bounds.len(), 1);
+        let job = MapJob::<(), TaskError>::new(bounds.len(), 1);
         for (n, (start, len)) in bounds.into_iter().enumerate() {
             let input = ChunkInput {
                 array: handle.clone(),
                 start,
                 len,
             };
-            let c = Arc::clone(&job.collector);
+            let j = job.clone();
             let r = match codec::encode(&input) {
                 Ok(bytes) => self.submit_raw(
                     func,
@@ -417,15 +348,15 @@ impl Pool {
                                 }
                             })
                         });
-                        MapJob::deliver(&c, n, out)
+                        j.deliver(n, out)
                     }),
                 ),
                 Err(e) => Err(SubmitError::Encode(e)),
             };
             if let Err(e) = r {
-                MapJob::deliver(&job.collector, n, Err(e.into()));
+                job.deliver(n, Err(e.into()));
             }
         }
-        job.get_map().map(drop)
+        job.get().map(drop)
     }
 }

@@ -24,12 +24,13 @@
 //! | `death.rs`    | what a worker's death does to its tasks and to the pool            |
 //! | `apply.rs`    | `apply`, `apply_async`                                             |
 //! | `map.rs`      | `map`, `starmap`, their async forms, the zero-copy maps            |
-//! | `collect.rs`  | gathering a map's chunks in order                                  |
-//! | `imap.rs`     | the lazy `imap` iterators                                          |
+//! | `imap.rs`     | the lazy `imap` verbs                                              |
+//!
+//! Chunked submission, `imap`'s reassembly and a map's gathering are shared with other pools
+//! built on this crate: they are [`crate::raw`]'s, over the [`ChunkPool`] `Pool` implements.
 
 mod apply;
 mod builder;
-mod collect;
 mod death;
 mod dispatch;
 mod imap;
@@ -42,8 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ipc_core::RawArray;
 use ipc_core::process::{FnKey, FnRef};
-use ipc_core::{RawArray, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -55,6 +56,8 @@ use wire::TaskMsg;
 
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::primitive::Ordering;
+use crate::raw::{Chunk, ChunkPool, ExecutorPool};
+use crate::task;
 
 /// How many tasks each worker may have outstanding: enough to hide the round trip, few enough
 /// that a dead worker's tasks are quickly handed to others.
@@ -152,91 +155,12 @@ impl Pool {
         input: Vec<u8>,
         sink: Sink,
     ) -> Result<(), SubmitError> {
-        let mut st = self.shared.lock();
-        if st.closed || self.shared.stopping() {
-            return Err(SubmitError::Closed);
-        }
-        if let Some(reason) = &st.broken {
-            let reason = reason.clone();
-            drop(st);
-            sink(Err(TaskError::WorkerDied {
-                pid: 0,
-                exit_code: None,
-                cause: reason,
-            }));
-            return Ok(());
-        }
-        let id = st.next_id;
-        st.next_id += 1;
-        st.sinks.insert(id, sink);
-        st.pending.push_back(TaskMsg {
-            id,
-            func,
-            input: input.into(),
-        });
-        self.shared.dispatch(&mut st);
-        Ok(())
-    }
-
-    /// Submits many tasks of one function at once: one lock, one dispatch (which then hands
-    /// them out in batches). Each task is its encoded input and its sink.
-    fn submit_many(&self, func: FnRef, tasks: Vec<(Vec<u8>, Sink)>) -> Result<(), SubmitError> {
-        let mut st = self.shared.lock();
-        if st.closed || self.shared.stopping() {
-            return Err(SubmitError::Closed);
-        }
-        if let Some(reason) = st.broken.clone() {
-            drop(st);
-            for (_, sink) in tasks {
-                sink(Err(TaskError::WorkerDied {
-                    pid: 0,
-                    exit_code: None,
-                    cause: reason.clone(),
-                }));
-            }
-            return Ok(());
-        }
-        for (input, sink) in tasks {
-            let id = st.next_id;
-            st.next_id += 1;
-            st.sinks.insert(id, sink);
-            st.pending.push_back(TaskMsg {
-                id,
-                func,
-                input: input.into(),
-            });
-        }
-        self.shared.dispatch(&mut st);
-        Ok(())
+        let items = 1;
+        self.submit_encoded(func, vec![Chunk { input, items, sink }])
     }
 
     pub(crate) fn key(&self) -> &FnKey {
         &self.shared.key
-    }
-
-    /// Submits `f` over one chunk of items; the result arrives as `Vec<R>`.
-    fn submit_chunk<A, R>(
-        &self,
-        func: FnRef,
-        items: &[A],
-        deliver: impl FnOnce(Result<Vec<R>, TaskError>) + Send + 'static,
-    ) -> Result<(), SubmitError>
-    where
-        A: Serialize,
-        R: DeserializeOwned + 'static,
-    {
-        let input = codec::encode(items).map_err(SubmitError::Encode)?;
-        self.submit_raw(
-            func,
-            input,
-            Box::new(move |out| {
-                deliver(out.and_then(|bytes| {
-                    codec::decode::<Vec<R>>(&bytes).map_err(|e| TaskError::Codec {
-                        message: format!("result: {e}"),
-                    })
-                }))
-            }),
-        )
     }
 
     /// Fails every task not yet handed to a worker with [`TaskError::Terminated`] (used by
@@ -325,6 +249,79 @@ impl Pool {
             }
         }
         self.shared.idle.notify_all();
+    }
+}
+
+impl ChunkPool for Pool {
+    type Func = FnRef;
+    type TaskError = TaskError;
+
+    fn map_func<A: DeserializeOwned, R: Serialize>(&self, f: fn(A) -> R) -> FnRef {
+        task::map(self.key(), f)
+    }
+
+    /// Submits every chunk under one lock, with one dispatch (which then hands them out in
+    /// batches).
+    fn submit_encoded(
+        &self,
+        func: FnRef,
+        chunks: Vec<Chunk<TaskError>>,
+    ) -> Result<(), SubmitError> {
+        let mut st = self.shared.lock();
+        if st.closed || self.shared.stopping() {
+            return Err(SubmitError::Closed);
+        }
+        if let Some(reason) = st.broken.clone() {
+            drop(st);
+            for c in chunks {
+                (c.sink)(Err(TaskError::WorkerDied {
+                    pid: 0,
+                    exit_code: None,
+                    cause: reason.clone(),
+                }));
+            }
+            return Ok(());
+        }
+        for c in chunks {
+            let id = st.next_id;
+            st.next_id += 1;
+            st.sinks.insert(id, c.sink);
+            st.pending.push_back(TaskMsg {
+                id,
+                func,
+                input: c.input.into(),
+            });
+        }
+        self.shared.dispatch(&mut st);
+        Ok(())
+    }
+
+    fn imap_window(&self) -> usize {
+        2 * CREDIT * self.processes
+    }
+}
+
+impl ExecutorPool for Pool {
+    type Chunks = Self;
+
+    fn chunks(&self) -> &Self {
+        self
+    }
+
+    fn cancel_pending(&self) {
+        Pool::cancel_pending(self);
+    }
+
+    fn close(&self) {
+        Pool::close(self);
+    }
+
+    fn join(&mut self) {
+        Pool::join(self);
+    }
+
+    fn terminate(&mut self) {
+        Pool::terminate(self);
     }
 }
 

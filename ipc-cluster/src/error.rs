@@ -92,6 +92,15 @@ pub enum TaskError {
         /// The host's name.
         host: String,
     },
+    /// The pool of `host` gave up: its worker processes kept dying before finishing any task,
+    /// or none could be restarted. The host serves nothing more; mend the cause (`reason`) and
+    /// start it again.
+    PoolBroken {
+        /// The host's name.
+        host: String,
+        /// Why, in words, with the last worker's end.
+        reason: String,
+    },
     /// The pool was terminated (or dropped) before the task finished.
     Terminated,
     /// The result was already taken out (by `.await` or an earlier `get`).
@@ -145,6 +154,9 @@ impl fmt::Display for TaskError {
                 f,
                 "host {host} refused the task's function reference (its tag did not check out)"
             ),
+            Self::PoolBroken { host, reason } => {
+                write!(f, "the pool of host {host} gave up: {reason}")
+            }
             Self::Terminated => f.write_str("the pool was terminated before the task finished"),
             Self::ResultTaken => f.write_str("the result was already taken"),
             Self::NoHosts { waited } => write!(

@@ -181,6 +181,8 @@ pub(crate) enum RemoteFailure {
     BadFunction,
     /// The host's pool was terminated before the chunk finished.
     Terminated,
+    /// The host's pool gave up (its workers kept dying, or none could be restarted).
+    PoolBroken(String),
 }
 
 impl fmt::Display for RemoteFailure {
@@ -193,6 +195,7 @@ impl fmt::Display for RemoteFailure {
                 f.write_str("refused a function reference that does not check out")
             }
             Self::Terminated => f.write_str("terminated"),
+            Self::PoolBroken(reason) => write!(f, "the pool gave up: {reason}"),
         }
     }
 }

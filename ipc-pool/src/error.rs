@@ -46,12 +46,19 @@ pub enum TaskError {
     /// The worker running the task died (killed by a signal, exited, out of memory). A
     /// replacement worker was started; other tasks are unaffected.
     WorkerDied {
-        /// The dead worker's pid (0 when the pool gave up before any worker ran the task).
+        /// The dead worker's pid.
         pid: u32,
         /// Python's exit code: `-N` for signal N, the code it exited with; `None` if unknown.
         exit_code: Option<i32>,
         /// How it ended, in words, e.g. `killed by signal 9 (SIGKILL)`.
         cause: String,
+    },
+    /// The pool gave up: its workers kept dying before finishing any task, or no replacement
+    /// could be started while none was left. Every unfinished task, and every task submitted
+    /// after, fails with this; start a new pool once the cause (in `reason`) is mended.
+    PoolBroken {
+        /// Why, in words, with the last worker's end.
+        reason: String,
     },
     /// The argument could not be encoded, or the result could not be encoded or decoded.
     Codec {
@@ -81,6 +88,7 @@ impl fmt::Display for TaskError {
             Self::WorkerDied { pid, cause, .. } => {
                 write!(f, "the worker running the task (pid {pid}) died: {cause}")
             }
+            Self::PoolBroken { reason } => write!(f, "the pool gave up: {reason}"),
             Self::Codec { message } => {
                 write!(f, "the task's data could not be transferred: {message}")
             }

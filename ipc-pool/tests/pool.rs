@@ -633,3 +633,45 @@ fn terminate_with_queued_big_tasks_leaves_no_spill_segments() {
         );
     }
 }
+
+fn abort_worker(_: u32) -> u32 {
+    std::process::abort()
+}
+
+#[test]
+fn a_pool_whose_workers_keep_dying_gives_up_with_pool_broken() {
+    let pool = Pool::new(1).unwrap();
+    // Every task kills the worker that runs it, so no worker ever finishes one: after a few
+    // replacements the pool gives up instead of respawning for ever.
+    let doomed: Vec<_> = (0..20)
+        .map(|i| pool.apply_async(abort_worker, i).unwrap())
+        .collect();
+    let mut died = 0;
+    let mut broken = 0;
+    for r in doomed {
+        match r.get_timeout(Duration::from_secs(60)) {
+            Err(GetTimeoutError::Failed(TaskError::WorkerDied { exit_code, .. })) => {
+                assert_eq!(exit_code, Some(-libc::SIGABRT));
+                died += 1;
+            }
+            Err(GetTimeoutError::Failed(TaskError::PoolBroken { reason })) => {
+                assert!(reason.contains("keep dying"), "reason: {reason}");
+                broken += 1;
+            }
+            Err(GetTimeoutError::Timeout(_)) => panic!("the pool hung respawning workers"),
+            other => panic!(
+                "expected WorkerDied or PoolBroken, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    assert!(died >= 1, "no task failed with the death of its worker");
+    assert!(broken >= 1, "the pool never gave up ({died} deaths)");
+    // A task submitted after the pool gave up fails at once, with the same reason.
+    match pool.apply(square, 3) {
+        Err(TaskError::PoolBroken { reason }) => {
+            assert!(reason.contains("keep dying"), "{reason}")
+        }
+        other => panic!("expected PoolBroken, got {other:?}"),
+    }
+}

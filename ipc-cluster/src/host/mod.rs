@@ -169,6 +169,7 @@ fn remote_failure(e: &PoolTaskError) -> RemoteFailure {
             cause: cause.clone(),
         },
         PoolTaskError::Terminated => RemoteFailure::Terminated,
+        PoolTaskError::PoolBroken { reason } => RemoteFailure::PoolBroken(reason.clone()),
         other => RemoteFailure::Codec(other.to_string()),
     }
 }

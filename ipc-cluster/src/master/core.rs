@@ -648,6 +648,7 @@ fn remote_error(host: &str, f: RemoteFailure) -> TaskError {
         },
         RemoteFailure::BadFunction => TaskError::Refused { host },
         RemoteFailure::Terminated => TaskError::Terminated,
+        RemoteFailure::PoolBroken(reason) => TaskError::PoolBroken { host, reason },
     }
 }
 

@@ -24,7 +24,12 @@ const STATUS_WAIT: Duration = Duration::from_secs(2);
 impl ProcessExit {
     /// How the process ended, in words: `killed by signal 9 (SIGKILL)`, `exited with code 3`.
     pub fn describe(&self) -> String {
-        match self.exit_code {
+        Self::describe_code(self.exit_code)
+    }
+
+    /// How a process with Python's `exit_code` ended, in words (see [`describe`](Self::describe)).
+    pub fn describe_code(exit_code: Option<i32>) -> String {
+        match exit_code {
             Some(0) => "exited normally".into(),
             Some(code) if code < 0 => {
                 let signal = -code;

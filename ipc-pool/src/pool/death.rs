@@ -61,8 +61,9 @@ pub(super) fn on_death(
         return;
     }
     if st.futile_respawns > MAX_FUTILE_RESPAWNS {
-        let reason = format!("workers keep dying before finishing any task (last: {cause})");
-        break_pool(shared, st, deliveries, pid, reason);
+        let reason =
+            format!("workers keep dying before finishing any task (last: pid {pid}, {cause})");
+        break_pool(shared, st, deliveries, reason);
         return;
     }
     match shared.start_worker(slot as u32) {
@@ -73,7 +74,7 @@ pub(super) fn on_death(
                 // The live workers carry on with the pending tasks, one worker short.
                 st.broken = None;
             } else {
-                break_pool(shared, st, deliveries, pid, reason);
+                break_pool(shared, st, deliveries, reason);
             }
         }
     }
@@ -82,23 +83,15 @@ pub(super) fn on_death(
 /// Gives up on a pool that cannot keep workers alive: stops the workers that remain (so that no
 /// task still runs, in particular none holding a chunk of a `map_chunks_mut` slice), then fails
 /// every unfinished task and every later submission with `reason`.
-fn break_pool(
-    shared: &Shared,
-    st: &mut State,
-    deliveries: &mut Vec<Delivery>,
-    pid: u32,
-    reason: String,
-) {
+fn break_pool(shared: &Shared, st: &mut State, deliveries: &mut Vec<Delivery>, reason: String) {
     for w in st.workers.iter_mut().filter(|w| w.alive) {
         let _ = w.process.kill();
         let _ = w.process.join_timeout(Duration::from_secs(5));
         w.alive = false;
     }
     st.broken = Some(reason.clone());
-    fail_all(shared, st, deliveries, || TaskError::WorkerDied {
-        pid,
-        exit_code: None,
-        cause: reason.clone(),
+    fail_all(shared, st, deliveries, || TaskError::PoolBroken {
+        reason: reason.clone(),
     });
 }
 
@@ -126,12 +119,7 @@ pub(super) fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String 
     match r {
         Ok(Ok(())) => "exited normally".into(),
         Ok(Err(m)) => format!("failed: {m}"),
-        Err(JoinError::Signaled { signal }) => ProcessExit {
-            id: 0,
-            pid: 0,
-            exit_code: Some(-signal),
-        }
-        .describe(),
+        Err(JoinError::Signaled { signal }) => ProcessExit::describe_code(Some(-signal)),
         Err(JoinError::Exited { code }) => format!("exited with code {code}"),
         Err(JoinError::Panicked { message }) => format!("panicked: {message}"),
         Err(e) => e.to_string(),

@@ -274,10 +274,8 @@ impl ChunkPool for Pool {
         if let Some(reason) = st.broken.clone() {
             drop(st);
             for c in chunks {
-                (c.sink)(Err(TaskError::WorkerDied {
-                    pid: 0,
-                    exit_code: None,
-                    cause: reason.clone(),
+                (c.sink)(Err(TaskError::PoolBroken {
+                    reason: reason.clone(),
                 }));
             }
             return Ok(());

@@ -2,8 +2,9 @@
 //!
 //! Linux is the tested platform; `linux.rs` holds the syscalls of segments, futexes, liveness
 //! and processes, and `waitv.rs` those of the reactor's waiter threads (`futex_waitv`, probes,
-//! the descriptor watcher's doorbell). A port to another system provides the same functions in
-//! sibling files.
+//! the descriptor watcher's doorbell). Both call the kernel through `rustix`; the few calls that
+//! stay on `libc`, and why, are listed at the top of `linux.rs` and marked where they are made.
+//! A port to another system provides the same functions in sibling files.
 
 #[cfg(target_os = "linux")]
 mod linux;

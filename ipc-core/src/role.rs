@@ -67,8 +67,8 @@ pub fn init() {
     ensure_linked();
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
     AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches panics).
-        unsafe { libc::atexit(at_exit) };
+        // `at_exit` never unwinds (it catches panics).
+        crate::platform::at_exit(at_exit);
     });
     if let Some(role) = std::env::var_os(ROLE_ENV) {
         eprintln!(

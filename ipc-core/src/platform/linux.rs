@@ -3,8 +3,9 @@
 //! The calls go through `rustix` (raw system calls, typed flags, owned descriptors, `Errno`).
 //! A few stay on `libc`, each marked where it is made, because rustix has no safe form of them:
 //! `fork`, `_exit`, `pthread_atfork` and `atexit` (libc's own process and thread bookkeeping),
-//! signal dispositions, masks and `signalfd`, `sysconf`, and the futex calls on a bare address
-//! (rustix's take a `&AtomicU32`, which must point at live memory).
+//! signal dispositions, masks and `signalfd`, `sysconf`, the duplication of a descriptor number
+//! another process named (rustix borrows descriptors, and this one may name nothing), and the
+//! futex calls on a bare address (rustix's take a `&AtomicU32`, which must point at live memory).
 //!
 //! Functions that take a descriptor as an `i32` borrow it for the one call: their callers hold
 //! it open for that long (a descriptor of their own, or one inherited across fork or exec).
@@ -428,6 +429,20 @@ pub(crate) unsafe fn on_fork_child(handler: extern "C" fn()) {
     // SAFETY: `handler` is an `extern "C"` function (a panic in it aborts, it cannot unwind into
     // libc); the caller promises it is async-signal-safe.
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
+/// The calling thread's kernel thread id.
+pub(crate) fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Registers `handler` to run at normal process exit (`exit`, or `main` returning).
+///
+/// On `libc`: `atexit` is libc's exit bookkeeping, not a system call; rustix has no form of it.
+pub(crate) fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: atexit only stores the function pointer; `handler` is an `extern "C"` function
+    // with no arguments, and a panic in it aborts instead of unwinding into libc.
+    unsafe { libc::atexit(handler) };
 }
 
 /// 128 bits from the kernel's random source (`getrandom`, retried on `EINTR`; `/dev/urandom`

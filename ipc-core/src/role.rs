@@ -32,8 +32,9 @@ extern "C" fn dispatch() {
     // An unknown role: let `main` run, as if the variable were not set.
 }
 
-// Not under Miri, which interprets only the pure-memory unit tests and has no `/proc`, no
-// `pthread_atfork` and no children to dispatch.
+// Written by hand: an ELF `.init_array` entry, which the C runtime's startup runs before `main`
+// (neither std nor rustix offers a constructor). Not under Miri, which interprets only the
+// pure-memory unit tests and has no `/proc`, no `pthread_atfork` and no children to dispatch.
 #[cfg(not(miri))]
 #[used]
 #[unsafe(link_section = ".init_array")]

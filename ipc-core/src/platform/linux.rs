@@ -1,7 +1,8 @@
 //! Linux syscalls: memfd, POSIX shared memory, futex, /proc liveness, getrandom, processes.
 //!
 //! The calls go through `rustix` (raw system calls, typed flags, owned descriptors, `Errno`).
-//! A few stay on `libc`, each marked where it is made, because rustix has no safe form of them:
+//! A few stay on `libc`, each marked where it is made, because rustix has no form of them fit
+//! for a program linked with libc, or none that this code can call soundly:
 //! `fork`, `_exit`, `pthread_atfork` and `atexit` (libc's own process and thread bookkeeping),
 //! signal dispositions, masks and `signalfd`, `sysconf`, the duplication of a descriptor number
 //! another process named (rustix borrows descriptors, and this one may name nothing), and the
@@ -482,8 +483,9 @@ pub(crate) fn random_u128() -> u128 {
 /// `fork()`.
 ///
 /// On `libc`: libc's `fork` runs the `pthread_atfork` handlers and resets its own state (the
-/// cached tid, its locks) in the child; rustix only offers the raw `fork` system call in its
-/// `runtime` module, for programs without libc.
+/// cached tid, its locks) in the child; rustix only offers the raw system call
+/// (`runtime::kernel_fork`), in a module that is hidden, unstable and meant for programs
+/// without libc.
 ///
 /// # Safety
 /// In the child only async-signal-safe operations are sound if the parent had other threads.
@@ -499,7 +501,8 @@ pub(crate) unsafe fn fork() -> io::Result<u32> {
 
 /// Ends the process at once with `code`, without running exit handlers (as a forked child must).
 ///
-/// On `libc`: rustix's `exit_group` lives in its `runtime` module, for programs without libc.
+/// On `libc`: rustix's `exit_group` lives in its `runtime` module, which is hidden, unstable
+/// and meant for programs without libc.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions and never returns.
     unsafe { libc::_exit(code) }

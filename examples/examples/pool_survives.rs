@@ -33,8 +33,7 @@ fn main() -> anyhow::Result<()> {
                 "killing worker {victim} with SIGKILL after {} results",
                 i + 1
             );
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+            let _ = ipc_core::raw::os::kill(victim, libc::SIGKILL);
         }
     }
     println!("succeeded: {succeeded} of 1000");

@@ -322,8 +322,7 @@ fn pools() -> anyhow::Result<()> {
     let victim = pool.worker_pids()[0];
     let doomed = pool.apply_async(sleep_then_square, 3)?;
     std::thread::sleep(Duration::from_millis(50));
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let _ = ipc_core::raw::os::kill(victim, libc::SIGKILL);
     let t = Instant::now();
     let err = doomed
         .get()

@@ -32,8 +32,9 @@ extern "C" fn dispatch() {
     // An unknown role: let `main` run, as if the variable were not set.
 }
 
-// Not under Miri, which interprets only the pure-memory unit tests and has no `/proc`, no
-// `pthread_atfork` and no children to dispatch.
+// Written by hand: an ELF `.init_array` entry, which the C runtime's startup runs before `main`
+// (neither std nor rustix offers a constructor). Not under Miri, which interprets only the
+// pure-memory unit tests and has no `/proc`, no `pthread_atfork` and no children to dispatch.
 #[cfg(not(miri))]
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -67,8 +68,8 @@ pub fn init() {
     ensure_linked();
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
     AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches panics).
-        unsafe { libc::atexit(at_exit) };
+        // `at_exit` never unwinds (it catches panics).
+        crate::platform::at_exit(at_exit);
     });
     if let Some(role) = std::env::var_os(ROLE_ENV) {
         eprintln!(

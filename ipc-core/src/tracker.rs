@@ -245,27 +245,8 @@ fn send_line(conn: &mut Conn, line: &str) {
 }
 
 fn send_nosignal(stream: &mut UnixStream, bytes: &[u8]) -> std::io::Result<()> {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        // SAFETY: the pointer and length describe the unsent tail of `bytes`; MSG_NOSIGNAL keeps
-        // a dead tracker from raising SIGPIPE in this process.
-        let n = unsafe {
-            libc::send(
-                stream.as_raw_fd(),
-                bytes[sent..].as_ptr().cast(),
-                bytes.len() - sent,
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        sent += n as usize;
-    }
+    // MSG_NOSIGNAL keeps a dead tracker from raising SIGPIPE in this process.
+    platform::send_all_nosignal(std::os::fd::AsFd::as_fd(stream), bytes)?;
     stream.flush()
 }
 
@@ -354,8 +335,7 @@ pub(crate) fn run() -> ! {
         libc::SIGQUIT,
         libc::SIGPIPE,
     ] {
-        // SAFETY: installing SIG_IGN has no preconditions; the tracker is single-threaded here.
-        unsafe { libc::signal(sig, libc::SIG_IGN) };
+        platform::ignore_signal(sig);
     }
     // SAFETY: fd 0 is the socket the creator passed as our standard input; nothing else in this
     // process owns it.

@@ -141,30 +141,30 @@ mod tests {
         assert_eq!(&data[..], [1, 2, 3]);
     }
 
+    /// Whether `addr` lies in a mapping of the calling process.
+    fn is_mapped(addr: usize) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        maps.lines().any(|l| {
+            let range = l.split_whitespace().next().unwrap_or("");
+            let mut it = range.split('-');
+            let lo = usize::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
+            let hi = usize::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
+            (lo..hi).contains(&addr)
+        })
+    }
+
     #[test]
     fn a_forked_child_does_not_inherit_the_mapping() {
         let data = SharedSlice::<u64>::from_slice(&[7; 512]).unwrap();
         let addr = data.as_ptr() as usize;
-        // SAFETY: the child only reads /proc/self/maps and exits with `_exit`; the only lock it
-        // may need that another thread of this test binary could hold is the allocator's, which
-        // glibc's fork handlers make safe.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-            let mapped = maps.lines().any(|l| {
-                let range = l.split_whitespace().next().unwrap_or("");
-                let mut it = range.split('-');
-                let lo = usize::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
-                let hi = usize::from_str_radix(it.next().unwrap_or("0"), 16).unwrap_or(0);
-                (lo..hi).contains(&addr)
-            });
-            // SAFETY: `_exit` in a fork child is always sound.
-            unsafe { libc::_exit(if mapped { 1 } else { 0 }) };
-        }
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert_eq!(libc::WEXITSTATUS(status), 0, "the child saw the mapping");
+        assert!(is_mapped(addr));
+        // A fork child (the test harness runs other threads: the child only reads a file and
+        // reports through the process's result pipe).
+        let child = ipc_core::Process::builder()
+            .start_method(ipc_core::StartMethod::Fork)
+            .accept_fork_with_threads(true)
+            .target(is_mapped, addr);
+        child.start().unwrap();
+        assert!(!child.join().unwrap(), "the child saw the mapping");
     }
 }

@@ -22,9 +22,9 @@ extern "C" fn after_fork_in_child() {
 pub(crate) fn generation() -> u64 {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only does an atomic add, which is async-signal-safe
-        // and so fine to run in a child right after fork (a libc call, not a system call).
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: the handler only does an atomic add, which is async-signal-safe and so fine
+        // to run in a child right after fork.
+        unsafe { ipc_core::raw::os::on_fork_child(after_fork_in_child) };
     });
     // ORDERING: Relaxed, only compared with a value this same process read earlier.
     FORK_GENERATION.load(Ordering::Relaxed)

@@ -116,9 +116,9 @@ pub(crate) fn me() -> Option<Me> {
 #[cold]
 fn me_slow() -> Option<Me> {
     AT_FORK.call_once(|| {
-        // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe
-        // and valid in a fork child.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_in_child)) };
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe and valid in
+        // a fork child.
+        unsafe { ipc_core::raw::os::on_fork_child(forget_identity_in_child) };
     });
     let id = ProcessIdentity::current().ok()?;
     let pid = id.pid();
@@ -148,8 +148,7 @@ pub(crate) fn tid() -> u32 {
         if cached != 0 {
             return cached;
         }
-        // SAFETY: gettid has no preconditions and cannot fail.
-        let id = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+        let id = ipc_core::raw::os::gettid();
         t.set(id);
         id
     })

@@ -37,8 +37,7 @@ pub(crate) fn fork_with(
     // Unflushed output would otherwise be written twice, once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+    let parent = std::process::id();
     // SAFETY: ipc-bench is single-threaded when it forks, so the child may run arbitrary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -47,8 +46,7 @@ pub(crate) fn fork_with(
     if pid == 0 {
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and has no memory effects.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-        // SAFETY: getppid has no preconditions.
-        let code = if unsafe { libc::getppid() } != parent {
+        let code = if std::os::unix::process::parent_id() != parent {
             // The parent died before the death signal was armed.
             1
         } else {
@@ -106,8 +104,7 @@ fn wait_pid(pid: libc::pid_t) -> anyhow::Result<i32> {
 impl Drop for Child {
     fn drop(&mut self) {
         if self.pid > 0 {
-            // SAFETY: kill and waitpid on our own child have no memory-safety preconditions.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = ipc_core::raw::os::kill(self.pid as u32, libc::SIGKILL);
             let _ = wait_pid(self.pid);
         }
     }

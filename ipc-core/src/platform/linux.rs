@@ -1,36 +1,77 @@
-//! Linux syscalls: memfd, POSIX shared memory, futex, /proc liveness, getrandom.
+//! Linux syscalls: memfd, POSIX shared memory, futex, /proc liveness, getrandom, processes.
+//!
+//! The calls go through `rustix` (raw system calls, typed flags, owned descriptors, `Errno`).
+//! A few stay on `libc`, each marked where it is made, because rustix has no form of them fit
+//! for a program linked with libc, or none that this code can call soundly:
+//! `fork`, `_exit`, `pthread_atfork` and `atexit` (libc's own process and thread bookkeeping),
+//! signal dispositions, masks and `signalfd`, `sysconf`, the duplication of a descriptor number
+//! another process named (rustix borrows descriptors, and this one may name nothing), and the
+//! futex calls on a bare address (rustix's take a `&AtomicU32`, which must point at live memory).
+//!
+//! Functions that take a descriptor as an `i32` borrow it for the one call: their callers hold
+//! it open for that long (a descriptor of their own, or one inherited across fork or exec).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
+
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::{Errno, FdFlags};
+use rustix::process::Signal;
+use rustix::process::{Pid, Resource, Rlimit, WaitOptions};
+use rustix::thread::futex;
+use rustix::time::Timespec;
 
 use crate::primitive::{AtomicU32, Ordering};
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
+/// A negative descriptor names nothing (`EBADF`); `BorrowedFd` cannot hold -1.
+fn check_fd(fd: i32) -> io::Result<()> {
+    if fd < 0 {
+        Err(Errno::BADF.into())
     } else {
-        Ok(ret)
+        Ok(())
+    }
+}
+
+/// A positive process id (`InvalidInput` for 0, or one that does not fit a `pid_t`).
+fn to_pid(pid: u32) -> io::Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .filter(|p| p.as_raw_nonzero().get() > 0)
+        .ok_or_else(|| io::ErrorKind::InvalidInput.into())
+}
+
+/// A signal number as rustix's `Signal`: the named signals only (`InvalidInput` otherwise;
+/// rustix sends the libc-reserved real-time signals only through an `unsafe` constructor, and
+/// nothing here sends them).
+fn to_signal(sig: i32) -> io::Result<Signal> {
+    Signal::from_named_raw(sig).ok_or_else(|| io::ErrorKind::InvalidInput.into())
+}
+
+/// A relative timeout as a `Timespec` (seconds saturated at `i64::MAX`).
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: d.subsec_nanos().into(),
     }
 }
 
 /// An anonymous memory file of `len` bytes; freed by the kernel with its last fd and mapping.
 pub(crate) fn memfd_create(debug_name: &str, len: u64) -> io::Result<File> {
     let cname = CString::new(debug_name).map_err(|_| io::ErrorKind::InvalidInput)?;
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe { libc::memfd_create(cname.as_ptr(), flags) })?;
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
-    file.set_len(len)?;
+    let fd = rustix::fs::memfd_create(
+        cname.as_c_str(),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    rustix::fs::ftruncate(&fd, len)?;
     // Fix the size for good: a peer that reopens the memfd cannot shrink it under the other
     // mappings (which would turn their next access into SIGBUS).
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-    // SAFETY: F_ADD_SEALS on a memfd we own has no memory-safety preconditions.
-    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
-    Ok(file)
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    Ok(File::from(fd))
 }
 
 fn shm_path(name: &str) -> io::Result<CString> {
@@ -38,29 +79,25 @@ fn shm_path(name: &str) -> io::Result<CString> {
 }
 
 /// `shm_open(O_CREAT | O_EXCL | O_RDWR, 0600)`: fails with `AlreadyExists` if the name is taken.
+/// Close-on-exec, as every descriptor rustix's `shm::open` returns.
 pub(crate) fn shm_create(name: &str) -> io::Result<File> {
     let path = shm_path(name)?;
-    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), flags, 0o600) })?;
-    // SAFETY: `fd` was just returned by shm_open and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let flags = rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR;
+    let fd = rustix::shm::open(path.as_c_str(), flags, Mode::from_raw_mode(0o600))?;
+    Ok(File::from(fd))
 }
 
-/// `shm_open(O_RDWR)` of an existing name.
+/// `shm_open(O_RDWR)` of an existing name (close-on-exec).
 pub(crate) fn shm_open(name: &str) -> io::Result<File> {
     let path = shm_path(name)?;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    let fd = cvt(unsafe { libc::shm_open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by shm_open and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let fd = rustix::shm::open(path.as_c_str(), rustix::shm::OFlags::RDWR, Mode::empty())?;
+    Ok(File::from(fd))
 }
 
 /// `shm_unlink`: removes the name; existing mappings stay valid.
 pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     let path = shm_path(name)?;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::shm_unlink(path.as_ptr()) }).map(drop)
+    Ok(rustix::shm::unlink(path.as_c_str())?)
 }
 
 /// Device and inode of an open file: the identity of a memfd across processes.
@@ -72,19 +109,22 @@ pub(crate) fn file_identity(file: &File) -> io::Result<(u64, u64)> {
 
 /// The size of an open file (`fstat`; lighter than std's `statx` with every field).
 pub(crate) fn file_len(file: &File) -> io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` has room for the stat structure fstat writes; the fd is open while `file` is.
-    cvt(unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it initialised `st`.
-    let st = unsafe { st.assume_init() };
+    let st = rustix::fs::fstat(file)?;
     Ok(st.st_size.max(0) as u64)
 }
 
 /// Duplicates a descriptor of this process (close-on-exec).
+///
+/// On `libc`: rustix's `fcntl_dupfd_cloexec` takes a `BorrowedFd`, whose contract (the number
+/// names a descriptor held open for the borrow) this function cannot promise: `fd` comes from a
+/// handle another process serialised, and may name nothing here or something else entirely.
+/// The caller checks what it got (device and inode).
 pub(crate) fn dup_fd(fd: i32) -> io::Result<File> {
     // SAFETY: F_DUPFD_CLOEXEC on any integer is harmless; an invalid fd yields EBADF.
-    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
     Ok(unsafe { File::from_raw_fd(new) })
 }
@@ -100,14 +140,32 @@ pub(crate) enum FutexWait {
     TimedOut,
 }
 
+fn futex_wait_result(r: Result<(), Errno>) -> FutexWait {
+    match r {
+        Ok(()) => FutexWait::Woken,
+        Err(Errno::AGAIN) => FutexWait::ValueChanged,
+        Err(Errno::TIMEDOUT) => FutexWait::TimedOut,
+        Err(_) => FutexWait::Woken,
+    }
+}
+
 /// `FUTEX_WAIT` (shared, not private) on `word` while it equals `expected`, for at most `timeout`
 /// (measured by the kernel on CLOCK_MONOTONIC).
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
-    futex_wait_at(word.as_ptr().cast_const(), expected, timeout)
+    let ts = timeout.map(timespec);
+    futex_wait_result(futex::wait(
+        word,
+        futex::Flags::empty(),
+        expected,
+        ts.as_ref(),
+    ))
 }
 
 /// `FUTEX_WAIT` on the 32-bit word at `addr`. The kernel only reads the address (an unmapped
 /// one gives `EFAULT`, reported as a spurious wake), so any value is memory-safe.
+///
+/// On `libc`: rustix's `futex::wait` takes a `&AtomicU32`, and a reference must point at live
+/// memory, which `addr` need not (a reactor probes words whose mapping may be gone).
 pub(crate) fn futex_wait_at(
     addr: *const u32,
     expected: u32,
@@ -124,8 +182,9 @@ pub(crate) fn futex_wait_at(
         }
         None => std::ptr::null(),
     };
-    // SAFETY: `word` is a live, aligned u32 for the duration of the call; the kernel only reads
-    // it. `ts_ptr` is null or points at `ts`, which lives until the call returns.
+    // SAFETY: the kernel only reads the word at `addr` (an unmapped address is EFAULT, never a
+    // fault in this process). `ts_ptr` is null or points at `ts`, which lives until the call
+    // returns.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -140,19 +199,19 @@ pub(crate) fn futex_wait_at(
     if ret == 0 {
         return FutexWait::Woken;
     }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => FutexWait::ValueChanged,
-        Some(libc::ETIMEDOUT) => FutexWait::TimedOut,
-        _ => FutexWait::Woken,
-    }
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    futex_wait_result(Err(Errno::from_raw_os_error(errno)))
 }
 
 /// `FUTEX_WAKE` (shared) of up to `count` waiters on `word`; returns how many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
-    futex_wake_at(word.as_ptr().cast_const(), count)
+    let count = count.min(i32::MAX as u32);
+    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
 }
 
 /// `FUTEX_WAKE` (shared) of up to `count` waiters on the word at `addr`.
+///
+/// On `libc`, for the reason given at [`futex_wait_at`].
 pub(crate) fn futex_wake_at(addr: *const u32, count: u32) -> usize {
     let count = count.min(i32::MAX as u32);
     // SAFETY: FUTEX_WAKE only uses the address as a key (an unmapped one gives EFAULT); it
@@ -178,21 +237,19 @@ pub(crate) enum FutexWaitv {
 /// The most words one `futex_waitv` takes (the kernel's `FUTEX_WAITV_MAX`).
 pub(crate) const FUTEX_WAITV_MAX: usize = 128;
 
-/// One record of the `futex_waitv` array (`struct futex_waitv` of the kernel's uapi).
-#[repr(C)]
-struct FutexWaitvRecord {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
+/// The absolute `CLOCK_MONOTONIC` time `left` from now (seconds saturated at `i64::MAX`).
+pub(crate) fn monotonic_after(left: Duration) -> Timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let nsec = now.tv_nsec.max(0) as u64 + u64::from(left.subsec_nanos());
+    let sec = (now.tv_sec.max(0) as u64)
+        .saturating_add(left.as_secs())
+        .saturating_add(nsec / 1_000_000_000)
+        .min(i64::MAX as u64);
+    Timespec {
+        tv_sec: sec as i64,
+        tv_nsec: (nsec % 1_000_000_000) as _,
+    }
 }
-
-/// The system call number of `futex_waitv` (the same on every architecture that has it; libc
-/// does not name it on every target yet).
-const SYS_FUTEX_WAITV: libc::c_long = 449;
-/// `FUTEX2_SIZE_U32`: the word is 32 bits (no `FUTEX2_PRIVATE`: the shared kind, so that a
-/// waker in another process reaches the sleeper).
-const FUTEX2_SIZE_U32: u32 = 0x02;
 
 /// `futex_waitv` (Linux 5.16+): sleeps until one of `words` is woken or no longer holds its
 /// expected value, or `timeout` passes (measured on CLOCK_MONOTONIC; `None`: no limit).
@@ -200,61 +257,31 @@ pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)], timeout: Option<Duration>
     if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
         return FutexWaitv::Unsupported;
     }
-    let records: Vec<FutexWaitvRecord> = words
+    let records: Vec<futex::Wait> = words
         .iter()
-        .map(|(word, expected)| FutexWaitvRecord {
-            val: u64::from(*expected),
-            uaddr: word.as_ptr() as u64,
-            flags: FUTEX2_SIZE_U32,
-            reserved: 0,
+        .map(|(word, expected)| {
+            let mut w = futex::Wait::new();
+            w.val = u64::from(*expected);
+            w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            // No FUTEX2_PRIVATE: the shared kind, so that a waker in another process reaches
+            // the sleeper.
+            w.flags = futex::WaitFlags::SIZE_U32;
+            w
         })
         .collect();
     // The timeout is absolute on the clock named below.
-    let abs = match timeout {
-        Some(left) => {
-            let mut now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `now` is a valid out-pointer for the call.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-            let nsec = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
-            let sec = (now.tv_sec as u64)
-                .saturating_add(left.as_secs())
-                .saturating_add(nsec / 1_000_000_000)
-                .min(i64::MAX as u64);
-            Some(libc::timespec {
-                tv_sec: sec as libc::time_t,
-                tv_nsec: (nsec % 1_000_000_000) as libc::c_long,
-            })
-        }
-        None => None,
-    };
-    let abs_ptr = abs
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `records` is an array of `records.len()` (at most FUTEX_WAITV_MAX) futex_waitv
-    // records whose addresses are aligned u32 words borrowed for the call (the kernel only reads
-    // them and uses their addresses as keys); `abs_ptr` is null or points at `abs`, which lives
-    // until the call returns.
-    let ret = unsafe {
-        libc::syscall(
-            SYS_FUTEX_WAITV,
-            records.as_ptr(),
-            records.len() as libc::c_uint,
-            0 as libc::c_uint,
-            abs_ptr,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if ret >= 0 {
-        return FutexWaitv::Woken;
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => FutexWaitv::ValueChanged,
-        Some(libc::ETIMEDOUT) => FutexWaitv::TimedOut,
-        Some(libc::ENOSYS | libc::EINVAL) => FutexWaitv::Unsupported,
-        _ => FutexWaitv::Woken,
+    let abs = timeout.map(monotonic_after);
+    match futex::waitv(
+        &records,
+        futex::WaitvFlags::empty(),
+        abs.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        Ok(_) => FutexWaitv::Woken,
+        Err(Errno::AGAIN) => FutexWaitv::ValueChanged,
+        Err(Errno::TIMEDOUT) => FutexWaitv::TimedOut,
+        Err(Errno::NOSYS | Errno::INVAL) => FutexWaitv::Unsupported,
+        Err(_) => FutexWaitv::Woken,
     }
 }
 
@@ -276,21 +303,13 @@ pub(crate) enum PidState {
 /// which callers must treat as *alive, ask again later*. Makes no allocation: the path and the
 /// file are handled in stack buffers (so it also works in a fork child).
 pub(crate) fn process_start_time(pid: u32) -> io::Result<PidState> {
-    let raw_pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
-    if raw_pid <= 0 {
-        return Err(io::ErrorKind::InvalidInput.into());
-    }
+    let raw_pid = to_pid(pid)?;
     // kill(pid, 0) needs no descriptor: ESRCH settles "gone" even at the fd limit. EPERM means
     // the process exists (another user's), which /proc then describes.
-    // SAFETY: signal 0 sends nothing; kill has no memory effects.
-    if unsafe { libc::kill(raw_pid, 0) } < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(PidState::Gone);
-        }
-        if e.raw_os_error() != Some(libc::EPERM) {
-            return Err(e);
-        }
+    match rustix::process::test_kill_process(raw_pid) {
+        Ok(()) | Err(Errno::PERM) => {}
+        Err(Errno::SRCH) => return Ok(PidState::Gone),
+        Err(e) => return Err(e.into()),
     }
     // "/proc/<pid>/stat\0" in a stack buffer.
     let mut path = [0u8; 32];
@@ -319,45 +338,26 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<PidState> {
         path[len] = *b;
         len += 1;
     }
-    // path[len] is already 0.
-    // SAFETY: `path` is NUL-terminated within its 32 bytes (at most 6 + 10 + 5 bytes are used).
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ESRCH) => Ok(PidState::Gone),
-            _ => Err(e),
-        };
-    }
+    // path[len] is already 0: at most 6 + 10 + 5 of the 32 bytes are used.
+    let path = CStr::from_bytes_until_nul(&path).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let fd = match rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::SRCH) => return Ok(PidState::Gone),
+        Err(e) => return Err(e.into()),
+    };
     let mut buf = [0u8; 1024];
     let mut filled = 0;
-    let read_result = loop {
-        if filled == buf.len() {
-            break Ok(());
+    while filled < buf.len() {
+        match rustix::io::read(&fd, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => continue,
+            // The process went away while we read its file.
+            Err(Errno::SRCH | Errno::NOENT) => return Ok(PidState::Gone),
+            Err(e) => return Err(e.into()),
         }
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`; `fd` is open.
-        let r = unsafe { libc::read(fd, buf[filled..].as_mut_ptr().cast(), buf.len() - filled) };
-        if r == 0 {
-            break Ok(());
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break Err(e);
-        }
-        filled += r as usize;
-    };
-    // SAFETY: `fd` was opened above and is closed exactly once, here.
-    unsafe { libc::close(fd) };
-    if let Err(e) = read_result {
-        // The process went away while we read its file.
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) | Some(libc::ENOENT) => Ok(PidState::Gone),
-            _ => Err(e),
-        };
     }
+    drop(fd);
     parse_stat(&buf[..filled]).ok_or_else(|| io::Error::other("unparsable /proc/<pid>/stat"))
 }
 
@@ -413,9 +413,37 @@ extern "C" fn forget_pid_in_child() {
 
 /// Registers the fork handler that keeps the cached pid right in forked children.
 pub(crate) fn register_atfork() {
-    // SAFETY: the handler is an `extern "C"` function that only stores to an atomic, which is
-    // async-signal-safe and therefore fine in a child right after fork.
-    unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe and therefore
+    // fine in a child right after fork.
+    unsafe { on_fork_child(forget_pid_in_child) };
+}
+
+/// Registers `handler` to run in every fork child, right after the fork.
+///
+/// On `libc`: `pthread_atfork` is libc's own bookkeeping (its `fork` runs the handlers), not a
+/// system call, so rustix has no form of it.
+///
+/// # Safety
+/// `handler` must only do what is async-signal-safe (store to atomics): it runs in a child of a
+/// possibly multi-threaded process, where other threads' locks may be held forever.
+pub(crate) unsafe fn on_fork_child(handler: extern "C" fn()) {
+    // SAFETY: `handler` is an `extern "C"` function (a panic in it aborts, it cannot unwind into
+    // libc); the caller promises it is async-signal-safe.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
+/// The calling thread's kernel thread id.
+pub(crate) fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Registers `handler` to run at normal process exit (`exit`, or `main` returning).
+///
+/// On `libc`: `atexit` is libc's exit bookkeeping, not a system call; rustix has no form of it.
+pub(crate) fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: atexit only stores the function pointer; `handler` is an `extern "C"` function
+    // with no arguments, and a panic in it aborts instead of unwinding into libc.
+    unsafe { libc::atexit(handler) };
 }
 
 /// 128 bits from the kernel's random source (`getrandom`, retried on `EINTR`; `/dev/urandom`
@@ -424,15 +452,13 @@ pub(crate) fn random_u128() -> u128 {
     let mut buf = [0u8; 16];
     let mut filled = 0;
     while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-            continue;
-        }
-        if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) if n > 0 => {
+                filled += n;
+                continue;
+            }
+            Err(Errno::INTR) => continue,
+            _ => {}
         }
         use std::io::Read;
         if std::fs::File::open("/dev/urandom")
@@ -456,6 +482,11 @@ pub(crate) fn random_u128() -> u128 {
 
 /// `fork()`.
 ///
+/// On `libc`: libc's `fork` runs the `pthread_atfork` handlers and resets its own state (the
+/// cached tid, its locks) in the child; rustix only offers the raw system call
+/// (`runtime::kernel_fork`), in a module that is hidden, unstable and meant for programs
+/// without libc.
+///
 /// # Safety
 /// In the child only async-signal-safe operations are sound if the parent had other threads.
 pub(crate) unsafe fn fork() -> io::Result<u32> {
@@ -469,126 +500,118 @@ pub(crate) unsafe fn fork() -> io::Result<u32> {
 }
 
 /// Ends the process at once with `code`, without running exit handlers (as a forked child must).
+///
+/// On `libc`: rustix's `exit_group` lives in its `runtime` module, which is hidden, unstable
+/// and meant for programs without libc.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions and never returns.
     unsafe { libc::_exit(code) }
 }
 
-/// The parent process id.
+/// The parent process id (0 if the parent is outside this pid namespace).
 pub(crate) fn getppid() -> u32 {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    unsafe { libc::getppid() as u32 }
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
 }
 
 /// Asks for SIGKILL when the parent (thread) exits; returns an error if prctl fails.
 pub(crate) fn set_parent_death_kill() -> io::Result<()> {
-    // SAFETY: PR_SET_PDEATHSIG with a valid signal number has no memory effects.
-    cvt(unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    })
-    .map(drop)
+    Ok(rustix::process::set_parent_process_death_signal(Some(
+        Signal::KILL,
+    ))?)
 }
 
-/// Sends `sig` to process `pid`.
+/// Sends `sig` (a named signal; 0 only checks that the process exists) to process `pid`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
-    if pid <= 0 {
-        return Err(io::ErrorKind::InvalidInput.into());
+    let pid = to_pid(pid)?;
+    if sig == 0 {
+        return Ok(rustix::process::test_kill_process(pid)?);
     }
-    // SAFETY: kill has no memory effects; `pid` is a single positive process id.
-    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+    Ok(rustix::process::kill_process(pid, to_signal(sig)?)?)
 }
 
 /// `waitpid(pid, WNOHANG)`: `Some(raw status)` once the child has ended (and is reaped).
 pub(crate) fn try_wait(pid: u32) -> io::Result<Option<i32>> {
-    let mut status = 0;
+    let pid = to_pid(pid)?;
     loop {
-        // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
-        if r == 0 {
-            return Ok(None);
-        }
-        if r > 0 {
-            return Ok(Some(status));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(ended) => return Ok(ended.map(|(_, status)| status.as_raw())),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// `waitpid(-1, WNOHANG)`: one ended child of this process, as `(pid, raw status)`.
 pub(crate) fn try_wait_any() -> Option<(u32, i32)> {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer for the duration of the call.
-    let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-    if r > 0 {
-        Some((r as u32, status))
-    } else {
-        None
+    match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        Ok(Some((pid, status))) => Some((pid.as_raw_nonzero().get() as u32, status.as_raw())),
+        _ => None,
     }
 }
 
-/// A pidfd for `pid`: readable once the process has ended.
-pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor owned by nobody else (pidfds are close-on-exec).
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+/// A pidfd for `pid`: readable once the process has ended (close-on-exec).
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = to_pid(pid)?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// `poll` on `fds` (fd, events) for at most `timeout` (`None`: forever); returns the `revents`.
+/// A negative descriptor is ignored (its `revents` is 0), as `poll(2)` does.
 pub(crate) fn poll(fds: &[(i32, i16)], timeout: Option<Duration>) -> io::Result<Vec<i16>> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    let mut pfds: Vec<rustix::event::PollFd<'_>> = fds
         .iter()
-        .map(|&(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
+        .filter(|&&(fd, _)| fd >= 0)
+        .map(|&(fd, events)| {
+            // SAFETY: `fd` is not negative, and the caller holds it open for the call (module
+            // docs); the borrow ends when `pfds` is dropped at the end of this function.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            rustix::event::PollFd::from_borrowed_fd(
+                fd,
+                // `as _`: the flags are `u16` on rustix's raw backend and `c_short` on its libc
+                // backend (the one it uses under Miri).
+                rustix::event::PollFlags::from_bits_retain(events as _),
+            )
         })
         .collect();
-    let ms = match timeout {
-        None => -1,
-        Some(d) => {
-            // Round up, so a short positive timeout does not become a busy zero.
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            ms.min(i32::MAX as u128) as libc::c_int
-        }
-    };
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![0; fds.len()]);
-        }
-        return Err(e);
+    let ts = timeout.map(timespec);
+    match rustix::event::poll(&mut pfds, ts.as_ref()) {
+        Ok(_) => {}
+        Err(Errno::INTR) => return Ok(vec![0; fds.len()]),
+        Err(e) => return Err(e.into()),
     }
-    Ok(pfds.iter().map(|p| p.revents).collect())
+    let mut polled = pfds.iter();
+    Ok(fds
+        .iter()
+        .map(|&(fd, _)| match fd {
+            0.. => polled.next().map_or(0, |p| p.revents().bits() as i16),
+            _ => 0,
+        })
+        .collect())
 }
 
 /// Waits at most `timeout` (`None`: forever) until one of `fds` is readable or hung up; returns
 /// whether one is (`false` on timeout, on an interrupting signal, or on an error).
 pub(crate) fn poll_readable(fds: &[i32], timeout: Option<Duration>) -> bool {
-    let set: Vec<(i32, i16)> = fds.iter().map(|&fd| (fd, libc::POLLIN)).collect();
+    let readable = rustix::event::PollFlags::IN.bits() as i16;
+    let set: Vec<(i32, i16)> = fds.iter().map(|&fd| (fd, readable)).collect();
     poll(&set, timeout).is_ok_and(|revents| revents.iter().any(|&r| r != 0))
+}
+
+/// Sets the descriptor flags of `fd` (close-on-exec or not).
+fn set_fd_flags(fd: i32, flags: FdFlags) -> io::Result<()> {
+    check_fd(fd)?;
+    // SAFETY: `fd` is not negative, and the caller holds it open for the call (module docs);
+    // the borrow ends with this statement.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::fcntl_setfd(fd, flags)?)
 }
 
 /// Clears close-on-exec on `fd` (in a child between fork and exec: async-signal-safe).
 pub(crate) fn clear_cloexec(fd: i32) -> io::Result<()> {
-    // SAFETY: F_SETFD on an integer descriptor has no memory effects.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+    set_fd_flags(fd, FdFlags::empty())
 }
 
 /// The number of threads of this process: the link count of `/proc/self/task` is two plus the
@@ -631,6 +654,9 @@ fn thread_count_from_stat() -> io::Result<usize> {
 }
 
 /// The number of online CPUs.
+///
+/// On `libc`: `sysconf(_SC_NPROCESSORS_ONLN)` is computed by libc (from `/sys`), not a system
+/// call; rustix has no form of it.
 pub(crate) fn cpu_count() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
@@ -675,132 +701,93 @@ pub(crate) fn is_executable_address(addr: usize, ino: u64) -> bool {
 
 /// Sends `data` on a Unix stream socket with up to four descriptors attached (SCM_RIGHTS).
 pub(crate) fn send_with_fds(sock: i32, data: &[u8], fds: &[i32]) -> io::Result<()> {
-    const SPACE: usize = 64;
-    #[repr(C, align(8))]
-    struct Cmsg([u8; SPACE]);
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     if fds.is_empty() || fds.len() > 4 || data.is_empty() {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let mut cbuf = Cmsg([0; SPACE]);
-    let bytes = size_of_val(fds) as u32;
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
-    debug_assert!(space <= SPACE);
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
+    check_fd(sock)?;
+    for &fd in fds {
+        check_fd(fd)?;
+    }
+    // SAFETY: `sock` is not negative, and the caller holds it open for the call (module docs).
+    let sock = unsafe { BorrowedFd::borrow_raw(sock) };
+    let borrowed: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        // SAFETY: each descriptor is not negative, and the caller holds it open for the call
+        // (module docs); the borrows end with `borrowed`, at the end of this function.
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect();
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let n = loop {
+        match rustix::net::sendmsg(
+            sock,
+            &[io::IoSlice::new(data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     };
-    // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: `msg` points at `cbuf`, which has room for one header with one int.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: `cmsg` is non-null (the control buffer is large enough) and within `cbuf`, with
-    // room for `fds.len()` ints after the header.
-    unsafe {
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as _;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<i32>(), fds.len());
-    }
-    loop {
-        // SAFETY: `msg` describes `data` and `cbuf`, both alive for the call.
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+    // The descriptors went with the first byte; the rest is plain data.
+    send_all_nosignal(sock, &data[n..])
+}
+
+/// Sends all of `data` on a socket with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not SIGPIPE),
+/// retrying on `EINTR`.
+pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::net::send(sock, data, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
-        let n = n as usize;
-        if n < data.len() {
-            // The descriptor went with the first byte; the rest is plain data.
-            let mut rest = &data[n..];
-            while !rest.is_empty() {
-                // SAFETY: the pointer and length describe `rest`.
-                let m = unsafe {
-                    libc::send(sock, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
-                };
-                if m < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                rest = &rest[m as usize..];
-            }
-        }
-        return Ok(());
     }
+    Ok(())
 }
 
 /// Receives up to `buf.len()` bytes and the descriptors attached (close-on-exec) from a Unix
 /// stream socket. Returns the byte count (0 at end of stream) and the descriptors.
-pub(crate) fn recv_with_fds(
-    sock: i32,
-    buf: &mut [u8],
-) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
-    use std::os::fd::FromRawFd;
-    const SPACE: usize = 64;
-    #[repr(C, align(8))]
-    struct Cmsg([u8; SPACE]);
-    let mut cbuf = Cmsg([0; SPACE]);
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = SPACE as _;
+pub(crate) fn recv_with_fds(sock: i32, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    check_fd(sock)?;
+    // SAFETY: `sock` is not negative, and the caller holds it open for the call (module docs).
+    let sock = unsafe { BorrowedFd::borrow_raw(sock) };
+    // Room for twelve descriptors; the kernel closes any beyond (MSG_CTRUNC).
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(12))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
     let n = loop {
-        // SAFETY: `msg` describes `buf` and `cbuf`, both alive and writable for the call.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::net::recvmsg(
+            sock,
+            &mut [io::IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => break msg.bytes,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     };
     let mut received = Vec::new();
-    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control buffer.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: `cmsg` is non-null and points into `cbuf` as recvmsg laid it out.
-        let (level, ty, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
-        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN is a pure computation.
-            let header = unsafe { libc::CMSG_LEN(0) } as usize;
-            // `cmsg_len` is `usize` on glibc and `u32` on musl.
-            #[allow(clippy::unnecessary_cast)]
-            let count = (len as usize).saturating_sub(header) / size_of::<i32>();
-            for i in 0..count {
-                // SAFETY: the kernel wrote `count` descriptors after the header.
-                let fd =
-                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>().add(i)) };
-                // SAFETY: the kernel installed `fd` in this process for us alone.
-                received.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
-            }
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            received.extend(fds);
         }
-        // SAFETY: `msg` and `cmsg` are valid as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     Ok((n, received))
 }
 
 /// A signalfd delivering SIGCHLD, with SIGCHLD blocked for normal delivery (single-threaded
 /// callers only).
-pub(crate) fn sigchld_fd() -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
+///
+/// On `libc`: rustix has no `signalfd`, and blocks signals only through its `runtime` module
+/// (with the kernel's signal set, not libc's).
+pub(crate) fn sigchld_fd() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
@@ -809,14 +796,21 @@ pub(crate) fn sigchld_fd() -> io::Result<std::os::fd::OwnedFd> {
         libc::sigaddset(&mut set, libc::SIGCHLD);
     }
     // SAFETY: `set` is valid; the old mask is not needed.
-    cvt(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: `set` is valid; -1 asks for a new descriptor.
-    let fd = cvt(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: `fd` is new and owned by nobody else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Unblocks every signal (a forked child of a server that blocked SIGCHLD).
+///
+/// On `libc`, for the reason given at [`sigchld_fd`].
 pub(crate) fn unblock_all_signals() {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -827,54 +821,46 @@ pub(crate) fn unblock_all_signals() {
 }
 
 /// Restores the default action of `sig`.
+///
+/// On `libc`: rustix changes signal actions only through its `runtime` module, which bypasses
+/// libc's own handling of them.
 pub(crate) fn default_signal(sig: i32) {
     // SAFETY: installing SIG_DFL has no preconditions.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
 }
 
-/// Sends `sig` through a pidfd (no pid-reuse race).
+/// Sends `sig` (a named signal) through a pidfd (no pid-reuse race).
 pub(crate) fn pidfd_send_signal(pidfd: i32, sig: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal with a null siginfo and no flags has no memory effects.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd,
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let sig = to_signal(sig)?;
+    check_fd(pidfd)?;
+    // SAFETY: `pidfd` is not negative, and the caller holds it open for the call (module docs).
+    let pidfd = unsafe { BorrowedFd::borrow_raw(pidfd) };
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
 }
 
 /// Sets `O_NONBLOCK` on a descriptor.
 pub(crate) fn set_nonblocking(fd: i32) -> io::Result<()> {
-    // SAFETY: F_GETFL on an integer descriptor has no memory effects.
-    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    // SAFETY: F_SETFL on an integer descriptor has no memory effects.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+    check_fd(fd)?;
+    // SAFETY: `fd` is not negative, and the caller holds it open for the call (module docs).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    Ok(rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?)
 }
 
 /// A pipe, both ends close-on-exec: `(read, write)`.
 pub(crate) fn pipe() -> io::Result<(File, File)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: both descriptors are new and owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((File::from(r), File::from(w)))
 }
 
 /// Sets close-on-exec on `fd`.
 pub(crate) fn set_cloexec(fd: i32) -> io::Result<()> {
-    // SAFETY: F_SETFD on an integer descriptor has no memory effects.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+    set_fd_flags(fd, FdFlags::CLOEXEC)
 }
 
 /// Ignores `sig`.
+///
+/// On `libc`, for the reason given at [`default_signal`].
 pub(crate) fn ignore_signal(sig: i32) {
     // SAFETY: installing SIG_IGN has no preconditions.
     unsafe { libc::signal(sig, libc::SIG_IGN) };
@@ -882,60 +868,51 @@ pub(crate) fn ignore_signal(sig: i32) {
 
 /// Reads from a raw descriptor; returns the byte count or an error.
 pub(crate) fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is writable for its whole length during the call.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    check_fd(fd)?;
+    // SAFETY: `fd` is not negative, and the caller holds it open for the call (module docs).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::read(fd, buf)?)
 }
 
 /// Whether a process `pid` exists (zombies included): `false` only when `kill(pid, 0)` says
 /// `ESRCH`; any other answer (success, `EPERM`, an invalid pid) counts as existing.
 pub(crate) fn pid_exists(pid: u32) -> bool {
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
+    let Ok(pid) = to_pid(pid) else {
         return true;
     };
-    if raw <= 0 {
-        return true;
-    }
-    // SAFETY: signal 0 sends nothing; kill has no memory effects.
-    if unsafe { libc::kill(raw, 0) } == 0 {
-        return true;
-    }
-    io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    rustix::process::test_kill_process(pid) != Err(Errno::SRCH)
 }
 
 /// `madvise(MADV_DONTFORK)` on a mapping: children forked later do not inherit it.
 pub(crate) fn dont_fork(addr: *mut u8, len: usize) -> io::Result<()> {
     // SAFETY: MADV_DONTFORK changes only what fork copies; `addr..addr+len` is a mapping the
     // caller owns (a page-aligned mmap), and no memory is read or written.
-    cvt(unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTFORK) }).map(drop)
+    Ok(unsafe { rustix::mm::madvise(addr.cast(), len, rustix::mm::Advice::LinuxDontFork) }?)
 }
+
+/// `RLIM_INFINITY` as the `u64` the functions below report and take.
+const RLIM_INFINITY: u64 = u64::MAX;
 
 /// The soft and hard limits of open descriptors (`RLIMIT_NOFILE`).
 pub(crate) fn fd_limits() -> io::Result<(u64, u64)> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid out-pointer for getrlimit.
-    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) })?;
-    // `rlim_t` is `u64` on 64-bit glibc and may be narrower elsewhere.
-    #[allow(clippy::unnecessary_cast)]
-    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+    let r = rustix::process::getrlimit(Resource::Nofile);
+    Ok((
+        r.current.unwrap_or(RLIM_INFINITY),
+        r.maximum.unwrap_or(RLIM_INFINITY),
+    ))
 }
 
 /// Sets the soft limit of open descriptors (at most the hard limit).
 pub(crate) fn set_fd_soft_limit(soft: u64, hard: u64) -> io::Result<()> {
-    let r = libc::rlimit {
-        rlim_cur: soft.min(hard) as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
-    };
-    // SAFETY: `r` is a valid rlimit; raising the soft limit up to the hard one needs no
-    // privilege and has no memory effects.
-    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }).map(drop)
+    let limit = |v: u64| (v != RLIM_INFINITY).then_some(v);
+    // Raising the soft limit up to the hard one needs no privilege.
+    Ok(rustix::process::setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit(soft.min(hard)),
+            maximum: limit(hard),
+        },
+    )?)
 }
 
 /// How many descriptors this process has open (entries of `/proc/self/fd`).

@@ -8,48 +8,44 @@
 //! word whose mapping a registrant may have dropped.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Instant;
+
+use rustix::io::Errno;
+use rustix::thread::futex;
 
 /// The most words one `futex_waitv` call takes (`FUTEX_WAITV_MAX`).
 pub(crate) const REACTOR_WAITV_MAX: usize = 128;
 
-const SYS_FUTEX_WAITV: libc::c_long = 449;
-const FUTEX2_SIZE_U32: u32 = 0x02;
-
-/// One word of a `futex_waitv` call (the kernel's `struct futex_waitv`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReactorWaitvEntry {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
+/// One word of a `futex_waitv` call: rustix's `futex::Wait`, the kernel's `struct futex_waitv`.
+/// It holds the word's address as a raw pointer, never a reference, so an entry whose mapping
+/// is gone is only an address the kernel answers `EFAULT` for.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, bytemuck::TransparentWrapper)]
+pub(crate) struct ReactorWaitvEntry(futex::Wait);
 
 impl ReactorWaitvEntry {
     /// Sleep while the 32-bit word at `addr` holds `expected`. Shared futex (no
     /// `FUTEX2_PRIVATE`), so wakers in other processes reach it.
     pub(crate) fn new(addr: usize, expected: u32) -> Self {
-        Self {
-            val: u64::from(expected),
-            uaddr: addr as u64,
-            flags: FUTEX2_SIZE_U32,
-            reserved: 0,
-        }
+        let mut w = futex::Wait::new();
+        w.val = u64::from(expected);
+        w.uaddr = futex::WaitPtr::new(addr as *mut std::ffi::c_void);
+        w.flags = futex::WaitFlags::SIZE_U32;
+        Self(w)
     }
 
     /// Changes the expected value (the doorbell's, before each sleep).
     pub(crate) fn set_expected(&mut self, expected: u32) {
-        self.val = u64::from(expected);
+        self.0.val = u64::from(expected);
     }
 
     fn addr(&self) -> usize {
-        self.uaddr as usize
+        self.0.uaddr.ptr as usize
     }
 
     fn expected(&self) -> u32 {
-        self.val as u32
+        self.0.val as u32
     }
 }
 
@@ -81,72 +77,39 @@ pub(crate) enum ReactorWaitv {
     Unsupported,
 }
 
-/// The absolute `CLOCK_MONOTONIC` time of `at`.
-fn monotonic_at(at: Instant) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let left = at.saturating_duration_since(Instant::now());
-    #[allow(clippy::useless_conversion)] // time_t and c_long are i64 on 64-bit Linux only
-    let nsec = i64::from(now.tv_nsec) + i64::from(left.subsec_nanos());
-    let secs = i64::try_from(left.as_secs()).unwrap_or(i64::MAX / 2);
-    #[allow(clippy::useless_conversion)]
-    let sec = i64::from(now.tv_sec)
-        .saturating_add(secs)
-        .saturating_add(nsec / 1_000_000_000);
-    libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: (nsec % 1_000_000_000) as libc::c_long,
-    }
-}
-
 /// `futex_waitv` on `entries` (at most [`REACTOR_WAITV_MAX`]): sleeps until one word is woken, or one
 /// differs from its expected value, or the timeout passes.
 pub(crate) fn reactor_waitv(
     entries: &[ReactorWaitvEntry],
     timeout: ReactorTimeout,
 ) -> ReactorWaitv {
+    use bytemuck::TransparentWrapper;
     if entries.is_empty() || entries.len() > REACTOR_WAITV_MAX {
         return ReactorWaitv::Unsupported;
     }
     let ts = match timeout {
         ReactorTimeout::Never => None,
-        ReactorTimeout::At(at) => Some(monotonic_at(at)),
+        ReactorTimeout::At(at) => Some(super::monotonic_after(
+            at.saturating_duration_since(Instant::now()),
+        )),
         // Time zero of the monotonic clock: long past.
-        ReactorTimeout::Expired => Some(libc::timespec {
+        ReactorTimeout::Expired => Some(rustix::time::Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         }),
     };
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `entries` is an array of `entries.len()` (1..=128) `struct futex_waitv` records
-    // (`#[repr(C)]`, the kernel's layout) that lives for the call; the kernel only reads the
-    // words they name (an unmapped one is EFAULT). `ts_ptr` is null or points at `ts`, a valid
-    // timespec on CLOCK_MONOTONIC that outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FUTEX_WAITV,
-            entries.as_ptr(),
-            entries.len() as libc::c_uint,
-            0 as libc::c_uint,
-            ts_ptr,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if r >= 0 {
-        return ReactorWaitv::Woken(r as usize);
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) => ReactorWaitv::ValueChanged,
-        Some(libc::ETIMEDOUT) => ReactorWaitv::TimedOut,
-        Some(libc::EFAULT) => ReactorWaitv::Fault,
-        Some(libc::ENOSYS | libc::EINVAL) => ReactorWaitv::Unsupported,
-        _ => ReactorWaitv::Interrupted,
+    match futex::waitv(
+        ReactorWaitvEntry::peel_slice(entries),
+        futex::WaitvFlags::empty(),
+        ts.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        Ok(i) => ReactorWaitv::Woken(i),
+        Err(Errno::AGAIN) => ReactorWaitv::ValueChanged,
+        Err(Errno::TIMEDOUT) => ReactorWaitv::TimedOut,
+        Err(Errno::FAULT) => ReactorWaitv::Fault,
+        Err(Errno::NOSYS | Errno::INVAL) => ReactorWaitv::Unsupported,
+        Err(_) => ReactorWaitv::Interrupted,
     }
 }
 
@@ -185,35 +148,30 @@ pub(crate) fn reactor_probe(entries: &[ReactorWaitvEntry], base: usize, out: &mu
 
 /// A non-blocking, close-on-exec eventfd: the descriptor watcher's doorbell.
 pub(crate) fn reactor_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd takes an initial value and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rustix::event::EventfdFlags;
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+    )?)
 }
 
 /// Rings an eventfd (adds 1 to its counter: it becomes readable).
 pub(crate) fn reactor_eventfd_ring(fd: BorrowedFd<'_>) {
-    let one: u64 = 1;
-    // SAFETY: writes the 8 bytes of `one`, which live for the call, to a descriptor the caller
-    // keeps open; a full counter (EAGAIN) is already readable, which is all a ring needs.
-    let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    // A full counter (EAGAIN) is already readable, which is all a ring needs.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
 }
 
 /// Empties an eventfd's counter (it is no longer readable).
 pub(crate) fn reactor_eventfd_drain(fd: BorrowedFd<'_>) {
-    let mut v: u64 = 0;
-    // SAFETY: reads at most 8 bytes into `v`, which lives for the call; non-blocking, so an
-    // empty counter is EAGAIN.
-    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    let mut v = [0u8; 8];
+    // Non-blocking, so an empty counter is EAGAIN.
+    let _ = rustix::io::read(fd, &mut v);
 }
 
 /// Registers `child` to run in every fork child, right after the fork (it must only do what is
 /// async-signal-safe: store to atomics).
 pub(crate) fn at_fork_child(child: extern "C" fn()) {
-    // SAFETY: `child` is an `extern "C"` function; the caller promises it only does what is
-    // async-signal-safe, which is all a fork child of a multi-threaded process may do.
-    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    // SAFETY: the caller promises `child` only does what is async-signal-safe, which is all a
+    // fork child of a multi-threaded process may do.
+    unsafe { super::on_fork_child(child) };
 }

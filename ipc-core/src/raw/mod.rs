@@ -16,6 +16,8 @@
 //!   `membarrier` on the sleeper's), so that a waker checks for sleepers at no cost;
 //! - [`futex`]: shared futex wait/wake, with a waiter count so that wakers skip the syscall
 //!   when nobody sleeps;
+//! - [`os`]: a handler for fork children and the calling thread's kernel id, for per-process
+//!   caches of identity;
 //! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
 //!   bytes another process may write at the same moment;
 //! - [`reactor`]: async waiting on those futex words for any executor (the waiter threads,
@@ -33,6 +35,7 @@ pub mod barrier;
 pub mod futex;
 pub mod header;
 pub mod object;
+pub mod os;
 pub mod pod;
 pub mod reactor;
 pub mod sync;

@@ -198,10 +198,9 @@ enum Got {
     Busy,
 }
 
-/// What the checks of an async claim decided, carried from one poll to the next (the blocking
-/// claims keep the same in locals).
-#[cfg(not(loom))]
-#[derive(Debug, Default)]
+/// What the end-of-slice checks of a waiting claim decided, for its next attempts (an async
+/// claim carries it from one poll to the next).
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ClaimFlags {
     /// The next attempt checks stuck claimers.
     recover: bool,
@@ -210,11 +209,48 @@ pub(crate) struct ClaimFlags {
 }
 
 /// Which side of the queue a claim takes: a free slot to write (put) or a message to read (get).
-#[cfg(not(loom))]
 #[derive(Clone, Copy)]
 enum Side {
     Put,
     Get,
+}
+
+impl Side {
+    /// The signal a claim of this side sleeps on.
+    fn signal(self, st: &QueueState) -> &Signal {
+        match self {
+            Side::Put => &st.not_full,
+            Side::Get => &st.not_empty,
+        }
+    }
+}
+
+/// The end-of-slice check of a waiting claim of `side`: the next attempt recovers stuck
+/// claimers; a put gives up at once when no consumer is left, a get only after one more
+/// attempt (with recovery) finds nothing once no producer is left.
+fn claim_check(
+    place: TablePlace,
+    side: Side,
+    flags: &std::cell::Cell<ClaimFlags>,
+) -> Result<(), WaitEnd> {
+    let mut f = flags.get();
+    f.recover = true;
+    let table = place.table();
+    let peer = match side {
+        Side::Put => CONSUMER,
+        Side::Get => PRODUCER,
+    };
+    let none_left = table.ever(peer) && !table.any_alive(peer, 0);
+    let r = match side {
+        Side::Put if none_left => Err(WaitEnd::Disconnected),
+        Side::Put => Ok(()),
+        Side::Get => {
+            f.gone = none_left;
+            Ok(())
+        }
+    };
+    flags.set(f);
+    r
 }
 
 /// How a blocked wait ended.
@@ -558,43 +594,13 @@ impl RawQueue {
             .map(|pos| (pos, self.payload_at(pos))))
     }
 
-    /// Claims a slot for writing, waiting until `deadline`.
+    /// Claims a slot for writing, waiting until `deadline`; `Disconnected` at the end of a
+    /// slice once no consumer is left.
     pub(crate) fn claim_put(
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<(u64, SlotPayload), WaitEnd> {
-        let state = self.state;
-        // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
-        let st = unsafe { &*state };
-        let spin = self.spin;
-        let place = self.table;
-        let recover_next = std::cell::Cell::new(false);
-        let r = signal::block_on(
-            &st.not_full,
-            deadline,
-            spin,
-            || match self.attempt_put(recover_next.take()) {
-                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
-                Ok(None) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(e)),
-            },
-            || {
-                // A slice passed: let the next attempt check stuck claimers, and give up if no
-                // consumer is left.
-                recover_next.set(true);
-                let table = place.table();
-                if table.ever(CONSUMER) && !table.any_alive(CONSUMER, 0) {
-                    Err(WaitEnd::Disconnected)
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        match r {
-            Ok(pos) => Ok((pos, self.payload_at(pos))),
-            Err(Blocked::Failed(e)) => Err(e),
-            Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
-        }
+        self.claim(Side::Put, deadline)
     }
 
     /// Publishes the slot claimed at `pos`. `false` if the message was lost (the slot was taken
@@ -853,35 +859,57 @@ impl RawQueue {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<(u64, SlotPayload), WaitEnd> {
+        self.claim(Side::Get, deadline)
+    }
+
+    /// A blocking claim of `side`: [`claim_attempt`](Self::claim_attempt) until it is ready,
+    /// [`claim_check`](Self::claim_check) at the end of each slice.
+    fn claim(
+        &mut self,
+        side: Side,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, SlotPayload), WaitEnd> {
         let state = self.state;
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
         let spin = self.spin;
         let place = self.table;
-        let recover_next = std::cell::Cell::new(false);
-        let gone = std::cell::Cell::new(false);
+        let flags = std::cell::Cell::new(ClaimFlags::default());
         let r = signal::block_on(
-            &st.not_empty,
+            side.signal(st),
             deadline,
             spin,
-            || match self.attempt_get(recover_next.take()) {
-                Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
-                Ok(None) if gone.get() => Attempt::Ready(Err(WaitEnd::Disconnected)),
-                Ok(None) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(e)),
-            },
-            || {
-                recover_next.set(true);
-                // Disconnected only after one more attempt (with recovery) finds nothing.
-                let table = place.table();
-                gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
-                Ok(())
-            },
+            || self.claim_attempt(side, &flags),
+            || claim_check(place, side, &flags),
         );
         match r {
             Ok(pos) => Ok((pos, self.payload_at(pos))),
             Err(Blocked::Failed(e)) => Err(e),
             Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
+        }
+    }
+
+    /// One attempt of a waiting claim of `side`, with recovery of stuck claimers when the last
+    /// check asked for it; `Disconnected` when the last check found no peer left and this
+    /// attempt found nothing either.
+    #[inline]
+    fn claim_attempt(
+        &mut self,
+        side: Side,
+        flags: &std::cell::Cell<ClaimFlags>,
+    ) -> Attempt<u64, WaitEnd> {
+        let mut f = flags.get();
+        let recover = std::mem::take(&mut f.recover);
+        flags.set(f);
+        let attempt = match side {
+            Side::Put => self.attempt_put(recover),
+            Side::Get => self.attempt_get(recover),
+        };
+        match attempt {
+            Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
+            Ok(None) if f.gone => Attempt::Ready(Err(WaitEnd::Disconnected)),
+            Ok(None) => Attempt::Pending,
+            Err(e) => Attempt::Ready(Err(e)),
         }
     }
 
@@ -929,48 +957,18 @@ impl RawQueue {
         let state = self.state;
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
-        let (signal, peer) = match side {
-            Side::Put => (&st.not_full, CONSUMER),
-            Side::Get => (&st.not_empty, PRODUCER),
-        };
         let spin = self.spin;
         let place = self.table;
-        let recover_next = std::cell::Cell::new(flags.recover);
-        let gone = std::cell::Cell::new(flags.gone);
+        let cell = std::cell::Cell::new(*flags);
         let r = wait.poll(
-            signal,
+            side.signal(st),
             deadline,
             spin,
             cx,
-            || {
-                let recover = recover_next.take();
-                let attempt = match side {
-                    Side::Put => self.attempt_put(recover),
-                    Side::Get => self.attempt_get(recover),
-                };
-                match attempt {
-                    Ok(Some(pos)) => Attempt::Ready(Ok(pos)),
-                    Ok(None) if gone.get() => Attempt::Ready(Err(WaitEnd::Disconnected)),
-                    Ok(None) => Attempt::Pending,
-                    Err(e) => Attempt::Ready(Err(e)),
-                }
-            },
-            || {
-                recover_next.set(true);
-                let table = place.table();
-                let none_left = table.ever(peer) && !table.any_alive(peer, 0);
-                match side {
-                    Side::Put if none_left => Err(WaitEnd::Disconnected),
-                    Side::Put => Ok(()),
-                    Side::Get => {
-                        gone.set(none_left);
-                        Ok(())
-                    }
-                }
-            },
+            || self.claim_attempt(side, &cell),
+            || claim_check(place, side, &cell),
         );
-        flags.recover = recover_next.get();
-        flags.gone = gone.get();
+        *flags = cell.get();
         r.map(|r| match r {
             Ok(pos) => Ok((pos, self.payload_at(pos))),
             Err(Blocked::Failed(e)) => Err(e),

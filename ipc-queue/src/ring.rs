@@ -530,60 +530,78 @@ fn corrupt_indices(_: Corrupt) -> OpenError {
     }
 }
 
-impl<T: Pod> Producer<T> {
-    fn attach(shared: std::sync::Arc<Shared<T>>, token: Option<u64>) -> Result<Self, OpenError> {
-        let hold = RoleHold::claim(&shared, End::Producer, token)?;
-        let parts = shared.parts;
-        // Read after the claim, whose Acquire makes the previous producer's last tail visible.
-        let index = match ProducerIndex::new(&parts.state().idx, parts.capacity) {
-            Ok(index) => index,
-            Err(e) => {
-                hold.release(&shared);
-                return Err(corrupt_indices(e));
+/// What both ends of a ring do alike, each with its own role and index: attaching (claiming the
+/// role, then reading the shared index the claim made visible), its handle, capacity and spin,
+/// and the check before an operation (which reloads the index after a claim in a fork child).
+macro_rules! end_common {
+    ($ty:ident, $end:expr, $index:ident) => {
+        impl<T: Pod> $ty<T> {
+            fn attach(
+                shared: std::sync::Arc<Shared<T>>,
+                token: Option<u64>,
+            ) -> Result<Self, OpenError> {
+                let hold = RoleHold::claim(&shared, $end, token)?;
+                let parts = shared.parts;
+                // Read after the claim, whose Acquire makes the previous holder's last index
+                // visible.
+                let index = match $index::new(&parts.state().idx, parts.capacity) {
+                    Ok(index) => index,
+                    Err(e) => {
+                        hold.release(&shared);
+                        return Err(corrupt_indices(e));
+                    }
+                };
+                Ok(Self {
+                    shared,
+                    index,
+                    hold,
+                    spin: signal::DEFAULT_SPIN,
+                })
             }
-        };
-        Ok(Self {
-            shared,
-            index,
-            hold,
-            spin: signal::DEFAULT_SPIN,
-        })
-    }
 
+            /// The handle another process attaches with (as producer or consumer).
+            pub fn handle(&self) -> ObjectHandle {
+                self.shared.seg.handle()
+            }
+
+            /// How many slots the ring has.
+            pub fn capacity(&self) -> usize {
+                self.index.capacity as usize
+            }
+
+            /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at
+            /// once).
+            pub fn set_spin(&mut self, spin: Duration) {
+                self.spin = spin;
+            }
+
+            fn parts(&self) -> RingParts<T> {
+                self.shared.parts
+            }
+
+            /// Whether this handle may act; reloads the private index after a claim in a fork
+            /// child.
+            #[inline]
+            fn ready(&mut self) -> Result<(), Lost> {
+                if self.hold.check(&self.shared)? {
+                    let parts = self.parts();
+                    self.index = $index::new(&parts.state().idx, parts.capacity)
+                        .map_err(|_| Lost::NotAttached)?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+end_common!(Producer, End::Producer, ProducerIndex);
+end_common!(Consumer, End::Consumer, ConsumerIndex);
+
+impl<T: Pod> Producer<T> {
     /// Attaches as the producer of the ring a handle names. Fails with
     /// [`OpenError::RoleTaken`] while another live handle is the producer.
     pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
         Self::attach(std::sync::Arc::new(Shared::open(handle)?), None)
-    }
-
-    /// The handle another process attaches with (as producer or consumer).
-    pub fn handle(&self) -> ObjectHandle {
-        self.shared.seg.handle()
-    }
-
-    /// How many slots the ring has.
-    pub fn capacity(&self) -> usize {
-        self.index.capacity as usize
-    }
-
-    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
-    }
-
-    fn parts(&self) -> RingParts<T> {
-        self.shared.parts
-    }
-
-    /// Whether this handle may push; reloads the private index after a claim in a fork child.
-    #[inline]
-    fn ready(&mut self) -> Result<(), Lost> {
-        if self.hold.check(&self.shared)? {
-            let parts = self.parts();
-            self.index = ProducerIndex::new(&parts.state().idx, parts.capacity)
-                .map_err(|_| Lost::NotAttached)?;
-        }
-        Ok(())
     }
 
     /// Pushes one value if a slot is free.
@@ -671,18 +689,8 @@ impl<T: Pod> Producer<T> {
             &parts.state().space,
             deadline,
             spin,
-            || match self.push(value) {
-                Ok(()) => Attempt::Ready(Ok(())),
-                Err(TryPutError::Full(_)) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(PutError::from(e))),
-            },
-            || {
-                if end_gone(parts.state(), End::Consumer) {
-                    Err(PutError::Disconnected(value))
-                } else {
-                    Ok(())
-                }
-            },
+            || self.push_attempt(value),
+            || consumer_present(parts.state(), value),
         );
         match r {
             Ok(()) => Ok(()),
@@ -706,6 +714,48 @@ fn lost_get(lost: Lost) -> TryGetError {
     }
 }
 
+impl<T: Pod> Producer<T> {
+    /// One attempt of a waiting push, blocking or async.
+    #[inline]
+    pub(crate) fn push_attempt(&mut self, value: T) -> Attempt<(), PutError<T>> {
+        match self.push(value) {
+            Ok(()) => Attempt::Ready(Ok(())),
+            Err(TryPutError::Full(_)) => Attempt::Pending,
+            Err(e) => Attempt::Ready(Err(PutError::from(e))),
+        }
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    /// One attempt of a waiting pop, blocking or async.
+    #[inline]
+    pub(crate) fn pop_attempt(&mut self) -> Attempt<T, GetError> {
+        match self.pop() {
+            Ok(v) => Attempt::Ready(Ok(v)),
+            Err(TryGetError::Empty) => Attempt::Pending,
+            Err(e) => Attempt::Ready(Err(GetError::from(e))),
+        }
+    }
+}
+
+/// The liveness check of a waiting push: `Disconnected` once the consumer is gone.
+pub(crate) fn consumer_present<T>(state: &SpscState, value: T) -> Result<(), PutError<T>> {
+    if end_gone(state, End::Consumer) {
+        Err(PutError::Disconnected(value))
+    } else {
+        Ok(())
+    }
+}
+
+/// The liveness check of a waiting pop: `Disconnected` once the producer is gone.
+pub(crate) fn producer_present(state: &SpscState) -> Result<(), GetError> {
+    if end_gone(state, End::Producer) {
+        Err(GetError::Disconnected)
+    } else {
+        Ok(())
+    }
+}
+
 impl<T: Pod> Drop for Producer<T> {
     fn drop(&mut self) {
         let parts = self.parts();
@@ -716,25 +766,6 @@ impl<T: Pod> Drop for Producer<T> {
 }
 
 impl<T: Pod> Consumer<T> {
-    fn attach(shared: std::sync::Arc<Shared<T>>, token: Option<u64>) -> Result<Self, OpenError> {
-        let hold = RoleHold::claim(&shared, End::Consumer, token)?;
-        let parts = shared.parts;
-        // Read after the claim, whose Acquire makes the previous consumer's last head visible.
-        let index = match ConsumerIndex::new(&parts.state().idx, parts.capacity) {
-            Ok(index) => index,
-            Err(e) => {
-                hold.release(&shared);
-                return Err(corrupt_indices(e));
-            }
-        };
-        Ok(Self {
-            shared,
-            index,
-            hold,
-            spin: signal::DEFAULT_SPIN,
-        })
-    }
-
     /// Attaches as the consumer of the ring a handle names. Fails with
     /// [`OpenError::RoleTaken`] while another live handle is the consumer.
     ///
@@ -752,36 +783,6 @@ impl<T: Pod> Consumer<T> {
     /// ```
     pub fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
         Self::attach(std::sync::Arc::new(Shared::open(handle)?), None)
-    }
-
-    /// The handle another process attaches with.
-    pub fn handle(&self) -> ObjectHandle {
-        self.shared.seg.handle()
-    }
-
-    /// How many slots the ring has.
-    pub fn capacity(&self) -> usize {
-        self.index.capacity as usize
-    }
-
-    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
-    }
-
-    fn parts(&self) -> RingParts<T> {
-        self.shared.parts
-    }
-
-    /// Whether this handle may pop; reloads the private index after a claim in a fork child.
-    #[inline]
-    fn ready(&mut self) -> Result<(), Lost> {
-        if self.hold.check(&self.shared)? {
-            let parts = self.parts();
-            self.index = ConsumerIndex::new(&parts.state().idx, parts.capacity)
-                .map_err(|_| Lost::NotAttached)?;
-        }
-        Ok(())
     }
 
     /// How many values are ready to pop (0 for a handle that cannot pop).
@@ -890,18 +891,8 @@ impl<T: Pod> Consumer<T> {
             &parts.state().items,
             deadline,
             spin,
-            || match self.pop() {
-                Ok(v) => Attempt::Ready(Ok(v)),
-                Err(TryGetError::Empty) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(GetError::from(e))),
-            },
-            || {
-                if end_gone(parts.state(), End::Producer) {
-                    Err(GetError::Disconnected)
-                } else {
-                    Ok(())
-                }
-            },
+            || self.pop_attempt(),
+            || producer_present(parts.state()),
         );
         match r {
             Ok(v) => Ok(v),
@@ -934,51 +925,41 @@ struct WireEnd {
     token: u64,
 }
 
-/// Serialising a producer hands its role over (see the module docs): the bytes carry a
-/// one-time token, the first deserialiser becomes the producer, and this handle goes inert.
-impl<T: Pod> Serialize for Producer<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let token = self
-            .hold
-            .hand_over(&self.shared)
-            .map_err(serde::ser::Error::custom)?;
-        WireEnd {
-            handle: self.handle(),
-            token,
+/// Serialising an end hands its role over; deserialising takes it with the token.
+macro_rules! end_serde {
+    ($ty:ident, $doc:expr) => {
+        #[doc = $doc]
+        impl<T: Pod> Serialize for $ty<T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let token = self
+                    .hold
+                    .hand_over(&self.shared)
+                    .map_err(serde::ser::Error::custom)?;
+                WireEnd {
+                    handle: self.handle(),
+                    token,
+                }
+                .serialize(s)
+            }
         }
-        .serialize(s)
-    }
-}
 
-impl<'de, T: Pod> Deserialize<'de> for Producer<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let wire = WireEnd::deserialize(d)?;
-        let shared = Shared::open(&wire.handle).map_err(ipc_core::codec::de_error)?;
-        Self::attach(std::sync::Arc::new(shared), Some(wire.token))
-            .map_err(ipc_core::codec::de_error)
-    }
-}
-
-/// Serialising a consumer hands its role over, as for [`Producer`].
-impl<T: Pod> Serialize for Consumer<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let token = self
-            .hold
-            .hand_over(&self.shared)
-            .map_err(serde::ser::Error::custom)?;
-        WireEnd {
-            handle: self.handle(),
-            token,
+        impl<'de, T: Pod> Deserialize<'de> for $ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let wire = WireEnd::deserialize(d)?;
+                let shared = Shared::open(&wire.handle).map_err(ipc_core::codec::de_error)?;
+                Self::attach(std::sync::Arc::new(shared), Some(wire.token))
+                    .map_err(ipc_core::codec::de_error)
+            }
         }
-        .serialize(s)
-    }
+    };
 }
 
-impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let wire = WireEnd::deserialize(d)?;
-        let shared = Shared::open(&wire.handle).map_err(ipc_core::codec::de_error)?;
-        Self::attach(std::sync::Arc::new(shared), Some(wire.token))
-            .map_err(ipc_core::codec::de_error)
-    }
-}
+end_serde!(
+    Producer,
+    "Serialising a producer hands its role over (see the module docs): the bytes carry a \
+     one-time token, the first deserialiser becomes the producer, and this handle goes inert."
+);
+end_serde!(
+    Consumer,
+    "Serialising a consumer hands its role over, as for [`Producer`]."
+);

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::{Consumer, End, Producer, end_gone};
+use super::{Consumer, Producer};
 use crate::awaiting::SignalWait;
-use crate::error::{GetError, PutError, TryGetError, TryPutError};
-use crate::signal::{Attempt, Blocked};
+use crate::error::{GetError, PutError, TryGetError};
+use crate::signal::Blocked;
 
 /// The deadline `timeout` from now (`None`, no deadline, if it cannot be represented).
 fn deadline(timeout: Duration) -> Option<Instant> {
@@ -80,18 +80,8 @@ impl<T: Pod> Producer<T> {
             deadline,
             spin,
             cx,
-            || match self.push(value) {
-                Ok(()) => Attempt::Ready(Ok(())),
-                Err(TryPutError::Full(_)) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(PutError::from(e))),
-            },
-            || {
-                if end_gone(parts.state(), End::Consumer) {
-                    Err(PutError::Disconnected(value))
-                } else {
-                    Ok(())
-                }
-            },
+            || self.push_attempt(value),
+            || super::consumer_present(parts.state(), value),
         );
         r.map(|r| match r {
             Ok(()) => Ok(()),
@@ -140,18 +130,8 @@ impl<T: Pod> Consumer<T> {
             deadline,
             spin,
             cx,
-            || match self.pop() {
-                Ok(v) => Attempt::Ready(Ok(v)),
-                Err(TryGetError::Empty) => Attempt::Pending,
-                Err(e) => Attempt::Ready(Err(GetError::from(e))),
-            },
-            || {
-                if end_gone(parts.state(), End::Producer) {
-                    Err(GetError::Disconnected)
-                } else {
-                    Ok(())
-                }
-            },
+            || self.pop_attempt(),
+            || super::producer_present(parts.state()),
         );
         r.map(|r| match r {
             Ok(v) => Ok(v),

@@ -377,6 +377,10 @@ impl PipeSegment {
                 st.participants
                     .store(participants as u32, Ordering::Relaxed);
                 st.capacity.store(capacity as u64, Ordering::Relaxed);
+                // A direction's data and room signals take the asymmetric barrier (see
+                // `signal.rs`): usually one process waits on each.
+                st.items.make_asymmetric();
+                st.space.make_asymmetric();
             }
         })?;
         Self::from_segment(seg).map_err(|_| CreateError::InvalidCapacity { capacity })

@@ -258,7 +258,15 @@ impl<T: Pod> RingBuffer<T> {
             Some(b) if capacity > 0 && size_of::<T>() > 0 => b,
             _ => return Err(CreateError::InvalidCapacity { capacity }),
         };
-        let seg = layout::create(placement, &kind::<T>(), bytes, |_| {})?;
+        let seg = layout::create(placement, &kind::<T>(), bytes, |base| {
+            // SAFETY: the fresh, zeroed, 128-aligned payload starts with the ring's state, made
+            // of atomics only.
+            let st = unsafe { &*base.cast::<SpscState>() };
+            // A ring has one waiter per signal at most: its wake-ups take the asymmetric
+            // barrier (see `signal.rs`).
+            st.items.make_asymmetric();
+            st.space.make_asymmetric();
+        })?;
         let shared = Shared::<T>::from_segment(seg)
             .map_err(|_| CreateError::InvalidCapacity { capacity })?;
         let shared = std::sync::Arc::new(shared);

@@ -2,22 +2,34 @@
 //!
 //! | side   | steps                                                                          |
 //! |--------|--------------------------------------------------------------------------------|
-//! | waiter | `e = epoch`; `waiters += 1` (SeqCst); `barrier::heavy()`; re-check its condition; `futex_wait(epoch, e)`; `waiters -= 1` |
-//! | waker  | change the shared state; `barrier::light()`; load `waiters`; if it was `> 0`: `epoch += 1`, `futex_wake` |
+//! | waiter | `e = epoch`; `waiters += 1` (SeqCst); barrier; re-check its condition; `futex_wait(epoch, e)`; `waiters -= 1` |
+//! | waker  | change the shared state; barrier; load `waiters`; if it was `> 0`: `epoch += 1`, `futex_wake` |
 //!
 //! The waker's change and the waiter's increment are the two stores of the store-buffer
-//! pattern, and [`ipc_core::raw::barrier`] puts a full barrier between each side's store and
-//! load: either the waker's load of `waiters` sees the increment (and it bumps the epoch, so the
-//! waiter's `futex_wait` returns at once or is woken), or the waiter's re-check sees the
-//! waker's change. The waker's barrier is a compiler fence: a push or a pop that finds nobody
-//! asleep pays one load of a line nobody writes, no locked instruction and no syscall. The
-//! waiter pays one `membarrier` call before it sleeps, after it has spun (see [`block_on`]).
-//! `tests/loom.rs` model-checks the protocol with the barrier pair as two SeqCst fences,
-//! against a futex model that really blocks, so a lost wake-up is a deadlock loom reports.
+//! pattern, and each side puts a full barrier between its store and its load: either the
+//! waker's load of `waiters` sees the increment (and it bumps the epoch, so the waiter's
+//! `futex_wait` returns at once or is woken), or the waiter's re-check sees the waker's change.
+//! The barrier pair is one of two kinds, fixed when the object is made (a bit of `waiters` that
+//! nothing changes afterwards):
+//!
+//! | kind | waker's barrier | waiter's barrier | for |
+//! |------|-----------------|------------------|-----|
+//! | symmetric (the default) | `fence(SeqCst)` | its SeqCst increment | signals many processes sleep on (a queue's consumers, a pool's workers) |
+//! | asymmetric ([`Signal::make_asymmetric`]) | a compiler fence ([`ipc_core::raw::barrier::light`]) | `membarrier` ([`ipc_core::raw::barrier::heavy`]) | one-to-one paths (a ring's two ends, a pipe's directions) |
+//!
+//! An asymmetric signal costs a push or a pop that finds nobody asleep one load of a line
+//! nobody writes, no locked instruction and no syscall; its waiter pays one `membarrier` call
+//! (about 2 µs while the waker's process runs on another CPU) before it sleeps, which it does
+//! only after spinning. Where many processes sleep on one signal and every wake-up wakes them
+//! all, those calls add up (a pool of 64 workers mapped at 0.6× its symmetric speed), so queues
+//! keep the symmetric kind. `tests/loom.rs` model-checks the protocol (both barrier pairs as
+//! SeqCst fences) against a futex model that really blocks, so a lost wake-up is a deadlock loom
+//! reports.
 //!
 //! A waiter killed while asleep leaves the count one too high, which costs later wakers a
 //! syscall, never a hang. Waits sleep in bounded slices and re-check liveness between them, so
-//! nobody sleeps forever on a peer that died.
+//! nobody sleeps forever on a peer that died. A peer that flips the kind bit can only cost
+//! wake-ups a slice of delay.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +37,16 @@ use ipc_core::raw::futex::WaitResult;
 #[cfg(not(loom))]
 use ipc_core::raw::{barrier, futex};
 
-use crate::primitive::{AtomicU32, Ordering};
+use crate::primitive::{AtomicU32, Ordering, fence};
 
 /// How long one sleep lasts at most before liveness is checked again.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 /// The default time a blocking call spins before it sleeps.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
+/// The bit of `waiters` that marks an asymmetric signal (set once, before the object is shared).
+const ASYMMETRIC: u32 = 1 << 31;
 
 /// An event counter and a waiter count (`#[repr(C)]`, 8 bytes, all bit patterns valid).
 #[repr(C)]
@@ -63,14 +78,35 @@ impl Signal {
         }
     }
 
+    /// Makes this signal asymmetric (see the module docs). Call on a fresh signal, before the
+    /// object is shared: both sides must agree on the kind.
+    pub(crate) fn make_asymmetric(&self) {
+        // ORDERING: Relaxed, published with the rest of the fresh object by its creator's
+        // Release publish of the header.
+        self.waiters.fetch_or(ASYMMETRIC, Ordering::Relaxed);
+    }
+
     /// Wakes every waiter, if any announced itself. Call after changing the shared state.
     #[inline]
     pub(crate) fn notify(&self) {
-        light_barrier();
-        // ORDERING: Relaxed, ordered after the caller's change by the barrier above, which
-        // pairs with the heavy barrier in `prepare`: either this load sees the waiter's
-        // increment, or the waiter's re-check sees the caller's change.
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        // ORDERING: Relaxed, reads the kind bit, which nothing changes once the object is
+        // shared.
+        let count = if self.waiters.load(Ordering::Relaxed) & ASYMMETRIC != 0 {
+            light_barrier();
+            // ORDERING: Relaxed, ordered after the caller's change by the light barrier, which
+            // pairs with the heavy one in `prepare`: either this load sees the waiter's
+            // increment, or the waiter's re-check sees the caller's change.
+            self.waiters.load(Ordering::Relaxed)
+        } else {
+            // ORDERING: SeqCst read-modify-write (adding nothing), pairs with the SeqCst
+            // increment in `prepare`: both are RMWs of `waiters`, so one comes first in its
+            // modification order. If ours is first, the waiter's increment reads from a release
+            // sequence headed by ours and its re-check sees the caller's change; if the
+            // waiter's is first, we read its count and wake it. On x86 a locked add is also
+            // cheaper than `mfence`.
+            self.waiters.fetch_add(0, Ordering::SeqCst)
+        };
+        if count & !ASYMMETRIC != 0 {
             self.wake();
         }
     }
@@ -90,10 +126,16 @@ impl Signal {
     pub(crate) fn prepare(&self) -> u32 {
         // ORDERING: Acquire, pairs with the Release increment in `wake`.
         let epoch = self.epoch.load(Ordering::Acquire);
-        // ORDERING: SeqCst, the waiter's store of the store-buffer pair; the heavy barrier
-        // below orders it before the caller's re-check against every waker's `light` barrier.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        heavy_barrier();
+        // ORDERING: SeqCst, the waiter's store of the store-buffer pair and, for a symmetric
+        // signal, its full barrier (a locked read-modify-write is one).
+        let before = self.waiters.fetch_add(1, Ordering::SeqCst);
+        if before & ASYMMETRIC != 0 {
+            heavy_barrier();
+        } else {
+            // ORDERING: SeqCst fence, orders the increment before the caller's re-check loads
+            // (as the increment's own SeqCst does on x86; the fence says so in the model).
+            fence(Ordering::SeqCst);
+        }
         epoch
     }
 
@@ -121,7 +163,7 @@ impl Signal {
     #[cfg(all(test, not(loom)))]
     pub(crate) fn waiters(&self) -> u32 {
         // ORDERING: Relaxed, a snapshot read by the thread that made every change it checks.
-        self.waiters.load(Ordering::Relaxed)
+        self.waiters.load(Ordering::Relaxed) & !ASYMMETRIC
     }
 
     /// The word itself, for `futex_waitv` over several objects.

@@ -579,12 +579,14 @@ fn wait_for_flag(signal: &signal::Signal, flag: &primitive::AtomicU64) {
     assert!(r.is_ok());
 }
 
-#[test]
-fn signal_a_change_followed_by_notify_always_wakes_the_waiter() {
-    // The model futex blocks for real: if the waker's barrier and its load of the waiter count
-    // could both miss the waiter, the waiter would sleep forever and loom would report it.
-    model(|| {
+/// The model futex blocks for real: if the waker's barrier and its load of the waiter count
+/// could both miss the waiter, the waiter would sleep forever and loom would report it.
+fn one_waiter(asymmetric: bool) {
+    model(move || {
         let s = Arc::new((signal::Signal::new(), primitive::AtomicU64::new(0)));
+        if asymmetric {
+            s.0.make_asymmetric();
+        }
         let s2 = s.clone();
         let waiter = loom::thread::spawn(move || wait_for_flag(&s2.0, &s2.1));
         // ORDERING: Release, publishes the change the waiter checks.
@@ -594,14 +596,16 @@ fn signal_a_change_followed_by_notify_always_wakes_the_waiter() {
     });
 }
 
-#[test]
-fn signal_two_waiters_and_two_changes_each_wake_what_they_must() {
-    model(|| {
+fn two_waiters(asymmetric: bool) {
+    model(move || {
         let s = Arc::new((
             signal::Signal::new(),
             primitive::AtomicU64::new(0),
             primitive::AtomicU64::new(0),
         ));
+        if asymmetric {
+            s.0.make_asymmetric();
+        }
         let (a, b) = (s.clone(), s.clone());
         let first = loom::thread::spawn(move || wait_for_flag(&a.0, &a.1));
         let second = loom::thread::spawn(move || wait_for_flag(&b.0, &b.2));
@@ -614,4 +618,24 @@ fn signal_two_waiters_and_two_changes_each_wake_what_they_must() {
         first.join().unwrap();
         second.join().unwrap();
     });
+}
+
+#[test]
+fn signal_a_change_followed_by_notify_always_wakes_the_waiter() {
+    one_waiter(false);
+}
+
+#[test]
+fn signal_asymmetric_a_change_followed_by_notify_always_wakes_the_waiter() {
+    one_waiter(true);
+}
+
+#[test]
+fn signal_two_waiters_and_two_changes_each_wake_what_they_must() {
+    two_waiters(false);
+}
+
+#[test]
+fn signal_asymmetric_two_waiters_and_two_changes_each_wake_what_they_must() {
+    two_waiters(true);
 }

@@ -210,7 +210,7 @@ pub(crate) struct ClaimFlags {
 
 /// Which side of the queue a claim takes: a free slot to write (put) or a message to read (get).
 #[derive(Clone, Copy)]
-enum Side {
+pub(crate) enum Side {
     Put,
     Get,
 }
@@ -913,40 +913,13 @@ impl RawQueue {
         }
     }
 
-    /// One poll of an async [`claim_put`](Self::claim_put): the same attempts and checks,
-    /// with the waiting done by `wait` (see `awaiting.rs`); `flags` carries what the checks
-    /// decided from one poll to the next.
-    #[cfg(not(loom))]
-    pub(crate) fn poll_claim_put(
-        &mut self,
-        deadline: Option<Instant>,
-        wait: &mut crate::awaiting::SignalWait,
-        flags: &mut ClaimFlags,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
-        self.poll_claim(Side::Put, deadline, wait, flags, cx)
-    }
-
-    /// One poll of an async [`claim_get`](Self::claim_get) (see
-    /// [`poll_claim_put`](Self::poll_claim_put)).
-    #[cfg(not(loom))]
-    pub(crate) fn poll_claim_get(
-        &mut self,
-        deadline: Option<Instant>,
-        wait: &mut crate::awaiting::SignalWait,
-        flags: &mut ClaimFlags,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(u64, SlotPayload), WaitEnd>> {
-        self.poll_claim(Side::Get, deadline, wait, flags, cx)
-    }
-
     /// One poll of an async claim of `side`, with the attempts and checks of the blocking
-    /// claims: at the end of a slice a put gives up at once when no consumer is left (as
-    /// [`claim_put`](Self::claim_put)), a get only after one more attempt (with recovery) finds
-    /// nothing once no producer is left (as [`claim_get`](Self::claim_get)).
+    /// claims ([`claim_put`](Self::claim_put), [`claim_get`](Self::claim_get)), the waiting
+    /// done by `wait` (see `awaiting.rs`); `flags` carries what the checks decided from one
+    /// poll to the next.
     #[cfg(not(loom))]
     #[inline]
-    fn poll_claim(
+    pub(crate) fn poll_claim(
         &mut self,
         side: Side,
         deadline: Option<Instant>,

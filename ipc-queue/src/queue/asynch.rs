@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::{Encoding, Plain, Queue, Serde, deadline, get_error, put_error};
 use crate::awaiting::SignalWait;
 use crate::error::{GetError, PutError, TryGetError};
-use crate::raw_queue::{ClaimFlags, SlotPayload, WaitEnd};
+use crate::raw_queue::{ClaimFlags, Side, SlotPayload, WaitEnd};
 
 impl<T, E: Encoding> Queue<T, E> {
     /// Claims a slot for writing from a future.
@@ -28,7 +28,11 @@ impl<T, E: Encoding> Queue<T, E> {
     ) -> Result<(u64, SlotPayload), WaitEnd> {
         let mut wait = SignalWait::new();
         let mut flags = ClaimFlags::default();
-        poll_fn(|cx| self.raw.poll_claim_put(deadline, &mut wait, &mut flags, cx)).await
+        poll_fn(|cx| {
+            self.raw
+                .poll_claim(Side::Put, deadline, &mut wait, &mut flags, cx)
+        })
+        .await
     }
 
     /// Claims the next message from a future.
@@ -38,9 +42,12 @@ impl<T, E: Encoding> Queue<T, E> {
     ) -> Result<(u64, SlotPayload), GetError> {
         let mut wait = SignalWait::new();
         let mut flags = ClaimFlags::default();
-        poll_fn(|cx| self.raw.poll_claim_get(deadline, &mut wait, &mut flags, cx))
-            .await
-            .map_err(get_error)
+        poll_fn(|cx| {
+            self.raw
+                .poll_claim(Side::Get, deadline, &mut wait, &mut flags, cx)
+        })
+        .await
+        .map_err(get_error)
     }
 }
 
@@ -245,7 +252,7 @@ macro_rules! receiving {
                 let claimed = match this
                     .q
                     .raw
-                    .poll_claim_get(None, &mut this.wait, &mut this.flags, cx)
+                    .poll_claim(Side::Get, None, &mut this.wait, &mut this.flags, cx)
                 {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(r) => r.map_err(get_error),

@@ -1,6 +1,7 @@
-//! loom models of the index, role and wake-up protocols. The protocol files are compiled here from the crate's own
-//! sources, against the crate's `primitive.rs` (the workspace's one atomic facade, which gives
-//! loom's atomics under `--cfg loom`), so every interleaving of a small run is explored.
+//! loom models of the index, role and wake-up protocols. The protocol files are compiled here
+//! from the crate's own sources, against the crate's `primitive.rs` (the workspace's one atomic
+//! facade, which gives loom's atomics under `--cfg loom`), so every interleaving of a small run
+//! is explored.
 //!
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipc-queue --release --test loom`
 #![cfg(loom)]

@@ -46,6 +46,9 @@ struct Dir0 {
     recv_claim: u64,
 }
 
+/// The bit of a signal's waiter word that holds its barrier kind, not a count.
+const SIGNAL_KIND_BIT: u32 = 1 << 31;
+
 fn dir0(handle: &ObjectHandle) -> Dir0 {
     let shm = SharedMemory::attach(&handle.segment).expect("attach");
     let mut b = vec![0u8; 768];
@@ -55,8 +58,10 @@ fn dir0(handle: &ObjectHandle) -> Dir0 {
     let u32_at = |o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
     Dir0 {
-        items_waiters: u32_at(256 + 4),
-        space_waiters: u32_at(384 + 4),
+        // The top bit of a signal's count marks its barrier kind (a pipe's data and room
+        // signals are asymmetric, see `signal.rs`); the count is the rest.
+        items_waiters: u32_at(256 + 4) & !SIGNAL_KIND_BIT,
+        space_waiters: u32_at(384 + 4) & !SIGNAL_KIND_BIT,
         send_waiters: u32_at(512 + 12),
         recv_waiters: u32_at(640 + 12),
         send_claim: u64_at(512),

@@ -28,7 +28,8 @@ fn items_waiters(handle: &ObjectHandle) -> u32 {
     let mut b = [0u8; 4];
     // SAFETY: a diagnostic read of an atomic counter; a torn value only fails an assertion.
     unsafe { shm.read_unguarded(PAYLOAD + 256 + 4, &mut b) }.expect("read");
-    u32::from_ne_bytes(b)
+    // The top bit holds the signal's barrier kind (asymmetric on a pipe), not a count.
+    u32::from_ne_bytes(b) & !(1 << 31)
 }
 
 /// A pidfd of `pid` (readable once the process has ended), as `Process::sentinel` gives.

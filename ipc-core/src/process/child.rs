@@ -122,7 +122,8 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[
     // Every handle in the argument is attached now: the parent need not keep its copy.
     // ORDERING: Relaxed: stored by `run` on this same thread before the trampoline ran.
     let fd = PANIC_CHANNEL.load(Ordering::Relaxed);
-    if fd >= 0 {
+    // ORDERING: Relaxed: stored by `run` on this same thread, as above.
+    if fd >= 0 && SEND_DECODED.load(Ordering::Relaxed) {
         send_raw(fd, tag::DECODED, &[]);
     }
     let r = f(arg);
@@ -243,6 +244,12 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// The channel the panic hook reports on (-1: none).
 static PANIC_CHANNEL: AtomicI32 = AtomicI32::new(-1);
 
+/// Whether the parent waits for `Decoded` before it lets its copy of the argument go (a
+/// re-executed or fork-server child opens the argument's segments through the parent's
+/// descriptors); a forked child has its own copies, and its parent does not wait, so it is not
+/// woken for nothing.
+static SEND_DECODED: AtomicBool = AtomicBool::new(true);
+
 /// This process's description, if it was started as a child.
 pub(super) fn current_info() -> Option<&'static ChildInfo> {
     // ORDERING: Acquire, pairs with the Release store in `set_current`; publishes the pointee.
@@ -291,6 +298,8 @@ pub(super) fn run(
     func: usize,
     arg: &[u8],
 ) -> ! {
+    // ORDERING: Relaxed: read by the trampoline on this same thread.
+    SEND_DECODED.store(info.method != super::StartMethod::Fork, Ordering::Relaxed);
     set_current(info);
     let fd = channel.as_raw_fd();
     // The channel lives until `_exit`; forget the owner so no path closes it early.

@@ -14,14 +14,14 @@
 //!
 //! | kind | waker's barrier | waiter's barrier | for |
 //! |------|-----------------|------------------|-----|
-//! | symmetric (the default) | `fence(SeqCst)` | its SeqCst increment | signals many processes sleep on (a queue's consumers, a pool's workers) |
+//! | symmetric (the default) | a SeqCst read-modify-write of `waiters` (adding nothing) | its SeqCst increment and a SeqCst fence | signals many processes sleep on (a queue's consumers, a pool's workers) |
 //! | asymmetric ([`Signal::make_asymmetric`]) | a compiler fence ([`ipc_core::raw::barrier::light`]) | `membarrier` ([`ipc_core::raw::barrier::heavy`]) | one-to-one paths (a ring's two ends, a pipe's directions) |
 //!
 //! An asymmetric signal costs a push or a pop that finds nobody asleep one load of a line
 //! nobody writes, no locked instruction and no syscall; its waiter pays one `membarrier` call
 //! (about 2 µs while the waker's process runs on another CPU) before it sleeps, which it does
 //! only after spinning. Where many processes sleep on one signal and every wake-up wakes them
-//! all, those calls add up (a pool of 64 workers mapped at 0.6× its symmetric speed), so queues
+//! all, those calls add up (a pool of 64 workers mapped at 0.65× its symmetric speed), so queues
 //! keep the symmetric kind. `tests/loom.rs` model-checks the protocol (both barrier pairs as
 //! SeqCst fences) against a futex model that really blocks, so a lost wake-up is a deadlock loom
 //! reports.

@@ -19,12 +19,9 @@ pub(crate) fn membarrier_register() -> io::Result<()> {
 }
 
 /// Runs a full memory barrier on every running thread of every registered process (and is one
-/// on the calling thread). Falls back to the slow system-wide command (an RCU grace period,
-/// needing no registration) when the expedited one is refused; `Err` only if neither is
-/// available.
+/// on the calling thread). `Err` where the kernel lacks the command (then no process could
+/// register either) or a filter refuses it. The slow system-wide `MEMBARRIER_CMD_GLOBAL` is not
+/// a fallback: it waits for an RCU grace period, milliseconds before every sleep.
 pub(crate) fn membarrier_global() -> io::Result<()> {
-    match membarrier(MembarrierCommand::GlobalExpedited) {
-        Ok(()) => Ok(()),
-        Err(_) => Ok(membarrier(MembarrierCommand::Global)?),
-    }
+    Ok(membarrier(MembarrierCommand::GlobalExpedited)?)
 }

@@ -31,12 +31,13 @@
 //!
 //! A process registers at its first [`light`] (one system call); a forked child registers again
 //! at its own first [`light`] (a fork handler forgets the parent's registration). Where the
-//! kernel lacks the command, or a seccomp filter refuses it, [`light`] stays a `fence(SeqCst)`
-//! and [`heavy`] falls back to the slow system-wide `MEMBARRIER_CMD_GLOBAL`, so the pair stays
-//! a full barrier on both sides. A sleeper in a process that may not call `membarrier` at all
-//! while its waker's process registered is the one case the pair cannot cover: [`heavy`]
-//! returns `false` there, and the caller must bound its sleep (the workspace's waits sleep in
-//! slices of at most 20 ms and re-check).
+//! kernel lacks the command, no process can register, so every [`light`] stays a
+//! `fence(SeqCst)` and [`heavy`]'s own fence completes the pair. (The slow system-wide
+//! `MEMBARRIER_CMD_GLOBAL` is not used as a fallback: it waits for an RCU grace period,
+//! milliseconds before every sleep.) A sleeper in a process that a seccomp filter keeps from
+//! calling `membarrier` while its waker's process registered is the one case the pair cannot
+//! cover: [`heavy`] returns `false` there, and the caller must bound its sleep (the workspace's
+//! waits sleep in slices of at most 20 ms and re-check).
 
 use core::sync::atomic::{Ordering, compiler_fence, fence};
 
@@ -105,8 +106,8 @@ extern "C" fn forget_in_child() {
 /// caller's stores before this call. Returns `false` in the one case it cannot promise that
 /// for a registered waker (see the module docs): the caller then bounds its sleep.
 pub fn heavy() -> bool {
-    // ORDERING: SeqCst fence, a full barrier on this thread (and the fallback's half when the
-    // waker uses full fences too).
+    // ORDERING: SeqCst fence, a full barrier on this thread: the whole of this side's half when
+    // the waker could not register and uses full fences.
     fence(Ordering::SeqCst);
     if cfg!(miri) {
         return true;

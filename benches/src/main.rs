@@ -36,7 +36,8 @@ struct Args {
     /// Run this process on CPU A and every forked peer on CPU B (team members run on all CPUs)
     #[arg(long, value_name = "A,B", value_parser = parse_pin)]
     pin: Option<Pin>,
-    /// Only scenarios whose name contains SUBSTR (comma-separated: any of them; repeatable)
+    /// Only scenarios whose name contains SUBSTR (comma-separated: any of them; repeatable); a
+    /// SUBSTR ending in `$` must match the whole name (`ours.ring_u64$`)
     #[arg(long, value_name = "SUBSTR", value_delimiter = ',')]
     filter: Vec<String>,
     /// Repeats per scenario, and rounds per pair (default 7; with --quick 3 repeats, 5 rounds)
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
         .collect();
     let scenarios: Vec<_> = all()
         .into_iter()
-        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f)))
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| name_matches(&s.name, f)))
         .collect();
     if args.list {
         for s in &scenarios {
@@ -256,5 +257,27 @@ fn describe(label: &str, row: &Row, secs: f64) -> String {
             format!("{label}: {median} {unit} (min {min}, max {max}) in {secs:.1} s")
         }
         Err(why) => format!("{label}: {why}"),
+    }
+}
+
+/// Whether a scenario name matches one `--filter` entry: a substring, or the whole name when the
+/// entry ends in `$`.
+fn name_matches(name: &str, filter: &str) -> bool {
+    match filter.strip_suffix('$') {
+        Some(whole) => name == whole,
+        None => name.contains(filter),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn a_filter_ending_in_a_dollar_matches_only_the_whole_name() {
+        assert!(name_matches("ours.ring_u64", "ours.ring_u64$"));
+        assert!(!name_matches("ours.ring_u64_batch", "ours.ring_u64$"));
+        assert!(name_matches("ours.ring_u64_batch", "ours.ring_u64"));
+        assert!(name_matches("ours.ring_u64_batch", "ring"));
     }
 }

@@ -194,6 +194,27 @@ impl<T: Pod> RingParts<T> {
         }
     }
 
+    /// Writes one value into the slot of `pos` (kept in registers for a 4- or 8-byte `T`).
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write), for one slot.
+    #[inline(always)]
+    pub(crate) unsafe fn write_one(&self, pos: u64, value: T) {
+        // SAFETY: `slot(pos) < capacity`: inside the slot array; the caller owns the slot.
+        unsafe { ipc_core::raw::pod::store_one(self.slots.add(self.slot(pos)), value) }
+    }
+
+    /// Reads the value in the slot of `pos`.
+    ///
+    /// # Safety
+    /// As for [`read`](Self::read), for one slot.
+    #[inline(always)]
+    pub(crate) unsafe fn read_one(&self, pos: u64) -> T {
+        // SAFETY: `slot(pos) < capacity`: inside the slot array; `T: Pod`, so any bytes a
+        // hostile peer left there are a valid `T`.
+        unsafe { ipc_core::raw::pod::load_one(self.slots.add(self.slot(pos))) }
+    }
+
     /// Copies slots starting at `pos` (wrapping) into `dst`, with word-wise atomic loads.
     ///
     /// # Safety
@@ -615,13 +636,18 @@ impl<T: Pod> Producer<T> {
     /// Pushes one value if a slot is free.
     #[inline(always)]
     pub fn push(&mut self, value: T) -> Result<(), TryPutError<T>> {
-        // The per-message path, small enough to inline into the caller's loop: a handle that
-        // holds its role and a cached view with a free slot.
-        if self.hold.steady() && self.index.tail - self.index.head_cache < self.index.capacity {
+        if self.fast() {
             self.write_one(value);
             return Ok(());
         }
         self.push_checked(value)
+    }
+
+    /// The per-message path's test, small enough to inline into the caller's loop: a handle
+    /// that holds its role and a cached view with a free slot.
+    #[inline(always)]
+    fn fast(&self) -> bool {
+        self.hold.steady() && self.index.tail - self.index.head_cache < self.index.capacity
     }
 
     /// Writes and publishes one value into the free slot at `tail`, and wakes a sleeping
@@ -630,8 +656,8 @@ impl<T: Pod> Producer<T> {
     fn write_one(&mut self, value: T) {
         let parts = self.parts();
         // SAFETY: the slot at `tail` is free per the protocol (the caller checked) and we hold
-        // the producer role; 1 <= capacity.
-        unsafe { parts.write(self.index.tail, std::slice::from_ref(&value)) };
+        // the producer role.
+        unsafe { parts.write_one(self.index.tail, value) };
         self.index.commit(&parts.state().idx, 1);
         parts.state().items.notify();
     }
@@ -676,8 +702,17 @@ impl<T: Pod> Producer<T> {
     /// Pushes one value, waiting for a free slot as long as a consumer is alive.
     #[inline]
     pub fn push_blocking(&mut self, value: T) -> Result<(), PutError<T>> {
-        // The common case, a free slot, without the set-up of a wait.
-        match self.push(value) {
+        // The common case, a free slot, inline; everything else (a wait, an error) out of line.
+        if self.fast() {
+            self.write_one(value);
+            return Ok(());
+        }
+        self.push_blocking_checked(value)
+    }
+
+    #[inline(never)]
+    fn push_blocking_checked(&mut self, value: T) -> Result<(), PutError<T>> {
+        match self.push_checked(value) {
             Ok(()) => Ok(()),
             Err(TryPutError::Full(value)) => self.push_until(value, None),
             Err(e) => Err(PutError::from(e)),
@@ -820,25 +855,29 @@ impl<T: Pod> Consumer<T> {
     /// Pops one value if one is ready.
     #[inline(always)]
     pub fn pop(&mut self) -> Result<T, TryGetError> {
-        // The per-message path, small enough to inline into the caller's loop: a handle that
-        // holds its role and a cached view with a value in it.
-        if self.hold.steady() && self.index.tail_cache != self.index.head {
+        if self.fast() {
             return Ok(self.read_one());
         }
         self.pop_checked()
+    }
+
+    /// The per-message path's test, small enough to inline into the caller's loop: a handle
+    /// that holds its role and a cached view with a value in it.
+    #[inline(always)]
+    fn fast(&self) -> bool {
+        self.hold.steady() && self.index.tail_cache != self.index.head
     }
 
     /// Reads and releases the value at `head`, and wakes a sleeping producer if there is one.
     #[inline(always)]
     fn read_one(&mut self) -> T {
         let parts = self.parts();
-        let mut v = [T::zeroed()];
         // SAFETY: the slot at `head` is readable per the protocol (the caller checked) and we
         // hold the consumer role.
-        unsafe { parts.read(self.index.head, &mut v) };
+        let v = unsafe { parts.read_one(self.index.head) };
         self.index.release(&parts.state().idx, 1);
         parts.state().space.notify();
-        v[0]
+        v
     }
 
     /// [`pop`](Self::pop) when the fast path could not decide: a role to check or reclaim, or
@@ -878,8 +917,17 @@ impl<T: Pod> Consumer<T> {
     /// over.
     #[inline]
     pub fn pop_blocking(&mut self) -> Result<T, GetError> {
-        // The common case, a ready value, without the set-up of a wait.
-        match self.pop() {
+        // The common case, a ready value, inline; everything else (a wait, an error) out of
+        // line.
+        if self.fast() {
+            return Ok(self.read_one());
+        }
+        self.pop_blocking_checked()
+    }
+
+    #[inline(never)]
+    fn pop_blocking_checked(&mut self) -> Result<T, GetError> {
+        match self.pop_checked() {
             Ok(v) => Ok(v),
             Err(TryGetError::Empty) => self.pop_until(None),
             Err(e) => Err(GetError::from(e)),

@@ -74,26 +74,16 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-/// The producing end of the ring, per message or per batch.
-struct RingTx {
-    tx: Producer<u64>,
-    batch: Option<[u64; BATCH]>,
-}
+/// The producing end of the ring, one `push_blocking` per message.
+struct RingTx(Producer<u64>);
 
 impl Source for RingTx {
+    /// Inlined into the harness loop, as a user's loop inlines `push_blocking` (and as the
+    /// limit's ends are).
+    #[inline(always)]
     fn send(&mut self, i: u64) -> anyhow::Result<u64> {
-        match &mut self.batch {
-            None => {
-                self.tx.push_blocking(i + 1).map_err(err)?;
-                Ok(1)
-            }
-            Some(batch) => {
-                for (k, b) in batch.iter_mut().enumerate() {
-                    *b = i + k as u64 + 1;
-                }
-                Ok(self.tx.push_slice(batch).map_err(err)? as u64)
-            }
-        }
+        self.0.push_blocking(i + 1).map_err(err)?;
+        Ok(1)
     }
 
     /// Drops the producer: the consumer's `pop_blocking` reports the end once drained.
@@ -102,51 +92,87 @@ impl Source for RingTx {
     }
 }
 
-/// The consuming end of the ring, per message or per batch.
-struct RingRx {
-    rx: Consumer<u64>,
-    batch: Option<[u64; BATCH]>,
-}
+/// The consuming end of the ring, one `pop_blocking` per message.
+struct RingRx(Consumer<u64>);
 
 impl Sink for RingRx {
+    /// Inlined, as above.
+    #[inline(always)]
     fn recv(&mut self, next: u64) -> anyhow::Result<Recv> {
-        match &mut self.batch {
-            None => match self.rx.pop_blocking() {
-                Ok(v) => {
-                    ensure!(v == next + 1, "got {v}, expected {}", next + 1);
-                    Ok(Recv::Got(1))
-                }
-                Err(GetError::Disconnected) => Ok(Recv::End),
-                Err(e) => Err(err(e)),
-            },
-            Some(batch) => {
-                let n = self.rx.pop_slice(batch).map_err(err)?;
-                for (k, &v) in batch[..n].iter().enumerate() {
-                    let want = next + k as u64 + 1;
-                    ensure!(v == want, "got {v}, expected {want}");
-                }
-                Ok(if n == 0 { Recv::Idle } else { Recv::Got(n as u64) })
+        match self.0.pop_blocking() {
+            Ok(v) => {
+                ensure!(v == next + 1, "got {v}, expected {}", next + 1);
+                Ok(Recv::Got(1))
             }
+            Err(GetError::Disconnected) => Ok(Recv::End),
+            Err(e) => Err(err(e)),
         }
     }
 }
 
+/// The producing end of the ring, one `push_slice` of up to [`BATCH`] per call.
+struct RingSliceTx {
+    tx: Producer<u64>,
+    batch: [u64; BATCH],
+}
+
+impl Source for RingSliceTx {
+    fn send(&mut self, i: u64) -> anyhow::Result<u64> {
+        for (k, b) in self.batch.iter_mut().enumerate() {
+            *b = i + k as u64 + 1;
+        }
+        Ok(self.tx.push_slice(&self.batch).map_err(err)? as u64)
+    }
+
+    /// Drops the producer: the consumer's `pop_slice` reports the end once drained.
+    fn finish(self, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// The consuming end of the ring, one `pop_slice` of up to [`BATCH`] per call.
+struct RingSliceRx {
+    rx: Consumer<u64>,
+    batch: [u64; BATCH],
+}
+
+impl Sink for RingSliceRx {
+    fn recv(&mut self, next: u64) -> anyhow::Result<Recv> {
+        let n = self.rx.pop_slice(&mut self.batch).map_err(err)?;
+        for (k, &v) in self.batch[..n].iter().enumerate() {
+            let want = next + k as u64 + 1;
+            ensure!(v == want, "got {v}, expected {want}");
+        }
+        Ok(if n == 0 { Recv::Idle } else { Recv::Got(n as u64) })
+    }
+}
+
 /// `ours.ring_u64` and `ours.ring_u64_batch`: the child pushes 1, 2, 3, …, the parent pops
-/// and checks each value.
+/// and checks each value. Each form has its own ends, small enough to inline into the harness
+/// loop as the limit's are.
 fn ring_u64(cfg: &Config, batched: bool) -> Repeat {
     let (tx, rx) = RingBuffer::<u64>::new(CAP)?;
     let handle = tx.handle();
     // The child opens its own producer; the parent pops only after it has (the handshake).
     drop(tx);
-    let batch = batched.then_some([0; BATCH]);
-    let mut sink = RingRx { rx, batch };
-    Ok(stream(Peer::Process, cfg.budget(), 1, &mut sink, move || {
-        Ok(RingTx {
-            tx: Producer::open(&handle)?,
-            batch,
-        })
-    })?
-    .into())
+    let q = if batched {
+        let mut sink = RingSliceRx {
+            rx,
+            batch: [0; BATCH],
+        };
+        stream(Peer::Process, cfg.budget(), 1, &mut sink, move || {
+            Ok(RingSliceTx {
+                tx: Producer::open(&handle)?,
+                batch: [0; BATCH],
+            })
+        })?
+    } else {
+        let mut sink = RingRx(rx);
+        stream(Peer::Process, cfg.budget(), 1, &mut sink, move || {
+            Ok(RingTx(Producer::open(&handle)?))
+        })?
+    };
+    Ok(q.into())
 }
 
 /// A producer's end of a queue; its drop (or exit) disconnects the consumer.
@@ -156,6 +182,8 @@ struct Put<Q>(Q);
 struct Get<Q>(Q);
 
 impl Source for Put<Queue<u64>> {
+    /// Inlined into the harness loop, as the limit's ends are.
+    #[inline(always)]
     fn send(&mut self, i: u64) -> anyhow::Result<u64> {
         self.0.put(i + 1).map_err(err)?;
         Ok(1)
@@ -166,6 +194,8 @@ impl Source for Put<Queue<u64>> {
 }
 
 impl Sink for Get<Queue<u64>> {
+    /// Inlined, as above.
+    #[inline(always)]
     fn recv(&mut self, next: u64) -> anyhow::Result<Recv> {
         match self.0.get() {
             Ok(v) => {

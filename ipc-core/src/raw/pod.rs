@@ -216,6 +216,87 @@ pub unsafe fn store_slice<T: Pod>(src: &[T], dst: *mut T) {
     unsafe { copy_to_shared(bytemuck::cast_slice(src), dst.cast::<u8>()) }
 }
 
+/// Loads one `T` from shared memory with Relaxed ordering, for a caller whose own protocol
+/// orders it (a ring's slot, read after its index's Acquire): one atomic load of a 4- or 8-byte
+/// value at an aligned address, kept in registers, else [`load_slice`]'s word-wise copy out of
+/// line.
+///
+/// # Safety
+/// As for [`copy_from_shared`], for `size_of::<T>()` bytes at `src`.
+#[inline(always)]
+pub unsafe fn load_one<T: Pod>(src: *const T) -> T {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {
+            if align_of::<T>() >= size_of::<$u>() || src.cast::<$u>().is_aligned() {
+                // SAFETY: the contract covers `size_of::<T>()` bytes at `src`, aligned for this
+                // width (by `T`'s alignment or checked); every access by others is atomic.
+                let a = unsafe { <$a>::from_ptr(src.cast::<$u>().cast_mut()) };
+                // ORDERING: Relaxed, as in `copy_from_shared`.
+                let bits = a.load(Ordering::Relaxed);
+                return bytemuck::pod_read_unaligned(&bits.to_ne_bytes());
+            }
+        };
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => {}
+    }
+    // SAFETY: forwarded contract.
+    unsafe { load_one_copied(src) }
+}
+
+/// [`load_one`]'s copy for other sizes, out of line.
+///
+/// # Safety
+/// As for [`load_one`].
+#[inline(never)]
+unsafe fn load_one_copied<T: Pod>(src: *const T) -> T {
+    let mut value = [T::zeroed()];
+    // SAFETY: forwarded contract, for one element.
+    unsafe { load_slice(src, &mut value) };
+    value[0]
+}
+
+/// Stores one `T` into shared memory with Relaxed ordering (the mirror of [`load_one`]; the
+/// caller publishes it with its own Release).
+///
+/// # Safety
+/// As for [`copy_to_shared`], for `size_of::<T>()` bytes at `dst`.
+#[inline(always)]
+pub unsafe fn store_one<T: Pod>(dst: *mut T, value: T) {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {
+            if align_of::<T>() >= size_of::<$u>() || dst.cast::<$u>().is_aligned() {
+                let bits: $u = bytemuck::pod_read_unaligned(bytemuck::bytes_of(&value));
+                // SAFETY: the contract covers `size_of::<T>()` bytes at `dst`, aligned for this
+                // width (by `T`'s alignment or checked); every access by others is atomic.
+                let a = unsafe { <$a>::from_ptr(dst.cast::<$u>()) };
+                // ORDERING: Relaxed, as in `copy_to_shared`.
+                a.store(bits, Ordering::Relaxed);
+                return;
+            }
+        };
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => {}
+    }
+    // SAFETY: forwarded contract.
+    unsafe { store_one_copied(dst, value) }
+}
+
+/// [`store_one`]'s copy for other sizes, out of line.
+///
+/// # Safety
+/// As for [`store_one`].
+#[inline(never)]
+unsafe fn store_one_copied<T: Pod>(dst: *mut T, value: T) {
+    // SAFETY: forwarded contract, for one element.
+    unsafe { store_slice(std::slice::from_ref(&value), dst) }
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -325,6 +406,32 @@ mod tests {
                 assert_eq!(back, src, "offset {offset} len {len}");
             }
         }
+    }
+
+    #[test]
+    fn one_value_round_trips_at_every_offset_and_size() {
+        fn round_trip<T: Pod + PartialEq + std::fmt::Debug>(value: T) {
+            let mut shared = [0u64; 8];
+            let base = shared.as_mut_ptr().cast::<u8>();
+            for offset in 0..9 {
+                // `offset + size_of::<T>() <= 64`, inside `shared`; possibly unaligned.
+                let p = base.wrapping_add(offset).cast::<T>();
+                if align_of::<T>() > 1 && !p.is_aligned() {
+                    continue; // `store_one` takes a place a `T` may live at
+                }
+                // SAFETY: inside `shared`, aligned for `T`; nothing else touches it.
+                unsafe { store_one(p, value) };
+                // SAFETY: as above.
+                assert_eq!(unsafe { load_one(p) }, value, "offset {offset}");
+            }
+        }
+        round_trip(0x0102_0304_0506_0708u64);
+        round_trip(0x0102_0304u32);
+        round_trip([1u8, 2, 3, 4, 5, 6, 7, 8]); // 8 bytes, aligned to 1: checked at run time
+        round_trip([9u8, 8, 7, 6]);
+        round_trip([1u16, 2, 3]); // 6 bytes: the copy
+        round_trip([5u32, 6, 7]); // 12 bytes: the copy
+        round_trip(7u8);
     }
 
     #[test]

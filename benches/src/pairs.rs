@@ -88,6 +88,12 @@ pub const PAIRS: &[Pair] = &[
         target: Some(Target::AtLeast(0.8)),
     },
     Pair {
+        ours: "limit.mpmc_u64",
+        limit: "limit.spsc_u64",
+        what: "the bare MPMC queue (one CAS per put and get) against the bare SPSC ring",
+        target: None,
+    },
+    Pair {
         ours: "ours.pipe_rtt",
         limit: "limit.pingpong_rtt",
         what: "Connection round trip of a u64, busy",

@@ -79,6 +79,17 @@ pub(crate) fn unpack(word: u64) -> (u32, u32) {
     ((word >> 32) as u32, word as u32)
 }
 
+/// The slot of position `pos` in a ring of `cap` slots: a mask for a power of two (no division
+/// on the per-message path), else the remainder.
+#[inline(always)]
+pub(crate) fn slot_of(pos: u64, cap: u64) -> usize {
+    if cap.is_power_of_two() {
+        (pos & (cap - 1)) as usize
+    } else {
+        (pos % cap) as usize
+    }
+}
+
 /// Whether `seq` is position `pos` modulo 2^32.
 pub(crate) fn seq_is(seq: u32, pos: u64) -> bool {
     seq == pos as u32
@@ -159,7 +170,7 @@ pub(crate) fn claim_put(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> P
         // ORDERING: Relaxed, only picks the slot to look at; the slot word's Acquire load
         // orders what matters.
         let pos = idx.tail.load(Ordering::Relaxed);
-        let index = (pos % cap) as usize;
+        let index = slot_of(pos, cap);
         // ORDERING: Acquire, pairs with the Release CAS in `finish_get` (or a recovery): the
         // previous reader is done with the slot before we write it.
         let word = slots.word(index).load(Ordering::Acquire);
@@ -220,7 +231,7 @@ fn gate(slots: &impl SlotWords, pos: u64) -> Gate {
         // No position that far back was ever written.
         return Gate::Open;
     };
-    let index = (q % cap) as usize;
+    let index = slot_of(q, cap);
     // ORDERING: Acquire, pairs with the Release CAS of `finish_get` (or a recovery's AcqRel)
     // that released position `q`: the put that finds room happens after the get that made it,
     // as in a queue with a lock. Publishes nothing by itself.
@@ -247,18 +258,20 @@ fn gate(slots: &impl SlotWords, pos: u64) -> Gate {
 /// Publishes the message written into the slot of `pos`. `false` if the slot was taken from us
 /// (only possible if a peer believed our claim abandoned, or wrote garbage): the message is lost.
 pub(crate) fn commit_put(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
-    let index = (pos % slots.capacity()) as usize;
+    let index = slot_of(pos, slots.capacity());
     // A CAS from our exact Writing word, never a load then a store: a peer that recovers the
     // slot between the two would have its change overwritten (a lost update), bringing a slot
     // that has moved on back to Full.
-    // ORDERING: Release on success, pairs with the Acquire in `claim_get`: publishes the message
-    // bytes. Relaxed on failure: the slot is not ours any more and we publish nothing.
+    // ORDERING: SeqCst on success: Release pairs with the Acquire in `claim_get` and publishes
+    // the message bytes; SeqCst makes it the waker's half of the wake-up check
+    // (`Signal::notify_after_seqcst_change`; the same instruction on x86). Relaxed on failure:
+    // the slot is not ours any more and we publish nothing.
     slots
         .word(index)
         .compare_exchange(
             pack(pos, me),
             pack(pos.wrapping_add(1), 0),
-            Ordering::Release,
+            Ordering::SeqCst,
             Ordering::Relaxed,
         )
         .is_ok()
@@ -271,7 +284,7 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
     loop {
         // ORDERING: Relaxed, only picks the slot; the slot word's Acquire load orders the rest.
         let pos = idx.head.load(Ordering::Relaxed);
-        let index = (pos % cap) as usize;
+        let index = slot_of(pos, cap);
         // ORDERING: Acquire, pairs with the Release CAS in `commit_put`: the message bytes are
         // visible before we read them.
         let word = slots.word(index).load(Ordering::Acquire);
@@ -326,14 +339,15 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
 pub(crate) fn finish_get(slots: &impl SlotWords, pos: u64, me: u32) -> bool {
     let cap = slots.capacity();
     // As in `commit_put`: a CAS from our exact Reading word.
-    // ORDERING: Release on success, pairs with the Acquire in `claim_put`: our reads of the slot
-    // happen before the next writer's writes. Relaxed on failure: not ours any more.
+    // ORDERING: SeqCst on success: Release pairs with the Acquire in `claim_put`, so our reads
+    // of the slot happen before the next writer's writes; SeqCst makes it the waker's half of
+    // the wake-up check, as in `commit_put`. Relaxed on failure: not ours any more.
     slots
-        .word((pos % cap) as usize)
+        .word(slot_of(pos, cap))
         .compare_exchange(
             pack(pos.wrapping_add(1), me),
             pack(pos.wrapping_add(cap), 0),
-            Ordering::Release,
+            Ordering::SeqCst,
             Ordering::Relaxed,
         )
         .is_ok()

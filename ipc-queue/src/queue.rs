@@ -479,16 +479,16 @@ impl<T: Pod> Queue<T, Plain> {
     fn write(&mut self, pos: u64, slot: SlotPayload, value: T) -> bool {
         debug_assert!(slot.len >= size_of::<T>());
         // SAFETY: the slot is ours per the protocol (claimed) and `len >= size_of::<T>()`
-        // (checked at open); a word-wise atomic copy, so a hostile peer can only tear it.
-        unsafe { ipc_core::raw::pod::copy_to_shared(bytemuck::bytes_of(&value), slot.ptr) };
+        // (checked at open); atomic stores (one for a 4- or 8-byte value), so a hostile peer can
+        // only tear it.
+        unsafe { ipc_core::raw::pod::store_one(slot.ptr.cast::<T>(), value) };
         self.raw.commit_put(pos)
     }
 
     fn read(&mut self, pos: u64, slot: SlotPayload) -> T {
-        let mut v = T::zeroed();
         // SAFETY: the slot is ours per the protocol (claimed for reading) and holds
         // `size_of::<T>()` bytes; `T: Pod` accepts whatever bytes a peer left there.
-        unsafe { ipc_core::raw::pod::copy_from_shared(slot.ptr, bytemuck::bytes_of_mut(&mut v)) };
+        let v = unsafe { ipc_core::raw::pod::load_one(slot.ptr.cast::<T>()) };
         self.raw.finish_get(pos);
         v
     }

@@ -109,7 +109,7 @@ impl SlotWords for Slots {
     }
 
     fn word(&self, index: usize) -> &AtomicU64 {
-        let index = index % self.capacity as usize;
+        let index = mpmc_index::slot_of(index as u64, self.capacity);
         // SAFETY: `index < capacity`, and the segment holds `capacity` slots of `stride` bytes
         // from `base` (validated in `RawQueue::from_segment`); each slot starts with an 8-aligned
         // u64 (stride and base are multiples of 8). AtomicU64 accepts every bit pattern.
@@ -512,7 +512,7 @@ impl RawQueue {
     }
 
     fn payload_at(&self, pos: u64) -> SlotPayload {
-        let index = (pos % self.slots.capacity) as usize;
+        let index = mpmc_index::slot_of(pos, self.slots.capacity);
         // SAFETY: slot `index` is inside the segment; its payload follows its 8-byte word.
         let ptr = unsafe { self.slots.base.add(index * self.slots.stride + 8) };
         SlotPayload {
@@ -616,11 +616,16 @@ impl RawQueue {
             self.state().unfinished.fetch_add(1, Ordering::Release);
         }
         let ok = mpmc_index::commit_put(&self.slots, pos, me);
-        if !ok && self.joinable {
-            // ORDERING: Relaxed, undoes our own uncommitted count.
-            self.state().unfinished.fetch_sub(1, Ordering::Relaxed);
+        if ok {
+            // The commit was a SeqCst CAS of the slot word a getter re-checks.
+            self.state().not_empty.notify_after_seqcst_change();
+        } else {
+            if self.joinable {
+                // ORDERING: Relaxed, undoes our own uncommitted count.
+                self.state().unfinished.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.state().not_empty.notify();
         }
-        self.state().not_empty.notify();
         if ok && self.shutdown_state() == SHUT_DOWN_NOW {
             // An immediate shutdown came while we were writing: its drain may have passed our
             // slot already, so discard what is left ourselves (our message too, as if it had
@@ -812,7 +817,7 @@ impl RawQueue {
     pub(crate) fn abandon_put(&mut self, pos: u64) {
         let Ok(me) = self.me() else { return };
         let stuck = Stuck {
-            slot: (pos % self.slots.capacity) as usize,
+            slot: mpmc_index::slot_of(pos, self.slots.capacity),
             word: mpmc_index::pack(pos, me),
             reading: false,
         };
@@ -847,7 +852,7 @@ impl RawQueue {
         // ORDERING: Relaxed, as above.
         let word = self
             .slots
-            .word((pos % self.slots.capacity) as usize)
+            .word(mpmc_index::slot_of(pos, self.slots.capacity))
             .load(Ordering::Relaxed);
         let (seq, owner) = mpmc_index::unpack(word);
         owner != 0 && mpmc_index::seq_is(seq, pos)
@@ -952,7 +957,11 @@ impl RawQueue {
     /// Frees the slot of a message read at `pos`.
     pub(crate) fn finish_get(&mut self, pos: u64) {
         if let Ok(me) = self.me() {
-            let _ = mpmc_index::finish_get(&self.slots, pos, me);
+            if mpmc_index::finish_get(&self.slots, pos, me) {
+                // The release was a SeqCst CAS of the slot word a putter re-checks.
+                self.state().not_full.notify_after_seqcst_change();
+                return;
+            }
         }
         self.state().not_full.notify();
     }

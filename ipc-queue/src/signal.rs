@@ -111,6 +111,42 @@ impl Signal {
         }
     }
 
+    /// [`notify`](Self::notify) for a caller whose change was a SeqCst read-modify-write of
+    /// the very word a waiter re-checks (a queue's slot word, by `commit_put` or `finish_get`),
+    /// made just before: a symmetric signal's waker then needs no read-modify-write of its own.
+    /// C++20's rules for SeqCst operations and fences (\[atomics.order\]) give it: if our
+    /// SeqCst load misses the waiter's increment, the load precedes the increment in the single
+    /// total order S, our change precedes the load, and the increment precedes the waiter's
+    /// SeqCst fence, so the change precedes that fence in S; a re-check after the fence that
+    /// read a value older than our change would put the fence before our change in S. So the
+    /// re-check sees the change. (On x86 the locked instruction of the change is itself a full
+    /// barrier; on AArch64 a `stlr`/`casal` is ordered before a later `ldar`.)
+    #[inline]
+    pub(crate) fn notify_after_seqcst_change(&self) {
+        // ORDERING: SeqCst, the load of the argument above; also reads the kind bit, which
+        // nothing changes once the object is shared.
+        let count = self.waiters.load(Ordering::SeqCst);
+        let count = if count & ASYMMETRIC != 0 {
+            light_barrier();
+            // ORDERING: Relaxed, as in `notify`.
+            self.waiters.load(Ordering::Relaxed)
+        } else {
+            // loom treats a SeqCst load and read-modify-write as AcqRel (loom's documented
+            // limit), so the model stands in a SeqCst fence for the total order argued above.
+            #[cfg(loom)]
+            {
+                fence(Ordering::SeqCst);
+                // ORDERING: Relaxed, after the model's fence.
+                self.waiters.load(Ordering::Relaxed)
+            }
+            #[cfg(not(loom))]
+            count
+        };
+        if count & !ASYMMETRIC != 0 {
+            self.wake();
+        }
+    }
+
     #[cold]
     fn wake(&self) {
         // ORDERING: Release, makes the caller's change visible to a waiter that wakes and

@@ -640,3 +640,24 @@ fn signal_two_waiters_and_two_changes_each_wake_what_they_must() {
 fn signal_asymmetric_two_waiters_and_two_changes_each_wake_what_they_must() {
     two_waiters(true);
 }
+
+/// The form a queue's commit and release use: the change is a SeqCst CAS of the word the waiter
+/// re-checks, and the waker's check is `notify_after_seqcst_change` (a load, no read-modify-write
+/// of its own). loom treats SeqCst loads and read-modify-writes as AcqRel, so the model's form
+/// of that check stands a SeqCst fence in for the C++ total order it relies on (see the
+/// method's docs).
+#[test]
+fn signal_a_seqcst_change_followed_by_its_notify_always_wakes_the_waiter() {
+    model(|| {
+        let s = Arc::new((signal::Signal::new(), primitive::AtomicU64::new(0)));
+        let s2 = s.clone();
+        let waiter = loom::thread::spawn(move || wait_for_flag(&s2.0, &s2.1));
+        // ORDERING: SeqCst, the change as `commit_put` makes it.
+        let changed =
+            s.1.compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok();
+        assert!(changed);
+        s.0.notify_after_seqcst_change();
+        waiter.join().unwrap();
+    });
+}

@@ -10,6 +10,14 @@
 //! do), `limit.spsc_u64_batch` once per batch of 256 (what `push_slice` can do). Likewise two 1
 //! MiB rings: `limit.ring_1mib` copies each message in and out, `limit.ring_1mib_inplace`
 //! copies it in and checks it where it lies (the limit of a loan).
+//!
+//! `limit.mpmc_u64` is the bare bounded MPMC queue (Vyukov's, as crossbeam's `ArrayQueue`):
+//! one CAS on the shared position per put and per get, a sequence word per slot, no claimer
+//! identity and no recovery, so a process killed between its CAS and its sequence store wedges
+//! it. An MPMC queue cannot do with less: a get that two consumers may race for needs a
+//! read-modify-write or a store-load fence (Attiya et al., "Laws of Order", POPL 2011). It is
+//! the limit of `Queue<u64>`'s kind, and `ipc-bench` pairs it with `limit.spsc_u64` to show
+//! what that one read-modify-write per operation costs.
 
 use anyhow::ensure;
 
@@ -29,6 +37,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("limit.spsc_u64_batch", Unit::MsgsPerSec, |cfg| {
             spsc(cfg, BATCH)
         }),
+        Scenario::new("limit.mpmc_u64", Unit::MsgsPerSec, mpmc),
         Scenario::new("limit.memcpy_1mib", Unit::GbPerSec, memcpy_1mib),
         Scenario::new("limit.ring_1mib", Unit::GbPerSec, |cfg| ring_1mib(cfg, true)),
         Scenario::new("limit.ring_1mib_inplace", Unit::GbPerSec, |cfg| {
@@ -199,6 +208,139 @@ fn spsc(cfg: &Config, batch: usize) -> Repeat {
     let mut sink = Spsc::new(&block, batch)?;
     Ok(stream(Peer::Process, cfg.budget(), 1, &mut sink, || {
         Spsc::new(&block, batch)
+    })?
+    .into())
+}
+
+/// The bare bounded MPMC queue of `limit.mpmc_u64`: `head` and `tail` on their own lines,
+/// then [`MPMC_CAP`] cells of two words (sequence, value).
+struct Mpmc<'a> {
+    head: &'a SharedU64,
+    tail: &'a SharedU64,
+    cells: &'a [SharedU64],
+}
+
+const MPMC_CAP: u64 = 4096;
+
+impl<'a> Mpmc<'a> {
+    fn new(block: &'a SharedBlock) -> anyhow::Result<Self> {
+        Ok(Self {
+            head: block.u64_at(0)?,
+            tail: block.u64_at(LINE)?,
+            cells: block.u64_slice_at(2 * LINE, 2 * MPMC_CAP as usize)?,
+        })
+    }
+
+    fn block_len() -> usize {
+        2 * LINE + MPMC_CAP as usize * 16
+    }
+
+    /// Writes each cell's first sequence (its index), before any process uses the queue.
+    fn init(&self) {
+        for i in 0..MPMC_CAP {
+            // ORDERING: Relaxed, the fork that follows publishes it.
+            self.cells[2 * i as usize].store(i, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn cell(&self, pos: u64) -> (&SharedU64, &SharedU64) {
+        let i = 2 * (pos % MPMC_CAP) as usize;
+        (&self.cells[i], &self.cells[i + 1])
+    }
+}
+
+impl Source for Mpmc<'_> {
+    /// Puts `i + 1`; 0 when the queue is full.
+    #[inline(always)]
+    fn send(&mut self, i: u64) -> anyhow::Result<u64> {
+        // ORDERING: Relaxed, only picks the cell; its sequence's Acquire orders the rest.
+        let mut pos = self.tail.load(Ordering::Relaxed);
+        loop {
+            let (seq, value) = self.cell(pos);
+            // ORDERING: Acquire, pairs with the getter's Release store of the sequence: it has
+            // read the cell before we overwrite it.
+            let s = seq.load(Ordering::Acquire);
+            if s == pos {
+                // ORDERING: Relaxed, the claim of a position; the sequence store publishes.
+                match self.tail.compare_exchange_weak(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // ORDERING: Relaxed, published by the Release store of the sequence.
+                        value.store(i + 1, Ordering::Relaxed);
+                        // ORDERING: Release, pairs with the getter's Acquire load: publishes
+                        // the value.
+                        seq.store(pos + 1, Ordering::Release);
+                        return Ok(1);
+                    }
+                    Err(now) => pos = now,
+                }
+            } else if s < pos {
+                return Ok(0);
+            } else {
+                // ORDERING: Relaxed, as above.
+                pos = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn finish(self, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for Mpmc<'_> {
+    /// Gets and checks one value.
+    #[inline(always)]
+    fn recv(&mut self, next: u64) -> anyhow::Result<Recv> {
+        // ORDERING: Relaxed, only picks the cell.
+        let mut pos = self.head.load(Ordering::Relaxed);
+        loop {
+            let (seq, value) = self.cell(pos);
+            // ORDERING: Acquire, pairs with the putter's Release store of the sequence: the
+            // value is visible.
+            let s = seq.load(Ordering::Acquire);
+            if s == pos + 1 {
+                // ORDERING: Relaxed, the claim; the cell's Acquire above ordered the value.
+                match self.head.compare_exchange_weak(
+                    pos,
+                    pos + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // ORDERING: Relaxed, ordered by the Acquire load of the sequence.
+                        let v = value.load(Ordering::Relaxed);
+                        // ORDERING: Release, pairs with the putter's Acquire load: our read
+                        // happens before the cell is overwritten.
+                        seq.store(pos + MPMC_CAP, Ordering::Release);
+                        ensure!(v == next + 1, "cell {pos} holds {v}, expected {}", next + 1);
+                        return Ok(Recv::Got(1));
+                    }
+                    Err(now) => pos = now,
+                }
+            } else if s < pos + 1 {
+                return Ok(Recv::Idle);
+            } else {
+                // ORDERING: Relaxed, as above.
+                pos = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// `limit.mpmc_u64`: the child puts 1, 2, 3, … into the bare MPMC queue, the parent gets and
+/// checks each value; one put and one get per message, as `ours.queue_u64`.
+fn mpmc(cfg: &Config) -> Repeat {
+    let block = SharedBlock::new(Mpmc::block_len())?;
+    let mut sink = Mpmc::new(&block)?;
+    sink.init();
+    Ok(stream(Peer::Process, cfg.budget(), 1, &mut sink, || {
+        Mpmc::new(&block)
     })?
     .into())
 }

@@ -17,6 +17,10 @@
 //! | symmetric (the default) | a SeqCst read-modify-write of `waiters` (adding nothing) | its SeqCst increment and a SeqCst fence | signals many processes sleep on (a queue's consumers, a pool's workers) |
 //! | asymmetric ([`Signal::make_asymmetric`]) | a compiler fence ([`ipc_core::raw::barrier::light`]) | `membarrier` ([`ipc_core::raw::barrier::heavy`]) | one-to-one paths (a ring's two ends, a pipe's directions) |
 //!
+//! A symmetric signal's waker whose change was itself a SeqCst read-modify-write of the word the
+//! waiter re-checks (a queue's commit and release CASes) needs no read-modify-write of its own:
+//! [`Signal::notify_after_seqcst_change`] loads the count SeqCst (the argument is in its docs).
+//!
 //! An asymmetric signal costs a push or a pop that finds nobody asleep one load of a line
 //! nobody writes, no locked instruction and no syscall; its waiter pays one `membarrier` call
 //! (about 2 µs while the waker's process runs on another CPU) before it sleeps, which it does

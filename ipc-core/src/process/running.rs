@@ -10,6 +10,10 @@ use super::child::{tag, take_frame};
 use super::exit::Status;
 use crate::platform;
 
+/// How long a join polls for the end of a child that has sent its final report before it
+/// sleeps: about what a small process takes to exit once it has sent its result.
+const EXIT_SPIN: Duration = Duration::from_micros(100);
+
 /// How the parent learns that the child ended.
 pub(super) enum Watch {
     /// Our own child (fork, spawn): reaped with `waitpid`, its pidfd polled.
@@ -162,12 +166,30 @@ impl Running {
     }
 
     /// Waits until the child has ended, or until `deadline` (`None`: no deadline).
+    ///
+    /// A child whose final report has arrived is on its way out: its end is first awaited by
+    /// polling for up to [`EXIT_SPIN`], yielding the CPU between checks, and only then by
+    /// sleeping, so that a join right after the result does not pay a second wake-up.
     pub(super) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        let mut spun = false;
         loop {
             self.drain();
             self.check_status()?;
             if self.status.is_some() {
                 return Ok(true);
+            }
+            if !spun && self.has_final_report() {
+                spun = true;
+                let until = Instant::now() + EXIT_SPIN;
+                let until = deadline.map_or(until, |d| d.min(until));
+                while Instant::now() < until {
+                    std::thread::yield_now();
+                    self.check_status()?;
+                    if self.status.is_some() {
+                        return Ok(true);
+                    }
+                }
+                continue;
             }
             let timeout = match deadline {
                 None => None,
@@ -245,6 +267,14 @@ impl Running {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other,
         }
+    }
+
+    /// Whether a report that ends the child's story has arrived (see
+    /// [`take_final_report`](Self::take_final_report)).
+    fn has_final_report(&self) -> bool {
+        self.reports
+            .iter()
+            .any(|r| !matches!(r, Report::Ready | Report::Decoded))
     }
 
     /// The first report of a given kind that ends the child's story (anything but `Ready` and

@@ -153,6 +153,61 @@ pub unsafe fn copy_to_shared(src: &[u8], dst: *mut u8) {
     }
 }
 
+/// One Relaxed atomic load of a 4- or 8-byte `T` at an address aligned to its size; `None` for
+/// any other size or an unaligned address.
+///
+/// # Safety
+/// As for [`copy_from_shared`], for `size_of::<T>()` bytes at `src`.
+#[inline(always)]
+unsafe fn load_word<T: Pod>(src: *const T) -> Option<T> {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {{
+            if !src.cast::<$u>().is_aligned() {
+                return None;
+            }
+            // SAFETY: the contract covers `size_of::<T>()` bytes at `src`, aligned for this
+            // width (checked); every access by others is atomic.
+            let a = unsafe { <$a>::from_ptr(src.cast::<$u>().cast_mut()) };
+            // ORDERING: Relaxed, as in `copy_from_shared`.
+            let bits = a.load(Ordering::Relaxed);
+            Some(bytemuck::pod_read_unaligned(&bits.to_ne_bytes()))
+        }};
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => None,
+    }
+}
+
+/// One Relaxed atomic store of a 4- or 8-byte `value` at an address aligned to its size;
+/// `false` (nothing written) for any other size or an unaligned address.
+///
+/// # Safety
+/// As for [`copy_to_shared`], for `size_of::<T>()` bytes at `dst`.
+#[inline(always)]
+unsafe fn store_word<T: Pod>(dst: *mut T, value: &T) -> bool {
+    macro_rules! one_word {
+        ($a:ty, $u:ty) => {{
+            if !dst.cast::<$u>().is_aligned() {
+                return false;
+            }
+            let bits: $u = bytemuck::pod_read_unaligned(bytemuck::bytes_of(value));
+            // SAFETY: the contract covers `size_of::<T>()` bytes at `dst`, aligned for this
+            // width (checked); every access by others is atomic.
+            let a = unsafe { <$a>::from_ptr(dst.cast::<$u>()) };
+            // ORDERING: Relaxed, as in `copy_to_shared`.
+            a.store(bits, Ordering::Relaxed);
+            true
+        }};
+    }
+    match size_of::<T>() {
+        4 => one_word!(AtomicU32, u32),
+        8 => one_word!(AtomicU64, u64),
+        _ => false,
+    }
+}
+
 /// [`copy_from_shared`] for a slice of `Pod` values. One value of 4 or 8 bytes at an address
 /// aligned to its size (a ring's `u64` slot) is one Relaxed atomic load.
 ///
@@ -160,25 +215,12 @@ pub unsafe fn copy_to_shared(src: &[u8], dst: *mut u8) {
 /// As for [`copy_from_shared`], for `dst.len()` elements at `src`.
 #[inline]
 pub unsafe fn load_slice<T: Pod>(src: *const T, dst: &mut [T]) {
-    macro_rules! one_word {
-        ($a:ty, $u:ty) => {
-            if let [out] = dst {
-                if src.cast::<$u>().is_aligned() {
-                    // SAFETY: the contract covers `size_of::<T>()` bytes at `src`, aligned for
-                    // this width (checked); every access by others is atomic.
-                    let a = unsafe { <$a>::from_ptr(src.cast::<$u>().cast_mut()) };
-                    // ORDERING: Relaxed, as in `copy_from_shared`.
-                    let bits = a.load(Ordering::Relaxed);
-                    *out = bytemuck::pod_read_unaligned(&bits.to_ne_bytes());
-                    return;
-                }
-            }
-        };
-    }
-    match size_of::<T>() {
-        4 => one_word!(AtomicU32, u32),
-        8 => one_word!(AtomicU64, u64),
-        _ => {}
+    if let [out] = dst {
+        // SAFETY: forwarded contract, for one element.
+        if let Some(v) = unsafe { load_word(src) } {
+            *out = v;
+            return;
+        }
     }
     // SAFETY: the caller's contract covers `size_of_val(dst)` bytes at `src`; `T: Pod`, so
     // any bytes make valid values.
@@ -192,25 +234,11 @@ pub unsafe fn load_slice<T: Pod>(src: *const T, dst: &mut [T]) {
 /// As for [`copy_to_shared`], for `src.len()` elements at `dst`.
 #[inline]
 pub unsafe fn store_slice<T: Pod>(src: &[T], dst: *mut T) {
-    macro_rules! one_word {
-        ($a:ty, $u:ty) => {
-            if let [value] = src {
-                if dst.cast::<$u>().is_aligned() {
-                    let bits: $u = bytemuck::pod_read_unaligned(bytemuck::bytes_of(value));
-                    // SAFETY: the contract covers `size_of::<T>()` bytes at `dst`, aligned for
-                    // this width (checked); every access by others is atomic.
-                    let a = unsafe { <$a>::from_ptr(dst.cast::<$u>()) };
-                    // ORDERING: Relaxed, as in `copy_to_shared`.
-                    a.store(bits, Ordering::Relaxed);
-                    return;
-                }
-            }
-        };
-    }
-    match size_of::<T>() {
-        4 => one_word!(AtomicU32, u32),
-        8 => one_word!(AtomicU64, u64),
-        _ => {}
+    if let [value] = src {
+        // SAFETY: forwarded contract, for one element.
+        if unsafe { store_word(dst, value) } {
+            return;
+        }
     }
     // SAFETY: the caller's contract covers `size_of_val(src)` bytes at `dst`.
     unsafe { copy_to_shared(bytemuck::cast_slice(src), dst.cast::<u8>()) }
@@ -218,32 +246,19 @@ pub unsafe fn store_slice<T: Pod>(src: &[T], dst: *mut T) {
 
 /// Loads one `T` from shared memory with Relaxed ordering, for a caller whose own protocol
 /// orders it (a ring's slot, read after its index's Acquire): one atomic load of a 4- or 8-byte
-/// value at an aligned address, kept in registers, else [`load_slice`]'s word-wise copy out of
-/// line.
+/// value at an aligned address, kept in registers, else [`copy_from_shared`]'s word-wise copy
+/// out of line.
 ///
 /// # Safety
 /// As for [`copy_from_shared`], for `size_of::<T>()` bytes at `src`.
 #[inline(always)]
 pub unsafe fn load_one<T: Pod>(src: *const T) -> T {
-    macro_rules! one_word {
-        ($a:ty, $u:ty) => {
-            if src.cast::<$u>().is_aligned() {
-                // SAFETY: the contract covers `size_of::<T>()` bytes at `src`, aligned for this
-                // width (checked); every access by others is atomic.
-                let a = unsafe { <$a>::from_ptr(src.cast::<$u>().cast_mut()) };
-                // ORDERING: Relaxed, as in `copy_from_shared`.
-                let bits = a.load(Ordering::Relaxed);
-                return bytemuck::pod_read_unaligned(&bits.to_ne_bytes());
-            }
-        };
-    }
-    match size_of::<T>() {
-        4 => one_word!(AtomicU32, u32),
-        8 => one_word!(AtomicU64, u64),
-        _ => {}
-    }
     // SAFETY: forwarded contract.
-    unsafe { load_one_copied(src) }
+    match unsafe { load_word(src) } {
+        Some(v) => v,
+        // SAFETY: forwarded contract.
+        None => unsafe { load_one_copied(src) },
+    }
 }
 
 /// [`load_one`]'s copy for other sizes, out of line.
@@ -252,10 +267,10 @@ pub unsafe fn load_one<T: Pod>(src: *const T) -> T {
 /// As for [`load_one`].
 #[inline(never)]
 unsafe fn load_one_copied<T: Pod>(src: *const T) -> T {
-    let mut value = [T::zeroed()];
-    // SAFETY: forwarded contract, for one element.
-    unsafe { load_slice(src, &mut value) };
-    value[0]
+    let mut value = T::zeroed();
+    // SAFETY: forwarded contract; the destination is a private local.
+    unsafe { copy_from_shared(src.cast::<u8>(), bytemuck::bytes_of_mut(&mut value)) };
+    value
 }
 
 /// Stores one `T` into shared memory with Relaxed ordering (the mirror of [`load_one`]; the
@@ -265,26 +280,11 @@ unsafe fn load_one_copied<T: Pod>(src: *const T) -> T {
 /// As for [`copy_to_shared`], for `size_of::<T>()` bytes at `dst`.
 #[inline(always)]
 pub unsafe fn store_one<T: Pod>(dst: *mut T, value: T) {
-    macro_rules! one_word {
-        ($a:ty, $u:ty) => {
-            if dst.cast::<$u>().is_aligned() {
-                let bits: $u = bytemuck::pod_read_unaligned(bytemuck::bytes_of(&value));
-                // SAFETY: the contract covers `size_of::<T>()` bytes at `dst`, aligned for this
-                // width (checked); every access by others is atomic.
-                let a = unsafe { <$a>::from_ptr(dst.cast::<$u>()) };
-                // ORDERING: Relaxed, as in `copy_to_shared`.
-                a.store(bits, Ordering::Relaxed);
-                return;
-            }
-        };
-    }
-    match size_of::<T>() {
-        4 => one_word!(AtomicU32, u32),
-        8 => one_word!(AtomicU64, u64),
-        _ => {}
-    }
     // SAFETY: forwarded contract.
-    unsafe { store_one_copied(dst, value) }
+    if !unsafe { store_word(dst, &value) } {
+        // SAFETY: forwarded contract.
+        unsafe { store_one_copied(dst, value) }
+    }
 }
 
 /// [`store_one`]'s copy for other sizes, out of line.
@@ -293,8 +293,8 @@ pub unsafe fn store_one<T: Pod>(dst: *mut T, value: T) {
 /// As for [`store_one`].
 #[inline(never)]
 unsafe fn store_one_copied<T: Pod>(dst: *mut T, value: T) {
-    // SAFETY: forwarded contract, for one element.
-    unsafe { store_slice(std::slice::from_ref(&value), dst) }
+    // SAFETY: forwarded contract.
+    unsafe { copy_to_shared(bytemuck::bytes_of(&value), dst.cast::<u8>()) }
 }
 
 mod sealed {

@@ -184,7 +184,12 @@ fn a_pool_and_a_pipe_over_mutual_tls() {
         .build(&master)
         .expect("the host joins over TLS");
     let want: Vec<u64> = (0..500u64).map(|x| x * x).collect();
-    assert_eq!(pool.map(square, 0..500u64).unwrap(), want);
+    // On failure, say how the host ended (it prints `SERVE-END`/`SERVE-ERROR`) or that it
+    // still runs: a `HostLost` alone does not tell which.
+    let got = pool
+        .map(square, 0..500u64)
+        .unwrap_or_else(|e| panic!("{e:?}; {}", host.report(Duration::from_secs(2))));
+    assert_eq!(got, want);
     assert_eq!(pool.apply(square, 12).unwrap(), 144);
     assert_eq!(pool.hosts()[0].name, "node");
 

@@ -219,6 +219,27 @@ impl Role {
         }
     }
 
+    /// For a failing test's message: whether the child has exited (waiting at most `limit` for
+    /// it to), with its status, and the lines of its stdout not yet read. Never panics.
+    pub fn report(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let state = status.map_or_else(
+            || format!("still running after {limit:?}"),
+            |s| format!("exited ({s})"),
+        );
+        let lines: Vec<String> = self.lines.try_iter().collect();
+        format!("`{}` {state}; its unread output: {lines:?}", self.name)
+    }
+
     /// Waits (at most `limit`, a watchdog: past it the child is killed and the test fails) for
     /// the child to exit; its status.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {

@@ -10,10 +10,10 @@ use ipc_core::codec;
 use zenoh::Wait;
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
-use zenoh::sample::SampleKind;
 
 use super::Node;
 use super::keys;
+use super::liveliness::{self, Change};
 use crate::BuildId;
 use crate::host::{LaneConfig, Lanes, ServeEnd};
 use crate::link::HostLink;
@@ -190,26 +190,21 @@ impl ServeOptions {
         let (found_tx, found) = mpsc::channel::<String>();
         let chosen: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (c, tx) = (Arc::clone(&chosen), end_tx.clone());
-        let _masters = session
-            .liveliness()
-            .declare_subscriber(keys::masters(&self.job))
-            .history(true)
-            .callback(move |sample| {
-                let pool = keys::last(sample.key_expr().as_str()).to_owned();
-                match sample.kind() {
-                    SampleKind::Put => {
-                        let _ = found_tx.send(pool);
-                    }
-                    SampleKind::Delete => {
-                        let ours = c.lock().unwrap_or_else(|p| p.into_inner());
-                        if ours.as_deref() == Some(pool.as_str()) {
-                            let _ = tx.send(ServeEnd::MasterGone);
-                        }
+        let _masters = liveliness::watch(session, keys::masters(&self.job), move |key, change| {
+            let pool = keys::last(key).to_owned();
+            match change {
+                Change::Present => {
+                    let _ = found_tx.send(pool);
+                }
+                Change::Gone { .. } => {
+                    let ours = c.lock().unwrap_or_else(|p| p.into_inner());
+                    if ours.as_deref() == Some(pool.as_str()) {
+                        let _ = tx.send(ServeEnd::MasterGone);
                     }
                 }
-            })
-            .wait()
-            .map_err(ServeError::Transport)?;
+            }
+        })
+        .map_err(ServeError::Transport)?;
         let started = Instant::now();
         let pool_id = found
             .recv_timeout(self.wait_master)

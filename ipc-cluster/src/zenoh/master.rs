@@ -13,10 +13,10 @@ use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::{Publisher, Subscriber};
 use zenoh::qos::CongestionControl;
 use zenoh::query::Queryable;
-use zenoh::sample::SampleKind;
 
 use super::Node;
 use super::keys;
+use super::liveliness::{self, Change};
 use crate::error::BuildError;
 use crate::link::{Events, MasterEvent, MasterLink, PeerId};
 
@@ -47,19 +47,14 @@ pub(crate) fn start(
     let base = keys::master(job, &pool);
 
     let tx = std::sync::Arc::clone(&events);
-    let hosts = session
-        .liveliness()
-        .declare_subscriber(format!("{base}/host/*"))
-        .history(true)
-        .callback(move |sample| {
-            let peer: PeerId = keys::last(sample.key_expr().as_str()).into();
-            tx(match sample.kind() {
-                SampleKind::Put => MasterEvent::Alive(peer),
-                SampleKind::Delete => MasterEvent::Gone(peer),
-            });
-        })
-        .wait()
-        .map_err(transport)?;
+    let hosts = liveliness::watch(&session, format!("{base}/host/*"), move |key, change| {
+        let peer: PeerId = keys::last(key).into();
+        tx(match change {
+            Change::Present => MasterEvent::Alive(peer),
+            Change::Gone { .. } => MasterEvent::Gone(peer),
+        });
+    })
+    .map_err(transport)?;
 
     let tx = std::sync::Arc::clone(&events);
     let results = session

@@ -4,6 +4,7 @@
 //! |--------------|----------------------------------------------------------------|
 //! | `node.rs`    | `Node`: the zenoh peer session and its configuration            |
 //! | `keys.rs`    | the key expressions                                             |
+//! | `liveliness.rs` | liveliness watchers whose removals hold (debounced)          |
 //! | `master.rs`  | the master's queryable, subscribers, token and publishers       |
 //! | `host.rs`    | `serve`: find the master, join, run chunks                      |
 //! | `queue.rs`   | `ClusterQueue`: an `ipc_queue::Queue` reached through queryables |
@@ -11,6 +12,7 @@
 
 mod host;
 mod keys;
+mod liveliness;
 mod master;
 mod node;
 mod pipe;

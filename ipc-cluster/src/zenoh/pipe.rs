@@ -35,10 +35,10 @@ use zenoh::Wait;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::{Publisher, Subscriber};
 use zenoh::qos::CongestionControl;
-use zenoh::sample::SampleKind;
 
 use super::Node;
 use super::keys;
+use super::liveliness::{self, Change};
 use crate::bytes::{Bytes, BytesRef};
 use crate::master::valid_name;
 
@@ -180,10 +180,11 @@ enum Frame {
     Close,
 }
 
-/// What arrives at an end: frames, and the other end's token going away.
+/// What arrives at an end: frames, and the other end's token going away (when zenoh reported
+/// it; the report comes [`liveliness::GRACE`] later).
 enum Arrival {
     Frame(Vec<u8>),
-    PeerGone,
+    PeerGone(Instant),
 }
 
 /// How far the other end's leaving has been seen.
@@ -281,24 +282,19 @@ impl ClusterConnection {
             changed: Condvar::new(),
         });
         let p = Arc::clone(&peer);
-        let watch = session
-            .liveliness()
-            .declare_subscriber(end_key(name, end.other()))
-            .history(true)
-            .callback(move |sample| {
-                let mut present = p.present.lock().unwrap_or_else(|e| e.into_inner());
-                match sample.kind() {
-                    SampleKind::Put => *present = (true, true),
-                    SampleKind::Delete => {
-                        present.0 = false;
-                        // Behind every message the other end sent (same connection, in order).
-                        let _ = tx.send(Arrival::PeerGone);
-                    }
+        let watch = liveliness::watch(session, end_key(name, end.other()), move |_, change| {
+            let mut present = p.present.lock().unwrap_or_else(|e| e.into_inner());
+            match change {
+                Change::Present => *present = (true, true),
+                Change::Gone { since } => {
+                    present.0 = false;
+                    // Behind every message the other end sent (same connection, in order).
+                    let _ = tx.send(Arrival::PeerGone(since));
                 }
-                p.changed.notify_all();
-            })
-            .wait()
-            .map_err(PipeOpenError::Transport)?;
+            }
+            p.changed.notify_all();
+        })
+        .map_err(PipeOpenError::Transport)?;
         let out = session
             .declare_publisher(format!("{}/in", end_key(name, end.other())))
             .congestion_control(CongestionControl::Block)
@@ -409,9 +405,9 @@ impl ClusterConnection {
                     Ok(Frame::Close) => *leaving = Leaving::Done,
                     Err(e) => return Err(PipeRecvError::Decode(e)),
                 },
-                Ok(Arrival::PeerGone) => {
+                Ok(Arrival::PeerGone(since)) => {
                     if *leaving == Leaving::No {
-                        *leaving = Leaving::TokenGone(Instant::now());
+                        *leaving = Leaving::TokenGone(since);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => *leaving = Leaving::Done,

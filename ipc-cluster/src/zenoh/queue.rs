@@ -31,10 +31,10 @@ use zenoh::liveliness::LivelinessToken;
 use zenoh::pubsub::Subscriber;
 use zenoh::qos::CongestionControl;
 use zenoh::query::{Query, Queryable, Reply};
-use zenoh::sample::SampleKind;
 
 use super::Node;
 use super::keys;
+use super::liveliness::{self, Change};
 use crate::bytes::Bytes;
 use crate::master::valid_name;
 
@@ -373,25 +373,20 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
         ));
         let o = Arc::clone(&owner);
         let session = node.session().clone();
-        let watch = session
-            .liveliness()
-            .declare_subscriber(keys::queue_owner(name))
-            .history(true)
-            .callback(move |sample| {
-                let mut l = o.0.lock().unwrap_or_else(|p| p.into_inner());
-                match sample.kind() {
-                    SampleKind::Put => l.alive = true,
-                    SampleKind::Delete => {
-                        l.alive = false;
-                        for (_, tx) in l.waiting.drain() {
-                            let _ = tx.send(CallEnd::Gone);
-                        }
+        let watch = liveliness::watch(&session, keys::queue_owner(name), move |_, change| {
+            let mut l = o.0.lock().unwrap_or_else(|p| p.into_inner());
+            match change {
+                Change::Present => l.alive = true,
+                Change::Gone { .. } => {
+                    l.alive = false;
+                    for (_, tx) in l.waiting.drain() {
+                        let _ = tx.send(CallEnd::Gone);
                     }
                 }
-                o.1.notify_all();
-            })
-            .wait()
-            .map_err(QueueError::Transport)?;
+            }
+            o.1.notify_all();
+        })
+        .map_err(QueueError::Transport)?;
         let started = Instant::now();
         {
             let mut l = owner.0.lock().unwrap_or_else(|p| p.into_inner());

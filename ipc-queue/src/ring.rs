@@ -162,15 +162,10 @@ impl<T: Pod> RingParts<T> {
         unsafe { &*self.state }
     }
 
-    /// The slot of position `pos`: a mask for a power-of-two capacity (no division on the
-    /// per-message path), else the remainder.
+    /// The slot of position `pos` (the queue's helper: a mask for a power-of-two capacity).
     #[inline]
     fn slot(&self, pos: u64) -> usize {
-        if self.capacity.is_power_of_two() {
-            (pos & (self.capacity - 1)) as usize
-        } else {
-            (pos % self.capacity) as usize
-        }
+        crate::mpmc_index::slot_of(pos, self.capacity)
     }
 
     /// Copies `src` into the ring starting at position `pos` (wrapping), with word-wise atomic

@@ -200,11 +200,12 @@ fn a_pool_and_a_pipe_over_mutual_tls() {
         a.send(&i).unwrap();
     }
     for i in 0..100u32 {
-        assert_eq!(b.recv::<u32>().unwrap(), i);
+        let got = b.recv_timeout::<u32>(Duration::from_secs(20));
+        assert_eq!(got.unwrap_or_else(|e| panic!("message {i}: {e}")), i);
     }
     let big: Vec<u8> = (0..1 << 20).map(|k: u32| (k * 7) as u8).collect();
     b.send(&big).unwrap();
-    assert!(a.recv::<Vec<u8>>().unwrap() == big);
+    assert!(a.recv_timeout::<Vec<u8>>(Duration::from_secs(20)).unwrap() == big);
 
     pool.join();
     assert!(host.wait(Duration::from_secs(30)).success());

@@ -17,7 +17,7 @@
 //!   the owner takes each one locally and checks the sequence.
 //! - `cluster.death_detect` (ms): a joined host is SIGKILLed; the time until the master has
 //!   marked it dead (its liveliness token withdrawn: TCP close, zenoh's transport closed, the
-//!   token's deletion delivered and standing for the watcher's 200 ms grace, the master's event
+//!   token's deletion delivered and standing for the watcher's 1 s grace, the master's event
 //!   thread). Polled every 20 µs.
 
 use crate::scenario::{Scenario, Unit};

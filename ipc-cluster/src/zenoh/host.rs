@@ -2,18 +2,18 @@
 
 use std::fmt;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipc_core::StartMethod;
 use ipc_core::codec;
 use zenoh::Wait;
-use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
 
 use super::Node;
 use super::keys;
 use super::liveliness::{self, Change};
+use super::reliable::{Frame, Incoming, Outgoing};
 use crate::BuildId;
 use crate::host::{LaneConfig, Lanes, ServeEnd};
 use crate::link::HostLink;
@@ -113,6 +113,9 @@ impl Default for ServeOptions {
     }
 }
 
+/// The pause before a join request that had no answer is sent again.
+const JOIN_RETRY: Duration = Duration::from_millis(20);
+
 /// How long a host waits for its master to appear, by default.
 pub const DEFAULT_WAIT_MASTER: Duration = Duration::from_secs(30);
 
@@ -189,12 +192,24 @@ impl ServeOptions {
         // master's death.
         let (found_tx, found) = mpsc::channel::<String>();
         let chosen: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let (c, tx) = (Arc::clone(&chosen), end_tx.clone());
+        // The stream of results to the chosen master, once joined.
+        let results: Arc<OnceLock<Arc<Outgoing>>> = Arc::new(OnceLock::new());
+        let (c, tx, r) = (Arc::clone(&chosen), end_tx.clone(), Arc::clone(&results));
         let _masters = liveliness::watch(session, keys::masters(&self.job), move |key, change| {
             let pool = keys::last(key).to_owned();
             match change {
                 Change::Present => {
                     let _ = found_tx.send(pool);
+                }
+                Change::Resumed => {
+                    let ours = c.lock().unwrap_or_else(|p| p.into_inner());
+                    if ours.as_deref() == Some(pool.as_str()) {
+                        // A new transport to the master: what it had not acknowledged may be
+                        // lost.
+                        if let Some(out) = r.get() {
+                            out.resend();
+                        }
+                    }
                 }
                 Change::Gone { .. } => {
                     let ours = c.lock().unwrap_or_else(|p| p.into_inner());
@@ -219,11 +234,9 @@ impl ServeOptions {
             .declare_token(keys::host(&self.job, &pool_id, &host_id))
             .wait()
             .map_err(ServeError::Transport)?;
-        let results = session
-            .declare_publisher(keys::results(&self.job, &pool_id, &host_id))
-            .congestion_control(CongestionControl::Block)
-            .wait()
+        let out = Outgoing::declare(session, keys::results(&self.job, &pool_id, &host_id))
             .map_err(ServeError::Transport)?;
+        let _ = results.set(Arc::clone(&out));
 
         let request = JoinRequest {
             protocol: PROTOCOL,
@@ -235,22 +248,33 @@ impl ServeOptions {
         // A request of numbers and a short string always encodes; were it not to, the master
         // would refuse the empty payload as a bad request.
         let payload = codec::encode(&request).unwrap_or_default();
-        let replies = session
-            .get(keys::join(&self.job, &pool_id, &host_id))
-            .payload(payload)
-            .congestion_control(CongestionControl::Block)
-            .timeout(self.handshake_timeout)
-            .wait()
-            .map_err(ServeError::Transport)?;
-        let reply = replies.recv().map_err(|_| ServeError::NoReply)?;
-        let sample = reply.into_result().map_err(|_| ServeError::NoReply)?;
+        let deadline = Instant::now() + self.handshake_timeout;
+        let sample = loop {
+            let replies = session
+                .get(keys::join(&self.job, &pool_id, &host_id))
+                .payload(payload.clone())
+                .congestion_control(CongestionControl::Block)
+                .timeout(deadline.saturating_duration_since(Instant::now()))
+                .wait()
+                .map_err(ServeError::Transport)?;
+            if let Ok(reply) = replies.recv() {
+                break reply.into_result().map_err(|_| ServeError::NoReply)?;
+            }
+            // No answer: the time is up, or the transport to the master closed with the
+            // request or its answer on it (zenoh ends such a query at once). Ask again while
+            // time is left and the master is there (a join is answered alike every time).
+            if Instant::now() >= deadline || end.try_recv() == Ok(ServeEnd::MasterGone) {
+                return Err(ServeError::NoReply);
+            }
+            std::thread::sleep(JOIN_RETRY);
+        };
         let (key, init) = match codec::decode::<JoinReply>(&sample.payload().to_bytes()) {
             Ok(JoinReply::Accepted { key, init }) => (key, init),
             Ok(JoinReply::Refused(why)) => return Err(ServeError::Refused(why)),
             Err(_) => return Err(ServeError::BadReply),
         };
 
-        let link: Arc<dyn HostLink> = Arc::new(ResultsLink { publisher: results });
+        let link: Arc<dyn HostLink> = Arc::new(ResultsLink(Arc::clone(&out)));
         let config = LaneConfig {
             processes,
             start_method: self.start_method,
@@ -261,12 +285,22 @@ impl ServeOptions {
                 .map_err(ServeError::Pool)?,
         );
         let (l, tx) = (Arc::clone(&lanes), end_tx);
+        let incoming = Mutex::new(Incoming::default());
         let tasks = session
             .declare_subscriber(keys::tasks(&self.job, &pool_id, &host_id))
             .callback(move |sample| {
-                if let Some(end) = l.on_message(&sample.payload().to_bytes()) {
-                    let _ = tx.send(end);
+                let bytes = sample.payload().to_bytes();
+                let (frame, ack) = incoming
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .accept(&bytes);
+                if let Frame::Data(message) = frame {
+                    if let Some(end) = l.on_message(message) {
+                        let _ = tx.send(end);
+                    }
                 }
+                out.on_peer(&frame);
+                out.reply(&frame, ack);
             })
             .wait()
             .map_err(ServeError::Transport)?;
@@ -309,12 +343,11 @@ fn default_name() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-struct ResultsLink {
-    publisher: Publisher<'static>,
-}
+/// The numbered stream of results to the master.
+struct ResultsLink(Arc<Outgoing>);
 
 impl HostLink for ResultsLink {
     fn send(&self, bytes: Vec<u8>) -> bool {
-        self.publisher.put(bytes).wait().is_ok()
+        self.0.send(&bytes).is_ok()
     }
 }

@@ -1,10 +1,12 @@
-//! Liveliness that holds: zenoh may report a token's removal and its declaration again moments
-//! later while a connection is being set up, though the token was never withdrawn (seen in the
-//! TLS tests under load: a pipe end's token reported removed 6 ms after it appeared, and present
-//! again 68 ms later). Acting on such a removal fails a live host's chunks (`HostLost`) or ends a
-//! live pipe (`Gone`). So every watcher of the backend goes through [`watch`]: a declaration is
-//! passed on at once, a removal only once no declaration of the same key has followed for
-//! [`GRACE`].
+//! Liveliness that holds: zenoh reports a token's removal when the transport (the connection)
+//! to its owner closes, and its declaration again when a new transport opens, though the owner
+//! lived throughout (a connection that failed and was made again: zenoh's TLS link fails now and
+//! then under load, and the peer reconnects within milliseconds). Acting on such a removal fails
+//! a live host's chunks (`HostLost`) or ends a live pipe (`Gone`). So every watcher of the
+//! backend goes through [`watch`]: a declaration is passed on at once, a removal only once no
+//! declaration of the same key has followed for [`GRACE`]; a declaration within the grace of a
+//! removal is passed on as [`Change::Resumed`] (what was in flight may be lost, and
+//! [`super::reliable`] sends it again).
 //!
 //! The changes are passed on by one thread per watcher, in the order zenoh reported them, outside
 //! zenoh's callback threads (so a handler may call into zenoh). A real removal (a dropped or
@@ -19,14 +21,21 @@ use zenoh::Wait;
 use zenoh::pubsub::Subscriber;
 use zenoh::sample::SampleKind;
 
-/// How long a removal must stand, with no declaration of the key after it, to count.
-pub(crate) const GRACE: Duration = Duration::from_millis(200);
+/// How long a removal must stand, with no declaration of the key after it, to count: long
+/// enough for a live peer to open a new transport after its connection failed (it tries at once,
+/// then after 50, 100, 200 and 400 ms: the node's retry settings), even when a second
+/// failure meets the first attempt.
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// A change of one key's token that holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Change {
-    /// Declared (again, or for the first time).
+    /// Declared (for the first time, or again after a removal that was passed on).
     Present,
+    /// Declared again within the grace of its removal: the token's owner lives, but the
+    /// transport to it was closed and opened again, and what was in flight on it may be lost
+    /// (see [`super::reliable`]).
+    Resumed,
     /// Removed at `since`, and not declared again for [`GRACE`] after it.
     Gone { since: Instant },
 }
@@ -76,8 +85,11 @@ fn deliver(rx: mpsc::Receiver<Report>, mut on: impl FnMut(&str, Change)) {
         };
         match report {
             Ok(Report::Put(key)) => {
-                pending.remove(&key);
-                on(&key, Change::Present);
+                let change = match pending.remove(&key) {
+                    Some(_) => Change::Resumed,
+                    None => Change::Present,
+                };
+                on(&key, change);
             }
             Ok(Report::Delete(key, at)) => {
                 pending.entry(key).or_insert(at);
@@ -127,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn a_removal_followed_by_a_declaration_within_the_grace_is_not_passed_on() {
+    fn a_removal_followed_by_a_declaration_within_the_grace_is_passed_on_as_resumed() {
         let now = Instant::now();
         let out = run(vec![
             (Duration::ZERO, Report::Put("k".into())),
@@ -135,7 +147,7 @@ mod tests {
             (GRACE / 4, Report::Put("k".into())),
         ]);
         let changes: Vec<_> = out.iter().map(|(k, c, _)| (k.as_str(), *c)).collect();
-        assert_eq!(changes, [("k", Change::Present), ("k", Change::Present)]);
+        assert_eq!(changes, [("k", Change::Present), ("k", Change::Resumed)]);
     }
 
     #[test]

@@ -6,31 +6,57 @@
 //! they came over its connection.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use zenoh::Wait;
 use zenoh::liveliness::LivelinessToken;
-use zenoh::pubsub::{Publisher, Subscriber};
-use zenoh::qos::CongestionControl;
+use zenoh::pubsub::Subscriber;
 use zenoh::query::Queryable;
 
 use super::Node;
 use super::keys;
 use super::liveliness::{self, Change};
+use super::reliable::{Frame, Incoming, Outgoing};
 use crate::error::BuildError;
 use crate::link::{Events, MasterEvent, MasterLink, PeerId};
 
 pub(crate) struct ZenohMaster {
-    session: zenoh::Session,
-    job: String,
-    pool: String,
-    publishers: Mutex<HashMap<String, Publisher<'static>>>,
+    hosts: Arc<Hosts>,
     // Declared for as long as the master lives; dropping them undeclares them. The token goes
     // first: hosts see the master leave before its endpoints do.
     _token: LivelinessToken,
     _join: Queryable<()>,
     _results: Subscriber<()>,
     _hosts: Subscriber<()>,
+}
+
+/// The numbered streams to and from each host ([`super::reliable`]).
+struct Hosts {
+    session: zenoh::Session,
+    job: String,
+    pool: String,
+    outgoing: Mutex<HashMap<String, Arc<Outgoing>>>,
+    incoming: Mutex<HashMap<String, Incoming>>,
+}
+
+impl Hosts {
+    /// The stream to `peer`, declared on first use.
+    fn outgoing(&self, peer: &str) -> Option<Arc<Outgoing>> {
+        let mut out = self.outgoing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = out.get(peer) {
+            return Some(Arc::clone(o));
+        }
+        let key = keys::tasks(&self.job, &self.pool, peer);
+        let o = Outgoing::declare(&self.session, key).ok()?;
+        out.insert(peer.to_owned(), Arc::clone(&o));
+        Some(o)
+    }
+
+    /// The stream to `peer` if there is one.
+    fn existing(&self, peer: &str) -> Option<Arc<Outgoing>> {
+        let out = self.outgoing.lock().unwrap_or_else(|p| p.into_inner());
+        out.get(peer).cloned()
+    }
 }
 
 fn transport(e: zenoh::Error) -> BuildError {
@@ -45,24 +71,54 @@ pub(crate) fn start(
     let session = node.session().clone();
     let pool = format!("{:016x}", ipc_core::random_u128() as u64);
     let base = keys::master(job, &pool);
+    let streams = Arc::new(Hosts {
+        session: session.clone(),
+        job: job.to_owned(),
+        pool: pool.clone(),
+        outgoing: Mutex::new(HashMap::new()),
+        incoming: Mutex::new(HashMap::new()),
+    });
 
-    let tx = std::sync::Arc::clone(&events);
+    let (tx, s) = (Arc::clone(&events), Arc::clone(&streams));
     let hosts = liveliness::watch(&session, format!("{base}/host/*"), move |key, change| {
         let peer: PeerId = keys::last(key).into();
+        if change == Change::Resumed {
+            // A new transport to the host: what it had not acknowledged may be lost.
+            if let Some(o) = s.existing(&peer) {
+                o.resend();
+            }
+        }
         tx(match change {
-            Change::Present => MasterEvent::Alive(peer),
+            Change::Present | Change::Resumed => MasterEvent::Alive(peer),
             Change::Gone { .. } => MasterEvent::Gone(peer),
         });
     })
     .map_err(transport)?;
 
-    let tx = std::sync::Arc::clone(&events);
+    let (tx, s) = (Arc::clone(&events), Arc::clone(&streams));
     let results = session
         .declare_subscriber(format!("{base}/results/*"))
         .callback(move |sample| {
-            let peer: PeerId = keys::last(sample.key_expr().as_str()).into();
-            let bytes = sample.payload().to_bytes().into_owned();
-            tx(MasterEvent::Message { peer, bytes });
+            let peer = keys::last(sample.key_expr().as_str());
+            let bytes = sample.payload().to_bytes();
+            let (frame, ack) = (s.incoming.lock().unwrap_or_else(|p| p.into_inner()))
+                .entry(peer.to_owned())
+                .or_default()
+                .accept(&bytes);
+            let out = if let Frame::Data(payload) = frame {
+                tx(MasterEvent::Message {
+                    peer: peer.into(),
+                    bytes: payload.to_vec(),
+                });
+                // A host that sends is there: its acknowledgements need the stream to it.
+                s.outgoing(peer)
+            } else {
+                s.existing(peer)
+            };
+            if let Some(o) = out {
+                o.on_peer(&frame);
+                o.reply(&frame, ack);
+            }
         })
         .wait()
         .map_err(transport)?;
@@ -96,10 +152,7 @@ pub(crate) fn start(
         .map_err(transport)?;
 
     Ok(Box::new(ZenohMaster {
-        session,
-        job: job.to_owned(),
-        pool,
-        publishers: Mutex::new(HashMap::new()),
+        hosts: streams,
         _token: token,
         _join: join,
         _results: results,
@@ -109,27 +162,21 @@ pub(crate) fn start(
 
 impl MasterLink for ZenohMaster {
     fn send(&self, peer: &str, bytes: Vec<u8>) {
-        let mut pubs = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
-        if !pubs.contains_key(peer) {
-            let declared = self
-                .session
-                .declare_publisher(keys::tasks(&self.job, &self.pool, peer))
-                .congestion_control(CongestionControl::Block)
-                .wait();
-            match declared {
-                Ok(p) => {
-                    pubs.insert(peer.to_owned(), p);
-                }
-                Err(_) => return,
-            }
-        }
-        if let Some(p) = pubs.get(peer) {
-            let _ = p.put(bytes).wait();
+        // Outside the map's lock: a send may wait on a full transmission queue.
+        if let Some(o) = self.hosts.outgoing(peer) {
+            let _ = o.send(&bytes);
         }
     }
 
     fn forget(&self, peer: &str) {
-        let mut pubs = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
-        pubs.remove(peer);
+        let h = &self.hosts;
+        h.outgoing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+        h.incoming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
     }
 }

@@ -5,6 +5,7 @@
 //! | `node.rs`    | `Node`: the zenoh peer session and its configuration            |
 //! | `keys.rs`    | the key expressions                                             |
 //! | `liveliness.rs` | liveliness watchers whose removals hold (debounced)          |
+//! | `reliable.rs` | numbered frames, sent again after a reconnection               |
 //! | `master.rs`  | the master's queryable, subscribers, token and publishers       |
 //! | `host.rs`    | `serve`: find the master, join, run chunks                      |
 //! | `queue.rs`   | `ClusterQueue`: an `ipc_queue::Queue` reached through queryables |
@@ -17,6 +18,7 @@ mod master;
 mod node;
 mod pipe;
 mod queue;
+mod reliable;
 
 pub use host::{DEFAULT_WAIT_MASTER, ServeError, ServeOptions, serve};
 #[cfg(feature = "tls")]

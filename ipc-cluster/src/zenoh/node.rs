@@ -316,6 +316,13 @@ impl NodeBuilder {
         set("mode", "\"peer\"")?;
         set("listen/endpoints", &json_list(&self.listen)?)?;
         set("connect/endpoints", &json_list(&self.connect)?)?;
+        // A connection that fails is made again at once, then after 50, 100, 200, 400 ms and
+        // every second (zenoh's default waits a second first): a live peer must be back within
+        // the grace the liveliness watchers give a withdrawn token.
+        set(
+            "connect/retry",
+            "{period_init_ms: 50, period_max_ms: 1000, period_increase_factor: 2}",
+        )?;
         set(
             "scouting/multicast/enabled",
             if self.multicast { "true" } else { "false" },

@@ -5,8 +5,9 @@
 //! the `Second`. Each end declares a subscriber for what the other sends, then a liveliness
 //! token; an end opens once it has seen the other's token (so the other's subscriber is there,
 //! declared before the token on the same connection, and nothing sent is lost). Messages are
-//! zenoh publications with `CongestionControl::Block` and reliable delivery, so they arrive
-//! whole, once, in order.
+//! zenoh publications with `CongestionControl::Block` and reliable delivery, numbered and kept
+//! until acknowledged ([`super::reliable`]), so they arrive whole, once, in order, even when
+//! the transport between the two nodes closes and opens again.
 //!
 //! An end that is dropped sends a `Close` frame behind its messages, then withdraws its token.
 //! zenoh sends declarations ahead of data, so the token's removal may overtake the last
@@ -33,12 +34,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use zenoh::Wait;
 use zenoh::liveliness::LivelinessToken;
-use zenoh::pubsub::{Publisher, Subscriber};
-use zenoh::qos::CongestionControl;
+use zenoh::pubsub::Subscriber;
 
 use super::Node;
 use super::keys;
 use super::liveliness::{self, Change};
+use super::reliable::{self, Incoming, Outgoing};
 use crate::bytes::{Bytes, BytesRef};
 use crate::master::valid_name;
 
@@ -221,7 +222,7 @@ struct Peer {
 /// ```
 pub struct ClusterConnection {
     end: PipeEnd,
-    out: Publisher<'static>,
+    out: Arc<Outgoing>,
     inbox: Mutex<Receiver<Arrival>>,
     leaving: Mutex<Leaving>,
     /// Set once `recv` has seen the end of the stream (`Leaving::Done`): from then on `send`
@@ -268,12 +269,22 @@ impl ClusterConnection {
             return Err(PipeOpenError::InvalidName);
         }
         let session = node.session();
+        let out = Outgoing::declare(session, format!("{}/in", end_key(name, end.other())))
+            .map_err(PipeOpenError::Transport)?;
         let (tx, rx): (Sender<Arrival>, Receiver<Arrival>) = mpsc::channel();
-        let inbox_tx = tx.clone();
+        let (inbox_tx, inbox_out) = (tx.clone(), Arc::clone(&out));
+        let incoming = Mutex::new(Incoming::default());
         let inbox = session
             .declare_subscriber(format!("{}/in", end_key(name, end)))
             .callback(move |sample| {
-                let _ = inbox_tx.send(Arrival::Frame(sample.payload().to_bytes().into_owned()));
+                let bytes = sample.payload().to_bytes();
+                let mut incoming = incoming.lock().unwrap_or_else(|e| e.into_inner());
+                let (frame, ack) = incoming.accept(&bytes);
+                if let reliable::Frame::Data(frame) = frame {
+                    let _ = inbox_tx.send(Arrival::Frame(frame.to_vec()));
+                }
+                inbox_out.on_peer(&frame);
+                inbox_out.reply(&frame, ack);
             })
             .wait()
             .map_err(PipeOpenError::Transport)?;
@@ -281,11 +292,15 @@ impl ClusterConnection {
             present: Mutex::new((false, false)),
             changed: Condvar::new(),
         });
-        let p = Arc::clone(&peer);
+        let (p, resend) = (Arc::clone(&peer), Arc::clone(&out));
         let watch = liveliness::watch(session, end_key(name, end.other()), move |_, change| {
+            if change == Change::Resumed {
+                // A new transport to the other end: what it had not acknowledged may be lost.
+                resend.resend();
+            }
             let mut present = p.present.lock().unwrap_or_else(|e| e.into_inner());
             match change {
-                Change::Present => *present = (true, true),
+                Change::Present | Change::Resumed => *present = (true, true),
                 Change::Gone { since } => {
                     present.0 = false;
                     // Behind every message the other end sent (same connection, in order).
@@ -295,11 +310,6 @@ impl ClusterConnection {
             p.changed.notify_all();
         })
         .map_err(PipeOpenError::Transport)?;
-        let out = session
-            .declare_publisher(format!("{}/in", end_key(name, end.other())))
-            .congestion_control(CongestionControl::Block)
-            .wait()
-            .map_err(PipeOpenError::Transport)?;
         let token = session
             .liveliness()
             .declare_token(end_key(name, end))
@@ -347,7 +357,7 @@ impl ClusterConnection {
         let bytes = codec::encode(value).map_err(PipeSendError::Encode)?;
         let frame =
             codec::encode(&FrameOut::Data(BytesRef(&bytes))).map_err(PipeSendError::Encode)?;
-        self.out.put(frame).wait().map_err(PipeSendError::Transport)
+        self.out.send(&frame).map_err(PipeSendError::Transport)
     }
 
     /// Receives the next message, waiting for it.
@@ -440,7 +450,7 @@ impl Drop for ClusterConnection {
     fn drop(&mut self) {
         // Behind every message sent, before the token goes (the fields drop after this).
         if let Ok(close) = codec::encode(&FrameOut::Close) {
-            let _ = self.out.put(close).wait();
+            let _ = self.out.send(&close);
         }
     }
 }

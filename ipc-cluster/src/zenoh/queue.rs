@@ -376,7 +376,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
         let watch = liveliness::watch(&session, keys::queue_owner(name), move |_, change| {
             let mut l = o.0.lock().unwrap_or_else(|p| p.into_inner());
             match change {
-                Change::Present => l.alive = true,
+                Change::Present | Change::Resumed => l.alive = true,
                 Change::Gone { .. } => {
                     l.alive = false;
                     for (_, tx) in l.waiting.drain() {

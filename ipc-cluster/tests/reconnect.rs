@@ -1,6 +1,6 @@
 //! A connection between two nodes cut while both live: zenoh opens a new transport, and what was
-//! in flight on the old one is sent again, so a pipe delivers every message once, in order, and a
-//! pool's map finishes with every result. The cut is made by a TCP relay between the nodes that
+//! in flight on the old one is sent again, so a pipe delivers every message once, in order, a
+//! pool's map finishes with every result, and a queue's remote puts and gets are each done once. The cut is made by a TCP relay between the nodes that
 //! closes the connections it carries (as a network that drops a connection does).
 #![cfg(feature = "zenoh")]
 
@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use ipc_cluster::{ClusterPool, Node, PipeEnd, cluster_pipe};
+use ipc_cluster::{ClusterPool, ClusterQueue, Node, PipeEnd, cluster_pipe};
+use ipc_core::atomic::{AtomicU64, Ordering};
 use ipc_testkit::{Watchdog, assert_no_tagged_processes, eventually, unique};
 
 /// A TCP relay from a port of its own to `target`, which can cut every connection it carries.
@@ -34,6 +35,9 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
+                // As zenoh's own sockets: no Nagle delay on small messages.
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 let mut list = c.lock().unwrap();
                 list.push(client.try_clone().unwrap());
                 list.push(server.try_clone().unwrap());
@@ -167,4 +171,56 @@ fn a_map_whose_host_connection_is_cut_finishes_with_every_result() {
     pool.join();
     assert!(host.wait(Duration::from_secs(30)).success());
     assert_no_tagged_processes(&tag);
+}
+
+#[test]
+fn remote_queue_calls_cut_mid_query_are_each_done_once() {
+    let _w = Watchdog::arm(Duration::from_secs(120), "queue across a cut");
+    let (owner_node, endpoint) = master_node();
+    let relay = Relay::start(port_of(&endpoint));
+    let name = unique("q");
+    let owner = ClusterQueue::<u64>::create(&owner_node, &name, 8).unwrap();
+    let other = Node::builder().connect(relay.endpoint()).open().unwrap();
+    let remote = ClusterQueue::<u64>::open(&other, &name, Duration::from_secs(20)).unwrap();
+    let n = 1500u64;
+    // Remote puts, owner gets; then owner puts, remote gets; the relay cuts the connection
+    // every 300 calls, while calls are in flight.
+    let progress = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..2 * n {
+                if i < n {
+                    remote.put(i).unwrap();
+                } else {
+                    let got = remote.get_timeout(Duration::from_secs(20));
+                    assert_eq!(got.unwrap_or_else(|e| panic!("get {i}: {e}")), i);
+                }
+                // ORDERING: a counter only read to time the cuts; it guards no other memory.
+                progress.store(i, Ordering::Relaxed);
+            }
+        });
+        s.spawn(|| {
+            for i in 0..2 * n {
+                if i < n {
+                    let got = owner.get_timeout(Duration::from_secs(20));
+                    assert_eq!(got.unwrap_or_else(|e| panic!("owner get {i}: {e}")), i);
+                } else {
+                    owner.put_timeout(i, Duration::from_secs(20)).unwrap();
+                }
+            }
+        });
+        for k in 1..10 {
+            let at = k * 2 * n / 10;
+            let reached = eventually(Duration::from_secs(30), || {
+                // ORDERING: see the store.
+                progress.load(Ordering::Relaxed) >= at
+            });
+            assert!(reached.is_some(), "no progress to {at}");
+            relay.cut();
+        }
+    });
+    assert!(
+        owner.get_timeout(Duration::from_millis(300)).is_err(),
+        "a put was done twice"
+    );
 }

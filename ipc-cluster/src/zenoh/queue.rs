@@ -7,14 +7,16 @@
 //! waits in slices of at most [`SLICE`] at the owner, so it notices the owner's death between
 //! slices even if no reply ever comes; the owner's liveliness token going away ends every call
 //! waiting on it at once with `Gone`. Queries use `CongestionControl::Block` (their replies
-//! inherit it): nothing is dropped under load.
+//! inherit it): nothing is dropped under load. A query that ends with no answer (its connection
+//! failed, or its answer came too late) is asked again with the same [`CallId`], and the owner
+//! answers it from its record of done calls ([`Done`]) rather than doing it twice.
 //!
 //! | request             | owner does                           | reply                 |
 //! |---------------------|--------------------------------------|-----------------------|
-//! | `Put { item, wait }` | decode, `put_timeout(item, wait)`    | `Put(true / false)` (false: still full) |
-//! | `Get { wait }`       | `get_timeout(wait)`, encode          | `Got(Some(item) / None)` (None: still empty) |
+//! | `Put { item, wait, call }` | the recorded answer to `call`, or decode, `put_timeout(item, wait)` | `Put(true / false)` (false: still full) |
+//! | `Get { wait, call }`       | the recorded answer to `call`, or `get_timeout(wait)`, encode | `Got(Some(item) / None)` (None: still empty) |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -42,17 +44,75 @@ use crate::master::valid_name;
 pub(crate) const SLICE: Duration = Duration::from_millis(500);
 
 /// How much longer than its wait at the owner a query may take before the caller gives it up
-/// (network and scheduling); a reply that comes later than this is lost, and with it the item
-/// of a `get`.
+/// (network and scheduling) and asks again (the owner answers again what it did).
 const MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
-    Put { item: Bytes, wait_us: u64 },
-    Get { wait_us: u64 },
+    Put {
+        item: Bytes,
+        wait_us: u64,
+        call: CallId,
+    },
+    Get {
+        wait_us: u64,
+        call: CallId,
+    },
 }
 
-#[derive(Serialize, Deserialize)]
+/// Which call a query belongs to: every query of one `put` or `get` carries the same, so the
+/// owner does the call once however often it is asked (a query whose reply was lost on a
+/// connection that failed is asked again; see [`Done`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug)]
+struct CallId {
+    /// The remote handle's random id.
+    client: u64,
+    /// The call's number on that handle.
+    seq: u64,
+    /// Every call of the handle numbered below this has returned: the owner may forget them.
+    done_below: u64,
+}
+
+/// How long the owner keeps what it did for a handle that has sent nothing since (a handle
+/// asks again within a query's margin; one dropped or dead asks nothing more).
+const FORGET_HANDLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The owner's record of the calls it did (a put made, an item taken, with the reply), by
+/// handle, until the handle says they have returned.
+#[derive(Default)]
+struct Done {
+    by_handle: HashMap<u64, (Instant, BTreeMap<u64, Response>)>,
+}
+
+impl Done {
+    /// The reply to `call` if it was done already; forgets what `call` says has returned.
+    fn lookup(&mut self, call: CallId, now: Instant) -> Option<Response> {
+        let (seen, done) = self
+            .by_handle
+            .entry(call.client)
+            .or_insert_with(|| (now, BTreeMap::new()));
+        *seen = now;
+        *done = done.split_off(&call.done_below);
+        done.get(&call.seq).cloned()
+    }
+
+    /// Records the reply to `call` if the call did something (a put made, an item taken): a
+    /// query asked again must not do it twice. A wait that ran out did nothing.
+    fn record(&mut self, call: CallId, reply: &Response, now: Instant) {
+        if matches!(reply, Response::Put(true) | Response::Got(Some(_))) {
+            let (seen, done) = self
+                .by_handle
+                .entry(call.client)
+                .or_insert_with(|| (now, BTreeMap::new()));
+            *seen = now;
+            done.insert(call.seq, reply.clone());
+        }
+        self.by_handle
+            .retain(|_, (seen, _)| now.duration_since(*seen) < FORGET_HANDLE_AFTER);
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone)]
 enum Response {
     /// `true`: put; `false`: still full after the wait.
     Put(bool),
@@ -298,7 +358,45 @@ struct Remote {
     session: zenoh::Session,
     op: String,
     owner: Arc<(Mutex<Liveness>, Condvar)>,
+    /// This handle's id and its calls not yet returned, and the next call's number.
+    client: u64,
+    calls: Mutex<(BTreeSet<u64>, u64)>,
     _watch: Subscriber<()>,
+}
+
+/// A call of a remote handle under way: its [`CallId`]; returned when dropped.
+struct Underway<'a> {
+    remote: &'a Remote,
+    seq: u64,
+}
+
+impl Remote {
+    fn begin(&self) -> Underway<'_> {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = calls.1;
+        calls.1 += 1;
+        calls.0.insert(seq);
+        Underway { remote: self, seq }
+    }
+}
+
+impl Underway<'_> {
+    /// The id to send now (what has returned changes while the call is under way).
+    fn id(&self) -> CallId {
+        let calls = self.remote.calls.lock().unwrap_or_else(|p| p.into_inner());
+        CallId {
+            client: self.remote.client,
+            seq: self.seq,
+            done_below: calls.0.first().copied().unwrap_or(calls.1),
+        }
+    }
+}
+
+impl Drop for Underway<'_> {
+    fn drop(&mut self) {
+        let mut calls = self.remote.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.0.remove(&self.seq);
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -408,6 +506,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
                 session,
                 op: keys::queue_op(name),
                 owner,
+                client: ipc_core::random_u128() as u64,
+                calls: Mutex::new((BTreeSet::new(), 0)),
                 _watch: watch,
             }),
         })
@@ -458,20 +558,29 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
             Ok(b) => b,
             Err(e) => return Err(QueuePutError::Encode(item, e)),
         };
+        let call = r.begin();
+        let mut last_chance = false;
         loop {
             let wait = slice(deadline);
             let req = Request::Put {
                 item: Bytes(bytes.clone()),
                 wait_us: micros(wait),
+                call: call.id(),
             };
-            match r.call(&req, wait) {
+            let unanswered = match r.call(&req, wait) {
                 Call::Reply(Response::Put(true)) => return Ok(()),
-                Call::Reply(Response::Put(false)) | Call::NoReply => {}
+                Call::Reply(Response::Put(false)) => false,
+                Call::NoReply => true,
                 Call::Reply(_) => return Err(QueuePutError::Refused(item)),
                 Call::Gone => return Err(QueuePutError::Gone(item)),
-            }
+            };
+            // After a query with no answer, ask once more even past the deadline (with no
+            // wait): the put may have been made, and then the owner says so.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(QueuePutError::Timeout(item));
+                if !unanswered || last_chance {
+                    return Err(QueuePutError::Timeout(item));
+                }
+                last_chance = true;
             }
         }
     }
@@ -501,23 +610,30 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ClusterQueue<T> {
             }
             Inner::Remote(r) => r,
         };
+        let call = r.begin();
+        let mut last_chance = false;
         loop {
             let wait = slice(deadline);
-            match r.call(
-                &Request::Get {
-                    wait_us: micros(wait),
-                },
-                wait,
-            ) {
+            let req = Request::Get {
+                wait_us: micros(wait),
+                call: call.id(),
+            };
+            let unanswered = match r.call(&req, wait) {
                 Call::Reply(Response::Got(Some(b))) => {
                     return codec::decode(&b.0).map_err(QueueGetError::Decode);
                 }
-                Call::Reply(Response::Got(None)) | Call::NoReply => {}
+                Call::Reply(Response::Got(None)) => false,
+                Call::NoReply => true,
                 Call::Reply(_) => return Err(QueueGetError::Refused),
                 Call::Gone => return Err(QueueGetError::Gone),
-            }
+            };
+            // After a query with no answer, ask once more even past the deadline (with no
+            // wait): an item may have been taken for this call, and the owner hands it over.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(QueueGetError::Timeout);
+                if !unanswered || last_chance {
+                    return Err(QueueGetError::Timeout);
+                }
+                last_chance = true;
             }
         }
     }
@@ -648,15 +764,29 @@ fn next_query(rx: &Receiver<Query>) -> Option<Query> {
 }
 
 fn serve_puts<T: Serialize + DeserializeOwned>(mut q: Queue<T, Serde>, rx: &Receiver<Query>) {
+    let mut done = Done::default();
     while let Some(query) = next_query(rx) {
         let response = match decode_request(&query) {
-            Some(Request::Put { item, wait_us }) => match codec::decode::<T>(&item.0) {
-                Ok(v) => match q.put_timeout(v, Duration::from_micros(wait_us).min(SLICE)) {
-                    Ok(()) => Response::Put(true),
-                    Err(PutError::Timeout(_)) => Response::Put(false),
-                    Err(_) => Response::Bad,
-                },
-                Err(_) => Response::Bad,
+            Some(Request::Put {
+                item,
+                wait_us,
+                call,
+            }) => match done.lookup(call, Instant::now()) {
+                Some(again) => again,
+                None => {
+                    let r = match codec::decode::<T>(&item.0) {
+                        Ok(v) => {
+                            match q.put_timeout(v, Duration::from_micros(wait_us).min(SLICE)) {
+                                Ok(()) => Response::Put(true),
+                                Err(PutError::Timeout(_)) => Response::Put(false),
+                                Err(_) => Response::Bad,
+                            }
+                        }
+                        Err(_) => Response::Bad,
+                    };
+                    done.record(call, &r, Instant::now());
+                    r
+                }
             },
             _ => Response::Bad,
         };
@@ -665,20 +795,81 @@ fn serve_puts<T: Serialize + DeserializeOwned>(mut q: Queue<T, Serde>, rx: &Rece
 }
 
 fn serve_gets<T: Serialize + DeserializeOwned>(mut q: Queue<T, Serde>, rx: &Receiver<Query>) {
+    let mut done = Done::default();
     while let Some(query) = next_query(rx) {
         let response = match decode_request(&query) {
-            Some(Request::Get { wait_us }) => {
-                match q.get_timeout(Duration::from_micros(wait_us).min(SLICE)) {
-                    Ok(v) => match codec::encode(&v) {
-                        Ok(b) => Response::Got(Some(Bytes(b))),
+            Some(Request::Get { wait_us, call }) => match done.lookup(call, Instant::now()) {
+                Some(again) => again,
+                None => {
+                    let r = match q.get_timeout(Duration::from_micros(wait_us).min(SLICE)) {
+                        Ok(v) => match codec::encode(&v) {
+                            Ok(b) => Response::Got(Some(Bytes(b))),
+                            Err(_) => Response::Bad,
+                        },
+                        Err(GetError::Timeout) => Response::Got(None),
                         Err(_) => Response::Bad,
-                    },
-                    Err(GetError::Timeout) => Response::Got(None),
-                    Err(_) => Response::Bad,
+                    };
+                    done.record(call, &r, Instant::now());
+                    r
                 }
-            }
+            },
             _ => Response::Bad,
         };
         reply(&query, &response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(client: u64, seq: u64, done_below: u64) -> CallId {
+        CallId {
+            client,
+            seq,
+            done_below,
+        }
+    }
+
+    fn got(b: u8) -> Response {
+        Response::Got(Some(Bytes(vec![b])))
+    }
+
+    fn is_got(r: Option<Response>, b: u8) -> bool {
+        matches!(r, Some(Response::Got(Some(Bytes(v)))) if v == [b])
+    }
+
+    #[test]
+    fn a_call_asked_again_gets_the_answer_it_had_until_its_handle_says_it_returned() {
+        let now = Instant::now();
+        let mut done = Done::default();
+        assert!(done.lookup(id(1, 0, 0), now).is_none());
+        done.record(id(1, 0, 0), &got(7), now);
+        // Asked again: the same item, not a second one.
+        assert!(is_got(done.lookup(id(1, 0, 0), now), 7));
+        // Another handle's call of the same number is another call.
+        assert!(done.lookup(id(2, 0, 0), now).is_none());
+        // Once the handle says calls below 1 returned, the record goes.
+        assert!(done.lookup(id(1, 1, 1), now).is_none());
+        assert!(done.lookup(id(1, 0, 1), now).is_none());
+    }
+
+    #[test]
+    fn a_wait_that_ran_out_is_not_recorded_and_idle_handles_are_forgotten() {
+        let now = Instant::now();
+        let mut done = Done::default();
+        done.record(id(1, 0, 0), &Response::Got(None), now);
+        done.record(id(1, 1, 0), &Response::Put(false), now);
+        assert!(done.lookup(id(1, 0, 0), now).is_none());
+        assert!(done.lookup(id(1, 1, 0), now).is_none());
+        done.record(id(1, 2, 0), &Response::Put(true), now);
+        assert!(matches!(
+            done.lookup(id(1, 2, 0), now),
+            Some(Response::Put(true))
+        ));
+        // A record by another handle long after forgets the idle one.
+        done.record(id(2, 0, 0), &got(1), now + FORGET_HANDLE_AFTER);
+        assert!(!done.by_handle.contains_key(&1));
+        assert!(done.by_handle.contains_key(&2));
     }
 }

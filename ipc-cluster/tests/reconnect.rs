@@ -140,6 +140,35 @@ fn a_pipe_cut_mid_stream_delivers_every_message_once_in_order() {
 }
 
 #[test]
+fn a_pipe_end_dropped_as_its_connection_is_cut_still_delivers_what_it_sent() {
+    let _w = Watchdog::arm(Duration::from_secs(120), "dropped end across a cut");
+    let (a_node, endpoint) = master_node();
+    let relay = Relay::start(port_of(&endpoint));
+    let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
+    let name = unique("p");
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| cluster_pipe(&b_node, &name, PipeEnd::Second, Duration::from_secs(20)));
+        let a = cluster_pipe(&a_node, &name, PipeEnd::First, Duration::from_secs(20));
+        (a.unwrap(), b.join().unwrap().unwrap())
+    });
+    // The connection fails, the end sends and is dropped at once: what it sent went to the
+    // failing transport, and only the dropped end can send it again.
+    relay.cut();
+    for i in 0..100u32 {
+        a.send(&i).unwrap();
+    }
+    drop(a);
+    for i in 0..100u32 {
+        let got = b.recv_timeout::<u32>(Duration::from_secs(20));
+        assert_eq!(got.unwrap_or_else(|e| panic!("message {i}: {e}")), i);
+    }
+    assert!(matches!(
+        b.recv_timeout::<u32>(Duration::from_secs(20)),
+        Err(ipc_cluster::PipeRecvError::Gone)
+    ));
+}
+
+#[test]
 fn a_map_whose_host_connection_is_cut_finishes_with_every_result() {
     let _w = Watchdog::arm(Duration::from_secs(120), "map across a cut");
     let tag = unique("tag");

@@ -9,7 +9,9 @@
 //! until acknowledged ([`super::reliable`]), so they arrive whole, once, in order, even when
 //! the transport between the two nodes closes and opens again.
 //!
-//! An end that is dropped sends a `Close` frame behind its messages, then withdraws its token.
+//! An end that is dropped sends a `Close` frame behind its messages and stays declared, in the
+//! background, until the other end has acknowledged everything (at most [`LINGER`]): a
+//! connection that fails then still has what it lost sent again. Then it withdraws its token.
 //! zenoh sends declarations ahead of data, so the token's removal may overtake the last
 //! messages; the other end therefore takes `Close` as the end of the stream, and a removal
 //! without `Close` (a killed end, whose connection's closing comes after everything it
@@ -229,9 +231,9 @@ pub struct ClusterConnection {
     /// and `peer_alive` agree with it, whether or not the token's removal has arrived yet.
     ended: AtomicBool,
     peer: Arc<Peer>,
-    _token: LivelinessToken,
-    _inbox: Subscriber<()>,
-    _watch: Subscriber<()>,
+    /// The token, the inbox and the watcher: kept, when the end is dropped, until the other
+    /// end has everything it sent (see `Drop`).
+    declared: Option<(LivelinessToken, Subscriber<()>, Subscriber<()>)>,
 }
 
 impl fmt::Debug for ClusterConnection {
@@ -338,9 +340,7 @@ impl ClusterConnection {
             leaving: Mutex::new(Leaving::No),
             ended: AtomicBool::new(false),
             peer,
-            _token: token,
-            _inbox: inbox,
-            _watch: watch,
+            declared: Some((token, inbox, watch)),
         })
     }
 
@@ -446,11 +446,21 @@ impl ClusterConnection {
     }
 }
 
+/// How long a dropped end stays declared at most, waiting for the other end to acknowledge
+/// what it sent (a dead other end never does).
+const LINGER: Duration = Duration::from_secs(2);
+
 impl Drop for ClusterConnection {
     fn drop(&mut self) {
-        // Behind every message sent, before the token goes (the fields drop after this).
+        // Behind every message sent, before the token goes.
         if let Ok(close) = codec::encode(&FrameOut::Close) {
             let _ = self.out.send(&close);
+        }
+        // The end stays declared (its token, its inbox for the acknowledgements, its watcher
+        // for a reconnection) until the other end has acknowledged everything, so that what a
+        // failing connection lost is still sent again; then the token goes.
+        if let Some(declared) = self.declared.take() {
+            self.out.linger(Box::new(declared), LINGER);
         }
     }
 }

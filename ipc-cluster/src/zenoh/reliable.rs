@@ -20,12 +20,17 @@
 //!   token's withdrawal, and it acknowledges a stream's last frames.
 //!
 //! The probes and re-sends are made by one thread per process (`ipc-cluster-resend`), which
-//! looks at every stream every [`TICK`] while one has frames waiting, and sleeps otherwise.
+//! looks at every stream every [`TICK`] while one has frames waiting, and sleeps otherwise. A
+//! stream whose owner drops it may linger there ([`Outgoing::linger`]) until its last frames are
+//! acknowledged, as a closed TCP socket does.
 //!
 //! Frames (numbers are u64, little-endian): `[0][seq][payload]` data; `[1][next]` acknowledges
 //! every frame below `next`; `[2][barrier]` a probe sent when the next frame would have been
 //! `barrier`; `[3][next][barrier]` its answer. What one side publishes to the other's key is its
-//! data and its answers about the other's data.
+//! data and its answers about the other's data, all with congestion control `Block`: the
+//! acknowledgements and answers are sent by the resend thread, never by zenoh's receiving
+//! threads (a receiving thread that waited on a full queue could hold up the very traffic that
+//! would empty it).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, Weak};
@@ -42,8 +47,10 @@ const ACK: u8 = 1;
 const PROBE: u8 = 2;
 const ANSWER: u8 = 3;
 
-/// The receiver acknowledges once this many frames arrived since its last acknowledgement...
-pub(crate) const ACK_FRAMES: u32 = 32;
+/// The receiver acknowledges once this many frames arrived since its last acknowledgement (each
+/// acknowledgement wakes the resend thread: every 32 frames cost one task per message over
+/// zenoh 10–15 % of its rate, every 128 up to a tenth)...
+pub(crate) const ACK_FRAMES: u32 = 128;
 /// ... or this many bytes.
 pub(crate) const ACK_BYTES: usize = 256 * 1024;
 /// How long frames wait unacknowledged before the sender probes.
@@ -152,13 +159,17 @@ impl Unacked {
 /// not acknowledged.
 pub(crate) struct Outgoing {
     publisher: Publisher<'static>,
-    /// For acknowledgements and answers, which never wait on a full transmission queue.
-    control: Publisher<'static>,
     unacked: Mutex<Unacked>,
     /// The highest acknowledgement heard, and the highest probe answered (set from zenoh's
     /// receiving threads, which must not wait for a sender blocked on a full queue).
     acked: AtomicU64,
     answered: AtomicU64,
+    /// What this side is to tell the peer about the peer's stream, sent by the resend thread
+    /// (zenoh's receiving threads must not wait on a full transmission queue, and a control
+    /// frame must not be dropped for want of room): the acknowledgement and the answer to the
+    /// latest probe, each a highest value so far, plus 1 (0: nothing to send).
+    ack_due: AtomicU64,
+    answer_due: [AtomicU64; 2],
 }
 
 impl Outgoing {
@@ -166,19 +177,16 @@ impl Outgoing {
     /// dropped) and enrols the stream with the resend thread.
     pub(crate) fn declare(session: &zenoh::Session, key: String) -> zenoh::Result<Arc<Self>> {
         let publisher = session
-            .declare_publisher(key.clone())
-            .congestion_control(CongestionControl::Block)
-            .wait()?;
-        let control = session
             .declare_publisher(key)
-            .congestion_control(CongestionControl::Drop)
+            .congestion_control(CongestionControl::Block)
             .wait()?;
         let out = Arc::new(Self {
             publisher,
-            control,
             unacked: Mutex::new(Unacked::default()),
             acked: AtomicU64::new(0),
             answered: AtomicU64::new(0),
+            ack_due: AtomicU64::new(0),
+            answer_due: [AtomicU64::new(0), AtomicU64::new(0)],
         });
         resender().enrol(&out);
         Ok(out)
@@ -215,8 +223,39 @@ impl Outgoing {
         }
     }
 
-    /// The resend thread's look at this stream.
+    /// Probes at once (behind every frame sent), as a stream about to be left does.
+    pub(crate) fn probe_now(&self) {
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        let barrier = unacked.next;
+        unacked.probe = Some((barrier, Instant::now()));
+        let _ = self.publisher.put(number_frame(PROBE, &[barrier])).wait();
+    }
+
+    /// Whether the peer has acknowledged every frame.
+    fn settled(&self) -> bool {
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        // ORDERING: see `send`.
+        unacked.trim(self.acked.load(Ordering::Relaxed));
+        unacked.frames.is_empty()
+    }
+
+    /// Keeps this stream, and `keep` (what must stay declared for it to be sent again and
+    /// acknowledged: its subscribers, its token), until the peer has acknowledged every frame
+    /// or `limit` has passed; then drops `keep`. For an end that is dropped while what it sent
+    /// may still be lost (TCP's linger, for a stream over zenoh).
+    pub(crate) fn linger(self: &Arc<Self>, keep: Box<dyn Send>, limit: Duration) {
+        self.probe_now();
+        let r = resender();
+        let mut lingering = r.lingering.lock().unwrap_or_else(|p| p.into_inner());
+        lingering.push((Arc::clone(self), Instant::now() + limit, keep));
+        drop(lingering);
+        r.wake();
+    }
+
+    /// The resend thread's look at this stream: what to tell the peer, then what to probe or
+    /// send again.
     fn tick(&self, now: Instant) -> bool {
+        self.say();
         let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
         // ORDERING: see `send`.
         let (acked, answered) = (
@@ -254,15 +293,40 @@ impl Outgoing {
     }
 
     /// Says to the peer what this side has of the peer's stream: an acknowledgement due after
-    /// a data frame, or the answer to a probe. Never waits on a full transmission queue (it
-    /// runs in zenoh's receiving thread): what is dropped is said again later.
+    /// a data frame, or the answer to a probe. Hands it to the resend thread and returns (it
+    /// runs in zenoh's receiving thread, which must not wait on a full transmission queue).
     pub(crate) fn reply(&self, frame: &Frame<'_>, ack: Option<u64>) {
-        let bytes = match (frame, ack) {
-            (Frame::Probe { barrier, next }, _) => number_frame(ANSWER, &[*next, *barrier]),
-            (_, Some(next)) => number_frame(ACK, &[next]),
+        // ORDERING: each value is complete in itself (a later, higher one says at least as
+        // much), and the resend thread takes it with a swap; the wake-up below goes through a
+        // mutex. Relaxed suffices.
+        match (frame, ack) {
+            (Frame::Probe { barrier, next }, _) => {
+                self.answer_due[0].fetch_max(next + 1, Ordering::Relaxed);
+                self.answer_due[1].fetch_max(barrier + 1, Ordering::Relaxed);
+            }
+            (_, Some(next)) => {
+                self.ack_due.fetch_max(next + 1, Ordering::Relaxed);
+            }
             _ => return,
-        };
-        let _ = self.control.put(bytes).wait();
+        }
+        resender().wake();
+    }
+
+    /// Sends what `reply` left to say (in the resend thread).
+    fn say(&self) {
+        // ORDERING: see `reply`.
+        let ack = self.ack_due.swap(0, Ordering::Relaxed);
+        if ack > 0 {
+            let _ = self.publisher.put(number_frame(ACK, &[ack - 1])).wait();
+        }
+        let barrier = self.answer_due[1].swap(0, Ordering::Relaxed);
+        let next = self.answer_due[0].swap(0, Ordering::Relaxed);
+        if barrier > 0 && next > 0 {
+            let _ = self
+                .publisher
+                .put(number_frame(ANSWER, &[next - 1, barrier - 1]))
+                .wait();
+        }
     }
 }
 
@@ -339,9 +403,14 @@ impl Incoming {
     }
 }
 
+/// A stream kept after its owner dropped it, what it keeps declared, and until when at most.
+type Lingering = (Arc<Outgoing>, Instant, Box<dyn Send>);
+
 /// The process's resend thread and the streams it looks at.
 struct Resender {
-    streams: Mutex<Vec<Weak<Outgoing>>>,
+    /// The streams, and whether the thread was woken since it last looked.
+    streams: Mutex<(Vec<Weak<Outgoing>>, bool)>,
+    lingering: Mutex<Vec<Lingering>>,
     wake: Condvar,
 }
 
@@ -349,7 +418,8 @@ fn resender() -> &'static Resender {
     static RESENDER: OnceLock<Resender> = OnceLock::new();
     static STARTED: Once = Once::new();
     let r = RESENDER.get_or_init(|| Resender {
-        streams: Mutex::new(Vec::new()),
+        streams: Mutex::new((Vec::new(), false)),
+        lingering: Mutex::new(Vec::new()),
         wake: Condvar::new(),
     });
     STARTED.call_once(|| {
@@ -365,12 +435,14 @@ fn resender() -> &'static Resender {
 impl Resender {
     fn enrol(&self, out: &Arc<Outgoing>) {
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams.retain(|w| w.strong_count() > 0);
-        streams.push(Arc::downgrade(out));
+        streams.0.retain(|w| w.strong_count() > 0);
+        streams.0.push(Arc::downgrade(out));
     }
 
-    /// A stream has frames waiting again.
+    /// A stream has frames waiting again, or something to tell its peer.
     fn wake(&self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.1 = true;
         self.wake.notify_one();
     }
 
@@ -378,21 +450,35 @@ impl Resender {
         let mut busy = false;
         loop {
             let streams: Vec<Arc<Outgoing>> = {
-                let guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-                let guard = if busy {
-                    self.wake.wait_timeout(guard, TICK).map(|(g, _)| g)
-                } else {
-                    // Until a stream has frames waiting (a spurious wake-up only looks again).
-                    self.wake.wait_timeout(guard, PROBE_AFTER).map(|(g, _)| g)
-                };
-                let guard = guard.unwrap_or_else(|p| p.into_inner().0);
-                guard.iter().filter_map(Weak::upgrade).collect()
+                let mut guard = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+                if !guard.1 {
+                    // Until woken, or the next look (a spurious wake-up only looks again).
+                    let wait = if busy { TICK } else { PROBE_AFTER };
+                    guard = self
+                        .wake
+                        .wait_timeout(guard, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+                guard.1 = false;
+                guard.0.iter().filter_map(Weak::upgrade).collect()
             };
             let now = Instant::now();
             busy = false;
             for s in streams {
                 busy |= s.tick(now);
             }
+            // Dropped outside the lock: dropping what a stream kept undeclares it in zenoh.
+            let done: Vec<Lingering> = {
+                let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+                let (done, keep) = lingering
+                    .drain(..)
+                    .partition(|(s, until, _)| now >= *until || s.settled());
+                *lingering = keep;
+                busy |= !lingering.is_empty();
+                done
+            };
+            drop(done);
         }
     }
 }

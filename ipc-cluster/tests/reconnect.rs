@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -212,12 +212,17 @@ fn remote_queue_calls_cut_mid_query_are_each_done_once() {
     let other = Node::builder().connect(relay.endpoint()).open().unwrap();
     let remote = ClusterQueue::<u64>::open(&other, &name, Duration::from_secs(20)).unwrap();
     let n = 1500u64;
-    // Remote puts, owner gets; then owner puts, remote gets; the relay cuts the connection
-    // every 300 calls, while calls are in flight.
+    // Remote puts, owner gets; then (once the owner has every item: both take from the one
+    // queue) owner puts, remote gets; the relay cuts the connection every 300 calls, while
+    // calls are in flight.
     let progress = AtomicU64::new(0);
+    let halfway = Barrier::new(2);
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..2 * n {
+                if i == n {
+                    halfway.wait();
+                }
                 if i < n {
                     remote.put(i).unwrap();
                 } else {
@@ -230,6 +235,9 @@ fn remote_queue_calls_cut_mid_query_are_each_done_once() {
         });
         s.spawn(|| {
             for i in 0..2 * n {
+                if i == n {
+                    halfway.wait();
+                }
                 if i < n {
                     let got = owner.get_timeout(Duration::from_secs(20));
                     assert_eq!(got.unwrap_or_else(|e| panic!("owner get {i}: {e}")), i);

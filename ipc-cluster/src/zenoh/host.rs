@@ -195,31 +195,32 @@ impl ServeOptions {
         // The stream of results to the chosen master, once joined.
         let results: Arc<OnceLock<Arc<Outgoing>>> = Arc::new(OnceLock::new());
         let (c, tx, r) = (Arc::clone(&chosen), end_tx.clone(), Arc::clone(&results));
-        let _masters = liveliness::watch(session, keys::masters(&self.job), move |key, change| {
-            let pool = keys::last(key).to_owned();
-            match change {
-                Change::Present => {
-                    let _ = found_tx.send(pool);
-                }
-                Change::Resumed => {
-                    let ours = c.lock().unwrap_or_else(|p| p.into_inner());
-                    if ours.as_deref() == Some(pool.as_str()) {
-                        // A new transport to the master: what it had not acknowledged may be
-                        // lost.
-                        if let Some(out) = r.get() {
-                            out.resend();
+        let _masters =
+            liveliness::watch_owners(session, keys::masters(&self.job), move |key, change| {
+                let pool = keys::last(key).to_owned();
+                match change {
+                    Change::Present => {
+                        let _ = found_tx.send(pool);
+                    }
+                    Change::Resumed => {
+                        let ours = c.lock().unwrap_or_else(|p| p.into_inner());
+                        if ours.as_deref() == Some(pool.as_str()) {
+                            // A new transport to the master: what it had not acknowledged may be
+                            // lost.
+                            if let Some(out) = r.get() {
+                                out.resend();
+                            }
+                        }
+                    }
+                    Change::Gone { .. } => {
+                        let ours = c.lock().unwrap_or_else(|p| p.into_inner());
+                        if ours.as_deref() == Some(pool.as_str()) {
+                            let _ = tx.send(ServeEnd::MasterGone);
                         }
                     }
                 }
-                Change::Gone { .. } => {
-                    let ours = c.lock().unwrap_or_else(|p| p.into_inner());
-                    if ours.as_deref() == Some(pool.as_str()) {
-                        let _ = tx.send(ServeEnd::MasterGone);
-                    }
-                }
-            }
-        })
-        .map_err(ServeError::Transport)?;
+            })
+            .map_err(ServeError::Transport)?;
         let started = Instant::now();
         let pool_id = found
             .recv_timeout(self.wait_master)

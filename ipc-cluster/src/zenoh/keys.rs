@@ -12,8 +12,9 @@
 //! | `pipe/<name>/<a or b>`                      | a pipe end's liveliness token                 |
 //! | `pipe/<name>/<a or b>/in`                   | what is sent to that end                      |
 //!
-//! `<pool>` is a random id per `ClusterPool`, so a second pool of the same job on the same node
-//! is a different master; `<host>` is the host's zenoh id and a random suffix.
+//! `<pool>` is the master node's zenoh id and a random suffix per `ClusterPool`, so a second pool
+//! of the same job on the same node is a different master; `<host>` is the host's zenoh id and
+//! a random suffix. The zenoh id lets a watcher look whether the token's owner is reachable.
 
 pub(crate) const ROOT: &str = "ipc-cluster";
 

@@ -69,7 +69,8 @@ pub(crate) fn start(
     events: Events,
 ) -> Result<Box<dyn MasterLink>, BuildError> {
     let session = node.session().clone();
-    let pool = format!("{:016x}", ipc_core::random_u128() as u64);
+    // Its node's zenoh id first: the hosts' watcher looks whether the master is reachable.
+    let pool = format!("{}-{:08x}", node.id(), ipc_core::random_u128() as u32);
     let base = keys::master(job, &pool);
     let streams = Arc::new(Hosts {
         session: session.clone(),
@@ -80,7 +81,7 @@ pub(crate) fn start(
     });
 
     let (tx, s) = (Arc::clone(&events), Arc::clone(&streams));
-    let hosts = liveliness::watch(&session, format!("{base}/host/*"), move |key, change| {
+    let hosts = liveliness::watch_owners(&session, format!("{base}/host/*"), move |key, change| {
         let peer: PeerId = keys::last(key).into();
         if change == Change::Resumed {
             // A new transport to the host: what it had not acknowledged may be lost.

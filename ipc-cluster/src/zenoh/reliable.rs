@@ -19,10 +19,10 @@
 //!   does not cover was lost. This also covers a reconnection that zenoh does not report as a
 //!   token's withdrawal, and it acknowledges a stream's last frames.
 //!
-//! The probes and re-sends are made by one thread per process (`ipc-cluster-resend`), which
-//! looks at every stream every [`TICK`] while one has frames waiting, and sleeps otherwise. A
-//! stream whose owner drops it may linger there ([`Outgoing::linger`]) until its last frames are
-//! acknowledged, as a closed TCP socket does.
+//! The acknowledgements, answers, probes and re-sends are sent by one thread per process
+//! (`ipc-cluster-resend`), which looks at every stream every [`TICK`] while one has frames
+//! waiting, and sleeps otherwise. A stream whose owner drops it may linger there
+//! ([`Outgoing::linger`]) until its last frames are acknowledged, as a closed TCP socket does.
 //!
 //! Frames (numbers are u64, little-endian): `[0][seq][payload]` data; `[1][next]` acknowledges
 //! every frame below `next`; `[2][barrier]` a probe sent when the next frame would have been
@@ -173,8 +173,8 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// Declares the publishers on `key` (data with congestion control `Block`: nothing is
-    /// dropped) and enrols the stream with the resend thread.
+    /// Declares the publisher on `key` (congestion control `Block`: nothing is dropped) and
+    /// enrols the stream with the resend thread.
     pub(crate) fn declare(session: &zenoh::Session, key: String) -> zenoh::Result<Arc<Self>> {
         let publisher = session
             .declare_publisher(key)

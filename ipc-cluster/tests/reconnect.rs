@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use common::*;
-use ipc_cluster::{ClusterPool, ClusterQueue, Node, PipeEnd, cluster_pipe};
+use ipc_cluster::{ClusterPool, ClusterQueue, Node};
 use ipc_core::atomic::{AtomicU64, Ordering};
 use ipc_testkit::{Watchdog, assert_no_tagged_processes, eventually, unique};
 
@@ -101,12 +101,8 @@ fn a_pipe_cut_mid_stream_delivers_every_message_once_in_order() {
     let (a_node, endpoint) = master_node();
     let relay = Relay::start(port_of(&endpoint));
     let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
-    let name = unique("p");
-    let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| cluster_pipe(&b_node, &name, PipeEnd::Second, Duration::from_secs(20)));
-        let a = cluster_pipe(&a_node, &name, PipeEnd::First, Duration::from_secs(20));
-        (a.unwrap(), b.join().unwrap().unwrap())
-    });
+    let [a, b] = pipe_between(&a_node, &b_node, &unique("p"), Duration::from_secs(20));
+    let (a, b) = (a.unwrap(), b.unwrap());
     let n = 3000u32;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -145,12 +141,8 @@ fn a_pipe_end_dropped_as_its_connection_is_cut_still_delivers_what_it_sent() {
     let (a_node, endpoint) = master_node();
     let relay = Relay::start(port_of(&endpoint));
     let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
-    let name = unique("p");
-    let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| cluster_pipe(&b_node, &name, PipeEnd::Second, Duration::from_secs(20)));
-        let a = cluster_pipe(&a_node, &name, PipeEnd::First, Duration::from_secs(20));
-        (a.unwrap(), b.join().unwrap().unwrap())
-    });
+    let [a, b] = pipe_between(&a_node, &b_node, &unique("p"), Duration::from_secs(20));
+    let (a, b) = (a.unwrap(), b.unwrap());
     // The connection fails, the end sends and is dropped at once: what it sent went to the
     // failing transport, and only the dropped end can send it again.
     relay.cut();

@@ -10,9 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ipc_cluster::{
-    ClusterPool, Node, NodeError, PipeEnd, PipeOpenError, ServeOptions, TlsFiles, cluster_pipe,
-};
+use ipc_cluster::{ClusterPool, Node, NodeError, PipeOpenError, ServeOptions, TlsFiles};
 use ipc_testkit::{Role, Watchdog, assert_no_tagged_processes, unique};
 
 /// How long a refused peer is given to meet the other end: zenoh retries a refused connection
@@ -117,20 +115,6 @@ fn tls_client(endpoint: &str, files: TlsFiles) -> Node {
         .tls(files)
         .open()
         .expect("a TLS client")
-}
-
-/// Opens a pipe named `name` between `a` and `b`, both ends waiting `wait`.
-fn pipe_between(
-    a: &Node,
-    b: &Node,
-    name: &str,
-    wait: Duration,
-) -> [Result<ipc_cluster::ClusterConnection, PipeOpenError>; 2] {
-    std::thread::scope(|s| {
-        let second = s.spawn(|| cluster_pipe(b, name, PipeEnd::Second, wait));
-        let first = cluster_pipe(a, name, PipeEnd::First, wait);
-        [first, second.join().unwrap()]
-    })
 }
 
 #[test]

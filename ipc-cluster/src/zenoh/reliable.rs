@@ -33,7 +33,7 @@
 //! would empty it).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::primitive::{AtomicU64, Ordering};
@@ -256,7 +256,13 @@ impl Outgoing {
     /// send again.
     fn tick(&self, now: Instant) -> bool {
         self.say();
-        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        // A stream whose sender holds it is sending (maybe waiting on a full queue): look again
+        // at the next tick rather than hold up every other stream of the process behind it.
+        let mut unacked = match self.unacked.try_lock() {
+            Ok(u) => u,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return true,
+        };
         // ORDERING: see `send`.
         let (acked, answered) = (
             self.acked.load(Ordering::Relaxed),

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use ipc_cluster::{Node, ServeOptions};
+use ipc_cluster::{ClusterConnection, Node, PipeEnd, PipeOpenError, ServeOptions, cluster_pipe};
 use ipc_testkit::Role;
 
 /// What a child is asked to do: `key=value;key=value`.
@@ -98,4 +98,19 @@ pub fn host_role() {
     };
     drop(node);
     std::process::exit(code);
+}
+
+/// Opens a pipe named `name` between `a` (its first end) and `b` (its second), both ends
+/// waiting at most `wait`.
+pub fn pipe_between(
+    a: &Node,
+    b: &Node,
+    name: &str,
+    wait: Duration,
+) -> [Result<ClusterConnection, PipeOpenError>; 2] {
+    std::thread::scope(|s| {
+        let second = s.spawn(|| cluster_pipe(b, name, PipeEnd::Second, wait));
+        let first = cluster_pipe(a, name, PipeEnd::First, wait);
+        [first, second.join().unwrap()]
+    })
 }

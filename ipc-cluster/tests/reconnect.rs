@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use common::*;
-use ipc_cluster::{ClusterPool, ClusterQueue, Node};
+use ipc_cluster::{ClusterConnection, ClusterPool, ClusterQueue, Node};
 use ipc_core::atomic::{AtomicU64, Ordering};
 use ipc_testkit::{Watchdog, assert_no_tagged_processes, eventually, unique};
 
@@ -84,6 +84,28 @@ fn port_of(endpoint: &str) -> u16 {
     endpoint.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// A pipe between two nodes joined through a relay: `a` on the listening node, `b` on the one
+/// that connects through the relay.
+struct RelayedPipe {
+    relay: Relay,
+    a: ClusterConnection,
+    b: ClusterConnection,
+    _nodes: (Node, Node),
+}
+
+fn relayed_pipe() -> RelayedPipe {
+    let (a_node, endpoint) = master_node();
+    let relay = Relay::start(port_of(&endpoint));
+    let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
+    let [a, b] = pipe_between(&a_node, &b_node, &unique("p"), Duration::from_secs(20));
+    RelayedPipe {
+        relay,
+        a: a.unwrap(),
+        b: b.unwrap(),
+        _nodes: (a_node, b_node),
+    }
+}
+
 fn square(x: u64) -> u64 {
     std::thread::sleep(Duration::from_micros(200));
     x * x
@@ -98,11 +120,13 @@ fn host_role() {
 #[test]
 fn a_pipe_cut_mid_stream_delivers_every_message_once_in_order() {
     let _w = Watchdog::arm(Duration::from_secs(120), "pipe across a cut");
-    let (a_node, endpoint) = master_node();
-    let relay = Relay::start(port_of(&endpoint));
-    let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
-    let [a, b] = pipe_between(&a_node, &b_node, &unique("p"), Duration::from_secs(20));
-    let (a, b) = (a.unwrap(), b.unwrap());
+    // The nodes bound first, so that they outlive the ends (bindings drop in reverse order).
+    let RelayedPipe {
+        _nodes,
+        relay,
+        a,
+        b,
+    } = relayed_pipe();
     let n = 3000u32;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -138,11 +162,13 @@ fn a_pipe_cut_mid_stream_delivers_every_message_once_in_order() {
 #[test]
 fn a_pipe_end_dropped_as_its_connection_is_cut_still_delivers_what_it_sent() {
     let _w = Watchdog::arm(Duration::from_secs(120), "dropped end across a cut");
-    let (a_node, endpoint) = master_node();
-    let relay = Relay::start(port_of(&endpoint));
-    let b_node = Node::builder().connect(relay.endpoint()).open().unwrap();
-    let [a, b] = pipe_between(&a_node, &b_node, &unique("p"), Duration::from_secs(20));
-    let (a, b) = (a.unwrap(), b.unwrap());
+    // The nodes bound first, so that they outlive the ends (bindings drop in reverse order).
+    let RelayedPipe {
+        _nodes,
+        relay,
+        a,
+        b,
+    } = relayed_pipe();
     // The connection fails, the end sends and is dropped at once: what it sent went to the
     // failing transport, and only the dropped end can send it again.
     relay.cut();

@@ -102,19 +102,26 @@ pub(crate) fn start(
         .callback(move |sample| {
             let peer = keys::last(sample.key_expr().as_str());
             let bytes = sample.payload().to_bytes();
-            let (frame, ack) = (s.incoming.lock().unwrap_or_else(|p| p.into_inner()))
-                .entry(peer.to_owned())
-                .or_default()
-                .accept(&bytes);
-            let out = if let Frame::Data(payload) = frame {
+            let (frame, ack) = {
+                let mut incoming = s.incoming.lock().unwrap_or_else(|p| p.into_inner());
+                match incoming.get_mut(peer) {
+                    Some(i) => i.accept(&bytes),
+                    None => incoming.entry(peer.to_owned()).or_default().accept(&bytes),
+                }
+            };
+            if let Frame::Data(payload) = frame {
                 tx(MasterEvent::Message {
                     peer: peer.into(),
                     bytes: payload.to_vec(),
                 });
+            }
+            // Most results need nothing more; an acknowledgement due, a probe, or what the host
+            // says of our stream goes to (or from) the stream to it.
+            let out = match (&frame, ack) {
+                (Frame::Data(_) | Frame::Skip, None) => None,
                 // A host that sends is there: its acknowledgements need the stream to it.
-                s.outgoing(peer)
-            } else {
-                s.existing(peer)
+                (Frame::Data(_), Some(_)) => s.outgoing(peer),
+                _ => s.existing(peer),
             };
             if let Some(o) = out {
                 o.on_peer(&frame);

@@ -78,7 +78,7 @@ pub const PATHS: &[Path] = &[
             "pipe.pingpong_rtt_busy",
             "unix.pingpong_rtt_busy",
         ],
-        limit: Some("limit.pingpong_rtt"),
+        limit: Some("limit.duplex_rtt"),
     },
     Path {
         label: "stream of u64 messages, one call per message",

@@ -95,9 +95,15 @@ pub const PAIRS: &[Pair] = &[
     },
     Pair {
         ours: "ours.pipe_rtt",
-        limit: "limit.pingpong_rtt",
+        limit: "limit.duplex_rtt",
         what: "Connection round trip of a u64, busy",
         target: Some(Target::AtMost(1.3)),
+    },
+    Pair {
+        ours: "limit.duplex_rtt",
+        limit: "limit.pingpong_rtt",
+        what: "the bare two-line round trip against one line both sides write",
+        target: None,
     },
     Pair {
         ours: "ours.pipe_rtt_sleeping",

@@ -39,6 +39,7 @@ fn our_shm_names() -> BTreeSet<String> {
 
 const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.pingpong_rtt", "ns"),
+    ("limit.duplex_rtt", "ns"),
     ("limit.spsc_u64", "msgs/s"),
     ("limit.mpmc_u64", "msgs/s"),
     ("limit.spsc_u64_batch", "msgs/s"),

@@ -12,7 +12,9 @@
 //! | `0`                                   | Free      | nobody holds it                           |
 //! | `pid << 32 \| start_tag` (bit 63 clear) | Held(x)   | process `x` holds it                      |
 //! | `1 << 63 \| token` (token ≠ 0, 63 bits) | HandOff(t) | its holder serialised its handle; the first deserialiser presenting `t` takes it |
+//! | `1` ([`ORPHANED`], per-record claims only) | Free      | freed from a dead holder: the next claimer first repairs what the holder may have left half done |
 //!
+//! `1` is `pid 0`, which no process has, so it never names a holder.
 //! A pid is below 2^31, so bit 63 of an identity is always clear and the states never overlap.
 //! Per-record claims (pipe ends) also use bit 62, [`WAITING`]: a process that waits for a held
 //! word sets it, and the holder then wakes the waiters when it frees the word (otherwise it pays
@@ -25,6 +27,8 @@
 //! |-------------|-------------|------------------------------------------------------------------|
 //! | Free        | Held(me)    | an opener (CAS)                                                  |
 //! | Held(x)     | Held(me)    | an opener, once the kernel says `x` is dead (CAS from `x`)        |
+//! | Held(x)     | Orphaned    | a waiter for a per-record claim, once the kernel says `x` is dead ([`orphan_dead`]) |
+//! | Orphaned    | Held(me)    | a claimer of a per-record claim, which then repairs (CAS from `1`) |
 //! | Held(me)    | Free        | the holder, when done (CAS from `me`, Release)                    |
 //! | Held(me)    | HandOff(t)  | the holder, when it serialises its handle (CAS); its handle becomes inert |
 //! | HandOff(t)  | Held(me)    | the deserialiser presenting `t` (CAS from exactly `HandOff(t)`)   |
@@ -41,6 +45,9 @@ use crate::primitive::{AtomicU64, Ordering};
 pub(crate) const HANDOFF: u64 = 1 << 63;
 /// The bit a waiter sets in a held per-record claim, asking its holder for a wake-up.
 pub(crate) const WAITING: u64 = 1 << 62;
+/// A per-record claim freed from a dead holder (see the module docs): free, but its next
+/// holder must repair first.
+pub(crate) const ORPHANED: u64 = 1;
 
 /// Who holds a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,7 @@ pub(crate) enum Holder {
 
 /// Decodes a word.
 pub(crate) fn holder(word: u64) -> Holder {
-    if word == 0 {
+    if word == 0 || word == ORPHANED {
         Holder::Free
     } else if word & HANDOFF != 0 {
         Holder::HandOff(word & !HANDOFF)
@@ -174,18 +181,20 @@ pub(crate) fn release_waited(word: &AtomicU64, me: Identity) -> bool {
         .is_ok()
 }
 
-/// Frees `word` if the kernel says its holder is dead; `Err` if the word holds a hand-over
-/// (which a per-record claim never does: the word is corrupted).
-pub(crate) fn clear_dead(word: &AtomicU64, oracle: &impl Oracle) -> Result<(), Taken> {
+/// Marks a per-record claim whose holder the kernel says is dead as [`ORPHANED`] (free, to be
+/// repaired by its next holder); `Err` if the word holds a hand-over (which a per-record claim
+/// never does: the word is corrupted).
+pub(crate) fn orphan_dead(word: &AtomicU64, oracle: &impl Oracle) -> Result<(), Taken> {
     // ORDERING: Acquire, as in `claim`: the dead holder's accesses happen before ours.
     let seen = word.load(Ordering::Acquire);
     match holder(seen) {
         Holder::Free => Ok(()),
         Holder::Held(x) => {
             if oracle.liveness(x) == Liveness::Dead {
-                // ORDERING: AcqRel on success, as in `try_claim_from`; Relaxed on failure (it
-                // moved on by itself).
-                let _ = word.compare_exchange(seen, 0, Ordering::AcqRel, Ordering::Relaxed);
+                // ORDERING: AcqRel on success: Acquire as above, Release so that the next
+                // claimer, whose Acquire CAS takes the word from `ORPHANED`, sees the dead
+                // holder's accesses as done before its own. Relaxed on failure (it moved on).
+                let _ = word.compare_exchange(seen, ORPHANED, Ordering::AcqRel, Ordering::Relaxed);
             }
             Ok(())
         }

@@ -10,7 +10,7 @@ use ipc_core::{ObjectHandle, Placement};
 use crate::error::{CreateError, OpenError};
 
 /// The version of every payload layout of this crate. Bump it with any layout change.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 
 /// Payload alignment.
 pub(crate) const ALIGN: usize = 128;

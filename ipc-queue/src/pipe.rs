@@ -18,21 +18,29 @@
 //!
 //! ## Records and chunks
 //!
-//! Positions `head` (next byte to read) and `tail` (end of the last published byte) count bytes
-//! forever (u64, taken modulo the capacity); both live in shared memory, because the handle that
-//! writes next may be another process's. A message travels as one or more *chunks*, each
-//! published whole by one Release store of `tail`:
+//! Positions `head` (next byte to read) and `tail` (where the next chunk goes) count bytes
+//! forever (u64, multiples of 8, taken modulo the capacity); both live in shared memory, because
+//! the handle that writes next may be another process's. A message travels as one or more
+//! *chunks*; each starts at a multiple of 8 and takes its header, its payload and padding to 8:
 //!
 //! | bytes   | field                                                                   |
 //! |---------|-------------------------------------------------------------------------|
-//! | 0..4    | chunk payload length, u32 LE (at most `capacity - 8`)                   |
-//! | 4..8    | u32 LE: bit 31 `FIRST`; for a first chunk, bits 30..0 hold the message's total length (at most [`MAX_MESSAGE`]); 0 for the chunks that continue it |
-//! | 8..     | the payload                                                             |
+//! | 0..8    | the tag, u64: `position + 1` once the chunk is published (stored last, Release) |
+//! | 8..12   | chunk payload length, u32 LE (at most `capacity - 24`)                  |
+//! | 12..16  | u32 LE: bit 31 `FIRST`; for a first chunk, bits 30..0 hold the message's total length (at most [`MAX_MESSAGE`]); 0 for the chunks that continue it |
+//! | 16..    | the payload, then padding to a multiple of 8                            |
 //!
-//! A message that fits is one chunk (one tail store, as before). A larger one streams: the
-//! sender writes a chunk whenever at least half the ring (or what is left of the message) is
-//! free, so any size works with a receiver freeing space as it reads. `head` only moves past
-//! whole chunks.
+//! A receiver waits on the tag word at `head`, which the sender writes in the same store that
+//! publishes the chunk: one cache line moves from sender to receiver per message, as in a bare
+//! ping-pong. Only senders read `tail` (to know where to write), only the sender whose ring is
+//! full reads `head`. No stale word can pass for a tag: before it publishes a chunk, a sender
+//! zeroes the tag word where the next chunk will start (it keeps those 8 bytes free), so the
+//! word at `tail` is 0 until a chunk is published there, whatever an earlier lap left in it.
+//! A sender stores the tag, then `tail`.
+//!
+//! A message that fits is one chunk (one tag store). A larger one streams: the sender writes a
+//! chunk whenever at least half the ring (or what is left of the message) is free, so any size
+//! works with a receiver freeing space as it reads. `head` only moves past whole chunks.
 //!
 //! ## End claims: one record per claim
 //!
@@ -64,12 +72,19 @@
 //! A send future dropped mid-message frees the send claim with a prefix published, exactly as
 //! a sender killed there: the receiver drops the prefix (see `pipe/asynch.rs`).
 //!
+//! A sender killed between its tag store and its `tail` store leaves a published chunk at
+//! `tail`. Whoever frees a dead holder's claim marks it [`claim::ORPHANED`] instead of free,
+//! and the sender that takes an orphaned send claim first moves `tail` past every chunk
+//! published there, so it never overwrites one (a receive claim needs no repair: the receiver
+//! stores `head` after reading, so the next one reads that chunk again).
+//!
 //! Cost: a send and a receive each pay one CAS to claim and one to free their end (a wake-up only
 //! when someone waits); measured with `ipc-bench`'s `ours.pipe_rtt` (see the README).
 //!
 //! Lengths and positions come from shared memory: a chunk longer than the ring or than its
-//! message, a total above [`MAX_MESSAGE`], a position above 2^62 or a tail behind the head is
-//! `Corrupted`, and a receiver never allocates more than the bytes that actually arrived.
+//! message, a total above [`MAX_MESSAGE`], a position above 2^62 or not a multiple of 8, or a
+//! head past the tail once no sender is at work is `Corrupted`, and a receiver never allocates
+//! more than the bytes that actually arrived.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -102,11 +117,15 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 /// The default bytes of each direction's ring.
 pub const DEFAULT_PIPE_CAPACITY: usize = 1 << 20;
 const KIND: &str = "Pipe";
-/// Bytes of a chunk header.
-const CHUNK_HEADER: usize = 8;
+/// Bytes of a chunk header: the tag word and the length word.
+const CHUNK_HEADER: usize = 16;
+/// Bytes a sender keeps free after each chunk, for the next chunk's zeroed tag word.
+const TAG_BYTES: usize = 8;
+/// Chunks start at multiples of this (their tag words are aligned atomics).
+const CHUNK_ALIGN: u64 = 8;
 /// The flag of a message's first chunk.
 const FIRST: u32 = 1 << 31;
-/// The least ring (so that half of it holds a header and a byte).
+/// The least ring (so that half of it holds a header, a payload word and a tag word).
 const MIN_CAPACITY: usize = layout::ALIGN;
 /// The largest ring (positions and chunk lengths stay far from overflow).
 const MAX_CAPACITY: usize = 1 << 40;
@@ -308,6 +327,60 @@ impl DirPlace {
         table.ever(role) && !table.any_alive(role, 0)
     }
 
+    /// The ring's 8-byte word at position `pos` (a multiple of 8): a chunk's tag or length word.
+    #[inline]
+    fn word(&self, pos: u64) -> &AtomicU64 {
+        debug_assert!(pos % CHUNK_ALIGN == 0);
+        let off = (pos % self.capacity) as usize & !(CHUNK_ALIGN as usize - 1);
+        // SAFETY: `off + 8 <= capacity` (a multiple of 8 below a capacity that is a multiple of
+        // 128), inside the ring, which starts 128-aligned; the ring's bytes are only ever
+        // accessed atomically (these words and the word-wise atomic copies), and live as long
+        // as the segment.
+        unsafe { &*self.data.add(off).cast::<AtomicU64>() }
+    }
+
+    /// Writes a chunk's payload at `pos` (a multiple of 8): whole words as they are, the last
+    /// partial word padded with zeros into one store (the padding belongs to the chunk).
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write), for `src.len()` rounded up to 8 bytes.
+    #[inline]
+    unsafe fn write_payload(&self, pos: u64, src: &[u8]) {
+        let whole = src.len() & !7;
+        if whole > 0 {
+            // SAFETY: the caller's contract.
+            unsafe { self.write(pos, &src[..whole]) };
+        }
+        let rest = &src[whole..];
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // ORDERING: Relaxed, published by the caller's Release tag store.
+            self.word(pos + whole as u64)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        }
+    }
+
+    /// Reads a chunk's payload from `pos` (a multiple of 8), the mirror of
+    /// [`write_payload`](Self::write_payload).
+    ///
+    /// # Safety
+    /// As for [`read`](Self::read).
+    #[inline]
+    unsafe fn read_payload(&self, pos: u64, dst: &mut [u8]) {
+        let whole = dst.len() & !7;
+        if whole > 0 {
+            // SAFETY: the caller's contract.
+            unsafe { self.read(pos, &mut dst[..whole]) };
+        }
+        let rest = dst.len() - whole;
+        if rest > 0 {
+            // ORDERING: Relaxed, ordered after the caller's Acquire tag load.
+            let w = self.word(pos + whole as u64).load(Ordering::Relaxed);
+            dst[whole..].copy_from_slice(&w.to_ne_bytes()[..rest]);
+        }
+    }
+
     /// Copies `src` into the ring at position `pos` (wrapping), with word-wise atomic stores.
     ///
     /// # Safety
@@ -459,8 +532,6 @@ struct Tx {
 struct Rx {
     dir: DirPlace,
     member: Membership,
-    /// A published tail position (at or below the shared tail).
-    tail_cache: u64,
     /// A message this handle began to read and still holds the receive end for (a receive
     /// that timed out, or a receive future dropped, in the middle of it): its total length and
     /// the bytes read so far. The next receive on this handle continues it.
@@ -661,39 +732,52 @@ enum ClaimWait {
 }
 
 /// Claims `end` for `me`, waiting until `deadline`; a holder the kernel says is dead is cleared
-/// after a slice. A waiter marks the held word ([`claim::WAITING`]) after announcing itself on
-/// the claim's signal, so that the holder wakes it when done.
+/// after a slice (to [`claim::ORPHANED`]). A waiter marks the held word ([`claim::WAITING`])
+/// after announcing itself on the claim's signal, so that the holder wakes it when done.
+/// `true`: the claim was orphaned, and a sender must repair the tail before it writes.
 fn claim_end(
     end: &EndClaim,
     me: Identity,
     spin: Duration,
     deadline: Option<Instant>,
-) -> Result<(), ClaimWait> {
+) -> Result<bool, ClaimWait> {
     if claim::try_claim_from(&end.word, 0, me) {
-        return Ok(());
+        return Ok(false);
     }
     let r = signal::block_on(
         &end.free,
         deadline,
         spin,
         || claim_attempt(end, me),
-        || claim::clear_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
+        || claim::orphan_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
     );
     match r {
-        Ok(()) => Ok(()),
+        Ok(orphaned) => Ok(orphaned),
         Err(Blocked::Failed(e)) => Err(e),
         Err(Blocked::Timeout) => Err(ClaimWait::Timeout),
     }
 }
 
-/// One attempt of a waiting claim of `end`: takes it if free, else marks it as waited for.
-fn claim_attempt(end: &EndClaim, me: Identity) -> Attempt<(), ClaimWait> {
+/// Takes `end` for `me` if it is free now (`Some(orphaned)`, see [`claim_end`]), without
+/// waiting.
+fn try_take(end: &EndClaim, me: Identity) -> Option<bool> {
+    if claim::try_claim_from(&end.word, 0, me) {
+        return Some(false);
+    }
+    // ORDERING: Relaxed, only picks what to try; the CAS decides.
+    let seen = end.word.load(Ordering::Relaxed);
+    (seen == claim::ORPHANED && claim::try_claim_from(&end.word, seen, me)).then_some(true)
+}
+
+/// One attempt of a waiting claim of `end`: takes it if free (or orphaned), else marks it as
+/// waited for.
+fn claim_attempt(end: &EndClaim, me: Identity) -> Attempt<bool, ClaimWait> {
     // ORDERING: Relaxed, only picks what to try; the CASes decide.
     let seen = end.word.load(Ordering::Relaxed);
-    if seen == 0 && claim::try_claim_from(&end.word, 0, me) {
-        return Attempt::Ready(Ok(()));
+    if (seen == 0 || seen == claim::ORPHANED) && claim::try_claim_from(&end.word, seen, me) {
+        return Attempt::Ready(Ok(seen == claim::ORPHANED));
     }
-    if seen != 0 {
+    if seen != 0 && seen != claim::ORPHANED {
         claim::mark_waiting(&end.word, seen);
     }
     Attempt::Pending
@@ -714,20 +798,36 @@ enum Wrote {
     Full { tail: u64, want: u64 },
 }
 
-fn chunk_header(len: usize, first: Option<usize>) -> [u8; CHUNK_HEADER] {
-    let mut h = [0u8; CHUNK_HEADER];
+/// The length word of a chunk: its payload length and, for a first chunk, `FIRST` and the
+/// message's total length.
+fn chunk_header(len: usize, first: Option<usize>) -> u64 {
     // `len` and `total` are at most MAX_MESSAGE = 2^30.
-    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
     let word = first.map_or(0, |total| FIRST | total as u32);
-    h[4..].copy_from_slice(&word.to_le_bytes());
-    h
+    u64::from(len as u32) | u64::from(word) << 32
 }
 
-fn parse_header(h: [u8; CHUNK_HEADER]) -> (usize, Option<usize>) {
-    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-    let word = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+fn parse_header(h: u64) -> (usize, Option<usize>) {
+    let len = (h as u32) as usize;
+    let word = (h >> 32) as u32;
     let total = (word & FIRST != 0).then_some((word & !FIRST) as usize);
     (len, total)
+}
+
+/// The tag that says a chunk is published at `pos` (never 0, the zeroed word's value).
+#[inline]
+fn tag_of(pos: u64) -> u64 {
+    pos + 1
+}
+
+/// Ring bytes of a chunk of `len` payload bytes: its header, the payload, padding to 8.
+#[inline]
+fn chunk_bytes(len: usize) -> usize {
+    CHUNK_HEADER + len.next_multiple_of(CHUNK_ALIGN as usize)
+}
+
+/// The largest payload of one chunk in a ring of `capacity` bytes.
+fn max_chunk(capacity: u64) -> u64 {
+    capacity - (CHUNK_HEADER + TAG_BYTES) as u64
 }
 
 impl Tx {
@@ -737,11 +837,75 @@ impl Tx {
         // ORDERING: Acquire, pairs with the Release head stores of receivers: their reads of
         // the bytes they freed happen before we overwrite them.
         let head = st.head.load(Ordering::Acquire);
-        if head > tail || tail - head > self.dir.capacity {
+        if head > tail || tail - head > self.dir.capacity || head % CHUNK_ALIGN != 0 {
             return Err(SendError::Corrupted);
         }
         self.head_cache = head;
         Ok(head)
+    }
+
+    /// The shared tail, validated; the caller holds the send claim.
+    fn load_tail(&self) -> Result<u64, SendError> {
+        // ORDERING: Acquire, pairs with the Release tail stores of the previous sender (of any
+        // process): we continue right after its last chunk (or after our own).
+        let tail = self.dir.state().tail.load(Ordering::Acquire);
+        if tail > MAX_POSITION || tail % CHUNK_ALIGN != 0 {
+            return Err(SendError::Corrupted);
+        }
+        Ok(tail)
+    }
+
+    /// Writes a chunk of `payload` at `tail` and publishes it (its tag); returns where the next
+    /// chunk goes. Does not move the shared tail.
+    ///
+    /// # Safety
+    /// The caller holds the send claim, and `chunk_bytes(payload.len()) + TAG_BYTES` bytes from
+    /// `tail` are free (not published, not being read); `tail` is a multiple of 8.
+    #[inline]
+    unsafe fn publish_chunk(&self, tail: u64, payload: &[u8], first: Option<usize>) -> u64 {
+        let dir = self.dir;
+        // SAFETY: the payload's bytes, padded, are free (the caller's contract) and below the
+        // capacity; `tail + 16` is a multiple of 8.
+        unsafe { dir.write_payload(tail + CHUNK_HEADER as u64, payload) };
+        // ORDERING: Relaxed, published by the Release tag store below.
+        dir.word(tail + TAG_BYTES as u64)
+            .store(chunk_header(payload.len(), first), Ordering::Relaxed);
+        let next = tail + chunk_bytes(payload.len()) as u64;
+        // ORDERING: Relaxed, ordered before the tag store below by its Release: a receiver that
+        // moves on to `next` finds 0 there, never a word an earlier lap left, until the next
+        // chunk is published.
+        dir.word(next).store(0, Ordering::Relaxed);
+        // ORDERING: Release, pairs with the Acquire tag loads of receivers: publishes the
+        // chunk's header, payload and the zeroed tag word after it.
+        dir.word(tail).store(tag_of(tail), Ordering::Release);
+        next
+    }
+
+    /// After taking an orphaned send claim: moves the shared tail past every chunk published
+    /// at it (a sender killed between its tag store and its tail store left it there).
+    fn repair_tail(&mut self) -> Result<(), SendError> {
+        let dir = self.dir;
+        let mut tail = self.load_tail()?;
+        let start = tail;
+        // ORDERING: Acquire, pairs with the dead sender's Release tag store: its chunk's
+        // length word is visible.
+        while dir.word(tail).load(Ordering::Acquire) == tag_of(tail) {
+            // ORDERING: Relaxed, ordered after the Acquire above.
+            let (len, _) = parse_header(dir.word(tail + TAG_BYTES as u64).load(Ordering::Relaxed));
+            if len as u64 > max_chunk(dir.capacity) {
+                return Err(SendError::Corrupted);
+            }
+            tail += chunk_bytes(len) as u64;
+            let head = self.refresh_head(start)?;
+            if tail - head > dir.capacity - TAG_BYTES as u64 {
+                return Err(SendError::Corrupted);
+            }
+        }
+        if tail != start {
+            // ORDERING: Release, as every tail store (for the next sender's Acquire).
+            dir.state().tail.store(tail, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Publishes as many chunks of `data[*sent..]` as the free space allows; the caller holds
@@ -751,19 +915,14 @@ impl Tx {
         let dir = self.dir;
         let st = dir.state();
         let cap = dir.capacity;
-        // ORDERING: Acquire, pairs with the Release tail stores of the previous sender (of any
-        // process): we continue right after its last chunk (or after our own).
-        let mut tail = st.tail.load(Ordering::Acquire);
-        if tail > MAX_POSITION {
-            return Err(SendError::Corrupted);
-        }
+        let mut tail = self.load_tail()?;
         if self.head_cache > tail || tail - self.head_cache > cap {
             self.refresh_head(tail)?;
         }
         let half = (cap / 2) as usize;
         loop {
             let remaining = data.len() - *sent;
-            let want = (remaining + CHUNK_HEADER).min(half) as u64;
+            let want = (chunk_bytes(remaining) + TAG_BYTES).min(half) as u64;
             let mut free = cap - (tail - self.head_cache);
             if free < want {
                 free = cap - (tail - self.refresh_head(tail)?);
@@ -771,17 +930,16 @@ impl Tx {
             if free < want {
                 return Ok(Wrote::Full { tail, want });
             }
-            let n = remaining.min(free as usize - CHUNK_HEADER);
-            let header = chunk_header(n, (*sent == 0).then_some(data.len()));
-            // SAFETY: we hold the send claim, and `8 + n <= free` bytes from `tail` are free:
-            // no receiver reads them before our tail store; `8 + n <= capacity`.
-            unsafe {
-                dir.write(tail, &header);
-                dir.write(tail + CHUNK_HEADER as u64, &data[*sent..*sent + n]);
-            }
-            tail += (CHUNK_HEADER + n) as u64;
-            // ORDERING: Release, pairs with the Acquire tail loads of receivers: publishes the
-            // chunk's bytes.
+            // `free >= want >= 32`; the chunk, padded, and the next tag word fit in `free`.
+            let room = (free as usize - CHUNK_HEADER - TAG_BYTES) & !(CHUNK_ALIGN as usize - 1);
+            let n = remaining.min(room);
+            let first = (*sent == 0).then_some(data.len());
+            // SAFETY: we hold the send claim, `chunk_bytes(n) + 8 <= free` bytes from `tail`
+            // are free (no receiver reads them before the tag store), and `tail` is a multiple
+            // of 8 (checked by `load_tail`, kept by `chunk_bytes`).
+            tail = unsafe { self.publish_chunk(tail, &data[*sent..*sent + n], first) };
+            // ORDERING: Release, pairs with the Acquire tail load of the next sender (the
+            // claim's Release and Acquire order it too; this also covers a repair).
             st.tail.store(tail, Ordering::Release);
             st.items.notify();
             *sent += n;
@@ -899,25 +1057,34 @@ enum ChunkWait {
 }
 
 impl Rx {
-    /// Bytes published from `head` (refreshing the cached tail when fewer than a header).
-    /// `head` is at most `MAX_POSITION` (checked where it was loaded).
-    fn available(&mut self, head: u64) -> Result<u64, RecvError> {
-        if self.tail_cache >= head + CHUNK_HEADER as u64 {
-            return Ok(self.tail_cache - head);
-        }
-        // ORDERING: Acquire, pairs with the Release tail stores of senders: the chunks' bytes
-        // are visible before we read them.
-        let tail = self.dir.state().tail.load(Ordering::Acquire);
-        if tail < head || tail - head > self.dir.capacity {
-            return Err(RecvError::Corrupted);
-        }
-        self.tail_cache = tail;
-        Ok(tail - head)
+    /// Whether a chunk is published at `head` (its tag is there).
+    #[inline]
+    fn published(&self, head: u64) -> bool {
+        // ORDERING: Acquire, pairs with the sender's Release tag store: the chunk's header and
+        // payload are visible before we read them.
+        self.dir.word(head).load(Ordering::Acquire) == tag_of(head)
     }
 
-    /// Waits until a chunk header is published at `head`. While a message is being read
-    /// (`reading`), a sender that has gone without finishing it gives `Abandoned`; otherwise
-    /// every sender gone gives `Disconnected`.
+    /// After a slice with nothing published at `head`: `Corrupted` if `head` is past the tail
+    /// while no sender is at work (the last sender stored the tail before it freed its claim).
+    fn check_position(&self, head: u64) -> Result<(), ChunkWait> {
+        let st = self.dir.state();
+        // ORDERING: Acquire, pairs with the Release of `release_end`: a free claim's last
+        // holder's tail store is visible to the load below.
+        // (An orphaned claim is no such word: its dead holder may have stopped between its tag
+        // store and its tail store.)
+        let free = st.send.word.load(Ordering::Acquire) == 0;
+        // ORDERING: Acquire, as every tail load.
+        let tail = st.tail.load(Ordering::Acquire);
+        if free && (head > tail || tail - head > self.dir.capacity) {
+            return Err(ChunkWait::Corrupted);
+        }
+        Ok(())
+    }
+
+    /// Waits until a chunk is published at `head`. While a message is being read (`reading`),
+    /// a sender that has gone without finishing it gives `Abandoned`; otherwise every sender
+    /// gone gives `Disconnected`.
     fn wait_chunk(
         &mut self,
         head: u64,
@@ -925,10 +1092,8 @@ impl Rx {
         spin: Duration,
         deadline: Option<Instant>,
     ) -> Result<(), ChunkWait> {
-        match self.available(head) {
-            Ok(n) if n >= CHUNK_HEADER as u64 => return Ok(()),
-            Ok(_) => {}
-            Err(_) => return Err(ChunkWait::Corrupted),
+        if self.published(head) {
+            return Ok(());
         }
         let dir = self.dir;
         let st = dir.state();
@@ -937,17 +1102,22 @@ impl Rx {
             &st.items,
             deadline,
             spin,
-            || match self.available(head) {
-                Ok(n) if n >= CHUNK_HEADER as u64 => Attempt::Ready(Ok(())),
-                Ok(_) if gone.get() && reading => Attempt::Ready(Err(ChunkWait::Abandoned)),
-                Ok(_) if gone.get() => Attempt::Ready(Err(ChunkWait::Disconnected)),
-                Ok(_) => Attempt::Pending,
-                Err(_) => Attempt::Ready(Err(ChunkWait::Corrupted)),
+            || {
+                if self.published(head) {
+                    Attempt::Ready(Ok(()))
+                } else if gone.get() && reading {
+                    Attempt::Ready(Err(ChunkWait::Abandoned))
+                } else if gone.get() {
+                    Attempt::Ready(Err(ChunkWait::Disconnected))
+                } else {
+                    Attempt::Pending
+                }
             },
             || {
                 // A slice passed with nothing new. Decide, for the next attempt (which looks at
-                // the tail again after this, so that a chunk published before the sender let go
+                // the tag again after this, so that a chunk published before the sender let go
                 // is still seen: the Acquire below pairs with the Release of `release_end`).
+                self.check_position(head)?;
                 if reading {
                     gone.set(claim::gone(&st.send.word, &Kernel));
                 } else {
@@ -965,8 +1135,9 @@ impl Rx {
     }
 
     /// Moves the shared head past a consumed chunk and frees its bytes for senders.
-    fn advance(&mut self, head: &mut u64, chunk: usize) {
-        *head += chunk as u64;
+    #[inline]
+    fn advance(&mut self, head: &mut u64, len: usize) {
+        *head += chunk_bytes(len) as u64;
         let st = self.dir.state();
         // ORDERING: Release, pairs with the Acquire head loads of senders (our reads of the
         // chunk happen before they overwrite it) and of the next receiver.
@@ -974,16 +1145,17 @@ impl Rx {
         st.space.notify();
     }
 
-    /// Reads the chunk header at `head` and checks it against what is published.
-    fn header_at(&mut self, head: u64) -> Result<(usize, Option<usize>), RecvError> {
-        let mut h = [0u8; CHUNK_HEADER];
-        // SAFETY: a header's 8 bytes are published at `head` (checked by the caller);
-        // 8 <= capacity.
-        unsafe { self.dir.read(head, &mut h) };
-        let (len, total) = parse_header(h);
-        let avail = self.available(head)?;
-        if len as u64 > self.dir.capacity - CHUNK_HEADER as u64
-            || avail < (CHUNK_HEADER + len) as u64
+    /// Reads the header of the chunk published at `head` (the caller saw its tag) and checks
+    /// it: its payload length and, for a first chunk, the message's total.
+    #[inline]
+    fn header_at(&self, head: u64) -> Result<(usize, Option<usize>), RecvError> {
+        // ORDERING: Relaxed, ordered after the Acquire tag load of `published`.
+        let word = self
+            .dir
+            .word(head + TAG_BYTES as u64)
+            .load(Ordering::Relaxed);
+        let (len, total) = parse_header(word);
+        if len as u64 > max_chunk(self.dir.capacity)
             || total.is_some_and(|t| t > MAX_MESSAGE || len > t)
         {
             return Err(RecvError::Corrupted);
@@ -995,12 +1167,12 @@ impl Rx {
     /// died or timed out); `true` once a first chunk is at the head.
     fn skip_leftovers(&mut self, head: &mut u64) -> Result<bool, RecvError> {
         loop {
-            if self.available(*head)? < CHUNK_HEADER as u64 {
+            if !self.published(*head) {
                 return Ok(false);
             }
             match self.header_at(*head)? {
                 (_, Some(_)) => return Ok(true),
-                (len, None) => self.advance(head, CHUNK_HEADER + len),
+                (len, None) => self.advance(head, len),
             }
         }
     }
@@ -1010,11 +1182,8 @@ impl Rx {
         // ORDERING: Acquire, pairs with the Release head stores of the previous receiver: we
         // continue where it stopped.
         let head = self.dir.state().head.load(Ordering::Acquire);
-        if head > MAX_POSITION {
+        if head > MAX_POSITION || head % CHUNK_ALIGN != 0 {
             return Err(RecvError::Corrupted);
-        }
-        if self.tail_cache < head {
-            self.tail_cache = head;
         }
         Ok(head)
     }
@@ -1030,7 +1199,7 @@ impl Rx {
     ) -> Result<Option<usize>, RecvError> {
         let dir = self.dir;
         loop {
-            if self.available(*head)? < CHUNK_HEADER as u64 {
+            if !self.published(*head) {
                 return Ok(None);
             }
             let (len, first) = self.header_at(*head)?;
@@ -1050,7 +1219,7 @@ impl Rx {
                 }
                 (None, None) => {
                     // The rest of a message nobody is reading.
-                    self.advance(head, CHUNK_HEADER + len);
+                    self.advance(head, len);
                     continue;
                 }
                 (None, Some((total, got))) => {
@@ -1061,10 +1230,10 @@ impl Rx {
                 }
             };
             let room = sink.room(got, len);
-            // SAFETY: the chunk's `len` bytes after its header are published (`header_at`
-            // checked them against the tail) and `len <= capacity - 8`.
-            unsafe { dir.read(*head + CHUNK_HEADER as u64, &mut room[..len]) };
-            self.advance(head, CHUNK_HEADER + len);
+            // SAFETY: the chunk's `len` bytes after its header are published (its tag was
+            // loaded with Acquire) and `len <= capacity - 24` (checked by `header_at`).
+            unsafe { dir.read_payload(*head + CHUNK_HEADER as u64, &mut room[..len]) };
+            self.advance(head, len);
             let Some((total, _)) = *current else {
                 return Err(RecvError::Corrupted);
             };
@@ -1141,7 +1310,6 @@ impl Connection {
             Some(Rx {
                 dir,
                 member,
-                tail_cache: 0,
                 partial: None,
             })
         } else {
@@ -1315,11 +1483,12 @@ impl Connection {
             .identity(&dir.table())
             .map_err(|_| SendError::NotAttached)?;
         let end = &dir.state().send;
-        claim_end(end, me, spin, deadline).map_err(|e| match e {
+        let orphaned = claim_end(end, me, spin, deadline).map_err(|e| match e {
             ClaimWait::Timeout => SendError::Timeout,
             ClaimWait::Corrupted => SendError::Corrupted,
         })?;
-        let r = tx.write_message(data, spin, deadline);
+        let r = if orphaned { tx.repair_tail() } else { Ok(()) };
+        let r = r.and_then(|()| tx.write_message(data, spin, deadline));
         release_end(end, me);
         r
     }
@@ -1374,10 +1543,13 @@ impl Connection {
                 sink.room(0, bytes.len()).copy_from_slice(&bytes);
                 current = Some((total, bytes.len()));
             }
-            None => claim_end(end, me, spin, deadline).map_err(|e| match e {
-                ClaimWait::Timeout => RecvError::Timeout,
-                ClaimWait::Corrupted => RecvError::Corrupted,
-            })?,
+            None => {
+                // An orphaned receive claim needs no repair (see the module docs).
+                claim_end(end, me, spin, deadline).map_err(|e| match e {
+                    ClaimWait::Timeout => RecvError::Timeout,
+                    ClaimWait::Corrupted => RecvError::Corrupted,
+                })?;
+            }
         }
         let r = rx.read_message(sink, &mut current, spin, deadline);
         match (&r, current) {
@@ -1400,28 +1572,18 @@ impl Connection {
             .identity(&dir.table())
             .map_err(|_| RecvError::NotAttached)?;
         let st = dir.state();
-        // ORDERING: Acquire, pairs with the Release head stores of receivers.
-        let head = st.head.load(Ordering::Acquire);
-        if head > MAX_POSITION {
-            return Err(RecvError::Corrupted);
-        }
-        if rx.tail_cache < head {
-            rx.tail_cache = head;
-        }
-        if !claim::try_claim_from(&st.recv.word, 0, me) {
+        if try_take(&st.recv, me).is_none() {
             // Another receiver is at it: say what is published.
-            return Ok(rx.available(head)? >= CHUNK_HEADER as u64);
-        }
-        // ORDERING: Acquire, as above, now that we hold the receive end.
-        let mut head = st.head.load(Ordering::Acquire);
-        let r = if head > MAX_POSITION {
-            Err(RecvError::Corrupted)
-        } else {
-            if rx.tail_cache < head {
-                rx.tail_cache = head;
+            // ORDERING: Acquire, pairs with the Release head stores of receivers.
+            let head = st.head.load(Ordering::Acquire);
+            if head > MAX_POSITION || head % CHUNK_ALIGN != 0 {
+                return Err(RecvError::Corrupted);
             }
-            rx.skip_leftovers(&mut head)
-        };
+            return Ok(rx.published(head));
+        }
+        let r = rx
+            .load_head()
+            .and_then(|mut head| rx.skip_leftovers(&mut head));
         release_end(&st.recv, me);
         r
     }
@@ -1507,5 +1669,83 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let handle = ConnectionHandle::deserialize(d)?;
         Self::open(&handle).map_err(ipc_core::codec::de_error)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn small_pipe() -> (Connection, Connection) {
+        pipe_with_capacity(&Placement::Anonymous, 256, true).unwrap()
+    }
+
+    /// The absolute position where the next chunk of `conn`'s sending direction goes.
+    fn tail_of(conn: &Connection) -> u64 {
+        conn.tx.as_ref().unwrap().load_tail().unwrap()
+    }
+
+    /// A sender killed between its tag store and its tail store left a chunk published past
+    /// the tail, and whoever cleared its claim marked it orphaned: the next sender repairs the
+    /// tail first, so the chunk is delivered and not overwritten.
+    #[test]
+    fn a_chunk_a_dead_sender_published_past_the_tail_is_delivered_not_overwritten() {
+        let (mut a, mut b) = small_pipe();
+        a.send_bytes(b"one").unwrap();
+        let tx = a.tx.as_ref().unwrap();
+        let tail = tail_of(&a);
+        // SAFETY: nobody else sends on this pipe, and the ring has room after "one".
+        unsafe { tx.publish_chunk(tail, b"two", Some(3)) };
+        // ORDERING: Relaxed, this thread reads it back (what `claim::orphan_dead` leaves).
+        tx.dir
+            .state()
+            .send
+            .word
+            .store(claim::ORPHANED, Ordering::Relaxed);
+        assert_eq!(
+            tail_of(&a),
+            tail,
+            "the dead sender's chunk is past the tail"
+        );
+        a.send_bytes(b"three").unwrap();
+        for want in [&b"one"[..], b"two", b"three"] {
+            assert_eq!(b.recv_bytes_timeout(Duration::from_secs(10)).unwrap(), want);
+        }
+        assert!(!b.poll().unwrap());
+    }
+
+    /// Payload words of one lap hold exactly the tags that chunks of the next lap will carry
+    /// at the same offsets; a receiver that has caught up must still find nothing published.
+    #[test]
+    fn no_word_an_earlier_lap_left_passes_for_a_tag() {
+        let (mut a, mut b) = small_pipe();
+        let cap = a.tx.as_ref().unwrap().dir.capacity;
+        for i in 0..200usize {
+            let tail = tail_of(&a);
+            let words = 1 + i % 7;
+            let payload: Vec<u8> = (0..words as u64)
+                .flat_map(|j| {
+                    let pos = tail + CHUNK_HEADER as u64 + 8 * j;
+                    tag_of(pos + cap).to_le_bytes()
+                })
+                .collect();
+            a.send_bytes(&payload).unwrap();
+            assert_eq!(b.recv_bytes().unwrap(), payload, "message {i}");
+            assert!(
+                !b.poll().unwrap(),
+                "a stale word read as a chunk after message {i}"
+            );
+        }
+    }
+
+    /// A chunk's header and payload wrap around the end of the ring at every offset.
+    #[test]
+    fn chunks_wrap_at_every_offset() {
+        let (mut a, mut b) = small_pipe();
+        for i in 0..400usize {
+            let msg: Vec<u8> = (0..i % 61).map(|k| (k + i) as u8).collect();
+            a.send_bytes(&msg).unwrap();
+            assert_eq!(b.recv_bytes().unwrap(), msg, "message {i}");
+        }
     }
 }

@@ -288,7 +288,9 @@ pub(crate) fn block_on<R, E>(
         return r.map_err(Blocked::Failed);
     }
     if !spin.is_zero() {
-        let spin_end = Instant::now() + spin;
+        // The clock is read first after 64 attempts: a wait that ends sooner (a busy peer's
+        // answer) pays no clock read.
+        let mut spin_end = None;
         let mut i = 0u32;
         loop {
             std::hint::spin_loop();
@@ -296,8 +298,11 @@ pub(crate) fn block_on<R, E>(
                 return r.map_err(Blocked::Failed);
             }
             i = i.wrapping_add(1);
-            if i % 64 == 0 && Instant::now() >= spin_end {
-                break;
+            if i % 64 == 0 {
+                let now = Instant::now();
+                if now >= *spin_end.get_or_insert(now + spin) {
+                    break;
+                }
             }
         }
     }

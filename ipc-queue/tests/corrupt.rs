@@ -135,10 +135,13 @@ proptest! {
         let (mut a, mut b) = pipe_with_capacity(&ipc_core::Placement::Anonymous, 256, true).unwrap();
         let mut used = 0;
         for n in &sent {
-            // Only what fits without waiting: the reader does not read until after the edits.
-            if used + *n + 8 <= 256 {
+            // Only what fits without waiting: the reader does not read until after the edits (a
+            // chunk takes a 16-byte header and its payload padded to 8, and the sender keeps 8
+            // bytes free after it).
+            let chunk = 16 + n.next_multiple_of(8);
+            if used + chunk + 8 <= 256 {
                 a.send_bytes(&vec![0xab; *n]).unwrap();
-                used += *n + 8;
+                used += chunk;
             }
         }
         apply(b.handle().segment(), &e);

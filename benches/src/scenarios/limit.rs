@@ -5,6 +5,13 @@
 //! measures exactly the blocking). They busy-spin, so on a machine with fewer free cores than
 //! two they measure the scheduler instead; `ipc-bench` prints the core count with the figures.
 //!
+//! Two round trips: `limit.pingpong_rtt` bounces one `u64` on one cache line that both sides
+//! write, so the line migrates with the message (one transfer per hop); `limit.duplex_rtt` gives
+//! each direction its own line, as any channel that both ends may write at once must (a
+//! `Connection`, two eventfds), so each hop invalidates the line the other side spins on and
+//! then misses on it. The first is faster than any duplex channel can be; `ipc-bench` pairs the
+//! two to show what the second line costs.
+//!
 //! Two SPSC rings, so that each of our paths is compared with the limit of its own kind:
 //! `limit.spsc_u64` publishes its index after every message (what one `push` per message must
 //! do), `limit.spsc_u64_batch` once per batch of 256 (what `push_slice` can do). Likewise two 1
@@ -33,6 +40,7 @@ use crate::shm::{LINE, SharedBlock};
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::new("limit.pingpong_rtt", Unit::Ns, pingpong_rtt),
+        Scenario::new("limit.duplex_rtt", Unit::Ns, duplex_rtt),
         Scenario::new("limit.spsc_u64", Unit::MsgsPerSec, |cfg| spsc(cfg, 1)),
         Scenario::new("limit.spsc_u64_batch", Unit::MsgsPerSec, |cfg| {
             spsc(cfg, BATCH)
@@ -91,6 +99,55 @@ fn pingpong_rtt(cfg: &Config) -> Repeat {
     let block = SharedBlock::new(LINE)?;
     let ball = block.u64_at(0)?;
     Ok(round_trips(Peer::Process, cfg.budget(), &mut Serve(ball), || Ok(Serve(ball)))?.into())
+}
+
+/// `limit.duplex_rtt`: one `u64` per direction, each on its own cache line; the parent writes
+/// `i` on its line, the child answers `i` on the other. Both busy-spin.
+fn duplex_rtt(cfg: &Config) -> Repeat {
+    const STOP: u64 = u64::MAX;
+    /// The parent's line (requests) and the child's (answers).
+    struct Lines<'a> {
+        ask: &'a SharedU64,
+        answer: &'a SharedU64,
+    }
+    impl RoundTrip for Lines<'_> {
+        fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+            // ORDERING: Release, pairs with the child's Acquire load.
+            self.ask.store(i + 1, Ordering::Release);
+            // ORDERING: Acquire, pairs with the child's Release store of the answer.
+            spin_until(deadline(), "the answer", || {
+                self.answer.load(Ordering::Acquire) == i + 1
+            })
+        }
+        fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+            // ORDERING: Release, pairs with the child's Acquire load.
+            self.ask.store(STOP, Ordering::Release);
+            Ok(())
+        }
+    }
+    impl Echo for Lines<'_> {
+        fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+            let mut seen = 0;
+            spin_until(deadline(), "the request", || {
+                // ORDERING: Acquire, pairs with the parent's Release store of the request.
+                seen = self.ask.load(Ordering::Acquire);
+                seen != i
+            })?;
+            if seen == STOP {
+                return Ok(false);
+            }
+            ensure!(seen == i + 1, "got {seen}, expected {}", i + 1);
+            // ORDERING: Release, pairs with the parent's Acquire load of the answer.
+            self.answer.store(seen, Ordering::Release);
+            Ok(true)
+        }
+    }
+    let block = SharedBlock::new(2 * LINE)?;
+    let (ask, answer) = (block.u64_at(0)?, block.u64_at(LINE)?);
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut Lines { ask, answer }, || {
+        Ok(Lines { ask, answer })
+    })?
+    .into())
 }
 
 /// A minimal single-producer single-consumer ring of `u64` slots: each side caches the other's

@@ -41,17 +41,17 @@ fn poll_claim(
     deadline: Option<Instant>,
     spin: Duration,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), ClaimWait>> {
+) -> Poll<Result<bool, ClaimWait>> {
     wait.poll(
         &end.free,
         deadline,
         spin,
         cx,
         || claim_attempt(end, me),
-        || claim::clear_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
+        || claim::orphan_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
     )
     .map(|r| match r {
-        Ok(()) => Ok(()),
+        Ok(orphaned) => Ok(orphaned),
         Err(Blocked::Failed(e)) => Err(e),
         Err(Blocked::Timeout) => Err(ClaimWait::Timeout),
     })
@@ -122,11 +122,17 @@ impl<'a, 'b> Sending<'a, 'b> {
                 cx
             ));
             match claimed {
-                Ok(()) => {
+                Ok(orphaned) => {
                     self.held = Some(me);
                     // Many senders queued for the end: check the receivers at the first wait
                     // for room rather than after a slice more each (see `Receiving`).
                     self.check_now = since.elapsed() >= SLICE;
+                    if orphaned {
+                        if let Err(e) = tx.repair_tail() {
+                            self.release();
+                            return Poll::Ready(Err(e));
+                        }
+                    }
                 }
                 Err(ClaimWait::Timeout) => return Poll::Ready(Err(SendError::Timeout)),
                 Err(ClaimWait::Corrupted) => return Poll::Ready(Err(SendError::Corrupted)),
@@ -277,7 +283,8 @@ impl<'a> Receiving<'a> {
                     cx
                 ));
                 match claimed {
-                    Ok(()) => {}
+                    // An orphaned receive claim needs no repair (see `pipe.rs`).
+                    Ok(_) => {}
                     Err(ClaimWait::Timeout) => return Poll::Ready(Err(RecvError::Timeout)),
                     Err(ClaimWait::Corrupted) => return Poll::Ready(Err(RecvError::Corrupted)),
                 }
@@ -311,16 +318,21 @@ impl<'a> Receiving<'a> {
                 self.deadline,
                 spin,
                 cx,
-                || match rx.available(head) {
-                    Ok(n) if n >= super::CHUNK_HEADER as u64 => Attempt::Ready(Ok(())),
-                    Ok(_) if gone.get() && reading => Attempt::Ready(Err(ChunkWait::Abandoned)),
-                    Ok(_) if gone.get() => Attempt::Ready(Err(ChunkWait::Disconnected)),
-                    Ok(_) => Attempt::Pending,
-                    Err(_) => Attempt::Ready(Err(ChunkWait::Corrupted)),
+                || {
+                    if rx.published(head) {
+                        Attempt::Ready(Ok(()))
+                    } else if gone.get() && reading {
+                        Attempt::Ready(Err(ChunkWait::Abandoned))
+                    } else if gone.get() {
+                        Attempt::Ready(Err(ChunkWait::Disconnected))
+                    } else {
+                        Attempt::Pending
+                    }
                 },
                 || {
                     // A slice passed with nothing new: decide for the next attempt, which looks
-                    // at the tail again after this (see `wait_chunk`).
+                    // at the tag again after this (see `wait_chunk`).
+                    rx.check_position(head)?;
                     if reading {
                         gone.set(claim::gone(&st.send.word, &Kernel));
                     } else {

@@ -38,6 +38,7 @@
 //! every length, and skips anything that is not a valid name: the table is shared memory and is
 //! treated as untrusted.
 
+use crate::raw::os::ForkLocal;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -45,7 +46,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -139,7 +139,8 @@ impl Conn {
     }
 }
 
-static CONN: Mutex<Option<Conn>> = Mutex::new(None);
+/// This process's connection to its tracker; a fork child starts with none (see [`ForkLocal`]).
+static CONN: ForkLocal<Option<Conn>> = ForkLocal::new(|| None);
 
 fn start() -> Conn {
     let table = platform::memfd_create("ipc-tracker", (SLOTS * SLOT) as u64)
@@ -216,10 +217,7 @@ fn launch(table: Option<Table>, long_names: std::collections::HashSet<String>) -
 }
 
 fn with_conn(f: impl FnOnce(&mut Conn)) {
-    let mut guard = match CONN.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut guard = CONN.lock();
     let pid = platform::getpid();
     if guard.as_ref().is_none_or(|c| c.owner_pid != pid) {
         // A forked child inherits its parent's connection and table: leave those to the parent
@@ -376,12 +374,9 @@ pub(crate) fn run() -> ! {
 /// its tracker, so that the parent's tracker still sees end-of-file when the parent dies, however
 /// long this child lives. The child starts its own tracker if it creates named segments.
 pub(crate) fn forget_inherited() {
-    if let Ok(mut guard) = CONN.try_lock() {
-        if guard
-            .as_ref()
-            .is_some_and(|c| c.owner_pid != platform::getpid())
-        {
-            *guard = None;
-        }
+    // A parent thread that held it at the fork leaves it open here: the parent's tracker then
+    // sees end-of-file once this child has ended too.
+    if let Some(mut guard) = CONN.try_lock_inherited() {
+        *guard = None;
     }
 }

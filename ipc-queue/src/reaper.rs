@@ -26,17 +26,17 @@
 //! drain it, and the spill names of those messages stay (see the README's known limits).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use ipc_core::raw::os::ForkLocal;
 
 use crate::raw_queue::RawQueue;
 
 /// How often the reaper looks at the queues it watches.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
+#[derive(Default)]
 struct Reaper {
-    /// The fork generation the state belongs to: a fork child starts afresh (it has no thread).
-    generation: u64,
     /// The queues watched, by id: a role-less handle of each.
     watched: HashMap<u128, RawQueue>,
     /// Whether the thread runs.
@@ -45,23 +45,14 @@ struct Reaper {
     live: HashMap<u128, usize>,
 }
 
-static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+/// The reaper's state. A fork child starts afresh: it has no reaper thread, its parent's
+/// thread may have held the lock at the fork (a plain `Mutex` would then stay locked in the
+/// child for ever), and its copies of the watched handles act in its parent's name, so they
+/// are left as they are.
+static REAPER: ForkLocal<Reaper> = ForkLocal::new(Reaper::default);
 
 fn with<R>(f: impl FnOnce(&mut Reaper) -> R) -> R {
-    let mut guard = REAPER.lock().unwrap_or_else(|p| p.into_inner());
-    let generation = crate::fork::generation();
-    if guard.as_ref().is_none_or(|r| r.generation != generation) {
-        // A fork child inherits its parent's map but not its thread: its copies of the
-        // watched handles act in its parent's name, so they are let go (their drops release
-        // nothing in a fork child).
-        *guard = Some(Reaper {
-            generation,
-            watched: HashMap::new(),
-            running: false,
-            live: HashMap::new(),
-        });
-    }
-    f(guard.as_mut().expect("just set"))
+    f(&mut REAPER.lock())
 }
 
 /// A serde handle of queue `id` was made in this process.
@@ -131,5 +122,40 @@ fn run() {
         if stop {
             return;
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::with;
+    use crate::{Queue, Serde};
+
+    /// The reaper thread looks at its queues under the reaper's lock every slice; a process
+    /// that forks at that moment (a pool starting a worker, a benchmark starting its clients)
+    /// must not leave its child waiting for ever on that lock when the child makes a queue.
+    #[test]
+    fn a_fork_child_makes_a_serde_queue_while_a_parent_thread_holds_the_reaper() {
+        let (held_tx, held_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            with(|_| {
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            });
+        });
+        held_rx.recv().unwrap();
+        let code = ipc_testkit::process::fork_exit_code_within(Duration::from_secs(20), || {
+            let Ok(mut q) = Queue::<String, Serde>::new(4) else {
+                return false;
+            };
+            let sent = q.put("made in the child".to_string()).is_ok();
+            sent && q.get().is_ok_and(|s| s == "made in the child")
+        });
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(code, Some(0), "the child hung on the parent's reaper lock");
     }
 }

@@ -13,12 +13,12 @@
 //! socket reads end-of-file), the server kills its daemon children and exits. Daemon children
 //! arm `PR_SET_PDEATHSIG` against the server, which covers the server's own death.
 
+use crate::raw::os::ForkLocal;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
 
 use super::Target;
 use super::child::{self, ChildInfo, ExeId, Request, tag};
@@ -39,18 +39,16 @@ struct Conn {
     server_pid: u32,
 }
 
-static SERVER: Mutex<Option<Conn>> = Mutex::new(None);
+/// This process's connection to its fork server; a fork child starts with none (see
+/// [`ForkLocal`]).
+static SERVER: ForkLocal<Option<Conn>> = ForkLocal::new(|| None);
 
 /// In a freshly forked child: closes the inherited connection to the parent's server, so the
 /// server still sees end-of-file when the parent dies.
 pub(super) fn forget_inherited() {
-    if let Ok(mut guard) = SERVER.try_lock() {
-        if guard
-            .as_ref()
-            .is_some_and(|c| c.owner_pid != platform::getpid())
-        {
-            *guard = None;
-        }
+    // A parent thread that held it at the fork (mid-request) leaves it open here.
+    if let Some(mut guard) = SERVER.try_lock_inherited() {
+        *guard = None;
     }
 }
 
@@ -110,7 +108,7 @@ pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Ru
     let (ours, theirs) = UnixStream::pair()?;
     let (status_r, status_w) = platform::pipe()?;
     let reply = {
-        let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = SERVER.lock();
         let me = platform::getpid();
         let mut attempt = 0;
         loop {

@@ -81,6 +81,8 @@ mod supervisor;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::raw::os::ForkLocal;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -256,15 +258,16 @@ impl Inner {
 }
 
 /// The children this process started and has not yet seen end (for `active_children`).
-static CHILDREN: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+/// A fork child starts with none (see [`ForkLocal`]).
+static CHILDREN: ForkLocal<Vec<Arc<Inner>>> = ForkLocal::new(Vec::new);
 
 fn lock_children() -> MutexGuard<'static, Vec<Arc<Inner>>> {
-    CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+    CHILDREN.lock()
 }
 
 /// In a forked child: the parent's children are not ours (their channels are closed here).
 fn forget_children() {
-    if let Ok(mut children) = CHILDREN.try_lock() {
+    if let Some(mut children) = CHILDREN.try_lock_inherited() {
         // Leaked, not dropped: dropping would run the destructors of the parent's arguments
         // (an owned named segment would unlink its name) in this child.
         std::mem::forget(std::mem::take(&mut *children));

@@ -86,6 +86,7 @@ pub mod private {
         AtomicBool, AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16,
         AtomicU32, AtomicU64, AtomicUsize,
     };
+    pub use std::sync::atomic::AtomicPtr;
 }
 
 /// The body of a spin loop: a CPU hint normally, a yield to the model's scheduler under loom (a

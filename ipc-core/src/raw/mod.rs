@@ -17,7 +17,8 @@
 //! - [`futex`]: shared futex wait/wake, with a waiter count so that wakers skip the syscall
 //!   when nobody sleeps;
 //! - [`os`]: a handler for fork children and the calling thread's kernel id, for per-process
-//!   caches of identity;
+//!   caches of identity, and [`ForkLocal`](os::ForkLocal), process-global state a fork child
+//!   never finds locked;
 //! - [`pod`]: reading and writing `Pod` values in shared memory, and word-wise atomic copies for
 //!   bytes another process may write at the same moment;
 //! - [`reactor`]: async waiting on those futex words for any executor (the waiter threads,

@@ -52,7 +52,8 @@
 //! |------------|------------------------------------------------------------------|------------------|
 //! | Free       | takes it (CAS `0 -> me`), moves one whole message, frees it      | —                |
 //! | Held(x), x live or Unknown | announces itself on the claim's signal, sets the `WAITING` bit (CAS), waits (spin, then sleep in slices) | CAS `me -> 0`; or, if marked, CAS `me \| WAITING -> 0` and wake the waiters |
-//! | Held(x), x dead | frees it (CAS `x -> 0`) after a slice, then takes it        | —                |
+//! | Held(x), x dead | marks it orphaned (CAS `x -> 1`, [`claim::ORPHANED`]) after a slice, then takes it (a sender repairs the tail first) | —                |
+//! | Orphaned   | takes it (CAS `1 -> me`), as a free one                          | —                |
 //!
 //! So concurrent senders never interleave chunks (a message's chunks are contiguous) and
 //! concurrent receivers each read whole messages. A dead claimer costs at most its one message:

@@ -1083,6 +1083,36 @@ impl Rx {
         Ok(())
     }
 
+    /// One attempt of a wait for a chunk at `head` (blocking or async): ready once one is
+    /// published, or once the last slice's check found the sender gone (`gone`): `Abandoned`
+    /// while a message is being read (`reading`), `Disconnected` otherwise.
+    #[inline]
+    fn chunk_attempt(&self, head: u64, reading: bool, gone: bool) -> Attempt<(), ChunkWait> {
+        if self.published(head) {
+            Attempt::Ready(Ok(()))
+        } else if gone && reading {
+            Attempt::Ready(Err(ChunkWait::Abandoned))
+        } else if gone {
+            Attempt::Ready(Err(ChunkWait::Disconnected))
+        } else {
+            Attempt::Pending
+        }
+    }
+
+    /// The check after a slice of a wait for a chunk at `head` passed with nothing new: whether
+    /// the sender of the message being read (`reading`), or every sender, has gone. The next
+    /// attempt looks at the tag again after this, so that a chunk published before the sender
+    /// let go is still seen (the Acquire of `claim::gone` pairs with the Release of
+    /// `release_end`).
+    fn chunk_check(&self, head: u64, reading: bool) -> Result<bool, ChunkWait> {
+        self.check_position(head)?;
+        Ok(if reading {
+            claim::gone(&self.dir.state().send.word, &Kernel)
+        } else {
+            self.dir.role_gone(PRODUCER)
+        })
+    }
+
     /// Waits until a chunk is published at `head`. While a message is being read (`reading`),
     /// a sender that has gone without finishing it gives `Abandoned`; otherwise every sender
     /// gone gives `Disconnected`.
@@ -1103,30 +1133,8 @@ impl Rx {
             &st.items,
             deadline,
             spin,
-            || {
-                if self.published(head) {
-                    Attempt::Ready(Ok(()))
-                } else if gone.get() && reading {
-                    Attempt::Ready(Err(ChunkWait::Abandoned))
-                } else if gone.get() {
-                    Attempt::Ready(Err(ChunkWait::Disconnected))
-                } else {
-                    Attempt::Pending
-                }
-            },
-            || {
-                // A slice passed with nothing new. Decide, for the next attempt (which looks at
-                // the tag again after this, so that a chunk published before the sender let go
-                // is still seen: the Acquire below pairs with the Release of `release_end`).
-                self.check_position(head)?;
-                if reading {
-                    gone.set(claim::gone(&st.send.word, &Kernel));
-                } else {
-                    let table = dir.table();
-                    gone.set(table.ever(PRODUCER) && !table.any_alive(PRODUCER, 0));
-                }
-                Ok(())
-            },
+            || self.chunk_attempt(head, reading, gone.get()),
+            || self.chunk_check(head, reading).map(|g| gone.set(g)),
         );
         match r {
             Ok(()) => Ok(()),

@@ -31,7 +31,7 @@ use crate::awaiting::SignalWait;
 use crate::claim;
 use crate::membership::Kernel;
 use crate::participants::{CONSUMER, Identity, PRODUCER};
-use crate::signal::{Attempt, Blocked, SLICE};
+use crate::signal::{Blocked, SLICE};
 
 /// One poll of claiming `end` for `me` (the async form of `claim_end`).
 fn poll_claim(
@@ -318,28 +318,8 @@ impl<'a> Receiving<'a> {
                 self.deadline,
                 spin,
                 cx,
-                || {
-                    if rx.published(head) {
-                        Attempt::Ready(Ok(()))
-                    } else if gone.get() && reading {
-                        Attempt::Ready(Err(ChunkWait::Abandoned))
-                    } else if gone.get() {
-                        Attempt::Ready(Err(ChunkWait::Disconnected))
-                    } else {
-                        Attempt::Pending
-                    }
-                },
-                || {
-                    // A slice passed with nothing new: decide for the next attempt, which looks
-                    // at the tag again after this (see `wait_chunk`).
-                    rx.check_position(head)?;
-                    if reading {
-                        gone.set(claim::gone(&st.send.word, &Kernel));
-                    } else {
-                        gone.set(dir.role_gone(PRODUCER));
-                    }
-                    Ok(())
-                },
+                || rx.chunk_attempt(head, reading, gone.get()),
+                || rx.chunk_check(head, reading).map(|g| gone.set(g)),
             );
             self.gone = gone.get();
             let chunk = ready!(chunk);

@@ -38,7 +38,6 @@
 //! every length, and skips anything that is not a valid name: the table is shared memory and is
 //! treated as untrusted.
 
-use crate::raw::os::ForkLocal;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -52,6 +51,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::platform;
 use crate::primitive::{AtomicU32, Ordering};
+use crate::raw::os::ForkLocal;
 
 /// The environment variable value naming the tracker role.
 pub(crate) const ROLE: &str = "tracker";

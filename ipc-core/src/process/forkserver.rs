@@ -13,7 +13,6 @@
 //! socket reads end-of-file), the server kills its daemon children and exits. Daemon children
 //! arm `PR_SET_PDEATHSIG` against the server, which covers the server's own death.
 
-use crate::raw::os::ForkLocal;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -28,6 +27,7 @@ use super::running::{Running, Watch};
 use super::spawn;
 use crate::liveness::ProcessIdentity;
 use crate::platform;
+use crate::raw::os::ForkLocal;
 
 /// The role name.
 pub(crate) const ROLE: &str = "forkserver";

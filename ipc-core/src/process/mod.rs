@@ -81,8 +81,6 @@ mod supervisor;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-
-use crate::raw::os::ForkLocal;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -91,6 +89,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{self, EncodeError};
 use crate::liveness::ProcessIdentity;
 use crate::platform;
+use crate::raw::os::ForkLocal;
 pub use exit::{JoinError, StartError};
 pub use fn_ref::{BadFnRef, FnKey, FnRef, panic_message};
 use running::{Report, Running};

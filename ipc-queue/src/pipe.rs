@@ -888,6 +888,8 @@ impl Tx {
         let dir = self.dir;
         let mut tail = self.load_tail()?;
         let start = tail;
+        // The head only moves on: every chunk the dead sender published fitted in front of it.
+        let head = self.refresh_head(start)?;
         // ORDERING: Acquire, pairs with the dead sender's Release tag store: its chunk's
         // length word is visible.
         while dir.word(tail).load(Ordering::Acquire) == tag_of(tail) {
@@ -897,7 +899,6 @@ impl Tx {
                 return Err(SendError::Corrupted);
             }
             tail += chunk_bytes(len) as u64;
-            let head = self.refresh_head(start)?;
             if tail - head > dir.capacity - TAG_BYTES as u64 {
                 return Err(SendError::Corrupted);
             }
@@ -1126,11 +1127,9 @@ impl Rx {
         if self.published(head) {
             return Ok(());
         }
-        let dir = self.dir;
-        let st = dir.state();
         let gone = std::cell::Cell::new(false);
         let r = signal::block_on(
-            &st.items,
+            &self.dir.state().items,
             deadline,
             spin,
             || self.chunk_attempt(head, reading, gone.get()),

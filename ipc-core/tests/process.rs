@@ -207,6 +207,55 @@ fn array_and_segment_handles_attach_in_the_child() {
     }
 }
 
+/// The signals blocked in this process (`SigBlk` of `/proc/self/status`) and whether `fd` is open.
+fn what_it_inherited(fd: i32) -> (u64, bool) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    (blocked, open)
+}
+
+#[test]
+fn a_spawned_child_starts_with_no_blocked_signal_and_none_of_our_close_on_exec_descriptors() {
+    // A close-on-exec descriptor of ours, and a signal blocked in the starting thread (this
+    // test's own thread: the harness runs each test on one of its own).
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: both sets are initialised by `sigemptyset` before use; the mask change is local
+    // to this thread and undone below.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        assert_eq!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+            0
+        );
+    }
+    let p = process(StartMethod::Spawn, what_it_inherited, fd);
+    let started = p.start();
+    // SAFETY: as above.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    started.unwrap();
+    let (blocked, open) = join_within(&p, WATCHDOG).unwrap();
+    assert_eq!(blocked, 0, "the spawned child starts with signals blocked");
+    assert!(
+        !open,
+        "the spawned child inherited our close-on-exec descriptor {fd}"
+    );
+    drop(file);
+}
+
 #[test]
 fn start_twice_and_join_unstarted_are_errors() {
     let p = process(StartMethod::ForkServer, square, 2);

@@ -54,10 +54,8 @@ pub(super) fn forget_inherited() {
 
 fn connect() -> Result<Conn, StartError> {
     let (mut ours, theirs) = UnixStream::pair()?;
-    let child = spawn::exec_role(ROLE, theirs.as_raw_fd(), false)?;
+    let server_pid = spawn::exec_role(ROLE, theirs.as_raw_fd())?;
     drop(theirs);
-    let server_pid = child.id();
-    drop(child);
     let hello = crate::codec::encode(&(ExeId::current()?, ProcessIdentity::current()?))
         .map_err(StartError::Encode)?;
     let failed = |message: String| {

@@ -9,8 +9,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::Target;
@@ -28,9 +26,6 @@ pub(super) const FD_ENV: &str = "IPC_CORE_FD";
 
 /// How long a spawned child may take to report ready before it is killed.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The executable to run again: the running image itself, even if its file was replaced.
-pub(super) const SELF_EXE: &str = "/proc/self/exe";
 
 pub(super) fn request(target: &Target, info: ChildInfo, daemon: bool) -> io::Result<Request> {
     let key = child::process_key();
@@ -58,39 +53,23 @@ pub(super) fn request(target: &Target, info: ChildInfo, daemon: bool) -> io::Res
     })
 }
 
-/// Runs the current executable with `role`, giving it `fd` (by number in `IPC_CORE_FD`).
-pub(super) fn exec_role(role: &str, fd: i32, daemon: bool) -> io::Result<std::process::Child> {
+/// Runs the current executable with `role`, giving it `fd` (by number in `IPC_CORE_FD`); returns
+/// the child's pid, which the caller reaps. The parent's page tables are not copied (see
+/// [`platform::spawn_self`]).
+pub(super) fn exec_role(role: &str, fd: i32) -> io::Result<u32> {
     crate::role::ensure_linked();
-    let parent = platform::getpid();
-    let mut cmd = Command::new(SELF_EXE);
-    cmd.env(crate::role::ROLE_ENV, role)
-        .env(FD_ENV, fd.to_string());
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
-    // (fcntl, prctl, getppid), touching no allocation or lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            platform::clear_cloexec(fd)?;
-            if daemon {
-                platform::set_parent_death_kill()?;
-                if platform::getppid() != parent {
-                    return Err(io::ErrorKind::BrokenPipe.into());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+    platform::spawn_self(
+        &[(crate::role::ROLE_ENV, role), (FD_ENV, &fd.to_string())],
+        fd,
+    )
 }
 
 pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Running, StartError> {
     let req = request(target, info, daemon)?;
     let payload = crate::codec::encode(&req).map_err(StartError::Encode)?;
     let (ours, theirs) = UnixStream::pair()?;
-    let child = exec_role(ROLE, theirs.as_raw_fd(), daemon)?;
+    let pid = exec_role(ROLE, theirs.as_raw_fd())?;
     drop(theirs);
-    let pid = child.id();
-    // std's `Child` neither waits nor kills on drop; this process reaps the pid itself.
-    drop(child);
     let pidfd = platform::pidfd_open(pid).ok();
     let mut ours = ours;
     // A child that died at once closes its end: the write fails, and the wait below reports it.
@@ -154,6 +133,11 @@ pub(crate) fn run() -> ! {
         // The parent died, or sent nothing sensible.
         _ => platform::exit_now(1),
     };
+    // A daemon dies with its parent. Armed here, after the exec; a parent that died before
+    // this is caught by the check of the parent's pid.
+    if req.daemon {
+        child::arm_daemon(req.info.parent.pid());
+    }
     let resolved = child::check_exe(&req.exe).and_then(|()| req.resolve());
     let (trampoline, func) = match resolved {
         Ok(r) => r,

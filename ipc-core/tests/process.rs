@@ -67,6 +67,28 @@ fn returns_the_result_with_each_method() {
     }
 }
 
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn returns_results_of_every_size_with_each_method() {
+    // Around the frame a child assembles on its stack (256 bytes of payload), and far past
+    // what the channel's socket buffer holds while nobody reads it.
+    let sizes = [0, 200, 252, 253, 254, 255, 256, 257, 300, 70_000, 3 << 20];
+    for method in METHODS {
+        for len in sizes {
+            let p = process(method, pattern, len);
+            p.start().unwrap();
+            let got = join_within(&p, WATCHDOG).unwrap();
+            assert!(
+                got == pattern(len),
+                "{method:?}: a result of {len} bytes came back altered"
+            );
+        }
+    }
+}
+
 #[test]
 fn child_pid_is_its_own() {
     for method in METHODS {

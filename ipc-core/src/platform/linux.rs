@@ -397,7 +397,7 @@ pub(crate) fn getpid() -> u32 {
     // costs a system call.
     match PID.load(Ordering::Relaxed) {
         0 => {
-            let pid = std::process::id();
+            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
             // ORDERING: Relaxed, as above.
             PID.store(pid, Ordering::Relaxed);
             pid

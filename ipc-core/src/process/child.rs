@@ -44,9 +44,23 @@ pub(super) mod tag {
     pub(crate) const DECODED: u8 = b'D';
 }
 
-/// Writes one frame: tag, little-endian u32 length, payload.
+/// Frames up to this payload length are assembled on the stack (see [`write_frame`]).
+const SMALL_FRAME: usize = 256;
+
+/// Writes one frame (tag, little-endian u32 length, payload) in one write.
+///
+/// A small frame (a forked child's result, usually) is assembled on the stack: a child writes as
+/// few pages as it can, since each page it writes first is a copy-on-write fault.
 pub(super) fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    if payload.len() <= SMALL_FRAME {
+        let mut frame = [0u8; 5 + SMALL_FRAME];
+        frame[0] = tag;
+        frame[1..5].copy_from_slice(&len.to_le_bytes());
+        frame[5..5 + payload.len()].copy_from_slice(payload);
+        w.write_all(&frame[..5 + payload.len()])?;
+        return w.flush();
+    }
     let mut buf = Vec::with_capacity(5 + payload.len());
     buf.push(tag);
     buf.extend_from_slice(&len.to_le_bytes());
@@ -363,11 +377,11 @@ fn may_lock_stdio() -> bool {
     !FORKED_WITH_THREADS.load(Ordering::Relaxed)
 }
 
-/// Flushes standard output and error (unless that could deadlock), then `_exit(code)`.
+/// Flushes standard output (unless that could deadlock), then `_exit(code)`.
 pub(super) fn exit(code: i32) -> ! {
+    // Standard error is unbuffered: only standard output can hold anything.
     if may_lock_stdio() {
         let _ = io::stdout().flush();
-        let _ = io::stderr().flush();
     }
     platform::exit_now(code)
 }

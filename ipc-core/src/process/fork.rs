@@ -20,9 +20,9 @@ pub(super) fn start(
         return Err(StartError::ForkWithThreads { threads });
     }
     let (ours, theirs) = UnixStream::pair()?;
-    // Output buffered now would be written twice, once by each process.
+    // Output buffered now would be written twice, once by each process (standard error is
+    // unbuffered).
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     let parent = platform::getpid();
     // SAFETY: the child only runs the target after the checks above: either this process is
     // single-threaded, or the caller explicitly accepted the risk of a multi-threaded fork.

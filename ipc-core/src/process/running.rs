@@ -14,6 +14,9 @@ use crate::platform;
 /// sleeps: about what a small process takes to exit once it has sent its result.
 const EXIT_SPIN: Duration = Duration::from_micros(100);
 
+/// The size of the reads that follow a read which filled its buffer.
+const LARGE_READ: usize = 64 * 1024;
+
 /// How the parent learns that the child ended.
 pub(super) enum Watch {
     /// Our own child (fork, spawn): reaped with `waitpid`, its pidfd polled.
@@ -79,11 +82,28 @@ impl Running {
 
     /// Reads whatever the channel holds now.
     fn drain(&mut self) {
-        let mut chunk = [0u8; 8192];
+        // A small first read: each stack page this writes while a forked child lives is a
+        // copy-on-write fault. A read that fills its buffer is followed by larger reads straight
+        // into `buf`.
+        let mut chunk = [0u8; 256];
+        let mut filled = false;
         while self.channel_open {
-            match self.channel.read(&mut chunk) {
-                Ok(0) => self.channel_open = false,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            let read = if filled {
+                let len = self.buf.len();
+                self.buf.resize(len + LARGE_READ, 0);
+                let read = self.channel.read(&mut self.buf[len..]);
+                self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+                read.map(|n| (n, n == LARGE_READ))
+            } else {
+                let read = self.channel.read(&mut chunk);
+                if let Ok(n) = read {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                read.map(|n| (n, n == chunk.len()))
+            };
+            match read {
+                Ok((0, _)) => self.channel_open = false,
+                Ok((_, full)) => filled = full,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => self.channel_open = false,

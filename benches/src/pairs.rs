@@ -94,6 +94,12 @@ pub const PAIRS: &[Pair] = &[
         target: None,
     },
     Pair {
+        ours: "limit.mpmc_claimed_u64",
+        limit: "limit.spsc_u64",
+        what: "the bare MPMC queue with claimed slots (Queue's protocol, three CASes per put and get) against the bare SPSC ring",
+        target: None,
+    },
+    Pair {
         ours: "ours.pipe_rtt",
         limit: "limit.duplex_rtt",
         what: "Connection round trip of a u64, busy",

@@ -49,6 +49,19 @@ impl SharedU64 {
         self.0.fetch_add(v, order)
     }
 
+    /// `AtomicU64::compare_exchange`.
+    #[inline(always)]
+    pub fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        // ORDERING: the caller's, documented at each call site.
+        self.0.compare_exchange(current, new, success, failure)
+    }
+
     /// `AtomicU64::compare_exchange_weak`.
     #[inline(always)]
     pub fn compare_exchange_weak(

@@ -42,6 +42,7 @@ const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.duplex_rtt", "ns"),
     ("limit.spsc_u64", "msgs/s"),
     ("limit.mpmc_u64", "msgs/s"),
+    ("limit.mpmc_claimed_u64", "msgs/s"),
     ("limit.spsc_u64_batch", "msgs/s"),
     ("limit.memcpy_1mib", "GB/s"),
     ("limit.ring_1mib", "GB/s"),

@@ -25,6 +25,13 @@
 //! read-modify-write or a store-load fence (Attiya et al., "Laws of Order", POPL 2011). It is
 //! the limit of `Queue<u64>`'s kind, and `ipc-bench` pairs it with `limit.spsc_u64` to show
 //! what that one read-modify-write per operation costs.
+//!
+//! `limit.mpmc_claimed_u64` is the same queue with the one change `Queue` makes so that a process
+//! killed mid-operation wedges nothing: a put or get claims its slot by a CAS on the slot's word
+//! that records the claimer, moves the shared position on with a CAS, and commits with a CAS of
+//! the slot word (SeqCst, as the wake-up check needs); no recovery, no participants, no serde,
+//! no sleeping. It is the floor of that protocol, paired with `limit.spsc_u64` as
+//! `ours.queue_u64` is.
 
 use anyhow::ensure;
 
@@ -46,6 +53,7 @@ pub fn scenarios() -> Vec<Scenario> {
             spsc(cfg, BATCH)
         }),
         Scenario::new("limit.mpmc_u64", Unit::MsgsPerSec, mpmc),
+        Scenario::new("limit.mpmc_claimed_u64", Unit::MsgsPerSec, mpmc_claimed),
         Scenario::new("limit.memcpy_1mib", Unit::GbPerSec, memcpy_1mib),
         Scenario::new("limit.ring_1mib", Unit::GbPerSec, |cfg| ring_1mib(cfg, true)),
         Scenario::new("limit.ring_1mib_inplace", Unit::GbPerSec, |cfg| {
@@ -398,6 +406,166 @@ fn mpmc(cfg: &Config) -> Repeat {
     sink.init();
     Ok(stream(Peer::Process, cfg.budget(), 1, &mut sink, || {
         Mpmc::new(&block)
+    })?
+    .into())
+}
+
+/// The queue of `limit.mpmc_claimed_u64`: `head` and `tail` on their own lines, then
+/// [`MPMC_CAP`] cells of two words (the slot word, the value). A slot word packs a position
+/// modulo 2^32 (high half) and the claimer (low half, 0 when unclaimed): Empty(p) is `p, 0`,
+/// Writing(p) `p, putter`, Full(p) `p + 1, 0`, Reading(p) `p + 1, getter`, and a read slot is
+/// Empty(p + capacity).
+struct Claimed<'a> {
+    head: &'a SharedU64,
+    tail: &'a SharedU64,
+    cells: &'a [SharedU64],
+    me: u64,
+}
+
+const PUTTER: u64 = 1;
+const GETTER: u64 = 2;
+
+fn slot_word(pos: u64, owner: u64) -> u64 {
+    (pos << 32) | owner
+}
+
+/// The slot word's position minus `pos`, as a signed 32-bit difference.
+fn slot_diff(word: u64, pos: u64) -> i64 {
+    i64::from(((word >> 32) as u32).wrapping_sub(pos as u32) as i32)
+}
+
+impl<'a> Claimed<'a> {
+    fn new(block: &'a SharedBlock, me: u64) -> anyhow::Result<Self> {
+        let Mpmc { head, tail, cells } = Mpmc::new(block)?;
+        Ok(Self {
+            head,
+            tail,
+            cells,
+            me,
+        })
+    }
+
+    /// Writes each slot's first word, Empty(index), before any process uses the queue.
+    fn init(&self) {
+        for i in 0..MPMC_CAP {
+            // ORDERING: Relaxed, the fork that follows publishes it.
+            self.cells[2 * i as usize].store(slot_word(i, 0), Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn cell(&self, pos: u64) -> (&SharedU64, &SharedU64) {
+        let i = 2 * (pos % MPMC_CAP) as usize;
+        (&self.cells[i], &self.cells[i + 1])
+    }
+}
+
+/// Moves a shared position on from `pos`, if nobody has yet.
+#[inline(always)]
+fn help_on(position: &SharedU64, pos: u64) {
+    // ORDERING: Relaxed, a position only picks the slot to look at; slot words publish.
+    let _ = position.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+impl Source for Claimed<'_> {
+    /// Puts `i + 1`; 0 when the queue is full.
+    #[inline(always)]
+    fn send(&mut self, i: u64) -> anyhow::Result<u64> {
+        loop {
+            // ORDERING: Relaxed, only picks the slot; its word's Acquire orders the rest.
+            let pos = self.tail.load(Ordering::Relaxed);
+            let (word, value) = self.cell(pos);
+            // ORDERING: Acquire, pairs with the getter's release of the slot: it has read the
+            // value before we overwrite it.
+            let w = word.load(Ordering::Acquire);
+            let d = slot_diff(w, pos);
+            if d == 0 && w as u32 == 0 {
+                // ORDERING: Acquire on success, as the load above; Relaxed on failure (retry).
+                let claim = word.compare_exchange(
+                    w,
+                    slot_word(pos, self.me),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                );
+                if claim.is_ok() {
+                    help_on(self.tail, pos);
+                    // ORDERING: Relaxed, published by the commit's Release.
+                    value.store(i + 1, Ordering::Relaxed);
+                    // ORDERING: SeqCst, as `Queue`'s commit: Release publishes the value to the
+                    // getter's Acquire; SeqCst is the waker's half of a wake-up check.
+                    let commit = word.compare_exchange(
+                        slot_word(pos, self.me),
+                        slot_word(pos + 1, 0),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    );
+                    ensure!(commit.is_ok(), "slot {pos} was taken from its putter");
+                    return Ok(1);
+                }
+            } else if d >= 0 {
+                help_on(self.tail, pos);
+            } else {
+                return Ok(0);
+            }
+        }
+    }
+
+    fn finish(self, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for Claimed<'_> {
+    /// Gets and checks one value.
+    #[inline(always)]
+    fn recv(&mut self, next: u64) -> anyhow::Result<Recv> {
+        loop {
+            // ORDERING: Relaxed, only picks the slot.
+            let pos = self.head.load(Ordering::Relaxed);
+            let (word, value) = self.cell(pos);
+            // ORDERING: Acquire, pairs with the putter's commit: the value is visible.
+            let w = word.load(Ordering::Acquire);
+            let d = slot_diff(w, pos);
+            if d == 1 && w as u32 == 0 {
+                // ORDERING: Acquire on success, as the load above; Relaxed on failure (retry).
+                let claim = word.compare_exchange(
+                    w,
+                    slot_word(pos + 1, self.me),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                );
+                if claim.is_ok() {
+                    help_on(self.head, pos);
+                    // ORDERING: Relaxed, ordered by the Acquire load of the slot word.
+                    let v = value.load(Ordering::Relaxed);
+                    // ORDERING: SeqCst, as `Queue`'s release of a read slot: Release orders our
+                    // read before the next putter's write; SeqCst for the wake-up check.
+                    let release = word.compare_exchange(
+                        slot_word(pos + 1, self.me),
+                        slot_word(pos + MPMC_CAP, 0),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    );
+                    ensure!(release.is_ok(), "slot {pos} was taken from its getter");
+                    ensure!(v == next + 1, "cell {pos} holds {v}, expected {}", next + 1);
+                    return Ok(Recv::Got(1));
+                }
+            } else if d >= 1 {
+                help_on(self.head, pos);
+            } else {
+                return Ok(Recv::Idle);
+            }
+        }
+    }
+}
+
+/// `limit.mpmc_claimed_u64`: as `limit.mpmc_u64`, through the claimed-slot protocol.
+fn mpmc_claimed(cfg: &Config) -> Repeat {
+    let block = SharedBlock::new(Mpmc::block_len())?;
+    let mut sink = Claimed::new(&block, GETTER)?;
+    sink.init();
+    Ok(stream(Peer::Process, cfg.budget(), 1, &mut sink, || {
+        Claimed::new(&block, PUTTER)
     })?
     .into())
 }

@@ -31,7 +31,7 @@ const KIND_TASK: u8 = 1;
 /// first argument to.
 unsafe fn task(key: &FnKey, tramp: Trampoline, f: usize) -> FnRef {
     // SAFETY: `KIND_TASK` references always carry a `Trampoline` (the caller's contract pairs it
-    // with the function it expects), which is what `call` transmutes to.
+    // with the function it expects), which is what `Resolved::new` transmutes to.
     unsafe { FnRef::new(key, KIND_TASK, tramp as usize, f) }
 }
 
@@ -114,16 +114,28 @@ pub(crate) fn plain<A: 'static, R: 'static>(
     unsafe { task(key, plain_tramp::<A, R>, f as usize) }
 }
 
-/// Runs the task `r` on `input`, writing the encoded output into `out`; refuses a reference
-/// whose tag does not check out under `key`.
-pub(crate) fn call(r: &FnRef, key: &FnKey, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let (tramp, f) = r.resolve(key, KIND_TASK).map_err(|e| e.to_string())?;
-    // SAFETY: the tag checked out for `KIND_TASK`, and only `task` (whose contract pairs a
-    // `Trampoline` of this file with its function) makes such references under a pool's key;
-    // the worker runs the same executable (ipc-core's start methods check that), so the
-    // address is that trampoline here too.
-    let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
-    tramp(f, input, out)
+/// A task reference whose tag checked out: call it on as many inputs as come with it.
+pub(crate) struct Resolved {
+    tramp: Trampoline,
+    f: usize,
+}
+
+impl Resolved {
+    /// Checks the tag of `r` under `key` (once per batch of tasks: a keyed hash).
+    pub(crate) fn new(r: &FnRef, key: &FnKey) -> Result<Self, String> {
+        let (tramp, f) = r.resolve(key, KIND_TASK).map_err(|e| e.to_string())?;
+        // SAFETY: the tag checked out for `KIND_TASK`, and only `task` (whose contract pairs a
+        // `Trampoline` of this file with its function) makes such references under a pool's
+        // key; the worker runs the same executable (ipc-core's start methods check that), so
+        // the address is that trampoline here too.
+        let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+        Ok(Self { tramp, f })
+    }
+
+    /// Runs the task on `input`, writing the encoded output into `out`.
+    pub(crate) fn call(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        (self.tramp)(self.f, input, out)
+    }
 }
 
 fn map_tramp<A: DeserializeOwned, R: Serialize>(
@@ -132,7 +144,7 @@ fn map_tramp<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     // SAFETY: `f` was made from an `fn(A) -> R` in `map`, the only constructor that pairs it
-    // with this trampoline, and authenticated by `call`; fn pointers are address-sized.
+    // with this trampoline, and authenticated by `Resolved::new`; fn pointers are address-sized.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
     map_chunk(input, out, f)
 }
@@ -283,6 +295,11 @@ mod tests {
         assert!(Plain::<(u32, u32)>::number().is_none());
         assert!(Plain::<[u64; 2]>::number().is_none());
         assert!(Plain::<String>::number().is_none());
+    }
+
+    /// Runs the task `r` on `input` as a worker does: its tag checked, then the call.
+    fn call(r: &FnRef, key: &FnKey, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        Resolved::new(r, key)?.call(input, out)
     }
 
     #[test]

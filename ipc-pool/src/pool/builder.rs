@@ -143,6 +143,7 @@ impl PoolBuilder {
                 closed: false,
                 futile_respawns: 0,
                 broken: None,
+                joiners: 0,
             }),
             idle: std::sync::Condvar::new(),
             config: Config {

@@ -85,6 +85,10 @@ pub(super) struct State {
     pub(super) futile_respawns: u32,
     /// Why the pool gave up, if it did: every later task fails with it.
     pub(super) broken: Option<String>,
+    /// Threads waiting on [`Shared::idle`] (in `Pool::join`): the result thread wakes them
+    /// only when there are any (a condition variable's notify is a system call even when
+    /// nobody waits).
+    pub(super) joiners: usize,
 }
 
 pub(super) struct Config {
@@ -285,6 +289,7 @@ fn handle(shared: &Shared, st: &mut State, msg: ResultMsg, deliveries: &mut Vec<
 
 /// Handles results and death notices in queue order, dispatching as credit frees up.
 pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Serde>) {
+    let mut deliveries: Vec<Delivery> = Vec::new();
     loop {
         let msg = match results.get_timeout(RESULT_SLICE) {
             Ok(m) => m,
@@ -302,7 +307,7 @@ pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Ser
                 continue;
             }
         };
-        let mut deliveries: Vec<Delivery> = Vec::new();
+        let joiners;
         {
             let mut st = shared.lock();
             handle(&shared, &mut st, msg, &mut deliveries);
@@ -315,10 +320,15 @@ pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Ser
                 }
             }
             shared.dispatch(&mut st);
+            joiners = st.joiners;
         }
-        for d in deliveries {
+        for d in deliveries.drain(..) {
             d.deliver();
         }
-        shared.idle.notify_all();
+        // A joiner checks for unfinished tasks under the lock before it waits, so one that
+        // came after the lock was released has seen this batch's changes.
+        if joiners > 0 {
+            shared.idle.notify_all();
+        }
     }
 }

@@ -196,6 +196,7 @@ impl Pool {
     /// waiting).
     pub fn join(&mut self) {
         let mut st = self.shared.lock();
+        st.joiners += 1;
         while !st.sinks.is_empty() {
             st = self
                 .shared
@@ -204,6 +205,7 @@ impl Pool {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        st.joiners -= 1;
         drop(st);
         self.shutdown(false);
     }

@@ -16,8 +16,15 @@ thread_local! {
 }
 
 fn run_task(key: &FnKey, func: &FnRef, input: &[u8]) -> Result<Vec<u8>, Failure> {
+    match task::Resolved::new(func, key) {
+        Ok(task) => run_resolved(&task, input),
+        Err(m) => Err(Failure::Codec(m)),
+    }
+}
+
+fn run_resolved(task: &task::Resolved, input: &[u8]) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::new();
-    match std::panic::catch_unwind(AssertUnwindSafe(|| task::call(func, key, input, &mut out))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| task.call(input, &mut out))) {
         Ok(Ok(())) => Ok(out),
         Ok(Err(m)) => Err(Failure::Codec(m)),
         Err(p) => Err(Failure::Panicked {
@@ -58,8 +65,13 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
             Err(GetError::Disconnected) => return Ok(()),
             Err(e) => return Err(format!("task queue: {e}")),
         };
+        // The batch's tasks share one reference: its tag is checked once.
+        let task = task::Resolved::new(&batch.func, &args.key);
         for (id, input) in &batch.tasks {
-            let outcome = run_task(&args.key, &batch.func, input);
+            let outcome = match &task {
+                Ok(task) => run_resolved(task, input),
+                Err(m) => Err(Failure::Codec(m.clone())),
+            };
             let msg = ResultMsg::Done {
                 id: *id,
                 slot: args.slot,

@@ -500,19 +500,32 @@ pub(crate) unsafe fn fork() -> io::Result<u32> {
 }
 
 /// Runs this very executable (`/proc/self/exe`) again with `vars` added to (or replacing in) the
-/// environment, handing it the descriptor `keep` (its close-on-exec flag cleared in the child
-/// only); returns the child's pid, which the caller must reap.
+/// environment, handing it the descriptor `keep` under a number it finds in the variable
+/// `keep_var`; returns the child's pid, which the caller must reap.
 ///
 /// On `libc`: `posix_spawn`, which glibc implements with `clone(CLONE_VM | CLONE_VFORK)`, so the
 /// parent's page tables are never copied (a `fork` followed by `exec` copies them first: in a
-/// process with a large heap that copy is most of the start's cost). The descriptor reaches the
-/// child through a file action that duplicates it onto itself, which clears its close-on-exec
-/// flag in the child alone (glibc 2.29 and later; POSIX.1-2024). As std's `Command` does, the
-/// child starts with no signal blocked and with SIGPIPE at its default action. rustix offers no
-/// `posix_spawn`.
-pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32) -> io::Result<u32> {
+/// process with a large heap that copy is most of the start's cost). rustix offers no
+/// `posix_spawn`. The descriptor reaches the child through a file action that duplicates it
+/// onto a number this call reserves (a close-on-exec copy of `keep`, made here and closed on
+/// return), so the child's copy under that number is not close-on-exec and no descriptor the
+/// child inherits is replaced; a `dup2` onto the same number, which clears the flag only from
+/// glibc 2.29 on, is not needed. As std's `Command` does, the child starts with no signal
+/// blocked and with SIGPIPE at its default action.
+pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32, keep_var: &str) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     check_fd(keep)?;
+    // SAFETY: `keep` is not negative, and the caller holds it open for the call (module docs);
+    // the borrow ends with this statement.
+    let reserved = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(keep) }, 0)?;
+    let number = reserved.as_raw_fd();
+    let number_text = number.to_string();
+    let vars: Vec<(&str, &str)> = vars
+        .iter()
+        .copied()
+        .chain(std::iter::once((keep_var, number_text.as_str())))
+        .collect();
     let nul = |e: std::ffi::NulError| io::Error::new(io::ErrorKind::InvalidInput, e);
     let path = CString::new("/proc/self/exe").map_err(nul)?;
     let mut env: Vec<CString> = Vec::new();
@@ -525,7 +538,7 @@ pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32) -> io::Result<u32> {
         entry.extend_from_slice(value.as_bytes());
         env.push(CString::new(entry).map_err(nul)?);
     }
-    for (name, value) in vars {
+    for (name, value) in &vars {
         env.push(CString::new(format!("{name}={value}")).map_err(nul)?);
     }
     let argv = [path.as_ptr().cast_mut(), std::ptr::null_mut()];
@@ -555,7 +568,7 @@ pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32) -> io::Result<u32> {
             check(libc::posix_spawn_file_actions_adddup2(
                 actions.as_mut_ptr(),
                 keep,
-                keep,
+                number,
             ))?;
             let mut none = MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(none.as_mut_ptr());
@@ -588,6 +601,8 @@ pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32) -> io::Result<u32> {
         })();
         libc::posix_spawnattr_destroy(attr.as_mut_ptr());
         libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+        // The child has its copy now (or failed to start): the reserved number goes.
+        drop(reserved);
         result
     }
 }

@@ -53,15 +53,12 @@ pub(super) fn request(target: &Target, info: ChildInfo, daemon: bool) -> io::Res
     })
 }
 
-/// Runs the current executable with `role`, giving it `fd` (by number in `IPC_CORE_FD`); returns
-/// the child's pid, which the caller reaps. The parent's page tables are not copied (see
-/// [`platform::spawn_self`]).
+/// Runs the current executable with `role`, giving it a copy of `fd` (its number in
+/// `IPC_CORE_FD`); returns the child's pid, which the caller reaps. The parent's page tables
+/// are not copied (see [`platform::spawn_self`]).
 pub(super) fn exec_role(role: &str, fd: i32) -> io::Result<u32> {
     crate::role::ensure_linked();
-    platform::spawn_self(
-        &[(crate::role::ROLE_ENV, role), (FD_ENV, &fd.to_string())],
-        fd,
-    )
+    platform::spawn_self(&[(crate::role::ROLE_ENV, role)], fd, FD_ENV)
 }
 
 pub(super) fn start(target: &Target, info: ChildInfo, daemon: bool) -> Result<Running, StartError> {

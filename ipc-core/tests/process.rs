@@ -278,6 +278,21 @@ fn a_spawned_child_starts_with_no_blocked_signal_and_none_of_our_close_on_exec_d
     drop(file);
 }
 
+/// The environment the target sees: `PATH`, and whether the start's own variables are gone.
+fn environment(_: ()) -> (Option<String>, bool) {
+    let private = std::env::vars().any(|(k, _)| k.starts_with("IPC_CORE_"));
+    (std::env::var("PATH").ok(), private)
+}
+
+#[test]
+fn a_spawned_child_sees_the_parents_environment_and_not_the_starts_own() {
+    let p = process(StartMethod::Spawn, environment, ());
+    p.start().unwrap();
+    let (path, private) = join_within(&p, WATCHDOG).unwrap();
+    assert_eq!(path, std::env::var("PATH").ok());
+    assert!(!private, "the start's variables reached the target");
+}
+
 #[test]
 fn start_twice_and_join_unstarted_are_errors() {
     let p = process(StartMethod::ForkServer, square, 2);

@@ -11,8 +11,10 @@ use super::exit::Status;
 use crate::platform;
 
 /// How long a join polls for the end of a child that has sent its final report before it
-/// sleeps: about what a small process takes to exit once it has sent its result.
-const EXIT_SPIN: Duration = Duration::from_micros(100);
+/// sleeps: what a process of some tens of MB takes to tear its memory down once it has sent
+/// its result. A second sleep costs a wake-up (tens of µs on a virtual machine); a child that
+/// ends sooner ends the poll sooner, and the poll yields the CPU between checks.
+const EXIT_SPIN: Duration = Duration::from_millis(1);
 
 /// The size of the reads that follow a read which filled its buffer.
 const LARGE_READ: usize = 64 * 1024;

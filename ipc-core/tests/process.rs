@@ -421,6 +421,26 @@ fn active_children_lists_running_ones_and_reaps_the_rest() {
     ));
 }
 
+fn active_pids(_: ()) -> Vec<u32> {
+    ipc_core::active_children().iter().map(|c| c.pid).collect()
+}
+
+#[test]
+fn a_fork_child_does_not_see_its_parents_children() {
+    // Other tests start children concurrently: whatever they are, none is the fork child's.
+    let sibling = process(StartMethod::ForkServer, sleeps, 600_000);
+    sibling.start().unwrap();
+    let child = process(StartMethod::Fork, active_pids, ());
+    child.start().unwrap();
+    let seen = join_within(&child, WATCHDOG).unwrap();
+    sibling.kill().unwrap();
+    let _ = join_within(&sibling, WATCHDOG);
+    assert!(
+        seen.is_empty(),
+        "the fork child listed its parent's children {seen:?}"
+    );
+}
+
 #[derive(Serialize, Deserialize)]
 struct Summer {
     upto: u64,

@@ -42,10 +42,10 @@ pub(super) fn start(
 }
 
 /// Drops what the child must not keep of its parent: the tracker connection and the fork server
-/// connection (holding them open would keep the parent's helpers waiting on this child), and the
-/// parent's list of children.
+/// connection (holding them open would keep the parent's helpers waiting on this child). The
+/// parent's list of children needs nothing: it is a [`ForkLocal`](crate::raw::os::ForkLocal),
+/// which this process never reads.
 pub(super) fn after_fork_in_child() {
     tracker::forget_inherited();
     forkserver::forget_inherited();
-    super::forget_children();
 }

@@ -257,20 +257,13 @@ impl Inner {
 }
 
 /// The children this process started and has not yet seen end (for `active_children`).
-/// A fork child starts with none (see [`ForkLocal`]).
+/// A fork child starts with none (see [`ForkLocal`]): the parent's list is never touched there,
+/// only leaked (dropping it would run the destructors of the parent's arguments in the child:
+/// an owned named segment would unlink its name).
 static CHILDREN: ForkLocal<Vec<Arc<Inner>>> = ForkLocal::new(Vec::new);
 
 fn lock_children() -> MutexGuard<'static, Vec<Arc<Inner>>> {
     CHILDREN.lock()
-}
-
-/// In a forked child: the parent's children are not ours (their channels are closed here).
-fn forget_children() {
-    if let Some(mut children) = CHILDREN.try_lock_inherited() {
-        // Leaked, not dropped: dropping would run the destructors of the parent's arguments
-        // (an owned named segment would unlink its name) in this child.
-        std::mem::forget(std::mem::take(&mut *children));
-    }
 }
 
 /// At the program's exit (the hook `init` registers): terminates the daemon children still

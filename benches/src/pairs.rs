@@ -184,6 +184,12 @@ pub const PAIRS: &[Pair] = &[
         target: Some(Target::AtMost(1.3)),
     },
     Pair {
+        ours: "ours.start_spawn_200mb",
+        limit: "raw.reexec_wait_200mb",
+        what: "process start and join, spawn, from a process holding 200 MB of heap",
+        target: None,
+    },
+    Pair {
         ours: "ours.start_forkserver",
         limit: "raw.fork_exit_wait",
         what: "process start and join, forkserver",

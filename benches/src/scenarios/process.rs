@@ -8,6 +8,10 @@
 //! - `raw.reexec_wait` (ms): this executable run again (`/proc/self/exe`, as the spawn method
 //!   runs it) that exits from a constructor before `main`, waited for: the floor under
 //!   `ours.start_spawn`.
+//! - `ours.start_spawn_200mb`, `raw.reexec_wait_200mb` (ms): the same two while this process
+//!   holds 200 MB of written heap (allocated and written before the timing starts): what a
+//!   start costs from a process with a large heap, where a `fork` before the `exec` would copy
+//!   every page-table entry of it.
 //!
 //! `ipc-bench` is single-threaded, so the `Fork` method runs without accepting any risk.
 
@@ -29,7 +33,25 @@ pub fn scenarios() -> Vec<Scenario> {
         }),
         Scenario::new("raw.fork_exit_wait", Unit::Ms, fork_exit_wait),
         Scenario::new("raw.reexec_wait", Unit::Ms, reexec_wait),
+        Scenario::new("ours.start_spawn_200mb", Unit::Ms, |cfg| {
+            with_heap(|| start_join(cfg, StartMethod::Spawn))
+        }),
+        Scenario::new("raw.reexec_wait_200mb", Unit::Ms, |cfg| {
+            with_heap(|| reexec_wait(cfg))
+        }),
     ]
+}
+
+/// The heap the `_200mb` scenarios hold while they start processes.
+const HEAP_BYTES: usize = 200 << 20;
+
+/// Runs `run` while this process holds [`HEAP_BYTES`] of heap, every page of it written (so
+/// mapped) before `run` starts its timing.
+fn with_heap(run: impl FnOnce() -> Repeat) -> Repeat {
+    let heap = vec![1u8; HEAP_BYTES];
+    let r = run();
+    std::hint::black_box(&heap);
+    r
 }
 
 /// The environment variable that makes a re-executed `ipc-bench` exit before `main`.

@@ -178,6 +178,12 @@ pub const PAIRS: &[Pair] = &[
         target: Some(Target::AtMost(1.3)),
     },
     Pair {
+        ours: "raw.fork_result_wait",
+        limit: "raw.fork_exit_wait",
+        what: "a bare fork that returns a 6-byte result against the bare fork (two floors)",
+        target: None,
+    },
+    Pair {
         ours: "ours.start_spawn",
         limit: "raw.reexec_wait",
         what: "process start and join, spawn",

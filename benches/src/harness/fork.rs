@@ -84,6 +84,30 @@ impl Child {
         }
         Ok(())
     }
+
+    /// The pid, to watch the child's end through a pidfd.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Whether the child has ended (reaped now; it must have exited with status 0), without
+    /// waiting.
+    pub fn try_wait(&mut self) -> anyhow::Result<bool> {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; `pid` is our child, not yet reaped.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == 0 {
+            return Ok(false);
+        }
+        if r != self.pid {
+            anyhow::bail!("waitpid: {}", std::io::Error::last_os_error());
+        }
+        self.pid = 0;
+        if status != 0 {
+            anyhow::bail!("benchmark child exited with status {status:#x}");
+        }
+        Ok(true)
+    }
 }
 
 fn wait_pid(pid: libc::pid_t) -> anyhow::Result<i32> {

@@ -8,6 +8,10 @@
 //! - `raw.reexec_wait` (ms): this executable run again (`/proc/self/exe`, as the spawn method
 //!   runs it) that exits from a constructor before `main`, waited for: the floor under
 //!   `ours.start_spawn`.
+//! - `raw.fork_result_wait` (ms): `fork`; the child writes a 6-byte result frame on a socket
+//!   pair and `_exit(0)`s; the parent polls the socket with the child's pidfd, reads the
+//!   result, then waits for the end as a join does (yielding for up to 1 ms, then `waitpid`):
+//!   the floor of a start that returns a result, beside `raw.fork_exit_wait`.
 //! - `ours.start_spawn_200mb`, `raw.reexec_wait_200mb` (ms): the same two while this process
 //!   holds 200 MB of written heap (allocated and written before the timing starts): what a
 //!   start costs from a process with a large heap, where a `fork` before the `exec` would copy
@@ -15,7 +19,9 @@
 //!
 //! `ipc-bench` is single-threaded, so the `Fork` method runs without accepting any risk.
 
+use std::os::unix::net::UnixStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use ipc_core::{Process, StartMethod};
@@ -33,6 +39,7 @@ pub fn scenarios() -> Vec<Scenario> {
         }),
         Scenario::new("raw.fork_exit_wait", Unit::Ms, fork_exit_wait),
         Scenario::new("raw.reexec_wait", Unit::Ms, reexec_wait),
+        Scenario::new("raw.fork_result_wait", Unit::Ms, fork_result_wait),
         Scenario::new("ours.start_spawn_200mb", Unit::Ms, |cfg| {
             with_heap(|| start_join(cfg, StartMethod::Spawn))
         }),
@@ -87,6 +94,43 @@ fn start_join(cfg: &Config, method: StartMethod) -> Repeat {
 
 fn fork_exit_wait(cfg: &Config) -> Repeat {
     Ok(per_call(cfg.budget(), |_| fork_child(|| Ok(()))?.wait())?.into())
+}
+
+fn fork_result_wait(cfg: &Config) -> Repeat {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    const FRAME: &[u8; 6] = b"R\x01\0\0\0\x2a";
+    Ok(per_call(cfg.budget(), |_| {
+        let (mut ours, mut theirs) = UnixStream::pair()?;
+        let mut child = fork_child(|| {
+            theirs.write_all(FRAME)?;
+            Ok(())
+        })?;
+        drop(theirs);
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.pid(), 0) };
+        ensure!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just opened by this process and is owned by nothing else.
+        let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let mut fds = [
+            libc::pollfd { fd: ours.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfds for the call.
+        while unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {}
+        let mut got = [0u8; 6];
+        ours.read_exact(&mut got)?;
+        ensure!(&got == FRAME, "the child sent {got:?}");
+        let until = Instant::now() + Duration::from_millis(1);
+        while Instant::now() < until {
+            if child.try_wait()? {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+        child.wait()
+    })?
+    .into())
 }
 
 fn reexec_wait(cfg: &Config) -> Repeat {

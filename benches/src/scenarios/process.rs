@@ -117,7 +117,10 @@ fn fork_result_wait(cfg: &Config) -> Repeat {
             libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: `fds` is a valid array of two pollfds for the call.
-        while unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {}
+        while unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            let e = std::io::Error::last_os_error();
+            ensure!(e.kind() == std::io::ErrorKind::Interrupted, "poll: {e}");
+        }
         let mut got = [0u8; 6];
         ours.read_exact(&mut got)?;
         ensure!(&got == FRAME, "the child sent {got:?}");

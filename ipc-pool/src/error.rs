@@ -134,6 +134,9 @@ pub enum BuildError {
     Queue(ipc_queue::CreateError),
     /// The result queue failed while the initializers ran.
     Results(ipc_queue::GetError),
+    /// The shared board through which workers answer blocking `apply` calls could not be
+    /// created.
+    Segment(ipc_core::CreateError),
     /// A worker process could not be started.
     Start(ipc_core::StartError),
     /// A worker could not be watched (its pidfd).
@@ -167,6 +170,7 @@ impl fmt::Display for BuildError {
         match self {
             Self::Queue(e) => write!(f, "cannot create the pool's queues: {e}"),
             Self::Results(e) => write!(f, "the pool's result queue failed: {e}"),
+            Self::Segment(e) => write!(f, "cannot create the pool's reply board: {e}"),
             Self::Start(e) => write!(f, "cannot start a worker process: {e}"),
             Self::Watch(e) => write!(f, "cannot watch a worker process: {e}"),
             Self::Thread(e) => write!(f, "cannot start a thread of the pool: {e}"),
@@ -189,6 +193,7 @@ impl std::error::Error for BuildError {
         match self {
             Self::Queue(e) => Some(e),
             Self::Results(e) => Some(e),
+            Self::Segment(e) => Some(e),
             Self::Start(e) => Some(e),
             Self::Watch(e) | Self::Thread(e) => Some(e),
             Self::InitializerArgument(e) => Some(e),

@@ -350,6 +350,110 @@ fn the_initializer_runs_once_per_worker() {
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
 }
 
+fn long_text(n: usize) -> String {
+    "x".repeat(n)
+}
+
+/// Records its pid in the shared value, then returns after `ms` milliseconds.
+fn report_pid_and_sleep((v, ms): (ObjectHandle, u64)) -> u32 {
+    RawValue::<u32>::open(&v)
+        .expect("open value")
+        .set(std::process::id());
+    std::thread::sleep(Duration::from_millis(ms));
+    7
+}
+
+/// Counts its runs in the shared value, then kills its worker.
+fn count_and_abort(v: ObjectHandle) -> u32 {
+    RawValue::<u32>::open(&v).expect("open value").fetch_add(1);
+    std::process::abort()
+}
+
+/// A blocking `apply` is answered by its worker directly (a reply slot in shared memory): a
+/// worker SIGKILLed while its caller waits there must still fail the call, not hang it.
+#[test]
+fn a_blocking_apply_whose_worker_is_killed_fails_with_worker_died() {
+    let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+    let marker = RawValue::new(0u32).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (p, h) = (std::sync::Arc::clone(&pool), marker.handle());
+    std::thread::spawn(move || {
+        let _ = tx.send(p.apply(report_pid_and_hang, h));
+    });
+    assert!(
+        eventually(Duration::from_secs(60), || marker.get() != 0).is_some(),
+        "task never started"
+    );
+    let victim = marker.get();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Err(TaskError::WorkerDied { pid, exit_code, .. })) => {
+            assert_eq!(pid, victim);
+            assert_eq!(exit_code, Some(-9));
+        }
+        Ok(other) => panic!("expected WorkerDied, got {other:?}"),
+        Err(_) => panic!("apply hung on a dead worker"),
+    }
+    // The pool carries on, answering directly again.
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+}
+
+/// What does not fit a reply slot, or is not a value, takes the result queue; callers beyond
+/// the slots' number take it too; every caller gets its own answer.
+#[test]
+fn apply_answers_large_results_failures_and_more_callers_than_slots() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(long_text, 10_000).unwrap().len(), 10_000);
+    assert_eq!(pool.apply(long_text, 400).unwrap().len(), 400);
+    match pool.apply(panics_on_three, 3) {
+        Err(TaskError::Panicked { message, .. }) => {
+            assert!(message.contains("three is not allowed"), "{message}")
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    std::thread::scope(|s| {
+        for t in 0..80u64 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..20 {
+                    let x = t * 1000 + i;
+                    assert_eq!(pool.apply(square, x).unwrap(), x * x);
+                }
+            });
+        }
+    });
+}
+
+/// A worker that answered a task in its reply slot and then died running the next one: the
+/// answered task keeps its value, the next one fails with the worker's death and is not run
+/// again.
+#[test]
+fn a_task_answered_directly_survives_the_death_of_its_worker_and_the_next_task_fails() {
+    for _ in 0..3 {
+        let pool = std::sync::Arc::new(Pool::new(1).unwrap());
+        let (marker, runs) = (RawValue::new(0u32).unwrap(), RawValue::new(0u32).unwrap());
+        let (p, h) = (std::sync::Arc::clone(&pool), marker.handle());
+        let answered = std::thread::spawn(move || p.apply(report_pid_and_sleep, (h, 20)));
+        assert!(
+            eventually(Duration::from_secs(60), || marker.get() != 0).is_some(),
+            "task never started"
+        );
+        // Queued behind the running task, on the pool's only worker.
+        let doomed = pool.apply_async(count_and_abort, runs.handle()).unwrap();
+        assert_eq!(answered.join().unwrap().unwrap(), 7);
+        match doomed.get_timeout(Duration::from_secs(60)) {
+            Err(GetTimeoutError::Failed(TaskError::WorkerDied { pid, .. })) => {
+                assert_eq!(pid, marker.get())
+            }
+            Err(GetTimeoutError::Timeout(_)) => panic!("the pool hung on a dead worker"),
+            other => panic!("expected WorkerDied, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(runs.get(), 1, "the task its worker died running ran again");
+        assert_eq!(pool.apply(square, 5).unwrap(), 25);
+    }
+}
+
 #[test]
 fn max_tasks_per_child_recycles_workers() {
     let pool = Pool::builder()

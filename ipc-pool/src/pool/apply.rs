@@ -1,12 +1,21 @@
 //! `apply` and `apply_async`: one call in a worker.
 
+use std::sync::{Arc, Mutex};
+
+use ipc_core::codec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
+use super::reply::Reply;
+use super::wire::TaskMsg;
 use crate::async_result::{AsyncResult, ResultSlot};
 use crate::error::{SubmitError, TaskError};
 use crate::raw::ChunkPool;
+
+/// Where a task's sink leaves the outcome of a directly answered `apply` that was not answered
+/// directly after all (a failure, a large result, a dead worker).
+type Cell = Arc<Mutex<Option<Result<Vec<u8>, TaskError>>>>;
 
 impl Pool {
     /// Runs `f(arg)` in a worker and waits for its result (Python's `apply`).
@@ -20,12 +29,94 @@ impl Pool {
     /// assert_eq!(pool.apply(add_one, 41)?, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// The worker answers the waiting caller directly, through a reply slot in shared memory,
+    /// when the result is small (up to 496 encoded bytes): no thread of the pool stands
+    /// between them.
     pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.apply_async(f, arg)?.get()
+        let func = self.map_func(f);
+        let input = codec::encode(std::slice::from_ref(&arg)).map_err(SubmitError::Encode)?;
+        let shared = &self.shared;
+        let cell: Cell = Arc::new(Mutex::new(None));
+        let (id, slot) = {
+            let mut st = shared.lock();
+            if st.closed || shared.stopping() {
+                return Err(SubmitError::Closed.into());
+            }
+            if let Some(reason) = st.broken.clone() {
+                return Err(TaskError::PoolBroken { reason });
+            }
+            let Some(slot) = st.free_replies.pop() else {
+                // Every slot is held by another waiting caller: the result thread answers.
+                drop(st);
+                return self.apply_async(f, arg)?.get();
+            };
+            let id = st.next_id;
+            st.next_id += 1;
+            shared.replies.arm(slot, id);
+            let (c, board) = (Arc::clone(&cell), Arc::clone(&shared.replies));
+            st.sinks.insert(
+                id,
+                Box::new(move |out| {
+                    *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                    board.deliver(slot, id);
+                }),
+            );
+            st.pending.push_back(TaskMsg {
+                id,
+                reply: Some(slot),
+                func,
+                input: input.into(),
+            });
+            shared.dispatch(&mut st);
+            (id, slot)
+        };
+        let outcome = match shared.replies.wait(slot, id) {
+            Reply::Ready(output) => {
+                // The bookkeeping the result thread does for an answer on the result queue.
+                let joiners = {
+                    let mut st = shared.lock();
+                    st.sinks.remove(&id);
+                    for w in &mut st.workers {
+                        if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
+                            w.outstanding.remove(pos);
+                            w.completed += 1;
+                            break;
+                        }
+                    }
+                    st.futile_respawns = 0;
+                    shared.dispatch(&mut st);
+                    shared.replies.free(slot);
+                    st.free_replies.push(slot);
+                    st.joiners
+                };
+                if joiners > 0 {
+                    shared.idle.notify_all();
+                }
+                Ok(output)
+            }
+            Reply::Delivered => {
+                let out = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let mut st = shared.lock();
+                shared.replies.free(slot);
+                st.free_replies.push(slot);
+                out.unwrap_or_else(|| {
+                    Err(TaskError::Codec {
+                        message: "the reply slot was taken by another task".into(),
+                    })
+                })
+            }
+        };
+        let mut values: Vec<R> = codec::decode(&outcome?).map_err(|e| TaskError::Codec {
+            message: format!("result: {e}"),
+        })?;
+        values.pop().ok_or_else(|| TaskError::Codec {
+            message: "empty result".into(),
+        })
     }
 
     /// Runs `f(arg)` in a worker; returns at once with an [`AsyncResult`].

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::death::describe_exit;
 use super::dispatch::{Config, Shared, State, notice_loop, result_loop};
+use super::reply::{self, ReplyBoard};
 use super::wire::{Failure, ResultMsg, SLOT_SIZE};
 use super::{CREDIT, Pool};
 use crate::error::BuildError;
@@ -144,6 +145,7 @@ impl PoolBuilder {
                 futile_respawns: 0,
                 broken: None,
                 joiners: 0,
+                free_replies: (0..reply::SLOTS as u32).rev().collect(),
             }),
             idle: std::sync::Condvar::new(),
             config: Config {
@@ -153,6 +155,7 @@ impl PoolBuilder {
             },
             key,
             results: results.handle(),
+            replies: Arc::new(ReplyBoard::create().map_err(BuildError::Segment)?),
             stop: AtomicBool::new(false),
             supervisor: Supervisor::new().map_err(BuildError::Thread)?,
             watch_serial: AtomicU64::new(1),

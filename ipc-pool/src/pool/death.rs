@@ -35,7 +35,16 @@ pub(super) fn on_death(
     .describe();
     w.alive = false;
     let mut lost = std::mem::take(&mut w.outstanding);
-    let finished_any = w.completed > 0;
+    let mut finished_any = w.completed > 0;
+    // Tasks it answered in their callers' reply slots are finished, not lost (their callers do
+    // the bookkeeping); it ran its tasks in order, so the one it was running comes after them.
+    while lost
+        .front()
+        .is_some_and(|t| t.reply.is_some_and(|s| shared.replies.is_ready(s, t.id)))
+    {
+        lost.pop_front();
+        finished_any = true;
+    }
     // The oldest outstanding task is the one it was running: it fails. The others go back.
     if let Some(running) = lost.pop_front() {
         let err = TaskError::WorkerDied {

@@ -13,6 +13,7 @@ use ipc_queue::{GetError, Queue, Serde};
 
 use super::CREDIT;
 use super::death::on_death;
+use super::reply::ReplyBoard;
 use super::wire::{BATCH_BYTES, Batch, Failure, ResultMsg, TASK_SLOT_SIZE, TaskMsg, WorkerArgs};
 use super::worker::worker_main;
 use crate::error::{BuildError, TaskError};
@@ -89,6 +90,8 @@ pub(super) struct State {
     /// only when there are any (a condition variable's notify is a system call even when
     /// nobody waits).
     pub(super) joiners: usize,
+    /// Reply slots no caller holds (see `reply.rs`).
+    pub(super) free_replies: Vec<u32>,
 }
 
 pub(super) struct Config {
@@ -104,6 +107,8 @@ pub(super) struct Shared {
     pub(super) config: Config,
     pub(super) key: FnKey,
     pub(super) results: ObjectHandle,
+    /// Where workers answer blocking `apply` calls directly.
+    pub(super) replies: Arc<ReplyBoard>,
     pub(super) stop: AtomicBool,
     /// Watches every worker's pidfd and reports exits at once.
     pub(super) supervisor: Supervisor,
@@ -127,6 +132,7 @@ impl Shared {
         let args = WorkerArgs {
             tasks: queue.handle(),
             results: self.results.clone(),
+            replies: self.replies.handle(),
             key: self.key,
             slot,
             max_tasks: self.config.max_tasks,
@@ -197,7 +203,7 @@ impl Shared {
                     break;
                 }
                 bytes += t.input.len();
-                tasks.push((t.id, std::sync::Arc::clone(&t.input)));
+                tasks.push((t.id, t.reply, std::sync::Arc::clone(&t.input)));
             }
             let n = tasks.len();
             let w = &mut st.workers[i];

@@ -23,6 +23,7 @@
 //! | `dispatch.rs` | the parent's state, credit-based dispatch, the result and notice threads |
 //! | `death.rs`    | what a worker's death does to its tasks and to the pool            |
 //! | `apply.rs`    | `apply`, `apply_async`                                             |
+//! | `reply.rs`    | the reply slots through which workers answer `apply` directly      |
 //! | `map.rs`      | `map`, `starmap`, their async forms, the zero-copy maps            |
 //! | `imap.rs`     | the lazy `imap` verbs                                              |
 //!
@@ -35,6 +36,7 @@ mod death;
 mod dispatch;
 mod imap;
 mod map;
+mod reply;
 mod wire;
 mod worker;
 
@@ -288,6 +290,7 @@ impl ChunkPool for Pool {
             st.sinks.insert(id, c.sink);
             st.pending.push_back(TaskMsg {
                 id,
+                reply: None,
                 func,
                 input: c.input.into(),
             });

@@ -21,17 +21,20 @@ pub(super) const BATCH_BYTES: usize = TASK_SLOT_SIZE - 256;
 #[derive(Clone)]
 pub(crate) struct TaskMsg {
     pub(super) id: u64,
+    /// The reply slot of a blocking `apply`'s caller (see `reply.rs`).
+    pub(super) reply: Option<u32>,
     pub(super) func: FnRef,
     pub(super) input: Arc<[u8]>,
 }
 
 /// Tasks of one function for one worker, in one queue message: the reference once, then each
-/// task's id and input. The worker runs them in order and answers each on its own, so that the
-/// oldest unanswered task of a dead worker is the one it was running.
+/// task's id, reply slot and input. The worker runs them in order and answers each on its own
+/// (in its reply slot, or on the result queue), so that the oldest unanswered task of a dead
+/// worker is the one it was running.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Batch {
     pub(super) func: FnRef,
-    pub(super) tasks: Vec<(u64, Arc<[u8]>)>,
+    pub(super) tasks: Vec<(u64, Option<u32>, Arc<[u8]>)>,
 }
 
 /// Why a task produced no output, as the worker reports it.
@@ -76,6 +79,8 @@ pub(super) enum ResultMsg {
 pub(super) struct WorkerArgs {
     pub(super) tasks: ObjectHandle,
     pub(super) results: ObjectHandle,
+    /// The reply board (see `reply.rs`).
+    pub(super) replies: ObjectHandle,
     pub(super) key: FnKey,
     pub(super) slot: u32,
     pub(super) max_tasks: Option<u64>,

@@ -7,6 +7,7 @@ use std::panic::AssertUnwindSafe;
 use ipc_core::process::{FnKey, FnRef, panic_message};
 use ipc_queue::{GetError, Queue, Serde};
 
+use super::reply::ReplyBoard;
 use super::wire::{Batch, Failure, ResultMsg, WorkerArgs};
 use crate::task;
 
@@ -40,6 +41,7 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
         .map_err(|e| format!("task queue: {e}"))?;
     let mut results = Queue::<ResultMsg, Serde>::open_producer(&args.results)
         .map_err(|e| format!("result queue: {e}"))?;
+    let replies = ReplyBoard::open(&args.replies).map_err(|e| format!("reply board: {e}"))?;
     // Panics are reported to the parent as task failures (with their location); keep stderr
     // for the user's output.
     std::panic::set_hook(Box::new(|info| {
@@ -67,11 +69,22 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
         };
         // The batch's tasks share one reference: its tag is checked once.
         let task = task::Resolved::new(&batch.func, &args.key);
-        for (id, input) in &batch.tasks {
+        for (id, reply, input) in &batch.tasks {
             let outcome = match &task {
                 Ok(task) => run_resolved(task, input),
                 Err(m) => Err(Failure::Codec(m.clone())),
             };
+            let direct = match (reply, &outcome) {
+                (Some(slot), Ok(output)) => replies.publish(*slot, *id, output),
+                _ => false,
+            };
+            if direct {
+                done += 1;
+                if args.max_tasks.is_some_and(|m| done >= m) {
+                    return Ok(());
+                }
+                continue;
+            }
             let msg = ResultMsg::Done {
                 id: *id,
                 slot: args.slot,

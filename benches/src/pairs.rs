@@ -150,7 +150,7 @@ pub const PAIRS: &[Pair] = &[
     Pair {
         ours: "ours.pool_apply_rtt",
         limit: "limit.futex_rtt",
-        what: "Pool.apply round trip (two wake-ups at least)",
+        what: "Pool.apply round trip (two hand-overs)",
         target: None,
     },
     Pair {

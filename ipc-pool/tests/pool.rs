@@ -454,6 +454,40 @@ fn a_task_answered_directly_survives_the_death_of_its_worker_and_the_next_task_f
     }
 }
 
+/// Counts its run in the shared array, then kills its worker if it is item 5.
+fn count_and_abort_on_five((runs, i): (ObjectHandle, usize)) -> usize {
+    let runs = ipc_core::RawArray::<u32>::open(&runs).expect("open array");
+    runs.fetch_add(i, 1).expect("index");
+    if i == 5 {
+        std::process::abort();
+    }
+    i
+}
+
+/// Small results come back on the worker's own result ring: a worker that dies in the middle
+/// of a batch has its earlier results delivered (not lost, not run again), the task it was
+/// running fails, and the rest run on its replacement, each once.
+#[test]
+fn a_worker_dying_mid_batch_keeps_the_results_it_gave_and_fails_only_its_task() {
+    let pool = Pool::new(1).unwrap();
+    let runs = ipc_core::RawArray::<u32>::new(12).unwrap();
+    let items: Vec<(ObjectHandle, usize)> = (0..12).map(|i| (runs.handle(), i)).collect();
+    let per_item: Vec<Result<usize, MapError>> = pool
+        .imap_chunksize(count_and_abort_on_five, items, 1)
+        .collect();
+    for (i, r) in per_item.iter().enumerate() {
+        match (i, r) {
+            (5, Err(e)) => assert!(
+                matches!(e.error, TaskError::WorkerDied { .. }),
+                "item 5: {e:?}"
+            ),
+            (5, Ok(v)) => panic!("item 5 returned {v}"),
+            (i, r) => assert_eq!(r.as_ref().ok(), Some(&i), "item {i}"),
+        }
+    }
+    assert_eq!(runs.to_vec(), vec![1; 12], "every item runs exactly once");
+}
+
 #[test]
 fn max_tasks_per_child_recycles_workers() {
     let pool = Pool::builder()

@@ -114,10 +114,10 @@ impl PoolBuilder {
             });
         }
         let processes = self.processes.unwrap_or_else(ipc_core::cpu_count).max(1);
-        // Each worker costs this process four descriptors (its task queue, its pidfd, its result
-        // channel, its status pipe) and a replacement as many again while the old one is
-        // reaped: make room for hundreds of workers, as Python's Pool(200) has.
-        let _ = ipc_core::process::reserve_descriptors(8 * processes as u64 + 64);
+        // Each worker costs this process five descriptors (its task queue, its result ring, its
+        // pidfd, its result channel, its status pipe) and a replacement as many again while the
+        // old one is reaped: make room for hundreds of workers, as Python's Pool(200) has.
+        let _ = ipc_core::process::reserve_descriptors(10 * processes as u64 + 64);
         let key = FnKey::random();
         let init = match self.init {
             Some(make) => Some(make(&key).map_err(BuildError::InitializerArgument)?),

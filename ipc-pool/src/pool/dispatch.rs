@@ -1,7 +1,19 @@
 //! The parent's side of the pool: its state, handing tasks to workers with credit, and the two
 //! threads that keep it going — the result thread (results, initializer outcomes and death
-//! notices, in queue order) and the notice thread (turns the supervisor's exit reports into
-//! death notices on the result queue).
+//! notices) and the notice thread (turns the supervisor's exit reports into death notices on
+//! the result queue).
+//!
+//! ## Where results come back
+//!
+//! A small successful result (up to [`RECORD_BYTES`] encoded bytes) goes on the worker's own
+//! result ring, a single-producer ring in shared memory: a few stores, no claim, no encoding of
+//! a message. Everything else (failures, larger results, initializer outcomes, death notices)
+//! goes on the shared result queue. The result thread drains the rings and the queue; before it
+//! sleeps on the queue it rings a bell on the reply board, and a worker that pushes a record
+//! while the bell rings puts a `Nudge` on the queue (an asymmetric barrier pair: a compiler
+//! fence per result in the worker, a `membarrier` per sleep in the result thread). A death notice is handled after everything
+//! on the dead worker's ring (the ring is drained first; the dead worker pushes nothing more),
+//! as it is after everything the worker put on the queue before dying.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,12 +21,15 @@ use std::time::Duration;
 
 use ipc_core::process::{FnKey, FnRef};
 use ipc_core::{ObjectHandle, Placement, Process, StartMethod};
-use ipc_queue::{GetError, Queue, Serde};
+use ipc_queue::{Consumer, GetError, Queue, RingBuffer, Serde};
 
 use super::CREDIT;
 use super::death::on_death;
 use super::reply::ReplyBoard;
-use super::wire::{BATCH_BYTES, Batch, Failure, ResultMsg, TASK_SLOT_SIZE, TaskMsg, WorkerArgs};
+use super::wire::{
+    BATCH_BYTES, Batch, Failure, RECORD_BYTES, Record, ResultMsg, TASK_SLOT_SIZE, TaskMsg,
+    WorkerArgs,
+};
 use super::worker::worker_main;
 use crate::error::{BuildError, TaskError};
 use crate::primitive::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +39,8 @@ use ipc_core::process::Supervisor;
 const SUPERVISOR_SLICE: Duration = Duration::from_millis(20);
 /// How often the result thread checks for shutdown while no result comes.
 const RESULT_SLICE: Duration = Duration::from_millis(50);
+/// How long the result thread sleeps when it could not pair its barrier with the workers'.
+const UNPAIRED_SLICE: Duration = Duration::from_millis(1);
 
 /// Receives a task's encoded output (or why there is none), in the result thread.
 pub(super) type Sink = crate::raw::Sink<TaskError>;
@@ -69,6 +86,8 @@ pub(super) struct Worker {
     pub(super) process: Arc<Process<Result<(), String>>>,
     pub(super) pid: u32,
     pub(super) queue: Queue<Batch, Serde>,
+    /// The consuming end of its result ring, until the result thread takes it.
+    pub(super) ring: Option<Consumer<Record>>,
     /// Tasks handed to it and not yet answered, oldest first (the first is the one it runs).
     pub(super) outstanding: VecDeque<TaskMsg>,
     pub(super) dispatched: u64,
@@ -129,7 +148,12 @@ impl Shared {
     pub(super) fn start_worker(&self, slot: u32) -> Result<Worker, BuildError> {
         let queue = Queue::<Batch, Serde>::create(&Placement::Anonymous, CREDIT, TASK_SLOT_SIZE)
             .map_err(BuildError::Queue)?;
+        // The worker opens the producing end; ours is dropped so that the role is free.
+        let (producer, ring) = RingBuffer::<Record>::new(2 * CREDIT).map_err(BuildError::Queue)?;
+        let ring_handle = producer.handle();
+        drop(producer);
         let args = WorkerArgs {
+            ring: ring_handle,
             tasks: queue.handle(),
             results: self.results.clone(),
             replies: self.replies.handle(),
@@ -160,6 +184,7 @@ impl Shared {
             process,
             pid,
             queue,
+            ring: Some(ring),
             outstanding: VecDeque::new(),
             dispatched: 0,
             completed: 0,
@@ -263,69 +288,151 @@ pub(super) fn task_error(f: Failure, pid: u32) -> TaskError {
     }
 }
 
-/// The most results the result thread handles under one lock.
+/// The most queue messages the result thread handles under one lock.
 const RESULT_BATCH: usize = 64;
 
-/// Handles one message of the result queue.
-fn handle(shared: &Shared, st: &mut State, msg: ResultMsg, deliveries: &mut Vec<Delivery>) {
-    match msg {
-        ResultMsg::Initialized { .. } => {}
-        ResultMsg::Died {
-            slot,
-            pid,
-            exit_code,
-        } => on_death(shared, st, slot as usize, pid, exit_code, deliveries),
-        ResultMsg::Done { id, slot, outcome } => {
-            let mut pid = 0;
-            if let Some(w) = st.workers.get_mut(slot as usize) {
-                pid = w.pid;
-                if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
-                    w.outstanding.remove(pos);
-                    w.completed += 1;
-                }
+/// The result rings of the current workers, by slot, held by the result thread.
+type Rings = Vec<Option<Consumer<Record>>>;
+
+/// Takes the rings of workers started since the last call (at the start, and after a
+/// replacement).
+fn take_rings(st: &mut State, rings: &mut Rings) {
+    for (slot, w) in st.workers.iter_mut().enumerate() {
+        if let Some(r) = w.ring.take() {
+            if rings.len() <= slot {
+                rings.resize_with(slot + 1, || None);
             }
-            st.futile_respawns = 0;
-            let outcome = outcome.map_err(|f| task_error(f, pid));
-            if let Some(d) = shared.finish(st, id, outcome) {
-                deliveries.push(d);
-            }
+            rings[slot] = Some(r);
         }
     }
 }
 
-/// Handles results and death notices in queue order, dispatching as credit frees up.
+/// Task `id` of the worker in `slot` finished with `outcome`.
+fn done(
+    shared: &Shared,
+    st: &mut State,
+    slot: usize,
+    id: u64,
+    outcome: Result<Vec<u8>, Failure>,
+    deliveries: &mut Vec<Delivery>,
+) {
+    let mut pid = 0;
+    if let Some(w) = st.workers.get_mut(slot) {
+        pid = w.pid;
+        if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
+            w.outstanding.remove(pos);
+            w.completed += 1;
+        }
+    }
+    st.futile_respawns = 0;
+    let outcome = outcome.map_err(|f| task_error(f, pid));
+    if let Some(d) = shared.finish(st, id, outcome) {
+        deliveries.push(d);
+    }
+}
+
+/// Handles every record on the ring of `slot`; how many.
+fn drain_ring(
+    shared: &Shared,
+    st: &mut State,
+    rings: &mut Rings,
+    slot: usize,
+    deliveries: &mut Vec<Delivery>,
+) -> usize {
+    let Some(Some(ring)) = rings.get_mut(slot) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Ok(rec) = ring.pop() {
+        n += 1;
+        let len = rec.len as usize;
+        let outcome = if len <= RECORD_BYTES {
+            Ok(rec.bytes[..len].to_vec())
+        } else {
+            Err(Failure::Codec(format!(
+                "a result record of {len} bytes (at most {RECORD_BYTES})"
+            )))
+        };
+        done(shared, st, slot, rec.id, outcome, deliveries);
+    }
+    n
+}
+
+/// Handles one message of the result queue.
+fn handle(
+    shared: &Shared,
+    st: &mut State,
+    rings: &mut Rings,
+    msg: ResultMsg,
+    deliveries: &mut Vec<Delivery>,
+) {
+    match msg {
+        ResultMsg::Initialized { .. } | ResultMsg::Nudge => {}
+        ResultMsg::Died {
+            slot,
+            pid,
+            exit_code,
+        } => {
+            let slot = slot as usize;
+            if st.workers.get(slot).is_some_and(|w| w.pid == pid) {
+                // Everything the worker pushed before it died comes first.
+                drain_ring(shared, st, rings, slot, deliveries);
+                if let Some(r) = rings.get_mut(slot) {
+                    *r = None;
+                }
+            }
+            on_death(shared, st, slot, pid, exit_code, deliveries);
+        }
+        ResultMsg::Done { id, slot, outcome } => {
+            done(shared, st, slot as usize, id, outcome, deliveries)
+        }
+    }
+}
+
+/// Whether any ring holds a record.
+fn any_record(rings: &mut Rings) -> bool {
+    rings.iter_mut().flatten().any(|r| !r.is_empty())
+}
+
+/// Handles results (from the rings and the queue) and death notices, dispatching as credit
+/// frees up.
 pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Serde>) {
     let mut deliveries: Vec<Delivery> = Vec::new();
+    let mut rings: Rings = Vec::new();
+    take_rings(&mut shared.lock(), &mut rings);
+    // `wait` watches the queue and the rings itself before it sleeps.
+    results.set_spin(std::time::Duration::ZERO);
+    // A message taken while waiting, handled first.
+    let mut first: Option<ResultMsg> = None;
     loop {
-        let msg = match results.get_timeout(RESULT_SLICE) {
-            Ok(m) => m,
-            Err(GetError::Timeout) => {
-                if shared.stopping() {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                if shared.stopping() {
-                    return;
-                }
-                std::thread::sleep(RESULT_SLICE);
-                continue;
-            }
-        };
         let joiners;
+        let handled;
         {
             let mut st = shared.lock();
-            handle(&shared, &mut st, msg, &mut deliveries);
-            // Whatever else is already there is handled under the same lock, with one dispatch
-            // for all of it.
+            let mut n = 0;
+            if let Some(msg) = first.take() {
+                handle(&shared, &mut st, &mut rings, msg, &mut deliveries);
+                n += 1;
+            }
+            for slot in 0..rings.len() {
+                n += drain_ring(&shared, &mut st, &mut rings, slot, &mut deliveries);
+            }
+            // Whatever is on the queue is handled under the same lock, with one dispatch for
+            // all of it.
             for _ in 0..RESULT_BATCH {
                 match results.try_get() {
-                    Ok(msg) => handle(&shared, &mut st, msg, &mut deliveries),
+                    Ok(msg) => {
+                        handle(&shared, &mut st, &mut rings, msg, &mut deliveries);
+                        n += 1;
+                    }
                     Err(_) => break,
                 }
             }
-            shared.dispatch(&mut st);
+            handled = n > 0;
+            if handled {
+                shared.dispatch(&mut st);
+                take_rings(&mut st, &mut rings);
+            }
             joiners = st.joiners;
         }
         for d in deliveries.drain(..) {
@@ -333,8 +440,58 @@ pub(super) fn result_loop(shared: Arc<Shared>, mut results: Queue<ResultMsg, Ser
         }
         // A joiner checks for unfinished tasks under the lock before it waits, so one that
         // came after the lock was released has seen this batch's changes.
-        if joiners > 0 {
+        if handled && joiners > 0 {
             shared.idle.notify_all();
         }
+        if handled {
+            continue;
+        }
+        match wait(&shared, &mut results, &mut rings) {
+            Some(msg) => first = msg,
+            None => return,
+        }
     }
+}
+
+/// Waits for the next result: watches the rings and the queue for the queue's spin, then rings
+/// the bell and sleeps on the queue. `Some(message)` (a message taken from the queue, if any)
+/// when there may be work; `None` once the pool stops.
+fn wait(
+    shared: &Shared,
+    results: &mut Queue<ResultMsg, Serde>,
+    rings: &mut Rings,
+) -> Option<Option<ResultMsg>> {
+    let start = std::time::Instant::now();
+    let mut i = 0u32;
+    loop {
+        if any_record(rings) || !results.is_empty() {
+            return Some(None);
+        }
+        i = i.wrapping_add(1);
+        if i % 16 == 0 && start.elapsed() >= ipc_queue::DEFAULT_SPIN {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let paired = shared.replies.result_thread_sleeps();
+    let r = if any_record(rings) {
+        Some(None)
+    } else {
+        // Without the barrier pair a nudge may be missed: sleep briefly, then look again.
+        let slice = if paired { RESULT_SLICE } else { UNPAIRED_SLICE };
+        match results.get_timeout(slice) {
+            Ok(m) => Some(Some(m)),
+            Err(GetError::Timeout) => (!shared.stopping()).then_some(None),
+            Err(_) => {
+                if shared.stopping() {
+                    None
+                } else {
+                    std::thread::sleep(RESULT_SLICE);
+                    Some(None)
+                }
+            }
+        }
+    };
+    shared.replies.result_thread_awake();
+    r
 }

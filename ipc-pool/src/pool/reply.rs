@@ -71,7 +71,13 @@ pub(super) enum Reply {
     Delivered,
 }
 
-/// The board of reply slots (an anonymous shared array the workers map).
+/// Words after the slots: the result thread's bell (see [`ReplyBoard::nudge_needed`]), alone on
+/// its cache line.
+const BELL_WORDS: usize = 8;
+const WORDS: usize = SLOTS * SLOT_WORDS + BELL_WORDS;
+
+/// The board of reply slots (an anonymous shared array the workers map), and the result
+/// thread's bell.
 pub(super) struct ReplyBoard {
     words: RawArray<u64>,
 }
@@ -79,14 +85,14 @@ pub(super) struct ReplyBoard {
 impl ReplyBoard {
     /// A board of [`SLOTS`] free slots.
     pub(super) fn create() -> Result<Self, ipc_core::CreateError> {
-        let words = RawArray::<u64>::create(&Placement::Anonymous, SLOTS * SLOT_WORDS)?;
+        let words = RawArray::<u64>::create(&Placement::Anonymous, WORDS)?;
         Ok(Self { words })
     }
 
     /// The board `handle` names (in a worker); refused unless it has the board's size.
     pub(super) fn open(handle: &ObjectHandle) -> Result<Self, OpenError> {
         let words = RawArray::<u64>::open(handle)?;
-        if words.len() != SLOTS * SLOT_WORDS {
+        if words.len() != WORDS {
             return Err(OpenError::Corrupted {
                 what: "reply board size",
             });
@@ -96,6 +102,45 @@ impl ReplyBoard {
 
     pub(super) fn handle(&self) -> ObjectHandle {
         self.words.handle()
+    }
+
+    /// The bell word: 1 while the parent's result thread sleeps, or is about to, on the result
+    /// queue.
+    fn bell(&self) -> &AtomicU64 {
+        // SAFETY: `SLOTS * SLOT_WORDS` is below the array's length `WORDS` (checked in `open`);
+        // aligned, mapped while `self` lives, only ever accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.words.as_ptr().add(SLOTS * SLOT_WORDS)) }
+    }
+
+    /// In the result thread, before it sleeps: rings the bell for the next result. The caller
+    /// then looks at the rings once more; this is the sleeper's side of the store-buffer pair
+    /// with [`nudge_needed`](Self::nudge_needed): either that look finds the worker's record, or
+    /// the worker sees the bell. The barrier pair is asymmetric (`ipc_core::raw::barrier`): the
+    /// worker pays a compiler fence per result, this side a `membarrier` per sleep. `false`:
+    /// the barrier could not be made (a seccomp filter refuses `membarrier` here while a worker
+    /// registered for it), so a nudge may be missed: the caller sleeps briefly.
+    pub(super) fn result_thread_sleeps(&self) -> bool {
+        // ORDERING: Relaxed store, ordered before the caller's next ring loads by `heavy`.
+        self.bell().store(1, Ordering::Relaxed);
+        ipc_core::raw::barrier::heavy()
+    }
+
+    /// In the result thread, once awake.
+    pub(super) fn result_thread_awake(&self) {
+        // ORDERING: Relaxed: a stale 1 costs one needless nudge, never a lost one.
+        self.bell().store(0, Ordering::Relaxed);
+    }
+
+    /// In a worker, after it pushed a record on its ring: whether the result thread sleeps and
+    /// must be nudged (the first worker to see the bell takes it).
+    pub(super) fn nudge_needed(&self) -> bool {
+        // ORDERING: the waker's side of the asymmetric pair (see `result_thread_sleeps`): the
+        // push's tail store stays before the bell's load.
+        ipc_core::raw::barrier::light();
+        let bell = self.bell();
+        // ORDERING: Relaxed first look (ordered by the barrier pair); SeqCst swap so that one
+        // worker takes the bell.
+        bell.load(Ordering::Relaxed) == 1 && bell.swap(0, Ordering::SeqCst) == 1
     }
 
     /// Word `i` of slot `slot`, or `None` if `slot` is not on the board (a corrupted message).

@@ -16,6 +16,20 @@ pub(super) const TASK_SLOT_SIZE: usize = 2048;
 /// the reference and the ids).
 pub(super) const BATCH_BYTES: usize = TASK_SLOT_SIZE - 256;
 
+/// The most encoded result bytes a worker's result ring carries in one record.
+pub(super) const RECORD_BYTES: usize = 48;
+
+/// A small successful result on the worker's own result ring (see `dispatch.rs`): the task's
+/// id and its encoded output. Plain data: the parent checks `len` before it reads the bytes.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct Record {
+    pub(super) id: u64,
+    pub(super) len: u32,
+    pub(super) _pad: u32,
+    pub(super) bytes: [u8; RECORD_BYTES],
+}
+
 /// One task as the parent keeps it: the function reference and its encoded input (shared with
 /// the batch it travels in, and kept to hand the task to another worker if its worker dies).
 #[derive(Clone)]
@@ -65,6 +79,8 @@ pub(super) enum ResultMsg {
         slot: u32,
         outcome: Result<(), Failure>,
     },
+    /// A worker put a result on its ring while the result thread slept: wake up and look.
+    Nudge,
     /// A worker died (from the parent's notice thread, behind every result it committed).
     Died {
         slot: u32,
@@ -81,6 +97,8 @@ pub(super) struct WorkerArgs {
     pub(super) results: ObjectHandle,
     /// The reply board (see `reply.rs`).
     pub(super) replies: ObjectHandle,
+    /// The worker's own result ring, whose producer it is.
+    pub(super) ring: ObjectHandle,
     pub(super) key: FnKey,
     pub(super) slot: u32,
     pub(super) max_tasks: Option<u64>,

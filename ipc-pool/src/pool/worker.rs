@@ -5,10 +5,10 @@ use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 
 use ipc_core::process::{FnKey, FnRef, panic_message};
-use ipc_queue::{GetError, Queue, Serde};
+use ipc_queue::{GetError, Producer, Queue, Serde};
 
 use super::reply::ReplyBoard;
-use super::wire::{Batch, Failure, ResultMsg, WorkerArgs};
+use super::wire::{Batch, Failure, RECORD_BYTES, Record, ResultMsg, WorkerArgs};
 use crate::task;
 
 thread_local! {
@@ -42,6 +42,7 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
     let mut results = Queue::<ResultMsg, Serde>::open_producer(&args.results)
         .map_err(|e| format!("result queue: {e}"))?;
     let replies = ReplyBoard::open(&args.replies).map_err(|e| format!("reply board: {e}"))?;
+    let mut ring = Producer::<Record>::open(&args.ring).map_err(|e| format!("result ring: {e}"))?;
     // Panics are reported to the parent as task failures (with their location); keep stderr
     // for the user's output.
     std::panic::set_hook(Box::new(|info| {
@@ -78,6 +79,17 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
                 (Some(slot), Ok(output)) => replies.publish(*slot, *id, output),
                 _ => false,
             };
+            let direct = direct
+                || match (reply, &outcome) {
+                    (None, Ok(output)) if output.len() <= RECORD_BYTES => {
+                        match push_record(&mut ring, &replies, &mut results, *id, output) {
+                            Some(pushed) => pushed,
+                            // The parent is gone.
+                            None => return Ok(()),
+                        }
+                    }
+                    _ => false,
+                };
             if direct {
                 done += 1;
                 if args.max_tasks.is_some_and(|m| done >= m) {
@@ -99,4 +111,30 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Puts a small result on the worker's result ring, and nudges the parent's result thread if it
+/// sleeps. `Some(false)`: the ring is full (it holds a worker's credit, so never in practice),
+/// the result goes on the result queue instead. `None`: the parent is gone.
+fn push_record(
+    ring: &mut Producer<Record>,
+    replies: &ReplyBoard,
+    results: &mut Queue<ResultMsg, Serde>,
+    id: u64,
+    output: &[u8],
+) -> Option<bool> {
+    let mut rec = Record {
+        id,
+        len: output.len() as u32,
+        _pad: 0,
+        bytes: [0; RECORD_BYTES],
+    };
+    rec.bytes[..output.len()].copy_from_slice(output);
+    if ring.push(rec).is_err() {
+        return Some(false);
+    }
+    if replies.nudge_needed() && results.put(ResultMsg::Nudge).is_err() {
+        return None;
+    }
+    Some(true)
 }

@@ -134,3 +134,53 @@ pub(super) fn describe_exit(r: Result<Result<(), String>, JoinError>) -> String 
         Err(e) => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use super::on_death;
+    use crate::error::TaskError;
+    use crate::pool::dispatch::testing::{Seen, sinks, task, unstarted_pool, worker};
+
+    /// A worker answered task 1 in its reply slot, then died running task 2, before the caller
+    /// of task 1 did its bookkeeping: task 1 is finished (its sink is left to its caller), task
+    /// 2 fails with the death, and nothing goes back to be run again. (An order the threads of
+    /// a real pool almost never produce, built here by hand.)
+    #[test]
+    fn a_task_answered_in_its_slot_is_finished_and_the_one_after_it_fails() {
+        let shared = unstarted_pool();
+        shared.replies.arm(0, 1);
+        assert!(
+            shared.replies.publish(0, 1, b"answer"),
+            "the worker's answer"
+        );
+        let seen: Seen = Arc::default();
+        let mut st = shared.lock();
+        sinks(&mut st, &seen, &[1, 2]);
+        st.workers.push(worker(VecDeque::from([
+            task(&shared, 1, Some(0)),
+            task(&shared, 2, None),
+        ])));
+        let mut deliveries = Vec::new();
+        on_death(&shared, &mut st, 0, 4242, Some(-9), &mut deliveries);
+        assert!(st.pending.is_empty(), "a task went back to be run again");
+        assert!(
+            st.sinks.contains_key(&1),
+            "the answered task's sink is its caller's"
+        );
+        drop(st);
+        for d in deliveries {
+            d.deliver();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one task failed");
+        assert_eq!(seen[0].0, 2, "the task it was running");
+        assert!(
+            matches!(seen[0].1, Err(TaskError::WorkerDied { pid: 4242, .. })),
+            "{:?}",
+            seen[0].1
+        );
+    }
+}

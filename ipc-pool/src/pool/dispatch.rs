@@ -495,3 +495,161 @@ fn wait(
     shared.replies.result_thread_awake();
     r
 }
+
+/// A pool's parent-side state built by hand, with no process started, for tests of the
+/// handlers in orders the threads of a real pool almost never produce.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use ipc_core::process::{FnKey, Supervisor};
+    use ipc_core::{Placement, Process};
+    use ipc_queue::{Queue, Serde};
+
+    use super::{Config, Shared, State, Worker};
+    use crate::error::TaskError;
+    use crate::pool::reply::ReplyBoard;
+    use crate::pool::wire::{Batch, ResultMsg, TASK_SLOT_SIZE, TaskMsg};
+    use crate::primitive::{AtomicBool, AtomicU64};
+
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+
+    fn never_started(_: ()) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What each sink received, by task id.
+    pub(in crate::pool) type Seen = Arc<Mutex<Vec<(u64, Result<Vec<u8>, TaskError>)>>>;
+
+    /// A pool that is stopping (its death handler starts no replacement) and has no worker.
+    pub(in crate::pool) fn unstarted_pool() -> Shared {
+        let results = Queue::<ResultMsg, Serde>::builder(4)
+            .placement(Placement::Anonymous)
+            .create()
+            .unwrap();
+        Shared {
+            state: Mutex::new(State {
+                workers: Vec::new(),
+                pending: VecDeque::new(),
+                sinks: Default::default(),
+                next_id: 1000,
+                closed: false,
+                futile_respawns: 0,
+                broken: None,
+                joiners: 0,
+                free_replies: Vec::new(),
+            }),
+            idle: Condvar::new(),
+            config: Config {
+                method: None,
+                max_tasks: None,
+                init: None,
+            },
+            key: FnKey::random(),
+            results: results.handle(),
+            replies: Arc::new(ReplyBoard::create().unwrap()),
+            stop: AtomicBool::new(true),
+            supervisor: Supervisor::new().unwrap(),
+            watch_serial: AtomicU64::new(1),
+        }
+    }
+
+    /// Task `id`, answered in reply slot `reply` if any.
+    pub(in crate::pool) fn task(shared: &Shared, id: u64, reply: Option<u32>) -> TaskMsg {
+        TaskMsg {
+            id,
+            reply,
+            func: crate::task::map(&shared.key, square),
+            input: Arc::from(&[0u8][..]),
+        }
+    }
+
+    /// Sinks for tasks `ids` that record what they receive in `seen`.
+    pub(in crate::pool) fn sinks(st: &mut State, seen: &Seen, ids: &[u64]) {
+        for &id in ids {
+            let seen = Arc::clone(seen);
+            st.sinks.insert(
+                id,
+                Box::new(move |out| seen.lock().unwrap().push((id, out))),
+            );
+        }
+    }
+
+    /// A worker of pid 4242 (never started) holding `outstanding`.
+    pub(in crate::pool) fn worker(outstanding: VecDeque<TaskMsg>) -> Worker {
+        Worker {
+            process: Arc::new(Process::builder().target(never_started, ())),
+            pid: 4242,
+            queue: Queue::<Batch, Serde>::create(&Placement::Anonymous, 4, TASK_SLOT_SIZE).unwrap(),
+            ring: None,
+            dispatched: outstanding.len() as u64,
+            outstanding,
+            completed: 0,
+            alive: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use ipc_queue::RingBuffer;
+
+    use super::testing::{Seen, sinks, task, unstarted_pool, worker};
+    use super::{Rings, handle};
+    use crate::error::TaskError;
+    use crate::pool::wire::{RECORD_BYTES, Record, ResultMsg};
+
+    /// A worker put task 1's result on its ring and died running task 2, and the death notice
+    /// is handled before the result thread looked at the ring: the ring is emptied first, so
+    /// task 1 gets its result, task 2 fails with the death, and nothing runs again. (An order
+    /// the threads of a real pool almost never produce, built here by hand.)
+    #[test]
+    fn a_death_notice_is_handled_after_everything_on_the_dead_workers_ring() {
+        let shared = unstarted_pool();
+        let (mut producer, consumer) = RingBuffer::<Record>::new(8).unwrap();
+        let mut rec = Record {
+            id: 1,
+            len: 6,
+            _pad: 0,
+            bytes: [0; RECORD_BYTES],
+        };
+        rec.bytes[..6].copy_from_slice(b"answer");
+        producer.push(rec).unwrap();
+        let mut rings: Rings = vec![Some(consumer)];
+        let seen: Seen = Arc::default();
+        let mut st = shared.lock();
+        sinks(&mut st, &seen, &[1, 2]);
+        st.workers.push(worker(VecDeque::from([
+            task(&shared, 1, None),
+            task(&shared, 2, None),
+        ])));
+        let mut deliveries = Vec::new();
+        let notice = ResultMsg::Died {
+            slot: 0,
+            pid: 4242,
+            exit_code: Some(-9),
+        };
+        handle(&shared, &mut st, &mut rings, notice, &mut deliveries);
+        assert!(st.pending.is_empty(), "a task went back to be run again");
+        drop(st);
+        for d in deliveries {
+            d.deliver();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "both tasks ended");
+        assert_eq!(seen[0].0, 1);
+        assert_eq!(seen[0].1.as_deref().ok(), Some(&b"answer"[..]));
+        assert_eq!(seen[1].0, 2);
+        assert!(
+            matches!(seen[1].1, Err(TaskError::WorkerDied { pid: 4242, .. })),
+            "{:?}",
+            seen[1].1
+        );
+    }
+}

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::Pool;
 use super::reply::Reply;
-use super::wire::TaskMsg;
+use super::wire::{Input, TaskMsg};
 use crate::async_result::{AsyncResult, ResultSlot};
 use crate::error::{SubmitError, TaskError};
 use crate::raw::ChunkPool;
@@ -70,7 +70,7 @@ impl Pool {
                 id,
                 reply: Some(slot),
                 func,
-                input: input.into(),
+                input: Input::shared(input),
             });
             shared.dispatch(&mut st);
             (id, slot)

@@ -228,7 +228,7 @@ impl Shared {
                     break;
                 }
                 bytes += t.input.len();
-                tasks.push((t.id, t.reply, std::sync::Arc::clone(&t.input)));
+                tasks.push((t.id, t.reply, t.input.clone()));
             }
             let n = tasks.len();
             let w = &mut st.workers[i];
@@ -563,7 +563,7 @@ pub(super) mod testing {
             id,
             reply,
             func: crate::task::map(&shared.key, square),
-            input: Arc::from(&[0u8][..]),
+            input: crate::pool::wire::Input::shared(vec![0]),
         }
     }
 

@@ -45,8 +45,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ipc_core::RawArray;
 use ipc_core::process::{FnKey, FnRef};
+use ipc_core::{RawArray, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -54,11 +54,12 @@ pub use builder::PoolBuilder;
 use death::fail_all;
 use dispatch::{Delivery, Shared, Sink, Worker};
 pub use imap::Imap;
-use wire::TaskMsg;
+use wire::{Input, TaskMsg};
 
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::primitive::Ordering;
-use crate::raw::{Chunk, ChunkPool, ExecutorPool};
+use crate::raw::decode_chunk;
+use crate::raw::{Chunk, ChunkPool, ExecutorPool, MapJob, PoolFailure};
 use crate::task;
 
 /// How many tasks each worker may have outstanding: enough to hide the round trip, few enough
@@ -292,7 +293,7 @@ impl ChunkPool for Pool {
                 id,
                 reply: None,
                 func,
-                input: c.input.into(),
+                input: Input::shared(c.input),
             });
         }
         self.shared.dispatch(&mut st);
@@ -301,6 +302,64 @@ impl ChunkPool for Pool {
 
     fn imap_window(&self) -> usize {
         2 * CREDIT * self.processes
+    }
+
+    /// As the provided method, with every chunk's input encoded into one buffer that the tasks
+    /// share (no allocation per chunk for its input), submitted under one lock with one
+    /// dispatch.
+    fn submit_map<T, R>(&self, func: FnRef, items: &[T], chunksize: usize) -> MapJob<R, TaskError>
+    where
+        T: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let chunksize = chunksize.max(1);
+        let job = MapJob::new(items.len().div_ceil(chunksize), chunksize);
+        let mut buf = Vec::new();
+        let mut scratch = Vec::new();
+        let mut parts: Vec<(usize, std::ops::Range<usize>, Sink)> =
+            Vec::with_capacity(items.len().div_ceil(chunksize));
+        for (n, part) in items.chunks(chunksize).enumerate() {
+            scratch.clear();
+            match codec::encode_into(part, &mut scratch) {
+                Ok(()) => {
+                    let start = buf.len();
+                    buf.extend_from_slice(&scratch);
+                    let j = job.clone();
+                    let sink: Sink = Box::new(move |out| j.deliver(n, decode_chunk(out)));
+                    parts.push((n, start..buf.len(), sink));
+                }
+                Err(e) => job.deliver(n, Err(TaskError::codec(e.to_string()))),
+            }
+        }
+        let buf: Arc<[u8]> = buf.into();
+        let mut st = self.shared.lock();
+        let refused = if st.closed || self.shared.stopping() {
+            Some(TaskError::from_submit(SubmitError::Closed))
+        } else {
+            st.broken
+                .clone()
+                .map(|reason| TaskError::PoolBroken { reason })
+        };
+        if let Some(e) = refused {
+            drop(st);
+            for (n, _, _) in parts {
+                job.deliver(n, Err(e.clone()));
+            }
+            return job;
+        }
+        for (_, range, sink) in parts {
+            let id = st.next_id;
+            st.next_id += 1;
+            st.sinks.insert(id, sink);
+            st.pending.push_back(TaskMsg {
+                id,
+                reply: None,
+                func,
+                input: Input::part(&buf, range),
+            });
+        }
+        self.shared.dispatch(&mut st);
+        job
     }
 }
 

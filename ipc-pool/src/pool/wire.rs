@@ -30,15 +30,72 @@ pub(super) struct Record {
     pub(super) bytes: [u8; RECORD_BYTES],
 }
 
-/// One task as the parent keeps it: the function reference and its encoded input (shared with
-/// the batch it travels in, and kept to hand the task to another worker if its worker dies).
+/// A task's encoded input. In the parent, a range of a buffer shared with the batch it travels
+/// in, with the other tasks of its submission (a map encodes all its chunks into one buffer),
+/// and kept to hand the task to another worker if its worker dies; in a worker, the bytes as
+/// they came. It travels as a sequence of bytes either way.
+#[derive(Clone)]
+pub(crate) enum Input {
+    Shared {
+        buf: Arc<[u8]>,
+        start: usize,
+        end: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl Input {
+    /// The whole of `bytes`, to be shared.
+    pub(super) fn shared(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Self::Shared {
+            buf: bytes.into(),
+            start: 0,
+            end,
+        }
+    }
+
+    /// `range` of `buf` (within its bounds: the caller made both).
+    pub(super) fn part(buf: &Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
+        Self::Shared {
+            buf: Arc::clone(buf),
+            start: range.start,
+            end: range.end,
+        }
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Shared { buf, start, end } => &buf[*start..*end],
+            Self::Owned(v) => v,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+}
+
+impl Serialize for Input {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Input {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<u8>::deserialize(d).map(Self::Owned)
+    }
+}
+
+/// One task as the parent keeps it: the function reference and its encoded input.
 #[derive(Clone)]
 pub(crate) struct TaskMsg {
     pub(super) id: u64,
     /// The reply slot of a blocking `apply`'s caller (see `reply.rs`).
     pub(super) reply: Option<u32>,
     pub(super) func: FnRef,
-    pub(super) input: Arc<[u8]>,
+    pub(super) input: Input,
 }
 
 /// Tasks of one function for one worker, in one queue message: the reference once, then each
@@ -48,7 +105,7 @@ pub(crate) struct TaskMsg {
 #[derive(Serialize, Deserialize)]
 pub(super) struct Batch {
     pub(super) func: FnRef,
-    pub(super) tasks: Vec<(u64, Option<u32>, Arc<[u8]>)>,
+    pub(super) tasks: Vec<(u64, Option<u32>, Input)>,
 }
 
 /// Why a task produced no output, as the worker reports it.

@@ -72,7 +72,7 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
         let task = task::Resolved::new(&batch.func, &args.key);
         for (id, reply, input) in &batch.tasks {
             let outcome = match &task {
-                Ok(task) => run_resolved(task, input),
+                Ok(task) => run_resolved(task, input.bytes()),
                 Err(m) => Err(Failure::Codec(m.clone())),
             };
             let direct = match (reply, &outcome) {

@@ -161,7 +161,9 @@ pub fn map_chunk<A: DeserializeOwned, R: Serialize>(
 }
 
 /// Decodes a chunk's output as `Vec<R>`.
-fn decode_chunk<R: DeserializeOwned, E: PoolFailure>(out: Result<Vec<u8>, E>) -> Result<Vec<R>, E> {
+pub(crate) fn decode_chunk<R: DeserializeOwned, E: PoolFailure>(
+    out: Result<Vec<u8>, E>,
+) -> Result<Vec<R>, E> {
     out.and_then(|bytes| {
         codec::decode::<Vec<R>>(&bytes).map_err(|e| E::codec(format!("result: {e}")))
     })

@@ -17,6 +17,7 @@ mod chunk_pool;
 mod collect;
 mod imap;
 
+pub(crate) use self::chunk_pool::decode_chunk;
 pub use self::chunk_pool::{Chunk, ChunkPool, Sink, map_chunk};
 pub use self::collect::MapJob;
 pub use self::imap::Imap;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -70,31 +71,27 @@ impl<T, E> ResultSlot<T, E> {
     }
 
     /// Delivers the outcome once (later deliveries are ignored), runs the matching callback in
-    /// the calling (result-handling) thread, and wakes every waiter.
+    /// the calling (result-handling) thread, and wakes every waiter. A callback that panics
+    /// does not keep the outcome from its waiters: it is delivered, then the panic resumes.
     pub fn fulfil(&self, outcome: Result<T, E>) {
         let mut st = self.lock();
         if st.outcome.is_some() {
             return;
         }
         let (ok_cb, err_cb) = (st.on_success.take(), st.on_error.take());
-        match &outcome {
-            Ok(v) => {
-                if let Some(cb) = ok_cb {
-                    cb(v);
-                }
-            }
-            Err(e) => {
-                if let Some(cb) = err_cb {
-                    cb(e);
-                }
-            }
-        }
+        let called = match &outcome {
+            Ok(v) => ok_cb.map(|cb| std::panic::catch_unwind(AssertUnwindSafe(|| cb(v)))),
+            Err(e) => err_cb.map(|cb| std::panic::catch_unwind(AssertUnwindSafe(|| cb(e)))),
+        };
         st.outcome = Some(outcome);
         let waker = st.waker.take();
         drop(st);
         self.ready.notify_all();
         if let Some(w) = waker {
             w.wake();
+        }
+        if let Some(Err(panic)) = called {
+            std::panic::resume_unwind(panic);
         }
     }
 

@@ -312,6 +312,28 @@ fn a_sigkilled_worker_fails_its_task_and_is_replaced() {
     assert_eq!(pool.map(square, 0..50).unwrap().len(), 50);
 }
 
+/// A callback that panics (in the parent's result thread) neither keeps its own result from
+/// the caller nor stops the pool from answering later tasks.
+#[test]
+fn a_panicking_callback_keeps_its_result_and_the_pool_answers_on() {
+    let pool = Pool::new(1).unwrap();
+    let r = pool
+        .apply_async_with(square, 3, |_| panic!("callback refuses"), |_| {})
+        .unwrap();
+    match r.get_timeout(Duration::from_secs(60)) {
+        Ok(v) => assert_eq!(v, 9),
+        Err(GetTimeoutError::Timeout(_)) => panic!("the result of a panicking callback was lost"),
+        Err(e) => panic!("failed: {e}"),
+    }
+    let later = pool.apply_async(square, 4).unwrap();
+    match later.get_timeout(Duration::from_secs(60)) {
+        Ok(v) => assert_eq!(v, 16),
+        Err(GetTimeoutError::Timeout(_)) => panic!("the result thread died with the callback"),
+        Err(e) => panic!("failed: {e}"),
+    }
+    assert_eq!(pool.map(square, 0..100u64).unwrap().len(), 100);
+}
+
 #[test]
 fn get_timeout_hands_the_result_back() {
     let pool = Pool::new(1).unwrap();

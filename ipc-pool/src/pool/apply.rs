@@ -81,13 +81,8 @@ impl Pool {
                 let joiners = {
                     let mut st = shared.lock();
                     st.sinks.remove(&id);
-                    for w in &mut st.workers {
-                        if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
-                            w.outstanding.remove(pos);
-                            w.completed += 1;
-                            break;
-                        }
-                    }
+                    // The worker that ran it, whichever slot it is in.
+                    let _ = st.workers.iter_mut().any(|w| w.retire(id));
                     st.futile_respawns = 0;
                     shared.dispatch(&mut st);
                     shared.replies.free(slot);

@@ -11,9 +11,10 @@
 //! goes on the shared result queue. The result thread drains the rings and the queue; before it
 //! sleeps on the queue it rings a bell on the reply board, and a worker that pushes a record
 //! while the bell rings puts a `Nudge` on the queue (an asymmetric barrier pair: a compiler
-//! fence per result in the worker, a `membarrier` per sleep in the result thread). A death notice is handled after everything
-//! on the dead worker's ring (the ring is drained first; the dead worker pushes nothing more),
-//! as it is after everything the worker put on the queue before dying.
+//! fence per result in the worker, a `membarrier` per sleep in the result thread). A death
+//! notice is handled after everything on the dead worker's ring (the ring is drained first; the
+//! dead worker pushes nothing more), as it is after everything the worker put on the queue
+//! before dying.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,9 +53,12 @@ pub(super) struct Delivery {
 }
 
 impl Delivery {
-    /// Hands the outcome to its sink.
+    /// Hands the outcome to its sink. A user's callback that panics there (the panic hook has
+    /// reported it) does not take the result thread down with it: every later result would
+    /// wait for a thread that is gone.
     pub(super) fn deliver(self) {
-        (self.sink)(self.outcome);
+        let Self { sink, outcome } = self;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sink(outcome)));
     }
 }
 
@@ -93,6 +97,18 @@ pub(super) struct Worker {
     pub(super) dispatched: u64,
     pub(super) completed: u64,
     pub(super) alive: bool,
+}
+
+impl Worker {
+    /// Takes task `id` off the tasks it holds, as finished; `false` if it did not hold it.
+    pub(super) fn retire(&mut self, id: u64) -> bool {
+        let Some(pos) = self.outstanding.iter().position(|t| t.id == id) else {
+            return false;
+        };
+        self.outstanding.remove(pos);
+        self.completed += 1;
+        true
+    }
 }
 
 pub(super) struct State {
@@ -319,10 +335,7 @@ fn done(
     let mut pid = 0;
     if let Some(w) = st.workers.get_mut(slot) {
         pid = w.pid;
-        if let Some(pos) = w.outstanding.iter().position(|t| t.id == id) {
-            w.outstanding.remove(pos);
-            w.completed += 1;
-        }
+        w.retire(id);
     }
     st.futile_respawns = 0;
     let outcome = outcome.map_err(|f| task_error(f, pid));

@@ -70,6 +70,22 @@ fn shout(s: String) -> String {
     s.to_uppercase()
 }
 
+/// Inputs and results of every size a task's bytes travel by: inputs short enough to be kept
+/// in place in the worker and longer ones, results small enough for the worker's result ring
+/// and larger ones for the result queue, chunks of one item and of several.
+#[test]
+fn map_of_small_and_large_values_in_chunks_of_one_and_more() {
+    let pool = Pool::new(2).unwrap();
+    let words: Vec<String> = (0..200).map(|i| "ab".repeat(i % 70)).collect();
+    let want: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+    for chunksize in [1, 3, 64] {
+        let out = pool.map_chunksize(shout, words.clone(), chunksize).unwrap();
+        assert_eq!(out, want, "chunksize {chunksize}");
+    }
+    let out = pool.map_chunksize(square, 0..1000u64, 1).unwrap();
+    assert_eq!(out, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct Point {

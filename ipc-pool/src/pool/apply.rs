@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
+use super::dispatch::Sink;
 use super::reply::Reply;
 use super::wire::{Input, TaskMsg};
 use crate::async_result::{AsyncResult, ResultSlot};
@@ -61,10 +62,10 @@ impl Pool {
             let (c, board) = (Arc::clone(&cell), Arc::clone(&shared.replies));
             st.sinks.insert(
                 id,
-                Box::new(move |out| {
+                Sink::Boxed(Box::new(move |out| {
                     *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
                     board.deliver(slot, id);
-                }),
+                })),
             );
             st.pending.push_back(TaskMsg {
                 id,

@@ -34,6 +34,7 @@ use super::wire::{
 use super::worker::worker_main;
 use crate::error::{BuildError, TaskError};
 use crate::primitive::{AtomicBool, AtomicU64, Ordering};
+use crate::raw::PartSink;
 use ipc_core::process::Supervisor;
 
 /// How often the notice thread checks for shutdown while no worker dies.
@@ -44,12 +45,44 @@ const RESULT_SLICE: Duration = Duration::from_millis(50);
 const UNPAIRED_SLICE: Duration = Duration::from_millis(1);
 
 /// Receives a task's encoded output (or why there is none), in the result thread.
-pub(super) type Sink = crate::raw::Sink<TaskError>;
+pub(super) enum Sink {
+    /// Any receiver of the output (`apply`, `apply_async`, a chunk of the generic machinery).
+    Boxed(crate::raw::Sink<TaskError>),
+    /// Chunk `n` of a map job, which decodes the output from the bytes it came in (no buffer
+    /// of its own, no allocation per task).
+    Part {
+        job: Arc<dyn PartSink<TaskError>>,
+        n: usize,
+    },
+}
+
+/// A task's encoded output: as it came on the result queue, or copied out of a record of its
+/// worker's result ring.
+pub(super) enum Output {
+    Bytes(Vec<u8>),
+    Record { bytes: [u8; RECORD_BYTES], len: u8 },
+}
+
+impl Output {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Bytes(v) => v,
+            Self::Record { bytes, len } => &bytes[..usize::from(*len)],
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Self::Bytes(v) => v,
+            Self::Record { .. } => self.as_slice().to_vec(),
+        }
+    }
+}
 
 /// A sink bound to its outcome, run once the state lock is released.
 pub(super) struct Delivery {
     sink: Sink,
-    outcome: Result<Vec<u8>, TaskError>,
+    outcome: Result<Output, TaskError>,
 }
 
 impl Delivery {
@@ -58,7 +91,13 @@ impl Delivery {
     /// wait for a thread that is gone.
     pub(super) fn deliver(self) {
         let Self { sink, outcome } = self;
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sink(outcome)));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || match sink {
+            Sink::Boxed(sink) => sink(outcome.map(Output::into_vec)),
+            Sink::Part { job, n } => job.deliver_encoded(
+                n,
+                outcome.as_ref().map(Output::as_slice).map_err(Clone::clone),
+            ),
+        }));
     }
 }
 
@@ -267,7 +306,7 @@ impl Shared {
         &self,
         st: &mut State,
         id: u64,
-        outcome: Result<Vec<u8>, TaskError>,
+        outcome: Result<Output, TaskError>,
     ) -> Option<Delivery> {
         let sink = st.sinks.remove(&id)?;
         Some(Delivery { sink, outcome })
@@ -329,7 +368,7 @@ fn done(
     st: &mut State,
     slot: usize,
     id: u64,
-    outcome: Result<Vec<u8>, Failure>,
+    outcome: Result<Output, Failure>,
     deliveries: &mut Vec<Delivery>,
 ) {
     let mut pid = 0;
@@ -360,7 +399,10 @@ fn drain_ring(
         n += 1;
         let len = rec.len as usize;
         let outcome = if len <= RECORD_BYTES {
-            Ok(rec.bytes[..len].to_vec())
+            Ok(Output::Record {
+                bytes: rec.bytes,
+                len: len as u8,
+            })
         } else {
             Err(Failure::Codec(format!(
                 "a result record of {len} bytes (at most {RECORD_BYTES})"
@@ -396,9 +438,14 @@ fn handle(
             }
             on_death(shared, st, slot, pid, exit_code, deliveries);
         }
-        ResultMsg::Done { id, slot, outcome } => {
-            done(shared, st, slot as usize, id, outcome, deliveries)
-        }
+        ResultMsg::Done { id, slot, outcome } => done(
+            shared,
+            st,
+            slot as usize,
+            id,
+            outcome.map(Output::Bytes),
+            deliveries,
+        ),
     }
 }
 
@@ -520,7 +567,7 @@ pub(super) mod testing {
     use ipc_core::{Placement, Process};
     use ipc_queue::{Queue, Serde};
 
-    use super::{Config, Shared, State, Worker};
+    use super::{Config, Shared, Sink, State, Worker};
     use crate::error::TaskError;
     use crate::pool::reply::ReplyBoard;
     use crate::pool::wire::{Batch, ResultMsg, TASK_SLOT_SIZE, TaskMsg};
@@ -586,7 +633,7 @@ pub(super) mod testing {
             let seen = Arc::clone(seen);
             st.sinks.insert(
                 id,
-                Box::new(move |out| seen.lock().unwrap().push((id, out))),
+                Sink::Boxed(Box::new(move |out| seen.lock().unwrap().push((id, out)))),
             );
         }
     }

@@ -58,7 +58,6 @@ use wire::{Input, TaskMsg};
 
 use crate::error::{BuildError, SubmitError, TaskError};
 use crate::primitive::Ordering;
-use crate::raw::decode_chunk;
 use crate::raw::{Chunk, ChunkPool, ExecutorPool, MapJob, PoolFailure};
 use crate::task;
 
@@ -156,7 +155,7 @@ impl Pool {
         &self,
         func: FnRef,
         input: Vec<u8>,
-        sink: Sink,
+        sink: crate::raw::Sink<TaskError>,
     ) -> Result<(), SubmitError> {
         let items = 1;
         self.submit_encoded(func, vec![Chunk { input, items, sink }])
@@ -288,7 +287,7 @@ impl ChunkPool for Pool {
         for c in chunks {
             let id = st.next_id;
             st.next_id += 1;
-            st.sinks.insert(id, c.sink);
+            st.sinks.insert(id, Sink::Boxed(c.sink));
             st.pending.push_back(TaskMsg {
                 id,
                 reply: None,
@@ -316,7 +315,7 @@ impl ChunkPool for Pool {
         let job = MapJob::new(items.len().div_ceil(chunksize), chunksize);
         let mut buf = Vec::new();
         let mut scratch = Vec::new();
-        let mut parts: Vec<(usize, std::ops::Range<usize>, Sink)> =
+        let mut parts: Vec<(usize, std::ops::Range<usize>)> =
             Vec::with_capacity(items.len().div_ceil(chunksize));
         for (n, part) in items.chunks(chunksize).enumerate() {
             scratch.clear();
@@ -324,9 +323,7 @@ impl ChunkPool for Pool {
                 Ok(()) => {
                     let start = buf.len();
                     buf.extend_from_slice(&scratch);
-                    let j = job.clone();
-                    let sink: Sink = Box::new(move |out| j.deliver(n, decode_chunk(out)));
-                    parts.push((n, start..buf.len(), sink));
+                    parts.push((n, start..buf.len()));
                 }
                 Err(e) => job.deliver(n, Err(TaskError::codec(e.to_string()))),
             }
@@ -342,15 +339,17 @@ impl ChunkPool for Pool {
         };
         if let Some(e) = refused {
             drop(st);
-            for (n, _, _) in parts {
+            for (n, _) in parts {
                 job.deliver(n, Err(e.clone()));
             }
             return job;
         }
-        for (_, range, sink) in parts {
+        let sink = job.part_sink();
+        for (n, range) in parts {
             let id = st.next_id;
             st.next_id += 1;
-            st.sinks.insert(id, sink);
+            let job = Arc::clone(&sink);
+            st.sinks.insert(id, Sink::Part { job, n });
             st.pending.push_back(TaskMsg {
                 id,
                 reply: None,

@@ -42,7 +42,16 @@ pub(crate) enum Input {
         end: usize,
     },
     Owned(Vec<u8>),
+    /// A short input as a worker received it: no allocation (a `map` of one small item per
+    /// task receives thousands of these).
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_INPUT],
+    },
 }
+
+/// The most bytes of an input kept in place (the size of the other variants).
+const INLINE_INPUT: usize = 30;
 
 impl Input {
     /// The whole of `bytes`, to be shared.
@@ -68,6 +77,7 @@ impl Input {
         match self {
             Self::Shared { buf, start, end } => &buf[*start..*end],
             Self::Owned(v) => v,
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
         }
     }
 
@@ -78,13 +88,40 @@ impl Input {
 
 impl Serialize for Input {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.bytes().serialize(s)
+        s.serialize_bytes(self.bytes())
     }
 }
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<u8>::deserialize(d).map(Self::Owned)
+        d.deserialize_byte_buf(InputVisitor)
+    }
+}
+
+/// Reads an input's bytes in one piece (serde's `Vec<u8>` reads them a byte at a time).
+struct InputVisitor;
+
+impl serde::de::Visitor<'_> for InputVisitor {
+    type Value = Input;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Input, E> {
+        if v.len() <= INLINE_INPUT {
+            let mut bytes = [0; INLINE_INPUT];
+            bytes[..v.len()].copy_from_slice(v);
+            return Ok(Input::Inline {
+                len: v.len() as u8,
+                bytes,
+            });
+        }
+        Ok(Input::Owned(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Input, E> {
+        Ok(Input::Owned(v))
     }
 }
 

@@ -18,15 +18,19 @@ thread_local! {
 
 fn run_task(key: &FnKey, func: &FnRef, input: &[u8]) -> Result<Vec<u8>, Failure> {
     match task::Resolved::new(func, key) {
-        Ok(task) => run_resolved(&task, input),
+        Ok(task) => {
+            let mut out = Vec::new();
+            run_into(&task, input, &mut out).map(|()| out)
+        }
         Err(m) => Err(Failure::Codec(m)),
     }
 }
 
-fn run_resolved(task: &task::Resolved, input: &[u8]) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::new();
-    match std::panic::catch_unwind(AssertUnwindSafe(|| task.call(input, &mut out))) {
-        Ok(Ok(())) => Ok(out),
+/// Runs `task` on `input`, its encoded output in `out` (cleared first, its capacity kept).
+fn run_into(task: &task::Resolved, input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    out.clear();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| task.call(input, out))) {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(m)) => Err(Failure::Codec(m)),
         Err(p) => Err(Failure::Panicked {
             message: panic_message(&*p),
@@ -61,6 +65,8 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
         }
     }
     let mut done = 0u64;
+    // Each task's output, the buffer kept from one task to the next.
+    let mut output = Vec::new();
     loop {
         let batch = match tasks.get() {
             Ok(b) => b,
@@ -72,17 +78,17 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
         let task = task::Resolved::new(&batch.func, &args.key);
         for (id, reply, input) in &batch.tasks {
             let outcome = match &task {
-                Ok(task) => run_resolved(task, input.bytes()),
+                Ok(task) => run_into(task, input.bytes(), &mut output),
                 Err(m) => Err(Failure::Codec(m.clone())),
             };
             let direct = match (reply, &outcome) {
-                (Some(slot), Ok(output)) => replies.publish(*slot, *id, output),
+                (Some(slot), Ok(())) => replies.publish(*slot, *id, &output),
                 _ => false,
             };
             let direct = direct
                 || match (reply, &outcome) {
-                    (None, Ok(output)) if output.len() <= RECORD_BYTES => {
-                        match push_record(&mut ring, &replies, &mut results, *id, output) {
+                    (None, Ok(())) if output.len() <= RECORD_BYTES => {
+                        match push_record(&mut ring, &replies, &mut results, *id, &output) {
                             Some(pushed) => pushed,
                             // The parent is gone.
                             None => return Ok(()),
@@ -100,7 +106,7 @@ pub(super) fn worker_main(args: WorkerArgs) -> Result<(), String> {
             let msg = ResultMsg::Done {
                 id: *id,
                 slot: args.slot,
-                outcome,
+                outcome: outcome.map(|()| std::mem::take(&mut output)),
             };
             if results.put(msg).is_err() {
                 return Ok(());

@@ -155,15 +155,14 @@ pub fn map_chunk<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
     f: impl FnMut(A) -> R,
 ) -> Result<(), String> {
-    let items: Vec<A> = codec::decode(input).map_err(|e| format!("argument: {e}"))?;
-    let results: Vec<R> = items.into_iter().map(f).collect();
-    codec::encode_into(&results, out).map_err(|e| format!("result: {e}"))
+    // Item by item: neither the items nor the results are gathered in a `Vec` first.
+    codec::map_each(input, out, f)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Decodes a chunk's output as `Vec<R>`.
-pub(crate) fn decode_chunk<R: DeserializeOwned, E: PoolFailure>(
-    out: Result<Vec<u8>, E>,
-) -> Result<Vec<R>, E> {
+fn decode_chunk<R: DeserializeOwned, E: PoolFailure>(out: Result<Vec<u8>, E>) -> Result<Vec<R>, E> {
     out.and_then(|bytes| {
         codec::decode::<Vec<R>>(&bytes).map_err(|e| E::codec(format!("result: {e}")))
     })

@@ -5,14 +5,55 @@
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 
+use ipc_core::codec;
+use serde::de::DeserializeOwned;
+
 use crate::async_result::{AsyncResult, ErrorCallback, ResultSlot, SuccessCallback};
-use crate::error::MapError;
+use crate::error::{MapError, PoolFailure};
 
 /// What runs when every chunk of a map job is in.
 type Done<R, E> = Box<dyn FnOnce(Result<Vec<R>, MapError<E>>) + Send>;
 
+/// The results of one chunk, as they came.
+enum Part<R> {
+    /// None yet (or an empty chunk).
+    Empty,
+    /// One result, which is all a chunk of one item needs: no `Vec`.
+    One(R),
+    Many(Vec<R>),
+}
+
+impl<R> Part<R> {
+    fn push(&mut self, r: R) {
+        *self = match std::mem::replace(self, Self::Empty) {
+            Self::Empty => Self::One(r),
+            Self::One(a) => Self::Many(vec![a, r]),
+            Self::Many(mut v) => {
+                v.push(r);
+                Self::Many(v)
+            }
+        };
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(_) => 1,
+            Self::Many(v) => v.len(),
+        }
+    }
+
+    fn take_into(&mut self, out: &mut Vec<R>) {
+        match std::mem::replace(self, Self::Empty) {
+            Self::Empty => {}
+            Self::One(r) => out.push(r),
+            Self::Many(v) => out.extend(v),
+        }
+    }
+}
+
 struct Collector<R, E> {
-    parts: Vec<Option<Vec<R>>>,
+    parts: Vec<Part<R>>,
     remaining: usize,
     chunksize: usize,
     error: Option<MapError<E>>,
@@ -20,10 +61,77 @@ struct Collector<R, E> {
     finished: Option<Result<Vec<R>, MapError<E>>>,
 }
 
+/// Where the chunks of one map job arrive still encoded (each an encoded `Vec<R>`): a pool's
+/// result thread hands over the bytes as they came, and the job decodes each result into its
+/// place (no `Vec` for a chunk of one item).
+pub(crate) trait PartSink<E>: Send + Sync {
+    /// Chunk `n`'s encoded outcome.
+    fn deliver_encoded(&self, n: usize, out: Result<&[u8], E>);
+}
+
+/// A job's state and the condition its `get` waits on.
+struct Job<R, E>(Mutex<Collector<R, E>>, Condvar);
+
+impl<R, E> PartSink<E> for Job<R, E>
+where
+    R: DeserializeOwned + Send + 'static,
+    E: PoolFailure + Send + 'static,
+{
+    fn deliver_encoded(&self, n: usize, out: Result<&[u8], E>) {
+        // Decoded before the lock is taken.
+        let part = out.and_then(|bytes| {
+            let mut part = Part::Empty;
+            codec::decode_each(bytes, |r| part.push(r))
+                .map(|_| part)
+                .map_err(|e| E::codec(format!("result: {e}")))
+        });
+        self.put(n, part);
+    }
+}
+
+impl<R, E> Job<R, E> {
+    fn put(&self, n: usize, out: Result<Part<R>, E>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if n >= g.parts.len() || g.remaining == 0 {
+            return;
+        }
+        match out {
+            Ok(part) => g.parts[n] = part,
+            Err(error) => {
+                let index = n * g.chunksize;
+                if g.error.as_ref().is_none_or(|e| e.index > index) {
+                    g.error = Some(MapError { index, error });
+                }
+            }
+        }
+        g.remaining -= 1;
+        if g.remaining == 0 {
+            let result = match g.error.take() {
+                Some(e) => Err(e),
+                None => {
+                    let mut all = Vec::with_capacity(g.parts.iter().map(Part::len).sum());
+                    for p in &mut g.parts {
+                        p.take_into(&mut all);
+                    }
+                    Ok(all)
+                }
+            };
+            match g.done.take() {
+                Some(done) => {
+                    drop(g);
+                    done(result);
+                }
+                None => g.finished = Some(result),
+            }
+            self.1.notify_all();
+        }
+    }
+}
+
 /// The chunks of one map, gathered in order as they come back (made by
 /// [`ChunkPool::submit_map`](super::ChunkPool::submit_map)). Clones share the job.
 pub struct MapJob<R, E> {
-    inner: Arc<(Mutex<Collector<R, E>>, Condvar)>,
+    inner: Arc<Job<R, E>>,
 }
 
 impl<R, E> Clone for MapJob<R, E> {
@@ -47,7 +155,7 @@ impl<R: Send + 'static, E: Send + 'static> MapJob<R, E> {
     /// A job of `chunks` chunks of `chunksize` items (the last may be shorter).
     pub(crate) fn new(chunks: usize, chunksize: usize) -> Self {
         let c = Collector {
-            parts: (0..chunks).map(|_| None).collect(),
+            parts: (0..chunks).map(|_| Part::Empty).collect(),
             remaining: chunks,
             chunksize,
             error: None,
@@ -55,44 +163,22 @@ impl<R: Send + 'static, E: Send + 'static> MapJob<R, E> {
             finished: (chunks == 0).then(|| Ok(Vec::new())),
         };
         Self {
-            inner: Arc::new((Mutex::new(c), Condvar::new())),
+            inner: Arc::new(Job(Mutex::new(c), Condvar::new())),
         }
     }
 
     /// Chunk `n`'s outcome (ignored past the last chunk, or once every chunk is in).
     pub(crate) fn deliver(&self, n: usize, out: Result<Vec<R>, E>) {
-        let mut g = self.inner.0.lock().unwrap_or_else(|p| p.into_inner());
-        if n >= g.parts.len() || g.remaining == 0 {
-            return;
-        }
-        match out {
-            Ok(v) => g.parts[n] = Some(v),
-            Err(error) => {
-                let index = n * g.chunksize;
-                if g.error.as_ref().is_none_or(|e| e.index > index) {
-                    g.error = Some(MapError { index, error });
-                }
-            }
-        }
-        g.remaining -= 1;
-        if g.remaining == 0 {
-            let result = match g.error.take() {
-                Some(e) => Err(e),
-                None => Ok(g
-                    .parts
-                    .iter_mut()
-                    .flat_map(|p| p.take().unwrap_or_default())
-                    .collect()),
-            };
-            match g.done.take() {
-                Some(done) => {
-                    drop(g);
-                    done(result);
-                }
-                None => g.finished = Some(result),
-            }
-            self.inner.1.notify_all();
-        }
+        self.inner.put(n, out.map(Part::Many));
+    }
+
+    /// The job as the receiver of its chunks' encoded outcomes.
+    pub(crate) fn part_sink(&self) -> Arc<dyn PartSink<E>>
+    where
+        R: DeserializeOwned,
+        E: PoolFailure,
+    {
+        Arc::clone(&self.inner) as Arc<dyn PartSink<E>>
     }
 
     /// Waits for every chunk, then gives the results in order or the first failed item's error.

@@ -17,9 +17,9 @@ mod chunk_pool;
 mod collect;
 mod imap;
 
-pub(crate) use self::chunk_pool::decode_chunk;
 pub use self::chunk_pool::{Chunk, ChunkPool, Sink, map_chunk};
 pub use self::collect::MapJob;
+pub(crate) use self::collect::PartSink;
 pub use self::imap::Imap;
 pub use crate::async_result::{ErrorCallback, ResultSlot, SuccessCallback, TaskFailure};
 pub use crate::error::PoolFailure;

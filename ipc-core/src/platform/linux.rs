@@ -854,6 +854,13 @@ pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, mut data: &[u8]) -> io::Re
     Ok(())
 }
 
+/// Receives up to `buf.len()` bytes from a socket without waiting (`MSG_DONTWAIT`, so the
+/// descriptor needs no non-blocking flag): `WouldBlock` when nothing is there, 0 at end of
+/// stream.
+pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(sock, buf, rustix::net::RecvFlags::DONTWAIT)?.0)
+}
+
 /// Receives up to `buf.len()` bytes and the descriptors attached (close-on-exec) from a Unix
 /// stream socket. Returns the byte count (0 at end of stream) and the descriptors.
 pub(crate) fn recv_with_fds(sock: i32, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {

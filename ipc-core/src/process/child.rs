@@ -1,9 +1,10 @@
 //! The child's side: finding the target function, running it, reporting its outcome.
 //!
-//! Every start method ends in [`run`]: the target runs under `catch_unwind` with a panic hook
-//! that sends the panic message to the parent first (so it arrives even if panics abort), the
-//! result travels back through the codec, standard output is flushed, and the process ends with
-//! `_exit` and Python's exit code (0 success, 1 panic or error).
+//! Every start method ends in [`run`]: the target runs under `catch_unwind`, and a panic's
+//! message goes to the parent from its payload (where panics abort, from a panic hook installed
+//! first, so that it arrives before the abort); the result travels back through the codec,
+//! standard output is flushed, and the process ends with `_exit` and Python's exit code (0
+//! success, 1 panic or error).
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -111,19 +112,24 @@ pub(super) fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, &'s
 
 /// What running the target gave.
 pub(super) enum Outcome {
-    /// The encoded result.
-    Returned(Vec<u8>),
+    /// The result, encoded into the buffer the trampoline was given.
+    Returned,
     /// The argument bytes did not decode as `A`.
     ArgDecode(String),
     /// The result did not encode.
     ResultEncode(String),
 }
 
-/// A monomorphic entry point: decodes `A`, calls the `fn(A) -> R` at `func`, encodes `R`.
-pub(super) type Trampoline = fn(usize, &[u8]) -> Outcome;
+/// A monomorphic entry point: decodes `A`, calls the `fn(A) -> R` at `func`, encodes `R` into
+/// the buffer it is given.
+pub(super) type Trampoline = fn(usize, &[u8], &mut Vec<u8>) -> Outcome;
 
 /// The trampoline for `fn(A) -> R`.
-pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[u8]) -> Outcome {
+pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
+    func: usize,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) -> Outcome {
     // SAFETY: `func` is the address of a `fn(A) -> R` of this very binary: taken with `f as
     // usize` by `Process::new`, which paired it with this instantiation of the trampoline; in a
     // re-executed child it was rebuilt from an offset after checking the binary is the same file
@@ -141,8 +147,8 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(func: usize, arg: &[
         send_raw(fd, tag::DECODED, &[]);
     }
     let r = f(arg);
-    match codec::encode(&r) {
-        Ok(bytes) => Outcome::Returned(bytes),
+    match codec::encode_into(&r, out) {
+        Ok(()) => Outcome::Returned,
         Err(e) => Outcome::ResultEncode(e.to_string()),
     }
 }
@@ -275,9 +281,9 @@ pub(super) fn current_info() -> Option<&'static ChildInfo> {
     Some(unsafe { &*(p as *const ChildInfo) })
 }
 
-fn set_current(info: ChildInfo) {
+fn set_current(info: Box<ChildInfo>) {
     super::set_start_method(info.method);
-    let p = Box::into_raw(Box::new(info)) as usize;
+    let p = Box::into_raw(info) as usize;
     // ORDERING: Release, pairs with the Acquire load in `current_info`; publishes the box. The
     // previous box (the parent's description, in a forked child) is leaked on purpose: another
     // thread of the parent may have held a reference at the fork.
@@ -304,13 +310,17 @@ fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     let _ = write_frame(&mut *stream, tag, payload);
 }
 
-/// Runs the target in this child and ends the process; never returns.
+/// Runs the target in this child and ends the process; never returns. `info` comes boxed and
+/// `out` (where the result is encoded) with room, both made before a fork: a forked child that
+/// allocates nothing runs none of the allocator's code and writes none of its pages, each of
+/// which would be a fault (see `fork.rs`).
 pub(super) fn run(
     channel: UnixStream,
-    info: ChildInfo,
+    info: Box<ChildInfo>,
     trampoline: Trampoline,
     func: usize,
     arg: &[u8],
+    mut out: Vec<u8>,
 ) -> ! {
     // ORDERING: Relaxed: read by the trampoline on this same thread.
     SEND_DECODED.store(info.method != super::StartMethod::Fork, Ordering::Relaxed);
@@ -321,10 +331,49 @@ pub(super) fn run(
     // ORDERING: Relaxed: read by the panic hook on this same thread, or on a thread this one
     // spawns later (the spawn orders it).
     PANIC_CHANNEL.store(fd, Ordering::Relaxed);
+    if cfg!(panic = "abort") {
+        // A panic ends the process before any unwinding: the hook is the last word.
+        install_panic_hook();
+    }
+    IN_TARGET.with(|t| t.set(true));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| trampoline(func, arg, &mut out)));
+    // Still set if no hook of ours reported the panic.
+    let unreported = IN_TARGET.with(|t| t.replace(false));
+    // The report goes last, once standard output is flushed: the parent, woken by it, then
+    // finds the child already on its way out rather than waits through the flush.
+    let (code, tag, msg) = match outcome {
+        Ok(Outcome::Returned) => (0, tag::RESULT, None),
+        Ok(Outcome::ArgDecode(msg)) => {
+            if may_lock_stdio() {
+                eprintln!("process: cannot decode the argument: {msg}");
+            }
+            (1, tag::ARG_DECODE, Some(msg))
+        }
+        Ok(Outcome::ResultEncode(msg)) => {
+            if may_lock_stdio() {
+                eprintln!("process: cannot encode the result: {msg}");
+            }
+            (1, tag::RESULT_ENCODE, Some(msg))
+        }
+        // The process's panic hook (the user's, or the default one) has printed the message;
+        // the parent gets it from the payload.
+        Err(payload) => (1, tag::PANIC, unreported.then(|| panic_message(&*payload))),
+    };
+    flush_stdout();
+    match (tag, msg) {
+        (tag::RESULT, _) => send_raw(fd, tag, &out),
+        (tag, Some(msg)) => send_raw(fd, tag, msg.as_bytes()),
+        _ => {}
+    }
+    platform::exit_now(code)
+}
+
+/// Where panics abort: a hook that sends the message of a panic in the target to the parent
+/// before the process's own hook runs.
+fn install_panic_hook() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if IN_TARGET.with(Cell::get) {
-            IN_TARGET.with(|t| t.set(false));
+        if IN_TARGET.with(|t| t.replace(false)) {
             let msg = panic_message(info.payload());
             // ORDERING: Relaxed: stored before this thread entered the target (see `run`).
             let fd = PANIC_CHANNEL.load(Ordering::Relaxed);
@@ -334,32 +383,6 @@ pub(super) fn run(
         }
         default_hook(info);
     }));
-    IN_TARGET.with(|t| t.set(true));
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| trampoline(func, arg)));
-    IN_TARGET.with(|t| t.set(false));
-    let code = match outcome {
-        Ok(Outcome::Returned(bytes)) => {
-            send_raw(fd, tag::RESULT, &bytes);
-            0
-        }
-        Ok(Outcome::ArgDecode(msg)) => {
-            if may_lock_stdio() {
-                eprintln!("process: cannot decode the argument: {msg}");
-            }
-            send_raw(fd, tag::ARG_DECODE, msg.as_bytes());
-            1
-        }
-        Ok(Outcome::ResultEncode(msg)) => {
-            if may_lock_stdio() {
-                eprintln!("process: cannot encode the result: {msg}");
-            }
-            send_raw(fd, tag::RESULT_ENCODE, msg.as_bytes());
-            1
-        }
-        // The hook already reported the message.
-        Err(_) => 1,
-    };
-    exit(code)
 }
 
 /// Set in a child forked from a multi-threaded parent: another thread may have held the
@@ -377,13 +400,12 @@ fn may_lock_stdio() -> bool {
     !FORKED_WITH_THREADS.load(Ordering::Relaxed)
 }
 
-/// Flushes standard output (unless that could deadlock), then `_exit(code)`.
-pub(super) fn exit(code: i32) -> ! {
-    // Standard error is unbuffered: only standard output can hold anything.
+/// Flushes standard output, unless that could deadlock (standard error is unbuffered: only
+/// standard output can hold anything).
+fn flush_stdout() {
     if may_lock_stdio() {
         let _ = io::stdout().flush();
     }
-    platform::exit_now(code)
 }
 
 /// Arms the parent-death signal for a daemon child whose parent is `parent`; exits at once if

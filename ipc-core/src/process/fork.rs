@@ -9,6 +9,9 @@ use super::running::{Running, Watch};
 use super::{Target, forkserver};
 use crate::{platform, tracker};
 
+/// The room made for a forked child's encoded result before the fork (a larger one grows).
+const RESULT_ROOM: usize = 256;
+
 pub(super) fn start(
     target: &Target,
     info: ChildInfo,
@@ -20,6 +23,9 @@ pub(super) fn start(
         return Err(StartError::ForkWithThreads { threads });
     }
     let (ours, theirs) = UnixStream::pair()?;
+    // Made here so that the child allocates nothing (see `child::run`).
+    let info = Box::new(info);
+    let out = Vec::with_capacity(RESULT_ROOM);
     // Output buffered now would be written twice, once by each process (standard error is
     // unbuffered).
     let _ = std::io::stdout().flush();
@@ -34,7 +40,14 @@ pub(super) fn start(
         if daemon {
             child::arm_daemon(parent);
         }
-        child::run(theirs, info, target.trampoline, target.func, &target.arg);
+        child::run(
+            theirs,
+            info,
+            target.trampoline,
+            target.func,
+            &target.arg,
+            out,
+        );
     }
     drop(theirs);
     let pidfd = platform::pidfd_open(pid).ok();

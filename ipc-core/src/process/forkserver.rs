@@ -299,7 +299,14 @@ pub(crate) fn run() -> ! {
                     if req.daemon {
                         child::arm_daemon(server_pid);
                     }
-                    child::run(channel, req.info, trampoline, func, &req.arg)
+                    child::run(
+                        channel,
+                        Box::new(req.info),
+                        trampoline,
+                        func,
+                        &req.arg,
+                        Vec::new(),
+                    )
                 }
                 Ok(pid) => {
                     drop(channel);

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ impl Running {
         channel: UnixStream,
         watch: Watch,
     ) -> io::Result<Self> {
-        channel.set_nonblocking(true)?;
+        // The channel is read with `MSG_DONTWAIT` (no flag to set on it).
         if let Watch::Server(pipe) = &watch {
             platform::set_nonblocking(pipe.as_raw_fd())?;
         }
@@ -86,18 +86,19 @@ impl Running {
     fn drain(&mut self) {
         // A small first read: each stack page this writes while a forked child lives is a
         // copy-on-write fault. A read that fills its buffer is followed by larger reads straight
-        // into `buf`.
+        // into `buf`; one that does not emptied the socket (a stream socket's read takes all it
+        // holds, up to the buffer), so the next would find nothing.
         let mut chunk = [0u8; 256];
         let mut filled = false;
         while self.channel_open {
             let read = if filled {
                 let len = self.buf.len();
                 self.buf.resize(len + LARGE_READ, 0);
-                let read = self.channel.read(&mut self.buf[len..]);
+                let read = platform::recv_nowait(self.channel.as_fd(), &mut self.buf[len..]);
                 self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
                 read.map(|n| (n, n == LARGE_READ))
             } else {
-                let read = self.channel.read(&mut chunk);
+                let read = platform::recv_nowait(self.channel.as_fd(), &mut chunk);
                 if let Ok(n) = read {
                     self.buf.extend_from_slice(&chunk[..n]);
                 }
@@ -105,7 +106,8 @@ impl Running {
             };
             match read {
                 Ok((0, _)) => self.channel_open = false,
-                Ok((_, full)) => filled = full,
+                Ok((_, true)) => filled = true,
+                Ok((_, false)) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => self.channel_open = false,
@@ -192,9 +194,18 @@ impl Running {
     /// A child whose final report has arrived is on its way out: its end is first awaited by
     /// polling for up to [`EXIT_SPIN`], yielding the CPU between checks, and only then by
     /// sleeping, so that a join right after the result does not pay a second wake-up.
+    ///
+    /// Each round polls first: a channel with news or an ended child makes the poll return at
+    /// once, and a child that has neither (one just started) would only make a read and a
+    /// `waitpid` before the poll fail.
     pub(super) fn wait(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        if self.status.is_some() {
+            return Ok(true);
+        }
         let mut spun = false;
         loop {
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.poll(timeout)?;
             self.drain();
             self.check_status()?;
             if self.status.is_some() {
@@ -213,17 +224,9 @@ impl Running {
                 }
                 continue;
             }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Ok(false);
-                    }
-                    Some(d - now)
-                }
-            };
-            self.poll(timeout)?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
         }
     }
 

@@ -147,5 +147,12 @@ pub(crate) fn run() -> ! {
     if child::write_frame(&mut channel, tag::READY, &[]).is_err() {
         platform::exit_now(1);
     }
-    child::run(channel, req.info, trampoline, func, &req.arg)
+    child::run(
+        channel,
+        Box::new(req.info),
+        trampoline,
+        func,
+        &req.arg,
+        Vec::new(),
+    )
 }

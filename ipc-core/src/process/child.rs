@@ -368,6 +368,24 @@ pub(super) fn run(
     platform::exit_now(code)
 }
 
+/// [`run`] for a re-executed or fork-server child, from its request (a fresh process allocates
+/// at no extra cost: its pages are its own).
+pub(super) fn run_request(
+    channel: UnixStream,
+    req: Request,
+    trampoline: Trampoline,
+    func: usize,
+) -> ! {
+    run(
+        channel,
+        Box::new(req.info),
+        trampoline,
+        func,
+        &req.arg,
+        Vec::new(),
+    )
+}
+
 /// Where panics abort: a hook that sends the message of a panic in the target to the parent
 /// before the process's own hook runs.
 fn install_panic_hook() {

@@ -299,14 +299,7 @@ pub(crate) fn run() -> ! {
                     if req.daemon {
                         child::arm_daemon(server_pid);
                     }
-                    child::run(
-                        channel,
-                        Box::new(req.info),
-                        trampoline,
-                        func,
-                        &req.arg,
-                        Vec::new(),
-                    )
+                    child::run_request(channel, req, trampoline, func)
                 }
                 Ok(pid) => {
                     drop(channel);

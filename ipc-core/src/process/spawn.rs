@@ -147,12 +147,5 @@ pub(crate) fn run() -> ! {
     if child::write_frame(&mut channel, tag::READY, &[]).is_err() {
         platform::exit_now(1);
     }
-    child::run(
-        channel,
-        Box::new(req.info),
-        trampoline,
-        func,
-        &req.arg,
-        Vec::new(),
-    )
+    child::run_request(channel, req, trampoline, func)
 }

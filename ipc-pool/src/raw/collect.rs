@@ -24,10 +24,17 @@ enum Part<R> {
 }
 
 impl<R> Part<R> {
-    fn push(&mut self, r: R) {
+    /// Adds the next result; a second one makes a `Vec` with room for `room` (the chunk's size,
+    /// as far as its bytes can hold).
+    fn push(&mut self, r: R, room: usize) {
         *self = match std::mem::replace(self, Self::Empty) {
             Self::Empty => Self::One(r),
-            Self::One(a) => Self::Many(vec![a, r]),
+            Self::One(a) => {
+                let mut v = Vec::with_capacity(room.max(2));
+                v.push(a);
+                v.push(r);
+                Self::Many(v)
+            }
             Self::Many(mut v) => {
                 v.push(r);
                 Self::Many(v)
@@ -55,7 +62,6 @@ impl<R> Part<R> {
 struct Collector<R, E> {
     parts: Vec<Part<R>>,
     remaining: usize,
-    chunksize: usize,
     error: Option<MapError<E>>,
     done: Option<Done<R, E>>,
     finished: Option<Result<Vec<R>, MapError<E>>>,
@@ -69,8 +75,8 @@ pub(crate) trait PartSink<E>: Send + Sync {
     fn deliver_encoded(&self, n: usize, out: Result<&[u8], E>);
 }
 
-/// A job's state and the condition its `get` waits on.
-struct Job<R, E>(Mutex<Collector<R, E>>, Condvar);
+/// A job's state, the condition its `get` waits on, and its chunksize.
+struct Job<R, E>(Mutex<Collector<R, E>>, Condvar, usize);
 
 impl<R, E> PartSink<E> for Job<R, E>
 where
@@ -81,7 +87,9 @@ where
         // Decoded before the lock is taken.
         let part = out.and_then(|bytes| {
             let mut part = Part::Empty;
-            codec::decode_each(bytes, |r| part.push(r))
+            // Every result takes a byte or more (unless of size zero, which needs no room).
+            let room = self.2.min(bytes.len());
+            codec::decode_each(bytes, |r| part.push(r, room))
                 .map(|_| part)
                 .map_err(|e| E::codec(format!("result: {e}")))
         });
@@ -98,7 +106,7 @@ impl<R, E> Job<R, E> {
         match out {
             Ok(part) => g.parts[n] = part,
             Err(error) => {
-                let index = n * g.chunksize;
+                let index = n * self.2;
                 if g.error.as_ref().is_none_or(|e| e.index > index) {
                     g.error = Some(MapError { index, error });
                 }
@@ -157,13 +165,12 @@ impl<R: Send + 'static, E: Send + 'static> MapJob<R, E> {
         let c = Collector {
             parts: (0..chunks).map(|_| Part::Empty).collect(),
             remaining: chunks,
-            chunksize,
             error: None,
             done: None,
             finished: (chunks == 0).then(|| Ok(Vec::new())),
         };
         Self {
-            inner: Arc::new(Job(Mutex::new(c), Condvar::new())),
+            inner: Arc::new(Job(Mutex::new(c), Condvar::new(), chunksize)),
         }
     }
 

@@ -43,7 +43,7 @@ impl Pool {
         let input = codec::encode(std::slice::from_ref(&arg)).map_err(SubmitError::Encode)?;
         let shared = &self.shared;
         let cell: Cell = Arc::new(Mutex::new(None));
-        let (id, slot) = {
+        let (id, slot, worker) = {
             let mut st = shared.lock();
             if st.closed || shared.stopping() {
                 return Err(SubmitError::Closed.into());
@@ -74,7 +74,9 @@ impl Pool {
                 input: Input::shared(input),
             });
             shared.dispatch(&mut st);
-            (id, slot)
+            // The worker it went to, unless it is still waiting (it was queued last).
+            let queued = st.pending.back().is_some_and(|t| t.id == id);
+            (id, slot, (!queued).then_some(st.last_dispatch))
         };
         let outcome = match shared.replies.wait(slot, id) {
             Reply::Ready(output) => {
@@ -82,8 +84,10 @@ impl Pool {
                 let joiners = {
                     let mut st = shared.lock();
                     st.sinks.remove(&id);
-                    // The worker that ran it, whichever slot it is in.
-                    let _ = st.workers.iter_mut().any(|w| w.retire(id));
+                    // The worker it went to, or else (handed on after a death, say) whichever
+                    // holds it.
+                    let _ = worker.is_some_and(|w| st.retire(w, id))
+                        || (0..st.workers.len()).any(|w| st.retire(w, id));
                     st.futile_respawns = 0;
                     shared.dispatch(&mut st);
                     shared.replies.free(slot);

@@ -146,6 +146,8 @@ impl PoolBuilder {
                 broken: None,
                 joiners: 0,
                 free_replies: (0..reply::SLOTS as u32).rev().collect(),
+                idle_hint: None,
+                last_dispatch: 0,
             }),
             idle: std::sync::Condvar::new(),
             config: Config {

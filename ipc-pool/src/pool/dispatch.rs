@@ -166,6 +166,28 @@ pub(super) struct State {
     pub(super) joiners: usize,
     /// Reply slots no caller holds (see `reply.rs`).
     pub(super) free_replies: Vec<u32>,
+    /// A worker that was left with nothing outstanding (checked before use): dispatch takes it
+    /// without looking at every worker, as it is as little loaded as a worker can be.
+    pub(super) idle_hint: Option<usize>,
+    /// The worker the last batch went to.
+    pub(super) last_dispatch: usize,
+}
+
+impl State {
+    /// Takes task `id` off the worker in `slot` as finished, and remembers the worker if that
+    /// left it idle; `false` if it did not hold the task.
+    pub(super) fn retire(&mut self, slot: usize, id: u64) -> bool {
+        let Some(w) = self.workers.get_mut(slot) else {
+            return false;
+        };
+        if !w.retire(id) {
+            return false;
+        }
+        if w.outstanding.is_empty() {
+            self.idle_hint = Some(slot);
+        }
+        true
+    }
 }
 
 pub(super) struct Config {
@@ -254,28 +276,37 @@ impl Shared {
         let max = self.config.max_tasks;
         while let Some(front) = st.pending.front() {
             let func = front.func;
-            let best = st
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| {
-                    // A worker takes more work once half its credit is back, so that work
-                    // travels in batches rather than a task per answer.
-                    w.alive
-                        && w.outstanding.len() <= CREDIT / 2
-                        && max.is_none_or(|m| w.dispatched < m)
-                })
-                .min_by_key(|(_, w)| w.outstanding.len())
-                .map(|(i, _)| i);
+            // A worker takes more work once half its credit is back, so that work travels in
+            // batches rather than a task per answer.
+            let eligible = |w: &Worker| {
+                w.alive && w.outstanding.len() <= CREDIT / 2 && max.is_none_or(|m| w.dispatched < m)
+            };
+            let hinted = st.idle_hint.take().filter(|&i| {
+                st.workers
+                    .get(i)
+                    .is_some_and(|w| w.outstanding.is_empty() && eligible(w))
+            });
+            let best = hinted.or_else(|| {
+                st.workers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| eligible(w))
+                    .min_by_key(|(_, w)| w.outstanding.len())
+                    .map(|(i, _)| i)
+            });
             let Some(i) = best else { return };
             let w = &st.workers[i];
             let mut room = CREDIT - w.outstanding.len();
             if let Some(m) = max {
                 room = room.min((m - w.dispatched) as usize);
             }
-            // Spread the work: a batch takes at most its share of what is pending.
-            let alive = st.workers.iter().filter(|w| w.alive).count().max(1);
-            room = room.min(st.pending.len().div_ceil(alive)).max(1);
+            // Spread the work: a batch takes at most its share of what is pending (a task alone
+            // needs no count of the workers).
+            if st.pending.len() > 1 {
+                let alive = st.workers.iter().filter(|w| w.alive).count().max(1);
+                room = room.min(st.pending.len().div_ceil(alive));
+            }
+            room = room.max(1);
             let mut tasks = Vec::new();
             let mut bytes = 0;
             for t in st.pending.iter().take(room) {
@@ -292,6 +323,7 @@ impl Shared {
                     w.dispatched += n as u64;
                     let moved = st.pending.drain(..n);
                     st.workers[i].outstanding.extend(moved);
+                    st.last_dispatch = i;
                 }
                 // Full or disconnected: the supervisor will report this worker soon.
                 Err(_) => {
@@ -371,11 +403,8 @@ fn done(
     outcome: Result<Output, Failure>,
     deliveries: &mut Vec<Delivery>,
 ) {
-    let mut pid = 0;
-    if let Some(w) = st.workers.get_mut(slot) {
-        pid = w.pid;
-        w.retire(id);
-    }
+    let pid = st.workers.get(slot).map_or(0, |w| w.pid);
+    st.retire(slot, id);
     st.futile_respawns = 0;
     let outcome = outcome.map_err(|f| task_error(f, pid));
     if let Some(d) = shared.finish(st, id, outcome) {
@@ -601,6 +630,8 @@ pub(super) mod testing {
                 broken: None,
                 joiners: 0,
                 free_replies: Vec::new(),
+                idle_hint: None,
+                last_dispatch: 0,
             }),
             idle: Condvar::new(),
             config: Config {
@@ -710,6 +741,55 @@ mod tests {
             matches!(seen[1].1, Err(TaskError::WorkerDied { pid: 4242, .. })),
             "{:?}",
             seen[1].1
+        );
+    }
+
+    /// The idle hint is only a hint: a dead worker, or one that has work again, is passed over
+    /// for the least loaded live one; an idle live one is taken.
+    #[test]
+    fn dispatch_takes_the_hinted_worker_only_if_it_is_idle_and_alive() {
+        let shared = unstarted_pool();
+        let mut st = shared.lock();
+        let busy = (1..=3).map(|id| task(&shared, id, None)).collect();
+        st.workers.push(worker(busy));
+        let mut dead = worker(VecDeque::new());
+        dead.alive = false;
+        st.workers.push(dead);
+        st.workers.push(worker(VecDeque::new()));
+        st.workers
+            .push(worker(VecDeque::from([task(&shared, 4, None)])));
+
+        st.idle_hint = Some(1);
+        st.pending.push_back(task(&shared, 10, None));
+        shared.dispatch(&mut st);
+        assert_eq!(
+            st.workers[2].outstanding.len(),
+            1,
+            "the least loaded live worker"
+        );
+        assert!(st.workers[1].outstanding.is_empty(), "not the dead one");
+
+        // Worker 3 answers its task: idle, and hinted.
+        assert!(st.retire(3, 4));
+        assert_eq!(st.idle_hint, Some(3));
+        st.pending.push_back(task(&shared, 11, None));
+        shared.dispatch(&mut st);
+        assert_eq!(st.workers[3].outstanding.len(), 1, "the hinted idle worker");
+        assert_eq!(st.last_dispatch, 3);
+
+        // A hint to a worker that has work again is passed over (worker 2 and 3 hold one
+        // task each, worker 0 three): the scan picks one of the least loaded.
+        st.idle_hint = Some(0);
+        st.pending.push_back(task(&shared, 12, None));
+        shared.dispatch(&mut st);
+        assert_eq!(
+            st.workers[0].outstanding.len(),
+            3,
+            "not the busy hinted worker"
+        );
+        assert_eq!(
+            st.workers[2].outstanding.len() + st.workers[3].outstanding.len(),
+            3
         );
     }
 }

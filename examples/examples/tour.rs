@@ -319,10 +319,18 @@ fn pools() -> anyhow::Result<()> {
         let _ = pool.apply(square, 7);
     });
     step("pool.apply round trip (mean)", "49", each);
-    let victim = pool.worker_pids()[0];
-    let doomed = pool.apply_async(sleep_then_square, 3)?;
-    std::thread::sleep(Duration::from_millis(50));
-    let _ = ipc_core::raw::os::kill(victim, libc::SIGKILL);
+    // The task says which worker runs it, through a value in shared memory.
+    let running = RawValue::new(0u32)?;
+    let doomed = pool.apply_async(report_pid_then_sleep, RawValue::open(&running.handle())?)?;
+    let started = Instant::now();
+    while running.get() == 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = ipc_core::raw::os::kill(running.get(), libc::SIGKILL);
     let t = Instant::now();
     let err = doomed
         .get()
@@ -359,9 +367,10 @@ fn pools() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sleep_then_square(x: u64) -> u64 {
+fn report_pid_then_sleep(pid: RawValue<u32>) -> u64 {
+    pid.set(std::process::id());
     std::thread::sleep(Duration::from_secs(60));
-    x * x
+    0
 }
 
 fn python_interop() -> anyhow::Result<()> {

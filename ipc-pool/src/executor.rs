@@ -99,7 +99,7 @@ impl<P: ExecutorPool> Executor<P> {
         SubmitError<<P::Chunks as ChunkPool>::TaskError>,
     >
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let pool = self.pool.chunks();

@@ -33,6 +33,32 @@ fn report_pid_and_hang(v: ObjectHandle) -> u32 {
     0
 }
 
+/// Records its pid in the shared value it was given.
+fn report_pid(v: RawValue<u32>) -> u32 {
+    v.set(std::process::id());
+    std::process::id()
+}
+
+/// A shared object passed by value to `apply_async` is reopened by the worker through the
+/// caller's descriptor of that very handle: the pool keeps the argument until the task has
+/// ended, or the worker would find it closed (the call returned long before the task ran).
+#[test]
+fn a_shared_value_passed_by_value_to_apply_async_reaches_the_worker() {
+    let pool = Pool::new(2).unwrap();
+    let value = RawValue::new(0u32).unwrap();
+    // A busy pool, so that the task waits after the call returned.
+    let busy = pool.map_async(sleep_ms, vec![50; 4]).unwrap();
+    let r = pool
+        .apply_async(report_pid, RawValue::open(&value.handle()).unwrap())
+        .unwrap();
+    let pid = r
+        .get_timeout(Duration::from_secs(60))
+        .expect("the task ran");
+    assert_eq!(value.get(), pid);
+    assert!(pool.worker_pids().contains(&pid));
+    busy.get().unwrap();
+}
+
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms

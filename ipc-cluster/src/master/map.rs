@@ -101,7 +101,7 @@ impl ClusterPool {
     /// Runs `f(arg)` on some host and waits for its result (Python's `apply`).
     pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.apply_async(f, arg)?.get()
@@ -111,7 +111,7 @@ impl ClusterPool {
     /// `Future`).
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_apply(f, arg, ResultSlot::new(None, None))
@@ -128,7 +128,7 @@ impl ClusterPool {
         on_error: impl FnOnce(&TaskError) + Send + 'static,
     ) -> Result<AsyncResult<R>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let slot = ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error)));

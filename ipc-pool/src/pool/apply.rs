@@ -36,7 +36,7 @@ impl Pool {
     /// between them.
     pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let func = self.map_func(f);
@@ -119,10 +119,12 @@ impl Pool {
         })
     }
 
-    /// Runs `f(arg)` in a worker; returns at once with an [`AsyncResult`].
+    /// Runs `f(arg)` in a worker; returns at once with an [`AsyncResult`]. The pool keeps `arg`
+    /// until the task has ended: a shared object in it (a `RawValue`, a queue) stays open for
+    /// the worker to reopen, as `Process::new` keeps its argument for the child.
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.submit_apply(f, arg, ResultSlot::new(None, None))
@@ -139,7 +141,7 @@ impl Pool {
         on_error: impl FnOnce(&TaskError) + Send + 'static,
     ) -> Result<AsyncResult<R>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let slot = ResultSlot::new(Some(Box::new(on_success)), Some(Box::new(on_error)));

@@ -83,6 +83,9 @@ pub trait ChunkPool {
     }
 
     /// `f(arg)` as a chunk of one item (Python's `apply_async`); `slot` holds the callbacks.
+    /// `arg` itself lives until the task has ended, as `Process::new`'s does until its child has
+    /// decoded it: a shared object in it (a value, a queue) is reopened by the worker through
+    /// this process's descriptor of it, which must still be open then.
     fn submit_apply<A, R>(
         &self,
         f: fn(A) -> R,
@@ -90,17 +93,24 @@ pub trait ChunkPool {
         slot: Arc<ResultSlot<R, Self::TaskError>>,
     ) -> Result<AsyncResult<R, Self::TaskError>, SubmitError<Self::TaskError>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let input = codec::encode(std::slice::from_ref(&arg)).map_err(SubmitError::Encode)?;
         let s = Arc::clone(&slot);
-        let deliver = move |r: Result<Vec<R>, Self::TaskError>| {
-            s.fulfil(r.and_then(|mut v| {
+        let sink: Sink<Self::TaskError> = Box::new(move |out| {
+            drop(arg);
+            s.fulfil(decode_chunk(out).and_then(|mut v: Vec<R>| {
                 v.pop()
                     .ok_or_else(|| Self::TaskError::codec("empty result".into()))
             }))
+        });
+        let chunk = Chunk {
+            input,
+            items: 1,
+            sink,
         };
-        self.submit_chunk(self.map_func(f), std::slice::from_ref(&arg), deliver)?;
+        self.submit_encoded(self.map_func(f), vec![chunk])?;
         Ok(AsyncResult::from_slot(slot))
     }
 

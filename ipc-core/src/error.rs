@@ -74,6 +74,15 @@ pub enum OpenError {
         /// The creator's pid.
         pid: u32,
     },
+    /// The process a handle of this anonymous segment came from still runs, but no longer holds
+    /// the descriptor the handle names: the handle it was sent from was dropped before this
+    /// process opened it.
+    HandleClosed {
+        /// The sending process's pid.
+        pid: u32,
+        /// The descriptor the handle named there.
+        fd: i32,
+    },
     /// The segment does not start with this workspace's magic number: it is not one of ours
     /// (or it is a raw segment, to be opened with `SharedMemory`).
     NotOurs,
@@ -122,6 +131,10 @@ impl fmt::Display for OpenError {
                 f,
                 "the creator of this anonymous segment (pid {pid}) has exited and no descriptor \
                  of it is left in this process"
+            ),
+            Self::HandleClosed { pid, fd } => write!(
+                f,
+                "the handle of this anonymous segment was dropped by the process it came from                  (pid {pid}, descriptor {fd}) before this process opened it: the sender must                  keep it until the receiver has opened its own"
             ),
             Self::NotOurs => f.write_str(
                 "the segment does not carry this library's header (bad magic): not one of ours",

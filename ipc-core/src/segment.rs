@@ -601,6 +601,18 @@ fn attach_anonymous(
     let same = |file: &File| platform::file_identity(file).is_ok_and(|id| id == (dev, ino));
     // First, a descriptor this process already has (inherited through fork, or our own).
     let local = platform::dup_fd(fd).ok().filter(same);
+    // Which error, when the descriptor is not there: the holder's end, or only its handle's
+    // (the kernel's word on the holder decides; either way the segment cannot be reached).
+    let gone = || {
+        if holder.liveness() == crate::Liveness::Alive {
+            OpenError::HandleClosed {
+                pid: holder.pid(),
+                fd,
+            }
+        } else {
+            OpenError::PeerDied { pid: holder.pid() }
+        }
+    };
     let file = match local {
         Some(f) => f,
         None => {
@@ -612,11 +624,11 @@ fn attach_anonymous(
                 .write(true)
                 .open(&path)
                 .map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => OpenError::PeerDied { pid: holder.pid() },
+                    io::ErrorKind::NotFound => gone(),
                     _ => OpenError::Io(e),
                 })?;
             if !same(&f) {
-                return Err(OpenError::PeerDied { pid: holder.pid() });
+                return Err(gone());
             }
             f
         }

@@ -107,3 +107,18 @@ fn two_processes_increment_without_losing_any() {
     b.join();
     assert_eq!(v.get(), 3 * INCREMENTS);
 }
+
+/// A handle whose sending side was dropped before the receiver opened it: the sender still
+/// runs, so the error says the handle was dropped (and what to do), not that the creator died.
+#[test]
+fn a_handle_dropped_before_it_is_opened_is_named_as_such() {
+    let v = RawValue::new(7u32).unwrap();
+    let handle = RawValue::<u32>::open(&v.handle()).unwrap().handle();
+    let err = RawValue::<u32>::open(&handle).expect_err("its descriptor is closed");
+    assert!(
+        matches!(err, OpenError::HandleClosed { pid, .. } if pid == std::process::id()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("dropped"), "{err}");
+    assert_eq!(v.get(), 7, "the value itself is untouched");
+}

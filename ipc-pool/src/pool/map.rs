@@ -180,7 +180,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async_with(f, items, None, |_| {}, |_| {})
@@ -214,13 +214,15 @@ impl Pool {
         on_error: impl FnOnce(&TaskError) + Send + 'static,
     ) -> Result<AsyncResult<Vec<R>>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.ensure_open()?;
         let items: Vec<A> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
         let job = self.submit_map(self.map_func(f), &items, chunk);
+        // The items live until the map ends, as `apply_async`'s argument does.
+        job.keep(Box::new(items));
         Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 
@@ -265,8 +267,8 @@ impl Pool {
         items: impl IntoIterator<Item = (A, B)>,
     ) -> Result<AsyncResult<Vec<R>>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        B: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.starmap_async_with(f, items, None, |_| {}, |_| {})
@@ -283,8 +285,8 @@ impl Pool {
         on_error: impl FnOnce(&TaskError) + Send + 'static,
     ) -> Result<AsyncResult<Vec<R>>, SubmitError>
     where
-        A: Serialize + DeserializeOwned,
-        B: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        B: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.ensure_open()?;
@@ -292,6 +294,7 @@ impl Pool {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(items.len(), self.processes));
         let job = self.submit_map(func, &items, chunk);
+        job.keep(Box::new(items));
         Ok(job.into_async(Some(Box::new(on_success)), Some(Box::new(on_error))))
     }
 

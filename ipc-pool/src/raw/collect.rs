@@ -65,6 +65,8 @@ struct Collector<R, E> {
     error: Option<MapError<E>>,
     done: Option<Done<R, E>>,
     finished: Option<Result<Vec<R>, MapError<E>>>,
+    /// The job's items, kept until it ends (see [`MapJob::keep`]).
+    kept: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Where the chunks of one map job arrive still encoded (each an encoded `Vec<R>`): a pool's
@@ -114,6 +116,7 @@ impl<R, E> Job<R, E> {
         }
         g.remaining -= 1;
         if g.remaining == 0 {
+            drop(g.kept.take());
             let result = match g.error.take() {
                 Some(e) => Err(e),
                 None => {
@@ -168,6 +171,7 @@ impl<R: Send + 'static, E: Send + 'static> MapJob<R, E> {
             error: None,
             done: None,
             finished: (chunks == 0).then(|| Ok(Vec::new())),
+            kept: None,
         };
         Self {
             inner: Arc::new(Job(Mutex::new(c), Condvar::new(), chunksize)),
@@ -196,6 +200,16 @@ impl<R: Send + 'static, E: Send + 'static> MapJob<R, E> {
                 return r;
             }
             g = self.inner.1.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Keeps `items` until every chunk is in (at once dropped if they all are): a shared object
+    /// among them (a value, a queue) is reopened by the worker through this process's
+    /// descriptor of it, which must still be open then.
+    pub(crate) fn keep(&self, items: Box<dyn std::any::Any + Send>) {
+        let mut g = self.inner.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.remaining > 0 {
+            g.kept = Some(items);
         }
     }
 

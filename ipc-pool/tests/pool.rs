@@ -39,12 +39,12 @@ fn report_pid(v: RawValue<u32>) -> u32 {
     std::process::id()
 }
 
-/// A shared object passed by value to `apply_async` or `map_async` is reopened by the worker
-/// through the caller's descriptor of that very handle: the pool keeps the argument until the
-/// task has ended, or the worker would find it closed (the call returned long before the task
-/// ran).
+/// A shared object passed by value to `apply_async`, `map_async` or `imap` is reopened by the
+/// worker through the caller's descriptor of that very handle: the pool keeps the argument
+/// until the task has ended, or the worker would find it closed (the call returned long before
+/// the task ran).
 #[test]
-fn a_shared_value_passed_by_value_to_apply_async_or_map_async_reaches_the_worker() {
+fn a_shared_value_passed_by_value_to_a_task_reaches_the_worker() {
     let pool = Pool::new(2).unwrap();
     let value = RawValue::new(0u32).unwrap();
     // A busy pool, so that the task waits after the call returned.
@@ -64,6 +64,13 @@ fn a_shared_value_passed_by_value_to_apply_async_or_map_async_reaches_the_worker
     let items = vec![RawValue::open(&value.handle()).unwrap()];
     let r = pool.map_async(report_pid, items).unwrap();
     let pids = r.get_timeout(Duration::from_secs(60)).expect("the map ran");
+    assert_eq!(pids, [value.get()]);
+    busy.get().unwrap();
+    // And through `imap`: each chunk's items live until the chunk comes back.
+    value.set(0);
+    let busy = pool.map_async(sleep_ms, vec![50; 4]).unwrap();
+    let items = vec![RawValue::open(&value.handle()).unwrap()];
+    let pids: Vec<u32> = pool.imap(report_pid, items).map(Result::unwrap).collect();
     assert_eq!(pids, [value.get()]);
     busy.get().unwrap();
 }

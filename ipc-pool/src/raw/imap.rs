@@ -34,6 +34,10 @@ pub struct Imap<'p, P: ChunkPool, A, R> {
     rx: mpsc::Receiver<ChunkOutcome<R, P::TaskError>>,
     done: HashMap<usize, Result<Vec<R>, P::TaskError>>,
     ready: VecDeque<Result<R, MapError<P::TaskError>>>,
+    /// The items of the chunks in flight, kept until each has come back: a shared object among
+    /// them (a value, a queue) is reopened by the worker through this process's descriptor of
+    /// it, which must still be open then.
+    kept: HashMap<usize, Vec<A>>,
 }
 
 impl<P: ChunkPool, A, R> fmt::Debug for Imap<'_, P, A, R> {
@@ -91,6 +95,7 @@ where
             rx,
             done: HashMap::new(),
             ready: VecDeque::new(),
+            kept: HashMap::new(),
         }
     }
 }
@@ -118,6 +123,7 @@ where
             }) {
                 let _ = self.tx.send((n, Err(P::TaskError::from_submit(e))));
             }
+            self.kept.insert(n, chunk);
         }
     }
 
@@ -159,6 +165,7 @@ where
             }
             let (n, out) = self.rx.recv().ok()?;
             self.in_flight -= 1;
+            self.kept.remove(&n);
             if self.ordered {
                 self.done.insert(n, out);
             } else {

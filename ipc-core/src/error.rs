@@ -134,7 +134,9 @@ impl fmt::Display for OpenError {
             ),
             Self::HandleClosed { pid, fd } => write!(
                 f,
-                "the handle of this anonymous segment was dropped by the process it came from                  (pid {pid}, descriptor {fd}) before this process opened it: the sender must                  keep it until the receiver has opened its own"
+                "the handle of this anonymous segment was dropped by the process it came from \
+                 (pid {pid}, descriptor {fd}) before this process opened it: the sender must \
+                 keep it until the receiver has opened its own"
             ),
             Self::NotOurs => f.write_str(
                 "the segment does not carry this library's header (bad magic): not one of ours",

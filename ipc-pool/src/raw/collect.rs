@@ -101,6 +101,8 @@ where
 
 impl<R, E> Job<R, E> {
     fn put(&self, n: usize, out: Result<Part<R>, E>) {
+        // The kept items are dropped once the lock is released (declared first, dropped last).
+        let mut _kept = None;
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if n >= g.parts.len() || g.remaining == 0 {
             return;
@@ -116,7 +118,7 @@ impl<R, E> Job<R, E> {
         }
         g.remaining -= 1;
         if g.remaining == 0 {
-            drop(g.kept.take());
+            _kept = g.kept.take();
             let result = match g.error.take() {
                 Some(e) => Err(e),
                 None => {

@@ -106,6 +106,12 @@ pub const PAIRS: &[Pair] = &[
         target: Some(Target::AtMost(1.3)),
     },
     Pair {
+        ours: "limit.chunk_rtt",
+        limit: "limit.duplex_rtt",
+        what: "the bare chunk protocol of a Connection against the bare two-line round trip",
+        target: None,
+    },
+    Pair {
         ours: "limit.duplex_rtt",
         limit: "limit.pingpong_rtt",
         what: "the bare two-line round trip against one line both sides write",

@@ -12,6 +12,14 @@
 //! then misses on it. The first is faster than any duplex channel can be; `ipc-bench` pairs the
 //! two to show what the second line costs.
 //!
+//! `limit.chunk_rtt` is the round trip of `Connection`'s chunk protocol and nothing else: one
+//! ring of 1 MiB per direction, each `u64` message a 24-byte chunk (a tag word, `position + 1`,
+//! stored last; a length word; the payload word), after which the sender zeroes the next
+//! chunk's tag word; each side keeps its positions in its own memory and spins on the tag. No
+//! end claims, no checks of the positions or the header, no wake-up: the floor of
+//! `ours.pipe_rtt`'s layout, paired with both (`ipc-bench` shows what the layout costs over two
+//! lines, and what the rest of `Connection` costs over the layout).
+//!
 //! Two SPSC rings, so that each of our paths is compared with the limit of its own kind:
 //! `limit.spsc_u64` publishes its index after every message (what one `push` per message must
 //! do), `limit.spsc_u64_batch` once per batch of 256 (what `push_slice` can do). Likewise two 1
@@ -48,6 +56,7 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::new("limit.pingpong_rtt", Unit::Ns, pingpong_rtt),
         Scenario::new("limit.duplex_rtt", Unit::Ns, duplex_rtt),
+        Scenario::new("limit.chunk_rtt", Unit::Ns, chunk_rtt),
         Scenario::new("limit.spsc_u64", Unit::MsgsPerSec, |cfg| spsc(cfg, 1)),
         Scenario::new("limit.spsc_u64_batch", Unit::MsgsPerSec, |cfg| {
             spsc(cfg, BATCH)
@@ -156,6 +165,95 @@ fn duplex_rtt(cfg: &Config) -> Repeat {
         Ok(Lines { ask, answer })
     })?
     .into())
+}
+
+/// `limit.chunk_rtt`: a `u64` each way over two rings of `Connection`'s chunks (see the module
+/// docs). Both busy-spin.
+fn chunk_rtt(cfg: &Config) -> Repeat {
+    /// Bytes of each direction's ring (`Connection`'s default).
+    const RING: usize = MIB;
+    /// Bytes of a chunk carrying one `u64`: tag, length word, payload.
+    const CHUNK: u64 = 24;
+    /// The length word of a message's only chunk of 8 bytes: the chunk's length, and the
+    /// first-chunk flag with the message's total (as `Connection` writes it).
+    const HEADER: u64 = 8 | (((1 << 31) | 8) << 32);
+    const STOP: u64 = u64::MAX;
+    /// One side: the ring it writes, the ring it reads, its two positions (in bytes).
+    struct Chunks<'a> {
+        out: &'a [SharedU64],
+        inp: &'a [SharedU64],
+        tail: u64,
+        head: u64,
+    }
+    impl Chunks<'_> {
+        /// The word of `ring` at byte position `pos` (a multiple of 8).
+        fn word(ring: &[SharedU64], pos: u64) -> &SharedU64 {
+            &ring[(pos / 8) as usize % ring.len()]
+        }
+        fn send(&mut self, v: u64) {
+            let t = self.tail;
+            // ORDERING: Relaxed (the payload, the length word and the next chunk's zeroed tag
+            // word), published by the Release tag store below.
+            Self::word(self.out, t + 16).store(v, Ordering::Relaxed);
+            // ORDERING: Relaxed, as above.
+            Self::word(self.out, t + 8).store(HEADER, Ordering::Relaxed);
+            // ORDERING: Relaxed, as above.
+            Self::word(self.out, t + CHUNK).store(0, Ordering::Relaxed);
+            // ORDERING: Release, pairs with the reader's Acquire tag load.
+            Self::word(self.out, t).store(t + 1, Ordering::Release);
+            self.tail = t + CHUNK;
+        }
+        fn recv(&mut self, what: &str) -> anyhow::Result<u64> {
+            let h = self.head;
+            let tag = Self::word(self.inp, h);
+            // ORDERING: Acquire, pairs with the writer's Release tag store: the length word and
+            // the payload are visible.
+            spin_until(deadline(), what, || tag.load(Ordering::Acquire) == h + 1)?;
+            // ORDERING: Relaxed (both), ordered after the Acquire above.
+            let header = Self::word(self.inp, h + 8).load(Ordering::Relaxed);
+            // ORDERING: Relaxed, as above.
+            let v = Self::word(self.inp, h + 16).load(Ordering::Relaxed);
+            ensure!(header == HEADER, "a chunk header {header:#x}");
+            self.head = h + CHUNK;
+            Ok(v)
+        }
+    }
+    impl RoundTrip for Chunks<'_> {
+        fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+            self.send(i);
+            let reply = self.recv("the reply")?;
+            ensure!(reply == i + 1, "got {reply}, expected {}", i + 1);
+            Ok(())
+        }
+        fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+            self.send(STOP);
+            Ok(())
+        }
+    }
+    impl Echo for Chunks<'_> {
+        fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+            match self.recv("the request")? {
+                STOP => Ok(false),
+                v => {
+                    ensure!(v == i, "got {v}, expected {i}");
+                    self.send(v + 1);
+                    Ok(true)
+                }
+            }
+        }
+    }
+    let block = SharedBlock::new(2 * RING)?;
+    let (d0, d1) = (
+        block.u64_slice_at(0, RING / 8)?,
+        block.u64_slice_at(RING, RING / 8)?,
+    );
+    let side = |out, inp| Chunks {
+        out,
+        inp,
+        tail: 0,
+        head: 0,
+    };
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut side(d0, d1), || Ok(side(d1, d0)))?.into())
 }
 
 /// A minimal single-producer single-consumer ring of `u64` slots: each side caches the other's

@@ -37,6 +37,31 @@ fn recv_bytes_into_uses_the_callers_buffer() {
     assert_eq!(&buf[..n], b"hello world");
 }
 
+/// Small messages of every length from 0 to 40 bytes, sent and received one by one through a
+/// ring of 128 bytes, so that their chunks start at every offset, next to the ring's end too:
+/// those of up to 16 bytes are written in one burst of stores unless they would wrap, the others
+/// (and those that would wrap) word by word; each arrives whole, and a sent message waits
+/// before nothing.
+#[test]
+fn small_messages_of_every_length_at_every_offset_arrive_whole() {
+    let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 128, true).unwrap();
+    let mut buf = [0u8; 64];
+    for round in 0..50u32 {
+        for len in 0..=40usize {
+            let msg: Vec<u8> = (0..len)
+                .map(|i| (round as usize * 41 + len + i) as u8)
+                .collect();
+            a.send_bytes(&msg).unwrap();
+            let n = b.recv_bytes_into(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &msg[..], "round {round}, length {len}");
+            assert!(
+                !b.poll().unwrap(),
+                "round {round}, length {len}: a second message"
+            );
+        }
+    }
+}
+
 #[test]
 fn messages_larger_than_the_ring_stream_through_it() {
     ipc_testkit::watchdog(LIMIT, || {
@@ -321,12 +346,16 @@ fn a_receiver_killed_mid_message_costs_at_most_that_message() {
             "child_receives_forever_and_counts",
             &(rx.handle(), counter.handle()),
         );
-        let n = 400u32;
+        // The sender goes on until no receiver is left, so that the child is in the middle of
+        // the stream whenever it is killed (a bounded stream could all be read before the kill).
         let sender = std::thread::spawn(move || {
-            for seq in 0..n {
-                tx.send_bytes(&message(LARGE, seq, SHARED_RING)).unwrap();
+            let mut seq = 0u32;
+            loop {
+                match tx.send_bytes(&message(LARGE, seq, SHARED_RING)) {
+                    Ok(()) => seq += 1,
+                    Err(e) => return (e, seq),
+                }
             }
-            tx
         });
         // The child reads alone until it has had a good number of messages (each larger than
         // the ring, so it is nearly always in the middle of one); then it is killed.
@@ -342,10 +371,14 @@ fn a_receiver_killed_mid_message_costs_at_most_that_message() {
             first == seen || first == seen + 1,
             "first message {first} after the child saw {seen}"
         );
-        for seq in first + 1..n {
+        for seq in first + 1..first + 200 {
             assert_eq!(check_message(&rx.recv_bytes().unwrap(), SHARED_RING).1, seq);
         }
-        drop(sender.join().unwrap());
+        // With the last receiver gone, the sender is told so.
+        drop(rx);
+        let (err, sent) = sender.join().unwrap();
+        assert!(matches!(err, SendError::Disconnected), "{err}");
+        assert!(sent >= first + 199, "{sent} sent");
     });
 }
 

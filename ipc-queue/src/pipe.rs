@@ -124,6 +124,8 @@ const CHUNK_HEADER: usize = 16;
 const TAG_BYTES: usize = 8;
 /// Chunks start at multiples of this (their tag words are aligned atomics).
 const CHUNK_ALIGN: u64 = 8;
+/// Payloads up to this many bytes go out in one burst of stores (see `Tx::publish_chunk`).
+const BURST_PAYLOAD: usize = 16;
 /// The flag of a message's first chunk.
 const FIRST: u32 = 1 << 31;
 /// The least ring (so that half of it holds a header, a payload word and a tag word).
@@ -865,13 +867,49 @@ impl Tx {
     #[inline]
     unsafe fn publish_chunk(&self, tail: u64, payload: &[u8], first: Option<usize>) -> u64 {
         let dir = self.dir;
+        let next = tail + chunk_bytes(payload.len()) as u64;
+        let off = (tail % dir.capacity) as usize;
+        let span = (next - tail) as usize + TAG_BYTES;
+        if payload.len() <= BURST_PAYLOAD && off + span <= dir.capacity as usize {
+            // A small chunk that does not wrap: every word is ready before the first store, and
+            // the stores go back to back, so that the line its receiver watches is held for as
+            // short a time as possible (a receiver that looks meanwhile pulls the line away, and
+            // each pull costs another trip of it before the next store).
+            let mut bytes = [0u8; BURST_PAYLOAD];
+            bytes[..payload.len()].copy_from_slice(payload);
+            let (lo, hi) = bytes.split_at(8);
+            let lo = u64::from_ne_bytes(lo.try_into().unwrap_or_default());
+            let hi = u64::from_ne_bytes(hi.try_into().unwrap_or_default());
+            let header = chunk_header(payload.len(), first);
+            let word = |i: usize| {
+                // SAFETY: `off + span <= capacity`, so the chunk's words and the next chunk's
+                // tag word (`i * 8 < span`) lie in the ring, 8-aligned (`tail` is a multiple of
+                // 8, the ring starts 128-aligned); they are free (the caller's contract) and
+                // only ever accessed atomically.
+                unsafe { &*dir.data.add(off + 8 * i).cast::<AtomicU64>() }
+            };
+            let next_tag = (next - tail) as usize / 8;
+            // ORDERING: Relaxed (the payload, the length word and the next chunk's zeroed tag
+            // word), published by the Release tag store after them.
+            word(2).store(lo, Ordering::Relaxed);
+            if payload.len() > 8 {
+                // ORDERING: Relaxed, as above.
+                word(3).store(hi, Ordering::Relaxed);
+            }
+            // ORDERING: Relaxed, as above.
+            word(1).store(header, Ordering::Relaxed);
+            // ORDERING: Relaxed, as above.
+            word(next_tag).store(0, Ordering::Relaxed);
+            // ORDERING: Release, pairs with the Acquire tag loads of receivers.
+            word(0).store(tag_of(tail), Ordering::Release);
+            return next;
+        }
         // SAFETY: the payload's bytes, padded, are free (the caller's contract) and below the
         // capacity; `tail + 16` is a multiple of 8.
         unsafe { dir.write_payload(tail + CHUNK_HEADER as u64, payload) };
         // ORDERING: Relaxed, published by the Release tag store below.
         dir.word(tail + TAG_BYTES as u64)
             .store(chunk_header(payload.len(), first), Ordering::Relaxed);
-        let next = tail + chunk_bytes(payload.len()) as u64;
         // ORDERING: Relaxed, ordered before the tag store below by its Release: a receiver that
         // moves on to `next` finds 0 there, never a word an earlier lap left, until the next
         // chunk is published.

@@ -293,7 +293,9 @@ pub(crate) fn block_on<R, E>(
         let mut spin_end = None;
         let mut i = 0u32;
         loop {
-            std::hint::spin_loop();
+            // Looks at the word about once per line transfer (see `look_pause`): a waiter
+            // that looks more often pulls the line from a writer in the middle of its stores.
+            ipc_core::raw::sync::look_pause();
             if let Attempt::Ready(r) = attempt() {
                 return r.map_err(Blocked::Failed);
             }

@@ -889,9 +889,11 @@ impl Tx {
                 unsafe { &*dir.data.add(off + 8 * i).cast::<AtomicU64>() }
             };
             let next_tag = (next - tail) as usize / 8;
-            // ORDERING: Relaxed (the payload, the length word and the next chunk's zeroed tag
-            // word), published by the Release tag store after them.
-            word(2).store(lo, Ordering::Relaxed);
+            if !payload.is_empty() {
+                // ORDERING: Relaxed (the payload, the length word and the next chunk's zeroed
+                // tag word), published by the Release tag store after them.
+                word(2).store(lo, Ordering::Relaxed);
+            }
             if payload.len() > 8 {
                 // ORDERING: Relaxed, as above.
                 word(3).store(hi, Ordering::Relaxed);

@@ -237,7 +237,14 @@ impl<T, E: Encoding> JoinableQueue<T, E> {
         let check = || join_check(raw);
         // Before any wait, so that a join with nothing left to wait for returns at once.
         check()?;
-        let r = signal::block_on(&state.all_done, deadline, spin, || all_done(state), check);
+        let r = signal::block_on(
+            &state.all_done,
+            deadline,
+            spin,
+            ipc_core::raw::sync::look_pause,
+            || all_done(state),
+            check,
+        );
         match r {
             Ok(()) => Ok(()),
             Err(Blocked::Failed(e)) => Err(e),

@@ -751,6 +751,7 @@ fn claim_end(
         &end.free,
         deadline,
         spin,
+        ipc_core::raw::sync::look_pause,
         || claim_attempt(end, me),
         || claim::orphan_dead(&end.word, &Kernel).map_err(|_| ClaimWait::Corrupted),
     );
@@ -1043,6 +1044,8 @@ impl Tx {
             &dir.state().space,
             deadline,
             spin,
+            // The head is one store of the receiver's.
+            ipc_core::raw::sync::quick_look_pause,
             || self.room_attempt(tail, want),
             || dir.receivers_check(),
         );
@@ -1172,6 +1175,8 @@ impl Rx {
             &self.dir.state().items,
             deadline,
             spin,
+            // A small chunk is one burst of stores (see `Tx::publish_chunk`).
+            ipc_core::raw::sync::quick_look_pause,
             || self.chunk_attempt(head, reading, gone.get()),
             || self.chunk_check(head, reading).map(|g| gone.set(g)),
         );
@@ -1648,6 +1653,7 @@ impl Connection {
             &st.items,
             Some(deadline),
             spin,
+            ipc_core::raw::sync::quick_look_pause,
             || match self.poll() {
                 Ok(true) => Attempt::Ready(Ok(true)),
                 Ok(false) if gone.get() => Attempt::Ready(Err(RecvError::Disconnected)),

@@ -884,6 +884,7 @@ impl RawQueue {
             side.signal(st),
             deadline,
             spin,
+            ipc_core::raw::sync::look_pause,
             || self.claim_attempt(side, &flags),
             || claim_check(place, side, &flags),
         );

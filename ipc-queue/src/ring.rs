@@ -727,6 +727,7 @@ impl<T: Pod> Producer<T> {
             &parts.state().space,
             deadline,
             spin,
+            ipc_core::raw::sync::look_pause,
             || self.push_attempt(value),
             || consumer_present(parts.state(), value),
         );
@@ -942,6 +943,7 @@ impl<T: Pod> Consumer<T> {
             &parts.state().items,
             deadline,
             spin,
+            ipc_core::raw::sync::look_pause,
             || self.pop_attempt(),
             || producer_present(parts.state()),
         );

@@ -275,12 +275,16 @@ pub(crate) enum Blocked<E> {
     Failed(E),
 }
 
-/// Runs `attempt` until it is ready: spinning for `spin`, then sleeping on `signal` in slices of
-/// [`SLICE`], calling `check` (liveness) after every slice that ended without a wake-up.
+/// Runs `attempt` until it is ready: spinning for `spin` (`look` between two attempts:
+/// [`look_pause`](ipc_core::raw::sync::look_pause), or
+/// [`quick_look_pause`](ipc_core::raw::sync::quick_look_pause) where the word an attempt looks
+/// at is published by stores back to back), then sleeping on `signal` in slices of [`SLICE`],
+/// calling `check` (liveness) after every slice that ended without a wake-up.
 pub(crate) fn block_on<R, E>(
     signal: &Signal,
     deadline: Option<Instant>,
     spin: Duration,
+    look: impl Fn(),
     mut attempt: impl FnMut() -> Attempt<R, E>,
     mut check: impl FnMut() -> Result<(), E>,
 ) -> Result<R, Blocked<E>> {
@@ -295,7 +299,7 @@ pub(crate) fn block_on<R, E>(
         loop {
             // Looks at the word about once per line transfer (see `look_pause`): a waiter
             // that looks more often pulls the line from a writer in the middle of its stores.
-            ipc_core::raw::sync::look_pause();
+            look();
             if let Attempt::Ready(r) = attempt() {
                 return r.map_err(Blocked::Failed);
             }

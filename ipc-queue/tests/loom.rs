@@ -570,6 +570,7 @@ fn wait_for_flag(signal: &signal::Signal, flag: &primitive::AtomicU64) {
         signal,
         None,
         std::time::Duration::ZERO,
+        ipc_core::raw::sync::look_pause,
         // ORDERING: Acquire, pairs with the setter's Release store.
         || match flag.load(Ordering::Acquire) {
             0 => signal::Attempt::Pending,

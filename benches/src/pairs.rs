@@ -8,6 +8,12 @@
 //! The ratio is ours ÷ limit in the scenario's unit: for a rate, the share of the limit we
 //! reach (1 is the limit); for a time, how many times the limit's time we take (1 is the limit).
 //!
+//! A pair may also name a *floor*: the bare form of ours' own protocol (`Queue`'s claimed slots
+//! with nothing around them, `Connection`'s chunks with nothing around them), run in the same
+//! rounds, between ours and the limit. Its two ratios, floor ÷ limit and ours ÷ floor, split
+//! ours ÷ limit into what the protocol costs and what ours adds to it, each taken round by round,
+//! so that both halves come from the same few seconds of a machine whose speed moves.
+//!
 //! ```
 //! use benches::pairs::{PAIRS, Target};
 //! let ring = PAIRS.iter().find(|p| p.ours == "ours.ring_u64").unwrap();
@@ -65,6 +71,8 @@ pub struct Pair {
     pub what: &'static str,
     /// What the ratio should reach, where the project has set a target.
     pub target: Option<Target>,
+    /// The bare form of ours' own protocol, run in the same rounds (see the module docs).
+    pub floor: Option<&'static str>,
 }
 
 /// Every pair, in report order. A limit may serve several of ours.
@@ -74,138 +82,161 @@ pub const PAIRS: &[Pair] = &[
         limit: "limit.spsc_u64",
         what: "RingBuffer<u64>, push/pop per message",
         target: Some(Target::AtLeast(0.9)),
+        floor: None,
     },
     Pair {
         ours: "ours.ring_u64_batch",
         limit: "limit.spsc_u64_batch",
         what: "RingBuffer<u64>, slices of 256",
         target: Some(Target::AtLeast(0.9)),
+        floor: None,
     },
     Pair {
         ours: "ours.queue_u64",
         limit: "limit.spsc_u64",
         what: "Queue<u64> 1 → 1, put/get",
         target: Some(Target::AtLeast(0.8)),
+        floor: Some("limit.mpmc_claimed_u64"),
     },
     Pair {
         ours: "limit.mpmc_u64",
         limit: "limit.spsc_u64",
         what: "the bare MPMC queue (one CAS per put and get) against the bare SPSC ring",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "limit.mpmc_claimed_u64",
         limit: "limit.spsc_u64",
         what: "the bare MPMC queue with claimed slots (Queue's protocol, three CASes per put and get) against the bare SPSC ring",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.pipe_rtt",
         limit: "limit.duplex_rtt",
         what: "Connection round trip of a u64, busy",
         target: Some(Target::AtMost(1.3)),
+        floor: Some("limit.chunk_rtt"),
     },
     Pair {
         ours: "limit.chunk_rtt",
         limit: "limit.duplex_rtt",
         what: "the bare chunk protocol of a Connection against the bare two-line round trip",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "limit.duplex_rtt",
         limit: "limit.pingpong_rtt",
         what: "the bare two-line round trip against one line both sides write",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.pipe_rtt_sleeping",
         limit: "limit.futex_rtt",
         what: "Connection round trip of a u64, sleeping",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.event_rtt",
         limit: "limit.futex_rtt",
         what: "Event set/wait round trip",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.async_event_rtt",
         limit: "limit.futex_rtt",
         what: "Event set/wait_async round trip under tokio",
         target: Some(Target::AtMost(1.0)),
+        floor: None,
     },
     Pair {
         ours: "ours.queue_rtt",
         limit: "limit.futex_rtt",
         what: "Queue put/get round trip of a u64",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.async_queue_rtt",
         limit: "limit.futex_rtt",
         what: "Queue put_async/get_async round trip under tokio",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.async_pipe_rtt",
         limit: "limit.futex_rtt",
         what: "Connection send/recv_async round trip under tokio",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.pool_apply_rtt",
         limit: "limit.futex_rtt",
         what: "Pool.apply round trip (two hand-overs)",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.queue_1mib",
         limit: "limit.ring_1mib",
         what: "Queue of 1 MiB, copied in and out",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.pipe_1mib",
         limit: "limit.ring_1mib",
         what: "Connection of 1 MiB, copied in and out",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.loan_1mib",
         limit: "limit.ring_1mib_inplace",
         what: "Queue of 1 MiB, loaned and read in place",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.start_fork",
         limit: "raw.fork_exit_wait",
         what: "process start and join, fork",
         target: Some(Target::AtMost(1.3)),
+        floor: None,
     },
     Pair {
         ours: "raw.fork_result_wait",
         limit: "raw.fork_exit_wait",
         what: "a bare fork that returns a 6-byte result against the bare fork (two floors)",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.start_spawn",
         limit: "raw.reexec_wait",
         what: "process start and join, spawn",
         target: Some(Target::AtMost(1.3)),
+        floor: None,
     },
     Pair {
         ours: "ours.start_spawn_200mb",
         limit: "raw.reexec_wait_200mb",
         what: "process start and join, spawn, from a process holding 200 MB of heap",
         target: None,
+        floor: None,
     },
     Pair {
         ours: "ours.start_forkserver",
         limit: "raw.fork_exit_wait",
         what: "process start and join, forkserver",
         target: None,
+        floor: None,
     },
 ];
 
@@ -237,6 +268,21 @@ pub struct PairSummary {
     pub target: Option<Target>,
     /// Whether the median ratio meets it.
     pub meets: Option<bool>,
+    /// The floor's figures from the same rounds, if the pair has one and it ran.
+    pub floor: Option<FloorSummary>,
+}
+
+/// A floor's figures from the rounds of its pair (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FloorSummary {
+    /// The floor scenario.
+    pub name: &'static str,
+    /// The median of its figures over the rounds.
+    pub median: f64,
+    /// floor ÷ limit, round by round: what the protocol alone costs against the limit.
+    pub of_limit: Spread,
+    /// ours ÷ floor, round by round: what ours adds to its protocol.
+    pub ours_of_floor: Spread,
 }
 
 /// A median with its range.
@@ -303,6 +349,40 @@ impl Pair {
             rounds: rounds.len(),
             target: self.target,
             meets: self.target.map(|t| t.met(ratio.median)),
+            floor: None,
         })
+    }
+
+    /// Summarises paired rounds with the floor's figure of each round: `(ours, limit, floor)`.
+    ///
+    /// ```
+    /// use benches::pairs::pair_of;
+    /// let pipe = pair_of("ours.pipe_rtt").unwrap();
+    /// let s = pipe
+    ///     .summarise_with_floor(benches::Unit::Ns, &[(150.0, 100.0, 120.0), (300.0, 200.0, 200.0)])
+    ///     .unwrap();
+    /// assert_eq!(s.ratio.median, 1.5);
+    /// let floor = s.floor.unwrap();
+    /// assert_eq!(floor.name, "limit.chunk_rtt");
+    /// assert_eq!((floor.of_limit.min, floor.of_limit.max), (1.0, 1.2));
+    /// assert_eq!((floor.ours_of_floor.min, floor.ours_of_floor.max), (1.25, 1.5));
+    /// ```
+    pub fn summarise_with_floor(
+        &self,
+        unit: Unit,
+        rounds: &[(f64, f64, f64)],
+    ) -> Option<PairSummary> {
+        let pairs: Vec<(f64, f64)> = rounds.iter().map(|&(o, l, _)| (o, l)).collect();
+        let mut summary = self.summarise(unit, &pairs)?;
+        let floors: Vec<f64> = rounds.iter().map(|r| r.2).collect();
+        let of_limit: Vec<f64> = rounds.iter().map(|(_, l, f)| f / l).collect();
+        let ours_of_floor: Vec<f64> = rounds.iter().map(|(o, _, f)| o / f).collect();
+        summary.floor = Some(FloorSummary {
+            name: self.floor?,
+            median: Spread::of(&floors)?.median,
+            of_limit: Spread::of(&of_limit)?,
+            ours_of_floor: Spread::of(&ours_of_floor)?,
+        });
+        Some(summary)
     }
 }

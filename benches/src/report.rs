@@ -14,7 +14,9 @@
 //!                "BROKEN": {"failed": "message"}},
 //!  "pairs": [{"ours": ..., "limit": ..., "what": ..., "unit": ..., "ours_median": ...,
 //!             "limit_median": ..., "ratio": {"median": ..., "min": ..., "max": ...},
-//!             "rounds": ..., "target": "≥ 0.9×" | null, "meets": true | false | null}]}
+//!             "rounds": ..., "target": "≥ 0.9×" | null, "meets": true | false | null,
+//!             "floor": {"name": ..., "median": ..., "of_limit": {"median": ..., "min": ...,
+//!                       "max": ...}, "ours_of_floor": {...}} | null}]}
 //! ```
 //!
 //! Scenarios appear in run order. A measured scenario has `median`, `min`, `max` and `unit`,
@@ -355,6 +357,24 @@ fn ratio_cell(s: &PairSummary) -> String {
     )
 }
 
+/// The floor's part of a pair (see [`pairs`](crate::pairs)): what the protocol alone takes of
+/// the limit and what ours takes of it, in the same rounds; `—` without one.
+fn floor_cell(s: &PairSummary) -> String {
+    match &s.floor {
+        Some(f) => format!(
+            "`{}` {:.2}× [{:.2}–{:.2}] of the limit; ours {:.2}× [{:.2}–{:.2}] of it",
+            f.name,
+            f.of_limit.median,
+            f.of_limit.min,
+            f.of_limit.max,
+            f.ours_of_floor.median,
+            f.ours_of_floor.min,
+            f.ours_of_floor.max
+        ),
+        None => "—".to_owned(),
+    }
+}
+
 fn target_cell(s: &PairSummary) -> String {
     match (s.target, s.meets) {
         (Some(t), Some(true)) => format!("{t}: met"),
@@ -423,6 +443,9 @@ pub fn render_table(rows: &[Row], pairs: &[PairSummary]) -> String {
                 ratio_cell(p),
                 target_cell(p),
             );
+            if p.floor.is_some() {
+                let _ = writeln!(out, "{:<w$}  same rounds: {}", "", floor_cell(p));
+            }
         }
     }
     let fair: Vec<_> = rows
@@ -462,13 +485,13 @@ pub fn render_pairs_markdown(pairs: &[PairSummary]) -> String {
     }
     let _ = writeln!(
         out,
-        "| path | ours | limit | ours ÷ limit, median [min–max] | rounds | target |"
+        "| path | ours | limit | ours ÷ limit, median [min–max] | rounds | target | its protocol alone, same rounds |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---:|---|");
+    let _ = writeln!(out, "|---|---|---|---|---:|---|---|");
     for p in pairs {
         let _ = writeln!(
             out,
-            "| {} | `{}` {} {} | `{}` {} {} | {} | {} | {} |",
+            "| {} | `{}` {} {} | `{}` {} {} | {} | {} | {} | {} |",
             p.what,
             p.ours,
             format_figure(p.ours_median),
@@ -479,6 +502,7 @@ pub fn render_pairs_markdown(pairs: &[PairSummary]) -> String {
             ratio_cell(p),
             p.rounds,
             target_cell(p),
+            floor_cell(p),
         );
     }
     out

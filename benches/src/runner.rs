@@ -3,7 +3,8 @@
 //! A run is a [`plan`] of steps in report order. A scenario runs its repeats one after another;
 //! an `ours.*` scenario whose limit is also in the run is instead run in alternation with the
 //! limit, round by round (see [`pairs`](crate::pairs)), and its row is summarised from those
-//! rounds. The limit keeps its own row from its own repeats.
+//! rounds; a pair's floor, when it is in the run too, takes its turn in the same rounds. The
+//! limit and the floor keep their own rows from their own repeats.
 
 use crate::pairs::{Pair, PairSummary, pair_of};
 use crate::report::{Row, Summary};
@@ -22,6 +23,8 @@ pub enum Step {
         limit: Scenario,
         /// The pair.
         pair: &'static Pair,
+        /// The pair's floor, if it has one in the run.
+        floor: Option<Scenario>,
     },
 }
 
@@ -57,6 +60,7 @@ pub fn plan(scenarios: Vec<Scenario>) -> Vec<Step> {
                     ours: s.clone(),
                     limit,
                     pair,
+                    floor: pair.floor.and_then(limit_of),
                 },
                 None => Step::Single(s.clone()),
             },
@@ -159,27 +163,33 @@ pub fn run_scenario(
     r.summary(s)
 }
 
-/// Runs `ours` and `limit` in alternation for `rounds` rounds (the limit first in even rounds,
-/// ours first in odd ones). Returns our row and the pair's summary (none if either side did not
-/// measure every round).
+/// Runs `ours` and `limit` in alternation for `rounds` rounds (the limit first in odd rounds,
+/// ours first in even ones), with `floor` after ours in odd rounds and before it in even ones
+/// (ours always beside both). Returns our row and the pair's summary (none if either side did
+/// not measure every round; without the floor's part if the floor did not).
 pub fn run_pair(
     ours: &Scenario,
     limit: &Scenario,
     pair: &'static Pair,
+    floor: Option<&Scenario>,
     cfg: &Config,
     rounds: usize,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> (Summary, Option<PairSummary>) {
-    let (mut o, mut l) = (Repeats::default(), Repeats::default());
+    let (mut o, mut l, mut f) = (Repeats::default(), Repeats::default(), Repeats::default());
+    let run_floor = |f: &mut Repeats| floor.and_then(|s| f.run(s, cfg));
     let mut paired = Vec::with_capacity(rounds);
+    let mut floors = Vec::with_capacity(rounds);
     let of = rounds.max(1);
     for done in 1..=of {
-        let (ov, lv) = if done % 2 == 1 {
+        let (ov, lv, fv) = if done % 2 == 1 {
             let lv = l.run(limit, cfg);
-            (o.run(ours, cfg), lv)
-        } else {
             let ov = o.run(ours, cfg);
-            (ov, l.run(limit, cfg))
+            (ov, lv, run_floor(&mut f))
+        } else {
+            let fv = run_floor(&mut f);
+            let ov = o.run(ours, cfg);
+            (ov, l.run(limit, cfg), fv)
         };
         let Some(ov) = ov else { break };
         progress(Progress::Repeat {
@@ -190,12 +200,18 @@ pub fn run_pair(
         });
         if let Some(lv) = lv {
             paired.push((ov, lv));
+            if let Some(fv) = fv {
+                floors.push((ov, lv, fv));
+            }
         }
     }
     let complete = paired.len() == of && ours.unit == limit.unit;
-    let summary = complete
-        .then(|| pair.summarise(ours.unit, &paired))
-        .flatten();
+    let with_floor = floors.len() == of && floor.is_some_and(|s| s.unit == ours.unit);
+    let summary = match (complete, with_floor) {
+        (true, true) => pair.summarise_with_floor(ours.unit, &floors),
+        (true, false) => pair.summarise(ours.unit, &paired),
+        (false, _) => None,
+    };
     (o.summary(ours), summary)
 }
 
@@ -216,8 +232,21 @@ pub fn run_plan(
         before(step, i);
         let summary = match step {
             Step::Single(s) => run_scenario(s, cfg, repeats, progress),
-            Step::Paired { ours, limit, pair } => {
-                let (summary, paired) = run_pair(ours, limit, pair, cfg, pair_rounds, progress);
+            Step::Paired {
+                ours,
+                limit,
+                pair,
+                floor,
+            } => {
+                let (summary, paired) = run_pair(
+                    ours,
+                    limit,
+                    pair,
+                    floor.as_ref(),
+                    cfg,
+                    pair_rounds,
+                    progress,
+                );
                 pairs.extend(paired);
                 summary
             }
@@ -293,11 +322,91 @@ mod tests {
         let limit = Scenario::new("limit.pingpong_rtt", Unit::Ns, |_| {
             Ok(Quantity::Seconds(100e-9).into())
         });
-        let (row, summary) = run_pair(&ours, &limit, pair, &Config { quick: true }, 5, &mut |_| {});
+        let (row, summary) = run_pair(
+            &ours,
+            &limit,
+            pair,
+            None,
+            &Config { quick: true },
+            5,
+            &mut |_| {},
+        );
         assert!((row.median().unwrap() - 150.0).abs() < 1e-9);
         let s = summary.unwrap();
         assert_eq!(s.rounds, 5);
         assert!((s.ratio.median - 1.5).abs() < 1e-9);
         assert_eq!(s.meets, Some(false));
+        assert_eq!(s.floor, None);
+    }
+
+    #[test]
+    fn a_floor_takes_its_turn_in_every_round() {
+        let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
+        let ours = Scenario::new("ours.pipe_rtt", Unit::Ns, |_| {
+            Ok(Quantity::Seconds(150e-9).into())
+        });
+        let limit = Scenario::new("limit.duplex_rtt", Unit::Ns, |_| {
+            Ok(Quantity::Seconds(100e-9).into())
+        });
+        let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
+            Ok(Quantity::Seconds(120e-9).into())
+        });
+        let mut names = Vec::new();
+        let cfg = Config { quick: true };
+        let (_, summary) = run_pair(&ours, &limit, pair, Some(&floor), &cfg, 4, &mut |p| {
+            let Progress::Repeat { name, .. } = p;
+            names.push(name.to_owned());
+        });
+        assert_eq!(names.len(), 4, "progress reports ours once a round");
+        let f = summary.unwrap().floor.unwrap();
+        assert_eq!(f.name, "limit.chunk_rtt");
+        assert!((f.median - 120.0).abs() < 1e-9);
+        assert!((f.of_limit.median - 1.2).abs() < 1e-9);
+        assert!((f.ours_of_floor.median - 1.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_floor_that_fails_leaves_the_pair_without_it() {
+        let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
+        let ours = Scenario::new("ours.pipe_rtt", Unit::Ns, |_| {
+            Ok(Quantity::Seconds(150e-9).into())
+        });
+        let limit = Scenario::new("limit.duplex_rtt", Unit::Ns, |_| {
+            Ok(Quantity::Seconds(100e-9).into())
+        });
+        let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
+            anyhow::bail!("a chunk header 0x0")
+        });
+        let cfg = Config { quick: true };
+        let (_, summary) = run_pair(&ours, &limit, pair, Some(&floor), &cfg, 3, &mut |_| {});
+        let s = summary.unwrap();
+        assert!((s.ratio.median - 1.5).abs() < 1e-9);
+        assert_eq!(s.floor, None);
+    }
+
+    #[test]
+    fn the_plan_gives_a_pair_its_floor_when_the_floor_runs_too() {
+        let pick = |names: &[&str]| -> Vec<Scenario> {
+            crate::all()
+                .into_iter()
+                .filter(|s| names.contains(&s.name.as_str()))
+                .collect()
+        };
+        let floor_of = |steps: &[Step]| {
+            steps.iter().find_map(|s| match s {
+                Step::Paired { ours, floor, .. } if ours.name == "ours.pipe_rtt" => {
+                    Some(floor.as_ref().map(|f| f.name.clone()))
+                }
+                _ => None,
+            })
+        };
+        let with = plan(pick(&[
+            "limit.duplex_rtt",
+            "limit.chunk_rtt",
+            "ours.pipe_rtt",
+        ]));
+        assert_eq!(floor_of(&with), Some(Some("limit.chunk_rtt".to_owned())));
+        let without = plan(pick(&["limit.duplex_rtt", "ours.pipe_rtt"]));
+        assert_eq!(floor_of(&without), Some(None));
     }
 }

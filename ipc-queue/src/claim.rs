@@ -16,10 +16,6 @@
 //!
 //! `1` is `pid 0`, which no process has, so it never names a holder.
 //! A pid is below 2^31, so bit 63 of an identity is always clear and the states never overlap.
-//! Per-record claims (pipe ends) also use bit 62, [`WAITING`]: a process that waits for a held
-//! word sets it, and the holder then wakes the waiters when it frees the word (otherwise it pays
-//! no wake-up check at all). Linux pids are below 2^22 (`PID_MAX_LIMIT`), so an identity never
-//! has bit 62 either; [`holder`] masks it off.
 //!
 //! ## Transitions
 //!
@@ -29,7 +25,7 @@
 //! | Held(x)     | Held(me)    | an opener, once the kernel says `x` is dead (CAS from `x`)        |
 //! | Held(x)     | Orphaned    | a waiter for a per-record claim, once the kernel says `x` is dead ([`orphan_dead`]) |
 //! | Orphaned    | Held(me)    | a claimer of a per-record claim, which then repairs (CAS from `1`) |
-//! | Held(me)    | Free        | the holder, when done (CAS from `me`, Release)                    |
+//! | Held(me)    | Free        | the holder, when done ([`release`]: CAS from `me`, Release; a pipe end, whose holder is the only writer of a word it holds, stores `0`) |
 //! | Held(me)    | HandOff(t)  | the holder, when it serialises its handle (CAS); its handle becomes inert |
 //! | HandOff(t)  | Held(me)    | the deserialiser presenting `t` (CAS from exactly `HandOff(t)`)   |
 //!
@@ -43,8 +39,6 @@ use crate::primitive::{AtomicU64, Ordering};
 
 /// The bit that marks a hand-over.
 pub(crate) const HANDOFF: u64 = 1 << 63;
-/// The bit a waiter sets in a held per-record claim, asking its holder for a wake-up.
-pub(crate) const WAITING: u64 = 1 << 62;
 /// A per-record claim freed from a dead holder (see the module docs): free, but its next
 /// holder must repair first.
 pub(crate) const ORPHANED: u64 = 1;
@@ -67,7 +61,7 @@ pub(crate) fn holder(word: u64) -> Holder {
     } else if word & HANDOFF != 0 {
         Holder::HandOff(word & !HANDOFF)
     } else {
-        Holder::Held(word & !WAITING)
+        Holder::Held(word)
     }
 }
 
@@ -150,35 +144,6 @@ pub(crate) fn gone(word: &AtomicU64, oracle: &impl Oracle) -> bool {
         Holder::Held(x) => oracle.liveness(x) == Liveness::Dead,
         Holder::HandOff(_) => false,
     }
-}
-
-/// Marks the held word `seen` as waited for (see [`WAITING`]); `false` if it changed meanwhile.
-pub(crate) fn mark_waiting(word: &AtomicU64, seen: u64) -> bool {
-    if seen & WAITING != 0 {
-        return true;
-    }
-    // ORDERING: AcqRel on success: Release so that the holder's Acquire in `release_waited`
-    // sees our announcement on the signal made before this (so its wake-up reaches us); Acquire
-    // for symmetry with the holder's CAS. Relaxed on failure: the caller looks again.
-    word.compare_exchange(seen, seen | WAITING, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
-}
-
-/// Frees a per-record claim `me` holds; `true` if a waiter marked it (the caller wakes the
-/// waiters).
-pub(crate) fn release_waited(word: &AtomicU64, me: Identity) -> bool {
-    // ORDERING: Release on success, pairs with the Acquire of the next claimer: everything done
-    // under the claim happens before its accesses. Relaxed on failure: it was marked (below).
-    if word
-        .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-        .is_ok()
-    {
-        return false;
-    }
-    // ORDERING: AcqRel on success: Release as above, Acquire pairs with `mark_waiting`'s
-    // Release. Relaxed on failure: not ours (a corrupted word), left alone.
-    word.compare_exchange(me | WAITING, 0, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
 }
 
 /// Marks a per-record claim whose holder the kernel says is dead as [`ORPHANED`] (free, to be

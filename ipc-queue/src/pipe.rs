@@ -51,9 +51,14 @@
 //! | claim word | a `send`/`recv` finding it                                      | its holder, done |
 //! |------------|------------------------------------------------------------------|------------------|
 //! | Free       | takes it (CAS `0 -> me`), moves one whole message, frees it      | —                |
-//! | Held(x), x live or Unknown | announces itself on the claim's signal, sets the `WAITING` bit (CAS), waits (spin, then sleep in slices) | CAS `me -> 0`; or, if marked, CAS `me \| WAITING -> 0` and wake the waiters |
+//! | Held(x), x live or Unknown | waits: spins looking at the word, then announces itself on the claim's signal and sleeps in slices | stores `0` (Release, no locked instruction: nobody else writes a word a live holder holds), then wakes the signal's waiters if any announced itself |
 //! | Held(x), x dead | marks it orphaned (CAS `x -> 1`, [`claim::ORPHANED`]) after a slice, then takes it (a sender repairs the tail first) | —                |
 //! | Orphaned   | takes it (CAS `1 -> me`), as a free one                          | —                |
+//!
+//! The claim's signal is asymmetric (see `signal.rs`), like the direction's data and room
+//! signals: a holder's release is a plain store, a compiler fence and a load of the waiter
+//! count, and a waiter about to sleep pays the `membarrier` that makes that enough. A claim is
+//! taken with one CAS and freed with none.
 //!
 //! So concurrent senders never interleave chunks (a message's chunks are contiguous) and
 //! concurrent receivers each read whole messages. A dead claimer costs at most its one message:
@@ -457,6 +462,10 @@ impl PipeSegment {
                 // `signal.rs`): usually one process waits on each.
                 st.items.make_asymmetric();
                 st.space.make_asymmetric();
+                // So do the end claims' signals: a release is then a plain store (see the
+                // module docs).
+                st.send.free.make_asymmetric();
+                st.recv.free.make_asymmetric();
             }
         })?;
         Self::from_segment(seg).map_err(|_| CreateError::InvalidCapacity { capacity })
@@ -735,8 +744,8 @@ enum ClaimWait {
 }
 
 /// Claims `end` for `me`, waiting until `deadline`; a holder the kernel says is dead is cleared
-/// after a slice (to [`claim::ORPHANED`]). A waiter marks the held word ([`claim::WAITING`])
-/// after announcing itself on the claim's signal, so that the holder wakes it when done.
+/// after a slice (to [`claim::ORPHANED`]). A waiter that sleeps announces itself on the
+/// claim's signal, which the holder's release checks.
 /// `true`: the claim was orphaned, and a sender must repair the tail before it writes.
 fn claim_end(
     end: &EndClaim,
@@ -773,25 +782,32 @@ fn try_take(end: &EndClaim, me: Identity) -> Option<bool> {
     (seen == claim::ORPHANED && claim::try_claim_from(&end.word, seen, me)).then_some(true)
 }
 
-/// One attempt of a waiting claim of `end`: takes it if free (or orphaned), else marks it as
-/// waited for.
+/// One attempt of a waiting claim of `end`: takes it if free (or orphaned).
 fn claim_attempt(end: &EndClaim, me: Identity) -> Attempt<bool, ClaimWait> {
-    // ORDERING: Relaxed, only picks what to try; the CASes decide.
+    // ORDERING: Relaxed, only picks what to try; the CAS decides.
     let seen = end.word.load(Ordering::Relaxed);
     if (seen == 0 || seen == claim::ORPHANED) && claim::try_claim_from(&end.word, seen, me) {
         return Attempt::Ready(Ok(seen == claim::ORPHANED));
     }
-    if seen != 0 && seen != claim::ORPHANED {
-        claim::mark_waiting(&end.word, seen);
-    }
     Attempt::Pending
 }
 
-/// Frees `end` after one message, waking whoever marked it as waited for.
+/// Frees `end` after one message and wakes its sleepers, if any announced itself.
+///
+/// A plain store, not a CAS: while `me` holds the word, nobody else writes it (a claimer CASes
+/// only from free or orphaned, and a holder is orphaned only once the kernel says it is dead),
+/// so the load that checks it is ours and the store cannot overwrite anyone's change. A word
+/// that is not `me` (corrupted) is left alone. The signal is asymmetric (set at creation), so
+/// `notify` after the store is a compiler fence and a load: either it sees a sleeper's
+/// announcement, or the sleeper's re-check after its `membarrier` sees the word free.
 fn release_end(end: &EndClaim, me: Identity) {
-    if claim::release_waited(&end.word, me) {
-        end.free.notify();
+    // ORDERING: Relaxed, our own claim's word (see above).
+    if end.word.load(Ordering::Relaxed) == me {
+        // ORDERING: Release, pairs with the Acquire of the next claimer's CAS (and of
+        // `claim::gone`): everything done under the claim happens before its accesses.
+        end.word.store(0, Ordering::Release);
     }
+    end.free.notify();
 }
 
 /// How far [`Tx::write_some`] got.

@@ -339,15 +339,21 @@ mod tests {
         assert_eq!(s.floor, None);
     }
 
-    #[test]
-    fn a_floor_takes_its_turn_in_every_round() {
-        let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
+    /// `ours.pipe_rtt` at 150 ns and `limit.duplex_rtt` at 100 ns, every repeat.
+    fn pipe_and_duplex() -> (Scenario, Scenario) {
         let ours = Scenario::new("ours.pipe_rtt", Unit::Ns, |_| {
             Ok(Quantity::Seconds(150e-9).into())
         });
         let limit = Scenario::new("limit.duplex_rtt", Unit::Ns, |_| {
             Ok(Quantity::Seconds(100e-9).into())
         });
+        (ours, limit)
+    }
+
+    #[test]
+    fn a_floor_takes_its_turn_in_every_round() {
+        let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
+        let (ours, limit) = pipe_and_duplex();
         let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
             Ok(Quantity::Seconds(120e-9).into())
         });
@@ -368,12 +374,7 @@ mod tests {
     #[test]
     fn a_floor_that_fails_leaves_the_pair_without_it() {
         let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
-        let ours = Scenario::new("ours.pipe_rtt", Unit::Ns, |_| {
-            Ok(Quantity::Seconds(150e-9).into())
-        });
-        let limit = Scenario::new("limit.duplex_rtt", Unit::Ns, |_| {
-            Ok(Quantity::Seconds(100e-9).into())
-        });
+        let (ours, limit) = pipe_and_duplex();
         let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
             anyhow::bail!("a chunk header 0x0")
         });

@@ -297,8 +297,10 @@ pub(crate) fn block_on<R, E>(
         let mut spin_end = None;
         let mut i = 0u32;
         loop {
-            // Looks at the word about once per line transfer (see `look_pause`): a waiter
-            // that looks more often pulls the line from a writer in the middle of its stores.
+            // Looks at the word about once per line transfer where its writer makes several
+            // stores (`look_pause`: a waiter that looks more often pulls the line from a writer
+            // in the middle of them), as often as a hint allows where they go out as one burst
+            // (`quick_look_pause`).
             look();
             if let Attempt::Ready(r) = attempt() {
                 return r.map_err(Blocked::Failed);

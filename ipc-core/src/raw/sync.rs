@@ -1,6 +1,6 @@
 //! The workspace's one atomic facade: the atomics, [`fence`], [`Ordering`], [`spin_hint`],
-//! [`look_pause`], [`quick_look_pause`], [`CachePadded`] and [`Backoff`] that every algorithm on shared memory is
-//! written against.
+//! [`look_pause`], [`quick_look_pause`], [`CachePadded`] and [`Backoff`] that every algorithm
+//! on shared memory is written against.
 //!
 //! | build          | `AtomicU32`, `AtomicU64`, ..., `fence`                   | [`private`]     |
 //! |----------------|----------------------------------------------------------|-----------------|

@@ -9,8 +9,12 @@ use ipc_core::{ObjectHandle, Placement};
 
 use crate::error::{CreateError, OpenError};
 
-/// The version of every payload layout of this crate. Bump it with any layout change.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// The version of every payload layout of this crate. Bump it with any layout change, and with
+/// any change of what a shared word means, so that processes built from two versions refuse
+/// each other's objects instead of misreading them (4: a pipe end's waiters no longer set a
+/// `WAITING` bit in its claim word, and its holder frees the word only if it reads exactly its
+/// own identity there, so a waiter of version 3 would keep the end held for ever).
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 
 /// Payload alignment.
 pub(crate) const ALIGN: usize = 128;

@@ -114,6 +114,10 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Resul
     })
 }
 
+/// Pieces of postcard's output up to this many bytes are appended byte by byte (see
+/// `Append::try_extend`); a varint is at most 10.
+const SMALL_EXTEND: usize = 16;
+
 /// Postcard's output appended to a borrowed buffer.
 struct Append<'a>(&'a mut Vec<u8>);
 
@@ -121,7 +125,15 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        if data.len() <= SMALL_EXTEND {
+            // A varint or a small field: pushed byte by byte, cheaper than the call to
+            // `memcpy` that a copy of a length known only at run time is.
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
 

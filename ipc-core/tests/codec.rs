@@ -1,12 +1,27 @@
-//! The codec's element-by-element forms: `decode_each` and `map_each` read and write exactly
-//! what `decode` and `encode` do for a `Vec`, and fail cleanly (leaving the output as it was)
-//! on bytes that are not a sequence of the type or on a result that cannot be encoded.
+//! The codec's appending and element-by-element forms: `encode_into` appends what `encode`
+//! writes; `decode_each` and `map_each` read and write exactly what `decode` and `encode` do for
+//! a `Vec`, and fail cleanly (leaving the output as it was) on bytes that are not a sequence of
+//! the type or on a result that cannot be encoded.
 
 use ipc_core::codec::{self, MapEachError};
 use proptest::prelude::*;
 use serde::{Serialize, Serializer};
 
 proptest! {
+    /// `encode_into` appends small pieces (varints, short strings) byte by byte and larger ones
+    /// in one copy: either way it appends exactly what `encode` writes.
+    #[test]
+    fn encode_into_appends_what_encode_writes(
+        value: (u64, i32, String, Vec<u8>),
+        prefix in proptest::collection::vec(any::<u8>(), 0..20),
+    ) {
+        let mut buf = prefix.clone();
+        codec::encode_into(&value, &mut buf).unwrap();
+        let mut expected = prefix;
+        expected.extend(codec::encode(&value).unwrap());
+        prop_assert_eq!(buf, expected);
+    }
+
     #[test]
     fn map_each_writes_what_encode_writes_for_the_vec(items: Vec<(u32, String)>) {
         let input = codec::encode(&items).unwrap();

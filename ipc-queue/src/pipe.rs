@@ -305,9 +305,22 @@ struct DirPlace {
     table: TablePlace,
     data: *mut u8,
     capacity: u64,
+    /// `capacity - 1` when the capacity is a power of two (the default is), else 0: a position's
+    /// offset in the ring is then a mask, not a division (ten cycles or more, several per message).
+    mask: u64,
 }
 
 impl DirPlace {
+    /// The offset in the ring of byte position `pos`.
+    #[inline]
+    fn offset(&self, pos: u64) -> u64 {
+        if self.mask != 0 {
+            pos & self.mask
+        } else {
+            pos % self.capacity
+        }
+    }
+
     fn state(&self) -> &Direction {
         // SAFETY: the state is mapped while the segment lives (the places are built from a
         // validated segment that every user keeps alive through an `Arc`); atomics only.
@@ -339,7 +352,7 @@ impl DirPlace {
     #[inline]
     fn word(&self, pos: u64) -> &AtomicU64 {
         debug_assert!(pos % CHUNK_ALIGN == 0);
-        let off = (pos % self.capacity) as usize & !(CHUNK_ALIGN as usize - 1);
+        let off = self.offset(pos) as usize & !(CHUNK_ALIGN as usize - 1);
         // SAFETY: `off + 8 <= capacity` (a multiple of 8 below a capacity that is a multiple of
         // 128), inside the ring, which starts 128-aligned; the ring's bytes are only ever
         // accessed atomically (these words and the word-wise atomic copies), and live as long
@@ -396,7 +409,7 @@ impl DirPlace {
     /// `src.len() <= capacity`.
     unsafe fn write(&self, pos: u64, src: &[u8]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.offset(pos) as usize;
         let first = src.len().min(cap - start);
         // SAFETY: `start + first <= cap`, inside the ring; nobody holds a reference into the
         // ring's bytes (they are only ever copied, atomically).
@@ -411,7 +424,7 @@ impl DirPlace {
     /// `dst.len() <= capacity`. (Any bytes are fine: a racing writer can only tear the copy.)
     unsafe fn read(&self, pos: u64, dst: &mut [u8]) {
         let cap = self.capacity as usize;
-        let start = (pos % self.capacity) as usize;
+        let start = self.offset(pos) as usize;
         let first = dst.len().min(cap - start);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: `start + first <= cap`, inside the ring; `a` is private memory.
@@ -523,6 +536,11 @@ impl PipeSegment {
                 table,
                 data,
                 capacity,
+                mask: if capacity.is_power_of_two() {
+                    capacity - 1
+                } else {
+                    0
+                },
             });
         }
         Ok(Self {
@@ -818,6 +836,66 @@ enum Wrote {
     Full { tail: u64, want: u64 },
 }
 
+/// A payload of at most [`BURST_PAYLOAD`] bytes as the two words that hold it, zero-padded
+/// (`lo` holds bytes 0 to 7), read with loads of fixed sizes, two overlapping ones, and put
+/// together in registers: a copy whose length is known only at run time is a call to `memcpy`,
+/// which costs more than a few bytes do (a serde `u64` is a varint of one to ten bytes), and
+/// a word loaded back from an array just written in smaller pieces waits for those stores.
+#[inline]
+fn small_words(payload: &[u8]) -> (u64, u64) {
+    /// The little-endian value of `N` bytes of `p` from `at`.
+    #[inline(always)]
+    fn le<const N: usize>(p: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w[..N].copy_from_slice(&p[at..at + N]);
+        u64::from_le_bytes(w)
+    }
+    let n = payload.len();
+    debug_assert!(n <= BURST_PAYLOAD);
+    // Little-endian values: byte `i` of the payload is bits `8 i ..` of the pair; each word is
+    // turned into the native word whose bytes in memory are the payload's (`to_le`).
+    let (lo, hi) = if n >= 8 {
+        // The last eight bytes, shifted so that the ones past the first eight stay.
+        let hi = if n > 8 {
+            le::<8>(payload, n - 8) >> (8 * (16 - n))
+        } else {
+            0
+        };
+        (le::<8>(payload, 0), hi)
+    } else if n >= 4 {
+        (
+            le::<4>(payload, 0) | le::<4>(payload, n - 4) << (8 * (n - 4)),
+            0,
+        )
+    } else if n > 0 {
+        let (a, b, c) = (payload[0], payload[n / 2], payload[n - 1]);
+        let w = u64::from(a) | u64::from(b) << (8 * (n / 2)) | u64::from(c) << (8 * (n - 1));
+        (w, 0)
+    } else {
+        (0, 0)
+    };
+    (lo.to_le(), hi.to_le())
+}
+
+/// The first `out.len()` (at most 8) bytes of `word`'s bytes into `out`, with moves of fixed
+/// sizes (see [`small_words`]).
+#[inline]
+fn unpad_word(word: u64, out: &mut [u8]) {
+    let bytes = word.to_ne_bytes();
+    let n = out.len();
+    debug_assert!(n <= 8);
+    if n == 8 {
+        out.copy_from_slice(&bytes);
+    } else if n >= 4 {
+        out[..4].copy_from_slice(&bytes[..4]);
+        out[n - 4..n].copy_from_slice(&bytes[n - 4..n]);
+    } else if n > 0 {
+        out[0] = bytes[0];
+        out[n / 2] = bytes[n / 2];
+        out[n - 1] = bytes[n - 1];
+    }
+}
+
 /// The length word of a chunk: its payload length and, for a first chunk, `FIRST` and the
 /// message's total length.
 fn chunk_header(len: usize, first: Option<usize>) -> u64 {
@@ -885,18 +963,14 @@ impl Tx {
     unsafe fn publish_chunk(&self, tail: u64, payload: &[u8], first: Option<usize>) -> u64 {
         let dir = self.dir;
         let next = tail + chunk_bytes(payload.len()) as u64;
-        let off = (tail % dir.capacity) as usize;
+        let off = dir.offset(tail) as usize;
         let span = (next - tail) as usize + TAG_BYTES;
         if payload.len() <= BURST_PAYLOAD && off + span <= dir.capacity as usize {
             // A small chunk that does not wrap: every word is ready before the first store, and
             // the stores go back to back, so that the line its receiver watches is held for as
             // short a time as possible (a receiver that looks meanwhile pulls the line away, and
             // each pull costs another trip of it before the next store).
-            let mut bytes = [0u8; BURST_PAYLOAD];
-            bytes[..payload.len()].copy_from_slice(payload);
-            let (lo, hi) = bytes.split_at(8);
-            let lo = u64::from_ne_bytes(lo.try_into().unwrap_or_default());
-            let hi = u64::from_ne_bytes(hi.try_into().unwrap_or_default());
+            let (lo, hi) = small_words(payload);
             let header = chunk_header(payload.len(), first);
             let word = |i: usize| {
                 // SAFETY: `off + span <= capacity`, so the chunk's words and the next chunk's
@@ -1089,6 +1163,34 @@ impl Sink<'_> {
                 &mut v[got..]
             }
             Sink::Slice(s) => &mut s[got..got + n],
+        }
+    }
+
+    /// Puts the first `n` (at most [`BURST_PAYLOAD`]) bytes of the words `lo` and `hi` (a
+    /// small chunk's payload, as loaded) after the first `got`, as [`room`](Self::room) and a
+    /// copy into it would, without a call to `memcpy` (see [`small_words`]). Each word is moved
+    /// as it is: a load that spans two recent stores would wait for both to retire.
+    #[inline]
+    fn put_small(&mut self, got: usize, n: usize, lo: u64, hi: u64) {
+        match self {
+            Sink::Vec(v) => {
+                debug_assert!(v.len() >= got);
+                v.truncate(got);
+                v.reserve(BURST_PAYLOAD);
+                v.extend_from_slice(&lo.to_ne_bytes());
+                v.extend_from_slice(&hi.to_ne_bytes());
+                v.truncate(got + n);
+            }
+            Sink::Slice(s) => {
+                let out = &mut s[got..got + n];
+                if n > 8 {
+                    let (first, rest) = out.split_at_mut(8);
+                    first.copy_from_slice(&lo.to_ne_bytes());
+                    unpad_word(hi, rest);
+                } else {
+                    unpad_word(lo, out);
+                }
+            }
         }
     }
 
@@ -1298,10 +1400,23 @@ impl Rx {
                     got
                 }
             };
-            let room = sink.room(got, len);
-            // SAFETY: the chunk's `len` bytes after its header are published (its tag was
-            // loaded with Acquire) and `len <= capacity - 24` (checked by `header_at`).
-            unsafe { dir.read_payload(*head + CHUNK_HEADER as u64, &mut room[..len]) };
+            let at = *head + CHUNK_HEADER as u64;
+            if len <= BURST_PAYLOAD {
+                // ORDERING: Relaxed (both), ordered after the Acquire tag load of `published`.
+                let lo = dir.word(at).load(Ordering::Relaxed);
+                let hi = if len > 8 {
+                    // ORDERING: Relaxed, as above.
+                    dir.word(at + 8).load(Ordering::Relaxed)
+                } else {
+                    0
+                };
+                sink.put_small(got, len, lo, hi);
+            } else {
+                let room = sink.room(got, len);
+                // SAFETY: the chunk's `len` bytes after its header are published (its tag was
+                // loaded with Acquire) and `len <= capacity - 24` (checked by `header_at`).
+                unsafe { dir.read_payload(at, &mut room[..len]) };
+            }
             self.advance(head, len);
             let Some((total, _)) = *current else {
                 return Err(RecvError::Corrupted);

@@ -37,27 +37,33 @@ fn recv_bytes_into_uses_the_callers_buffer() {
     assert_eq!(&buf[..n], b"hello world");
 }
 
-/// Small messages of every length from 0 to 40 bytes, sent and received one by one through a
-/// ring of 128 bytes, so that their chunks start at every offset, next to the ring's end too:
-/// those of up to 16 bytes are written in one burst of stores unless they would wrap, the others
-/// (and those that would wrap) word by word; each arrives whole, and a sent message waits
-/// before nothing.
+/// Small messages of every length from 0 to 40 bytes, sent and received one by one through
+/// rings of 128 and 384 bytes, so that their chunks start at every offset, next to the ring's
+/// end too: those of up to 16 bytes are written in one burst of stores unless they would wrap,
+/// and read as two words, the others (and those that would wrap) word by word; each arrives
+/// whole, and a sent message waits before nothing.
 #[test]
 fn small_messages_of_every_length_at_every_offset_arrive_whole() {
-    let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 128, true).unwrap();
-    let mut buf = [0u8; 64];
-    for round in 0..50u32 {
-        for len in 0..=40usize {
-            let msg: Vec<u8> = (0..len)
-                .map(|i| (round as usize * 41 + len + i) as u8)
-                .collect();
-            a.send_bytes(&msg).unwrap();
-            let n = b.recv_bytes_into(&mut buf).unwrap();
-            assert_eq!(&buf[..n], &msg[..], "round {round}, length {len}");
-            assert!(
-                !b.poll().unwrap(),
-                "round {round}, length {len}: a second message"
-            );
+    // A power of two (offsets by mask) and not (by division); each message is received into
+    // the caller's buffer and into a vector in turn.
+    for capacity in [128, 384] {
+        let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, capacity, true).unwrap();
+        let mut buf = [0u8; 64];
+        for round in 0..50u32 {
+            for len in 0..=40usize {
+                let msg: Vec<u8> = (0..len)
+                    .map(|i| (round as usize * 41 + len + i) as u8)
+                    .collect();
+                let at = format!("capacity {capacity}, round {round}, length {len}");
+                a.send_bytes(&msg).unwrap();
+                if (round as usize + len) % 2 == 0 {
+                    let n = b.recv_bytes_into(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], &msg[..], "{at}");
+                } else {
+                    assert_eq!(b.recv_bytes().unwrap(), msg, "{at}");
+                }
+                assert!(!b.poll().unwrap(), "{at}: a second message");
+            }
         }
     }
 }

@@ -459,6 +459,7 @@ impl RawQueue {
     }
 
     /// [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`].
+    #[inline]
     pub(crate) fn shutdown_state(&self) -> u32 {
         // ORDERING: Acquire, pairs with the Release `fetch_max` in `shutdown`; publishes nothing
         // else (whatever was put before stays in the slots, published by their own words).
@@ -506,11 +507,13 @@ impl RawQueue {
             .map(|n| n.min(self.slots.limit) as usize)
     }
 
+    #[inline]
     fn me(&mut self) -> Result<u32, NotAttached> {
         let place = self.table;
         self.member.id(&place.table())
     }
 
+    #[inline]
     fn payload_at(&self, pos: u64) -> SlotPayload {
         let index = mpmc_index::slot_of(pos, self.slots.capacity);
         // SAFETY: slot `index` is inside the segment; its payload follows its 8-byte word.
@@ -558,6 +561,7 @@ impl RawQueue {
 
     /// Whether this handle may put now: it holds the producer role and the queue is not shut
     /// down (checked again at every attempt; a caller checks first to refuse before encoding).
+    #[inline]
     pub(crate) fn may_put(&self) -> Result<(), WaitEnd> {
         if self.member.role() & PRODUCER == 0 {
             return Err(WaitEnd::Closed);
@@ -569,6 +573,7 @@ impl RawQueue {
     }
 
     /// One attempt to claim a slot for writing.
+    #[inline]
     fn attempt_put(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
         self.may_put()?;
         let me = self.me()?;
@@ -770,6 +775,7 @@ impl RawQueue {
         }
     }
 
+    #[inline]
     fn attempt_get(&mut self, recover: bool) -> Result<Option<u64>, WaitEnd> {
         if self.member.role() & CONSUMER == 0 {
             return Err(WaitEnd::Closed);
@@ -796,6 +802,7 @@ impl RawQueue {
 
     /// One attempt to claim the next message, whatever this handle's roles and the queue's
     /// shutdown state.
+    #[inline]
     fn attempt_get_any(&mut self, recover: bool) -> Result<Got, WaitEnd> {
         let me = self.me()?;
         loop {
@@ -870,6 +877,27 @@ impl RawQueue {
     /// A blocking claim of `side`: [`claim_attempt`](Self::claim_attempt) until it is ready,
     /// [`claim_check`](Self::claim_check) at the end of each slice.
     fn claim(
+        &mut self,
+        side: Side,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, SlotPayload), WaitEnd> {
+        // The common case first, a slot ready at once, without the wait's set-up (the same
+        // attempt as the wait's first; it recovers nothing, as that one does not).
+        let first = match side {
+            Side::Put => self.attempt_put(false),
+            Side::Get => self.attempt_get(false),
+        };
+        match first {
+            Ok(Some(pos)) => return Ok((pos, self.payload_at(pos))),
+            Err(e) => return Err(e),
+            Ok(None) => {}
+        }
+        self.claim_waiting(side, deadline)
+    }
+
+    /// [`claim`](Self::claim) once its first attempt found nothing.
+    #[inline(never)]
+    fn claim_waiting(
         &mut self,
         side: Side,
         deadline: Option<Instant>,

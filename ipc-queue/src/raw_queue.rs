@@ -68,6 +68,20 @@ pub(crate) const OPEN: u32 = 0;
 pub(crate) const SHUT_DOWN: u32 = 1;
 /// Shut down immediately: puts and gets fail, and what was there is discarded.
 pub(crate) const SHUT_DOWN_NOW: u32 = 2;
+/// The most [`look_pause`](ipc_core::raw::sync::look_pause)s between two looks of a put that
+/// waits for room in a full queue (about 4 µs; see [`RawQueue::spin_full`]).
+const FULL_LOOKS: u64 = 64;
+/// Looks of a spinning wait between two reads of the clock (as in `signal::block_on`).
+const CLOCK_LOOKS: u64 = 64;
+
+/// How many [`look_pause`](ipc_core::raw::sync::look_pause)s a put waiting for room in a full
+/// queue of `limit` messages leaves between two looks: one per 64 messages, between 1 and
+/// [`FULL_LOOKS`]. A look takes about as long as the consumer takes for one message or two, so
+/// the consumer still has most of the queue in hand when the put looks again.
+fn full_looks(limit: u64) -> u64 {
+    (limit / 64).clamp(1, FULL_LOOKS)
+}
+
 /// The least number of slots (the slot protocol needs two to tell laps apart; a queue of one
 /// has two slots and a limit of one).
 pub(crate) const MIN_SLOTS: usize = 2;
@@ -905,9 +919,17 @@ impl RawQueue {
         let state = self.state;
         // SAFETY: as in `state()`; a raw read so the closures can borrow `self` mutably.
         let st = unsafe { &*state };
-        let spin = self.spin;
+        let mut spin = self.spin;
         let place = self.table;
         let flags = std::cell::Cell::new(ClaimFlags::default());
+        let looks = full_looks(self.slots.limit);
+        if matches!(side, Side::Put) && looks > 1 && !spin.is_zero() {
+            match self.spin_full(deadline, spin, looks, &flags) {
+                Some(r) => return r.map(|pos| (pos, self.payload_at(pos))),
+                // The spin is spent: what is left of the wait sleeps.
+                None => spin = Duration::ZERO,
+            }
+        }
         let r = signal::block_on(
             side.signal(st),
             deadline,
@@ -920,6 +942,46 @@ impl RawQueue {
             Ok(pos) => Ok((pos, self.payload_at(pos))),
             Err(Blocked::Failed(e)) => Err(e),
             Err(Blocked::Timeout) => Err(WaitEnd::Timeout),
+        }
+    }
+
+    /// The spinning part of a put's wait when the queue is full, if it looks less often than
+    /// other waits: the consumer is the slower side and has the queue's `limit` messages in
+    /// hand, and every look at the slot the put waits for pulls away the line the consumer is
+    /// reading (in a full queue the producer waits at the very slot the consumer is at). So the
+    /// put looks in proportion to what the consumer has in hand: [`full_looks`]
+    /// [`look_pause`](ipc_core::raw::sync::look_pause)s between two looks, about 4 µs at most,
+    /// while the consumer reads far more than that. The clock is read about as often as in
+    /// [`signal::block_on`]'s spin. `None` once `spin` (or the deadline) has passed without a
+    /// slot: the rest of the wait sleeps.
+    fn spin_full(
+        &mut self,
+        deadline: Option<Instant>,
+        spin: Duration,
+        looks: u64,
+        flags: &std::cell::Cell<ClaimFlags>,
+    ) -> Option<Result<u64, WaitEnd>> {
+        let mut end = None;
+        let mut since_clock = 0;
+        loop {
+            for _ in 0..looks {
+                ipc_core::raw::sync::look_pause();
+            }
+            if let Attempt::Ready(r) = self.claim_attempt(Side::Put, flags) {
+                return Some(r);
+            }
+            since_clock += looks;
+            if since_clock >= CLOCK_LOOKS {
+                since_clock = 0;
+                let now = Instant::now();
+                let end = *end.get_or_insert_with(|| {
+                    let spun = now + spin;
+                    deadline.map_or(spun, |d| d.min(spun))
+                });
+                if now >= end {
+                    return None;
+                }
+            }
         }
     }
 

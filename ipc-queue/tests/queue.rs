@@ -345,6 +345,55 @@ fn every_producer_killed_gives_disconnected() {
 
 #[test]
 #[ignore]
+fn child_gets_in_order() {
+    let (handle, n): (ObjectHandle, u64) = ipc_testkit::arg();
+    let mut q = Queue::<u64>::open_consumer(&handle).unwrap();
+    for i in 0..n {
+        assert_eq!(q.get().unwrap(), i);
+    }
+}
+
+/// A put that finds a queue of 128 messages or more full looks for room less often than other
+/// waits (`RawQueue::spin_full`); it still takes the room as its consumer, another process,
+/// frees it, in order and losing nothing; gives up at its deadline with its value back; and
+/// learns that the consumer has gone.
+#[test]
+fn a_put_on_a_full_large_queue_takes_room_times_out_and_sees_the_consumer_go() {
+    ipc_testkit::watchdog(LIMIT, || {
+        const CAP: u64 = 1024;
+        let n = 200_000u64;
+        let mut q = Queue::<u64>::new(CAP as usize).unwrap();
+        for i in 0..CAP {
+            q.put(i).unwrap();
+        }
+        // A consumer (this handle) is alive but takes nothing.
+        assert!(matches!(
+            q.put_timeout(CAP, Duration::from_millis(2)),
+            Err(PutError::Timeout(v)) if v == CAP
+        ));
+        q.close_receiving();
+        let mut child = ipc_testkit::spawn("child_gets_in_order", &(q.handle(), n));
+        for i in CAP..n {
+            q.put(i).unwrap();
+        }
+        assert!(
+            child.wait(LIMIT).success(),
+            "a message was lost or out of order"
+        );
+        // Nobody reads any more: the queue fills, and the put that waits for room learns so.
+        let mut r = Ok(());
+        for i in 0..=CAP {
+            r = q.put(i);
+            if r.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(r, Err(PutError::Disconnected(_))));
+    });
+}
+
+#[test]
+#[ignore]
 fn child_gets_forever() {
     let handle: ObjectHandle = ipc_testkit::arg();
     let mut q = Queue::<u64>::open_consumer(&handle).unwrap();

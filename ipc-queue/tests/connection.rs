@@ -44,8 +44,8 @@ fn recv_bytes_into_uses_the_callers_buffer() {
 /// whole, and a sent message waits before nothing.
 #[test]
 fn small_messages_of_every_length_at_every_offset_arrive_whole() {
-    // A power of two (offsets by mask) and not (by division); each message is received into
-    // the caller's buffer and into a vector in turn.
+    // Two rings (a power of two and not); each message is received into the caller's buffer
+    // and into a vector in turn.
     for capacity in [128, 384] {
         let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, capacity, true).unwrap();
         let mut buf = [0u8; 64];

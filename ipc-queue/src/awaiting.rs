@@ -106,7 +106,7 @@ impl SignalWait {
         if !self.spun {
             self.spun = true;
             if !spin.is_zero() {
-                let spin_end = now + spin;
+                let spin_end = crate::signal::spin_end_at(now, spin, deadline);
                 let mut i = 0u32;
                 loop {
                     std::hint::spin_loop();

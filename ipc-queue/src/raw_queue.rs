@@ -974,11 +974,7 @@ impl RawQueue {
             if since_clock >= CLOCK_LOOKS {
                 since_clock = 0;
                 let now = Instant::now();
-                let end = *end.get_or_insert_with(|| {
-                    let spun = now + spin;
-                    deadline.map_or(spun, |d| d.min(spun))
-                });
-                if now >= end {
+                if now >= *end.get_or_insert_with(|| signal::spin_end_at(now, spin, deadline)) {
                     return None;
                 }
             }

@@ -275,6 +275,13 @@ pub(crate) enum Blocked<E> {
     Failed(E),
 }
 
+/// When a spin that starts `now` ends: after `spin`, or at the deadline if that comes first (a
+/// call with a short timeout returns after it, not after the whole spin).
+pub(crate) fn spin_end_at(now: Instant, spin: Duration, deadline: Option<Instant>) -> Instant {
+    let spun = now + spin;
+    deadline.map_or(spun, |d| d.min(spun))
+}
+
 /// Runs `attempt` until it is ready: spinning for `spin` (`look` between two attempts:
 /// [`look_pause`](ipc_core::raw::sync::look_pause), or
 /// [`quick_look_pause`](ipc_core::raw::sync::quick_look_pause) where the word an attempt looks
@@ -308,7 +315,7 @@ pub(crate) fn block_on<R, E>(
             i = i.wrapping_add(1);
             if i % 64 == 0 {
                 let now = Instant::now();
-                if now >= *spin_end.get_or_insert(now + spin) {
+                if now >= *spin_end.get_or_insert_with(|| spin_end_at(now, spin, deadline)) {
                     break;
                 }
             }

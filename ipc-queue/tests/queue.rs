@@ -343,6 +343,31 @@ fn every_producer_killed_gives_disconnected() {
     });
 }
 
+/// A timeout shorter than the spin ends the wait at the timeout, not after the spin: with an
+/// hour's spin, a get on an empty queue, a put on a full small queue and on a full large one
+/// (whose wait looks less often), and a pop from an empty ring all return `Timeout`.
+#[test]
+fn a_timeout_shorter_than_the_spin_ends_the_wait() {
+    ipc_testkit::watchdog(LIMIT, || {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let t = Duration::from_millis(5);
+        let mut empty = Queue::<u64>::new(4).unwrap();
+        empty.set_spin(HOUR);
+        assert!(matches!(empty.get_timeout(t), Err(GetError::Timeout)));
+        for capacity in [4u64, 1024] {
+            let mut q = Queue::<u64>::new(capacity as usize).unwrap();
+            q.set_spin(HOUR);
+            for i in 0..capacity {
+                q.put(i).unwrap();
+            }
+            assert!(matches!(q.put_timeout(7, t), Err(PutError::Timeout(7))));
+        }
+        let (_tx, mut rx) = ipc_queue::RingBuffer::<u64>::new(4).unwrap();
+        rx.set_spin(HOUR);
+        assert!(matches!(rx.pop_timeout(t), Err(GetError::Timeout)));
+    });
+}
+
 #[test]
 #[ignore]
 fn child_gets_in_order() {

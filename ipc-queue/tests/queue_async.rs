@@ -574,3 +574,22 @@ fn idle_child(separate: bool, n: u64) {
 fn an_idle_awaiting_process_uses_almost_no_cpu() {
     idle_child(false, 1000);
 }
+
+/// An awaited get or put whose timeout is shorter than its first poll's spin ends at the
+/// timeout, not after the spin (an hour here).
+#[test]
+fn an_awaited_timeout_shorter_than_the_spin_ends_the_wait() {
+    ipc_testkit::watchdog(LIMIT, || {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let t = Duration::from_millis(5);
+        let mut q = Queue::<u64>::new(4).unwrap();
+        q.set_spin(HOUR);
+        let got = futures::executor::block_on(q.get_timeout_async(t));
+        assert!(matches!(got, Err(GetError::Timeout)));
+        for i in 0..4 {
+            q.put(i).unwrap();
+        }
+        let put = futures::executor::block_on(q.put_timeout_async(7, t));
+        assert!(matches!(put, Err(PutError::Timeout(7))));
+    });
+}

@@ -44,7 +44,7 @@ fn consumer((mut q, counters, id): (Queue<u64>, RawArray<u64>, usize)) -> Result
 
 fn main() -> anyhow::Result<()> {
     ipc_core::init();
-    let mut q = Queue::<u64>::new(64)?;
+    let q = Queue::<u64>::new(64)?;
     let counters = RawArray::<u64>::new(COUNTERS)?;
     // Each child gets its own handle of the queue, in the role it plays, and of the counters.
     let producers = (0..PRODUCERS)
@@ -70,9 +70,10 @@ fn main() -> anyhow::Result<()> {
     for p in producers.iter().chain(&consumers) {
         p.start()?;
     }
-    // This process stops counting as a producer: the consumers see `Disconnected` once the
-    // producers are done (or dead).
-    q.close();
+    // This process neither puts nor gets: it lets go of its handle, so the consumers see
+    // `Disconnected` once the producers are done (or dead), and a producer would see it if
+    // every consumer were gone.
+    drop(q);
 
     // Kill the first producer midway through the others' work.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -34,6 +34,14 @@
 //! claimed at the current tail (head), claims happen in position order, every committed message
 //! is read exactly once, and a skipped slot is never read.
 //!
+//! A skipped slot can run a lap ahead of the head: when a producer dies in Writing(p) and the
+//! ring fills behind it, the producers wait at tail `p + cap` on the same slot as the consumers
+//! at head `p`. If a producer recovers it, it claims it at once for `p + cap` and may commit
+//! Full(p + cap) (`seq p+cap+1`) before any consumer has moved the head past `p`. A consumer at
+//! head `p` that finds that word helps the head on, as for any skipped slot; no other state can
+//! be more than a lap ahead (position `p + cap + 1` needs position `p + 1` read, so the head
+//! past `p`).
+//!
 //! ## A limit below the slot count
 //!
 //! The protocol needs two slots to tell laps apart (with one, Empty(p + 1) and Full(p) would be
@@ -305,8 +313,10 @@ pub(crate) fn claim_get(idx: &MpmcIndices, slots: &impl SlotWords, me: u32) -> G
                 help(&idx.head, pos);
                 return GetClaim::Claimed(pos);
             }
-        } else if d >= 1 && d <= cap as i64 {
-            // Being read, read already, or skipped: the head is behind; help it on.
+        } else if (d >= 1 && d <= cap as i64) || (d == cap as i64 + 1 && owner == 0) {
+            // Being read, read already, or skipped: the head is behind; help it on. A skipped
+            // slot may already be Full a lap on (d = cap + 1): a producer recovered it and
+            // wrote the next lap's message before any consumer moved the head past it.
             help(&idx.head, pos);
         } else if d == 0 && owner == 0 {
             return GetClaim::Empty;
@@ -409,5 +419,7 @@ pub(crate) fn len(idx: &MpmcIndices, cap: u64) -> Option<u64> {
         return (head - tail <= cap).then_some(0);
     }
     let n = tail - head;
-    (n <= cap).then_some(n)
+    // A skipped slot refilled a lap on before the head moved past it (see "A skipped slot can
+    // run a lap ahead") puts the tail `cap + 1` ahead for a moment, with `cap` messages.
+    (n <= cap + 1).then_some(n.min(cap))
 }

@@ -242,6 +242,76 @@ fn mpmc_dead_writer_is_skipped_and_nothing_committed_is_lost() {
     });
 }
 
+/// A producer dies holding the slot at the head (Writing), the ring fills behind it, and a live
+/// producer recovers that slot a lap later and refills it before any consumer has moved the head
+/// past the dead position: the consumers at the head then find the slot a lap and one ahead of
+/// them (Full of the next lap), which says the position was skipped. Every committed message
+/// arrives once, in order, and nobody reports the state corrupt: whether the consumer leaves
+/// the recovery to the producer or races it.
+#[test]
+fn mpmc_a_dead_writers_slot_refilled_a_lap_later_is_skipped_by_the_readers() {
+    refilled_a_lap_later(false);
+    refilled_a_lap_later(true);
+}
+
+fn refilled_a_lap_later(consumer_recovers: bool) {
+    model(move || {
+        let r = ring(2);
+        // Participant 1 claims position 0 and dies before committing.
+        let PutClaim::Claimed(0) = mpmc_index::claim_put(&r.idx, &*r, 1) else {
+            panic!("claim");
+        };
+        let r2 = r.clone();
+        // A live producer fills position 1, then finds the dead claim a lap later (at tail 2),
+        // recovers it and writes position 2.
+        let producer = loom::thread::spawn(move || {
+            for v in [7, 8] {
+                loop {
+                    match mpmc_index::claim_put(&r2.idx, &*r2, 2) {
+                        PutClaim::Claimed(pos) => {
+                            r2.data[(pos % 2) as usize].with_mut(|p| {
+                                // SAFETY: the slot is ours per the protocol.
+                                unsafe { *p = v }
+                            });
+                            assert!(mpmc_index::commit_put(&*r2, pos, 2));
+                            break;
+                        }
+                        PutClaim::Stuck(s) => {
+                            assert_eq!(mpmc_index::unpack(s.word).1, 1, "only 1 is dead");
+                            mpmc_index::recover(&*r2, s);
+                        }
+                        PutClaim::Full => loom::thread::yield_now(),
+                        PutClaim::Corrupt => panic!("the producer found the state corrupt"),
+                    }
+                }
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match mpmc_index::claim_get(&r.idx, &*r, 3) {
+                GetClaim::Claimed(pos) => {
+                    got.push(r.data[(pos % 2) as usize].with(|p| {
+                        // SAFETY: the slot is ours per the protocol.
+                        unsafe { *p }
+                    }));
+                    assert!(mpmc_index::finish_get(&*r, pos, 3));
+                }
+                GetClaim::Stuck(s) => {
+                    // Participant 2 is alive: only its writing is waited for.
+                    if consumer_recovers && mpmc_index::unpack(s.word).1 == 1 {
+                        mpmc_index::recover(&*r, s);
+                    }
+                    loom::thread::yield_now();
+                }
+                GetClaim::Empty => loom::thread::yield_now(),
+                GetClaim::Corrupt => panic!("the consumer found the state corrupt"),
+            }
+        }
+        assert_eq!(got, [7, 8]);
+        producer.join().unwrap();
+    });
+}
+
 #[path = "../src/participants.rs"]
 mod participants;
 

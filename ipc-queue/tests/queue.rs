@@ -319,6 +319,54 @@ fn producer_killed_mid_stream_loses_at_most_one_and_the_queue_keeps_working() {
 }
 
 #[test]
+#[ignore]
+fn child_loans_and_holds() {
+    let handle: ObjectHandle = ipc_testkit::arg();
+    let mut q = Queue::<u64>::open_producer(&handle).unwrap();
+    let loan = q.loan().unwrap();
+    // Holds the claimed slot (Writing) until killed.
+    std::thread::sleep(LIMIT);
+    drop(loan);
+}
+
+/// A producer SIGKILLed while it holds the slot at the head (a loan, Writing), with no consumer
+/// looking: the ring fills behind it, the next put recovers the dead slot a lap later and
+/// writes its message there, so the slot at the head is Full a lap ahead before any consumer
+/// has moved the head. A consumer then skips the dead position and gets every message in
+/// order (it used to report the queue corrupted).
+#[test]
+fn a_dead_producers_slot_refilled_by_a_producer_a_lap_later_is_skipped() {
+    ipc_testkit::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let cap = q.capacity() as u64;
+        let mut child = ipc_testkit::spawn("child_loans_and_holds", &q.handle());
+        // The loan's claim moves the tail: one position taken, nothing to read.
+        ipc_testkit::wait_until(LIMIT, "the child's loan", || q.len() == 1);
+        child.kill();
+        // Positions 1 .. cap - 1, then position cap on the dead slot, recovered by this put.
+        for i in 0..cap {
+            q.put_timeout(i, LIMIT)
+                .unwrap_or_else(|e| panic!("put {i} past the dead loan: {e}"));
+        }
+        assert_eq!(
+            q.len(),
+            cap as usize,
+            "the skipped position counts for nothing"
+        );
+        assert!(q.is_full());
+        for i in 0..cap {
+            assert_eq!(q.get_timeout(LIMIT).unwrap(), i);
+        }
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+        // The queue goes on working across the slot.
+        for i in 0..3 * cap {
+            q.put(i).unwrap();
+            assert_eq!(q.get().unwrap(), i);
+        }
+    });
+}
+
+#[test]
 fn every_producer_killed_gives_disconnected() {
     ipc_testkit::watchdog(LIMIT, || {
         let mut q = Queue::<u64>::new(4).unwrap();
@@ -473,6 +521,27 @@ fn loans_commit_in_place_and_a_dropped_loan_is_skipped() {
 }
 
 const MARK: u64 = 1 << 40;
+
+/// A loan given up at the head while another handle fills the queue behind it: the next put
+/// takes the freed slot a lap on before any get has moved past it. Gets skip the given-up
+/// position and return every message in order (they used to report the queue corrupted).
+#[test]
+fn a_loan_given_up_at_the_head_and_refilled_a_lap_later_is_skipped() {
+    let mut q = Queue::<u64>::new(4).unwrap();
+    let cap = q.capacity() as u64;
+    let mut other = Queue::<u64>::open(&q.handle()).unwrap();
+    let loan = q.loan().unwrap();
+    for i in 0..cap - 1 {
+        other.put(i).unwrap();
+    }
+    drop(loan);
+    other.put(cap - 1).unwrap();
+    assert_eq!(q.len(), cap as usize);
+    for i in 0..cap {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+}
 
 #[test]
 #[ignore]

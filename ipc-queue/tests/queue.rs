@@ -801,6 +801,22 @@ fn a_forgotten_loan_is_reclaimed_once_its_handle_drops() {
     ipc_testkit::watchdog(LIMIT, || forgotten_claim_is_reclaimed(true, 0));
 }
 
+/// The non-blocking put recovers a full queue's tail slot whose reader is gone (here a sample
+/// forgotten by a handle since dropped) instead of reporting the queue full.
+#[test]
+fn try_put_recovers_a_gone_readers_slot_at_the_tail() {
+    let mut q = Queue::<u64>::new(2).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let mut b = Queue::<u64>::open(&q.handle()).unwrap();
+    std::mem::forget(b.get_sample().unwrap());
+    drop(b);
+    q.try_put(3).unwrap();
+    assert!(matches!(q.try_put(4), Err(TryPutError::Full(4))));
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.get().unwrap(), 3);
+}
+
 #[test]
 fn a_forgotten_sample_stays_reclaimable_after_its_entry_changed_hands_512_times() {
     ipc_testkit::watchdog(LIMIT, || forgotten_claim_is_reclaimed(false, 512));

@@ -895,18 +895,26 @@ impl RawQueue {
         side: Side,
         deadline: Option<Instant>,
     ) -> Result<(u64, SlotPayload), WaitEnd> {
-        // The common case first, a slot ready at once, without the wait's set-up (the same
-        // attempt as the wait's first; it recovers nothing, as that one does not).
+        match self.claim_at_once(side) {
+            Ok(Some(claimed)) => Ok(claimed),
+            Err(e) => Err(e),
+            Ok(None) => self.claim_waiting(side, deadline),
+        }
+    }
+
+    /// The common case of a claim of `side`, blocking or awaited, first: a slot ready at once,
+    /// without the wait's set-up (the same attempt as the wait's first; it recovers nothing, as
+    /// that one does not). `Ok(None)`: the claim has to wait.
+    #[inline]
+    pub(crate) fn claim_at_once(
+        &mut self,
+        side: Side,
+    ) -> Result<Option<(u64, SlotPayload)>, WaitEnd> {
         let first = match side {
             Side::Put => self.attempt_put(false),
             Side::Get => self.attempt_get(false),
         };
-        match first {
-            Ok(Some(pos)) => return Ok((pos, self.payload_at(pos))),
-            Err(e) => return Err(e),
-            Ok(None) => {}
-        }
-        self.claim_waiting(side, deadline)
+        Ok(first?.map(|pos| (pos, self.payload_at(pos))))
     }
 
     /// [`claim`](Self::claim) once its first attempt found nothing.

@@ -31,7 +31,7 @@ use crate::awaiting::SignalWait;
 use crate::claim;
 use crate::membership::Kernel;
 use crate::participants::{CONSUMER, Identity, PRODUCER};
-use crate::signal::{Blocked, SLICE};
+use crate::signal::{Attempt, Blocked, SLICE};
 
 /// One poll of claiming `end` for `me` (the async form of `claim_end`).
 fn poll_claim(
@@ -112,21 +112,28 @@ impl<'a, 'b> Sending<'a, 'b> {
             let Ok(me) = tx.member.identity(&dir.table()) else {
                 return Poll::Ready(Err(SendError::NotAttached));
             };
-            let since = *self.since.get_or_insert_with(Instant::now);
-            let claimed = ready!(poll_claim(
-                &dir.state().send,
-                me,
-                &mut self.wait,
-                self.deadline,
-                spin,
-                cx
-            ));
+            // A free end is taken at once, without the wait's set-up or a read of the clock.
+            let claimed = match claim_attempt(&dir.state().send, me) {
+                Attempt::Ready(r) => r.map(|orphaned| (orphaned, false)),
+                Attempt::Pending => {
+                    let since = *self.since.get_or_insert_with(Instant::now);
+                    let r = ready!(poll_claim(
+                        &dir.state().send,
+                        me,
+                        &mut self.wait,
+                        self.deadline,
+                        spin,
+                        cx
+                    ));
+                    r.map(|orphaned| (orphaned, since.elapsed() >= SLICE))
+                }
+            };
             match claimed {
-                Ok(orphaned) => {
+                Ok((orphaned, waited_a_slice)) => {
                     self.held = Some(me);
                     // Many senders queued for the end: check the receivers at the first wait
                     // for room rather than after a slice more each (see `Receiving`).
-                    self.check_now = since.elapsed() >= SLICE;
+                    self.check_now = waited_a_slice;
                     if orphaned {
                         if let Err(e) = tx.repair_tail() {
                             self.release();
@@ -268,29 +275,36 @@ impl<'a> Receiving<'a> {
             let Ok(me) = rx.member.identity(&dir.table()) else {
                 return Poll::Ready(Err(RecvError::NotAttached));
             };
-            let since = *self.since.get_or_insert_with(Instant::now);
             if let Some((total, bytes)) = rx.take_partial(me) {
                 // The rest of the message a receive of this handle began.
                 self.current = Some((total, bytes.len()));
                 self.buf = bytes;
             } else {
-                let claimed = ready!(poll_claim(
-                    &st.recv,
-                    me,
-                    &mut self.wait,
-                    self.deadline,
-                    spin,
-                    cx
-                ));
-                match claimed {
+                // A free end is taken at once, without the wait's set-up or a read of the clock.
+                let claimed = match claim_attempt(&st.recv, me) {
+                    Attempt::Ready(r) => r.map(|_| false),
+                    Attempt::Pending => {
+                        let since = *self.since.get_or_insert_with(Instant::now);
+                        let r = ready!(poll_claim(
+                            &st.recv,
+                            me,
+                            &mut self.wait,
+                            self.deadline,
+                            spin,
+                            cx
+                        ));
+                        r.map(|_| since.elapsed() >= SLICE)
+                    }
+                };
+                let waited_a_slice = match claimed {
                     // An orphaned receive claim needs no repair (see `pipe.rs`).
-                    Ok(_) => {}
+                    Ok(waited) => waited,
                     Err(ClaimWait::Timeout) => return Poll::Ready(Err(RecvError::Timeout)),
                     Err(ClaimWait::Corrupted) => return Poll::Ready(Err(RecvError::Corrupted)),
-                }
+                };
                 self.current = None;
                 self.buf.clear();
-                if since.elapsed() >= SLICE {
+                if waited_a_slice {
                     // A slice or more went by waiting for the end (many receivers queue up
                     // there): check the senders now, rather than after a slice more each, so
                     // that a thousand receivers of a dead sender end one after the other at

@@ -17,7 +17,7 @@ use bytemuck::Pod;
 use super::{Consumer, Producer};
 use crate::awaiting::SignalWait;
 use crate::error::{GetError, PutError, TryGetError};
-use crate::signal::Blocked;
+use crate::signal::{Attempt, Blocked};
 
 /// The deadline `timeout` from now (`None`, no deadline, if it cannot be represented).
 fn deadline(timeout: Duration) -> Option<Instant> {
@@ -61,6 +61,10 @@ impl<T: Pod> Producer<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), PutError<T>> {
+        // A ring with room takes the value without the wait's set-up.
+        if let Attempt::Ready(r) = self.push_attempt(value) {
+            return r;
+        }
         let mut wait = SignalWait::new();
         poll_fn(|cx| self.poll_push(value, deadline, &mut wait, cx)).await
     }
@@ -112,6 +116,10 @@ impl<T: Pod> Consumer<T> {
     }
 
     async fn pop_until_async(&mut self, deadline: Option<Instant>) -> Result<T, GetError> {
+        // A value there at once is popped without the wait's set-up.
+        if let Attempt::Ready(r) = self.pop_attempt() {
+            return r;
+        }
         let mut wait = SignalWait::new();
         poll_fn(|cx| self.poll_pop(deadline, &mut wait, cx)).await
     }

@@ -126,17 +126,17 @@ impl<'a> Acquire<'a> for &'a LockState {
         LockState::is_poisoned(self)
     }
 
-    fn lock_until_async(
+    async fn lock_until_async(
         self,
         deadline: Option<Instant>,
-    ) -> impl Future<Output = Result<LockGuard<'a>, LockTimeoutError<LockGuard<'a>>>> + Send + 'a
-    {
-        let acquiring = crate::future::LockFuture::new(self, deadline);
-        async move {
-            match acquiring.await {
-                Some(a) => Ok(wrap(a, LockGuard { state: self })?),
-                None => Err(LockTimeoutError::TimedOut),
-            }
+    ) -> Result<LockGuard<'a>, LockTimeoutError<LockGuard<'a>>> {
+        // A free lock is taken without the future's set-up, as `lock` does.
+        if let Some(a) = os::me().and_then(|me| self.try_lock_fast(me)) {
+            return Ok(wrap(a, LockGuard { state: self })?);
+        }
+        match crate::future::LockFuture::new(self, deadline).await {
+            Some(a) => Ok(wrap(a, LockGuard { state: self })?),
+            None => Err(LockTimeoutError::TimedOut),
         }
     }
 }

@@ -106,6 +106,10 @@ impl Semaphore {
     /// die.
     #[doc(alias = "acquire")]
     pub async fn acquire_async(&self) {
+        // A permit there at once is taken without the future's set-up, as `acquire` does.
+        if self.st().try_acquire() {
+            return;
+        }
         while !crate::future::AcquireFuture::new(self.st(), None).await {}
     }
 
@@ -121,11 +125,9 @@ impl Semaphore {
 
     /// The async form of [`acquire_deadline`](Self::acquire_deadline).
     #[doc(alias = "acquire")]
-    pub fn acquire_deadline_async(
-        &self,
-        deadline: Instant,
-    ) -> impl Future<Output = bool> + Send + '_ {
-        crate::future::AcquireFuture::new(self.st(), Some(deadline))
+    pub async fn acquire_deadline_async(&self, deadline: Instant) -> bool {
+        self.st().try_acquire()
+            || crate::future::AcquireFuture::new(self.st(), Some(deadline)).await
     }
 
     /// Returns one permit, waking one waiter.

@@ -50,6 +50,12 @@ impl SignalWait {
         Self::default()
     }
 
+    /// Whether no wait is under way (none started, or the last one ended): the next poll is a
+    /// wait's first.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.slice_end.is_none()
+    }
+
     /// Withdraws the announcement made by the previous poll, if any.
     fn withdraw(&mut self) {
         if let Some(SignalPtr(p)) = self.announced.take() {

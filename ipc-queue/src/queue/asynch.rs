@@ -257,13 +257,22 @@ macro_rules! receiving {
                 if this.ended {
                     return Poll::Ready(None);
                 }
-                let claimed = match this
-                    .q
-                    .raw
-                    .poll_claim(Side::Get, None, &mut this.wait, &mut this.flags, cx)
-                {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(r) => r.map_err(get_error),
+                // Between waits, a message there at once is claimed without the wait's set-up.
+                let at_once = if this.wait.is_idle() {
+                    this.q.raw.claim_at_once(Side::Get).transpose()
+                } else {
+                    None
+                };
+                let claimed = match at_once {
+                    Some(r) => r.map_err(get_error),
+                    None => match this
+                        .q
+                        .raw
+                        .poll_claim(Side::Get, None, &mut this.wait, &mut this.flags, cx)
+                    {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r.map_err(get_error),
+                    },
                 };
                 this.flags = ClaimFlags::default();
                 let item = claimed.and_then(|(pos, slot)| this.q.read_claimed(pos, slot));

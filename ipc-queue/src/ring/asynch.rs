@@ -200,7 +200,16 @@ impl<T: Pod> futures_core::Stream for RingStream<'_, T> {
         if this.ended {
             return Poll::Ready(None);
         }
-        match this.rx.poll_pop(None, &mut this.wait, cx) {
+        // Between waits, a value there at once is popped without the wait's set-up.
+        let at_once = match this.wait.is_idle() {
+            true => this.rx.pop_attempt(),
+            false => Attempt::Pending,
+        };
+        let popped = match at_once {
+            Attempt::Ready(r) => Poll::Ready(r),
+            Attempt::Pending => this.rx.poll_pop(None, &mut this.wait, cx),
+        };
+        match popped {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(GetError::Disconnected)) => {
                 this.ended = true;

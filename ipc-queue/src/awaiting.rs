@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ipc_core::raw::reactor::Registration;
 
-use crate::signal::{Attempt, Blocked, SLICE, Signal};
+use crate::signal::{Attempt, Blocked, SLICE, Signal, SpinCheck};
 
 /// One async wait on a [`Signal`], carried from poll to poll (and, for a stream, from item to
 /// item).
@@ -124,6 +124,7 @@ impl SignalWait {
             self.spun = true;
             if !spin.is_zero() {
                 let spin_end = crate::signal::spin_end_at(now, spin, deadline);
+                let mut checks = SpinCheck::default();
                 let mut i = 0u32;
                 loop {
                     std::hint::spin_loop();
@@ -132,8 +133,17 @@ impl SignalWait {
                         return Poll::Ready(r.map_err(Blocked::Failed));
                     }
                     i = i.wrapping_add(1);
-                    if i % 64 == 0 && Instant::now() >= spin_end {
-                        break;
+                    if i % 64 == 0 {
+                        let now = Instant::now();
+                        if now >= spin_end {
+                            break;
+                        }
+                        if checks.due(now) {
+                            if let Err(e) = check() {
+                                self.done();
+                                return Poll::Ready(Err(Blocked::Failed(e)));
+                            }
+                        }
                     }
                 }
             }

@@ -1556,7 +1556,9 @@ impl Connection {
         self.tx.is_some()
     }
 
-    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once).
+    /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at once). A
+    /// call's timeout ends its spin, and a spin longer than 20 ms checks the peers every 20 ms
+    /// as a sleeping wait does, so even `Duration::MAX` (spin until ready) ends on a dead peer.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
     }

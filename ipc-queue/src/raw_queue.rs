@@ -960,8 +960,9 @@ impl RawQueue {
     /// put looks in proportion to what the consumer has in hand: [`full_looks`]
     /// [`look_pause`](ipc_core::raw::sync::look_pause)s between two looks, about 4 µs at most,
     /// while the consumer reads far more than that. The clock is read about as often as in
-    /// [`signal::block_on`]'s spin. `None` once `spin` (or the deadline) has passed without a
-    /// slot: the rest of the wait sleeps.
+    /// [`signal::block_on`]'s spin, and the consumers are checked once per slice of a long
+    /// spin, as there. `None` once `spin` (or the deadline) has passed without a slot: the rest
+    /// of the wait sleeps.
     fn spin_full(
         &mut self,
         deadline: Option<Instant>,
@@ -970,6 +971,7 @@ impl RawQueue {
         flags: &std::cell::Cell<ClaimFlags>,
     ) -> Option<Result<u64, WaitEnd>> {
         let mut end = None;
+        let mut checks = signal::SpinCheck::default();
         let mut since_clock = 0;
         loop {
             for _ in 0..looks {
@@ -984,6 +986,11 @@ impl RawQueue {
                 let now = Instant::now();
                 if now >= *end.get_or_insert_with(|| signal::spin_end_at(now, spin, deadline)) {
                     return None;
+                }
+                if checks.due(now) {
+                    if let Err(e) = claim_check(self.table, Side::Put, flags) {
+                        return Some(Err(e));
+                    }
                 }
             }
         }

@@ -594,7 +594,9 @@ macro_rules! end_common {
             }
 
             /// How long blocking calls spin before they sleep (default 20 µs; zero: sleep at
-            /// once).
+            /// once). A call's timeout ends its spin, and a spin longer than 20 ms checks the
+            /// peer every 20 ms as a sleeping wait does, so even `Duration::MAX` (spin until
+            /// ready) ends once the peer is gone.
             pub fn set_spin(&mut self, spin: Duration) {
                 self.spin = spin;
             }

@@ -275,18 +275,43 @@ pub(crate) enum Blocked<E> {
     Failed(E),
 }
 
+/// The longest spin taken as asked: a longer one (`Duration::MAX` for "spin until ready") spins
+/// this long, about a century, rather than overflowing the clock.
+const LONGEST_SPIN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// When a spin that starts `now` ends: after `spin`, or at the deadline if that comes first (a
 /// call with a short timeout returns after it, not after the whole spin).
 pub(crate) fn spin_end_at(now: Instant, spin: Duration, deadline: Option<Instant>) -> Instant {
-    let spun = now + spin;
+    let spun = now + spin.min(LONGEST_SPIN);
     deadline.map_or(spun, |d| d.min(spun))
+}
+
+/// The liveness checks of a spin longer than a slice (`set_spin` allows any length): one per
+/// [`SLICE`] of spinning, as a sleeping wait makes one per slice, so that no spin outlasts a
+/// dead peer by more than a slice. A spin of the default length never reaches one.
+#[derive(Debug, Default)]
+pub(crate) struct SpinCheck {
+    next: Option<Instant>,
+}
+
+impl SpinCheck {
+    /// Whether a check is due at `now` (a reading of the clock the spin made anyway).
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        let next = self.next.get_or_insert(now + SLICE);
+        if now < *next {
+            return false;
+        }
+        *next = now + SLICE;
+        true
+    }
 }
 
 /// Runs `attempt` until it is ready: spinning for `spin` (`look` between two attempts:
 /// [`look_pause`](ipc_core::raw::sync::look_pause), or
 /// [`quick_look_pause`](ipc_core::raw::sync::quick_look_pause) where the word an attempt looks
 /// at is published by stores back to back), then sleeping on `signal` in slices of [`SLICE`],
-/// calling `check` (liveness) after every slice that ended without a wake-up.
+/// calling `check` (liveness) after every slice that ended without a wake-up, and once per
+/// slice of a spin longer than one (see [`SpinCheck`]).
 pub(crate) fn block_on<R, E>(
     signal: &Signal,
     deadline: Option<Instant>,
@@ -302,6 +327,7 @@ pub(crate) fn block_on<R, E>(
         // The clock is read first after 64 attempts: a wait that ends sooner (a busy peer's
         // answer) pays no clock read.
         let mut spin_end = None;
+        let mut checks = SpinCheck::default();
         let mut i = 0u32;
         loop {
             // Looks at the word about once per line transfer where its writer makes several
@@ -317,6 +343,9 @@ pub(crate) fn block_on<R, E>(
                 let now = Instant::now();
                 if now >= *spin_end.get_or_insert_with(|| spin_end_at(now, spin, deadline)) {
                     break;
+                }
+                if checks.due(now) {
+                    check().map_err(Blocked::Failed)?;
                 }
             }
         }

@@ -416,6 +416,67 @@ fn a_timeout_shorter_than_the_spin_ends_the_wait() {
     });
 }
 
+/// A spin as long as a `Duration` can be ("spin until ready") is taken as a very long spin: a
+/// call with a timeout returns at its timeout instead of overflowing the clock, on a queue
+/// (empty and full, small and large), a ring and a pipe.
+#[test]
+fn the_longest_spin_still_ends_at_the_timeout() {
+    ipc_testkit::watchdog(LIMIT, || {
+        let t = Duration::from_millis(5);
+        let mut empty = Queue::<u64>::new(4).unwrap();
+        empty.set_spin(Duration::MAX);
+        assert!(matches!(empty.get_timeout(t), Err(GetError::Timeout)));
+        for capacity in [4u64, 1024] {
+            let mut q = Queue::<u64>::new(capacity as usize).unwrap();
+            q.set_spin(Duration::MAX);
+            for i in 0..capacity {
+                q.put(i).unwrap();
+            }
+            assert!(matches!(q.put_timeout(7, t), Err(PutError::Timeout(7))));
+        }
+        let (_tx, mut rx) = ipc_queue::RingBuffer::<u64>::new(4).unwrap();
+        rx.set_spin(Duration::MAX);
+        assert!(matches!(rx.pop_timeout(t), Err(GetError::Timeout)));
+        let (_a, mut b) = ipc_queue::pipe().unwrap();
+        b.set_spin(Duration::MAX);
+        assert!(matches!(
+            b.recv_timeout::<u64>(t),
+            Err(ipc_queue::RecvError::Timeout)
+        ));
+    });
+}
+
+/// A spin longer than a slice still checks the peers once per slice, as a sleep does: with a
+/// spin of `Duration::MAX` and no timeout, a get with every producer gone and a put on a full
+/// queue (small and large) with every consumer gone end with `Disconnected` instead of
+/// spinning for ever, and so does a ring's pop once its producer is gone.
+#[test]
+fn the_longest_spin_still_sees_the_peers_go() {
+    ipc_testkit::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut getter = Queue::<u64>::open_consumer(&q.handle()).unwrap();
+        q.close_receiving();
+        q.close();
+        getter.set_spin(Duration::MAX);
+        assert!(matches!(getter.get(), Err(GetError::Disconnected)));
+        for capacity in [4u64, 1024] {
+            let mut q = Queue::<u64>::new(capacity as usize).unwrap();
+            let mut putter = Queue::<u64>::open_producer(&q.handle()).unwrap();
+            for i in 0..capacity {
+                putter.put(i).unwrap();
+            }
+            q.close_receiving();
+            q.close();
+            putter.set_spin(Duration::MAX);
+            assert!(matches!(putter.put(7), Err(PutError::Disconnected(7))));
+        }
+        let (tx, mut rx) = ipc_queue::RingBuffer::<u64>::new(4).unwrap();
+        drop(tx);
+        rx.set_spin(Duration::MAX);
+        assert!(matches!(rx.pop_blocking(), Err(GetError::Disconnected)));
+    });
+}
+
 #[test]
 #[ignore]
 fn child_gets_in_order() {

@@ -593,3 +593,18 @@ fn an_awaited_timeout_shorter_than_the_spin_ends_the_wait() {
         assert!(matches!(put, Err(PutError::Timeout(7))));
     });
 }
+
+/// An awaited get's first-poll spin, as long as a `Duration` can be and without a timeout,
+/// still checks the producers once per slice: with every producer gone it ends with
+/// `Disconnected` instead of spinning for ever.
+#[test]
+fn the_longest_awaited_spin_still_sees_the_producers_go() {
+    ipc_testkit::watchdog(LIMIT, || {
+        let mut q = Queue::<u64>::new(4).unwrap();
+        let mut getter = Queue::<u64>::open_consumer(&q.handle()).unwrap();
+        q.close();
+        getter.set_spin(Duration::MAX);
+        let got = futures::executor::block_on(getter.get_async());
+        assert!(matches!(got, Err(GetError::Disconnected)));
+    });
+}

@@ -66,6 +66,9 @@ mod tests {
             let unit = |name: &str| all.iter().find(|s| s.name == name).map(|s| s.unit);
             assert!(unit(p.ours).is_some(), "{}", p.ours);
             assert_eq!(unit(p.ours), unit(p.limit), "{} and {}", p.ours, p.limit);
+            if let Some(floor) = p.floor {
+                assert_eq!(unit(floor), unit(p.limit), "{floor} and {}", p.limit);
+            }
         }
     }
 }

@@ -152,6 +152,20 @@ pub const PAIRS: &[Pair] = &[
         limit: "limit.futex_rtt",
         what: "Event set/wait_async round trip under tokio",
         target: Some(Target::AtMost(1.0)),
+        floor: Some("limit.futex_relay_rtt"),
+    },
+    Pair {
+        ours: "limit.futex_relay_rtt",
+        limit: "limit.futex_rtt",
+        what: "the bare futex round trip with each side woken by a thread of its own (an awaiting task's two wake-ups) against the bare futex round trip",
+        target: None,
+        floor: None,
+    },
+    Pair {
+        ours: "eventfd.pingpong_rtt",
+        limit: "limit.futex_rtt",
+        what: "two eventfds, each side asleep in a read (the fd a runtime polls) against the bare futex round trip",
+        target: None,
         floor: None,
     },
     Pair {

@@ -49,6 +49,7 @@ const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.ring_1mib", "GB/s"),
     ("limit.ring_1mib_inplace", "GB/s"),
     ("limit.futex_rtt", "µs"),
+    ("limit.futex_relay_rtt", "µs"),
     ("pipe.pingpong_rtt", "µs"),
     ("unix.pingpong_rtt", "µs"),
     ("pipe.pingpong_rtt_busy", "µs"),

@@ -34,6 +34,15 @@
 //! the limit of `Queue<u64>`'s kind, and `ipc-bench` pairs it with `limit.spsc_u64` to show
 //! what that one read-modify-write per operation costs.
 //!
+//! `limit.futex_relay_rtt` is `limit.futex_rtt` as an awaiting task must wait: each side sleeps
+//! not on the shared word but on a word of its own process, which a thread of its own (the
+//! relay, asleep on the shared word) sets and wakes when the peer's value arrives, as
+//! `ipc_core::raw::reactor`'s waiter thread wakes a task's runtime. Two wake-ups per direction
+//! where the bare round trip pays one: the least a future that works under any executor pays
+//! once it has given its thread back (the runtime's thread sleeps in the runtime, which a futex
+//! word in shared memory cannot wake; the other way in, an fd the runtime polls, is
+//! `eventfd.pingpong_rtt`, measured beside it).
+//!
 //! `limit.mpmc_claimed_u64` is the same queue with the one change `Queue` makes so that a process
 //! killed mid-operation wedges nothing: a put or get claims its slot by a CAS on the slot's word
 //! that records the claimer, moves the shared position on with a CAS, and commits with a CAS of
@@ -50,6 +59,7 @@ use crate::message::{Inbox, MIB, Outbox};
 use crate::primitive::{Ordering, SharedU64};
 use crate::scenario::{Config, Quantity, Repeat, Scenario, Unit};
 use crate::shm::{LINE, SharedBlock};
+use ipc_core::raw::futex::Futex;
 
 /// The scenarios of this group.
 pub fn scenarios() -> Vec<Scenario> {
@@ -69,6 +79,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ring_1mib(cfg, false)
         }),
         Scenario::new("limit.futex_rtt", Unit::Us, futex_rtt),
+        Scenario::new("limit.futex_relay_rtt", Unit::Us, futex_relay_rtt),
     ]
 }
 
@@ -254,6 +265,124 @@ fn chunk_rtt(cfg: &Config) -> Repeat {
         head: 0,
     };
     Ok(round_trips(Peer::Process, cfg.budget(), &mut side(d0, d1), || Ok(side(d1, d0)))?.into())
+}
+
+/// `limit.futex_relay_rtt` (see the module docs): request `i` is the value `i + 1` in the
+/// child's shared word, its answer the same value in the parent's; each side's relay thread
+/// copies what arrives in its shared word into its process's own word and wakes that.
+fn futex_relay_rtt(cfg: &Config) -> Repeat {
+    use std::sync::Arc;
+    /// The value that stops the peer (and, at the end, each relay).
+    const STOP: u32 = u32::MAX;
+    /// One side: the shared word it writes, and the relay of the one it reads.
+    struct Side {
+        block: Arc<SharedBlock>,
+        out: usize,
+        relay: Relay,
+    }
+    /// A thread asleep on the shared word at `offset` of `block` that copies each new value into
+    /// `local` and wakes it; it ends after passing `STOP` on.
+    struct Relay {
+        local: Arc<Futex>,
+        thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+        block: Arc<SharedBlock>,
+        offset: usize,
+    }
+    impl Relay {
+        fn start(block: &Arc<SharedBlock>, offset: usize) -> anyhow::Result<Self> {
+            let local = Arc::new(Futex::new(0));
+            let (shared, mine) = (Arc::clone(block), Arc::clone(&local));
+            block.futex_at(offset)?;
+            let thread = std::thread::Builder::new()
+                .name("relay".into())
+                .spawn(move || -> anyhow::Result<()> {
+                    let word = shared.futex_at(offset)?;
+                    let mut seen = 0;
+                    loop {
+                        // No deadline: the side that owns the relay ends it with `STOP`.
+                        let v = word.wait_while(|v| v == seen, None).map_err(timeout)?;
+                        mine.store_and_wake_all(v);
+                        if v == STOP {
+                            return Ok(());
+                        }
+                        seen = v;
+                    }
+                })?;
+            Ok(Self {
+                local,
+                thread: Some(thread),
+                block: Arc::clone(block),
+                offset,
+            })
+        }
+        /// Sleeps on our own word until the relay brings `want` (or `STOP`); returns which.
+        fn wait_for(&self, want: u32) -> anyhow::Result<u32> {
+            self.local
+                .wait_while(|v| v != want && v != STOP, Some(deadline()))
+                .map_err(timeout)
+        }
+    }
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            // Ends the relay if the peer did not (a failed run): it passes `STOP` on and returns.
+            if let Ok(word) = self.block.futex_at(self.offset) {
+                word.store_and_wake_all(STOP);
+            }
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+    fn timeout(_: ipc_core::raw::futex::TimedOut) -> anyhow::Error {
+        anyhow::anyhow!("futex: timed out waiting for the peer")
+    }
+    impl Side {
+        fn send(&self, v: u32) -> anyhow::Result<()> {
+            self.block.futex_at(self.out)?.store_and_wake_all(v);
+            Ok(())
+        }
+    }
+    impl RoundTrip for Side {
+        fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
+            let v = (i + 1) as u32;
+            self.send(v)?;
+            let got = self.relay.wait_for(v)?;
+            ensure!(got == v, "got {got}, expected {v}");
+            Ok(())
+        }
+        fn stop(&mut self, _: u64) -> anyhow::Result<()> {
+            self.send(STOP)
+        }
+    }
+    impl Echo for Side {
+        fn serve(&mut self, i: u64) -> anyhow::Result<bool> {
+            let want = (i + 1) as u32;
+            match self.relay.wait_for(want)? {
+                STOP => Ok(false),
+                v => {
+                    self.send(v)?;
+                    Ok(true)
+                }
+            }
+        }
+    }
+    // The parent writes the child's word (0) and reads its own (LINE).
+    let block = Arc::new(SharedBlock::new(2 * LINE)?);
+    let mut parent = Side {
+        block: Arc::clone(&block),
+        out: 0,
+        relay: Relay::start(&block, LINE)?,
+    };
+    let child_block = Arc::clone(&block);
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut parent, move || {
+        // Made in the peer, after the fork: threads do not survive one.
+        Ok(Side {
+            relay: Relay::start(&child_block, 0)?,
+            out: LINE,
+            block: child_block,
+        })
+    })?
+    .into())
 }
 
 /// A minimal single-producer single-consumer ring of `u64` slots: each side caches the other's

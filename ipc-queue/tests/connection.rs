@@ -68,6 +68,52 @@ fn small_messages_of_every_length_at_every_offset_arrive_whole() {
     }
 }
 
+/// Serde values whose encodings take 1 to 40 bytes (a `Vec<u8>`: its length, then its
+/// bytes), sent one after the other through rings of 128 and 384 bytes: those of up to 16
+/// bytes go out as one burst unless they would wrap, the others word by word; each arrives
+/// whole, at every offset of the ring.
+#[test]
+fn values_of_every_encoded_length_at_every_offset_arrive_whole() {
+    for capacity in [128, 384] {
+        let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, capacity, true).unwrap();
+        for round in 0..50u32 {
+            for len in 0..40usize {
+                let value: Vec<u8> = (0..len).map(|i| (round as usize + i) as u8).collect();
+                let at = format!("capacity {capacity}, round {round}, {len} bytes");
+                a.send(&value).unwrap();
+                assert_eq!(b.recv::<Vec<u8>>().unwrap(), value, "{at}");
+                assert!(!b.poll().unwrap(), "{at}: a second message");
+            }
+        }
+    }
+}
+
+/// A small value sent into a full ring waits for room like any message: with a timeout it
+/// gives `Timeout` and sends nothing; once messages are read it goes.
+#[test]
+fn a_small_value_into_a_full_ring_waits_for_room() {
+    let (mut a, mut b) = pipe_with_capacity(&Placement::Anonymous, 128, true).unwrap();
+    let mut sent = 0u64;
+    while a.send_timeout(&sent, Duration::from_millis(20)).is_ok() {
+        sent += 1;
+        assert!(sent < 100, "a ring of 128 bytes took {sent} values");
+    }
+    assert!(matches!(
+        a.send_timeout(&u64::MAX, Duration::from_millis(1)),
+        Err(SendError::Timeout)
+    ));
+    // Two of the values (one byte each) free room for `u64::MAX` (ten).
+    assert!(sent >= 2, "a ring of 128 bytes took {sent} values");
+    assert_eq!(b.recv::<u64>().unwrap(), 0);
+    assert_eq!(b.recv::<u64>().unwrap(), 1);
+    a.send_timeout(&u64::MAX, Duration::from_secs(10)).unwrap();
+    for want in 2..sent {
+        assert_eq!(b.recv::<u64>().unwrap(), want);
+    }
+    assert_eq!(b.recv::<u64>().unwrap(), u64::MAX);
+    assert!(!b.poll().unwrap());
+}
+
 #[test]
 fn messages_larger_than_the_ring_stream_through_it() {
     ipc_testkit::watchdog(LIMIT, || {

@@ -1877,6 +1877,17 @@ mod tests {
     /// tail first, so the chunk is delivered and not overwritten.
     #[test]
     fn a_chunk_a_dead_sender_published_past_the_tail_is_delivered_not_overwritten() {
+        dead_senders_chunk_is_delivered(false);
+    }
+
+    /// As above, with the next send awaited: it takes the orphaned end at once and repairs the
+    /// tail as a blocking send does.
+    #[test]
+    fn an_awaited_send_after_a_dead_sender_delivers_its_chunk_too() {
+        dead_senders_chunk_is_delivered(true);
+    }
+
+    fn dead_senders_chunk_is_delivered(awaited: bool) {
         let (mut a, mut b) = small_pipe();
         a.send_bytes(b"one").unwrap();
         let tx = a.tx.as_ref().unwrap();
@@ -1894,7 +1905,11 @@ mod tests {
             tail,
             "the dead sender's chunk is past the tail"
         );
-        a.send_bytes(b"three").unwrap();
+        if awaited {
+            futures::executor::block_on(a.send_bytes_async(b"three")).unwrap();
+        } else {
+            a.send_bytes(b"three").unwrap();
+        }
         for want in [&b"one"[..], b"two", b"three"] {
             assert_eq!(b.recv_bytes_timeout(Duration::from_secs(10)).unwrap(), want);
         }

@@ -384,6 +384,71 @@ impl Drop for Receiving<'_> {
     }
 }
 
+impl Connection {
+    /// The part of a receive that needs no wait: takes the receive end if it is free and reads
+    /// a message that is there whole into `buf` (the end freed again). `None`: the receive
+    /// continues as a [`Receiving`] (which needs a wait's set-up), holding the end (`held`)
+    /// with what it read of a message so far (`current`), or without the end when another
+    /// handle holds it or this handle kept a half-read message from an earlier receive.
+    #[inline]
+    fn recv_at_once(
+        &mut self,
+        buf: &mut Vec<u8>,
+        held: &mut Option<Identity>,
+        current: &mut Option<(usize, usize)>,
+    ) -> Option<Result<(), RecvError>> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Some(Err(RecvError::NotReadable));
+        };
+        if rx.partial.is_some() {
+            return None;
+        }
+        let dir = rx.dir;
+        let Ok(me) = rx.member.identity(&dir.table()) else {
+            return Some(Err(RecvError::NotAttached));
+        };
+        let end = &dir.state().recv;
+        match claim_attempt(end, me) {
+            // An orphaned receive claim needs no repair (see `pipe.rs`).
+            Attempt::Ready(Ok(_)) => {}
+            Attempt::Ready(Err(ClaimWait::Corrupted)) => return Some(Err(RecvError::Corrupted)),
+            Attempt::Ready(Err(ClaimWait::Timeout)) | Attempt::Pending => return None,
+        }
+        buf.clear();
+        let r = rx
+            .load_head()
+            .and_then(|mut head| rx.read_published(&mut head, current, &mut Sink::Vec(buf)));
+        match r {
+            Ok(None) => {
+                *held = Some(me);
+                None
+            }
+            r => {
+                *current = None;
+                release_end(end, me);
+                Some(r.map(|_| ()))
+            }
+        }
+    }
+
+    /// A receive into `buf`: what needs no wait at once, the rest as a [`Receiving`]; the
+    /// message's bytes, in `buf`'s allocation.
+    async fn recv_data_async(
+        &mut self,
+        deadline: Option<Instant>,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, RecvError> {
+        let (mut held, mut current) = (None, None);
+        if let Some(r) = self.recv_at_once(&mut buf, &mut held, &mut current) {
+            return r.map(|()| buf);
+        }
+        let mut receiving = Receiving::new(self, deadline, buf);
+        receiving.held = held;
+        receiving.current = current;
+        receiving.await
+    }
+}
+
 fn deadline(timeout: Duration) -> Option<Instant> {
     Some(Instant::now() + timeout)
 }
@@ -475,7 +540,7 @@ impl Connection {
         deadline: Option<Instant>,
     ) -> Result<T, RecvError> {
         let buf = std::mem::take(&mut self.buf);
-        let bytes = Receiving::new(self, deadline, buf).await?;
+        let bytes = self.recv_data_async(deadline, buf).await?;
         let r = decode(&bytes);
         self.buf = bytes;
         r
@@ -517,7 +582,7 @@ impl Connection {
     pub fn recv_bytes_async(
         &mut self,
     ) -> impl Future<Output = Result<Vec<u8>, RecvError>> + Send + '_ {
-        Receiving::new(self, None, Vec::new())
+        self.recv_data_async(None, Vec::new())
     }
 
     /// The async form of [`recv_bytes_timeout`](Self::recv_bytes_timeout) (the timeout counts
@@ -527,7 +592,7 @@ impl Connection {
         &mut self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, RecvError>> + Send + '_ {
-        Receiving::new(self, deadline(timeout), Vec::new())
+        self.recv_data_async(deadline(timeout), Vec::new())
     }
 
     /// The values this end receives, as a `futures_core::Stream` that ends once every sender

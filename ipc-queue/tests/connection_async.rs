@@ -159,6 +159,11 @@ fn async_round_trips_through_a_child_small_and_larger_than_the_ring() {
             .await
             .unwrap();
         assert!(a.recv_bytes_timeout_async(LIMIT).await.unwrap() == message(8, 5000));
+        // A value encoded larger than the ring: its bytes stay in the handle's buffer while
+        // the send waits for room, poll after poll.
+        let big = message(10, 3 * RING + 5);
+        a.send_async(&big).await.unwrap();
+        assert!(a.recv_async::<Vec<u8>>().await.unwrap() == big);
         // Our end gone: the child's receive returns `Disconnected` and it exits.
         drop(a);
         assert!(child.wait(LIMIT).success());
@@ -652,4 +657,28 @@ fn an_idle_awaiting_process_uses_almost_no_cpu() {
         "the child measured busy polling (see its stderr)"
     );
     drop((a, b, c, d));
+}
+
+/// A value whose `Serialize` fails.
+struct Refused;
+
+impl serde::Serialize for Refused {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refused"))
+    }
+}
+
+/// An awaited send of a value that cannot be encoded gives `Encode`, sends nothing, and the
+/// handle sends the next value as usual (its buffer, where values are encoded, reused).
+#[test]
+fn an_awaited_send_that_cannot_encode_sends_nothing() {
+    on_every_executor(LIMIT, || async {
+        let (mut a, mut b) = small_pipe();
+        let err = a.send_async(&(1u32, Refused)).await.unwrap_err();
+        assert!(matches!(err, SendError::Encode(_)), "{err}");
+        assert!(!b.poll().unwrap(), "nothing was sent");
+        a.send_async(&(2u32, "two".to_string())).await.unwrap();
+        assert_eq!(b.recv::<(u32, String)>().unwrap(), (2, "two".into()));
+        assert!(!b.poll().unwrap());
+    });
 }

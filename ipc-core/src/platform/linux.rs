@@ -777,29 +777,50 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64, i64)> {
     ))
 }
 
-/// Whether `addr` lies in an executable mapping of the file with inode `ino` (the executable).
-pub(crate) fn is_executable_address(addr: usize, ino: u64) -> bool {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return false;
-    };
-    maps.lines().any(|line| {
-        let mut f = line.split_ascii_whitespace();
-        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            return false;
+/// Whether `addr` lies in an executable segment of the main program (the executable, where the
+/// dynamic loader mapped it).
+///
+/// On `libc`: `dl_iterate_phdr` walks the loader's own list of loaded objects, in memory: no
+/// system call, no descriptor (so no EMFILE), where reading `/proc/self/maps` took a descriptor
+/// and a dozen reads, the kernel formatting every mapping each time (a tenth of a spawned
+/// child's start). glibc and musl both report the main program first; only that object is
+/// looked at, and only its loadable segments with execute permission.
+pub(crate) fn is_executable_address(addr: usize) -> bool {
+    struct Query {
+        addr: usize,
+        found: bool,
+    }
+    unsafe extern "C" fn main_program(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the call,
+        // and `data` is the `Query` below, borrowed by nothing else while the walk runs.
+        let (info, query) = unsafe { (&*info, &mut *data.cast::<Query>()) };
+        let phdrs = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers of the object, mapped
+            // for as long as the object is loaded (the main program: the whole process).
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
         };
-        let Some((lo, hi)) = range.split_once('-') else {
-            return false;
-        };
-        let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-        else {
-            return false;
-        };
-        perms.as_bytes().get(2) == Some(&b'x')
-            && inode.parse::<u64>().ok() == Some(ino)
-            && (lo..hi).contains(&addr)
-    })
+        let base = info.dlpi_addr as usize;
+        query.found = phdrs.iter().any(|ph| {
+            let lo = base.wrapping_add(ph.p_vaddr as usize);
+            ph.p_type == libc::PT_LOAD
+                && ph.p_flags & libc::PF_X != 0
+                && query.addr >= lo
+                && query.addr - lo < ph.p_memsz as usize
+        });
+        // Non-zero ends the walk: the main program is the first object.
+        1
+    }
+    let mut query = Query { addr, found: false };
+    // SAFETY: the callback matches the signature `dl_iterate_phdr` calls, and `data` points to
+    // `query`, alive and otherwise unused until the call returns.
+    unsafe { libc::dl_iterate_phdr(Some(main_program), (&raw mut query).cast()) };
+    query.found
 }
 
 /// Sends `data` on a Unix stream socket with up to four descriptors attached (SCM_RIGHTS).
@@ -1028,4 +1049,45 @@ pub(crate) fn set_fd_soft_limit(soft: u64, hard: u64) -> io::Result<()> {
 /// How many descriptors this process has open (entries of `/proc/self/fd`).
 pub(crate) fn open_fd_count() -> io::Result<u64> {
     Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_executable_address;
+
+    #[inline(never)]
+    fn code_of_this_executable() -> u32 {
+        std::hint::black_box(7)
+    }
+
+    static DATA_OF_THIS_EXECUTABLE: u64 = 7;
+
+    #[test]
+    fn only_code_of_the_executable_is_executable() {
+        let f = code_of_this_executable as fn() -> u32 as usize;
+        assert!(is_executable_address(f), "a function of this binary");
+        assert!(is_executable_address(
+            is_executable_address as fn(usize) -> bool as usize
+        ));
+        let heap = Box::new(0u64);
+        assert!(
+            !is_executable_address(&*heap as *const u64 as usize),
+            "the heap"
+        );
+        let stack = 0u64;
+        assert!(
+            !is_executable_address(&raw const stack as usize),
+            "the stack"
+        );
+        assert!(
+            !is_executable_address(&raw const DATA_OF_THIS_EXECUTABLE as usize),
+            "read-only data of this binary"
+        );
+        // Code, but of a shared library (libc), not of the executable.
+        let getpid = libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize;
+        assert!(!is_executable_address(getpid), "libc's code");
+        assert!(!is_executable_address(0));
+        assert!(!is_executable_address(usize::MAX));
+        assert!(!is_executable_address(f.wrapping_add(1 << 62)));
+    }
 }

@@ -53,19 +53,34 @@ const SMALL_FRAME: usize = 256;
 /// A small frame (a forked child's result, usually) is assembled on the stack: a child writes as
 /// few pages as it can, since each page it writes first is a copy-on-write fault.
 pub(super) fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    if payload.len() <= SMALL_FRAME {
-        let mut frame = [0u8; 5 + SMALL_FRAME];
-        frame[0] = tag;
-        frame[1..5].copy_from_slice(&len.to_le_bytes());
-        frame[5..5 + payload.len()].copy_from_slice(payload);
-        w.write_all(&frame[..5 + payload.len()])?;
+    write_frames(w, &[(tag, payload)])
+}
+
+/// Writes frames back to back in one write (one wake-up of the reader), assembled on the stack
+/// when they are small, as [`write_frame`] does.
+pub(super) fn write_frames(w: &mut impl Write, frames: &[(u8, &[u8])]) -> io::Result<()> {
+    let total: usize = frames.iter().map(|(_, p)| 5 + p.len()).sum();
+    let mut small = [0u8; 10 + SMALL_FRAME];
+    if total <= small.len() {
+        let mut at = 0;
+        for (tag, payload) in frames {
+            // Fits in `small`, so in a u32.
+            let len = payload.len() as u32;
+            small[at] = *tag;
+            small[at + 1..at + 5].copy_from_slice(&len.to_le_bytes());
+            small[at + 5..at + 5 + payload.len()].copy_from_slice(payload);
+            at += 5 + payload.len();
+        }
+        w.write_all(&small[..total])?;
         return w.flush();
     }
-    let mut buf = Vec::with_capacity(5 + payload.len());
-    buf.push(tag);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(payload);
+    let mut buf = Vec::with_capacity(total);
+    for (tag, payload) in frames {
+        let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        buf.push(*tag);
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(payload);
+    }
     w.write_all(&buf)?;
     w.flush()
 }
@@ -225,7 +240,7 @@ impl Request {
             .resolve(&self.key, KIND_PROCESS)
             .map_err(|e| e.to_string())?;
         for (addr, what) in [(t, "entry point"), (f, "target function")] {
-            if !platform::is_executable_address(addr, self.exe.ino) {
+            if !platform::is_executable_address(addr) {
                 return Err(format!(
                     "the {what} identity (address {addr:#x}) does not resolve to code of this \
                      executable"
@@ -302,11 +317,32 @@ thread_local! {
     static IN_TARGET: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Set in a spawned child until its first report, which then goes out behind a `READY` frame in
+/// the same write (see [`defer_ready`]).
+static READY_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Makes this child's first report (`DECODED`, or whatever ends it before that) carry its
+/// `READY`: the parent's start waits for both, and two frames in one write wake it once.
+pub(super) fn defer_ready() {
+    // ORDERING: Relaxed: stored before the target runs, on the thread that runs it; read by
+    // `send_raw` on that thread (or on threads the target spawns later: the spawn orders it).
+    READY_PENDING.store(true, Ordering::Relaxed);
+}
+
 fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     // SAFETY: `fd` is the channel this child owns for its whole life (never closed before
     // `_exit`); ManuallyDrop keeps this temporary wrapper from closing it.
     let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut stream = std::mem::ManuallyDrop::new(stream);
+    // ORDERING: Relaxed: see `defer_ready`; the swap lets exactly one report carry the `READY`.
+    if READY_PENDING.swap(false, Ordering::Relaxed) {
+        // A parent gone before this child was ready: nobody waits for its work (as when the
+        // `READY` went out on its own and failed).
+        if write_frames(&mut *stream, &[(tag::READY, &[]), (tag, payload)]).is_err() {
+            platform::exit_now(1);
+        }
+        return;
+    }
     let _ = write_frame(&mut *stream, tag, payload);
 }
 

@@ -3,8 +3,9 @@
 //! The child's constructor (see `role.rs`) dispatches to [`run`] before `main`. The parent sends
 //! a [`Request`] on a socket the child inherits (its number in `IPC_CORE_FD`): the identity of the
 //! binary, the offsets of the entry point and of the target from an anchor function, the child's
-//! name, and the encoded argument. The child checks the binary and the offsets, reports ready (or
-//! why it refuses), runs the target and reports the outcome on the same socket.
+//! name, and the encoded argument. The child checks the binary and the offsets (reporting why it
+//! refuses, if it does), runs the target and reports the outcome on the same socket; its ready
+//! report goes out with its first other one (the argument decoded), in one write.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -144,8 +145,8 @@ pub(crate) fn run() -> ! {
             platform::exit_now(1)
         }
     };
-    if child::write_frame(&mut channel, tag::READY, &[]).is_err() {
-        platform::exit_now(1);
-    }
+    // `READY` goes out with the first report (`DECODED`, once the argument is decoded): the
+    // parent's start waits for both.
+    child::defer_ready();
     child::run_request(channel, req, trampoline, func)
 }

@@ -6,9 +6,12 @@
 //! epoch word (the protocol, and why no wake-up is lost, are in that module's docs): it
 //! attempts; spins on its first poll for the handle's spin time, as `block_on` does; announces
 //! itself on the signal (`prepare`, so that wakers pay the wake system call), attempts again,
-//! and registers the epoch it read before that last attempt. It stays announced until the next
-//! poll or its drop, which withdraws it (`finish`): a future dropped while pending leaves no
-//! waiter count raised. A signal's `notify` wakes every waiter, so a dropped waiter consumes no
+//! and registers the epoch it read before that last attempt. It stays announced until the wait
+//! ends (ready, failed or timed out) or the future is dropped, either of which withdraws it
+//! (`finish`): a future dropped while pending leaves no waiter count raised. A later poll of
+//! the same wait on the same signal reads the epoch again before its attempt instead of
+//! announcing itself anew (`Signal::epoch_again`: the first announcement's barrier covers every
+//! later attempt), so an idle await pays no `membarrier` per slice. A signal's `notify` wakes every waiter, so a dropped waiter consumes no
 //! wake-up another one needed. Once per slice without news (the word's slice timer, shared by
 //! every task that awaits it) the `check` runs, as after a slice of `block_on`: a dead peer
 //! ends the await with `Disconnected` exactly as it ends a blocking call.
@@ -56,7 +59,7 @@ impl SignalWait {
         self.slice_end.is_none()
     }
 
-    /// Withdraws the announcement made by the previous poll, if any.
+    /// Withdraws the announcement of this wait, if any.
     fn withdraw(&mut self) {
         if let Some(SignalPtr(p)) = self.announced.take() {
             // SAFETY: `p` was a `&Signal` in a mapping the owner of `self` still borrows (see the
@@ -84,7 +87,6 @@ impl SignalWait {
         mut attempt: impl FnMut() -> Attempt<R, E>,
         mut check: impl FnMut() -> Result<(), E>,
     ) -> Poll<Result<R, Blocked<E>>> {
-        self.withdraw();
         // The wait's first poll: the common case, ready at once, is tried before the clock is
         // read (a read of the clock costs about as much as a whole claim).
         let fresh = self.slice_end.is_none();
@@ -152,8 +154,17 @@ impl SignalWait {
             self.done();
             return Poll::Ready(Err(Blocked::Timeout));
         }
-        let epoch = signal.prepare();
-        self.announced = Some(SignalPtr(signal));
+        // Announced once per wait on a signal: a later poll of the same wait (a slice's end, a
+        // wake-up that found nothing) reads the epoch again instead (`Signal::epoch_again`).
+        let epoch = match self.announced {
+            Some(SignalPtr(p)) if std::ptr::eq(p, signal) => signal.epoch_again(),
+            _ => {
+                self.withdraw();
+                let epoch = signal.prepare();
+                self.announced = Some(SignalPtr(signal));
+                epoch
+            }
+        };
         if let Attempt::Ready(r) = attempt() {
             self.done();
             return Poll::Ready(r.map_err(Blocked::Failed));

@@ -32,7 +32,9 @@
 //!
 //! A waiter killed while asleep leaves the count one too high, which costs later wakers a
 //! syscall, never a hang. Waits sleep in bounded slices and re-check liveness between them, so
-//! nobody sleeps forever on a peer that died. A peer that flips the kind bit can only cost
+//! nobody sleeps forever on a peer that died; a wait announces itself once, at its first sleep,
+//! and stays announced until it ends, each later slice reading the epoch again before its
+//! re-check ([`Signal::epoch_again`]): an idle waiter pays no barrier per slice. A peer that flips the kind bit can only cost
 //! wake-ups a slice of delay.
 
 use std::time::{Duration, Instant};
@@ -177,6 +179,20 @@ impl Signal {
             fence(Ordering::SeqCst);
         }
         epoch
+    }
+
+    /// The epoch to sleep on next, for a waiter still announced by a `prepare` of the same wait
+    /// (not yet withdrawn by `finish`): read, as `prepare` reads it, before the caller's
+    /// re-check. The announcement and its barrier stand: the barrier lies between the increment
+    /// and every later re-check, so the store-buffer argument of the module docs holds for each
+    /// of them, and a wake-up after such a re-check bumps the epoch past this value (or the
+    /// epoch load synchronises with that bump, and the re-check sees the change). A wait that
+    /// sleeps slice after slice so announces itself once, not once a slice: for an asymmetric
+    /// signal each announcement is a `membarrier` call, which on a virtual machine interrupts
+    /// every CPU that runs a registered process.
+    pub(crate) fn epoch_again(&self) -> u32 {
+        // ORDERING: Acquire, pairs with the Release increment in `wake`, as in `prepare`.
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Withdraws a waiter announced by `prepare`.
@@ -350,10 +366,13 @@ pub(crate) fn block_on<R, E>(
             }
         }
     }
-    loop {
+    // Announced once for the whole wait and withdrawn when it ends: each later slice reads the
+    // epoch again before its re-check (`Signal::epoch_again`) instead of announcing anew.
+    let mut announced = false;
+    let r = loop {
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            return match attempt() {
+            break match attempt() {
                 Attempt::Ready(r) => r.map_err(Blocked::Failed),
                 Attempt::Pending => Err(Blocked::Timeout),
             };
@@ -362,18 +381,27 @@ pub(crate) fn block_on<R, E>(
             Some(d) => d.min(now + SLICE),
             None => now + SLICE,
         };
-        let epoch = signal.prepare();
+        let epoch = if announced {
+            signal.epoch_again()
+        } else {
+            announced = true;
+            signal.prepare()
+        };
         if let Attempt::Ready(r) = attempt() {
-            signal.finish();
-            return r.map_err(Blocked::Failed);
+            break r.map_err(Blocked::Failed);
         }
         let woke = signal.sleep(epoch, slice_end);
-        signal.finish();
         if let Attempt::Ready(r) = attempt() {
-            return r.map_err(Blocked::Failed);
+            break r.map_err(Blocked::Failed);
         }
         if woke == WaitResult::TimedOut {
-            check().map_err(Blocked::Failed)?;
+            if let Err(e) = check() {
+                break Err(Blocked::Failed(e));
+            }
         }
+    };
+    if announced {
+        signal.finish();
     }
+    r
 }

@@ -148,45 +148,54 @@ pub fn wait(objects: &mut [&mut dyn Waitable], timeout: Option<Duration>) -> Vec
     let ready = |objects: &mut [&mut dyn Waitable]| -> Vec<usize> {
         (0..objects.len()).filter(|&i| objects[i].ready()).collect()
     };
-    loop {
+    // Announced on every object's signal once for the whole wait and withdrawn when it ends: a
+    // later slice reads each epoch again before its look (`Signal::epoch_again`), as a blocking
+    // receive does. (Each object's signal is the same object every time it is asked.)
+    let mut announced = false;
+    let r = loop {
         let r = ready(objects);
         if !r.is_empty() {
-            return r;
+            break r;
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            return Vec::new();
+            break Vec::new();
         }
         let slice_end = deadline.map_or(now + SLICE, |d| d.min(now + SLICE));
+        let again = std::mem::replace(&mut announced, true);
         let epochs: Vec<Option<u32>> = objects
             .iter()
-            .map(|o| o.signal().map(Signal::prepare))
+            .map(|o| {
+                o.signal()
+                    .map(|s| if again { s.epoch_again() } else { s.prepare() })
+            })
             .collect();
         let r = ready(objects);
-        if r.is_empty() {
-            let words: Vec<(&AtomicU32, u32)> = objects
-                .iter()
-                .zip(&epochs)
-                .filter_map(|(o, e)| Some((o.signal()?.epoch_word(), (*e)?)))
-                .collect();
-            let fds: Vec<BorrowedFd<'_>> = objects.iter().filter_map(|o| o.fd()).collect();
-            sleep_any(&words, &fds, slice_end);
-        }
-        for (o, e) in objects.iter().zip(&epochs) {
-            if let (Some(s), Some(_)) = (o.signal(), e) {
-                s.finish();
-            }
-        }
         if !r.is_empty() {
-            return r;
+            break r;
         }
+        let words: Vec<(&AtomicU32, u32)> = objects
+            .iter()
+            .zip(&epochs)
+            .filter_map(|(o, e)| Some((o.signal()?.epoch_word(), (*e)?)))
+            .collect();
+        let fds: Vec<BorrowedFd<'_>> = objects.iter().filter_map(|o| o.fd()).collect();
+        sleep_any(&words, &fds, slice_end);
         if Instant::now() >= slice_end {
             let gone: Vec<usize> = (0..objects.len()).filter(|&i| objects[i].gone()).collect();
             if !gone.is_empty() {
-                return gone;
+                break gone;
+            }
+        }
+    };
+    if announced {
+        for o in objects.iter() {
+            if let Some(s) = o.signal() {
+                s.finish();
             }
         }
     }
+    r
 }
 
 /// The async form of [`wait`]: a future that resolves to the indices of the ready objects
@@ -272,7 +281,7 @@ impl<W: Waitable + ?Sized> WaitFuture<'_, '_, W> {
             .collect()
     }
 
-    /// Withdraws the announcements of the previous poll.
+    /// Withdraws the announcements of this wait.
     fn withdraw(&mut self) {
         if std::mem::take(&mut self.announced) {
             for o in self.objects.iter() {
@@ -303,7 +312,6 @@ impl<W: Waitable + ?Sized> Future for WaitFuture<'_, '_, W> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Vec<usize>> {
         let this = self.get_mut();
-        this.withdraw();
         let r = this.ready();
         if !r.is_empty() {
             return this.done(r);
@@ -335,12 +343,16 @@ impl<W: Waitable + ?Sized> Future for WaitFuture<'_, '_, W> {
         if this.deadline.is_some_and(|d| now >= d) {
             return this.done(Vec::new());
         }
+        // Announced once per wait, as in `wait`: a later poll reads each epoch again.
+        let again = std::mem::replace(&mut this.announced, true);
         let epochs: Vec<Option<u32>> = this
             .objects
             .iter()
-            .map(|o| o.signal().map(Signal::prepare))
+            .map(|o| {
+                o.signal()
+                    .map(|s| if again { s.epoch_again() } else { s.prepare() })
+            })
             .collect();
-        this.announced = true;
         let r = this.ready();
         if !r.is_empty() {
             return this.done(r);

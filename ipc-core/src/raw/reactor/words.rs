@@ -23,7 +23,11 @@
 //! oldest sliced registration is woken (to check its peers' liveness) and the timer restarts.
 //! One task per word and slice is enough to notice a dead peer, since whatever it does about
 //! it (a takeover, a break) changes the word and so wakes all the others; and an idle process
-//! whose thousand tasks await one word then wakes once per slice, not a thousand times.
+//! whose thousand tasks await one word then wakes once per slice, not a thousand times. The
+//! slice timers of different words fall on one grid of half a slice, common to the process (a
+//! timer fires at the first grid point a whole slice after it starts, so a slice lasts one to
+//! one and a half slices): an idle process that awaits many words wakes at most twice per
+//! slice, not once per word.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicPtr;
@@ -457,7 +461,7 @@ impl Table {
     /// Makes sure the entry of `key` has a slice timer no longer than `slice`; returns when it
     /// fires if that is new or sooner than before.
     fn share_slice(&mut self, key: Key, slice: Duration) -> Option<Instant> {
-        let due = Instant::now() + slice;
+        let due = on_grid(Instant::now() + slice, slice / 2);
         let timer = self.fresh_id();
         let entry = self.entries.get_mut(&key)?;
         entry.slice = Some(entry.slice.map_or(slice, |s| s.min(slice)));
@@ -564,6 +568,27 @@ impl Table {
                 }
             }
         }
+    }
+}
+
+/// The first point of a grid of `step`, common to the whole process, at or after `at` (`at`
+/// itself for a zero step): the slice timers of different words started within one step of
+/// each other fire together.
+fn on_grid(at: Instant, step: Duration) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let step_ns = step.as_nanos();
+    if step_ns == 0 {
+        return at;
+    }
+    let steps = at
+        .saturating_duration_since(origin)
+        .as_nanos()
+        .div_ceil(step_ns);
+    // At most `at + step`, so within `Instant`'s range wherever `at` is.
+    match u64::try_from(steps.saturating_mul(step_ns)) {
+        Ok(ns) => origin + Duration::from_nanos(ns),
+        Err(_) => at,
     }
 }
 

@@ -117,12 +117,19 @@ pub const PAIRS: &[Pair] = &[
         limit: "limit.duplex_rtt",
         what: "Connection round trip of a u64, busy",
         target: Some(Target::AtMost(1.3)),
-        floor: Some("limit.chunk_rtt"),
+        floor: Some("limit.chunk_claimed_rtt"),
     },
     Pair {
         ours: "limit.chunk_rtt",
         limit: "limit.duplex_rtt",
         what: "the bare chunk protocol of a Connection against the bare two-line round trip",
+        target: None,
+        floor: None,
+    },
+    Pair {
+        ours: "limit.chunk_claimed_rtt",
+        limit: "limit.chunk_rtt",
+        what: "the chunk protocol with the end claims, positions and sleeper looks a Connection whose ends may be shared must add, against the bare chunk protocol",
         target: None,
         floor: None,
     },
@@ -377,7 +384,7 @@ impl Pair {
     ///     .unwrap();
     /// assert_eq!(s.ratio.median, 1.5);
     /// let floor = s.floor.unwrap();
-    /// assert_eq!(floor.name, "limit.chunk_rtt");
+    /// assert_eq!(floor.name, "limit.chunk_claimed_rtt");
     /// assert_eq!((floor.of_limit.min, floor.of_limit.max), (1.0, 1.2));
     /// assert_eq!((floor.ours_of_floor.min, floor.ours_of_floor.max), (1.25, 1.5));
     /// ```

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::AtomicU64;
 
-pub use core::sync::atomic::{Ordering, fence};
+pub use core::sync::atomic::{Ordering, compiler_fence, fence};
 
 /// A `u64` that two processes share, accessed only atomically: `AtomicU64` with the layout of
 /// a `u64` (`#[repr(transparent)]`), so it can be placed on zeroed shared memory.

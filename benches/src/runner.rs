@@ -354,7 +354,7 @@ mod tests {
     fn a_floor_takes_its_turn_in_every_round() {
         let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
         let (ours, limit) = pipe_and_duplex();
-        let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
+        let floor = Scenario::new("limit.chunk_claimed_rtt", Unit::Ns, |_| {
             Ok(Quantity::Seconds(120e-9).into())
         });
         let mut names = Vec::new();
@@ -365,7 +365,7 @@ mod tests {
         });
         assert_eq!(names.len(), 4, "progress reports ours once a round");
         let f = summary.unwrap().floor.unwrap();
-        assert_eq!(f.name, "limit.chunk_rtt");
+        assert_eq!(f.name, "limit.chunk_claimed_rtt");
         assert!((f.median - 120.0).abs() < 1e-9);
         assert!((f.of_limit.median - 1.2).abs() < 1e-9);
         assert!((f.ours_of_floor.median - 1.25).abs() < 1e-9);
@@ -375,7 +375,7 @@ mod tests {
     fn a_floor_that_fails_leaves_the_pair_without_it() {
         let pair = crate::pairs::pair_of("ours.pipe_rtt").unwrap();
         let (ours, limit) = pipe_and_duplex();
-        let floor = Scenario::new("limit.chunk_rtt", Unit::Ns, |_| {
+        let floor = Scenario::new("limit.chunk_claimed_rtt", Unit::Ns, |_| {
             anyhow::bail!("a chunk header 0x0")
         });
         let cfg = Config { quick: true };
@@ -403,10 +403,13 @@ mod tests {
         };
         let with = plan(pick(&[
             "limit.duplex_rtt",
-            "limit.chunk_rtt",
+            "limit.chunk_claimed_rtt",
             "ours.pipe_rtt",
         ]));
-        assert_eq!(floor_of(&with), Some(Some("limit.chunk_rtt".to_owned())));
+        assert_eq!(
+            floor_of(&with),
+            Some(Some("limit.chunk_claimed_rtt".to_owned()))
+        );
         let without = plan(pick(&["limit.duplex_rtt", "ours.pipe_rtt"]));
         assert_eq!(floor_of(&without), Some(None));
     }

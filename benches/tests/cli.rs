@@ -41,6 +41,7 @@ const RUST_SCENARIOS: &[(&str, &str)] = &[
     ("limit.pingpong_rtt", "ns"),
     ("limit.duplex_rtt", "ns"),
     ("limit.chunk_rtt", "ns"),
+    ("limit.chunk_claimed_rtt", "ns"),
     ("limit.spsc_u64", "msgs/s"),
     ("limit.mpmc_u64", "msgs/s"),
     ("limit.mpmc_claimed_u64", "msgs/s"),

@@ -17,8 +17,13 @@
 //! stored last; a length word; the payload word), after which the sender zeroes the next
 //! chunk's tag word; each side keeps its positions in its own memory and spins on the tag. No
 //! end claims, no checks of the positions or the header, no wake-up: the floor of
-//! `ours.pipe_rtt`'s layout, paired with both (`ipc-bench` shows what the layout costs over two
-//! lines, and what the rest of `Connection` costs over the layout).
+//! `ours.pipe_rtt`'s layout, paired with the bare two-line round trip (what the layout costs
+//! over two lines). `limit.chunk_claimed_rtt` adds what a `Connection` whose ends may be shared
+//! and whose peers may sleep must do per message, as `Connection` does it: an end claim per send
+//! and per receive (a CAS recording the claimer, freed by a Release store), the shared tail and
+//! head stored under them, and the looks for sleepers (a compiler fence and a load each, the
+//! light side of an asymmetric signal). Paired with the bare chunks (what those cost across two
+//! processes) and the floor of `ours.pipe_rtt` (what the rest of `Connection` costs over them).
 //!
 //! Two SPSC rings, so that each of our paths is compared with the limit of its own kind:
 //! `limit.spsc_u64` publishes its index after every message (what one `push` per message must
@@ -56,7 +61,7 @@ use crate::harness::{
     Echo, Peer, Recv, RoundTrip, Sink, Source, deadline, round_trips, spin_until, stream, timed,
 };
 use crate::message::{Inbox, MIB, Outbox};
-use crate::primitive::{Ordering, SharedU64};
+use crate::primitive::{Ordering, SharedU64, compiler_fence};
 use crate::scenario::{Config, Quantity, Repeat, Scenario, Unit};
 use crate::shm::{LINE, SharedBlock};
 use ipc_core::raw::futex::Futex;
@@ -66,7 +71,8 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario::new("limit.pingpong_rtt", Unit::Ns, pingpong_rtt),
         Scenario::new("limit.duplex_rtt", Unit::Ns, duplex_rtt),
-        Scenario::new("limit.chunk_rtt", Unit::Ns, chunk_rtt),
+        Scenario::new("limit.chunk_rtt", Unit::Ns, |cfg| chunk_rtt(cfg, false)),
+        Scenario::new("limit.chunk_claimed_rtt", Unit::Ns, |cfg| chunk_rtt(cfg, true)),
         Scenario::new("limit.spsc_u64", Unit::MsgsPerSec, |cfg| spsc(cfg, 1)),
         Scenario::new("limit.spsc_u64_batch", Unit::MsgsPerSec, |cfg| {
             spsc(cfg, BATCH)
@@ -178,9 +184,72 @@ fn duplex_rtt(cfg: &Config) -> Repeat {
     .into())
 }
 
-/// `limit.chunk_rtt`: a `u64` each way over two rings of `Connection`'s chunks (see the module
-/// docs). Both busy-spin.
-fn chunk_rtt(cfg: &Config) -> Repeat {
+/// The words a direction of `limit.chunk_claimed_rtt` adds to its ring, each on a line of its
+/// own as in `Connection`'s direction state: the receive position, the send position, the two
+/// sleeper counts a send and a receive check (receivers waiting for a chunk, senders waiting
+/// for room), and the two end claims, each with the sleeper count of its waiters on its line.
+struct Control<'a> {
+    head: &'a SharedU64,
+    tail: &'a SharedU64,
+    items: &'a SharedU64,
+    space: &'a SharedU64,
+    send: &'a SharedU64,
+    send_free: &'a SharedU64,
+    recv: &'a SharedU64,
+    recv_free: &'a SharedU64,
+}
+
+impl<'a> Control<'a> {
+    /// Bytes of one direction's words.
+    const BYTES: usize = 6 * LINE;
+
+    fn at(block: &'a SharedBlock, offset: usize) -> anyhow::Result<Self> {
+        let line = |i: usize, word: usize| block.u64_at(offset + i * LINE + 8 * word);
+        Ok(Self {
+            head: line(0, 0)?,
+            tail: line(1, 0)?,
+            items: line(2, 0)?,
+            space: line(3, 0)?,
+            send: line(4, 0)?,
+            send_free: line(4, 1)?,
+            recv: line(5, 0)?,
+            recv_free: line(5, 1)?,
+        })
+    }
+
+    /// Takes an end for `me`: a CAS from free, as `Connection`'s claim of an end (nobody else
+    /// holds it here, so it succeeds at once).
+    fn claim(word: &SharedU64, me: u64) -> anyhow::Result<()> {
+        // ORDERING: AcqRel on success, as `Connection`'s claim; Relaxed on failure (an error).
+        let r = word.compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed);
+        ensure!(r.is_ok(), "an end claimed by {:#x}", r.unwrap_or_else(|v| v));
+        Ok(())
+    }
+
+    /// Frees an end as `Connection` does: a check that `me` holds it, a Release store, then a
+    /// look for sleepers (`free`) behind a compiler fence (the asymmetric signal's light side).
+    fn release(word: &SharedU64, free: &SharedU64, me: u64) -> anyhow::Result<()> {
+        // ORDERING: Relaxed, our own claim's word.
+        ensure!(word.load(Ordering::Relaxed) == me, "an end taken from us");
+        // ORDERING: Release, pairs with the next claimer's Acquire.
+        word.store(0, Ordering::Release);
+        Self::look(free)
+    }
+
+    /// The look for sleepers after a change: a compiler fence and a load (asymmetric signal;
+    /// nobody sleeps here, so it never wakes anyone).
+    fn look(waiters: &SharedU64) -> anyhow::Result<()> {
+        compiler_fence(Ordering::SeqCst);
+        // ORDERING: Relaxed, ordered after the change by the fence above (the heavy side,
+        // a sleeper's membarrier, never runs here).
+        ensure!(waiters.load(Ordering::Relaxed) == 0, "a sleeper in a busy round trip");
+        Ok(())
+    }
+}
+
+/// `limit.chunk_rtt` (`claimed` false) and `limit.chunk_claimed_rtt` (true): a `u64` each way
+/// over two rings of `Connection`'s chunks (see the module docs). Both busy-spin.
+fn chunk_rtt(cfg: &Config, claimed: bool) -> Repeat {
     /// Bytes of each direction's ring (`Connection`'s default).
     const RING: usize = MIB;
     /// Bytes of a chunk carrying one `u64`: tag, length word, payload.
@@ -189,19 +258,27 @@ fn chunk_rtt(cfg: &Config) -> Repeat {
     /// first-chunk flag with the message's total (as `Connection` writes it).
     const HEADER: u64 = 8 | (((1 << 31) | 8) << 32);
     const STOP: u64 = u64::MAX;
-    /// One side: the ring it writes, the ring it reads, its two positions (in bytes).
+    /// One side: the ring it writes, the ring it reads, its two positions (in bytes), and for
+    /// the claimed protocol the words of both directions and its claimer identity.
     struct Chunks<'a> {
         out: &'a [SharedU64],
         inp: &'a [SharedU64],
         tail: u64,
         head: u64,
+        ctl: Option<(Control<'a>, Control<'a>, u64)>,
     }
     impl Chunks<'_> {
         /// The word of `ring` at byte position `pos` (a multiple of 8).
         fn word(ring: &[SharedU64], pos: u64) -> &SharedU64 {
             &ring[(pos / 8) as usize % ring.len()]
         }
-        fn send(&mut self, v: u64) {
+        fn send(&mut self, v: u64) -> anyhow::Result<()> {
+            if let Some((out, _, me)) = &self.ctl {
+                Control::claim(out.send, *me)?;
+                // ORDERING: Acquire, as `Connection` loads the tail under its claim.
+                let tail = out.tail.load(Ordering::Acquire);
+                ensure!(tail == self.tail, "the tail at {tail}, expected {}", self.tail);
+            }
             let t = self.tail;
             // ORDERING: Relaxed (the payload, the length word and the next chunk's zeroed tag
             // word), published by the Release tag store below.
@@ -213,8 +290,21 @@ fn chunk_rtt(cfg: &Config) -> Repeat {
             // ORDERING: Release, pairs with the reader's Acquire tag load.
             Self::word(self.out, t).store(t + 1, Ordering::Release);
             self.tail = t + CHUNK;
+            if let Some((out, _, me)) = &self.ctl {
+                // ORDERING: Release, as `Connection`'s tail store.
+                out.tail.store(self.tail, Ordering::Release);
+                Control::look(out.items)?;
+                Control::release(out.send, out.send_free, *me)?;
+            }
+            Ok(())
         }
         fn recv(&mut self, what: &str) -> anyhow::Result<u64> {
+            if let Some((_, inp, me)) = &self.ctl {
+                Control::claim(inp.recv, *me)?;
+                // ORDERING: Acquire, as `Connection` loads the head under its claim.
+                let head = inp.head.load(Ordering::Acquire);
+                ensure!(head == self.head, "the head at {head}, expected {}", self.head);
+            }
             let h = self.head;
             let tag = Self::word(self.inp, h);
             // ORDERING: Acquire, pairs with the writer's Release tag store: the length word and
@@ -226,19 +316,25 @@ fn chunk_rtt(cfg: &Config) -> Repeat {
             let v = Self::word(self.inp, h + 16).load(Ordering::Relaxed);
             ensure!(header == HEADER, "a chunk header {header:#x}");
             self.head = h + CHUNK;
+            if let Some((_, inp, me)) = &self.ctl {
+                // ORDERING: Release, as `Connection`'s head store: our reads of the chunk
+                // happen before its sender reuses the bytes.
+                inp.head.store(self.head, Ordering::Release);
+                Control::look(inp.space)?;
+                Control::release(inp.recv, inp.recv_free, *me)?;
+            }
             Ok(v)
         }
     }
     impl RoundTrip for Chunks<'_> {
         fn round(&mut self, i: u64, _: bool) -> anyhow::Result<()> {
-            self.send(i);
+            self.send(i)?;
             let reply = self.recv("the reply")?;
             ensure!(reply == i + 1, "got {reply}, expected {}", i + 1);
             Ok(())
         }
         fn stop(&mut self, _: u64) -> anyhow::Result<()> {
-            self.send(STOP);
-            Ok(())
+            self.send(STOP)
         }
     }
     impl Echo for Chunks<'_> {
@@ -247,24 +343,39 @@ fn chunk_rtt(cfg: &Config) -> Repeat {
                 STOP => Ok(false),
                 v => {
                     ensure!(v == i, "got {v}, expected {i}");
-                    self.send(v + 1);
+                    self.send(v + 1)?;
                     Ok(true)
                 }
             }
         }
     }
-    let block = SharedBlock::new(2 * RING)?;
+    let block = SharedBlock::new(2 * RING + 2 * Control::BYTES)?;
     let (d0, d1) = (
         block.u64_slice_at(0, RING / 8)?,
         block.u64_slice_at(RING, RING / 8)?,
     );
-    let side = |out, inp| Chunks {
-        out,
-        inp,
-        tail: 0,
-        head: 0,
+    let block = &block;
+    let side = move |out, inp, dirs: Option<(usize, usize)>| -> anyhow::Result<Chunks<'_>> {
+        let ctl = match dirs {
+            Some((o, i)) => Some((
+                Control::at(block, 2 * RING + o * Control::BYTES)?,
+                Control::at(block, 2 * RING + i * Control::BYTES)?,
+                // A claimer identity as `Connection` records one: non-zero, per process.
+                (u64::from(std::process::id()) << 32) | 1,
+            )),
+            None => None,
+        };
+        Ok(Chunks {
+            out,
+            inp,
+            tail: 0,
+            head: 0,
+            ctl,
+        })
     };
-    Ok(round_trips(Peer::Process, cfg.budget(), &mut side(d0, d1), || Ok(side(d1, d0)))?.into())
+    let dirs = |o, i| claimed.then_some((o, i));
+    let mut parent = side(d0, d1, dirs(0, 1))?;
+    Ok(round_trips(Peer::Process, cfg.budget(), &mut parent, || side(d1, d0, dirs(1, 0)))?.into())
 }
 
 /// `limit.futex_relay_rtt` (see the module docs): request `i` is the value `i + 1` in the

@@ -334,8 +334,9 @@ fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     // `_exit`); ManuallyDrop keeps this temporary wrapper from closing it.
     let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut stream = std::mem::ManuallyDrop::new(stream);
-    // ORDERING: Relaxed: see `defer_ready`; the swap lets exactly one report carry the `READY`.
-    if READY_PENDING.swap(false, Ordering::Relaxed) {
+    // ORDERING: Relaxed (both): see `defer_ready`; the swap lets exactly one report carry the
+    // `READY`. The load first: a forked child (never pending) writes no page it need not.
+    if READY_PENDING.load(Ordering::Relaxed) && READY_PENDING.swap(false, Ordering::Relaxed) {
         // A parent gone before this child was ready: nobody waits for its work (as when the
         // `READY` went out on its own and failed).
         if write_frames(&mut *stream, &[(tag::READY, &[]), (tag, payload)]).is_err() {

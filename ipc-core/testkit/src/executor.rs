@@ -103,6 +103,50 @@ pub async fn counting_pending<F: Future>(fut: F, pending: &AtomicU32) -> F::Outp
     .await
 }
 
+/// Awaits `fut`, adding one to `polls` at every poll: the measure of an idle test (a task
+/// polled without news is busy polling).
+pub async fn counting_polls<F: Future>(fut: F, polls: &AtomicU32) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        // ORDERING: Relaxed, a counter the test thread reads; it publishes nothing.
+        polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The slice of the workspace's waits: an awaited word's slice timer wakes one of its tasks
+/// once per slice (or up to half a slice later) to check its peers.
+const SLICE: Duration = Duration::from_millis(20);
+
+/// Checks a window of `wall` in which a process's awaiting tasks had no news: they were polled
+/// `polls` times, awaiting `words` distinct words, and the process used `cpu` of CPU time.
+///
+/// Each awaited word's slice timer wakes one task per slice, so an idle process polls its tasks
+/// about `words` times a slice, however many tasks await each word; twice that, plus two
+/// slices, is allowed (a wake-up that races a slice's end). A task polled more often is busy
+/// polling, on any machine, loaded or not. The CPU time is checked too, against half a CPU, for
+/// a thread that spins without polling any task (a spinning thread uses about a whole CPU; the
+/// idle work itself a few percent of one, more on a loaded machine, which the bound leaves
+/// room for: the poll count is the precise measure).
+pub fn assert_idle(what: &str, polls: u32, words: u32, cpu: Duration, wall: Duration) {
+    let slices = (wall.as_nanos() / SLICE.as_nanos()) as u32;
+    let allowed = 2 * words * (slices + 2);
+    let ratio = cpu.as_secs_f64() / wall.as_secs_f64();
+    eprintln!(
+        "{what}: {polls} polls in {wall:?} ({allowed} allowed for {words} words), \
+         {cpu:?} of CPU ({ratio:.4})"
+    );
+    assert!(
+        polls <= allowed,
+        "busy polling: {polls} polls of the idle tasks in {wall:?} ({allowed} allowed)"
+    );
+    assert!(
+        ratio < 0.5,
+        "busy waiting: {cpu:?} of CPU in {wall:?} while the tasks were idle"
+    );
+}
+
 /// Waits (at most `limit`) until `counter` reaches `n`.
 pub fn wait_for_count(limit: Duration, counter: &AtomicU32, n: u32) {
     let end = Instant::now() + limit;

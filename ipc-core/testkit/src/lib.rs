@@ -32,8 +32,8 @@ pub mod wait;
 
 pub use command::{example_bin, have_command, have_python, output_within};
 pub use executor::{
-    block_on, counting_pending, cpu_time, on_every_executor, on_one_thread_executors,
-    pending_after_one_poll, poll_once, runtime, wait_for_count,
+    assert_idle, block_on, counting_pending, counting_polls, cpu_time, on_every_executor,
+    on_one_thread_executors, pending_after_one_poll, poll_once, runtime, wait_for_count,
 };
 pub use fds::{exhaust_descriptors, raise_fd_limit};
 pub use leftovers::{

@@ -1,20 +1,20 @@
 //! The async forms' side of `signal.rs`: [`signal::block_on`](crate::signal::block_on) as a poll
 //! step, for the `*_async` methods and the streams.
 //!
-//! [`SignalWait::poll`] runs the steps of `block_on` and returns `Pending` where `block_on`
-//! sleeps, after registering the task's waker with `ipc_core::raw::reactor` on the signal's
-//! epoch word (the protocol, and why no wake-up is lost, are in that module's docs): it
-//! attempts; spins on its first poll for the handle's spin time, as `block_on` does; announces
-//! itself on the signal (`prepare`, so that wakers pay the wake system call), attempts again,
-//! and registers the epoch it read before that last attempt. It stays announced until the wait
-//! ends (ready, failed or timed out) or the future is dropped, either of which withdraws it
-//! (`finish`): a future dropped while pending leaves no waiter count raised. A later poll of
-//! the same wait on the same signal reads the epoch again before its attempt instead of
-//! announcing itself anew (`Signal::epoch_again`: the first announcement's barrier covers every
-//! later attempt), so an idle await pays no `membarrier` per slice. A signal's `notify` wakes every waiter, so a dropped waiter consumes no
-//! wake-up another one needed. Once per slice without news (the word's slice timer, shared by
-//! every task that awaits it) the `check` runs, as after a slice of `block_on`: a dead peer
-//! ends the await with `Disconnected` exactly as it ends a blocking call.
+//! [`SignalWait::poll`] runs the steps of `block_on` and returns `Pending` where `block_on` sleeps,
+//! after registering the task's waker with `ipc_core::raw::reactor` on the signal's epoch word (the
+//! protocol, and why no wake-up is lost, are in that module's docs): it attempts; spins on its
+//! first poll for the handle's spin time, as `block_on` does; announces itself on the signal
+//! (`prepare`, so that wakers pay the wake system call), attempts again, and registers the epoch it
+//! read before that last attempt. It stays announced until the wait ends (ready, failed or timed
+//! out) or the future is dropped, either of which withdraws it (`finish`): a future dropped while
+//! pending leaves no waiter count raised. A later poll of the same wait on the same signal reads
+//! the epoch again before its attempt instead of announcing itself anew (`Signal::epoch_again`: the
+//! first announcement's barrier covers every later attempt), so an idle await pays no `membarrier`
+//! per slice. A signal's `notify` wakes every waiter, so a dropped waiter consumes no wake-up
+//! another one needed. Once per slice without news (the word's slice timer, shared by every task
+//! that awaits it) the `check` runs, as after a slice of `block_on`: a dead peer ends the await
+//! with `Disconnected` exactly as it ends a blocking call.
 
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};

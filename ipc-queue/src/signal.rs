@@ -30,12 +30,12 @@
 //! SeqCst fences) against a futex model that really blocks, so a lost wake-up is a deadlock loom
 //! reports.
 //!
-//! A waiter killed while asleep leaves the count one too high, which costs later wakers a
-//! syscall, never a hang. Waits sleep in bounded slices and re-check liveness between them, so
-//! nobody sleeps forever on a peer that died; a wait announces itself once, at its first sleep,
-//! and stays announced until it ends, each later slice reading the epoch again before its
-//! re-check ([`Signal::epoch_again`]): an idle waiter pays no barrier per slice. A peer that flips the kind bit can only cost
-//! wake-ups a slice of delay.
+//! A waiter killed while asleep leaves the count one too high, which costs later wakers a syscall,
+//! never a hang. Waits sleep in bounded slices and re-check liveness between them, so nobody sleeps
+//! forever on a peer that died; a wait announces itself once, at its first sleep, and stays
+//! announced until it ends, each later slice reading the epoch again before its re-check
+//! ([`Signal::epoch_again`]): an idle waiter pays no barrier per slice. A peer that flips the kind
+//! bit can only cost wake-ups a slice of delay.
 
 use std::time::{Duration, Instant};
 

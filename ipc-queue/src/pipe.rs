@@ -959,7 +959,7 @@ impl Tx {
     /// # Safety
     /// The caller holds the send claim, and `chunk_bytes(payload.len()) + TAG_BYTES` bytes from
     /// `tail` are free (not published, not being read); `tail` is a multiple of 8.
-    #[inline]
+    #[inline(always)]
     unsafe fn publish_chunk(&self, tail: u64, payload: &[u8], first: Option<usize>) -> u64 {
         let dir = self.dir;
         let next = tail + chunk_bytes(payload.len()) as u64;
@@ -1045,9 +1045,7 @@ impl Tx {
     /// the send claim. `*sent == 0`: nothing of the message is out yet (its first chunk carries
     /// `FIRST` and the total).
     fn write_some(&mut self, data: &[u8], sent: &mut usize) -> Result<Wrote, SendError> {
-        let dir = self.dir;
-        let st = dir.state();
-        let cap = dir.capacity;
+        let cap = self.dir.capacity;
         let mut tail = self.load_tail()?;
         if self.head_cache > tail || tail - self.head_cache > cap {
             self.refresh_head(tail)?;
@@ -1071,15 +1069,46 @@ impl Tx {
             // are free (no receiver reads them before the tag store), and `tail` is a multiple
             // of 8 (checked by `load_tail`, kept by `chunk_bytes`).
             tail = unsafe { self.publish_chunk(tail, &data[*sent..*sent + n], first) };
-            // ORDERING: Release, pairs with the Acquire tail load of the next sender (the
-            // claim's Release and Acquire order it too; this also covers a repair).
-            st.tail.store(tail, Ordering::Release);
-            st.items.notify();
+            self.publish_tail(tail);
             *sent += n;
             if *sent == data.len() {
                 return Ok(Wrote::Done);
             }
         }
+    }
+
+    /// Moves the shared tail to `tail`, past the chunks just published, and wakes receivers
+    /// if any announced itself.
+    #[inline]
+    fn publish_tail(&self, tail: u64) {
+        let st = self.dir.state();
+        // ORDERING: Release, pairs with the Acquire tail load of the next sender (the claim's
+        // Release and Acquire order it too; this also covers a repair).
+        st.tail.store(tail, Ordering::Release);
+        st.items.notify();
+    }
+
+    /// Publishes a message of at most [`BURST_PAYLOAD`] bytes as one chunk if the cached head
+    /// shows room for it (and the next tag word), which is all a small message needs while the
+    /// receiver keeps up: `Ok(false)` when it does not, and [`write_message`](Self::write_message)
+    /// takes the message (it reads the shared head and waits). The caller holds the send claim,
+    /// and the tail needs no repair.
+    #[inline]
+    fn write_small(&mut self, data: &[u8]) -> Result<bool, SendError> {
+        debug_assert!(data.len() <= BURST_PAYLOAD);
+        let tail = self.load_tail()?;
+        let want = (chunk_bytes(data.len()) + TAG_BYTES) as u64;
+        // `capacity >= MIN_CAPACITY > want`. A cached head above the tail makes the difference
+        // wrap to more than that, so the long path, which checks the shared head, takes it.
+        if tail.wrapping_sub(self.head_cache) > self.dir.capacity - want {
+            return Ok(false);
+        }
+        // SAFETY: we hold the send claim; the cached head is at or below the shared head, so
+        // at least `want = chunk_bytes(len) + 8` bytes from `tail` are free; `tail` is a multiple
+        // of 8 (checked by `load_tail`).
+        let next = unsafe { self.publish_chunk(tail, data, Some(data.len())) };
+        self.publish_tail(next);
+        Ok(true)
     }
 
     /// Writes one message as chunks; the caller holds the send claim. The deadline bounds only
@@ -1170,7 +1199,7 @@ impl Sink<'_> {
     /// small chunk's payload, as loaded) after the first `got`, as [`room`](Self::room) and a
     /// copy into it would, without a call to `memcpy` (see [`small_words`]). Each word is moved
     /// as it is: a load that spans two recent stores would wait for both to retire.
-    #[inline]
+    #[inline(always)]
     fn put_small(&mut self, got: usize, n: usize, lo: u64, hi: u64) {
         match self {
             Sink::Vec(v) => {
@@ -1402,14 +1431,7 @@ impl Rx {
             };
             let at = *head + CHUNK_HEADER as u64;
             if len <= BURST_PAYLOAD {
-                // ORDERING: Relaxed (both), ordered after the Acquire tag load of `published`.
-                let lo = dir.word(at).load(Ordering::Relaxed);
-                let hi = if len > 8 {
-                    // ORDERING: Relaxed, as above.
-                    dir.word(at + 8).load(Ordering::Relaxed)
-                } else {
-                    0
-                };
+                let (lo, hi) = self.small_payload(at, len);
                 sink.put_small(got, len, lo, hi);
             } else {
                 let room = sink.room(got, len);
@@ -1430,6 +1452,52 @@ impl Rx {
         }
     }
 
+    /// The payload of `len` (at most [`BURST_PAYLOAD`]) bytes at `at` of a chunk whose tag was
+    /// seen, as the two words that hold it (see [`small_words`]).
+    #[inline(always)]
+    fn small_payload(&self, at: u64, len: usize) -> (u64, u64) {
+        // ORDERING: Relaxed (both), ordered after the Acquire tag load of `published`.
+        let lo = self.dir.word(at).load(Ordering::Relaxed);
+        let hi = if len > 8 {
+            // ORDERING: Relaxed, as above.
+            self.dir.word(at + 8).load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        (lo, hi)
+    }
+
+    /// Reads a whole message of at most [`BURST_PAYLOAD`] bytes, one chunk, published at
+    /// `head` into `sink` (which has room for it), with one comparison of its header for every
+    /// check [`read_published`](Self::read_published) makes of it; `None` for anything else
+    /// (nothing published yet, a larger message, the rest of one, a buffer too small, a header
+    /// that fails the checks), which `read_published` then takes. The caller holds the receive
+    /// claim and is not in the middle of a message.
+    #[inline]
+    fn read_small(&mut self, head: &mut u64, sink: &mut Sink<'_>) -> Option<usize> {
+        if !self.published(*head) {
+            return None;
+        }
+        let dir = self.dir;
+        // ORDERING: Relaxed, ordered after the Acquire tag load of `published`.
+        let header = dir.word(*head + TAG_BYTES as u64).load(Ordering::Relaxed);
+        let len = (header as u32) as usize;
+        // A first chunk whose total is its own length, at most `BURST_PAYLOAD` (far below
+        // `max_chunk` and `MAX_MESSAGE`).
+        if len > BURST_PAYLOAD || header != chunk_header(len, Some(len)) {
+            return None;
+        }
+        if let Sink::Slice(buf) = sink {
+            if len > buf.len() {
+                return None;
+            }
+        }
+        let (lo, hi) = self.small_payload(*head + CHUNK_HEADER as u64, len);
+        sink.put_small(0, len, lo, hi);
+        self.advance(head, len);
+        Some(len)
+    }
+
     /// Reads one whole message into `sink`, continuing `current` (see
     /// [`read_published`](Self::read_published)); the caller holds the receive claim. Returns
     /// its length; after an error, `current` is what was read of a message left unfinished.
@@ -1442,6 +1510,11 @@ impl Rx {
     ) -> Result<usize, RecvError> {
         let mut head = self.load_head()?;
         loop {
+            if current.is_none() {
+                if let Some(len) = self.read_small(&mut head, sink) {
+                    return Ok(len);
+                }
+            }
             if let Some(total) = self.read_published(&mut head, current, sink)? {
                 return Ok(total);
             }
@@ -1673,8 +1746,17 @@ impl Connection {
             ClaimWait::Timeout => SendError::Timeout,
             ClaimWait::Corrupted => SendError::Corrupted,
         })?;
-        let r = if orphaned { tx.repair_tail() } else { Ok(()) };
-        let r = r.and_then(|()| tx.write_message(data, spin, deadline));
+        let r = if orphaned {
+            tx.repair_tail()
+                .and_then(|()| tx.write_message(data, spin, deadline))
+        } else if data.len() <= BURST_PAYLOAD {
+            match tx.write_small(data) {
+                Ok(false) => tx.write_message(data, spin, deadline),
+                r => r.map(drop),
+            }
+        } else {
+            tx.write_message(data, spin, deadline)
+        };
         release_end(end, me);
         r
     }

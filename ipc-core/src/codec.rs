@@ -3,9 +3,10 @@
 //! Every crate of the workspace encodes through these two functions, so a value encoded by one
 //! process decodes in another built from the same source.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use serde::Serialize;
 use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
@@ -54,6 +55,25 @@ impl std::error::Error for DecodeError {
 thread_local! {
     /// The message of this thread's last [`de_error`]: postcard's custom errors carry none.
     static LAST_CUSTOM: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Whether `LAST_CUSTOM` may hold a message: read before it is cleared, so that a decode
+    /// that finds nothing to clear writes nothing (in a forked child, the first write to the
+    /// thread-local page is a copy-on-write fault).
+    static HAS_CUSTOM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Forgets the message of an earlier [`de_error`] on this thread, writing only if there is one.
+#[inline]
+fn clear_custom() {
+    if HAS_CUSTOM.with(Cell::get) {
+        HAS_CUSTOM.with(|h| h.set(false));
+        LAST_CUSTOM.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// Takes the message of the last [`de_error`] on this thread.
+fn take_custom() -> Option<String> {
+    HAS_CUSTOM.with(|h| h.set(false));
+    LAST_CUSTOM.with(|c| c.borrow_mut().take())
 }
 
 /// A deserialisation error that keeps its message through [`decode`]: use it where a
@@ -82,6 +102,7 @@ pub fn de_error<E: serde::de::Error>(msg: impl fmt::Display) -> E {
     let message = msg.to_string();
     let error = E::custom(&message);
     LAST_CUSTOM.with(|c| *c.borrow_mut() = Some(message));
+    HAS_CUSTOM.with(|h| h.set(true));
     error
 }
 
@@ -112,6 +133,102 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Resul
         buf.truncate(start);
         EncodeError(e)
     })
+}
+
+/// Encodes `value` into `small` while it fits there; when it does not, what was written moves to
+/// the end of `big` and the encoding goes on there (one pass: a value is serialised once, so a
+/// `Serialize` with side effects has them once). Returns the length written to `small`, or
+/// `None` when the encoding was appended to `big`. On failure `big` is as it was.
+///
+/// A forked child encodes its result so: into its stack, whose page it has written already,
+/// rather than into a heap page it would have to copy first.
+pub(crate) fn encode_spilling<T: Serialize + ?Sized>(
+    value: &T,
+    small: &mut [MaybeUninit<u8>],
+    big: &mut Vec<u8>,
+) -> Result<Option<usize>, EncodeError> {
+    let start = big.len();
+    let spill = Spill {
+        small,
+        len: 0,
+        big,
+        spilled: false,
+    };
+    match postcard::serialize_with_flavor(value, spill) {
+        Ok(len) => Ok(len),
+        Err(e) => {
+            big.truncate(start);
+            Err(EncodeError(e))
+        }
+    }
+}
+
+/// Postcard's output into a borrowed slice, then, once that is full, appended to a borrowed
+/// buffer (see [`encode_spilling`]).
+struct Spill<'a> {
+    small: &'a mut [MaybeUninit<u8>],
+    /// How many bytes of `small` are written (all initialised).
+    len: usize,
+    big: &'a mut Vec<u8>,
+    /// Whether the output has moved to `big`.
+    spilled: bool,
+}
+
+impl Spill<'_> {
+    /// Moves what `small` holds to `big`, where the rest of the output goes.
+    fn spill(&mut self) {
+        // SAFETY: the first `len` bytes of `small` were written by `try_push`/`try_extend`.
+        let written =
+            unsafe { std::slice::from_raw_parts(self.small.as_ptr().cast::<u8>(), self.len) };
+        self.big.extend_from_slice(written);
+        self.spilled = true;
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Spill<'_> {
+    type Output = Option<usize>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= SMALL_EXTEND {
+            // Byte by byte, as `Append` does (a copy of a length known only at run time is a
+            // call to `memcpy`, whose code a forked child would fault in).
+            for &b in data {
+                self.try_push(b)?;
+            }
+            return Ok(());
+        }
+        if !self.spilled {
+            if let Some(room) = self.small.get_mut(self.len..self.len + data.len()) {
+                for (to, &b) in room.iter_mut().zip(data) {
+                    to.write(b);
+                }
+                self.len += data.len();
+                return Ok(());
+            }
+            self.spill();
+        }
+        self.big.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if !self.spilled {
+            if let Some(to) = self.small.get_mut(self.len) {
+                to.write(data);
+                self.len += 1;
+                return Ok(());
+            }
+            self.spill();
+        }
+        self.big.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Option<usize>> {
+        Ok((!self.spilled).then_some(self.len))
+    }
 }
 
 /// Pieces of postcard's output up to this many bytes are appended byte by byte (see
@@ -157,7 +274,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// assert!(ipc_core::codec::decode::<String>(&[0xff, 0xff]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    LAST_CUSTOM.with(|c| c.borrow_mut().take());
+    clear_custom();
     postcard::from_bytes(bytes).map_err(decode_error)
 }
 
@@ -165,7 +282,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 fn decode_error(error: postcard::Error) -> DecodeError {
     DecodeError {
         message: match error {
-            postcard::Error::SerdeDeCustom => LAST_CUSTOM.with(|c| c.borrow_mut().take()),
+            postcard::Error::SerdeDeCustom => take_custom(),
             _ => None,
         },
         error,
@@ -205,7 +322,7 @@ pub fn decode_each<A: DeserializeOwned>(
         }
     }
 
-    LAST_CUSTOM.with(|c| c.borrow_mut().take());
+    clear_custom();
     let mut de = postcard::Deserializer::from_bytes(bytes);
     serde::Deserializer::deserialize_seq(&mut de, Each(each, PhantomData)).map_err(decode_error)
 }
@@ -294,7 +411,7 @@ pub fn map_each<A: DeserializeOwned, R: Serialize>(
         }
     }
 
-    LAST_CUSTOM.with(|c| c.borrow_mut().take());
+    clear_custom();
     let start = out.len();
     let mut failed = None;
     let visitor = Map {
@@ -311,4 +428,73 @@ pub fn map_each<A: DeserializeOwned, R: Serialize>(
             None => MapEachError::Decode(decode_error(e)),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Counts how many times it is serialised.
+    struct Counted<'a>(&'a Cell<u32>, Vec<u8>);
+
+    impl Serialize for Counted<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.set(self.0.get() + 1);
+            self.1.serialize(s)
+        }
+    }
+
+    #[test]
+    fn encode_spilling_fills_the_slice_then_moves_to_the_buffer_in_one_pass() {
+        for room in [0, 1, 16, 40] {
+            for len in 0..60 {
+                let value: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+                let expected = encode(&value).unwrap();
+                let times = Cell::new(0);
+                let mut small = vec![MaybeUninit::<u8>::uninit(); room];
+                let mut big = b"kept".to_vec();
+                let got = encode_spilling(&Counted(&times, value), &mut small, &mut big).unwrap();
+                assert_eq!(times.get(), 1, "serialised more than once");
+                match got {
+                    Some(n) => {
+                        assert!(
+                            expected.len() <= room,
+                            "{len} bytes did not spill from {room}"
+                        );
+                        assert_eq!(n, expected.len());
+                        // SAFETY: `encode_spilling` wrote the first `n` bytes.
+                        let written =
+                            unsafe { std::slice::from_raw_parts(small.as_ptr().cast::<u8>(), n) };
+                        assert_eq!(written, &expected[..]);
+                        assert_eq!(big, b"kept");
+                    }
+                    None => {
+                        assert!(expected.len() > room, "{len} bytes spilled from {room}");
+                        assert_eq!(&big[..4], b"kept");
+                        assert_eq!(&big[4..], &expected[..]);
+                    }
+                }
+            }
+        }
+    }
+
+    struct Fails;
+
+    impl Serialize for Fails {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeTuple};
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&[7u8; 30])?;
+            Err(S::Error::custom("no"))
+        }
+    }
+
+    #[test]
+    fn encode_spilling_leaves_the_buffer_as_it_was_on_failure() {
+        let mut small = [MaybeUninit::<u8>::uninit(); 8];
+        let mut big = b"kept".to_vec();
+        assert!(encode_spilling(&Fails, &mut small, &mut big).is_err());
+        assert_eq!(big, b"kept");
+    }
 }

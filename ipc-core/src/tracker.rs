@@ -373,6 +373,7 @@ pub(crate) fn run() -> ! {
 /// In a freshly forked child: closes the connection inherited from the parent without a word to
 /// its tracker, so that the parent's tracker still sees end-of-file when the parent dies, however
 /// long this child lives. The child starts its own tracker if it creates named segments.
+#[inline]
 pub(crate) fn forget_inherited() {
     // A parent thread that held it at the fork leaves it open here: the parent's tracker then
     // sees end-of-file once this child has ended too.

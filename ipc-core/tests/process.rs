@@ -73,8 +73,9 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn returns_results_of_every_size_with_each_method() {
-    // Around the frame a child assembles on its stack (256 bytes of payload), and far past
-    // what the channel's socket buffer holds while nobody reads it.
+    // Around the room a child encodes its result into on its stack (256 bytes: a `Vec<u8>` of
+    // 254 fills it with its length, one of 255 moves to the heap), and far past what the
+    // channel's socket buffer holds while nobody reads it.
     let sizes = [0, 200, 252, 253, 254, 255, 256, 257, 300, 70_000, 3 << 20];
     for method in METHODS {
         for len in sizes {

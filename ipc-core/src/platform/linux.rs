@@ -616,6 +616,11 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Gives the CPU to another runnable thread, if one waits for this CPU.
+pub(crate) fn yield_now() {
+    rustix::thread::sched_yield();
+}
+
 /// The parent process id (0 if the parent is outside this pid namespace).
 pub(crate) fn getppid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
@@ -873,6 +878,37 @@ pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, mut data: &[u8]) -> io::Re
         }
     }
     Ok(())
+}
+
+/// Sends all of `parts`, in order, on a socket with `MSG_NOSIGNAL`, retrying on `EINTR`: one
+/// `sendmsg` when the socket takes it all (a frame's head and payload go out without being
+/// copied together first).
+pub(crate) fn send_parts_nosignal(
+    sock: BorrowedFd<'_>,
+    mut parts: &mut [io::IoSlice<'_>],
+) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendFlags};
+    // Drops leading empty parts (a frame with no payload ends in one).
+    io::IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let mut control = SendAncillaryBuffer::default();
+        match rustix::net::sendmsg(sock, parts, &mut control, SendFlags::NOSIGNAL) {
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Closes `fd` with the system call itself, not through the C library: a forked child that
+/// calls no function of the C library it has not run since the fork takes no page fault on its
+/// code.
+pub(crate) fn close_now(fd: OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: `fd` is owned, so open and closed by nothing else; taking it out of its owner
+    // means it is closed exactly once, here.
+    unsafe { rustix::io::close(fd.into_raw_fd()) };
 }
 
 /// Receives up to `buf.len()` bytes from a socket without waiting (`MSG_DONTWAIT`, so the

@@ -7,8 +7,10 @@
 //! success, 1 panic or error).
 
 use std::cell::Cell;
+use std::io::IoSlice;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 
@@ -48,16 +50,14 @@ pub(super) mod tag {
 /// Frames up to this payload length are assembled on the stack (see [`write_frame`]).
 const SMALL_FRAME: usize = 256;
 
-/// Writes one frame (tag, little-endian u32 length, payload) in one write.
-///
-/// A small frame (a forked child's result, usually) is assembled on the stack: a child writes as
-/// few pages as it can, since each page it writes first is a copy-on-write fault.
+/// Writes one frame (tag, little-endian u32 length, payload) in one write. (A child's reports go
+/// out through `send_raw`, which copies nothing.)
 pub(super) fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
     write_frames(w, &[(tag, payload)])
 }
 
 /// Writes frames back to back in one write (one wake-up of the reader), assembled on the stack
-/// when they are small, as [`write_frame`] does.
+/// when they are small.
 pub(super) fn write_frames(w: &mut impl Write, frames: &[(u8, &[u8])]) -> io::Result<()> {
     let total: usize = frames.iter().map(|(_, p)| 5 + p.len()).sum();
     let mut small = [0u8; 10 + SMALL_FRAME];
@@ -127,8 +127,9 @@ pub(super) fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, &'s
 
 /// What running the target gave.
 pub(super) enum Outcome {
-    /// The result, encoded into the buffer the trampoline was given.
-    Returned,
+    /// The result, encoded into the first this many bytes of the slice the trampoline was
+    /// given, or (`None`) into the buffer, when it did not fit the slice.
+    Returned(Option<usize>),
     /// The argument bytes did not decode as `A`.
     ArgDecode(String),
     /// The result did not encode.
@@ -136,14 +137,19 @@ pub(super) enum Outcome {
 }
 
 /// A monomorphic entry point: decodes `A`, calls the `fn(A) -> R` at `func`, encodes `R` into
-/// the buffer it is given.
-pub(super) type Trampoline = fn(usize, &[u8], &mut Vec<u8>) -> Outcome;
+/// the slice it is given or, when it outgrows that, into the buffer (see
+/// [`codec::encode_spilling`]).
+pub(super) type Trampoline = fn(usize, &[u8], &mut [MaybeUninit<u8>], &mut Vec<u8>) -> Outcome;
+
+/// The room on a child's stack for its encoded result (a larger one goes to the heap).
+const RESULT_ROOM: usize = 256;
 
 /// The trampoline for `fn(A) -> R`.
 pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
     func: usize,
     arg: &[u8],
-    out: &mut Vec<u8>,
+    small: &mut [MaybeUninit<u8>],
+    big: &mut Vec<u8>,
 ) -> Outcome {
     // SAFETY: `func` is the address of a `fn(A) -> R` of this very binary: taken with `f as
     // usize` by `Process::new`, which paired it with this instantiation of the trampoline; in a
@@ -162,8 +168,8 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
         send_raw(fd, tag::DECODED, &[]);
     }
     let r = f(arg);
-    match codec::encode_into(&r, out) {
-        Ok(()) => Outcome::Returned,
+    match codec::encode_spilling(&r, small, big) {
+        Ok(len) => Outcome::Returned(len),
         Err(e) => Outcome::ResultEncode(e.to_string()),
     }
 }
@@ -296,6 +302,7 @@ pub(super) fn current_info() -> Option<&'static ChildInfo> {
     Some(unsafe { &*(p as *const ChildInfo) })
 }
 
+#[inline]
 fn set_current(info: Box<ChildInfo>) {
     super::set_start_method(info.method);
     let p = Box::into_raw(info) as usize;
@@ -329,35 +336,55 @@ pub(super) fn defer_ready() {
     READY_PENDING.store(true, Ordering::Relaxed);
 }
 
+/// A frame's head: its tag and the little-endian `u32` length of its payload.
+fn frame_head(tag: u8, len: u32) -> [u8; 5] {
+    let [a, b, c, d] = len.to_le_bytes();
+    [tag, a, b, c, d]
+}
+
+/// Sends one frame on the child's channel: its head and payload in one `sendmsg`, without the C
+/// library's code or a copy (a forked child takes a page fault for each page of code or data it
+/// touches first).
 fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     // SAFETY: `fd` is the channel this child owns for its whole life (never closed before
-    // `_exit`); ManuallyDrop keeps this temporary wrapper from closing it.
-    let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let mut stream = std::mem::ManuallyDrop::new(stream);
+    // `_exit`), so it is open for the call.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    // A payload too long for a frame is not sent: the parent reports a child that ended without
+    // its result (a frame over `MAX_FRAME` would be refused anyway).
+    let Ok(len) = u32::try_from(payload.len()) else {
+        return;
+    };
+    let head = frame_head(tag, len);
     // ORDERING: Relaxed (both): see `defer_ready`; the swap lets exactly one report carry the
     // `READY`. The load first: a forked child (never pending) writes no page it need not.
     if READY_PENDING.load(Ordering::Relaxed) && READY_PENDING.swap(false, Ordering::Relaxed) {
+        let ready = frame_head(tag::READY, 0);
+        let parts = &mut [
+            IoSlice::new(&ready),
+            IoSlice::new(&head),
+            IoSlice::new(payload),
+        ];
         // A parent gone before this child was ready: nobody waits for its work (as when the
         // `READY` went out on its own and failed).
-        if write_frames(&mut *stream, &[(tag::READY, &[]), (tag, payload)]).is_err() {
+        if platform::send_parts_nosignal(sock, parts).is_err() {
             platform::exit_now(1);
         }
         return;
     }
-    let _ = write_frame(&mut *stream, tag, payload);
+    let _ = platform::send_parts_nosignal(sock, &mut [IoSlice::new(&head), IoSlice::new(payload)]);
 }
 
-/// Runs the target in this child and ends the process; never returns. `info` comes boxed and
-/// `out` (where the result is encoded) with room, both made before a fork: a forked child that
+/// Runs the target in this child and ends the process; never returns. `info` comes boxed, made
+/// before a fork, and the result is encoded on the stack when it fits: a forked child that
 /// allocates nothing runs none of the allocator's code and writes none of its pages, each of
 /// which would be a fault (see `fork.rs`).
+#[inline]
 pub(super) fn run(
     channel: UnixStream,
     info: Box<ChildInfo>,
     trampoline: Trampoline,
     func: usize,
     arg: &[u8],
-    mut out: Vec<u8>,
 ) -> ! {
     // ORDERING: Relaxed: read by the trampoline on this same thread.
     SEND_DECODED.store(info.method != super::StartMethod::Fork, Ordering::Relaxed);
@@ -368,39 +395,58 @@ pub(super) fn run(
     // ORDERING: Relaxed: read by the panic hook on this same thread, or on a thread this one
     // spawns later (the spawn orders it).
     PANIC_CHANNEL.store(fd, Ordering::Relaxed);
-    if cfg!(panic = "abort") {
+    // Where panics unwind, no hook of ours reports them and `IN_TARGET` stays unwritten (in a
+    // forked child, its page's first write would be a fault): the payload carries the message.
+    let hooked = cfg!(panic = "abort");
+    if hooked {
         // A panic ends the process before any unwinding: the hook is the last word.
         install_panic_hook();
+        IN_TARGET.with(|t| t.set(true));
     }
-    IN_TARGET.with(|t| t.set(true));
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| trampoline(func, arg, &mut out)));
+    let mut small = [MaybeUninit::<u8>::uninit(); RESULT_ROOM];
+    let mut big = Vec::new();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        trampoline(func, arg, &mut small, &mut big)
+    }));
     // Still set if no hook of ours reported the panic.
-    let unreported = IN_TARGET.with(|t| t.replace(false));
+    let unreported = !hooked || IN_TARGET.with(|t| t.replace(false));
     // The report goes last, once standard output is flushed: the parent, woken by it, then
     // finds the child already on its way out rather than waits through the flush.
-    let (code, tag, msg) = match outcome {
-        Ok(Outcome::Returned) => (0, tag::RESULT, None),
+    // What goes to the parent: the result (its length in `small`, or `None` when it is in
+    // `big`) or a message; nothing for a panic a hook of ours reported.
+    let (code, tag, report) = match outcome {
+        Ok(Outcome::Returned(len)) => (0, tag::RESULT, Some(Ok(len))),
         Ok(Outcome::ArgDecode(msg)) => {
             if may_lock_stdio() {
                 eprintln!("process: cannot decode the argument: {msg}");
             }
-            (1, tag::ARG_DECODE, Some(msg))
+            (1, tag::ARG_DECODE, Some(Err(msg)))
         }
         Ok(Outcome::ResultEncode(msg)) => {
             if may_lock_stdio() {
                 eprintln!("process: cannot encode the result: {msg}");
             }
-            (1, tag::RESULT_ENCODE, Some(msg))
+            (1, tag::RESULT_ENCODE, Some(Err(msg)))
         }
         // The process's panic hook (the user's, or the default one) has printed the message;
         // the parent gets it from the payload.
-        Err(payload) => (1, tag::PANIC, unreported.then(|| panic_message(&*payload))),
+        Err(payload) => (
+            1,
+            tag::PANIC,
+            unreported.then(|| Err(panic_message(&*payload))),
+        ),
     };
     flush_stdout();
-    match (tag, msg) {
-        (tag::RESULT, _) => send_raw(fd, tag, &out),
-        (tag, Some(msg)) => send_raw(fd, tag, msg.as_bytes()),
-        _ => {}
+    match report {
+        Some(Ok(Some(len))) => {
+            // SAFETY: the trampoline encoded the result into the first `len` bytes of `small`
+            // (`Outcome::Returned(Some(len))`), so they are written.
+            let bytes = unsafe { std::slice::from_raw_parts(small.as_ptr().cast::<u8>(), len) };
+            send_raw(fd, tag, bytes);
+        }
+        Some(Ok(None)) => send_raw(fd, tag, &big),
+        Some(Err(msg)) => send_raw(fd, tag, msg.as_bytes()),
+        None => {}
     }
     platform::exit_now(code)
 }
@@ -413,14 +459,7 @@ pub(super) fn run_request(
     trampoline: Trampoline,
     func: usize,
 ) -> ! {
-    run(
-        channel,
-        Box::new(req.info),
-        trampoline,
-        func,
-        &req.arg,
-        Vec::new(),
-    )
+    run(channel, Box::new(req.info), trampoline, func, &req.arg)
 }
 
 /// Where panics abort: a hook that sends the message of a panic in the target to the parent
@@ -445,6 +484,7 @@ fn install_panic_hook() {
 static FORKED_WITH_THREADS: AtomicBool = AtomicBool::new(false);
 
 /// Records, in a freshly forked child, whether the parent had other threads.
+#[inline]
 pub(super) fn set_forked_with_threads(threads: bool) {
     // ORDERING: Relaxed: written and read by this child's only thread.
     FORKED_WITH_THREADS.store(threads, Ordering::Relaxed);

@@ -9,9 +9,6 @@ use super::running::{Running, Watch};
 use super::{Target, forkserver};
 use crate::{platform, tracker};
 
-/// The room made for a forked child's encoded result before the fork (a larger one grows).
-const RESULT_ROOM: usize = 256;
-
 pub(super) fn start(
     target: &Target,
     info: ChildInfo,
@@ -25,7 +22,6 @@ pub(super) fn start(
     let (ours, theirs) = UnixStream::pair()?;
     // Made here so that the child allocates nothing (see `child::run`).
     let info = Box::new(info);
-    let out = Vec::with_capacity(RESULT_ROOM);
     // Output buffered now would be written twice, once by each process (standard error is
     // unbuffered).
     let _ = std::io::stdout().flush();
@@ -34,21 +30,19 @@ pub(super) fn start(
     // single-threaded, or the caller explicitly accepted the risk of a multi-threaded fork.
     let pid = unsafe { platform::fork() }?;
     if pid == 0 {
-        drop(ours);
+        platform::close_now(ours.into());
         child::set_forked_with_threads(threads > 1);
         after_fork_in_child();
         if daemon {
             child::arm_daemon(parent);
         }
-        child::run(
-            theirs,
-            info,
-            target.trampoline,
-            target.func,
-            &target.arg,
-            out,
-        );
+        child::run(theirs, info, target.trampoline, target.func, &target.arg);
     }
+    // The child runs first where it shares this CPU: it has the work to do, and what this
+    // process does next (the descriptors below, the bookkeeping of the start, the join) would
+    // otherwise run ahead of it, each page it writes a copy the child then waits behind. Where
+    // the child has a CPU of its own, this returns at once.
+    platform::yield_now();
     drop(theirs);
     let pidfd = platform::pidfd_open(pid).ok();
     Ok(Running::new(pid, pidfd, ours, Watch::Child)?)
@@ -58,6 +52,7 @@ pub(super) fn start(
 /// connection (holding them open would keep the parent's helpers waiting on this child). The
 /// parent's list of children needs nothing: it is a [`ForkLocal`](crate::raw::os::ForkLocal),
 /// which this process never reads.
+#[inline]
 pub(super) fn after_fork_in_child() {
     tracker::forget_inherited();
     forkserver::forget_inherited();

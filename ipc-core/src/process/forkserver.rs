@@ -45,6 +45,7 @@ static SERVER: ForkLocal<Option<Conn>> = ForkLocal::new(|| None);
 
 /// In a freshly forked child: closes the inherited connection to the parent's server, so the
 /// server still sees end-of-file when the parent dies.
+#[inline]
 pub(super) fn forget_inherited() {
     // A parent thread that held it at the fork (mid-request) leaves it open here.
     if let Some(mut guard) = SERVER.try_lock_inherited() {

@@ -67,6 +67,7 @@ impl<T> ForkLocal<T> {
     /// In a fork child: the value inherited from the parent, if no thread of the parent held it
     /// at the fork (for a fork handler that closes what the child must not keep open). `None`
     /// in the process that made the value, or when it was held.
+    #[inline]
     pub fn try_lock_inherited(&self) -> Option<MutexGuard<'_, T>> {
         // ORDERING: Acquire, pairs with the AcqRel install in `cell`: the cell's contents are
         // visible.

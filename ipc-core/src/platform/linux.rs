@@ -888,7 +888,7 @@ pub(crate) fn send_parts_nosignal(
     mut parts: &mut [io::IoSlice<'_>],
 ) -> io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendFlags};
-    // Drops leading empty parts (a frame with no payload ends in one).
+    // Drops leading empty parts: with nothing to send, nothing is sent.
     io::IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         let mut control = SendAncillaryBuffer::default();

@@ -883,6 +883,7 @@ pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, mut data: &[u8]) -> io::Re
 /// Sends all of `parts`, in order, on a socket with `MSG_NOSIGNAL`, retrying on `EINTR`: one
 /// `sendmsg` when the socket takes it all (a frame's head and payload go out without being
 /// copied together first).
+#[inline]
 pub(crate) fn send_parts_nosignal(
     sock: BorrowedFd<'_>,
     mut parts: &mut [io::IoSlice<'_>],

@@ -345,6 +345,7 @@ fn frame_head(tag: u8, len: u32) -> [u8; 5] {
 /// Sends one frame on the child's channel: its head and payload in one `sendmsg`, without the C
 /// library's code or a copy (a forked child takes a page fault for each page of code or data it
 /// touches first).
+#[inline(always)]
 fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     // SAFETY: `fd` is the channel this child owns for its whole life (never closed before
     // `_exit`), so it is open for the call.
@@ -378,7 +379,9 @@ fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
 /// before a fork, and the result is encoded on the stack when it fits: a forked child that
 /// allocates nothing runs none of the allocator's code and writes none of its pages, each of
 /// which would be a fault (see `fork.rs`).
-#[inline]
+// Inlined into each start method's child branch: a forked child takes a page fault (and maps
+// sixteen pages) for each 64 KiB window of code it runs first, so its path is kept together.
+#[inline(always)]
 pub(super) fn run(
     channel: UnixStream,
     info: Box<ChildInfo>,
@@ -439,8 +442,11 @@ pub(super) fn run(
     flush_stdout();
     match report {
         Some(Ok(Some(len))) => {
+            // Never more than `small` holds, whatever a trampoline says.
+            let len = len.min(small.len());
             // SAFETY: the trampoline encoded the result into the first `len` bytes of `small`
-            // (`Outcome::Returned(Some(len))`), so they are written.
+            // (`Outcome::Returned(Some(len))`, from `codec::encode_spilling`), so they are
+            // written, and `len` is within `small`.
             let bytes = unsafe { std::slice::from_raw_parts(small.as_ptr().cast::<u8>(), len) };
             send_raw(fd, tag, bytes);
         }
@@ -497,6 +503,7 @@ fn may_lock_stdio() -> bool {
 
 /// Flushes standard output, unless that could deadlock (standard error is unbuffered: only
 /// standard output can hold anything).
+#[inline]
 fn flush_stdout() {
     if may_lock_stdio() {
         let _ = io::stdout().flush();

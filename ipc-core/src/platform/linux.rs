@@ -616,11 +616,6 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Gives the CPU to another runnable thread, if one waits for this CPU.
-pub(crate) fn yield_now() {
-    rustix::thread::sched_yield();
-}
-
 /// The parent process id (0 if the parent is outside this pid namespace).
 pub(crate) fn getppid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)

@@ -38,11 +38,6 @@ pub(super) fn start(
         }
         child::run(theirs, info, target.trampoline, target.func, &target.arg);
     }
-    // The child runs first where it shares this CPU: it has the work to do, and what this
-    // process does next (the descriptors below, the bookkeeping of the start, the join) would
-    // otherwise run ahead of it, each page it writes a copy the child then waits behind. Where
-    // the child has a CPU of its own, this returns at once.
-    platform::yield_now();
     drop(theirs);
     let pidfd = platform::pidfd_open(pid).ok();
     Ok(Running::new(pid, pidfd, ours, Watch::Child)?)

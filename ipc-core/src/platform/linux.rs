@@ -864,15 +864,8 @@ pub(crate) fn send_with_fds(sock: i32, data: &[u8], fds: &[i32]) -> io::Result<(
 
 /// Sends all of `data` on a socket with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, not SIGPIPE),
 /// retrying on `EINTR`.
-pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match rustix::net::send(sock, data, rustix::net::SendFlags::NOSIGNAL) {
-            Ok(n) => data = &data[n..],
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+pub(crate) fn send_all_nosignal(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    send_parts_nosignal(sock, &mut [io::IoSlice::new(data)])
 }
 
 /// Sends all of `parts`, in order, on a socket with `MSG_NOSIGNAL`, retrying on `EINTR`: one

@@ -47,41 +47,14 @@ pub(super) mod tag {
     pub(crate) const DECODED: u8 = b'D';
 }
 
-/// Frames up to this payload length are assembled on the stack (see [`write_frame`]).
-const SMALL_FRAME: usize = 256;
-
 /// Writes one frame (tag, little-endian u32 length, payload) in one write. (A child's reports go
 /// out through `send_raw`, which copies nothing.)
 pub(super) fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
-    write_frames(w, &[(tag, payload)])
-}
-
-/// Writes frames back to back in one write (one wake-up of the reader), assembled on the stack
-/// when they are small.
-pub(super) fn write_frames(w: &mut impl Write, frames: &[(u8, &[u8])]) -> io::Result<()> {
-    let total: usize = frames.iter().map(|(_, p)| 5 + p.len()).sum();
-    let mut small = [0u8; 10 + SMALL_FRAME];
-    if total <= small.len() {
-        let mut at = 0;
-        for (tag, payload) in frames {
-            // Fits in `small`, so in a u32.
-            let len = payload.len() as u32;
-            small[at] = *tag;
-            small[at + 1..at + 5].copy_from_slice(&len.to_le_bytes());
-            small[at + 5..at + 5 + payload.len()].copy_from_slice(payload);
-            at += 5 + payload.len();
-        }
-        w.write_all(&small[..total])?;
-        return w.flush();
-    }
-    let mut buf = Vec::with_capacity(total);
-    for (tag, payload) in frames {
-        let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        buf.push(*tag);
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(payload);
-    }
-    w.write_all(&buf)?;
+    let len = u32::try_from(payload.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut frame = Vec::with_capacity(5 + payload.len());
+    frame.extend_from_slice(&frame_head(tag, len));
+    frame.extend_from_slice(payload);
+    w.write_all(&frame)?;
     w.flush()
 }
 

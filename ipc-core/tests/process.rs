@@ -329,6 +329,46 @@ fn fork_is_refused_with_threads_unless_accepted() {
     helper.join().unwrap();
 }
 
+/// Forks three times from a process that starts with one thread (a re-executed child): alone,
+/// with a second thread alive (refused: how many threads it saw), and after that thread ended.
+fn forks_by_threads(_: ()) -> (bool, Option<usize>, bool) {
+    let fork_and_join = || {
+        let p = Process::builder()
+            .start_method(StartMethod::Fork)
+            .target(square, 3);
+        p.start().is_ok() && join_within(&p, WATCHDOG).ok() == Some(9)
+    };
+    let alone = fork_and_join();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let refused = match Process::builder()
+        .start_method(StartMethod::Fork)
+        .target(square, 3)
+        .start()
+    {
+        Err(StartError::ForkWithThreads { threads }) => Some(threads),
+        _ => None,
+    };
+    drop(tx);
+    helper.join().unwrap();
+    (alone, refused, fork_and_join())
+}
+
+#[test]
+fn a_single_threaded_process_forks_and_a_second_thread_is_seen() {
+    let p = process(StartMethod::Spawn, forks_by_threads, ());
+    p.start().unwrap();
+    let (alone, refused, after) = join_within(&p, WATCHDOG).unwrap();
+    assert!(alone, "a process with one thread could not fork");
+    assert!(
+        refused.is_some_and(|n| n >= 2),
+        "a fork with a second thread alive was not refused: {refused:?}"
+    );
+    assert!(after, "no fork once the second thread had ended");
+}
+
 /// An argument whose decoding always fails in the child.
 struct Refused;
 

@@ -717,16 +717,48 @@ fn set_fd_flags(fd: i32, flags: FdFlags) -> io::Result<()> {
     Ok(rustix::io::fcntl_setfd(fd, flags)?)
 }
 
-/// The number of threads of this process: the link count of `/proc/self/task` is two plus the
-/// number of threads (one `stat`, no file to read); field 20 of `/proc/self/stat` otherwise.
+/// The number of threads of this process: one, without a system call, where the C library says
+/// this process has never started a second thread ([`never_threaded`]); otherwise the link count
+/// of `/proc/self/task`, which is two plus the number of threads (one `stat`, no file to read),
+/// or field 20 of `/proc/self/stat`.
 pub(crate) fn thread_count() -> io::Result<usize> {
     use std::os::unix::fs::MetadataExt;
+    if never_threaded() {
+        return Ok(1);
+    }
     if let Ok(meta) = std::fs::metadata("/proc/self/task") {
         if meta.nlink() > 2 {
             return Ok((meta.nlink() - 2) as usize);
         }
     }
     thread_count_from_stat()
+}
+
+/// Whether glibc's `__libc_single_threaded` (glibc 2.32 and later; looked up once with `dlsym`,
+/// so that an older or another C library only means `false`) says this process has never created
+/// a thread. glibc sets it to zero before it creates the first thread and never back: a second
+/// thread's existence is ordered after that write, for whichever thread asks, because the first
+/// one was created by the only thread there was. A thread created without the C library (a raw
+/// `clone`) is not seen; nothing in this workspace, or in the standard library, creates one.
+fn never_threaded() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        static FLAG: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let addr = *FLAG.get_or_init(|| {
+            // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name only looks the
+            // symbol up; a missing one is a null pointer.
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) as usize }
+        });
+        if addr != 0 {
+            // SAFETY: the address is glibc's `char __libc_single_threaded`, a global that lives
+            // as long as the process. glibc writes it (zero) only as it creates a thread: while
+            // this process has one thread nothing writes it, and once it has more it reads zero
+            // to every thread (see above). The volatile read keeps the compiler from assuming it
+            // unchanged between calls.
+            return unsafe { std::ptr::read_volatile(addr as *const libc::c_char) } != 0;
+        }
+    }
+    false
 }
 
 fn thread_count_from_stat() -> io::Result<usize> {

@@ -182,8 +182,9 @@ impl Running {
                 }
             }
         }
-        if self.status.is_some() {
-            // The child is gone: everything it sent is in the socket buffer now.
+        if self.status.is_some() && !self.has_final_report() {
+            // The child is gone: everything it sent is in the socket buffer now. (A child sends
+            // nothing after its final report, so once that is in, there is nothing to read.)
             self.drain();
         }
         Ok(())
@@ -205,13 +206,12 @@ impl Running {
         let mut spun = false;
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            self.poll(timeout)?;
+            let ended = self.poll(timeout)?;
             self.drain();
-            self.check_status()?;
-            if self.status.is_some() {
-                return Ok(true);
-            }
-            if !spun && self.has_final_report() {
+            // A final report that has just arrived comes from a child that has not ended (its
+            // end did not wake the poll): straight to the poll for its end, whose first step
+            // is a yield, rather than a `waitpid` bound to find it alive.
+            if !spun && !ended && self.has_final_report() {
                 spun = true;
                 let until = Instant::now() + EXIT_SPIN;
                 let until = deadline.map_or(until, |d| d.min(until));
@@ -224,14 +224,19 @@ impl Running {
                 }
                 continue;
             }
+            self.check_status()?;
+            if self.status.is_some() {
+                return Ok(true);
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
         }
     }
 
-    /// Waits for a readable channel or the child's end, at most `timeout`.
-    fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Waits for a readable channel or the child's end, at most `timeout`. Returns whether the
+    /// child may have ended: its end's descriptor is ready, or it has none to poll.
+    fn poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let mut fds = Vec::with_capacity(2);
         if self.channel_open {
             fds.push((self.channel.as_raw_fd(), libc::POLLIN));
@@ -244,13 +249,14 @@ impl Running {
                     let slice = Duration::from_millis(10);
                     let t = timeout.map_or(slice, |t| t.min(slice));
                     platform::poll(&fds, Some(t))?;
-                    return Ok(());
+                    return Ok(true);
                 }
             },
             Watch::Server(pipe) => fds.push((pipe.as_raw_fd(), libc::POLLIN)),
         }
-        platform::poll(&fds, timeout)?;
-        Ok(())
+        let revents = platform::poll(&fds, timeout)?;
+        // The end's descriptor is the last one polled.
+        Ok(revents.last().is_some_and(|&r| r != 0))
     }
 
     /// The descriptors whose readiness means news, for a wait that is not a blocking `poll`

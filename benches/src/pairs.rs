@@ -9,7 +9,8 @@
 //! reach (1 is the limit); for a time, how many times the limit's time we take (1 is the limit).
 //!
 //! A pair may also name a *floor*: the bare form of ours' own protocol (`Queue`'s claimed slots
-//! with nothing around them, `Connection`'s chunks with nothing around them), run in the same
+//! with nothing around them, `Connection`'s chunks with nothing around them, a fork whose child
+//! returns a result on a socket pair and is watched through its pidfd), run in the same
 //! rounds, between ours and the limit. Its two ratios, floor ÷ limit and ours ÷ floor, split
 //! ours ÷ limit into what the protocol costs and what ours adds to it, each taken round by round,
 //! so that both halves come from the same few seconds of a machine whose speed moves.
@@ -229,7 +230,7 @@ pub const PAIRS: &[Pair] = &[
         limit: "raw.fork_exit_wait",
         what: "process start and join, fork",
         target: Some(Target::AtMost(1.3)),
-        floor: None,
+        floor: Some("raw.fork_result_wait"),
     },
     Pair {
         ours: "raw.fork_result_wait",

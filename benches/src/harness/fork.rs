@@ -68,6 +68,31 @@ pub(crate) fn fork_with(
     Ok(Child { pid })
 }
 
+/// Forks a child that runs `f` and `_exit`s with the status it returns, and nothing else: no
+/// death signal, no pin, no flush. The bare call that the floors of process start are made of
+/// (`raw.fork_exit_wait`, `raw.fork_result_wait`), measured as `Process::start` and `join` run:
+/// a child of `Process` arms nothing either, and stays where the scheduler puts it. `f` must end
+/// at once (the child is not killed if the parent dies) and write no buffered output.
+///
+/// ```no_run
+/// let child = benches::harness::fork_bare(|| 0)?;
+/// child.wait()?;
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub fn fork_bare(f: impl FnOnce() -> i32) -> anyhow::Result<Child> {
+    // SAFETY: ipc-bench is single-threaded when it forks, so the child may run arbitrary code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        anyhow::bail!("fork failed: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = f();
+        // SAFETY: _exit ends the child without running the parent's atexit handlers twice.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(Child { pid })
+}
+
 /// A forked child; waiting is explicit, and dropping kills it so nothing is left behind.
 #[derive(Debug)]
 pub struct Child {

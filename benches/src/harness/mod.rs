@@ -32,7 +32,7 @@ mod watchdog;
 mod window;
 
 pub use control::{REPORT_WORDS, Report};
-pub use fork::{Child, fork_child};
+pub use fork::{Child, fork_bare, fork_child};
 pub use peer::Peer;
 pub use round_trip::{Echo, RoundTrip, Rounds, round_trips};
 pub use stream::{Recv, Sink, Source, stream};

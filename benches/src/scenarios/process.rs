@@ -4,14 +4,16 @@
 //!   no-op child with that start method, then [`Process::join`] returning its result (a `u32`).
 //!   Compare with `python.start_fork`, `python.start_spawn`, `python.start_forkserver`.
 //! - `raw.fork_exit_wait` (ms): `fork()`, `_exit(0)` in the child, `waitpid` in the parent: the
-//!   floor under `ours.start_fork`.
+//!   bare call under `ours.start_fork`. The child runs nothing else (no death signal, no pin:
+//!   [`fork_bare`]), as a child of `Process` arms nothing.
 //! - `raw.reexec_wait` (ms): this executable run again (`/proc/self/exe`, as the spawn method
 //!   runs it) that exits from a constructor before `main`, waited for: the floor under
 //!   `ours.start_spawn`.
-//! - `raw.fork_result_wait` (ms): `fork`; the child writes a 6-byte result frame on a socket
-//!   pair and `_exit(0)`s; the parent polls the socket with the child's pidfd, reads the
-//!   result, then waits for the end as a join does (yielding for up to 1 ms, then `waitpid`):
-//!   the floor of a start that returns a result, beside `raw.fork_exit_wait`.
+//! - `raw.fork_result_wait` (ms): the bare form of a start that returns a result, the floor of
+//!   `ours.start_fork`: a socket pair; `fork`; the child sends a 6-byte result frame
+//!   (`MSG_NOSIGNAL`) and `_exit(0)`s; the parent opens the child's pidfd (the sentinel), polls
+//!   the socket with it, reads the result, then waits for the end as a join does (a yield, then
+//!   `waitpid` without blocking, for up to 1 ms; then `waitpid`).
 //! - `ours.start_spawn_200mb`, `raw.reexec_wait_200mb` (ms): the same two while this process
 //!   holds 200 MB of written heap (allocated and written before the timing starts): what a
 //!   start costs from a process with a large heap, where a `fork` before the `exec` would copy
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use ipc_core::{Process, StartMethod};
 
-use crate::harness::{fork_child, per_call};
+use crate::harness::{fork_bare, per_call};
 use crate::scenario::{Config, Repeat, Scenario, Unit};
 
 /// The scenarios of this group.
@@ -93,25 +95,33 @@ fn start_join(cfg: &Config, method: StartMethod) -> Repeat {
 }
 
 fn fork_exit_wait(cfg: &Config) -> Repeat {
-    Ok(per_call(cfg.budget(), |_| fork_child(|| Ok(()))?.wait())?.into())
+    Ok(per_call(cfg.budget(), |_| fork_bare(|| 0)?.wait())?.into())
 }
 
 fn fork_result_wait(cfg: &Config) -> Repeat {
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     const FRAME: &[u8; 6] = b"R\x01\0\0\0\x2a";
     Ok(per_call(cfg.budget(), |_| {
-        let (mut ours, mut theirs) = UnixStream::pair()?;
-        let mut child = fork_child(|| {
-            theirs.write_all(FRAME)?;
-            Ok(())
+        let (mut ours, theirs) = UnixStream::pair()?;
+        let mut child = fork_bare(|| {
+            // SAFETY: `theirs` is open in the child; `FRAME` is a valid buffer of its length.
+            let sent = unsafe {
+                libc::send(
+                    theirs.as_raw_fd(),
+                    FRAME.as_ptr().cast(),
+                    FRAME.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            i32::from(sent != FRAME.len() as isize)
         })?;
         drop(theirs);
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.pid(), 0) };
         ensure!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
         // SAFETY: `fd` was just opened by this process and is owned by nothing else.
-        let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         let mut fds = [
             libc::pollfd { fd: ours.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -126,10 +136,10 @@ fn fork_result_wait(cfg: &Config) -> Repeat {
         ensure!(&got == FRAME, "the child sent {got:?}");
         let until = Instant::now() + Duration::from_millis(1);
         while Instant::now() < until {
+            std::thread::yield_now();
             if child.try_wait()? {
                 return Ok(());
             }
-            std::thread::yield_now();
         }
         child.wait()
     })?

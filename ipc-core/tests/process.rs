@@ -443,6 +443,55 @@ fn names_and_parent_as_in_python() {
     assert!(p.name().starts_with("Process-"), "{}", p.name());
 }
 
+/// Starts a child named "Bob" with each method from this process, and one without a name;
+/// returns what each "Bob" said of itself and its parent, the unnamed one's name, and this
+/// process's own name after all that.
+fn starts_grandchildren(_: ()) -> (Vec<(String, Option<String>)>, String, String) {
+    let bobs = METHODS
+        .iter()
+        .map(|&method| {
+            let p = Process::builder()
+                .name("Bob")
+                .start_method(method)
+                .accept_fork_with_threads(true)
+                .target(who_am_i, ());
+            p.start().unwrap();
+            let (name, _, parent_name) = join_within(&p, WATCHDOG).unwrap();
+            (name, parent_name)
+        })
+        .collect();
+    let unnamed = Process::new(square, 1).name().to_owned();
+    (bobs, unnamed, ipc_core::current_process().name)
+}
+
+#[test]
+fn a_grandchild_knows_its_parent_by_name() {
+    for method in METHODS {
+        let p = Process::builder()
+            .name("Alice")
+            .start_method(method)
+            .accept_fork_with_threads(true)
+            .target(starts_grandchildren, ());
+        p.start().unwrap();
+        let (bobs, unnamed, me) = join_within(&p, WATCHDOG).unwrap();
+        for (i, (name, parent)) in bobs.iter().enumerate() {
+            assert_eq!(name, "Bob", "{method:?}, grandchild {i}");
+            assert_eq!(
+                parent.as_deref(),
+                Some("Alice"),
+                "{method:?}, grandchild {i}"
+            );
+        }
+        assert_eq!(bobs.len(), METHODS.len());
+        // A child's children are named after its own identity: `Process-N:1`.
+        assert!(
+            unnamed.starts_with("Process-") && unnamed.contains(':'),
+            "{method:?}: {unnamed}"
+        );
+        assert_eq!(me, "Alice", "{method:?}");
+    }
+}
+
 #[test]
 fn active_children_lists_running_ones_and_reaps_the_rest() {
     let p = process(StartMethod::ForkServer, sleeps, 600_000);

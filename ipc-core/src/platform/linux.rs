@@ -669,35 +669,59 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// `poll` on `fds` (fd, events) for at most `timeout` (`None`: forever); returns the `revents`.
 /// A negative descriptor is ignored (its `revents` is 0), as `poll(2)` does.
 pub(crate) fn poll(fds: &[(i32, i16)], timeout: Option<Duration>) -> io::Result<Vec<i16>> {
-    let mut pfds: Vec<rustix::event::PollFd<'_>> = fds
-        .iter()
-        .filter(|&&(fd, _)| fd >= 0)
-        .map(|&(fd, events)| {
-            // SAFETY: `fd` is not negative, and the caller holds it open for the call (module
-            // docs); the borrow ends when `pfds` is dropped at the end of this function.
-            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-            rustix::event::PollFd::from_borrowed_fd(
-                fd,
-                // `as _`: the flags are `u16` on rustix's raw backend and `c_short` on its libc
-                // backend (the one it uses under Miri).
-                rustix::event::PollFlags::from_bits_retain(events as _),
-            )
-        })
-        .collect();
+    let mut revents = vec![0; fds.len()];
+    poll_into(fds, &mut revents, timeout)?;
+    Ok(revents)
+}
+
+/// [`poll`] with the `revents` written into `revents` (as long as `fds`), allocating nothing for
+/// up to four descriptors. An interrupted poll leaves every `revents` 0.
+pub(crate) fn poll_into(
+    fds: &[(i32, i16)],
+    revents: &mut [i16],
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags};
+    const ON_STACK: usize = 4;
+    revents.fill(0);
+    let live = || fds.iter().filter(|&&(fd, _)| fd >= 0);
+    let to_poll_fd = |&(fd, events): &(i32, i16)| {
+        // SAFETY: `fd` is not negative, and the caller holds it open for the call (module
+        // docs); the borrow ends when the `PollFd`s are dropped at the end of this function.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        // `as _`: the flags are `u16` on rustix's raw backend and `c_short` on its libc backend
+        // (the one it uses under Miri).
+        PollFd::from_borrowed_fd(fd, PollFlags::from_bits_retain(events as _))
+    };
+    let count = live().count();
+    let mut on_heap: Vec<PollFd<'_>>;
+    let mut on_stack: [PollFd<'_>; ON_STACK];
+    let pfds: &mut [PollFd<'_>] = match live().next() {
+        None => &mut [],
+        Some(first) if count <= ON_STACK => {
+            // The slots past `count` repeat the first descriptor and are not polled.
+            let mut each = live().chain(std::iter::repeat(first));
+            on_stack = std::array::from_fn(|_| to_poll_fd(each.next().unwrap_or(first)));
+            &mut on_stack[..count]
+        }
+        Some(_) => {
+            on_heap = live().map(to_poll_fd).collect();
+            &mut on_heap
+        }
+    };
     let ts = timeout.map(timespec);
-    match rustix::event::poll(&mut pfds, ts.as_ref()) {
+    match rustix::event::poll(pfds, ts.as_ref()) {
         Ok(_) => {}
-        Err(Errno::INTR) => return Ok(vec![0; fds.len()]),
+        Err(Errno::INTR) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     let mut polled = pfds.iter();
-    Ok(fds
-        .iter()
-        .map(|&(fd, _)| match fd {
-            0.. => polled.next().map_or(0, |p| p.revents().bits() as i16),
-            _ => 0,
-        })
-        .collect())
+    for (r, &(fd, _)) in revents.iter_mut().zip(fds) {
+        if fd >= 0 {
+            *r = polled.next().map_or(0, |p| p.revents().bits() as i16);
+        }
+    }
+    Ok(())
 }
 
 /// Waits at most `timeout` (`None`: forever) until one of `fds` is readable or hung up; returns
@@ -1110,7 +1134,53 @@ pub(crate) fn open_fd_count() -> io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_executable_address;
+    use super::{is_executable_address, poll_into};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// Each descriptor's `revents` lands in its own slot, on the stack (up to four) and on the
+    /// heap (more), with negative descriptors skipped wherever they stand.
+    #[test]
+    fn poll_into_reports_each_descriptor_in_its_slot() {
+        let pairs: Vec<_> = (0..6)
+            .map(|_| std::os::unix::net::UnixStream::pair().unwrap())
+            .collect();
+        // Every second pair has something to read.
+        for (i, (tx, _)) in pairs.iter().enumerate() {
+            if i % 2 == 0 {
+                std::io::Write::write_all(&mut &*tx, b"x").unwrap();
+            }
+        }
+        let readable = |i: usize| i % 2 == 0;
+        for len in [1, 2, 4, 5, 6] {
+            for skipped in [None, Some(0), Some(len - 1)] {
+                let fds: Vec<(i32, i16)> = (0..len)
+                    .map(|i| match skipped {
+                        Some(s) if s == i => (-1, libc::POLLIN),
+                        _ => (pairs[i].1.as_raw_fd(), libc::POLLIN),
+                    })
+                    .collect();
+                let mut revents = vec![-1; len];
+                poll_into(&fds, &mut revents, Some(Duration::ZERO)).unwrap();
+                for (i, &r) in revents.iter().enumerate() {
+                    let want = readable(i) && skipped != Some(i);
+                    assert_eq!(
+                        r != 0,
+                        want,
+                        "{len} descriptors, {skipped:?} skipped, slot {i}"
+                    );
+                }
+            }
+        }
+        let mut none = [-1i16; 2];
+        poll_into(
+            &[(-1, libc::POLLIN), (-1, libc::POLLIN)],
+            &mut none,
+            Some(Duration::ZERO),
+        )
+        .unwrap();
+        assert_eq!(none, [0, 0]);
+    }
 
     #[inline(never)]
     fn code_of_this_executable() -> u32 {

@@ -93,8 +93,16 @@ pub(super) fn take_frame(buf: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, &'s
         return Ok(None);
     }
     let tag = buf[0];
-    let payload = buf[5..5 + len].to_vec();
-    buf.drain(..5 + len);
+    let payload = if buf.len() == 5 + len {
+        // The frame is all the buffer holds (the usual case): its bytes become the payload.
+        let mut payload = std::mem::take(buf);
+        payload.drain(..5);
+        payload
+    } else {
+        let payload = buf[5..5 + len].to_vec();
+        buf.drain(..5 + len);
+        payload
+    };
     Ok(Some((tag, payload)))
 }
 
@@ -247,9 +255,49 @@ pub(super) struct ChildInfo {
     pub(super) method: super::StartMethod,
 }
 
-/// This process as a child: its [`ChildInfo`], leaked once per process (a pointer as `usize`;
-/// 0 in a program's first process). Atomics, not a lock: a forked child of a multi-threaded
-/// parent must not wait on a lock another thread held at the fork.
+impl ChildInfo {
+    /// The owned form of `who`, for a request to a re-executed child.
+    pub(super) fn of(who: &Current<'_>) -> Self {
+        Self {
+            name: who.name.to_owned(),
+            identity: who.identity.to_owned(),
+            parent: who.parent,
+            parent_name: who.parent_name.to_owned(),
+            method: who.method,
+        }
+    }
+}
+
+/// Who a child is, as `current_process` and `parent_process` read it: a [`ChildInfo`] whose text
+/// is borrowed. A forked child's borrows the `Process` that started it (see `fork::start`), so
+/// that neither process allocates or frees anything to describe it: every heap page either
+/// writes while both live is a copy-on-write fault.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Current<'a> {
+    pub(super) name: &'a str,
+    pub(super) identity: &'a str,
+    pub(super) parent: ProcessIdentity,
+    pub(super) parent_name: &'a str,
+    pub(super) method: super::StartMethod,
+}
+
+impl Current<'static> {
+    /// The description a re-executed child gets from its request, for the life of the process.
+    fn leaked(info: ChildInfo) -> &'static Self {
+        let info: &'static ChildInfo = Box::leak(Box::new(info));
+        Box::leak(Box::new(Current {
+            name: &info.name,
+            identity: &info.identity,
+            parent: info.parent,
+            parent_name: &info.parent_name,
+            method: info.method,
+        }))
+    }
+}
+
+/// This process as a child: where its [`Current`] is (a pointer as `usize`; 0 in a program's
+/// first process). Atomics, not a lock: a forked child of a multi-threaded parent must not wait on
+/// a lock another thread held at the fork.
 static CURRENT_INFO: AtomicUsize = AtomicUsize::new(0);
 
 /// Children created so far by this process (for the default names).
@@ -265,24 +313,24 @@ static PANIC_CHANNEL: AtomicI32 = AtomicI32::new(-1);
 static SEND_DECODED: AtomicBool = AtomicBool::new(true);
 
 /// This process's description, if it was started as a child.
-pub(super) fn current_info() -> Option<&'static ChildInfo> {
+pub(super) fn current_info() -> Option<&'static Current<'static>> {
     // ORDERING: Acquire, pairs with the Release store in `set_current`; publishes the pointee.
     let p = CURRENT_INFO.load(Ordering::Acquire);
     if p == 0 {
         return None;
     }
-    // SAFETY: a non-zero value is a pointer from `Box::into_raw` in `set_current`, never freed.
-    Some(unsafe { &*(p as *const ChildInfo) })
+    // SAFETY: a non-zero value is the address of a `Current<'static>` that lives as long as the
+    // process (`set_current`'s contract).
+    Some(unsafe { &*(p as *const Current<'static>) })
 }
 
 #[inline]
-fn set_current(info: Box<ChildInfo>) {
+fn set_current(info: &'static Current<'static>) {
     super::set_start_method(info.method);
-    let p = Box::into_raw(info) as usize;
-    // ORDERING: Release, pairs with the Acquire load in `current_info`; publishes the box. The
-    // previous box (the parent's description, in a forked child) is leaked on purpose: another
+    // ORDERING: Release, pairs with the Acquire load in `current_info`; publishes the pointee.
+    // The previous description (the parent's, in a forked child) is left as it is: another
     // thread of the parent may have held a reference at the fork.
-    CURRENT_INFO.store(p, Ordering::Release);
+    CURRENT_INFO.store(std::ptr::from_ref(info) as usize, Ordering::Release);
     // ORDERING: Relaxed: a counter for names, ordered with nothing else.
     COUNTER.store(0, Ordering::Relaxed);
 }
@@ -357,7 +405,7 @@ fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
 #[inline(always)]
 pub(super) fn run(
     channel: UnixStream,
-    info: Box<ChildInfo>,
+    info: &'static Current<'static>,
     trampoline: Trampoline,
     func: usize,
     arg: &[u8],
@@ -438,7 +486,13 @@ pub(super) fn run_request(
     trampoline: Trampoline,
     func: usize,
 ) -> ! {
-    run(channel, Box::new(req.info), trampoline, func, &req.arg)
+    run(
+        channel,
+        Current::leaked(req.info),
+        trampoline,
+        func,
+        &req.arg,
+    )
 }
 
 /// Where panics abort: a hook that sends the message of a panic in the target to the parent

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 
-use super::child::{self, ChildInfo};
+use super::child::{self, Current};
 use super::exit::StartError;
 use super::running::{Running, Watch};
 use super::{Target, forkserver};
@@ -11,7 +11,7 @@ use crate::{platform, tracker};
 
 pub(super) fn start(
     target: &Target,
-    info: ChildInfo,
+    info: Current<'_>,
     daemon: bool,
     accept_threads: bool,
 ) -> Result<Running, StartError> {
@@ -20,8 +20,6 @@ pub(super) fn start(
         return Err(StartError::ForkWithThreads { threads });
     }
     let (ours, theirs) = UnixStream::pair()?;
-    // Made here so that the child allocates nothing (see `child::run`).
-    let info = Box::new(info);
     // Output buffered now would be written twice, once by each process (standard error is
     // unbuffered).
     let _ = std::io::stdout().flush();
@@ -36,6 +34,14 @@ pub(super) fn start(
         if daemon {
             child::arm_daemon(parent);
         }
+        // SAFETY: this child never returns from here (`child::run` ends the process, and
+        // catches the target's panics), so this frame, and every frame of the caller's, stays
+        // as it is until the process ends: `info` and what it borrows (the `Process` whose start
+        // this is, alive for the whole call) live as long as the process. Nothing in this
+        // process can free them: safe code cannot drop an owner while it is borrowed for a call
+        // that has not returned.
+        let info: &'static Current<'static> =
+            unsafe { &*std::ptr::from_ref(&info).cast::<Current<'static>>() };
         child::run(theirs, info, target.trampoline, target.func, &target.arg);
     }
     drop(theirs);

@@ -541,22 +541,23 @@ impl<R> Process<R> {
             arg: pending.arg.map_err(StartError::Encode)?,
         };
         let keepalive = pending.keepalive;
-        let info = {
-            let current = current_process();
-            child::ChildInfo {
-                name: self.inner.name.clone(),
-                identity: self.inner.identity.clone(),
-                parent: ProcessIdentity::current()?,
-                parent_name: current.name,
-                method: self.inner.method,
-            }
+        let info = child::Current {
+            name: &self.inner.name,
+            identity: &self.inner.identity,
+            parent: ProcessIdentity::current()?,
+            parent_name: child::current_info().map_or("MainProcess", |i| i.name),
+            method: self.inner.method,
         };
         let mut running = match self.inner.method {
             StartMethod::Fork => {
                 fork::start(&target, info, self.inner.daemon, self.inner.accept_threads)?
             }
-            StartMethod::Spawn => spawn::start(&target, info, self.inner.daemon)?,
-            StartMethod::ForkServer => forkserver::start(&target, info, self.inner.daemon)?,
+            StartMethod::Spawn => {
+                spawn::start(&target, child::ChildInfo::of(&info), self.inner.daemon)?
+            }
+            StartMethod::ForkServer => {
+                forkserver::start(&target, child::ChildInfo::of(&info), self.inner.daemon)?
+            }
         };
         // The argument moves to the child: a forked child has its own copy of every descriptor
         // already; a re-executed or fork-server child reopens anonymous segments through our
@@ -824,7 +825,9 @@ impl ParentProcess {
 /// ```
 pub fn current_process() -> CurrentProcess {
     CurrentProcess {
-        name: child::current_info().map_or_else(|| "MainProcess".to_owned(), |i| i.name.clone()),
+        name: child::current_info()
+            .map_or("MainProcess", |i| i.name)
+            .to_owned(),
         pid: platform::getpid(),
     }
 }
@@ -836,7 +839,7 @@ pub fn current_process() -> CurrentProcess {
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
     child::current_info().map(|i| ParentProcess {
-        name: i.parent_name.clone(),
+        name: i.parent_name.to_owned(),
         identity: i.parent,
     })
 }

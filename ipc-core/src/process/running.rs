@@ -116,13 +116,16 @@ impl Running {
         loop {
             match take_frame(&mut self.buf) {
                 Ok(Some((t, payload))) => {
-                    let text = || String::from_utf8_lossy(&payload).into_owned();
+                    let text = |bytes: Vec<u8>| {
+                        String::from_utf8(bytes)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                    };
                     let report = match t {
-                        tag::RESULT => Report::Result(payload.clone()),
-                        tag::PANIC => Report::Panic(text()),
-                        tag::ARG_DECODE => Report::ArgDecode(text()),
-                        tag::RESULT_ENCODE => Report::ResultEncode(text()),
-                        tag::BAD_FUNCTION => Report::BadFunction(text()),
+                        tag::RESULT => Report::Result(payload),
+                        tag::PANIC => Report::Panic(text(payload)),
+                        tag::ARG_DECODE => Report::ArgDecode(text(payload)),
+                        tag::RESULT_ENCODE => Report::ResultEncode(text(payload)),
+                        tag::BAD_FUNCTION => Report::BadFunction(text(payload)),
                         tag::READY => Report::Ready,
                         tag::DECODED => Report::Decoded,
                         _ => {
@@ -237,26 +240,31 @@ impl Running {
     /// Waits for a readable channel or the child's end, at most `timeout`. Returns whether the
     /// child may have ended: its end's descriptor is ready, or it has none to poll.
     fn poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let mut fds = Vec::with_capacity(2);
-        if self.channel_open {
-            fds.push((self.channel.as_raw_fd(), libc::POLLIN));
-        }
-        match &self.watch {
+        // A negative descriptor is left out of the poll. No allocation: every page the parent
+        // writes while a forked child lives is a copy-on-write fault.
+        let channel = if self.channel_open {
+            self.channel.as_raw_fd()
+        } else {
+            -1
+        };
+        let (end, timeout) = match &self.watch {
             Watch::Child | Watch::Orphan => match self.pidfd_raw {
-                Some(fd) => fds.push((fd, libc::POLLIN)),
+                Some(fd) => (fd, timeout),
+                // Without a pidfd, wake in slices to re-check with waitpid.
                 None => {
-                    // Without a pidfd, wake in slices to re-check with waitpid.
                     let slice = Duration::from_millis(10);
-                    let t = timeout.map_or(slice, |t| t.min(slice));
-                    platform::poll(&fds, Some(t))?;
-                    return Ok(true);
+                    (-1, Some(timeout.map_or(slice, |t| t.min(slice))))
                 }
             },
-            Watch::Server(pipe) => fds.push((pipe.as_raw_fd(), libc::POLLIN)),
-        }
-        let revents = platform::poll(&fds, timeout)?;
-        // The end's descriptor is the last one polled.
-        Ok(revents.last().is_some_and(|&r| r != 0))
+            Watch::Server(pipe) => (pipe.as_raw_fd(), timeout),
+        };
+        let mut revents = [0; 2];
+        platform::poll_into(
+            &[(channel, libc::POLLIN), (end, libc::POLLIN)],
+            &mut revents,
+            timeout,
+        )?;
+        Ok(end < 0 || revents[1] != 0)
     }
 
     /// The descriptors whose readiness means news, for a wait that is not a blocking `poll`

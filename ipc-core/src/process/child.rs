@@ -242,7 +242,8 @@ impl Request {
     }
 }
 
-/// Who a child is: its name, and its parent (for `current_process` and `parent_process`).
+/// Who a child is, as a request to a re-executed child carries it: its name and its parent. The
+/// child reads it as a [`Current`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct ChildInfo {
     pub(super) name: String,

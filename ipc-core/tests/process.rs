@@ -425,14 +425,23 @@ fn an_unserialisable_argument_fails_at_start() {
     assert!(matches!(p.start(), Err(StartError::Encode(_))));
 }
 
+/// [`process`], named `name`.
+fn named<A, R>(name: &str, method: StartMethod, f: fn(A) -> R, arg: A) -> Process<R>
+where
+    A: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    R: Serialize + serde::de::DeserializeOwned,
+{
+    Process::builder()
+        .name(name)
+        .start_method(method)
+        .accept_fork_with_threads(true)
+        .target(f, arg)
+}
+
 #[test]
 fn names_and_parent_as_in_python() {
     for method in METHODS {
-        let p = Process::builder()
-            .name("Alice")
-            .start_method(method)
-            .accept_fork_with_threads(true)
-            .target(who_am_i, ());
+        let p = named("Alice", method, who_am_i, ());
         p.start().unwrap();
         let (name, parent_pid, parent_name) = join_within(&p, WATCHDOG).unwrap();
         assert_eq!(name, "Alice");
@@ -450,11 +459,7 @@ fn starts_grandchildren(_: ()) -> (Vec<(String, Option<String>)>, String, String
     let bobs = METHODS
         .iter()
         .map(|&method| {
-            let p = Process::builder()
-                .name("Bob")
-                .start_method(method)
-                .accept_fork_with_threads(true)
-                .target(who_am_i, ());
+            let p = named("Bob", method, who_am_i, ());
             p.start().unwrap();
             let (name, _, parent_name) = join_within(&p, WATCHDOG).unwrap();
             (name, parent_name)
@@ -467,11 +472,7 @@ fn starts_grandchildren(_: ()) -> (Vec<(String, Option<String>)>, String, String
 #[test]
 fn a_grandchild_knows_its_parent_by_name() {
     for method in METHODS {
-        let p = Process::builder()
-            .name("Alice")
-            .start_method(method)
-            .accept_fork_with_threads(true)
-            .target(starts_grandchildren, ());
+        let p = named("Alice", method, starts_grandchildren, ());
         p.start().unwrap();
         let (bobs, unnamed, me) = join_within(&p, WATCHDOG).unwrap();
         for (i, (name, parent)) in bobs.iter().enumerate() {

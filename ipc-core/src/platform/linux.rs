@@ -25,7 +25,7 @@ use rustix::process::{Pid, Resource, Rlimit, WaitOptions};
 use rustix::thread::futex;
 use rustix::time::Timespec;
 
-use crate::primitive::{AtomicU32, Ordering};
+use crate::primitive::{AtomicU32, AtomicUsize, Ordering};
 
 /// A negative descriptor names nothing (`EBADF`); `BorrowedFd` cannot hold -1.
 fn check_fd(fd: i32) -> io::Result<()> {
@@ -700,7 +700,7 @@ pub(crate) fn poll_into(
         None => &mut [],
         Some(first) if count <= ON_STACK => {
             // The slots past `count` repeat the first descriptor and are not polled.
-            let mut each = live().chain(std::iter::repeat(first));
+            let mut each = live();
             on_stack = std::array::from_fn(|_| to_poll_fd(each.next().unwrap_or(first)));
             &mut on_stack[..count]
         }
@@ -767,12 +767,22 @@ pub(crate) fn thread_count() -> io::Result<usize> {
 fn never_threaded() -> bool {
     #[cfg(target_env = "gnu")]
     {
-        static FLAG: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let addr = *FLAG.get_or_init(|| {
+        /// The flag's address: `usize::MAX` until looked up, 0 if there is none. No lock (a
+        /// `OnceLock` another thread held at a fork would stay taken in the child): two threads
+        /// that look it up at once find the same address.
+        static FLAG: AtomicUsize = AtomicUsize::new(usize::MAX);
+        // ORDERING: Relaxed, the value is the same for every thread; a stale `usize::MAX` only
+        // costs a second lookup.
+        let mut addr = FLAG.load(Ordering::Relaxed);
+        if addr == usize::MAX {
             // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name only looks the
             // symbol up; a missing one is a null pointer.
-            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) as usize }
-        });
+            addr = unsafe {
+                libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) as usize
+            };
+            // ORDERING: Relaxed, as above.
+            FLAG.store(addr, Ordering::Relaxed);
+        }
         if addr != 0 {
             // SAFETY: the address is glibc's `char __libc_single_threaded`, a global that lives
             // as long as the process. glibc writes it (zero) only as it creates a thread: while

@@ -397,8 +397,9 @@ fn send_raw(fd: i32, tag: u8, payload: &[u8]) {
     let _ = platform::send_parts_nosignal(sock, &mut [IoSlice::new(&head), IoSlice::new(payload)]);
 }
 
-/// Runs the target in this child and ends the process; never returns. `info` comes boxed, made
-/// before a fork, and the result is encoded on the stack when it fits: a forked child that
+/// Runs the target in this child and ends the process; never returns. `info` lives as long as the
+/// process (a forked child's borrows its parent's `Process`, see [`Current`]), and the result is
+/// encoded on the stack when it fits: a forked child that
 /// allocates nothing runs none of the allocator's code and writes none of its pages, each of
 /// which would be a fault (see `fork.rs`).
 // Inlined into each start method's child branch: a forked child takes a page fault (and maps

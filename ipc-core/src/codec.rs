@@ -141,7 +141,9 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Resul
 /// `None` when the encoding was appended to `big`. On failure `big` is as it was.
 ///
 /// A forked child encodes its result so: into its stack, whose page it has written already,
-/// rather than into a heap page it would have to copy first.
+/// rather than into a heap page it would have to copy first. Inlined into that child's
+/// trampoline, for the same reason as [`decode_inline`].
+#[inline(always)]
 pub(crate) fn encode_spilling<T: Serialize + ?Sized>(
     value: &T,
     small: &mut [MaybeUninit<u8>],
@@ -154,9 +156,13 @@ pub(crate) fn encode_spilling<T: Serialize + ?Sized>(
         big,
         spilled: false,
     };
-    match postcard::serialize_with_flavor(value, spill) {
-        Ok(len) => Ok(len),
-        Err(e) => {
+    // `postcard::serialize_with_flavor`, written out so that it is inlined too (postcard's own
+    // stays a call).
+    let mut serializer = postcard::Serializer { output: spill };
+    let encoded = value.serialize(&mut serializer);
+    match encoded.map(|()| postcard::ser_flavors::Flavor::finalize(serializer.output)) {
+        Ok(Ok(len)) => Ok(len),
+        Ok(Err(e)) | Err(e) => {
             big.truncate(start);
             Err(EncodeError(e))
         }
@@ -274,6 +280,14 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// assert!(ipc_core::codec::decode::<String>(&[0xff, 0xff]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    clear_custom();
+    postcard::from_bytes(bytes).map_err(decode_error)
+}
+
+/// [`decode`], inlined into its caller: a forked child's trampoline, which then runs its
+/// decoding from the code window it is in rather than take a page fault for another.
+#[inline(always)]
+pub(crate) fn decode_inline<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     clear_custom();
     postcard::from_bytes(bytes).map_err(decode_error)
 }

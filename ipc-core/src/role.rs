@@ -10,7 +10,7 @@
 pub(crate) const ROLE_ENV: &str = "IPC_CORE_ROLE";
 
 extern "C" fn dispatch() {
-    crate::platform::register_atfork();
+    crate::process::fork::register_atfork();
     // Read this process's identity while descriptors are certainly available; a failure is
     // not cached, so `ProcessIdentity::current` asks again later.
     crate::liveness::warm_cache(crate::platform::getpid());

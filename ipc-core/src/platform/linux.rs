@@ -388,7 +388,7 @@ fn parse_stat(stat: &[u8]) -> Option<PidState> {
 }
 
 /// This process's id, cached: 0 until first asked, reset in a forked child by the `atfork`
-/// handler that `role.rs` registers before `main`.
+/// handler that `role.rs` registers before `main` ([`forget_pid`]).
 static PID: AtomicU32 = AtomicU32::new(0);
 
 /// The calling process's id (a system call only the first time in each process).
@@ -406,16 +406,12 @@ pub(crate) fn getpid() -> u32 {
     }
 }
 
-extern "C" fn forget_pid_in_child() {
+/// Forgets the cached pid: called in a forked child, right after the fork, by the `atfork`
+/// handler (`process::fork::forget_pid_in_child`). Async-signal-safe: one atomic store.
+#[inline(always)]
+pub(crate) fn forget_pid() {
     // ORDERING: Relaxed, the child is single-threaded at this point.
     PID.store(0, Ordering::Relaxed);
-}
-
-/// Registers the fork handler that keeps the cached pid right in forked children.
-pub(crate) fn register_atfork() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe and therefore
-    // fine in a child right after fork.
-    unsafe { on_fork_child(forget_pid_in_child) };
 }
 
 /// Registers `handler` to run in every fork child, right after the fork.
@@ -611,6 +607,7 @@ pub(crate) fn spawn_self(vars: &[(&str, &str)], keep: i32, keep_var: &str) -> io
 ///
 /// On `libc`: rustix's `exit_group` lives in its `runtime` module, which is hidden, unstable
 /// and meant for programs without libc.
+#[inline]
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions and never returns.
     unsafe { libc::_exit(code) }
@@ -959,6 +956,7 @@ pub(crate) fn send_parts_nosignal(
 /// Closes `fd` with the system call itself, not through the C library: a forked child that
 /// calls no function of the C library it has not run since the fork takes no page fault on its
 /// code.
+#[inline]
 pub(crate) fn close_now(fd: OwnedFd) {
     use std::os::fd::IntoRawFd;
     // SAFETY: `fd` is owned, so open and closed by nothing else; taking it out of its owner

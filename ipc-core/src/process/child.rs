@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::io::IoSlice;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 
@@ -117,10 +117,11 @@ pub(super) enum Outcome {
     ResultEncode(String),
 }
 
-/// A monomorphic entry point: decodes `A`, calls the `fn(A) -> R` at `func`, encodes `R` into
-/// the slice it is given or, when it outgrows that, into the buffer (see
-/// [`codec::encode_spilling`]).
-pub(super) type Trampoline = fn(usize, &[u8], &mut [MaybeUninit<u8>], &mut Vec<u8>) -> Outcome;
+/// A monomorphic entry point: decodes `A`, reports `DECODED` on the channel it is given (a
+/// descriptor, or -1 for none), calls the `fn(A) -> R` at `func`, encodes `R` into the slice it is
+/// given or, when it outgrows that, into the buffer (see [`codec::encode_spilling`]).
+pub(super) type Trampoline =
+    fn(usize, &[u8], RawFd, &mut [MaybeUninit<u8>], &mut Vec<u8>) -> Outcome;
 
 /// The room on a child's stack for its encoded result (a larger one goes to the heap).
 const RESULT_ROOM: usize = 256;
@@ -129,6 +130,7 @@ const RESULT_ROOM: usize = 256;
 pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
     func: usize,
     arg: &[u8],
+    decoded_to: RawFd,
     small: &mut [MaybeUninit<u8>],
     big: &mut Vec<u8>,
 ) -> Outcome {
@@ -137,16 +139,13 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
     // re-executed child it was rebuilt from an offset after checking the binary is the same file
     // and that the address lies in its executable mapping. Both addresses travel together.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
-    let arg: A = match codec::decode(arg) {
+    let arg: A = match codec::decode_inline(arg) {
         Ok(a) => a,
         Err(e) => return Outcome::ArgDecode(e.to_string()),
     };
     // Every handle in the argument is attached now: the parent need not keep its copy.
-    // ORDERING: Relaxed: stored by `run` on this same thread before the trampoline ran.
-    let fd = PANIC_CHANNEL.load(Ordering::Relaxed);
-    // ORDERING: Relaxed: stored by `run` on this same thread, as above.
-    if fd >= 0 && SEND_DECODED.load(Ordering::Relaxed) {
-        send_raw(fd, tag::DECODED, &[]);
+    if decoded_to >= 0 {
+        send_raw(decoded_to, tag::DECODED, &[]);
     }
     let r = f(arg);
     match codec::encode_spilling(&r, small, big) {
@@ -304,14 +303,9 @@ static CURRENT_INFO: AtomicUsize = AtomicUsize::new(0);
 /// Children created so far by this process (for the default names).
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The channel the panic hook reports on (-1: none).
+/// The channel the panic hook reports on (-1: none). Set only where panics abort, where that
+/// hook is installed: a forked child writes no page it need not (each is a copy-on-write fault).
 static PANIC_CHANNEL: AtomicI32 = AtomicI32::new(-1);
-
-/// Whether the parent waits for `Decoded` before it lets its copy of the argument go (a
-/// re-executed or fork-server child opens the argument's segments through the parent's
-/// descriptors); a forked child has its own copies, and its parent does not wait, so it is not
-/// woken for nothing.
-static SEND_DECODED: AtomicBool = AtomicBool::new(true);
 
 /// This process's description, if it was started as a child.
 pub(super) fn current_info() -> Option<&'static Current<'static>> {
@@ -412,19 +406,27 @@ pub(super) fn run(
     func: usize,
     arg: &[u8],
 ) -> ! {
-    // ORDERING: Relaxed: read by the trampoline on this same thread.
-    SEND_DECODED.store(info.method != super::StartMethod::Fork, Ordering::Relaxed);
     set_current(info);
     let fd = channel.as_raw_fd();
     // The channel lives until `_exit`; forget the owner so no path closes it early.
     std::mem::forget(channel);
-    // ORDERING: Relaxed: read by the panic hook on this same thread, or on a thread this one
-    // spawns later (the spawn orders it).
-    PANIC_CHANNEL.store(fd, Ordering::Relaxed);
-    // Where panics unwind, no hook of ours reports them and `IN_TARGET` stays unwritten (in a
-    // forked child, its page's first write would be a fault): the payload carries the message.
+    // The parent waits for `DECODED` before it lets its copy of the argument go where the child
+    // opens the argument's segments through the parent's descriptors (a re-executed or
+    // fork-server child); a forked child has its own copies, and its parent does not wait, so
+    // it is not woken for nothing.
+    let decoded_to = if info.method == super::StartMethod::Fork {
+        -1
+    } else {
+        fd
+    };
+    // Where panics unwind, no hook of ours reports them and `PANIC_CHANNEL` and `IN_TARGET` stay
+    // unwritten (in a forked child, each page's first write is a fault): the payload carries
+    // the message.
     let hooked = cfg!(panic = "abort");
     if hooked {
+        // ORDERING: Relaxed: read by the panic hook on this same thread, or on a thread this
+        // one spawns later (the spawn orders it).
+        PANIC_CHANNEL.store(fd, Ordering::Relaxed);
         // A panic ends the process before any unwinding: the hook is the last word.
         install_panic_hook();
         IN_TARGET.with(|t| t.set(true));
@@ -432,7 +434,7 @@ pub(super) fn run(
     let mut small = [MaybeUninit::<u8>::uninit(); RESULT_ROOM];
     let mut big = Vec::new();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        trampoline(func, arg, &mut small, &mut big)
+        trampoline(func, arg, decoded_to, &mut small, &mut big)
     }));
     // Still set if no hook of ours reported the panic.
     let unreported = !hooked || IN_TARGET.with(|t| t.replace(false));

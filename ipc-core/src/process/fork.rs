@@ -58,3 +58,19 @@ pub(super) fn after_fork_in_child() {
     tracker::forget_inherited();
     forkserver::forget_inherited();
 }
+
+/// Keeps the cached pid right in every forked child, ours or not: registered with
+/// `pthread_atfork` before `main` (`role.rs`), so the C library's `fork` runs it in each child.
+/// Defined here, beside [`start`], so that it lands near the start's child branch: a forked child
+/// maps the code it runs first a 64 KiB window at a time, each a page fault (3-4 µs on the
+/// machine of the README's figures).
+extern "C" fn forget_pid_in_child() {
+    platform::forget_pid();
+}
+
+/// Registers [`forget_pid_in_child`].
+pub(crate) fn register_atfork() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe and therefore
+    // fine in a child right after fork.
+    unsafe { platform::on_fork_child(forget_pid_in_child) };
+}

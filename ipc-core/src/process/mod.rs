@@ -71,7 +71,7 @@
 mod child;
 mod exit;
 mod fn_ref;
-mod fork;
+pub(crate) mod fork;
 pub(crate) mod forkserver;
 mod join_async;
 mod running;
@@ -159,6 +159,7 @@ impl StartMethod {
 /// assert_eq!(get_start_method(), StartMethod::Spawn);
 /// set_start_method(StartMethod::ForkServer);
 /// ```
+#[inline]
 pub fn set_start_method(method: StartMethod) {
     // ORDERING: Relaxed: a setting read on its own, publishing nothing else.
     DEFAULT_METHOD.store(method.to_u8(), crate::primitive::Ordering::Relaxed);

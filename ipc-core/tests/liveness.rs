@@ -104,3 +104,35 @@ fn a_reused_pid_and_a_zombie_are_dead() {
     let other = ProcessIdentity::from_parts(me.pid(), me.start_time() + 1);
     assert_eq!(other.liveness(), Liveness::Dead);
 }
+
+/// The library caches this process's id. A child forked by a plain `fork` (not by `Process`)
+/// must not take its parent's id for its own: a fork handler resets the cache in every child.
+#[test]
+fn a_child_of_a_plain_fork_knows_its_own_pid() {
+    let parent = ProcessIdentity::current().unwrap();
+    // SAFETY: the child makes system calls, reads `/proc` (glibc's allocator is fork-safe) and
+    // exits; it takes no lock another thread of this test process could hold.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: getpid has no preconditions.
+        let real = unsafe { libc::getpid() } as u32;
+        let code = match ProcessIdentity::current() {
+            Ok(me) if me.pid() == real && me != parent => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        };
+        // SAFETY: `_exit` in a fork child is always sound.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status));
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the forked child took an identity that is not its own (1) or found none (2)"
+    );
+    assert_eq!(ProcessIdentity::current().unwrap(), parent);
+}

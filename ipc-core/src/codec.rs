@@ -280,8 +280,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// assert!(ipc_core::codec::decode::<String>(&[0xff, 0xff]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    clear_custom();
-    postcard::from_bytes(bytes).map_err(decode_error)
+    decode_inline(bytes)
 }
 
 /// [`decode`], inlined into its caller: a forked child's trampoline, which then runs its

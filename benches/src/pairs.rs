@@ -240,6 +240,14 @@ pub const PAIRS: &[Pair] = &[
         floor: None,
     },
     Pair {
+        ours: "raw.fork_result_wait_code8",
+        limit: "raw.fork_result_wait",
+        what: "that floor whose child first touches eight windows of code (each window: the \
+               difference / 8)",
+        target: None,
+        floor: None,
+    },
+    Pair {
         ours: "ours.start_spawn",
         limit: "raw.reexec_wait",
         what: "process start and join, spawn",

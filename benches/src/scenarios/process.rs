@@ -14,6 +14,11 @@
 //!   (`MSG_NOSIGNAL`) and `_exit(0)`s; the parent opens the child's pidfd (the sentinel), polls
 //!   the socket with it, reads the result, then waits for the end as a join does (a yield, then
 //!   `waitpid` without blocking, for up to 1 ms; then `waitpid`).
+//! - `raw.fork_result_wait_code8` (ms): `raw.fork_result_wait` whose child first reads one byte
+//!   of each of eight 64 KiB windows of the C library's code, spread over it (found in
+//!   `/proc/self/maps` before the timing starts). `fork` does not copy the page-table entries of
+//!   code, so each window a fresh child touches first is a page fault that maps it; paired with
+//!   `raw.fork_result_wait`, the difference ÷ 8 is what one window of code costs a forked child.
 //! - `ours.start_spawn_200mb`, `raw.reexec_wait_200mb` (ms): the same two while this process
 //!   holds 200 MB of written heap (allocated and written before the timing starts): what a
 //!   start costs from a process with a large heap, where a `fork` before the `exec` would copy
@@ -41,7 +46,10 @@ pub fn scenarios() -> Vec<Scenario> {
         }),
         Scenario::new("raw.fork_exit_wait", Unit::Ms, fork_exit_wait),
         Scenario::new("raw.reexec_wait", Unit::Ms, reexec_wait),
-        Scenario::new("raw.fork_result_wait", Unit::Ms, fork_result_wait),
+        Scenario::new("raw.fork_result_wait", Unit::Ms, |cfg| fork_result_wait(cfg, &[])),
+        Scenario::new("raw.fork_result_wait_code8", Unit::Ms, |cfg| {
+            fork_result_wait(cfg, &code_windows(8)?)
+        }),
         Scenario::new("ours.start_spawn_200mb", Unit::Ms, |cfg| {
             with_heap(|| start_join(cfg, StartMethod::Spawn))
         }),
@@ -98,13 +106,51 @@ fn fork_exit_wait(cfg: &Config) -> Repeat {
     Ok(per_call(cfg.budget(), |_| fork_bare(|| 0)?.wait())?.into())
 }
 
-fn fork_result_wait(cfg: &Config) -> Repeat {
+/// One address in each of `count` 64 KiB windows of the C library's code, spread evenly over
+/// its executable mapping.
+fn code_windows(count: usize) -> anyhow::Result<Vec<usize>> {
+    const WINDOW: usize = 64 << 10;
+    let maps = std::fs::read_to_string("/proc/self/maps").context("reading /proc/self/maps")?;
+    let (start, end) = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?;
+            let name = path.rsplit('/').next()?;
+            if perms != "r-xp" || !name.starts_with("libc.so") {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
+        })
+        .next()
+        .context("no executable mapping of the C library (libc.so) in /proc/self/maps")?;
+    let first = start.div_ceil(WINDOW);
+    let windows = end / WINDOW - first;
+    ensure!(
+        windows >= count,
+        "the C library's code spans {windows} whole 64 KiB windows, fewer than {count}"
+    );
+    Ok((0..count)
+        .map(|i| (first + i * windows / count) * WINDOW + WINDOW / 2)
+        .collect())
+}
+
+/// `raw.fork_result_wait`, whose child first reads one byte at each address of `touch`.
+fn fork_result_wait(cfg: &Config, touch: &[usize]) -> Repeat {
     use std::io::Read;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     const FRAME: &[u8; 6] = b"R\x01\0\0\0\x2a";
     Ok(per_call(cfg.budget(), |_| {
         let (mut ours, theirs) = UnixStream::pair()?;
         let mut child = fork_bare(|| {
+            for &at in touch {
+                // SAFETY: `at` lies inside the C library's executable (readable) mapping, found
+                // in /proc/self/maps; the library stays loaded for the life of the process.
+                std::hint::black_box(unsafe { std::ptr::read_volatile(at as *const u8) });
+            }
             // SAFETY: `theirs` is open in the child; `FRAME` is a valid buffer of its length.
             let sent = unsafe {
                 libc::send(
